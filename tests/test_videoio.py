@@ -1,0 +1,252 @@
+"""Video files in and out: H.264 MP4 / GIF / PNG writers, probing, decoding errors, conforming."""
+
+import subprocess
+from pathlib import Path
+
+import imageio.v3 as iio
+import imageio_ffmpeg
+import numpy as np
+import pytest
+
+from uvigu import videoio
+from uvigu.videoio import (conform_video, probe_video, read_video, write_gif, write_mp4,
+                           write_strip_png)
+
+
+def moving_square(num_frames: int = 16, height: int = 64, width: int = 64) -> np.ndarray:
+    """uint8 (f, h, w, 3): a red square moving right over a gray background."""
+    frames = np.full((num_frames, height, width, 3), 128, dtype=np.uint8)
+    side = max(2, min(height, width) // 4)
+    for i in range(num_frames):
+        left = (i * 2) % max(1, width - side)
+        frames[i, height // 3:height // 3 + side, left:left + side] = (230, 40, 40)
+    return frames
+
+
+def mean_abs_error(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.abs(a.astype(np.int16) - b.astype(np.int16)).mean())
+
+
+# --- writing -----------------------------------------------------------------------------------
+
+
+def test_mp4_is_h264_yuv420p_and_decodes_close_to_input(tmp_path: Path) -> None:
+    frames = moving_square()
+    path = write_mp4(frames, tmp_path / "clip.mp4", fps=8)
+
+    info = probe_video(path)
+    assert (info.codec, info.pix_fmt) == ("h264", "yuv420p")
+    assert (info.width, info.height, info.num_frames) == (64, 64, 16)
+    assert info.fps == pytest.approx(8.0)
+    assert info.duration_s == pytest.approx(2.0, abs=0.01)
+    decoded = read_video(path)
+    assert decoded.frames.shape == frames.shape and decoded.frames.dtype == np.uint8
+    assert decoded.fps == pytest.approx(8.0)
+    assert mean_abs_error(decoded.frames, frames) < 2.0
+
+
+def test_mp4_starts_with_its_index_for_streaming(tmp_path: Path) -> None:
+    data = write_mp4(moving_square(4), tmp_path / "clip.mp4", fps=8).read_bytes()
+    assert 0 <= data.find(b"moov") < data.find(b"mdat")  # +faststart
+
+
+def test_file_names_are_not_read_as_options_or_log_levels(tmp_path: Path) -> None:
+    path = write_mp4(moving_square(4, 16, 16), tmp_path / "-take [error] 1.mp4", fps=8)
+    assert path.name == "-take [error] 1.mp4"
+    assert probe_video(path).num_frames == 4
+    assert read_video(path).frames.shape == (4, 16, 16, 3)
+
+
+def test_odd_sized_input_is_padded_to_even(tmp_path: Path) -> None:
+    frames = moving_square(8, height=33, width=45)
+    info = probe_video(write_mp4(frames, tmp_path / "odd.mp4", fps=8))
+    assert (info.width, info.height) == (46, 34)
+    assert (info.codec, info.pix_fmt) == ("h264", "yuv420p")
+    decoded = read_video(tmp_path / "odd.mp4").frames
+    assert mean_abs_error(decoded[:, :33, :45], frames) < 2.0
+
+
+def test_scale_enlarges_exactly_with_nearest_neighbour(tmp_path: Path) -> None:
+    frames = moving_square(8, height=16, width=16)
+    path = write_mp4(frames, tmp_path / "big.mp4", fps=8, scale=4)
+    info = probe_video(path)
+    assert (info.width, info.height) == (64, 64)
+    expected = frames.repeat(4, axis=1).repeat(4, axis=2)
+    assert mean_abs_error(read_video(path).frames, expected) < 2.0
+
+
+def test_writes_are_atomic_and_leave_no_temp_files(tmp_path: Path) -> None:
+    frames = moving_square(4, 16, 16)
+    write_mp4(frames, tmp_path / "a.mp4", fps=8)
+    write_gif(frames, tmp_path / "a.gif", fps=8)
+    write_strip_png(frames, tmp_path / "a.png", num=4)
+    write_mp4(frames, tmp_path / "a.mp4", fps=8)  # overwrite in place
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.gif", "a.mp4", "a.png"]
+
+
+def test_failed_write_keeps_the_old_file_and_no_temp_file(tmp_path: Path, monkeypatch) -> None:
+    target = tmp_path / "clip.mp4"
+    target.write_bytes(b"previous take")
+
+    class BrokenWriter:
+        def append_data(self, frame: np.ndarray) -> None:
+            raise RuntimeError("encoder crashed")
+
+        def close(self) -> None:
+            pass
+
+    monkeypatch.setattr(videoio.imageio_v2, "get_writer", lambda *args, **kwargs: BrokenWriter())
+    with pytest.raises(RuntimeError, match="encoder crashed"):
+        write_mp4(moving_square(4, 16, 16), target, fps=8)
+    assert target.read_bytes() == b"previous take"
+    assert [p.name for p in tmp_path.iterdir()] == ["clip.mp4"]
+
+
+def test_gif_is_readable(tmp_path: Path) -> None:
+    frames = moving_square(6, 32, 32)
+    path = write_gif(frames, tmp_path / "clip.gif", fps=8)
+    decoded = iio.imread(path, index=None)
+    assert decoded.shape[:3] == (6, 32, 32)
+    assert mean_abs_error(decoded[..., :3], frames) < 2.0
+
+
+def test_png_strip_holds_evenly_spaced_frames(tmp_path: Path) -> None:
+    frames = moving_square(16, 16, 16)
+    strip = iio.imread(write_strip_png(frames, tmp_path / "strip.png", num=4))
+    assert strip.shape == (16, 4 * 16, 3)
+    tiles = np.split(strip, 4, axis=1)
+    for tile, index in zip(tiles, [0, 5, 10, 15]):
+        np.testing.assert_array_equal(tile, frames[index])
+
+
+def test_png_strip_of_a_short_clip_shows_every_frame(tmp_path: Path) -> None:
+    strip = iio.imread(write_strip_png(moving_square(3, 8, 8), tmp_path / "s.png", num=8, scale=2))
+    assert strip.shape == (16, 3 * 16, 3)
+
+
+@pytest.mark.parametrize("bad", [np.zeros((4, 8, 8), np.uint8), np.zeros((4, 8, 8, 3), np.float32),
+                                 np.zeros((0, 8, 8, 3), np.uint8)])
+def test_writers_refuse_malformed_frames(tmp_path: Path, bad: np.ndarray) -> None:
+    with pytest.raises(ValueError, match="frames"):
+        write_mp4(bad, tmp_path / "x.mp4", fps=8)
+    assert list(tmp_path.iterdir()) == []
+
+
+# --- reading errors ----------------------------------------------------------------------------
+
+
+def test_text_file_named_mp4_is_not_a_video(tmp_path: Path) -> None:
+    path = tmp_path / "notes.mp4"
+    path.write_text("this is not a video\n")
+    with pytest.raises(ValueError, match="notes.mp4 is not a video file"):
+        read_video(path)
+    with pytest.raises(ValueError, match="not a video file"):
+        probe_video(path)
+
+
+def test_empty_file_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "empty.mp4"
+    path.touch()
+    with pytest.raises(ValueError, match=r"empty.mp4 is empty \(0 bytes\)"):
+        read_video(path)
+
+
+def test_missing_file_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="not found"):
+        read_video(tmp_path / "nowhere.mp4")
+
+
+def test_truncated_mp4_is_refused(tmp_path: Path) -> None:
+    data = write_mp4(moving_square(), tmp_path / "full.mp4", fps=8).read_bytes()
+    path = tmp_path / "cut.mp4"
+    path.write_bytes(data[: len(data) * 2 // 3])
+    with pytest.raises(ValueError, match="corrupt or truncated"):
+        read_video(path)
+
+
+def test_audio_only_file_has_no_video_stream(tmp_path: Path) -> None:
+    path = tmp_path / "sound.m4a"
+    subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-f", "lavfi", "-i",
+                    "anullsrc", "-t", "0.2", str(path)], check=True)
+    with pytest.raises(ValueError, match="no video stream"):
+        read_video(path)
+
+
+def test_limits_refuse_long_large_clips_with_actionable_messages(tmp_path: Path) -> None:
+    path = write_mp4(moving_square(24, 16, 16), tmp_path / "long.mp4", fps=2)  # 12 s
+    with pytest.raises(ValueError, match=r"long.mp4 is 12.0 s long; the limit is 10 s"):
+        read_video(path, max_duration_s=10)
+    with pytest.raises(ValueError, match="has 24 frames; the limit is 20"):
+        read_video(path, max_frames=20)
+    with pytest.raises(ValueError, match=r"is 16×16; the largest side allowed is 8 px"):
+        read_video(path, max_side=8)
+    assert read_video(path, max_frames=24, max_duration_s=12, max_side=16).frames.shape[0] == 24
+
+
+def test_first_s_decodes_only_the_start(tmp_path: Path) -> None:
+    path = write_mp4(moving_square(16, 16, 16), tmp_path / "clip.mp4", fps=8)
+    decoded = read_video(path, first_s=1.0)
+    assert decoded.frames.shape == (8, 16, 16, 3)
+    np.testing.assert_array_equal(decoded.frames, read_video(path).frames[:8])
+
+
+# --- conforming --------------------------------------------------------------------------------
+
+
+def test_conform_does_nothing_to_a_clip_that_fits() -> None:
+    frames = moving_square()
+    result = conform_video(frames, 8, num_frames=16, target_fps=8, height=64, width=64)
+    assert result.notes == []
+    np.testing.assert_array_equal(result.frames, frames)
+
+
+def test_conform_crops_and_resizes_with_a_note() -> None:
+    frames = np.zeros((16, 240, 320, 3), np.uint8)
+    frames[:, :, :40] = 255  # a bar inside the 40 px on each side that the square crop removes
+    frames[:, :, 280:] = 255
+    result = conform_video(frames, 8, num_frames=16, target_fps=8, height=64, width=64)
+    assert result.frames.shape == (16, 64, 64, 3) and result.frames.dtype == np.uint8
+    assert result.notes == ["resized 320×240 → 64×64 (center-cropped to square)"]
+    assert result.frames.max() == 0
+
+
+def test_conform_crop_only_and_non_square_aspect() -> None:
+    frames = np.zeros((16, 64, 80, 3), np.uint8)
+    assert conform_video(frames, 8, num_frames=16, target_fps=8, height=64,
+                         width=64).notes == ["center-cropped 80×64 → 64×64"]
+    result = conform_video(frames, 8, num_frames=16, target_fps=8, height=48, width=64)
+    assert result.frames.shape == (16, 48, 64, 3)
+    assert result.notes == ["resized 80×64 → 64×48 (center-cropped to 4:3)"]
+
+
+def test_conform_resamples_frame_rate_and_keeps_the_start() -> None:
+    frames = np.arange(90, dtype=np.uint8)[:, None, None, None].repeat(3, axis=3)  # 3 s at 30 fps
+    frames = np.broadcast_to(frames, (90, 4, 4, 3)).copy()
+    result = conform_video(frames, 30, num_frames=16, target_fps=8, height=4, width=4)
+    assert result.notes == ["resampled 30 fps → 8 fps", "used the first 2.0 s (16 frames)"]
+    expected = [round(i * 30 / 8 + 1e-9) for i in range(16)]  # nearest source frame in time
+    assert result.frames[:, 0, 0, 0].tolist() == [min(e, 89) for e in expected]
+
+
+def test_conform_pads_a_short_clip_with_its_last_frame() -> None:
+    frames = moving_square(9, 8, 8)
+    result = conform_video(frames, 8, num_frames=16, target_fps=8, height=8, width=8)
+    assert result.notes == ["padded 9 → 16 frames by repeating the last frame"]
+    np.testing.assert_array_equal(result.frames[:9], frames)
+    np.testing.assert_array_equal(result.frames[9:], np.repeat(frames[-1:], 7, axis=0))
+
+
+def test_conform_notes_every_change_at_once() -> None:
+    frames = np.zeros((20, 32, 32, 3), np.uint8)  # 1.25 s at 16 fps: 10 frames at 8 fps
+    result = conform_video(frames, 16, num_frames=16, target_fps=8, height=64, width=64)
+    assert result.frames.shape == (16, 64, 64, 3)
+    assert result.notes == ["resampled 16 fps → 8 fps",
+                            "padded 10 → 16 frames by repeating the last frame",
+                            "resized 32×32 → 64×64"]
+
+
+def test_conform_refuses_bad_arguments() -> None:
+    with pytest.raises(ValueError, match="frame rates must be positive"):
+        conform_video(moving_square(2, 8, 8), 0, num_frames=2, target_fps=8, height=8, width=8)
+    with pytest.raises(ValueError, match="frames must be uint8"):
+        conform_video(np.zeros((2, 8, 8)), 8, num_frames=2, target_fps=8, height=8, width=8)

@@ -1,0 +1,475 @@
+"""Video files in and out: H.264 MP4 / GIF / PNG-strip writers, probing, decoding, conforming.
+
+Frames are ``uint8`` arrays of shape ``(f, h, w, 3)`` (RGB) everywhere in this module.
+
+Every writer is atomic: it encodes into a temporary file beside the target and moves it into
+place with ``os.replace``, so a crash never leaves a half-written file behind. MP4s are H.264
+(libx264) / yuv420p with even dimensions and ``+faststart`` (DESIGN.md §6: plays in every
+browser). Reading goes through the ffmpeg binary that ``imageio-ffmpeg`` ships (no system
+ffmpeg needed); every problem with an input file is a ``ValueError`` a user can act on.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import os
+import re
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import imageio.v2 as imageio_v2
+import imageio_ffmpeg
+import numpy as np
+from PIL import Image
+
+logger = logging.getLogger(__name__)
+
+# x264 constant-rate factor: 18 is visually lossless for the small flat-coloured clips the
+# model makes; imageio's default (quality 5 → crf 25) visibly smears 64 px shapes.
+_MP4_CRF = 18
+_PROBE_TIMEOUT_S = 60.0
+_DECODE_TIMEOUT_S = 600.0
+# Only ffmpeg log lines tagged with these levels (by `-loglevel level+…`) count as problems.
+_ERROR_LINE = re.compile(r"^(?:\[[^\]]* @ 0x[0-9a-f]+\] )?\[(?:error|fatal|panic)\]")
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    """What ``probe_video`` finds in a file's first video stream (display size, after rotation)."""
+
+    codec: str  # ffmpeg codec name, e.g. "h264"
+    pix_fmt: str  # e.g. "yuv420p"
+    width: int
+    height: int
+    fps: float
+    num_frames: int
+    duration_s: float
+
+
+@dataclass(frozen=True)
+class DecodedVideo:
+    """A decoded clip: ``frames`` uint8 (f, h, w, 3) RGB, played at ``fps``."""
+
+    frames: np.ndarray
+    fps: float
+
+
+@dataclass(frozen=True)
+class ConformedVideo:
+    """A clip brought to the model's size, frame rate and length; ``notes`` says what changed."""
+
+    frames: np.ndarray  # uint8 (num_frames, height, width, 3)
+    notes: list[str] = field(default_factory=list)
+
+
+# ---------------------------------------------------------------------------------------------
+# Writing
+# ---------------------------------------------------------------------------------------------
+
+
+def write_mp4(frames: np.ndarray, path: str | os.PathLike, fps: int, scale: int = 1) -> Path:
+    """Write ``frames`` uint8 (f, h, w, 3) as an H.264 / yuv420p MP4 at ``fps``; return the path.
+
+    ``scale`` > 1 enlarges each pixel to a ``scale``×``scale`` block (nearest neighbour, so small
+    model clips stay crisp). Odd sizes are padded by one edge-replicated row / column, because
+    yuv420p needs even dimensions.
+    """
+    if not isinstance(fps, (int, np.integer)) or isinstance(fps, bool) or fps <= 0:
+        raise ValueError(f"fps must be a positive integer, got {fps!r}")
+    frames = _pad_to_even(_enlarge(_check_frames(frames), scale))
+    path = Path(path)
+    with _atomic_target(path) as tmp:
+        writer = imageio_v2.get_writer(
+            tmp,
+            format="FFMPEG",
+            mode="I",
+            fps=int(fps),
+            codec="libx264",
+            pixelformat="yuv420p",
+            macro_block_size=2,  # sizes are already even: never let imageio rescale
+            quality=None,  # the CRF below decides quality
+            ffmpeg_log_level="error",
+            output_params=["-crf", str(_MP4_CRF), "-movflags", "+faststart", "-f", "mp4"],
+        )
+        try:
+            for frame in frames:
+                writer.append_data(frame)
+        finally:
+            writer.close()
+    logger.debug("wrote %s: %s frames at %d fps", path, frames.shape, fps)
+    return path
+
+
+def write_gif(
+    frames: np.ndarray, path: str | os.PathLike, fps: float, *, scale: int = 1
+) -> Path:
+    """Write ``frames`` uint8 (f, h, w, 3) as a looping GIF at ``fps``; return the path.
+
+    GIF stores delays in 1/100 s, so the played rate is only approximately ``fps``; Pillow
+    merges identical consecutive frames into one longer frame (the timing is kept).
+    """
+    frames = _enlarge(_check_frames(frames), scale)
+    if not fps > 0:
+        raise ValueError(f"fps must be positive, got {fps!r}")
+    images = [Image.fromarray(frame) for frame in frames]
+    path = Path(path)
+    with _atomic_target(path) as tmp:
+        images[0].save(
+            tmp,
+            format="GIF",
+            save_all=True,
+            append_images=images[1:],
+            duration=round(1000 / fps),
+            loop=0,
+        )
+    return path
+
+
+def write_strip_png(
+    frames: np.ndarray, path: str | os.PathLike, num: int = 8, *, scale: int = 1
+) -> Path:
+    """Write ``num`` evenly spaced frames of ``frames`` (f, h, w, 3) side by side as one PNG.
+
+    The strip is uint8 (h, min(num, f)·w, 3) (times ``scale``); the first and last frames are
+    always included. Returns the path.
+    """
+    frames = _check_frames(frames)
+    if num < 1:
+        raise ValueError(f"num must be at least 1, got {num}")
+    count = min(num, frames.shape[0])
+    indices = np.linspace(0, frames.shape[0] - 1, count).round().astype(int)
+    strip = np.concatenate(list(_enlarge(frames[indices], scale)), axis=1)  # (h, count·w, 3)
+    path = Path(path)
+    with _atomic_target(path) as tmp:
+        Image.fromarray(strip).save(tmp, format="PNG")
+    return path
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading
+# ---------------------------------------------------------------------------------------------
+
+
+def probe_video(path: str | os.PathLike) -> VideoInfo:
+    """Describe the first video stream of ``path`` (codec, size, fps, frame count, duration).
+
+    Frames are counted by demuxing the whole file without decoding (fast). Raises
+    ``ValueError`` for a missing, empty, non-video, corrupt or truncated file.
+    """
+    path = _check_file(path)
+    # Stream copy into the null muxer reads every packet: it counts frames and surfaces
+    # truncation ("partial file") without the cost of decoding.
+    result = _run_ffmpeg(["-i", _ffmpeg_input(path), "-map", "0:V:0", "-c", "copy",
+                          "-f", "null", "-"], timeout=_PROBE_TIMEOUT_S)
+    log = result.stderr.decode("utf-8", errors="replace")
+    input_section = re.split(r"^\[info\] (?:Stream mapping:|Output #0)", log, maxsplit=1,
+                             flags=re.MULTILINE)[0]
+    stream = _first_video_stream(input_section)
+    if stream is None:
+        if not re.search(r"^\[info\] Input #0", input_section, flags=re.MULTILINE):
+            raise ValueError(f"{path.name} is not a video file ffmpeg can read "
+                             f"({_first_error(log) or 'unknown format'}); "
+                             "use an MP4, WebM, MOV, AVI, MKV or GIF file")
+        raise ValueError(f"{path.name} has no video stream (audio only or an image?); "
+                         "use a video file")
+    if result.returncode != 0:
+        raise ValueError(f"{path.name} could not be read: {_first_error(log) or 'ffmpeg failed'}")
+    errors = _error_lines(log)
+    if errors:
+        raise ValueError(f"{path.name} is corrupt or truncated ({_strip_prefix(errors[-1])}); "
+                         "re-export or re-upload the file")
+
+    codec, pix_fmt, width, height, fps = stream
+    rotation = re.search(r"display ?matrix: rotation of (-?[\d.]+) degrees", input_section,
+                         flags=re.IGNORECASE)
+    if rotation and round(abs(float(rotation.group(1)))) % 180 == 90:
+        width, height = height, width  # ffmpeg auto-rotates when decoding
+    frame_counts = re.findall(r"frame=\s*(\d+)", log)
+    num_frames = int(frame_counts[-1]) if frame_counts else 0
+    if num_frames == 0:
+        raise ValueError(f"{path.name} contains no video frames")
+    duration = re.search(r"Duration: (\d+):(\d+):(\d+(?:\.\d+)?)", input_section)
+    if duration:
+        hours, minutes, seconds = duration.groups()
+        duration_s = int(hours) * 3600 + int(minutes) * 60 + float(seconds)
+    else:
+        duration_s = num_frames / fps if fps > 0 else 0.0
+    if fps <= 0:
+        fps = num_frames / duration_s if duration_s > 0 else 0.0
+    if fps <= 0:
+        raise ValueError(f"{path.name} has no usable frame rate")
+    return VideoInfo(codec=codec, pix_fmt=pix_fmt, width=width, height=height, fps=fps,
+                     num_frames=num_frames, duration_s=duration_s)
+
+
+def read_video(
+    path: str | os.PathLike,
+    max_frames: int | None = None,
+    max_duration_s: float | None = None,
+    max_side: int | None = None,
+    *,
+    first_s: float | None = None,
+) -> DecodedVideo:
+    """Decode ``path`` to RGB frames uint8 (f, h, w, 3) and its frame rate.
+
+    ``max_frames``, ``max_duration_s`` and ``max_side`` are limits on the whole file: a file
+    over any of them is refused with a ``ValueError`` (nothing is decoded). ``first_s`` decodes
+    only the first ``first_s`` seconds (for taking a short clip from a long file). Missing,
+    empty, non-video, corrupt and truncated files raise ``ValueError`` too.
+    """
+    info = probe_video(path)
+    name = Path(path).name
+    if max_duration_s is not None and info.duration_s > max_duration_s + 1e-6:
+        raise ValueError(f"{name} is {info.duration_s:.1f} s long; the limit is "
+                         f"{max_duration_s:g} s. Trim the clip and try again")
+    if max_frames is not None and info.num_frames > max_frames:
+        raise ValueError(f"{name} has {info.num_frames} frames; the limit is {max_frames}. "
+                         "Trim the clip or lower its frame rate and try again")
+    if max_side is not None and max(info.width, info.height) > max_side:
+        raise ValueError(f"{name} is {info.width}×{info.height}; the largest side allowed is "
+                         f"{max_side} px. Downscale the clip and try again")
+    if first_s is not None and not first_s > 0:
+        raise ValueError(f"first_s must be positive, got {first_s!r}")
+
+    args = ["-i", _ffmpeg_input(Path(path)), "-map", "0:V:0"]
+    if first_s is not None:
+        args += ["-t", f"{first_s:.6f}"]
+    # passthrough: one output frame per decoded frame, no frame-rate conversion by ffmpeg.
+    args += ["-fps_mode", "passthrough", "-f", "rawvideo", "-pix_fmt", "rgb24", "-"]
+    result = _run_ffmpeg(args, timeout=_DECODE_TIMEOUT_S)
+    log = result.stderr.decode("utf-8", errors="replace")
+    frame_bytes = info.width * info.height * 3
+    count, remainder = divmod(len(result.stdout), frame_bytes)
+    if result.returncode != 0 or remainder:
+        raise ValueError(f"{name} could not be decoded: {_first_error(log) or 'ffmpeg failed'}")
+    if count == 0:
+        raise ValueError(f"{name} contains no decodable video frames")
+    expected = info.num_frames
+    if first_s is not None:
+        expected = min(expected, math.floor(first_s * info.fps))
+    if count < expected:
+        detail = _first_error(log)
+        raise ValueError(f"{name} is corrupt or truncated: only {count} of {expected} frames "
+                         f"decode{f' ({detail})' if detail else ''}; re-export the file")
+    for line in _error_lines(log):
+        logger.warning("%s: %s", name, _strip_prefix(line))
+    frames = np.frombuffer(result.stdout, dtype=np.uint8).reshape(
+        count, info.height, info.width, 3)  # (f, h, w, 3)
+    return DecodedVideo(frames=frames.copy(), fps=info.fps)
+
+
+# ---------------------------------------------------------------------------------------------
+# Conforming to the model's format
+# ---------------------------------------------------------------------------------------------
+
+
+def conform_video(
+    frames: np.ndarray,
+    fps: float,
+    *,
+    num_frames: int,
+    target_fps: float,
+    height: int,
+    width: int,
+) -> ConformedVideo:
+    """Bring ``frames`` uint8 (f, h, w, 3) at ``fps`` to (num_frames, height, width, 3).
+
+    Time: frames are sampled at ``target_fps`` from the start (nearest source frame); a longer
+    clip keeps its first ``num_frames / target_fps`` seconds, a shorter one repeats its last
+    frame. Space: center-crop to the target aspect, then resize (area interpolation). ``notes``
+    lists every change in plain words; it is empty when the clip already fits.
+    """
+    frames = _check_frames(frames)
+    if not fps > 0 or not target_fps > 0:
+        raise ValueError(f"frame rates must be positive, got fps={fps!r}, "
+                         f"target_fps={target_fps!r}")
+    if num_frames < 1 or height < 1 or width < 1:
+        raise ValueError(f"num_frames, height and width must be at least 1, got "
+                         f"{num_frames}, {height}, {width}")
+    notes: list[str] = []
+    src_count = frames.shape[0]
+
+    # Time. Target frame i shows the source at t = i / target_fps.
+    ratio = fps / target_fps
+    if abs(fps - target_fps) > 1e-3:
+        notes.append(f"resampled {_fmt_fps(fps)} fps → {_fmt_fps(target_fps)} fps")
+    positions = np.floor(np.arange(num_frames) * ratio + 0.5 + 1e-9).astype(int)
+    available = int(np.count_nonzero(positions < src_count))
+    # A source frame exists beyond the last one used: the clip is longer than needed.
+    next_position = math.floor(num_frames * ratio + 0.5 + 1e-9)
+    if available == num_frames and next_position < src_count:
+        notes.append(f"used the first {_fmt_s(num_frames / target_fps)} s "
+                     f"({num_frames} frames)")
+    elif available < num_frames:
+        notes.append(f"padded {available} → {num_frames} frames by repeating the last frame")
+    frames = frames[np.minimum(positions, src_count - 1)]  # (num_frames, h, w, 3)
+
+    # Space.
+    src_h, src_w = frames.shape[1:3]
+    if src_w * height > width * src_h:  # too wide: crop the sides
+        crop_h, crop_w = src_h, max(1, round(src_h * width / height))
+    else:  # too tall: crop top and bottom
+        crop_h, crop_w = max(1, round(src_w * height / width)), src_w
+    cropped = (crop_h, crop_w) != (src_h, src_w)
+    if cropped:
+        top, left = (src_h - crop_h) // 2, (src_w - crop_w) // 2
+        frames = frames[:, top:top + crop_h, left:left + crop_w]
+    resized = (crop_h, crop_w) != (height, width)
+    if resized:
+        frames = np.stack([cv2.resize(frame, (width, height), interpolation=cv2.INTER_AREA)
+                           for frame in frames])
+    if resized:
+        crop_note = f" (center-cropped to {_fmt_aspect(width, height)})" if cropped else ""
+        notes.append(f"resized {src_w}×{src_h} → {width}×{height}{crop_note}")
+    elif cropped:
+        notes.append(f"center-cropped {src_w}×{src_h} → {width}×{height}")
+    return ConformedVideo(frames=np.ascontiguousarray(frames), notes=notes)
+
+
+# ---------------------------------------------------------------------------------------------
+# Helpers
+# ---------------------------------------------------------------------------------------------
+
+
+def _check_frames(frames: np.ndarray) -> np.ndarray:
+    frames = np.asarray(frames)
+    if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
+        raise ValueError(f"frames must be uint8 of shape (frames, height, width, 3), got "
+                         f"{frames.dtype} {tuple(frames.shape)}")
+    if min(frames.shape[:3]) < 1:
+        raise ValueError(f"frames must not be empty, got shape {tuple(frames.shape)}")
+    return frames
+
+
+def _enlarge(frames: np.ndarray, scale: int) -> np.ndarray:
+    if not isinstance(scale, (int, np.integer)) or isinstance(scale, bool) or scale < 1:
+        raise ValueError(f"scale must be a positive integer, got {scale!r}")
+    if scale == 1:
+        return frames
+    return frames.repeat(scale, axis=1).repeat(scale, axis=2)  # (f, h·s, w·s, 3)
+
+
+def _pad_to_even(frames: np.ndarray) -> np.ndarray:
+    pad_h, pad_w = frames.shape[1] % 2, frames.shape[2] % 2
+    if pad_h or pad_w:
+        frames = np.pad(frames, ((0, 0), (0, pad_h), (0, pad_w), (0, 0)), mode="edge")
+    return np.ascontiguousarray(frames)
+
+
+@contextlib.contextmanager
+def _atomic_target(path: Path) -> Iterator[str]:
+    """Yield a temporary path beside ``path``; move it onto ``path`` only if the body succeeds."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}",
+                                   dir=path.parent)
+    os.close(handle)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def _check_file(path: str | os.PathLike) -> Path:
+    path = Path(path)
+    if not path.exists():
+        raise ValueError(f"video file not found: {path}")
+    if not path.is_file():
+        raise ValueError(f"{path} is not a file")
+    if path.stat().st_size == 0:
+        raise ValueError(f"{path.name} is empty (0 bytes); upload the video again")
+    return path
+
+
+def _ffmpeg_input(path: Path) -> str:
+    # "file:" keeps names like "-x.mp4" or "concat:a|b" from being read as options or protocols.
+    return f"file:{path.absolute()}"
+
+
+def _run_ffmpeg(args: list[str], timeout: float) -> subprocess.CompletedProcess:
+    command = [imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-nostdin",
+               "-loglevel", "level+info", *args]
+    try:
+        return subprocess.run(command, capture_output=True, timeout=timeout, check=False)
+    except subprocess.TimeoutExpired as error:
+        raise ValueError(f"reading the video took longer than {timeout:g} s; "
+                         "use a shorter or smaller file") from error
+
+
+def _first_video_stream(input_section: str) -> tuple[str, str, int, int, float] | None:
+    """(codec, pix_fmt, width, height, fps) of the first non-cover-art video stream, if any."""
+    for line in input_section.splitlines():
+        match = re.search(r"Stream #\d+:\d+.*?: Video: (.*)$", line)
+        if not match or "(attached pic)" in line:
+            continue
+        parts = _split_top_level(match.group(1))
+        codec = parts[0].split()[0] if parts and parts[0].split() else "unknown"
+        pix_fmt = parts[1].split("(")[0].strip() if len(parts) > 1 else "unknown"
+        size = next((m for p in parts if (m := re.match(r"(\d+)x(\d+)", p))), None)
+        if size is None:
+            continue
+        fps = 0.0
+        for unit in ("fps", "tbr"):
+            rate = next((m for p in parts if (m := re.fullmatch(rf"([\d.]+)(k?) {unit}", p))),
+                        None)
+            if rate:
+                fps = float(rate.group(1)) * (1000 if rate.group(2) else 1)
+                break
+        return codec, pix_fmt, int(size.group(1)), int(size.group(2)), fps
+    return None
+
+
+def _split_top_level(text: str) -> list[str]:
+    """Split on commas that are not inside parentheses or brackets."""
+    parts, depth, current = [], 0, []
+    for char in text:
+        if char in "([":
+            depth += 1
+        elif char in ")]":
+            depth -= 1
+        if char == "," and depth == 0:
+            parts.append("".join(current).strip())
+            current = []
+        else:
+            current.append(char)
+    parts.append("".join(current).strip())
+    return parts
+
+
+def _error_lines(log: str) -> list[str]:
+    return [line for line in log.splitlines() if _ERROR_LINE.match(line)]
+
+
+def _strip_prefix(line: str) -> str:
+    """The message of an ffmpeg log line, without its '[component @ 0x…] [level]' tags."""
+    return re.sub(r"^(?:\[[^\]]*\]\s*)+", "", line).strip()
+
+
+def _first_error(log: str) -> str:
+    errors = _error_lines(log)
+    # The last line is usually a generic summary; the first one names the cause.
+    return _strip_prefix(errors[0]) if errors else ""
+
+
+def _fmt_fps(fps: float) -> str:
+    return f"{fps:.4g}"
+
+
+def _fmt_s(seconds: float) -> str:
+    text = f"{seconds:.2f}".rstrip("0")
+    return text + "0" if text.endswith(".") else text
+
+
+def _fmt_aspect(width: int, height: int) -> str:
+    if width == height:
+        return "square"
+    divisor = math.gcd(width, height)
+    return f"{width // divisor}:{height // divisor}"
