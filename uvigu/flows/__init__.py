@@ -1,0 +1,23 @@
+"""Flows for both modalities under one σ convention (σ = 1 noise, σ = 0 data)."""
+
+from .sampler import SamplerResult, SamplerStep, sample
+from .sigma import NUM_TRAIN_TIMESTEPS, sample_training_sigma, schedule_start_index, shift_sigma, sigma_to_timestep
+from .text import DiscreteFlow
+from .video import euler_step, inference_sigmas, interpolate, predict_clean, velocity_target
+
+__all__ = [
+    "NUM_TRAIN_TIMESTEPS",
+    "DiscreteFlow",
+    "SamplerResult",
+    "SamplerStep",
+    "euler_step",
+    "inference_sigmas",
+    "interpolate",
+    "predict_clean",
+    "sample",
+    "sample_training_sigma",
+    "schedule_start_index",
+    "shift_sigma",
+    "sigma_to_timestep",
+    "velocity_target",
+]

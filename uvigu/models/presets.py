@@ -1,0 +1,148 @@
+"""Named model sizes and a builder for a fresh (randomly initialised) pipeline.
+
+``tiny`` is for tests (seconds on a CPU), ``shapes`` is the shipped Shapes-world model, ``wan-1.3b``
+is the transformer of Wan2.1-T2V-1.3B extended with a text stream (for the GPU benchmark; real
+Wan-scale pipelines are loaded from a Wan folder instead).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass
+
+import torch
+from diffusers import FlowMatchEulerDiscreteScheduler
+
+
+@dataclass(frozen=True)
+class ModelPreset:
+    name: str
+    # transformer
+    patch_size: tuple[int, int, int] = (2, 8, 8)  # pixel-space patches: 16×64×64 clip → 8×8×8 = 512 tokens
+    num_attention_heads: int = 4
+    attention_head_dim: int = 48
+    ffn_dim: int = 768
+    num_layers: int = 6
+    text_ffn_dim: int | None = None  # None: same as ffn_dim
+    shared_ffn: bool = False
+    # prompt encoder (small T5)
+    encoder_dim: int = 128
+    encoder_layers: int = 2
+    encoder_heads: int = 4
+    encoder_ff: int = 256
+    # clip and text
+    num_frames: int = 16
+    height: int = 64
+    width: int = 64
+    fps: int = 8
+    max_text_len: int = 48  # longest caption (2 objects ≈ 35 tokens) + end token, with margin
+    max_prompt_len: int = 32
+    # sampling defaults
+    num_inference_steps: int = 20
+    caption_steps: int = 16
+    guidance_scale: float = 3.0
+    shift: float = 3.0  # Wan's inference shift
+    text_source: str = "uniform"
+    text_exponent: float = 1.0
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+PRESETS: dict[str, ModelPreset] = {
+    "tiny": ModelPreset(
+        name="tiny",
+        patch_size=(2, 4, 4),
+        num_attention_heads=2,
+        attention_head_dim=12,
+        ffn_dim=48,
+        num_layers=2,
+        encoder_dim=16,
+        encoder_layers=1,
+        encoder_heads=2,
+        encoder_ff=32,
+        num_frames=4,
+        height=16,
+        width=16,
+        max_text_len=48,
+        max_prompt_len=32,
+        num_inference_steps=4,
+        caption_steps=4,
+    ),
+    "shapes": ModelPreset(name="shapes"),
+}
+
+# Wan2.1-T2V-1.3B transformer sizes (diffusers config of Wan-AI/Wan2.1-T2V-1.3B-Diffusers).
+WAN_1_3B = dict(
+    patch_size=(1, 2, 2),
+    num_attention_heads=12,
+    attention_head_dim=128,
+    in_channels=16,
+    out_channels=16,
+    text_dim=4096,
+    freq_dim=256,
+    ffn_dim=8960,
+    num_layers=30,
+    cross_attn_norm=True,
+    qk_norm="rms_norm_across_heads",
+    eps=1e-6,
+    rope_max_seq_len=1024,
+)
+
+
+def get_preset(name: str) -> ModelPreset:
+    if name not in PRESETS:
+        raise ValueError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}.")
+    return PRESETS[name]
+
+
+def build_pipeline(preset: str | ModelPreset, words: Iterable[str], seed: int = 0):
+    """A randomly initialised pipeline of ``preset`` with a word-level vocabulary over ``words``."""
+    from ..pipeline import UniViGUPipeline
+    from .codec import PixelCodec
+    from .prompt_encoder import build_t5_encoder
+    from .tokenizer import build_word_tokenizer
+    from .transformer import UniViGUTransformer3DModel
+
+    p = get_preset(preset) if isinstance(preset, str) else preset
+    torch.manual_seed(seed)
+    tokenizer = build_word_tokenizer(words)
+    vocab_size = len(tokenizer)
+    text_encoder = build_t5_encoder(
+        vocab_size, d_model=p.encoder_dim, num_layers=p.encoder_layers, num_heads=p.encoder_heads, d_ff=p.encoder_ff
+    ).eval()
+    transformer = UniViGUTransformer3DModel(
+        patch_size=p.patch_size,
+        num_attention_heads=p.num_attention_heads,
+        attention_head_dim=p.attention_head_dim,
+        in_channels=3,
+        out_channels=3,
+        text_dim=p.encoder_dim,
+        freq_dim=256,
+        ffn_dim=p.ffn_dim,
+        num_layers=p.num_layers,
+        rope_max_seq_len=max(64, p.num_frames, p.height, p.width),
+        vocab_size=vocab_size,
+        mask_token_id=tokenizer.mask_token_id,
+        text_ffn_dim=p.text_ffn_dim,
+        shared_ffn=p.shared_ffn,
+        max_text_len=p.max_text_len,
+    ).eval()
+    return UniViGUPipeline(
+        transformer=transformer,
+        text_encoder=text_encoder,
+        tokenizer=tokenizer,
+        codec=PixelCodec(),
+        scheduler=FlowMatchEulerDiscreteScheduler(shift=p.shift),
+        fps=p.fps,
+        num_frames=p.num_frames,
+        height=p.height,
+        width=p.width,
+        max_text_len=p.max_text_len,
+        max_prompt_len=p.max_prompt_len,
+        num_inference_steps=p.num_inference_steps,
+        caption_steps=p.caption_steps,
+        guidance_scale=p.guidance_scale,
+        text_source=p.text_source,
+        text_exponent=p.text_exponent,
+    )

@@ -1,0 +1,431 @@
+"""UniViGUPipeline: generate, caption, generate-with-caption and edit with one network.
+
+Each task is a noise configuration of the same transformer (DESIGN §2.3):
+
+| task     | video                           | text stream                  | cross-attention      |
+|----------|---------------------------------|------------------------------|----------------------|
+| generate | noise → clean                   | the prompt, clean (σ = 0)    | encoder(prompt), CFG |
+| caption  | the clip, clean (σ = 0)         | source → clean (jump rule)   | encoder("")          |
+| joint    | noise → clean                   | source → clean, same σ       | encoder(prompt), CFG |
+| edit     | the clip noised to ``strength`` | the edited text, clean       | encoder(text), CFG   |
+
+The story follows diffusers' Wan pipeline: check inputs → encode the prompt → prepare latents and
+text → one denoising loop with a step callback → decode → a result dataclass.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import torch
+from diffusers import DiffusionPipeline, FlowMatchEulerDiscreteScheduler
+from transformers import PreTrainedTokenizerBase
+
+from .flows import DiscreteFlow, SamplerStep, inference_sigmas, interpolate, sample
+from .models.prompt_encoder import encode_prompt
+from .models.tokenizer import count_tokens, decode_text, encode_text, unknown_words
+from .models.transformer import UniViGUTransformer3DModel
+
+logger = logging.getLogger(__name__)
+
+Task = Literal["generate", "caption", "joint", "edit"]
+VideoInput = np.ndarray | str | Path
+MAX_SEED = 2**31 - 1
+MAX_STEPS = 1000
+MAX_GUIDANCE = 30.0
+
+
+class Cancelled(Exception):
+    """Raised by a step callback to stop a run; the pipeline re-raises it and returns nothing."""
+
+
+@dataclass(frozen=True)
+class TrajectoryStep:
+    """One denoising step as a person sees it."""
+
+    sigma: float  # noise level the step started from
+    frames: np.ndarray  # uint8 (f, h, w, 3): the current clean estimate of the clip
+    text: str | None  # the current text stream (None when the text is held clean)
+
+
+@dataclass(frozen=True)
+class VideoResult:
+    frames: np.ndarray  # uint8 (f, h, w, 3)
+    seed: int
+    caption: str | None = None  # filled by generate_with_caption
+    trajectory: list[TrajectoryStep] | None = None
+    unknown_words: list[str] = field(default_factory=list)  # prompt words the model does not know
+    input_notes: list[str] = field(default_factory=list)  # what was changed to fit an input clip
+
+
+@dataclass(frozen=True)
+class CaptionResult:
+    text: str
+    seed: int
+    trajectory: list[TrajectoryStep] | None = None
+    input_notes: list[str] = field(default_factory=list)
+
+
+class PipelineStep:
+    """What a step callback receives: progress, the current text, and a preview on request."""
+
+    def __init__(self, sampler_step: SamplerStep, text: str | None, preview: Callable[[], np.ndarray]):
+        self.index = sampler_step.index  # 0-based
+        self.num_steps = sampler_step.num_steps
+        self.sigma = sampler_step.sigma
+        self.text = text
+        self._preview = preview
+
+    def preview(self) -> np.ndarray:
+        """uint8 (f, h, w, 3): the current clean estimate of the clip (decoded on demand)."""
+        return self._preview()
+
+
+StepCallback = Callable[[PipelineStep], None]
+
+
+class UniViGUPipeline(DiffusionPipeline):
+    """One diffusion transformer that generates video from text and describes video in text."""
+
+    model_cpu_offload_seq = "text_encoder->transformer->codec"
+    _optional_components: list[str] = []
+
+    def __init__(
+        self,
+        transformer: UniViGUTransformer3DModel,
+        text_encoder,
+        tokenizer: PreTrainedTokenizerBase,
+        codec,
+        scheduler: FlowMatchEulerDiscreteScheduler,
+        fps: int = 8,
+        num_frames: int = 16,
+        height: int = 64,
+        width: int = 64,
+        max_text_len: int = 48,  # text stream length (tokens, end token included)
+        max_prompt_len: int = 48,  # prompt-encoder length
+        num_inference_steps: int = 20,
+        caption_steps: int = 16,
+        guidance_scale: float = 3.0,
+        text_source: str = "uniform",
+        text_exponent: float = 1.0,
+        text_temperature: float = 1.0,
+    ):
+        super().__init__()
+        self.register_modules(
+            transformer=transformer, text_encoder=text_encoder, tokenizer=tokenizer, codec=codec, scheduler=scheduler
+        )
+        self.register_to_config(
+            fps=fps,
+            num_frames=num_frames,
+            height=height,
+            width=width,
+            max_text_len=max_text_len,
+            max_prompt_len=max_prompt_len,
+            num_inference_steps=num_inference_steps,
+            caption_steps=caption_steps,
+            guidance_scale=guidance_scale,
+            text_source=text_source,
+            text_exponent=text_exponent,
+            text_temperature=text_temperature,
+        )
+
+    # --- properties the studio and CLI read ----------------------------------------------------
+
+    @property
+    def fps(self) -> int:
+        return self.config.fps
+
+    @property
+    def default_num_frames(self) -> int:
+        return self.config.num_frames
+
+    @property
+    def default_height(self) -> int:
+        return self.config.height
+
+    @property
+    def default_width(self) -> int:
+        return self.config.width
+
+    @property
+    def max_text_tokens(self) -> int:
+        """Longest prompt or caption, in tokens."""
+        return min(self.config.max_text_len, self.config.max_prompt_len) - 1
+
+    @property
+    def text_flow(self) -> DiscreteFlow:
+        return DiscreteFlow(
+            vocab_size=self.transformer.config.vocab_size,
+            mask_token_id=self.transformer.config.mask_token_id,
+            source=self.config.text_source,
+            exponent=self.config.text_exponent,
+        )
+
+    def unknown_words(self, text: str) -> list[str]:
+        """Words of ``text`` the model's tokenizer does not know."""
+        return unknown_words(self.tokenizer, text)
+
+    # --- public tasks --------------------------------------------------------------------------
+
+    def generate(
+        self,
+        prompt: str,
+        *,
+        seed: int | None = None,
+        num_inference_steps: int | None = None,
+        guidance_scale: float | None = None,
+        num_frames: int | None = None,
+        height: int | None = None,
+        width: int | None = None,
+        callback: StepCallback | None = None,
+        return_trajectory: bool = False,
+    ) -> VideoResult:
+        """Text → clip. Returns uint8 frames (f, h, w, 3)."""
+        return self._run_video(
+            "generate", prompt, None, 1.0, seed, num_inference_steps, guidance_scale,
+            num_frames, height, width, callback, return_trajectory,
+        )
+
+    def generate_with_caption(
+        self,
+        prompt: str,
+        *,
+        seed: int | None = None,
+        num_inference_steps: int | None = None,
+        guidance_scale: float | None = None,
+        num_frames: int | None = None,
+        height: int | None = None,
+        width: int | None = None,
+        callback: StepCallback | None = None,
+        return_trajectory: bool = False,
+    ) -> VideoResult:
+        """Text → clip and its detailed caption in one joint denoising pass."""
+        return self._run_video(
+            "joint", prompt, None, 1.0, seed, num_inference_steps, guidance_scale,
+            num_frames, height, width, callback, return_trajectory,
+        )
+
+    def edit(
+        self,
+        video: VideoInput,
+        prompt: str,
+        *,
+        strength: float = 0.6,
+        seed: int | None = None,
+        num_inference_steps: int | None = None,
+        guidance_scale: float | None = None,
+        callback: StepCallback | None = None,
+        return_trajectory: bool = False,
+    ) -> VideoResult:
+        """Regenerate ``video`` (uint8 (f, h, w, 3) or a file) conditioned on ``prompt``, starting at
+        noise level ``strength`` (0 keeps the clip, 1 ignores it)."""
+        if not 0.0 < strength <= 1.0:
+            raise ValueError(f"strength must be in (0, 1], got {strength}.")
+        return self._run_video(
+            "edit", prompt, video, strength, seed, num_inference_steps, guidance_scale,
+            None, None, None, callback, return_trajectory,
+        )
+
+    @torch.no_grad()
+    def caption(
+        self,
+        video: VideoInput,
+        *,
+        seed: int | None = None,
+        num_inference_steps: int | None = None,
+        callback: StepCallback | None = None,
+        return_trajectory: bool = False,
+    ) -> CaptionResult:
+        """Clip (uint8 (f, h, w, 3) or a video file path) → detailed caption."""
+        steps = self._check_steps(num_inference_steps, self.config.caption_steps)
+        seed = self._check_seed(seed)
+        frames, notes = self._prepare_video(video)
+        generator = torch.Generator("cpu").manual_seed(seed)
+        latents = self.codec.encode(torch.from_numpy(frames)[None]).to(self._device, self._dtype)
+        flow = self.text_flow
+        text = flow.sample_source((1, self.config.max_text_len), generator=generator).to(self._device)
+        context = self._encode_prompts([""])
+        sigmas = torch.linspace(1.0, 0.0, steps + 1)  # text needs no resolution shift
+        trajectory: list[TrajectoryStep] | None = [] if return_trajectory else None
+
+        def model_fn(x, ids, sv, st):
+            return self.transformer(x, ids, sv, st, context)
+
+        result = sample(
+            model_fn, video=latents, text=text, sigmas=sigmas, denoise_video=False, denoise_text=True,
+            text_flow=flow, generator=generator, text_temperature=self.config.text_temperature,
+            callback=self._step_callback(callback, trajectory, lambda s: frames, text_denoised=True),
+        )
+        return CaptionResult(self._decode_ids(result.text[0]), seed, trajectory, notes)
+
+    # --- the shared video path -----------------------------------------------------------------
+
+    @torch.no_grad()
+    def _run_video(
+        self,
+        task: Task,
+        prompt: str,
+        video: VideoInput | None,
+        strength: float,
+        seed: int | None,
+        num_inference_steps: int | None,
+        guidance_scale: float | None,
+        num_frames: int | None,
+        height: int | None,
+        width: int | None,
+        callback: StepCallback | None,
+        return_trajectory: bool,
+    ) -> VideoResult:
+        prompt = self._check_prompt(prompt)
+        steps = self._check_steps(num_inference_steps, self.config.num_inference_steps)
+        guidance = self.config.guidance_scale if guidance_scale is None else float(guidance_scale)
+        if not 0.0 <= guidance <= MAX_GUIDANCE:
+            raise ValueError(f"guidance_scale must be between 0 and {MAX_GUIDANCE:g}, got {guidance}.")
+        seed = self._check_seed(seed)
+        notes: list[str] = []
+        if video is not None:
+            source, notes = self._prepare_video(video)
+            num_frames, height, width = source.shape[:3]
+        num_frames = num_frames or self.config.num_frames
+        height, width = height or self.config.height, width or self.config.width
+        self.codec.check_size(num_frames, height, width, tuple(self.transformer.config.patch_size))
+
+        generator = torch.Generator("cpu").manual_seed(seed)
+        flow = self.text_flow
+        cfg = guidance != 1.0
+        context = self._encode_prompts([prompt, ""] if cfg else [prompt])
+
+        # Text stream: the prompt held clean (generate, edit) or denoised from the source (joint).
+        if task == "joint":
+            text = flow.sample_source((1, self.config.max_text_len), generator=generator)
+            text_mask = None
+        else:
+            text, text_mask = encode_text(self.tokenizer, [prompt], self.config.max_text_len)
+        text = text.to(self._device)
+        text_mask = None if text_mask is None else text_mask.to(self._device)
+
+        shape = (1, *self.codec.latent_shape(num_frames, height, width))
+        noise = torch.randn(shape, generator=generator).to(self._device, self._dtype)
+        sigmas = inference_sigmas(self.scheduler, steps, strength if task == "edit" else 1.0)
+        if task == "edit":
+            clean = self.codec.encode(torch.from_numpy(source)[None]).to(self._device, self._dtype)
+            latents = interpolate(clean, noise, sigmas[:1])
+        else:
+            latents = noise
+
+        def model_fn(x, ids, sv, st):
+            if not cfg:
+                return self.transformer(x, ids, sv, st, context, text_mask)
+            twice = lambda t: None if t is None else torch.cat([t, t])  # noqa: E731
+            v, logits = self.transformer(twice(x), twice(ids), twice(sv), twice(st), context, twice(text_mask))
+            v_cond, v_uncond = v.chunk(2)
+            return v_uncond + guidance * (v_cond - v_uncond), logits[:1]
+
+        trajectory: list[TrajectoryStep] | None = [] if return_trajectory else None
+        result = sample(
+            model_fn, video=latents, text=text, sigmas=sigmas, denoise_video=True, denoise_text=task == "joint",
+            text_flow=flow, generator=generator, text_temperature=self.config.text_temperature,
+            callback=self._step_callback(
+                callback, trajectory, lambda s: self._decode(s.video_clean), text_denoised=task == "joint"
+            ),
+        )
+        frames = self._decode(result.video)
+        caption = self._decode_ids(result.text[0]) if task == "joint" else None
+        return VideoResult(frames, seed, caption, trajectory, self.unknown_words(prompt), notes)
+
+    # --- helpers -------------------------------------------------------------------------------
+
+    def _step_callback(
+        self,
+        callback: StepCallback | None,
+        trajectory: list[TrajectoryStep] | None,
+        preview: Callable[[SamplerStep], np.ndarray],
+        text_denoised: bool,
+    ) -> Callable[[SamplerStep], None] | None:
+        if callback is None and trajectory is None:
+            return None
+
+        def on_step(step: SamplerStep) -> None:
+            text = self._decode_ids(step.text[0], show_mask=True) if text_denoised else None
+            if trajectory is not None:
+                trajectory.append(TrajectoryStep(step.sigma, preview(step), text))
+            if callback is not None:
+                callback(PipelineStep(step, text, lambda: preview(step)))
+
+        return on_step
+
+    def _encode_prompts(self, prompts: list[str]) -> torch.Tensor:
+        return encode_prompt(
+            self.text_encoder, self.tokenizer, prompts, self.config.max_prompt_len, self._device, self._dtype
+        )
+
+    def _decode(self, latents: torch.Tensor) -> np.ndarray:
+        return self.codec.decode(latents)[0].numpy()
+
+    def _decode_ids(self, ids: torch.Tensor, show_mask: bool = False) -> str:
+        mask_id = self.transformer.config.mask_token_id if show_mask else None
+        return decode_text(self.tokenizer, ids.tolist(), mask_id)
+
+    @property
+    def _device(self) -> torch.device:
+        return self.transformer.device
+
+    @property
+    def _dtype(self) -> torch.dtype:
+        return self.transformer.dtype
+
+    def _check_prompt(self, prompt: str) -> str:
+        if not isinstance(prompt, str):
+            raise ValueError(f"the prompt must be text, got {type(prompt).__name__}.")
+        prompt = " ".join(prompt.split())
+        if not prompt:
+            raise ValueError("the prompt is empty: describe the clip, e.g. 'a red circle moving right'.")
+        n = count_tokens(self.tokenizer, prompt)
+        if n > self.max_text_tokens:
+            raise ValueError(f"the prompt is {n} tokens long; this model reads at most {self.max_text_tokens}.")
+        unknown = self.unknown_words(prompt)
+        if unknown:
+            logger.warning("words the model does not know: %s", ", ".join(unknown))
+        return prompt
+
+    @staticmethod
+    def _check_steps(steps: int | None, default: int) -> int:
+        steps = default if steps is None else steps
+        if not isinstance(steps, (int, np.integer)) or not 1 <= steps <= MAX_STEPS:
+            raise ValueError(f"num_inference_steps must be a whole number from 1 to {MAX_STEPS}, got {steps!r}.")
+        return int(steps)
+
+    @staticmethod
+    def _check_seed(seed: int | None) -> int:
+        if seed is None:
+            return secrets.randbelow(MAX_SEED + 1)
+        if not isinstance(seed, (int, np.integer)) or not 0 <= seed <= MAX_SEED:
+            raise ValueError(f"seed must be a whole number from 0 to {MAX_SEED}, got {seed!r}.")
+        return int(seed)
+
+    def _prepare_video(self, video: VideoInput) -> tuple[np.ndarray, list[str]]:
+        """A clip at the model's size (f, h, w, 3) uint8, and notes on what was changed to fit."""
+        from .videoio import conform_video, read_video
+
+        if isinstance(video, (str, Path)):
+            decoded = read_video(video)
+            frames, fps = decoded.frames, decoded.fps
+        elif isinstance(video, np.ndarray):
+            if video.dtype != np.uint8 or video.ndim != 4 or video.shape[-1] != 3 or video.shape[0] == 0:
+                raise ValueError(
+                    f"a clip must be uint8 frames shaped (frames, height, width, 3), got {video.dtype} {video.shape}."
+                )
+            frames, fps = video, float(self.config.fps)
+        else:
+            raise ValueError(f"a clip must be a video file path or a uint8 array, got {type(video).__name__}.")
+        conformed = conform_video(
+            frames, fps, num_frames=self.config.num_frames, target_fps=self.config.fps,
+            height=self.config.height, width=self.config.width,
+        )
+        return np.ascontiguousarray(conformed.frames), list(conformed.notes)
