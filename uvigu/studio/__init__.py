@@ -1,0 +1,21 @@
+"""Session manager: one shared pipeline, one job queue, persistent and isolated sessions of takes."""
+
+from uvigu.studio.jobs import Job, JobQueue, ProgressEvent, StudioBusy
+from uvigu.studio.manager import Studio, Trajectory, TrajectoryFrame
+from uvigu.studio.settings import StudioSettings
+from uvigu.studio.store import Take, TakeStore
+from uvigu.studio.textdiff import word_diff
+
+__all__ = [
+    "Job",
+    "JobQueue",
+    "ProgressEvent",
+    "Studio",
+    "StudioBusy",
+    "StudioSettings",
+    "Take",
+    "TakeStore",
+    "Trajectory",
+    "TrajectoryFrame",
+    "word_diff",
+]

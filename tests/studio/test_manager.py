@@ -1,0 +1,505 @@
+import json
+import threading
+import zipfile
+
+import numpy as np
+import pytest
+
+from tests.studio.fake_pipeline import FakePipeline
+from uvigu import Cancelled
+from uvigu.studio import StudioBusy
+from uvigu.videoio import probe_video, write_mp4
+
+
+def generate(studio, token, prompt="a red circle moving right", **kw):
+    return studio.submit_generate(token, prompt, **kw).result(timeout=30)
+
+
+# -- the creative loop -----------------------------------------------------------------------
+
+
+def test_generate_then_caption_stores_a_complete_take(make_studio):
+    pipe = FakePipeline()
+    studio = make_studio(pipe)
+    token = studio.new_session()
+    take = generate(studio, token, seed=7, num_inference_steps=2, guidance_scale=3.0)
+
+    assert [kind for kind, _ in pipe.calls] == ["generate", "caption"]  # the round trip
+    frames = FakePipeline.frames_for("a red circle moving right", 7)
+    assert take.caption == FakePipeline.caption_for(frames)
+    assert (take.mode, take.prompt, take.seed, take.seq, take.parent_id) == (
+        "generate", "a red circle moving right", 7, 1, None)
+    assert take.settings == {"num_inference_steps": 2, "guidance_scale": 3.0}
+    assert set(take.timings) == {"queued", "generate", "caption"}
+
+    info = probe_video(studio.clip_path(token, take.id))
+    assert (info.codec, info.pix_fmt, info.num_frames) == ("h264", "yuv420p", 4)
+    assert min(info.width, info.height) >= 256  # enlarged for display
+    assert studio.thumbnail_path(token, take.id).is_file()
+
+
+def test_joint_mode_captions_in_the_same_pass(make_studio):
+    pipe = FakePipeline()
+    studio = make_studio(pipe)
+    token = studio.new_session()
+    take = generate(studio, token, mode="joint", seed=1)
+    assert [kind for kind, _ in pipe.calls] == ["joint"]
+    assert take.mode == "joint" and take.caption
+
+
+def test_without_a_seed_a_random_one_is_used_and_recorded(make_studio):
+    studio = make_studio()
+    token = studio.new_session()
+    first, second = generate(studio, token), generate(studio, token)
+    assert 0 <= first.seed < 2**31 and first.seed != second.seed
+    again = generate(studio, token, seed=first.seed)
+    assert np.array_equal(np.load(studio.store.take_file(studio._sid(token), again.id, "frames.npy")),
+                          np.load(studio.store.take_file(studio._sid(token), first.id, "frames.npy")))
+
+
+def test_unknown_words_are_recorded_with_the_take(make_studio):
+    studio = make_studio()
+    token = studio.new_session()
+    take = generate(studio, token, prompt="a red zorblax moving right")
+    assert take.unknown_words == ("zorblax",)
+    assert studio.unknown_words("a blue square") == []
+
+
+def test_edit_regenerates_from_the_take_with_the_edited_caption(make_studio):
+    pipe = FakePipeline()
+    studio = make_studio(pipe)
+    token = studio.new_session()
+    parent = generate(studio, token, seed=3)
+    child = studio.submit_edit(token, parent.id, "a green circle moves right", strength=0.5,
+                               seed=3).result(timeout=30)
+    assert (child.mode, child.parent_id, child.prompt, child.seq) == (
+        "edit", parent.id, "a green circle moves right", 2)
+    assert child.settings["strength"] == 0.5
+    assert pipe.calls[2:] == [("edit", "a green circle moves right"), ("caption", "")]
+    sid = studio._sid(token)
+    source = np.load(studio.store.take_file(sid, parent.id, "frames.npy"))
+    expected = pipe.edit(source, "a green circle moves right", strength=0.5, seed=3).frames
+    assert np.array_equal(np.load(studio.store.take_file(sid, child.id, "frames.npy")), expected)
+
+
+def test_branching_from_an_old_take_forms_a_tree(make_studio):
+    studio = make_studio()
+    token = studio.new_session()
+    root = generate(studio, token, seed=1)
+    a = studio.submit_edit(token, root.id, "a blue circle", seed=1).result(timeout=30)
+    b = studio.submit_edit(token, root.id, "a yellow circle", seed=1).result(timeout=30)
+    assert a.parent_id == b.parent_id == root.id
+    assert [t.seq for t in studio.takes(token)] == [1, 2, 3]
+
+
+def test_critique_is_saved_with_the_take(make_studio):
+    studio = make_studio()
+    token = studio.new_session()
+    take = generate(studio, token)
+    assert studio.set_critique(token, take.id, "  too slow  ").critique == "too slow"
+    assert studio.take(token, take.id).critique == "too slow"
+
+
+def test_progress_events_cover_both_stages(make_studio):
+    studio = make_studio()
+    token = studio.new_session()
+    job = studio.submit_generate(token, "a red circle", num_inference_steps=2)
+    events = list(job.events())
+    job.result(timeout=30)
+    assert [(e.stage, e.index, e.num_steps) for e in events] == [
+        ("Generating video", 0, 2), ("Generating video", 1, 2),
+        ("Captioning", 0, 3), ("Captioning", 1, 3), ("Captioning", 2, 3)]
+    assert events[-1].text  # the caption as it forms
+
+
+def test_trajectory_of_the_last_run_can_be_scrubbed(make_studio):
+    studio = make_studio()
+    token = studio.new_session()
+    assert studio.trajectory(token) is None
+    take = generate(studio, token, num_inference_steps=2)
+    trajectory = studio.trajectory(token)
+    assert trajectory.take_id == take.id
+    assert [s.stage for s in trajectory.steps] == ["generate"] * 2 + ["caption"] * 3
+    path, step = studio.trajectory_clip(token, 4)
+    assert step.text == take.caption and probe_video(path).codec == "h264"
+    with pytest.raises(ValueError, match="between 0 and 4"):
+        studio.trajectory_clip(token, 5)
+
+
+def test_export_zips_clips_and_a_json_record(make_studio):
+    studio = make_studio()
+    token = studio.new_session()
+    with pytest.raises(ValueError, match="no takes"):
+        studio.export_session(token)
+    first = generate(studio, token)
+    studio.set_critique(token, first.id, "more red")
+    studio.submit_edit(token, first.id, "a blue circle").result(timeout=30)
+    with zipfile.ZipFile(studio.export_session(token)) as archive:
+        meta = json.loads(archive.read("takes.json"))
+        names = set(archive.namelist())
+    assert [t["critique"] for t in meta["takes"]] == ["more red", ""]
+    assert meta["takes"][1]["parent_id"] == first.id
+    assert {t["clip"] for t in meta["takes"]} | {"takes.json"} == names
+
+
+# -- persistence -----------------------------------------------------------------------------
+
+
+def test_takes_survive_a_restart(make_studio):
+    studio = make_studio()
+    token = studio.new_session()
+    take = generate(studio, token)
+    studio.set_critique(token, take.id, "nice")
+    studio.close()
+
+    reopened = make_studio()
+    assert reopened.has_session(token)
+    assert reopened.open_session(token) == token
+    (again,) = reopened.takes(token)
+    assert again.id == take.id
+    assert again.critique == "nice" and again.caption == take.caption
+    assert reopened.clip_path(token, take.id).is_file()
+
+
+def test_a_failed_job_leaves_the_session_as_it_was(make_studio):
+    def fail(kind, index):
+        if kind == "caption" and index == 1:
+            raise RuntimeError("device lost")
+
+    studio = make_studio(FakePipeline(on_step=fail))
+    token = studio.new_session()
+    with pytest.raises(RuntimeError, match="device lost"):
+        generate(studio, token)
+    assert studio.takes(token) == []
+    session_dir = studio.store.session_dir(studio._sid(token))
+    assert [p for p in session_dir.rglob("*") if p.is_file()] == []
+
+
+def test_a_crash_while_writing_leaves_nothing_half_written(make_studio, monkeypatch):
+    studio = make_studio()
+    token = studio.new_session()
+    kept = generate(studio, token)
+
+    def crash(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(studio.store, "commit_take", crash)
+    with pytest.raises(OSError):
+        generate(studio, token)
+    monkeypatch.undo()
+    assert [t.id for t in studio.takes(token)] == [kept.id]
+    sid = studio._sid(token)
+    assert not list(studio.store.session_dir(sid).glob(".staging-*"))
+
+
+def test_leftovers_of_a_killed_process_are_removed_on_restart(make_studio):
+    studio = make_studio()
+    token = studio.new_session()
+    kept = generate(studio, token)
+    sid = studio._sid(token)
+    session_dir = studio.store.session_dir(sid)
+    studio.close()
+    # What a kill at each point of writing a take leaves behind:
+    (session_dir / ".staging-deadbeef").mkdir()
+    (session_dir / ".staging-deadbeef" / "clip.mp4").write_bytes(b"half")
+    (session_dir / "takes" / "0123456789abcdef").mkdir()
+    (session_dir / "takes" / "0123456789abcdef" / "frames.npy").write_bytes(b"half")
+
+    reopened = make_studio()
+    assert [t.id for t in reopened.takes(token)] == [kept.id]
+    assert sorted(p.name for p in (session_dir / "takes").iterdir()) == [kept.id]
+    assert not list(session_dir.glob(".staging-*"))
+
+
+def test_a_process_killed_mid_job_loses_only_that_job(tmp_path):
+    import subprocess
+    import sys
+    import textwrap
+
+    script = textwrap.dedent(f"""
+        import os, sys
+        sys.path.insert(0, {str(__import__('pathlib').Path(__file__).parents[2])!r})
+        from tests.studio.fake_pipeline import FakePipeline
+        from uvigu.studio import Studio, StudioSettings
+
+        def die(kind, index):
+            if pipe.kill and kind == "caption" and index == 1:
+                os._exit(9)
+
+        pipe = FakePipeline(on_step=die)
+        pipe.kill = False
+        studio = Studio(pipe, StudioSettings(data_dir={str(tmp_path / 'data')!r}))
+        token = studio.new_session()
+        studio.submit_generate(token, "a red circle").result()
+        print(token, flush=True)
+        pipe.kill = True
+        studio.submit_generate(token, "a blue square").result()
+    """)
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 9, proc.stderr
+    token = proc.stdout.split()[0]
+
+    from uvigu.studio import Studio, StudioSettings
+    studio = Studio(FakePipeline(), StudioSettings(data_dir=tmp_path / "data"))
+    try:
+        assert [t.prompt for t in studio.takes(token)] == ["a red circle"]
+        files = sorted(p.name for p in studio.store.session_dir(studio._sid(token)).rglob("*") if p.is_file())
+        assert files == ["clip.mp4", "frames.npy", "thumb.png"]
+    finally:
+        studio.close()
+
+
+# -- isolation -------------------------------------------------------------------------------
+
+
+def test_sessions_cannot_reach_each_others_takes_or_files(make_studio):
+    studio = make_studio()
+    alice, mallory = studio.new_session(), studio.new_session()
+    take = generate(studio, alice)
+    for call in (
+        lambda: studio.take(mallory, take.id),
+        lambda: studio.clip_path(mallory, take.id),
+        lambda: studio.thumbnail_path(mallory, take.id),
+        lambda: studio.set_critique(mallory, take.id, "mine now"),
+        lambda: studio.submit_edit(mallory, take.id, "a blue circle"),
+    ):
+        with pytest.raises(ValueError, match="No such take"):
+            call()
+    assert studio.takes(mallory) == []
+    assert studio.take(alice, take.id).critique == ""
+
+
+@pytest.mark.parametrize("crafted", [
+    "../x", "..", "", "0" * 16, "0123456789ABCDEF", "0123456789abcde/", "/etc/passwd",
+    "0123456789abcdef\x00", 12, None,
+])
+def test_crafted_take_ids_are_refused(make_studio, crafted):
+    studio = make_studio()
+    token = studio.new_session()
+    generate(studio, token)
+    with pytest.raises(ValueError, match="No such take"):
+        studio.clip_path(token, crafted)
+
+
+def test_crafted_paths_cannot_leave_the_session(make_studio, tmp_path):
+    studio = make_studio()
+    alice, mallory = studio.new_session(), studio.new_session()
+    take = generate(studio, alice)
+    alice_dir = studio.store.session_dir(studio._sid(alice))
+    (tmp_path / "secret.txt").write_text("secret")
+    own = f"takes/{take.id}/clip.mp4"
+    assert studio.session_file(alice, own).is_file()
+    for crafted in (
+        f"../{alice_dir.name}/{own}", str(alice_dir / own), "../../../secret.txt",
+        str(tmp_path / "secret.txt"), "takes/../../../studio.sqlite3", ".", "",
+    ):
+        with pytest.raises(ValueError, match="not part of this session"):
+            studio.session_file(mallory, crafted)
+
+
+@pytest.mark.parametrize("token", [None, "", "not-a-session", "../" * 5, "x" * 32])
+def test_unknown_tokens_are_refused_and_replaced(make_studio, token):
+    studio = make_studio()
+    assert not studio.has_session(token)
+    with pytest.raises(ValueError, match="expired or does not exist"):
+        studio.takes(token)
+    fresh = studio.open_session(token)
+    assert fresh != token and studio.has_session(fresh)
+
+
+def test_tokens_are_not_stored(make_studio):
+    studio = make_studio()
+    token = studio.new_session()
+    generate(studio, token)
+    studio.close()
+    data_dir = studio.settings.data_dir
+    assert not any(token in str(p) for p in data_dir.rglob("*"))
+    assert token.encode() not in (data_dir / "studio.sqlite3").read_bytes()
+
+
+# -- the queue, cancel, limits ---------------------------------------------------------------
+
+
+def test_many_jobs_from_many_sessions_all_finish_one_at_a_time(make_studio):
+    pipe = FakePipeline(step_delay=0.001)
+    studio = make_studio(pipe, max_queue=32)
+    tokens = [studio.new_session() for _ in range(6)]
+    results, errors = [], []
+
+    def visitor(token, n):
+        try:
+            for k in range(3):
+                results.append((token, generate(studio, token, prompt=f"a red circle {n} {k}")))
+        except Exception as error:  # pragma: no cover - reported below
+            errors.append(error)
+
+    threads = [threading.Thread(target=visitor, args=(t, n)) for n, t in enumerate(tokens)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert errors == []
+    assert len(results) == 18 and pipe.max_active == 1
+    for token in tokens:
+        assert [t.seq for t in studio.takes(token)] == [1, 2, 3]
+
+
+def test_a_full_queue_is_refused_with_a_busy_message(make_studio):
+    gate = threading.Event()
+    studio = make_studio(FakePipeline(on_step=lambda kind, i: gate.wait(10)), max_queue=2)
+    a, b, c = (studio.new_session() for _ in range(3))
+    jobs = [studio.submit_generate(a, "a red circle"), studio.submit_generate(b, "a red circle")]
+    with pytest.raises(StudioBusy, match="busy"):
+        studio.submit_generate(c, "a red circle")
+    gate.set()
+    for job in jobs:
+        job.result(timeout=30)
+
+
+def test_stop_halts_between_steps_and_keeps_the_session_as_it_was(make_studio):
+    started, seen = threading.Event(), []
+
+    def step(kind, index):
+        seen.append((kind, index))
+        started.set()
+        threading.Event().wait(0.01)
+
+    studio = make_studio(FakePipeline(on_step=step))
+    token = studio.new_session()
+    job = studio.submit_generate(token, "a red circle", num_inference_steps=100)
+    queued = studio.submit_generate(token, "a blue circle")
+    assert started.wait(10)
+    assert studio.cancel(token) == 2
+    with pytest.raises(Cancelled):
+        job.result(timeout=10)
+    with pytest.raises(Cancelled):
+        queued.result(timeout=10)
+    assert len(seen) < 100 and all(kind == "generate" for kind, _ in seen)
+    assert studio.takes(token) == []
+    assert generate(studio, token).seq == 1  # the session carries on
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"prompt": ""}, "prompt is empty"),
+    ({"prompt": "   "}, "prompt is empty"),
+    ({"prompt": "a " * 300}, "599 characters long; the limit is 400"),
+    ({"num_inference_steps": 0}, "Steps must be a whole number from 1 to 100"),
+    ({"num_inference_steps": 101}, "Steps must be a whole number from 1 to 100"),
+    ({"num_inference_steps": 2.5}, "Steps must be a whole number"),
+    ({"guidance_scale": -1}, "Guidance must be between 0 and 20"),
+    ({"guidance_scale": 1e9}, "Guidance must be between 0 and 20"),
+    ({"seed": -1}, "seed must be between 0 and 2147483647"),
+    ({"seed": 2**40}, "seed must be between 0 and 2147483647"),
+    ({"seed": 1.5}, "seed must be a whole number"),
+    ({"mode": "dream"}, "Mode must be one of generate, joint"),
+])
+def test_bad_generate_inputs_get_clear_messages(make_studio, kwargs, message):
+    studio = make_studio()
+    token = studio.new_session()
+    kwargs = {"prompt": "a red circle", **kwargs}
+    with pytest.raises(ValueError, match=message):
+        studio.submit_generate(token, kwargs.pop("prompt"), **kwargs)
+    assert studio.takes(token) == []
+
+
+@pytest.mark.parametrize("strength", [0, -0.5, 1.5])
+def test_edit_strength_out_of_range_is_refused(make_studio, strength):
+    studio = make_studio()
+    token = studio.new_session()
+    take = generate(studio, token)
+    with pytest.raises(ValueError, match="Strength must be between 0.05 and 1"):
+        studio.submit_edit(token, take.id, "a blue circle", strength=strength)
+
+
+def test_empty_edited_caption_is_refused(make_studio):
+    studio = make_studio()
+    token = studio.new_session()
+    take = generate(studio, token)
+    with pytest.raises(ValueError, match="edited caption is empty"):
+        studio.submit_edit(token, take.id, "  ")
+
+
+def test_pipeline_value_errors_reach_the_caller_unchanged(make_studio):
+    studio = make_studio(max_prompt_chars=10_000)
+    token = studio.new_session()
+    with pytest.raises(ValueError, match="more than 32 tokens"):
+        generate(studio, token, prompt="red " * 40)
+
+
+def test_critique_and_takes_per_session_are_limited(make_studio):
+    studio = make_studio(max_takes_per_session=1, max_critique_chars=10)
+    token = studio.new_session()
+    take = generate(studio, token)
+    with pytest.raises(ValueError, match="limit is 10"):
+        studio.set_critique(token, take.id, "x" * 11)
+    with pytest.raises(ValueError, match="limit of 1 takes"):
+        studio.submit_generate(token, "a blue circle")
+
+
+def test_cleanup_removes_only_old_sessions(make_studio):
+    studio = make_studio()
+    old, new = studio.new_session(), studio.new_session()
+    generate(studio, old)
+    old_dir = studio.store.session_dir(studio._sid(old))
+    studio.store._db.execute("UPDATE sessions SET last_used = 0 WHERE id = ?", (studio._sid(old),))
+    assert studio.cleanup(max_age_days=1) == 1
+    assert not studio.has_session(old) and studio.has_session(new)
+    assert not old_dir.exists()
+
+
+# -- uploads ---------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def clip(tmp_path):
+    def make(name="clip.mp4", frames=8, size=(16, 24), fps=8):
+        rng = np.random.default_rng(0)
+        video = rng.integers(0, 256, size=(frames, *size, 3), dtype=np.uint8)
+        return write_mp4(video, tmp_path / name, fps=fps)
+    return make
+
+
+def test_an_upload_is_fitted_to_the_model_and_captioned(make_studio, clip):
+    studio = make_studio()
+    token = studio.new_session()
+    take = studio.submit_caption_upload(token, clip(frames=40, size=(16, 24), fps=16)).result(timeout=30)
+    assert take.mode == "caption" and take.caption
+    notes = " ".join(take.notes)
+    assert "16 fps → 8 fps" in notes and "24×16 → 8×8" in notes
+    edited = studio.submit_edit(token, take.id, "a red circle").result(timeout=30)
+    assert edited.parent_id == take.id
+
+
+def test_an_upload_can_be_edited_directly(make_studio, clip):
+    studio = make_studio()
+    token = studio.new_session()
+    take = studio.submit_edit_upload(token, clip(), "a red circle", strength=0.4).result(timeout=30)
+    assert take.mode == "edit" and take.parent_id is None and take.settings["strength"] == 0.4
+
+
+def test_bad_uploads_get_clear_messages(make_studio, clip, tmp_path):
+    studio = make_studio(max_upload_bytes=200_000, max_upload_duration_s=2.0, max_upload_side=64)
+    token = studio.new_session()
+    text = tmp_path / "notes.mp4"
+    text.write_text("this is not a video")
+    empty = tmp_path / "empty.mp4"
+    empty.write_bytes(b"")
+    good = clip(frames=8)
+    truncated = tmp_path / "truncated.mp4"
+    truncated.write_bytes(good.read_bytes()[: len(good.read_bytes()) // 2])
+    big = tmp_path / "big.mp4"
+    big.write_bytes(b"\0" * 300_000)
+    cases = [
+        (None, "No video was uploaded"),
+        (tmp_path / "missing.mp4", "could not be found"),
+        (text, "not a video file"),
+        (empty, "empty"),
+        (truncated, "corrupt or truncated|could not be read"),
+        (big, "0.3 MB; the limit is 0 MB"),
+        (clip("long.mp4", frames=40, fps=8), "5.0 s long; the limit is 2 s"),
+        (clip("wide.mp4", size=(16, 128)), "largest side allowed is 64"),
+    ]
+    for path, message in cases:
+        with pytest.raises(ValueError, match=message):
+            studio.submit_caption_upload(token, path)
+    assert studio.takes(token) == []

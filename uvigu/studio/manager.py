@@ -1,0 +1,554 @@
+"""The studio facade: sessions of takes around one shared pipeline.
+
+Everything a front end needs goes through :class:`Studio`: it checks input against the
+:class:`~uvigu.studio.settings.StudioSettings` limits (``ValueError`` with a message for the
+visitor), runs model work on the single job queue, and stores each finished take.
+
+Sessions are addressed by an opaque random token that only the visitor holds; the store
+knows a session by the token's SHA-256, so neither the database nor the folder names reveal
+a token.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import os
+import secrets
+import tempfile
+import threading
+import time
+import zipfile
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+from PIL import Image
+
+from uvigu.studio.jobs import Job, JobQueue, ProgressEvent
+from uvigu.studio.settings import StudioSettings
+from uvigu.studio.store import Take, TakeStore, new_take_id
+from uvigu.videoio import conform_video, probe_video, read_video, write_mp4
+
+logger = logging.getLogger(__name__)
+
+TOKEN_BYTES = 24
+GENERATE_MODES = ("generate", "joint")
+
+
+class Pipeline(Protocol):
+    """What the studio needs from a pipeline (``uvigu.UniViGUPipeline`` provides it)."""
+
+    fps: int
+    default_num_frames: int
+    default_height: int
+    default_width: int
+
+    def generate(self, prompt: str, **kwargs: Any) -> Any: ...
+    def generate_with_caption(self, prompt: str, **kwargs: Any) -> Any: ...
+    def caption(self, video: Any, **kwargs: Any) -> Any: ...
+    def edit(self, video: Any, prompt: str, **kwargs: Any) -> Any: ...
+    def unknown_words(self, text: str) -> list[str]: ...
+
+
+@dataclass(frozen=True)
+class TrajectoryFrame:
+    """One step of the last run: the clean-video estimate and the text at that noise level."""
+
+    stage: str
+    sigma: float
+    frames: np.ndarray  # uint8 (f, h, w, 3)
+    text: str | None
+
+
+@dataclass(frozen=True)
+class Trajectory:
+    take_id: str
+    steps: tuple[TrajectoryFrame, ...]
+
+
+class Studio:
+    """Sessions, takes and the model queue for one pipeline shared by every visitor."""
+
+    def __init__(self, pipeline: Pipeline, settings: StudioSettings) -> None:
+        self.pipe = pipeline
+        self.settings = settings
+        self.store = TakeStore(settings.data_dir)
+        self.jobs = JobQueue(settings.max_queue, settings.max_jobs_per_session)
+        self._trajectories: OrderedDict[str, Trajectory] = OrderedDict()
+        self._trajectory_lock = threading.Lock()
+
+    def close(self) -> None:
+        self.jobs.close(timeout=30)
+        self.store.close()
+
+    # -- sessions --------------------------------------------------------------------------
+
+    def new_session(self) -> str:
+        """Start a session and return its token (the only key to it; keep it secret)."""
+        token = secrets.token_urlsafe(TOKEN_BYTES)
+        self.store.create_session(_session_id(token))
+        return token
+
+    def has_session(self, token: str | None) -> bool:
+        return isinstance(token, str) and self.store.has_session(_session_id(token))
+
+    def open_session(self, token: str | None) -> str:
+        """The same token if it names a live session, else a new session's token."""
+        if self.has_session(token):
+            assert token is not None
+            self.store.touch_session(_session_id(token))
+            return token
+        return self.new_session()
+
+    def _sid(self, token: str | None) -> str:
+        if not self.has_session(token):
+            raise ValueError("This session has expired or does not exist; reload the page.")
+        assert token is not None
+        return _session_id(token)
+
+    # -- model work ------------------------------------------------------------------------
+
+    def unknown_words(self, text: str) -> list[str]:
+        return list(self.pipe.unknown_words(text)) if text.strip() else []
+
+    def submit_generate(
+        self,
+        token: str,
+        prompt: str,
+        *,
+        mode: str = "generate",
+        seed: int | None = None,
+        num_inference_steps: int | None = None,
+        guidance_scale: float | None = None,
+    ) -> Job[Take]:
+        """Queue text → clip, then clip → caption (``mode="generate"``) or both in one pass
+        (``mode="joint"``). The job's result is the new take."""
+        sid = self._sid(token)
+        if mode not in GENERATE_MODES:
+            raise ValueError(f"Mode must be one of {', '.join(GENERATE_MODES)}, not {mode!r}.")
+        prompt = self._check_text(prompt, "prompt")
+        seed = self._check_seed(seed)
+        steps = self._check_steps(num_inference_steps)
+        guidance = self._check_guidance(guidance_scale)
+        self._check_room(sid)
+        options = {"num_inference_steps": steps, "guidance_scale": guidance}
+
+        def work(job: Job[Take]) -> Take:
+            unknown = self.unknown_words(prompt)
+            trajectory: list[TrajectoryFrame] = []
+            t0 = time.monotonic()
+            if mode == "joint":
+                out = self.pipe.generate_with_caption(
+                    prompt, seed=seed, callback=_relay(job, "Generating video and caption"),
+                    return_trajectory=True, **_given(options),
+                )
+                caption, timings = out.caption or "", {"generate": time.monotonic() - t0}
+                trajectory += _frames_of("joint", out.trajectory)
+            else:
+                out = self.pipe.generate(
+                    prompt, seed=seed, callback=_relay(job, "Generating video"),
+                    return_trajectory=True, **_given(options),
+                )
+                t1 = time.monotonic()
+                cap = self.pipe.caption(
+                    out.frames, seed=out.seed, callback=_relay(job, "Captioning"),
+                    return_trajectory=True,
+                )
+                caption = cap.text
+                timings = {"generate": t1 - t0, "caption": time.monotonic() - t1}
+                trajectory += _frames_of("generate", out.trajectory)
+                trajectory += _frames_of("caption", cap.trajectory, still=out.frames)
+            take = Take(
+                id=new_take_id(), seq=0, parent_id=None, mode=mode, prompt=prompt,
+                caption=caption, critique="", seed=int(out.seed), settings=_given(options),
+                unknown_words=tuple(unknown), timings={"queued": job.waited_s, **timings},
+                created=time.time(),
+            )
+            return self._save(sid, take, out.frames, trajectory, job)
+
+        return self.jobs.submit(sid, work)
+
+    def submit_edit(
+        self,
+        token: str,
+        take_id: str,
+        prompt: str,
+        *,
+        strength: float = 0.6,
+        seed: int | None = None,
+        num_inference_steps: int | None = None,
+        guidance_scale: float | None = None,
+    ) -> Job[Take]:
+        """Queue a regeneration of take ``take_id`` conditioned on ``prompt`` (the edited
+        caption), then caption the result. The new take's parent is ``take_id``."""
+        sid = self._sid(token)
+        self.store.get_take(sid, take_id)
+        frames_path = self.store.take_file(sid, take_id, "frames.npy")
+        prompt = self._check_text(prompt, "edited caption")
+        return self._submit_edit(
+            sid, lambda: np.load(frames_path, allow_pickle=False), prompt, parent_id=take_id,
+            notes=(), strength=strength, seed=seed, num_inference_steps=num_inference_steps,
+            guidance_scale=guidance_scale,
+        )
+
+    def submit_edit_upload(
+        self,
+        token: str,
+        video_path: str | os.PathLike,
+        prompt: str,
+        *,
+        strength: float = 0.6,
+        seed: int | None = None,
+        num_inference_steps: int | None = None,
+        guidance_scale: float | None = None,
+    ) -> Job[Take]:
+        """Queue an edit of an uploaded clip (fitted to the model first; see ``load_upload``)."""
+        sid = self._sid(token)
+        prompt = self._check_text(prompt, "prompt")
+        frames, notes = self.load_upload(video_path)
+        return self._submit_edit(
+            sid, lambda: frames, prompt, parent_id=None, notes=tuple(notes), strength=strength,
+            seed=seed, num_inference_steps=num_inference_steps, guidance_scale=guidance_scale,
+        )
+
+    def _submit_edit(
+        self,
+        sid: str,
+        load: Callable[[], np.ndarray],
+        prompt: str,
+        *,
+        parent_id: str | None,
+        notes: tuple[str, ...],
+        strength: float,
+        seed: int | None,
+        num_inference_steps: int | None,
+        guidance_scale: float | None,
+    ) -> Job[Take]:
+        strength = self._check_strength(strength)
+        seed = self._check_seed(seed)
+        steps = self._check_steps(num_inference_steps)
+        guidance = self._check_guidance(guidance_scale)
+        self._check_room(sid)
+        options = {"num_inference_steps": steps, "guidance_scale": guidance}
+
+        def work(job: Job[Take]) -> Take:
+            source = load()
+            unknown = self.unknown_words(prompt)
+            t0 = time.monotonic()
+            out = self.pipe.edit(
+                source, prompt, strength=strength, seed=seed,
+                callback=_relay(job, "Regenerating"), return_trajectory=True, **_given(options),
+            )
+            t1 = time.monotonic()
+            cap = self.pipe.caption(
+                out.frames, seed=out.seed, callback=_relay(job, "Captioning"),
+                return_trajectory=True,
+            )
+            take = Take(
+                id=new_take_id(), seq=0, parent_id=parent_id, mode="edit", prompt=prompt,
+                caption=cap.text, critique="", seed=int(out.seed),
+                settings={**_given(options), "strength": strength},
+                unknown_words=tuple(unknown), notes=notes,
+                timings={"queued": job.waited_s, "generate": t1 - t0,
+                         "caption": time.monotonic() - t1},
+                created=time.time(),
+            )
+            trajectory = _frames_of("edit", out.trajectory)
+            trajectory += _frames_of("caption", cap.trajectory, still=out.frames)
+            return self._save(sid, take, out.frames, trajectory, job)
+
+        return self.jobs.submit(sid, work)
+
+    def submit_caption_upload(
+        self,
+        token: str,
+        video_path: str | os.PathLike,
+        *,
+        seed: int | None = None,
+        num_inference_steps: int | None = None,
+    ) -> Job[Take]:
+        """Queue captioning of an uploaded clip; it becomes a take of mode ``caption`` (whose
+        ``notes`` say how the upload was fitted to the model), which can be edited like any."""
+        sid = self._sid(token)
+        seed = self._check_seed(seed)
+        steps = self._check_steps(num_inference_steps)
+        frames, notes = self.load_upload(video_path)
+        self._check_room(sid)
+        options = {"num_inference_steps": steps}
+
+        def work(job: Job[Take]) -> Take:
+            t0 = time.monotonic()
+            cap = self.pipe.caption(
+                frames, seed=seed, callback=_relay(job, "Captioning"), return_trajectory=True,
+                **_given(options),
+            )
+            take = Take(
+                id=new_take_id(), seq=0, parent_id=None, mode="caption", prompt="",
+                caption=cap.text, critique="", seed=int(cap.seed), settings=_given(options),
+                notes=tuple(notes),
+                timings={"queued": job.waited_s, "caption": time.monotonic() - t0},
+                created=time.time(),
+            )
+            trajectory = _frames_of("caption", cap.trajectory, still=frames)
+            return self._save(sid, take, frames, trajectory, job)
+
+        return self.jobs.submit(sid, work)
+
+    def cancel(self, token: str) -> int:
+        """Stop this session's running job (between two steps) and drop its queued ones."""
+        if not self.has_session(token):
+            return 0
+        return self.jobs.cancel(_session_id(token))
+
+    def load_upload(self, video_path: str | os.PathLike) -> tuple[np.ndarray, list[str]]:
+        """Decode an uploaded clip and fit it to the model's size, length and frame rate.
+
+        Returns the frames uint8 (f, h, w, 3) and notes naming every change. Refuses (with a
+        ``ValueError`` saying why) files that are not videos, corrupt, empty, too large or
+        too long.
+        """
+        if video_path is None or not str(video_path).strip():
+            raise ValueError("No video was uploaded; choose a video file.")
+        path = Path(video_path)
+        if not path.is_file():
+            raise ValueError("The uploaded video could not be found; upload it again.")
+        size = path.stat().st_size
+        if size > self.settings.max_upload_bytes:
+            raise ValueError(
+                f"The video is {size / 2**20:.1f} MB; the limit is "
+                f"{self.settings.max_upload_bytes / 2**20:.0f} MB."
+            )
+        decoded = read_video(
+            path, max_duration_s=self.settings.max_upload_duration_s,
+            max_side=self.settings.max_upload_side,
+        )
+        conformed = conform_video(
+            decoded.frames, decoded.fps, num_frames=self.pipe.default_num_frames,
+            target_fps=self.pipe.fps, height=self.pipe.default_height,
+            width=self.pipe.default_width,
+        )
+        return conformed.frames, list(conformed.notes)
+
+    # -- takes -----------------------------------------------------------------------------
+
+    def takes(self, token: str) -> list[Take]:
+        return self.store.list_takes(self._sid(token))
+
+    def take(self, token: str, take_id: str) -> Take:
+        return self.store.get_take(self._sid(token), take_id)
+
+    def clip_path(self, token: str, take_id: str) -> Path:
+        """The take's H.264 clip, enlarged for display."""
+        return self.store.take_file(self._sid(token), take_id, "clip.mp4")
+
+    def thumbnail_path(self, token: str, take_id: str) -> Path:
+        return self.store.take_file(self._sid(token), take_id, "thumb.png")
+
+    def session_file(self, token: str, relative: str | os.PathLike) -> Path:
+        """A file of this session by its path relative to the session folder (checked)."""
+        path = self.store.resolve_in_session(self._sid(token), relative)
+        if not path.is_file():
+            raise ValueError("That file is not part of this session.")
+        return path
+
+    def set_critique(self, token: str, take_id: str, critique: str) -> Take:
+        critique = (critique or "").strip()
+        if len(critique) > self.settings.max_critique_chars:
+            raise ValueError(
+                f"The critique is {len(critique)} characters long; the limit is "
+                f"{self.settings.max_critique_chars}."
+            )
+        return self.store.set_critique(self._sid(token), take_id, critique)
+
+    def export_session(self, token: str) -> Path:
+        """A zip of the session: ``takes.json`` and every clip as ``take-<seq>-<id>.mp4``."""
+        sid = self._sid(token)
+        takes = self.store.list_takes(sid)
+        if not takes:
+            raise ValueError("This session has no takes to export yet.")
+        out_dir = self.store.session_dir(sid) / "exports"
+        out_dir.mkdir(parents=True, exist_ok=True)
+        target = out_dir / f"uvigu-session-{time.strftime('%Y%m%d-%H%M%S')}.zip"
+        fd, tmp = tempfile.mkstemp(dir=out_dir, suffix=".zip.tmp")
+        os.close(fd)
+        try:
+            with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+                records = []
+                for take in takes:
+                    name = f"take-{take.seq:03d}-{take.id}.mp4"
+                    archive.write(self.store.take_file(sid, take.id, "clip.mp4"), name)
+                    records.append({**take.to_json(), "clip": name})
+                meta = {"fps": self.pipe.fps, "exported": time.time(), "takes": records}
+                archive.writestr("takes.json", json.dumps(meta, indent=2))
+            os.replace(tmp, target)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        return target
+
+    # -- trajectory ------------------------------------------------------------------------
+
+    def trajectory(self, token: str) -> Trajectory | None:
+        """The denoising trajectory of this session's last run (kept in memory only)."""
+        sid = self._sid(token)
+        with self._trajectory_lock:
+            return self._trajectories.get(sid)
+
+    def trajectory_clip(self, token: str, index: int) -> tuple[Path, TrajectoryFrame]:
+        """An H.264 clip of step ``index`` of the last run, and that step."""
+        sid = self._sid(token)
+        trajectory = self.trajectory(token)
+        if trajectory is None or not trajectory.steps:
+            raise ValueError("Nothing to show yet: generate or caption a clip first.")
+        if not 0 <= int(index) < len(trajectory.steps):
+            raise ValueError(f"Step must be between 0 and {len(trajectory.steps) - 1}.")
+        step = trajectory.steps[int(index)]
+        folder = self.store.session_dir(sid) / "trajectory" / trajectory.take_id
+        path = folder / f"step-{int(index):03d}.mp4"
+        if not path.is_file():
+            folder.mkdir(parents=True, exist_ok=True)
+            write_mp4(step.frames, path, fps=int(self.pipe.fps), scale=self._display_scale(step.frames))
+        return path, step
+
+    # -- housekeeping ----------------------------------------------------------------------
+
+    def cleanup(self, max_age_days: float | None = None) -> int:
+        """Delete sessions unused for ``max_age_days`` (default from settings); returns how many."""
+        days = self.settings.session_max_age_days if max_age_days is None else max_age_days
+        cutoff = time.time() - days * 86400
+        removed = 0
+        for sid in self.store.sessions_unused_since(cutoff):
+            self.jobs.cancel(sid)
+            with self._trajectory_lock:
+                self._trajectories.pop(sid, None)
+            self.store.delete_session(sid)
+            removed += 1
+        if removed:
+            logger.info("removed %d sessions unused for %g days", removed, days)
+        return removed
+
+    # -- internals -------------------------------------------------------------------------
+
+    def _save(
+        self,
+        sid: str,
+        take: Take,
+        frames: np.ndarray,
+        trajectory: list[TrajectoryFrame],
+        job: Job[Take],
+    ) -> Take:
+        job.raise_if_cancelled()
+        staging = self.store.stage(sid)
+        try:
+            np.save(staging / "frames.npy", np.ascontiguousarray(frames), allow_pickle=False)
+            scale = self._display_scale(frames)
+            write_mp4(frames, staging / "clip.mp4", fps=int(self.pipe.fps), scale=scale)
+            middle = frames[len(frames) // 2].repeat(scale, axis=0).repeat(scale, axis=1)
+            Image.fromarray(middle).save(staging / "thumb.png")
+            saved = self.store.commit_take(sid, take, staging)
+        except BaseException:
+            self.store.discard(staging)
+            raise
+        with self._trajectory_lock:
+            self._trajectories[sid] = Trajectory(saved.id, tuple(trajectory))
+            self._trajectories.move_to_end(sid)
+            while len(self._trajectories) > self.settings.trajectory_sessions:
+                self._trajectories.popitem(last=False)
+        return saved
+
+    def _display_scale(self, frames: np.ndarray) -> int:
+        side = min(frames.shape[1:3])
+        return max(1, math.ceil(self.settings.display_min_side / max(side, 1)))
+
+    def _check_room(self, sid: str) -> None:
+        limit = self.settings.max_takes_per_session
+        if self.store.count_takes(sid) >= limit:
+            raise ValueError(
+                f"This session has reached its limit of {limit} takes; export it and start "
+                "a new session."
+            )
+
+    def _check_text(self, text: str | None, what: str) -> str:
+        text = (text or "").strip()
+        if not text:
+            raise ValueError(f"The {what} is empty; describe the clip you want.")
+        limit = self.settings.max_prompt_chars
+        if len(text) > limit:
+            raise ValueError(
+                f"The {what} is {len(text)} characters long; the limit is {limit}. Shorten it."
+            )
+        return text
+
+    def _check_seed(self, seed: int | float | None) -> int:
+        if seed is None:
+            return secrets.randbelow(self.settings.max_seed + 1)
+        if isinstance(seed, float):
+            if not seed.is_integer():
+                raise ValueError(f"The seed must be a whole number, not {seed}.")
+            seed = int(seed)
+        if not isinstance(seed, int) or isinstance(seed, bool):
+            raise ValueError(f"The seed must be a whole number, not {seed!r}.")
+        if not 0 <= seed <= self.settings.max_seed:
+            raise ValueError(f"The seed must be between 0 and {self.settings.max_seed}, not {seed}.")
+        return seed
+
+    def _check_steps(self, steps: int | float | None) -> int | None:
+        if steps is None:
+            return None
+        lo, hi = self.settings.min_steps, self.settings.max_steps
+        if isinstance(steps, float) and steps.is_integer():
+            steps = int(steps)
+        if not isinstance(steps, int) or isinstance(steps, bool) or not lo <= steps <= hi:
+            raise ValueError(f"Steps must be a whole number from {lo} to {hi}, not {steps}.")
+        return steps
+
+    def _check_guidance(self, guidance: float | None) -> float | None:
+        if guidance is None:
+            return None
+        hi = self.settings.max_guidance
+        if not isinstance(guidance, (int, float)) or not 0 <= float(guidance) <= hi:
+            raise ValueError(f"Guidance must be between 0 and {hi:g}, not {guidance}.")
+        return float(guidance)
+
+    def _check_strength(self, strength: float) -> float:
+        lo, hi = self.settings.min_strength, self.settings.max_strength
+        if not isinstance(strength, (int, float)) or not lo <= float(strength) <= hi:
+            raise ValueError(f"Strength must be between {lo:g} and {hi:g}, not {strength}.")
+        return float(strength)
+
+
+def _session_id(token: str) -> str:
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+def _given(options: dict[str, Any]) -> dict[str, Any]:
+    """Only the options the user set; the rest fall back to the pipeline's defaults."""
+    return {key: value for key, value in options.items() if value is not None}
+
+
+def _relay(job: Job, stage: str) -> Callable[[Any], None]:
+    """A pipeline step callback that reports progress and stops the run when cancelled."""
+
+    def callback(step: Any) -> None:
+        job.report(ProgressEvent(stage, int(step.index), int(step.num_steps), step.text))
+
+    return callback
+
+
+def _frames_of(
+    stage: str, steps: list[Any] | None, still: np.ndarray | None = None
+) -> list[TrajectoryFrame]:
+    """Trajectory steps as frames; ``still`` stands in for the video while only text moves."""
+    frames: list[TrajectoryFrame] = []
+    for step in steps or []:
+        video = step.frames if step.frames is not None else still
+        if video is None:
+            continue
+        frames.append(TrajectoryFrame(stage, float(step.sigma), video, step.text))
+    return frames
