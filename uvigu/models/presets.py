@@ -25,6 +25,7 @@ class ModelPreset:
     num_layers: int = 6
     text_ffn_dim: int | None = None  # None: same as ffn_dim
     shared_ffn: bool = False
+    prediction_type: str = "sample"  # x-prediction: pixel patches are wider than the model
     # prompt encoder (small T5)
     encoder_dim: int = 128
     encoder_layers: int = 2
@@ -127,6 +128,7 @@ def build_pipeline(preset: str | ModelPreset, words: Iterable[str], seed: int = 
         text_ffn_dim=p.text_ffn_dim,
         shared_ffn=p.shared_ffn,
         max_text_len=p.max_text_len,
+        prediction_type=p.prediction_type,
     ).eval()
     return UniViGUPipeline(
         transformer=transformer,

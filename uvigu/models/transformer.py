@@ -211,8 +211,11 @@ class UniViGUTransformer3DModel(ModelMixin, ConfigMixin):
         text_ffn_dim: int | None = None,  # None: same as ffn_dim (the paper copies the video FFN)
         shared_ffn: bool = False,  # ablation: one FFN for both modalities
         max_text_len: int = 1024,  # longest text stream (size of the 1-D RoPE table)
+        prediction_type: str = "velocity",  # "velocity" (Wan) or "sample": see _to_velocity
     ):
         super().__init__()
+        if prediction_type not in ("velocity", "sample"):
+            raise ValueError(f"prediction_type must be 'velocity' or 'sample', got {prediction_type!r}.")
         dim = num_attention_heads * attention_head_dim
         text_ffn_dim = ffn_dim if text_ffn_dim is None else text_ffn_dim
 
@@ -318,7 +321,19 @@ class UniViGUTransformer3DModel(ModelMixin, ConfigMixin):
 
         shift_t, scale_t = (self.scale_shift_table_t + temb_t.unsqueeze(1)).chunk(2, dim=1)
         text = (self.norm_out_t(text.float()) * (1 + scale_t) + shift_t).type_as(text)
-        return TransformerOutput(video, self.proj_out_t(text))
+        return TransformerOutput(self._to_velocity(video, video_latents, video_sigma), self.proj_out_t(text))
+
+    def _to_velocity(self, head: torch.Tensor, x_t: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+        """The video head's output as a velocity.
+
+        Pixel-space models whose patches are wider than the model (2·8·8·3 = 384 values into 192
+        channels) cannot carry the noise through, so they predict the clean clip x̂ and report
+        v = (x_σ − x̂) / σ, with σ clipped at 0.05 as in JiT (Li & He, arXiv 2511.13720).
+        """
+        if self.config.prediction_type == "velocity":
+            return head
+        s = sigma.to(head.dtype).clamp_min(0.05).reshape(-1, 1, 1, 1, 1)
+        return (x_t.to(head.dtype) - head) / s
 
     # -----------------------------------------------------------------------------------------
 

@@ -1,0 +1,147 @@
+"""The training objective: one loss over a batch that mixes the three tasks (DESIGN §2.4).
+
+Per example a task is drawn; each noisy modality gets its own σ and the clean one σ = 0:
+
+* generate — video noisy, text stream clean (the condition text), loss on the video velocity;
+* caption — video clean, text noisy with the stage's target, empty condition, loss on the text;
+* joint — both noisy at the same σ, the prompt as condition, both losses.
+
+Stage ``recall`` (Knowledge Recall) targets the clip's prompt; stage ``refine`` (Capability
+Refinement) targets its detailed caption, and generate examples then take the prompt or the
+caption as their text, so an edited caption works as a prompt in the studio's edit loop.
+Loss = video MSE + λ · text cross entropy, each averaged over the examples that have it.
+
+Tensor vocabulary: b batch, f frames, h/w height and width, l text tokens.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+
+from ..flows import DiscreteFlow, interpolate, sample_training_sigma, velocity_target
+from ..models.prompt_encoder import encode_prompt
+from ..models.tokenizer import encode_text
+
+Stage = Literal["recall", "refine"]
+TASKS = ("generate", "caption", "joint")
+
+
+@dataclass(frozen=True)
+class ObjectiveConfig:
+    stage: Stage = "recall"
+    task_probs: tuple[float, float, float] = (0.4, 0.4, 0.2)  # generate, caption, joint
+    text_loss_weight: float = 1.0  # λ
+    prompt_dropout: float = 0.1  # empty condition for classifier-free guidance
+    caption_as_condition: float = 0.5  # stage refine: chance a generate example is conditioned on the caption
+    video_sigma_shift: float = 1.0  # shift of the logit-normal training σ (inference uses the scheduler's)
+    text_loss: Literal["ce", "gkl"] = "ce"
+
+    def __post_init__(self) -> None:
+        if self.stage not in ("recall", "refine"):
+            raise ValueError(f"stage must be 'recall' or 'refine', got {self.stage!r}.")
+        if len(self.task_probs) != 3 or min(self.task_probs) < 0 or sum(self.task_probs) <= 0:
+            raise ValueError(f"task_probs must be three non-negative weights, got {self.task_probs}.")
+
+
+@dataclass(frozen=True)
+class LossOutput:
+    loss: torch.Tensor  # scalar, differentiable
+    video_loss: float
+    text_loss: float
+    per_task: dict[str, float]  # "generate/video", "caption/text", "joint/video", "joint/text"
+    task_counts: dict[str, int]
+
+
+def draw_tasks(batch_size: int, config: ObjectiveConfig, generator: torch.Generator | None = None) -> list[str]:
+    probs = torch.tensor(config.task_probs, dtype=torch.float)
+    idx = torch.multinomial(probs / probs.sum(), batch_size, replacement=True, generator=generator)
+    return [TASKS[i] for i in idx.tolist()]
+
+
+def compute_loss(
+    *,
+    transformer: torch.nn.Module,
+    text_encoder: torch.nn.Module,
+    tokenizer,
+    codec,
+    frames: torch.Tensor,
+    prompts: Sequence[str],
+    captions: Sequence[str],
+    config: ObjectiveConfig,
+    text_flow: DiscreteFlow,
+    max_text_len: int,
+    max_prompt_len: int,
+    generator: torch.Generator | None = None,
+    tasks: Sequence[str] | None = None,
+) -> LossOutput:
+    """The mixed-task loss for uint8 ``frames`` (b, f, h, w, 3) with their prompts and captions."""
+    device = next(transformer.parameters()).device
+    b = frames.shape[0]
+    tasks = list(tasks) if tasks is not None else draw_tasks(b, config, generator)
+    flow = text_flow
+    rand = lambda: float(torch.rand((), generator=generator))  # noqa: E731
+
+    targets = [p if config.stage == "recall" else c for p, c in zip(prompts, captions)]
+    stream_texts, conditions = [], []
+    for task, prompt, caption, target in zip(tasks, prompts, captions, targets):
+        if task == "generate":
+            use_caption = config.stage == "refine" and rand() < config.caption_as_condition
+            text = caption if use_caption else prompt
+            stream_texts.append(text)
+            conditions.append("" if rand() < config.prompt_dropout else text)
+        elif task == "caption":
+            stream_texts.append(target)
+            conditions.append("")  # never the prompt: the text stream must not copy it
+        else:
+            stream_texts.append(target)
+            conditions.append("" if rand() < config.prompt_dropout else prompt)
+
+    text_clean, valid = encode_text(tokenizer, stream_texts, max_text_len)
+    text_clean, valid = text_clean.to(device), valid.to(device)
+    video_noisy = torch.tensor([t != "caption" for t in tasks], device=device)
+    text_noisy = torch.tensor([t != "generate" for t in tasks], device=device)
+
+    x = codec.encode(frames).to(device)
+    noise = torch.randn(x.shape, generator=generator).to(device)
+    sigma_v = sample_training_sigma(b, shift=config.video_sigma_shift, generator=generator).to(device)
+    sigma_t = torch.rand(b, generator=generator).clamp(1e-3, 1.0).to(device)
+    sigma_t = torch.where(video_noisy, sigma_v, sigma_t)  # joint: one σ for both, as at inference
+    sigma_v = torch.where(video_noisy, sigma_v, torch.zeros_like(sigma_v))
+    sigma_t = torch.where(text_noisy, sigma_t, torch.zeros_like(sigma_t))
+
+    x_t = interpolate(x, noise, sigma_v)
+    text_t = torch.where(
+        text_noisy[:, None], flow.corrupt(text_clean.cpu(), sigma_t.cpu(), generator=generator).to(device), text_clean
+    )
+    # Noisy text runs over the whole stream (the model learns where the text ends); clean text
+    # masks its padding out as keys, as at inference.
+    text_mask = valid | text_noisy[:, None]
+    context = encode_prompt(text_encoder, tokenizer, conditions, max_prompt_len, device)
+
+    v_pred, logits = transformer(x_t, text_t, sigma_v, sigma_t, context, text_mask)
+    video_mse = F.mse_loss(v_pred.float(), velocity_target(x, noise).float(), reduction="none").flatten(1).mean(1)
+    text_ce = flow.loss(logits, text_clean, text_t, sigma_t, kind=config.text_loss)
+
+    def masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        return (values * mask).sum() / mask.sum().clamp_min(1)
+
+    video_loss = masked_mean(video_mse, video_noisy.float())
+    text_loss = masked_mean(text_ce, text_noisy.float())
+    loss = video_loss + config.text_loss_weight * text_loss
+
+    per_task: dict[str, float] = {}
+    counts = {t: tasks.count(t) for t in TASKS}
+    for task in TASKS:
+        m = torch.tensor([t == task for t in tasks], device=device, dtype=torch.float)
+        if not counts[task]:
+            continue
+        if task != "caption":
+            per_task[f"{task}/video"] = float(masked_mean(video_mse.detach(), m))
+        if task != "generate":
+            per_task[f"{task}/text"] = float(masked_mean(text_ce.detach(), m))
+    return LossOutput(loss, float(video_loss.detach()), float(text_loss.detach()), per_task, counts)
