@@ -1,0 +1,113 @@
+import numpy as np
+import pytest
+
+from uvigu.data.shapes import ShapesConfig, make_example, sample_scene, scene_prompt, shapes_vocabulary
+from uvigu.eval.grammar import ObjectMention, ParsedText, parse_caption, parse_prompt, scene_mentions
+
+
+@pytest.mark.parametrize("split", ["train", "heldout"])
+def test_captions_round_trip_every_field(split):
+    for seed in range(400):
+        ex = make_example(seed, split=split)
+        parsed = parse_caption(ex.caption)
+        assert parsed.objects == scene_mentions(ex.scene), ex.caption
+        assert parsed.background == ex.scene.background
+
+
+@pytest.mark.parametrize("split", ["train", "heldout"])
+def test_prompts_round_trip_every_field_they_state(split):
+    rng = np.random.default_rng(0)
+    for _ in range(400):
+        scene = sample_scene(rng, ShapesConfig(), split)
+        for prompt in (scene_prompt(scene), scene_prompt(scene, rng)):
+            parsed = parse_prompt(prompt)
+            assert len(parsed.objects) == len(scene.objects)
+            for mention, obj in zip(parsed.objects, scene.objects):
+                assert (mention.color, mention.shape, mention.motion) == (obj.color, obj.shape, obj.motion)
+                assert mention.size in (None, obj.size)
+                assert mention.speed is None and mention.region is None
+                assert (mention.size is None) == (f"{obj.size} {obj.color}" not in prompt)
+            assert parsed.background == (scene.background if prompt.endswith("background") else None)
+        full = parse_prompt(scene_prompt(scene))
+        assert [m.size for m in full.objects] == [o.size for o in scene.objects]
+
+
+def test_design_examples():
+    prompt = parse_prompt("a red circle moving right and a large blue square staying still")
+    assert prompt == ParsedText(
+        [ObjectMention("red", "circle", None, "right"), ObjectMention("blue", "square", "large", "still")], None
+    )
+    caption = parse_caption(
+        "a large red circle moves quickly to the right from the left, while a small blue square stays "
+        "still near the center on a black background."
+    )
+    assert caption == ParsedText(
+        [
+            ObjectMention("red", "circle", "large", "right", "quickly", "left"),
+            ObjectMention("blue", "square", "small", "still", None, "center"),
+        ],
+        "black",
+    )
+
+
+def test_loose_reading_of_imperfect_text():
+    # Doubled words, missing article, no final period, capitals and odd spacing.
+    text = "A large red circle moves quickly to the right from the the top left,  while small BLUE square stays still near center"
+    parsed = parse_caption(text)
+    assert parsed.objects == [
+        ObjectMention("red", "circle", "large", "right", "quickly", "top left"),
+        ObjectMention("blue", "square", "small", "still", None, "center"),
+    ]
+    assert parsed.background is None
+    # A clause without a shape is dropped; the others survive; the background is still read.
+    parsed = parse_caption("a green moves up from the top, while a yellow diamond moves slowly down on a gray background.")
+    assert parsed.objects == [ObjectMention("yellow", "diamond", None, "down", "slowly", None)]
+    assert parsed.background == "gray"
+    # Region words before 'from' are not a motion; direction words after it are the region.
+    assert parse_caption("a red square moves from the left").objects == [ObjectMention("red", "square", None, None, None, "left")]
+    # Caption-style phrasing given to the prompt parser, and the reverse.
+    assert parse_prompt("a small purple triangle moves slowly up from the bottom.").objects == [
+        ObjectMention("purple", "triangle", "small", "up", "slowly", "bottom")
+    ]
+    assert parse_caption("an orange square moving left").objects == [ObjectMention("orange", "square", None, "left")]
+
+
+@pytest.mark.parametrize(
+    "text", ["", "   ", "....", ",,, while and", "garbage !!! ??", "a a a a", "red", "circle", "🙂 ünïcode", "x" * 50_000, None, 42]
+)
+def test_garbage_never_raises(text):
+    for parse in (parse_prompt, parse_caption):
+        parsed = parse(text)
+        assert isinstance(parsed, ParsedText)
+        assert parsed.objects == []
+
+
+def test_corrupted_generator_text_never_raises_and_keeps_intact_clauses():
+    rng = np.random.default_rng(1)
+    for seed in range(200):
+        caption = make_example(seed).caption
+        words = caption.split()
+        for _ in range(3):  # drop, duplicate or swap a word
+            i = int(rng.integers(len(words)))
+            op = rng.integers(3)
+            if op == 0 and len(words) > 1:
+                words.pop(i)
+            elif op == 1:
+                words.insert(i, words[i])
+            else:
+                j = int(rng.integers(len(words)))
+                words[i], words[j] = words[j], words[i]
+        parsed = parse_caption(" ".join(words))
+        assert len(parsed.objects) <= 2
+        for mention in parsed.objects:
+            assert mention.color and mention.shape
+
+
+def test_random_vocabulary_soup_never_raises():
+    vocab = shapes_vocabulary()
+    rng = np.random.default_rng(0)
+    for _ in range(2000):
+        text = " ".join(rng.choice(vocab, size=int(rng.integers(0, 40))))
+        for parse in (parse_prompt, parse_caption):
+            for mention in parse(text).objects:
+                assert mention.color and mention.shape
