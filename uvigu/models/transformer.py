@@ -78,17 +78,40 @@ def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch
     return out.type_as(x)
 
 
+def _half_to_interleaved(x: torch.Tensor, start: int) -> torch.Tensor:
+    """Reorder head channels of positions ``start:`` from rotate-half pairs (j, j + D/2) to (2j, 2j + 1)."""
+    text = x[:, start:].unflatten(-1, (2, -1)).transpose(-1, -2).flatten(-2)
+    return torch.cat([x[:, :start], text], dim=1)
+
+
+def _interleaved_to_half(x: torch.Tensor, start: int) -> torch.Tensor:
+    text = x[:, start:].unflatten(-1, (-1, 2)).transpose(-1, -2).flatten(-2)
+    return torch.cat([x[:, :start], text], dim=1)
+
+
 def joint_self_attention(
     attn: WanAttention,
     x: torch.Tensor,
     rotary: tuple[torch.Tensor, torch.Tensor],
     key_mask: torch.Tensor | None,
+    half_rope_from: int | None = None,
 ) -> torch.Tensor:
-    """Self-attention over the joint sequence x (b, n + l, d) with Wan's shared projections."""
+    """Self-attention over the joint sequence x (b, n + l, d) with Wan's shared projections.
+
+    ``half_rope_from``: positions from this index on (the text) rotate in the rotate-half layout
+    of the official release (flow_matching's text RoPE) instead of Wan's interleaved one; the
+    channels are reordered around the interleaved rotation, which is the same rotation.
+    """
     q = attn.norm_q(attn.to_q(x)).unflatten(2, (attn.heads, -1))
     k = attn.norm_k(attn.to_k(x)).unflatten(2, (attn.heads, -1))
     v = attn.to_v(x).unflatten(2, (attn.heads, -1))
-    q, k = apply_rotary(q, *rotary), apply_rotary(k, *rotary)
+    if half_rope_from is None:
+        q, k = apply_rotary(q, *rotary), apply_rotary(k, *rotary)
+    else:
+        q, k = (
+            _interleaved_to_half(apply_rotary(_half_to_interleaved(t, half_rope_from), *rotary), half_rope_from)
+            for t in (q, k)
+        )
     mask = None if key_mask is None else key_mask[:, None, None, :]  # (b, 1, 1, n + l)
     out = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), attn_mask=mask)
     out = out.transpose(1, 2).flatten(2, 3).type_as(q)  # (b, n + l, d)
@@ -113,8 +136,10 @@ class UniViGUBlock(nn.Module):
         cross_attn_norm: bool,
         eps: float,
         shared_ffn: bool,
+        text_rope_layout: str = "interleaved",
     ):
         super().__init__()
+        self.half_text_rope = text_rope_layout == "half"
         self.norm1 = FP32LayerNorm(dim, eps, elementwise_affine=False)
         # attn1's processor is not used: joint_self_attention runs it over [video ; text].
         self.attn1 = WanAttention(dim=dim, heads=num_heads, dim_head=dim // num_heads, eps=eps, processor=WanAttnProcessor())
@@ -160,7 +185,7 @@ class UniViGUBlock(nn.Module):
         normed = torch.cat(
             [normed[:, :n] * (1 + scale_v) + shift_v, normed[:, n:] * (1 + scale_t) + shift_t], dim=1
         ).type_as(x)
-        attn = joint_self_attention(self.attn1, normed, rotary, key_mask)
+        attn = joint_self_attention(self.attn1, normed, rotary, key_mask, n if self.half_text_rope else None)
         gate = torch.cat([gate_v.expand(-1, n, -1), gate_t.expand(-1, x.shape[1] - n, -1)], dim=1)
         x = (x.float() + attn * gate).type_as(x)
 
@@ -212,10 +237,14 @@ class UniViGUTransformer3DModel(ModelMixin, ConfigMixin):
         shared_ffn: bool = False,  # ablation: one FFN for both modalities
         max_text_len: int = 1024,  # longest text stream (size of the 1-D RoPE table)
         prediction_type: str = "velocity",  # "velocity" (Wan) or "sample": see _to_velocity
+        text_rope_layout: str = "interleaved",  # "half": the official release's rotate-half text RoPE
+        text_head_norm_affine: bool = False,  # True: the official text head's LayerNorm (learned weight, eps 1e-5)
     ):
         super().__init__()
         if prediction_type not in ("velocity", "sample"):
             raise ValueError(f"prediction_type must be 'velocity' or 'sample', got {prediction_type!r}.")
+        if text_rope_layout not in ("interleaved", "half"):
+            raise ValueError(f"text_rope_layout must be 'interleaved' or 'half', got {text_rope_layout!r}.")
         dim = num_attention_heads * attention_head_dim
         text_ffn_dim = ffn_dim if text_ffn_dim is None else text_ffn_dim
 
@@ -232,7 +261,9 @@ class UniViGUTransformer3DModel(ModelMixin, ConfigMixin):
 
         self.blocks = nn.ModuleList(
             [
-                UniViGUBlock(dim, ffn_dim, text_ffn_dim, num_attention_heads, cross_attn_norm, eps, shared_ffn)
+                UniViGUBlock(
+                    dim, ffn_dim, text_ffn_dim, num_attention_heads, cross_attn_norm, eps, shared_ffn, text_rope_layout
+                )
                 for _ in range(num_layers)
             ]
         )
@@ -241,7 +272,11 @@ class UniViGUTransformer3DModel(ModelMixin, ConfigMixin):
         self.norm_out = FP32LayerNorm(dim, eps, elementwise_affine=False)
         self.proj_out = nn.Linear(dim, out_channels * math.prod(patch_size))
         self.scale_shift_table = nn.Parameter(torch.randn(1, 2, dim) / dim**0.5)
-        self.norm_out_t = FP32LayerNorm(dim, eps, elementwise_affine=False)
+        self.norm_out_t = (
+            FP32LayerNorm(dim, 1e-5, elementwise_affine=True, bias=False)
+            if text_head_norm_affine
+            else FP32LayerNorm(dim, eps, elementwise_affine=False)
+        )
         self.proj_out_t = nn.Linear(dim, vocab_size)
         self.scale_shift_table_t = nn.Parameter(torch.randn(1, 2, dim) / dim**0.5)
 
