@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import torch
+
 from .data.shapes import shapes_vocabulary
 from .models.presets import build_pipeline
 
@@ -9,6 +11,13 @@ from .models.presets import build_pipeline
 def tiny_pipeline(seed: int = 0):
     """A randomly initialised ``tiny`` pipeline (16×16 px, 4 frames) over the Shapes vocabulary.
 
-    Its outputs are noise-like; it exists to exercise code paths quickly on a CPU.
+    Its outputs are noise-like; it exists to exercise code paths quickly on a CPU. The output heads,
+    zero at initialisation for training, get small random weights so that outputs depend on the
+    inputs (seed, prompt, clip) as a trained model's do.
     """
-    return build_pipeline("tiny", shapes_vocabulary(), seed=seed)
+    pipe = build_pipeline("tiny", shapes_vocabulary(), seed=seed)
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for head in (pipe.transformer.proj_out, pipe.transformer.proj_out_t):
+            head.weight.copy_(torch.randn(head.weight.shape, generator=generator) * 0.05)
+    return pipe

@@ -1,0 +1,102 @@
+import pytest
+import torch
+
+from uvigu.flows import DiscreteFlow, sample
+
+V, MASK = 12, 11
+
+
+@pytest.mark.parametrize("source", ["uniform", "mask"])
+def test_clean_probability_equals_kappa(source):
+    flow = DiscreteFlow(V, MASK, source=source, exponent=2.0)
+    x_1 = torch.full((4000, 8), 3)
+    for sigma in (0.0, 0.3, 0.7, 1.0):
+        x_t = flow.corrupt(x_1, torch.full((4000,), sigma), generator=torch.Generator().manual_seed(0))
+        kappa = (1 - sigma) ** 2
+        if source == "mask":
+            clean = (x_t == 3).float().mean()
+            assert abs(float(clean) - kappa) < 0.01
+        else:
+            # a uniform draw can also land on the clean token: P = κ + (1 − κ)/(V − 1)
+            clean = (x_t == 3).float().mean()
+            assert abs(float(clean) - (kappa + (1 - kappa) / (V - 1))) < 0.01
+        assert float(flow.kappa(sigma)) == pytest.approx(kappa)
+
+
+def test_sources_never_draw_a_mask_unless_masked():
+    uniform = DiscreteFlow(V, MASK, source="uniform").sample_source((200, 50), generator=torch.Generator().manual_seed(0))
+    assert not (uniform == MASK).any() and uniform.min() >= 0 and uniform.max() < V
+    assert set(uniform.unique().tolist()) == set(range(V)) - {MASK}
+    masked = DiscreteFlow(V, MASK, source="mask").sample_source((3, 4))
+    assert (masked == MASK).all()
+
+
+def oracle(target: torch.Tensor):
+    def model_fn(video, text, sv, st):
+        logits = torch.full((*target.shape, V), -1e4)
+        logits.scatter_(-1, target.unsqueeze(-1), 0.0)
+        return torch.zeros_like(video), logits
+
+    return model_fn
+
+
+@pytest.mark.parametrize("source", ["uniform", "mask"])
+def test_jump_sampler_with_oracle_recovers_the_target(source):
+    flow = DiscreteFlow(V, MASK, source=source)
+    target = torch.randint(0, MASK, (3, 20), generator=torch.Generator().manual_seed(4))
+    g = torch.Generator().manual_seed(5)
+    start = flow.sample_source(tuple(target.shape), generator=g)
+    seen = []
+    out = sample(
+        oracle(target), video=torch.zeros(3, 1, 1, 1, 1), text=start, sigmas=torch.linspace(1, 0, 9),
+        denoise_video=False, denoise_text=True, text_flow=flow, generator=g,
+        callback=lambda step: seen.append(step.text.clone()),
+    )
+    assert torch.equal(out.text, target)
+    assert not (out.text == MASK).any()
+    # tokens become clean gradually, not all at the first step
+    assert 0 < (seen[0] == target).float().mean() < 1 or source == "uniform"
+    assert len(seen) == 8
+
+
+def test_jump_probability_matches_the_mixture_path():
+    # From the masked source, the fraction of tokens unmasked over one step is (κ' − κ)/(1 − κ).
+    flow = DiscreteFlow(V, MASK, source="mask")
+    x_t = torch.full((1, 20000), MASK)
+    logits = torch.zeros(1, 20000, V)
+    x_next = flow.jump_step(x_t, logits, 0.8, 0.6, generator=torch.Generator().manual_seed(0))
+    expected = (0.4 - 0.2) / (1 - 0.2)
+    assert abs(float((x_next != MASK).float().mean()) - expected) < 0.01
+    assert not (flow.jump_step(x_t, logits, 0.2, 0.0) == MASK).any()
+
+
+def test_pinned_tokens_stay():
+    flow = DiscreteFlow(V, MASK, source="mask")
+    x_t = torch.tensor([[1, MASK, 2, MASK]])
+    pinned = torch.tensor([[True, False, True, False]])
+    out = flow.jump_step(x_t, torch.zeros(1, 4, V), 0.5, 0.0, pinned=pinned)
+    assert out[0, 0] == 1 and out[0, 2] == 2 and (out[0, [1, 3]] != MASK).all()
+
+
+def test_losses():
+    flow = DiscreteFlow(V, MASK)
+    x_1 = torch.tensor([[1, 2, 3]])
+    perfect = torch.full((1, 3, V), -30.0).scatter(-1, x_1.unsqueeze(-1), 30.0)
+    flat = torch.zeros(1, 3, V)
+    sigma = torch.tensor([0.5])
+    assert flow.loss(perfect, x_1, x_1, sigma).item() < 1e-6
+    assert flow.loss(flat, x_1, x_1, sigma).item() == pytest.approx(torch.log(torch.tensor(float(V))).item(), rel=1e-5)
+    x_t = torch.tensor([[1, 5, 6]])
+    assert flow.loss(perfect, x_1, x_t, sigma, kind="gkl").item() < 1e-4
+    assert flow.loss(flat, x_1, x_t, sigma, kind="gkl").item() > 0
+    weight = torch.tensor([[1.0, 0.0, 0.0]])
+    assert flow.loss(flat, x_1, x_1, sigma, weight=weight).item() == pytest.approx(flow.loss(flat, x_1, x_1, sigma).item())
+    with pytest.raises(ValueError, match="text loss"):
+        flow.loss(flat, x_1, x_1, sigma, kind="mse")
+
+
+def test_bad_configuration_is_refused():
+    with pytest.raises(ValueError, match="source"):
+        DiscreteFlow(V, MASK, source="gaussian")
+    with pytest.raises(ValueError, match="mask_token_id"):
+        DiscreteFlow(V, V)

@@ -1,0 +1,83 @@
+import numpy as np
+import pytest
+import torch
+from diffusers import FlowMatchEulerDiscreteScheduler
+
+from uvigu.flows import (
+    euler_step,
+    inference_sigmas,
+    interpolate,
+    predict_clean,
+    sample_training_sigma,
+    schedule_start_index,
+    shift_sigma,
+    sigma_to_timestep,
+    velocity_target,
+)
+
+
+def test_sigma_endpoints_give_data_and_noise():
+    g = torch.Generator().manual_seed(0)
+    x, noise = torch.randn(2, 3, 4, 5, 5, generator=g), torch.randn(2, 3, 4, 5, 5, generator=g)
+    assert torch.equal(interpolate(x, noise, torch.zeros(2)), x)
+    assert torch.equal(interpolate(x, noise, torch.ones(2)), noise)
+    mid = interpolate(x, noise, torch.tensor([0.25, 0.75]))
+    assert torch.allclose(mid[0], 0.75 * x[0] + 0.25 * noise[0])
+    assert sigma_to_timestep(torch.tensor([0.0, 0.5, 1.0])).tolist() == [0.0, 500.0, 1000.0]
+
+
+def test_exact_velocity_recovers_the_data():
+    # Two-point problem: for one data point x, the exact velocity field is ε − x along the straight path.
+    g = torch.Generator().manual_seed(1)
+    x, noise = torch.randn(1, 3, 2, 4, 4, generator=g), torch.randn(1, 3, 2, 4, 4, generator=g)
+    sigmas = inference_sigmas(FlowMatchEulerDiscreteScheduler(shift=3.0), 7)
+    x_t = noise.clone()
+    for s, s_next in zip(sigmas[:-1], sigmas[1:]):
+        x_t = euler_step(x_t, velocity_target(x, noise), float(s), float(s_next))
+    assert torch.allclose(x_t, x, atol=1e-5)
+    assert torch.allclose(predict_clean(interpolate(x, noise, torch.tensor([0.6])), noise - x, torch.tensor([0.6])), x, atol=1e-6)
+
+
+def test_inference_schedule_is_wans_shifted_grid_ending_at_zero():
+    steps, shift = 10, 3.0
+    sigmas = inference_sigmas(FlowMatchEulerDiscreteScheduler(shift=shift), steps)
+    grid = np.linspace(1.0, 0.0, steps + 1)
+    expected = shift * grid / (1 + (shift - 1) * grid)
+    assert sigmas.shape == (steps + 1,)
+    assert np.allclose(sigmas.numpy(), expected, atol=1e-6)
+    assert sigmas[0] == 1.0 and sigmas[-1] == 0.0
+    assert np.allclose(shift_sigma(grid, shift), expected)
+
+
+def test_strength_starts_part_way():
+    scheduler = FlowMatchEulerDiscreteScheduler(shift=3.0)
+    full = inference_sigmas(scheduler, 10)
+    part = inference_sigmas(scheduler, 10, strength=0.6)
+    assert len(part) == 7 and torch.equal(part, full[4:])
+    assert schedule_start_index(10, 1.0) == 0
+    assert schedule_start_index(10, 0.01) == 9  # at least one step is always run
+
+
+def test_euler_step_matches_diffusers_scheduler():
+    scheduler = FlowMatchEulerDiscreteScheduler(shift=3.0)
+    sigmas = inference_sigmas(scheduler, 5)
+    g = torch.Generator().manual_seed(2)
+    x, v = torch.randn(1, 3, 2, 4, 4, generator=g), torch.randn(1, 3, 2, 4, 4, generator=g)
+    theirs = scheduler.step(v, scheduler.timesteps[0], x, return_dict=False)[0]
+    ours = euler_step(x, v, float(sigmas[0]), float(sigmas[1]))
+    assert torch.allclose(theirs, ours, atol=1e-6)
+
+
+def test_training_sigmas_are_in_range_and_seeded():
+    a = sample_training_sigma(1000, generator=torch.Generator().manual_seed(0))
+    b = sample_training_sigma(1000, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(a, b)
+    assert 0 < a.min() and a.max() < 1
+    assert abs(float(a.mean()) - 0.5) < 0.05  # logit-normal is symmetric about 0.5
+    shifted = sample_training_sigma(1000, shift=3.0, generator=torch.Generator().manual_seed(0))
+    assert shifted.mean() > a.mean()
+
+
+def test_bad_step_count_is_refused():
+    with pytest.raises(ValueError, match="num_inference_steps"):
+        inference_sigmas(FlowMatchEulerDiscreteScheduler(), 0)

@@ -1,0 +1,184 @@
+import numpy as np
+import pytest
+import torch
+
+from uvigu import Cancelled, UniViGUPipeline
+from uvigu.data.shapes import ShapesConfig, make_example
+from uvigu.testing import tiny_pipeline
+from uvigu.training.objective import ObjectiveConfig, compute_loss
+from uvigu.videoio import write_mp4
+
+PROMPT = "a red circle moving right"
+
+
+@pytest.fixture(scope="module")
+def pipe():
+    return tiny_pipeline()
+
+
+def test_outputs_have_the_documented_shapes(pipe):
+    out = pipe.generate(PROMPT, seed=0)
+    assert out.frames.shape == (4, 16, 16, 3) and out.frames.dtype == np.uint8
+    assert out.seed == 0 and out.caption is None
+    cap = pipe.caption(out.frames, seed=0)
+    assert isinstance(cap.text, str)
+    both = pipe.generate_with_caption("a blue square moving up", seed=0)
+    assert both.frames.shape == (4, 16, 16, 3) and isinstance(both.caption, str)
+    new = pipe.edit(out.frames, "a green circle moving right", strength=0.6, seed=0)
+    assert new.frames.shape == (4, 16, 16, 3)
+
+
+def test_same_seed_same_output(pipe):
+    a, b = pipe.generate(PROMPT, seed=3), pipe.generate(PROMPT, seed=3)
+    assert np.array_equal(a.frames, b.frames)
+    assert not np.array_equal(a.frames, pipe.generate(PROMPT, seed=4).frames)
+    clip = a.frames
+    assert pipe.caption(clip, seed=1).text == pipe.caption(clip, seed=1).text
+    j1, j2 = pipe.generate_with_caption(PROMPT, seed=2), pipe.generate_with_caption(PROMPT, seed=2)
+    assert np.array_equal(j1.frames, j2.frames) and j1.caption == j2.caption
+    assert np.array_equal(pipe.edit(clip, PROMPT, seed=5).frames, pipe.edit(clip, PROMPT, seed=5).frames)
+
+
+def test_random_seed_is_reported_and_reproduces(pipe):
+    out = pipe.generate(PROMPT)
+    assert 0 <= out.seed < 2**31
+    assert np.array_equal(out.frames, pipe.generate(PROMPT, seed=out.seed).frames)
+
+
+def test_save_and_load_round_trip_exactly(pipe, tmp_path):
+    pipe.save_pretrained(tmp_path)
+    loaded = UniViGUPipeline.from_pretrained(tmp_path)
+    for name in ("transformer", "text_encoder"):
+        ours, theirs = getattr(pipe, name).state_dict(), getattr(loaded, name).state_dict()
+        assert ours.keys() == theirs.keys()
+        assert all(torch.equal(ours[k], theirs[k]) for k in ours)
+    assert loaded.config.max_text_len == pipe.config.max_text_len
+    assert np.array_equal(loaded.generate(PROMPT, seed=0).frames, pipe.generate(PROMPT, seed=0).frames)
+    clip = pipe.generate(PROMPT, seed=0).frames
+    assert loaded.caption(clip, seed=0).text == pipe.caption(clip, seed=0).text
+
+
+def test_guidance_one_is_the_conditional_prediction(pipe):
+    calls = []
+    original = pipe.transformer.forward
+
+    def spy(*args, **kwargs):
+        out = original(*args, **kwargs)
+        calls.append((args[0].shape[0], out.video_velocity.detach().clone()))
+        return out
+
+    pipe.transformer.forward = spy
+    try:
+        plain = pipe.generate(PROMPT, seed=0, guidance_scale=1.0, num_inference_steps=2)
+        guided = pipe.generate(PROMPT, seed=0, guidance_scale=1.0 + 1e-6, num_inference_steps=2)
+    finally:
+        del pipe.transformer.forward
+    assert [c[0] for c in calls] == [1, 1, 2, 2]  # g = 1 runs the conditional branch alone
+    assert np.abs(plain.frames.astype(int) - guided.frames.astype(int)).max() <= 1
+
+
+def test_guidance_changes_the_result(pipe):
+    a = pipe.generate(PROMPT, seed=0, guidance_scale=1.0)
+    b = pipe.generate(PROMPT, seed=0, guidance_scale=6.0)
+    assert not np.array_equal(a.frames, b.frames)
+
+
+def test_callback_reports_progress_text_and_previews(pipe):
+    steps = []
+    pipe.generate_with_caption(PROMPT, seed=0, num_inference_steps=3, callback=steps.append)
+    assert [s.index for s in steps] == [0, 1, 2] and all(s.num_steps == 3 for s in steps)
+    assert steps[0].sigma == 1.0 and steps[-1].sigma < steps[0].sigma
+    assert all(isinstance(s.text, str) for s in steps)
+    assert steps[-1].preview().shape == (4, 16, 16, 3)
+
+
+def test_trajectory_holds_frames_and_text_per_step(pipe):
+    out = pipe.generate_with_caption(PROMPT, seed=0, num_inference_steps=3, return_trajectory=True)
+    assert len(out.trajectory) == 3
+    assert all(t.frames.shape == (4, 16, 16, 3) for t in out.trajectory)
+    assert all(isinstance(t.text, str) for t in out.trajectory)
+    gen = pipe.generate(PROMPT, seed=0, num_inference_steps=3, return_trajectory=True)
+    assert all(t.text is None for t in gen.trajectory)
+    cap = pipe.caption(gen.frames, seed=0, num_inference_steps=3, return_trajectory=True)
+    assert [t.sigma for t in cap.trajectory] == pytest.approx([1.0, 2 / 3, 1 / 3])
+
+
+def test_cancel_stops_between_steps(pipe):
+    seen = []
+
+    def stop_after_two(step):
+        seen.append(step.index)
+        if step.index == 1:
+            raise Cancelled()
+
+    with pytest.raises(Cancelled):
+        pipe.generate(PROMPT, seed=0, num_inference_steps=4, callback=stop_after_two)
+    assert seen == [0, 1]
+
+
+def test_caption_accepts_a_video_file_and_reports_changes(pipe, tmp_path):
+    frames = np.random.default_rng(0).integers(0, 255, (8, 32, 48, 3), dtype=np.uint8)
+    path = write_mp4(frames, tmp_path / "clip.mp4", fps=8)
+    cap = pipe.caption(path, seed=0)
+    assert isinstance(cap.text, str) and cap.input_notes  # resized and trimmed to the model's size
+
+
+def test_unknown_words_are_reported(pipe):
+    assert pipe.unknown_words("a red zebra moving sideways") == ["zebra", "sideways"]
+    assert pipe.generate("a red zebra moving right", seed=0).unknown_words == ["zebra"]
+
+
+@pytest.mark.parametrize(
+    "call, message",
+    [
+        (lambda p: p.generate("", seed=0), "empty"),
+        (lambda p: p.generate("   ", seed=0), "empty"),
+        (lambda p: p.generate(" ".join(["red"] * 60), seed=0), "tokens long"),
+        (lambda p: p.generate(PROMPT, seed=-1), "seed"),
+        (lambda p: p.generate(PROMPT, num_inference_steps=0), "num_inference_steps"),
+        (lambda p: p.generate(PROMPT, guidance_scale=100.0), "guidance_scale"),
+        (lambda p: p.generate(PROMPT, height=15), "height"),
+        (lambda p: p.generate(PROMPT, num_frames=3), "num_frames"),
+        (lambda p: p.edit(np.zeros((4, 16, 16, 3), np.uint8), PROMPT, strength=0.0), "strength"),
+        (lambda p: p.caption(np.zeros((4, 16, 16), np.uint8)), "uint8 frames"),
+        (lambda p: p.caption(np.zeros((4, 16, 16, 3), np.float32)), "uint8 frames"),
+        (lambda p: p.caption(12), "video file path"),
+        (lambda p: p.caption("no/such/clip.mp4"), "clip.mp4"),
+    ],
+)
+def test_bad_inputs_raise_clear_errors(pipe, call, message):
+    with pytest.raises(ValueError, match=message):
+        call(pipe)
+
+
+def test_a_trained_tiny_model_reproduces_its_clip_and_caption():
+    """The whole loop: a few hundred CPU steps on one (clip, caption) pair, then the pipeline's own
+    caption() reads the caption back and generate() draws the clip."""
+    torch.manual_seed(0)
+    pipe = tiny_pipeline()
+    example = make_example(3, ShapesConfig(size=16, num_frames=4))
+    frames = torch.from_numpy(example.frames)[None].repeat(8, 1, 1, 1, 1)
+    config = ObjectiveConfig(stage="refine", prompt_dropout=0.0)
+    params = list(pipe.transformer.parameters()) + list(pipe.text_encoder.parameters())
+    optimizer = torch.optim.AdamW(params, lr=3e-3)
+    pipe.transformer.train(), pipe.text_encoder.train()
+    generator = torch.Generator().manual_seed(0)
+    losses = []
+    for _ in range(300):
+        out = compute_loss(
+            transformer=pipe.transformer, text_encoder=pipe.text_encoder, tokenizer=pipe.tokenizer,
+            codec=pipe.codec, frames=frames, prompts=[example.caption] * 8, captions=[example.caption] * 8,
+            config=config, text_flow=pipe.text_flow, max_text_len=pipe.config.max_text_len,
+            max_prompt_len=pipe.config.max_prompt_len, generator=generator,
+        )
+        optimizer.zero_grad()
+        out.loss.backward()
+        optimizer.step()
+        losses.append((out.video_loss, out.text_loss))
+    pipe.transformer.eval(), pipe.text_encoder.eval()
+
+    assert pipe.caption(example.frames, seed=0, num_inference_steps=8).text == example.caption
+    generated = pipe.generate(example.caption, seed=0, num_inference_steps=8, guidance_scale=1.0).frames
+    error = np.abs(generated.astype(float) - example.frames.astype(float)).mean() / 255
+    noise_level = np.abs(np.random.default_rng(0).integers(0, 256, example.frames.shape) - example.frames.astype(float)).mean() / 255
+    assert error < 0.1 * noise_level, (error, noise_level)
