@@ -76,7 +76,7 @@ class FakePipeline:
         self.max_active = 0
         self._lock = threading.Lock()
 
-    # -- helpers ---------------------------------------------------------------------------
+    # -- test hooks ------------------------------------------------------------------------
 
     def unknown_words(self, text: str) -> list[str]:
         words = [w.strip(".,").lower() for w in text.split()]

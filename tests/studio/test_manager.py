@@ -503,3 +503,14 @@ def test_bad_uploads_get_clear_messages(make_studio, clip, tmp_path):
         with pytest.raises(ValueError, match=message):
             studio.submit_caption_upload(token, path)
     assert studio.takes(token) == []
+
+
+def test_the_browser_secret_survives_a_restart(make_studio):
+    first = make_studio().browser_secret()
+    assert len(first) >= 32 and make_studio().browser_secret() == first
+
+
+def test_model_defaults_come_from_the_pipeline(make_studio):
+    defaults = make_studio().model_defaults()
+    assert (defaults.num_frames, defaults.height, defaults.width, defaults.fps) == (4, 8, 8, 8)
+    assert defaults.num_inference_steps >= 1

@@ -1,13 +1,14 @@
 """Session manager: one shared pipeline, one job queue, persistent and isolated sessions of takes."""
 
 from uvigu.studio.jobs import Job, JobQueue, ProgressEvent, StudioBusy
-from uvigu.studio.manager import Studio, Trajectory, TrajectoryFrame
+from uvigu.studio.manager import ModelDefaults, Studio, Trajectory, TrajectoryFrame
 from uvigu.studio.settings import StudioSettings
 from uvigu.studio.store import Take, TakeStore
 from uvigu.studio.textdiff import word_diff
 
 __all__ = [
     "Job",
+    "ModelDefaults",
     "JobQueue",
     "ProgressEvent",
     "Studio",

@@ -38,6 +38,7 @@ from uvigu.videoio import conform_video, probe_video, read_video, write_mp4
 logger = logging.getLogger(__name__)
 
 TOKEN_BYTES = 24
+CLEANUP_EVERY_S = 3600.0  # old sessions are also swept while serving, at most this often
 GENERATE_MODES = ("generate", "joint")
 
 
@@ -54,6 +55,18 @@ class Pipeline(Protocol):
     def caption(self, video: Any, **kwargs: Any) -> Any: ...
     def edit(self, video: Any, prompt: str, **kwargs: Any) -> Any: ...
     def unknown_words(self, text: str) -> list[str]: ...
+
+
+@dataclass(frozen=True)
+class ModelDefaults:
+    """What the model uses when a setting is left out, and the clip format it makes."""
+
+    num_inference_steps: int
+    guidance_scale: float
+    num_frames: int
+    height: int
+    width: int
+    fps: int
 
 
 @dataclass(frozen=True)
@@ -82,15 +95,34 @@ class Studio:
         self.jobs = JobQueue(settings.max_queue, settings.max_jobs_per_session)
         self._trajectories: OrderedDict[str, Trajectory] = OrderedDict()
         self._trajectory_lock = threading.Lock()
+        self._last_cleanup = time.monotonic()
 
     def close(self) -> None:
         self.jobs.close(timeout=30)
         self.store.close()
 
+    def model_defaults(self) -> ModelDefaults:
+        config = getattr(self.pipe, "config", None)
+        return ModelDefaults(
+            num_inference_steps=int(getattr(config, "num_inference_steps", 20)),
+            guidance_scale=float(getattr(config, "guidance_scale", 3.0)),
+            num_frames=int(self.pipe.default_num_frames),
+            height=int(self.pipe.default_height),
+            width=int(self.pipe.default_width),
+            fps=int(self.pipe.fps),
+        )
+
+    def browser_secret(self) -> str:
+        """A secret that stays the same across restarts of this data directory."""
+        return self.store.instance_secret()
+
     # -- sessions --------------------------------------------------------------------------
 
     def new_session(self) -> str:
         """Start a session and return its token (the only key to it; keep it secret)."""
+        if time.monotonic() - self._last_cleanup > CLEANUP_EVERY_S:
+            self._last_cleanup = time.monotonic()
+            self.cleanup()
         token = secrets.token_urlsafe(TOKEN_BYTES)
         self.store.create_session(_session_id(token))
         return token

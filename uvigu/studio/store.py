@@ -55,6 +55,10 @@ CREATE TABLE IF NOT EXISTS takes (
     created REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS takes_by_session ON takes(session_id, seq);
+CREATE TABLE IF NOT EXISTS meta (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
 """
 
 
@@ -286,6 +290,17 @@ class TakeStore:
                 (critique, take_id, session_id),
             )
         return self.get_take(session_id, take_id)
+
+    def instance_secret(self) -> str:
+        """A random secret made once per data directory (e.g. to encrypt browser-held state),
+        so it stays the same across restarts."""
+        with self._lock:
+            self._db.execute(
+                "INSERT OR IGNORE INTO meta(key, value) VALUES ('secret', ?)",
+                (secrets.token_urlsafe(32),),
+            )
+            (value,) = self._db.execute("SELECT value FROM meta WHERE key = 'secret'").fetchone()
+        return value
 
     # -- recovery --------------------------------------------------------------------------
 

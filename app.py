@@ -1,0 +1,90 @@
+"""Serve Uni-ViGU Studio: ``python app.py [--model DIR] [--host H] [--port P] [--data-dir DIR] [--share]``.
+
+Every flag has an environment variable alternative (for Hugging Face Spaces and containers):
+``UVIGU_MODEL``, ``GRADIO_SERVER_NAME``, ``GRADIO_SERVER_PORT``, ``UVIGU_DATA_DIR``,
+``GRADIO_SHARE``; and ``UVIGU_SESSION_MAX_AGE_DAYS`` for how long unused sessions are kept.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+DEFAULT_MODEL = ROOT / "assets" / "uvigu-shapes"
+DEFAULT_DATA_DIR = ROOT / "studio-data"
+
+logger = logging.getLogger("uvigu.app")
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    env = os.environ
+    parser = argparse.ArgumentParser(description="Serve Uni-ViGU Studio in the browser.")
+    parser.add_argument("--model", type=Path, default=Path(env.get("UVIGU_MODEL", DEFAULT_MODEL)),
+                        help="checkpoint folder (diffusers layout) [env UVIGU_MODEL; default: %(default)s]")
+    parser.add_argument("--host", default=env.get("GRADIO_SERVER_NAME", "127.0.0.1"),
+                        help="address to listen on; 0.0.0.0 for all [env GRADIO_SERVER_NAME]")
+    parser.add_argument("--port", type=int, default=int(env.get("GRADIO_SERVER_PORT", "7860")),
+                        help="port [env GRADIO_SERVER_PORT; default: %(default)s]")
+    parser.add_argument("--data-dir", type=Path,
+                        default=Path(env.get("UVIGU_DATA_DIR", DEFAULT_DATA_DIR)),
+                        help="where sessions and clips are kept [env UVIGU_DATA_DIR; default: %(default)s]")
+    parser.add_argument("--share", action="store_true",
+                        default=env.get("GRADIO_SHARE", "").lower() in ("1", "true", "yes"),
+                        help="also serve through a public gradio.live link [env GRADIO_SHARE]")
+    parser.add_argument("--session-max-age-days", type=float,
+                        default=float(env.get("UVIGU_SESSION_MAX_AGE_DAYS", "30")),
+                        help="delete sessions unused for this long [env UVIGU_SESSION_MAX_AGE_DAYS]")
+    return parser.parse_args(argv)
+
+
+def gpu_decorator() -> Callable[[Callable], Callable]:
+    """``spaces.GPU`` on Hugging Face Spaces (it is itself a no-op off ZeroGPU), else identity."""
+    try:
+        import spaces  # type: ignore[import-not-found]
+    except ImportError:
+        return lambda fn: fn
+    return spaces.GPU
+
+
+def check_model(path: Path) -> None:
+    if not (path / "model_index.json").is_file():
+        raise SystemExit(
+            f"No Uni-ViGU checkpoint at {path} (model_index.json is missing).\n"
+            f"The default model ships in the repository as {DEFAULT_MODEL.relative_to(ROOT)}; "
+            "if the folder is empty, fetch the large files (`git lfs pull`). Or point --model "
+            "(or UVIGU_MODEL) at any Uni-ViGU checkpoint folder saved with save_pretrained()."
+        )
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    args = parse_args(argv)
+    check_model(args.model)
+
+    from ui import build_demo, launch_options
+    from uvigu import UniViGUPipeline
+    from uvigu.studio import Studio, StudioSettings
+
+    logger.info("loading %s", args.model)
+    pipe = UniViGUPipeline.from_pretrained(args.model)
+    settings = StudioSettings(data_dir=args.data_dir, session_max_age_days=args.session_max_age_days)
+    studio = Studio(pipe, settings)
+    studio.cleanup()
+    demo = build_demo(studio, gpu=gpu_decorator())
+    demo.launch(
+        server_name=args.host,
+        server_port=args.port,
+        share=args.share,
+        allowed_paths=[str(settings.data_dir.resolve())],
+        max_file_size=settings.max_upload_bytes,
+        **launch_options(),
+    )
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,230 @@
+"""Handlers translate UI values to studio calls and back; checked against a fake studio."""
+
+from dataclasses import dataclass, field
+
+import gradio as gr
+import pytest
+
+from ui.handlers import HISTORY_OUTPUTS, TAKE_OUTPUTS, TRAJECTORY_OUTPUTS, Handlers
+from uvigu import Cancelled
+from uvigu.studio import ProgressEvent, StudioBusy, Take
+
+RUN_OUTPUTS = 2 + len(TAKE_OUTPUTS) + len(HISTORY_OUTPUTS) + len(TRAJECTORY_OUTPUTS)
+
+
+class FakeJob:
+    def __init__(self, result=None, error=None, events=()):
+        self._result, self._error, self._events = result, error, list(events)
+
+    def events(self):
+        yield from self._events
+
+    def result(self, timeout=None):
+        if self._error is not None:
+            raise self._error
+        return self._result
+
+
+@dataclass
+class FakeStudio:
+    """Records calls; ``next_job`` is what the next submit returns, ``fail`` what it raises."""
+
+    takes_: list = field(default_factory=list)
+    calls: list = field(default_factory=list)
+    next_job: FakeJob | None = None
+    fail: Exception | None = None
+
+    def open_session(self, token):
+        return token if token == "tok" else "tok"
+
+    def takes(self, token):
+        return list(self.takes_)
+
+    def clip_path(self, token, take_id):
+        return f"/clips/{take_id}.mp4"
+
+    def thumbnail_path(self, token, take_id):
+        return f"/thumbs/{take_id}.png"
+
+    def trajectory(self, token):
+        return None
+
+    def unknown_words(self, text):
+        return [w for w in text.split() if w.startswith("zz")]
+
+    def cancel(self, token):
+        self.calls.append(("cancel", token))
+        return 1
+
+    def set_critique(self, token, take_id, critique):
+        self.calls.append(("set_critique", take_id, critique))
+
+    def export_session(self, token):
+        return "/exports/session.zip"
+
+    def _submit(self, name, *args, **kwargs):
+        self.calls.append((name, args, kwargs))
+        if self.fail is not None:
+            raise self.fail
+        return self.next_job
+
+    def submit_generate(self, token, prompt, **kwargs):
+        return self._submit("generate", token, prompt, **kwargs)
+
+    def submit_edit(self, token, take_id, prompt, **kwargs):
+        return self._submit("edit", token, take_id, prompt, **kwargs)
+
+    def submit_caption_upload(self, token, video, **kwargs):
+        return self._submit("caption", token, video, **kwargs)
+
+    def submit_edit_upload(self, token, video, prompt, **kwargs):
+        return self._submit("edit_upload", token, video, prompt, **kwargs)
+
+
+def make_take(seq=1, mode="generate", **kw):
+    defaults = dict(id=f"{seq:016x}", seq=seq, parent_id=None, mode=mode, prompt="a red circle",
+                    caption="a red circle moves right", critique="", seed=42,
+                    timings={"generate": 1.0, "caption": 0.5})
+    return Take(**{**defaults, **kw})
+
+
+class Progress:
+    def __init__(self):
+        self.calls = []
+
+    def __call__(self, value, desc=None, unit="steps", **kwargs):
+        self.calls.append((value, desc))
+
+
+@pytest.fixture
+def studio():
+    return FakeStudio()
+
+
+def test_generate_passes_settings_and_returns_the_new_take(studio):
+    take = make_take(unknown_words=("zzfoo",))
+    studio.takes_ = [take]
+    studio.next_job = FakeJob(take, events=[ProgressEvent("Generating video", 0, 2),
+                                            ProgressEvent("Generating video", 1, 2)])
+    progress = Progress()
+    out = Handlers(studio).generate("a red circle", "joint", 7.0, False, 12.0, 4.5, None, progress)
+
+    assert studio.calls == [("generate", ("tok", "a red circle"), {
+        "mode": "joint", "seed": 7, "num_inference_steps": 12, "guidance_scale": 4.5})]
+    assert len(out) == RUN_OUTPUTS
+    token, seed, *rest = out
+    view = dict(zip(TAKE_OUTPUTS, rest))
+    assert (token, seed) == ("tok", 42)
+    assert view["video"] == f"/clips/{take.id}.mp4"
+    assert view["caption"] == view["edited"] == "a red circle moves right"
+    assert "zzfoo" in view["unknown"] and view["current"] == take.id
+    assert progress.calls[1:] == [((1, 2), "Generating video"), ((2, 2), "Generating video")]
+
+
+def test_randomize_sends_no_seed(studio):
+    studio.next_job = FakeJob(make_take())
+    Handlers(studio).generate("a red circle", "generate", 7, True, 4, 3, "tok", Progress())
+    assert studio.calls[0][2]["seed"] is None
+
+
+@pytest.mark.parametrize("error, title", [
+    (ValueError("the prompt is empty: describe the clip."), "Please check the input"),
+    (StudioBusy("The studio is busy (16 jobs waiting); try again in a minute."), "The studio is busy"),
+])
+def test_studio_messages_become_gradio_errors(studio, error, title):
+    studio.fail = error
+    with pytest.raises(gr.Error) as raised:
+        Handlers(studio).generate("", "generate", 0, True, 4, 3, "tok", Progress())
+    assert raised.value.message == str(error)[:1].upper() + str(error)[1:]
+    assert raised.value.title == title
+
+
+def test_errors_raised_while_running_also_become_gradio_errors(studio):
+    studio.next_job = FakeJob(error=ValueError("the prompt is 60 tokens long; this model reads at most 47."))
+    with pytest.raises(gr.Error, match="The prompt is 60 tokens long"):
+        Handlers(studio).generate("x", "generate", 0, True, 4, 3, "tok", Progress())
+
+
+def test_a_fractional_seed_is_refused(studio):
+    with pytest.raises(gr.Error, match="seed must be a whole number"):
+        Handlers(studio).generate("a", "generate", 1.5, False, 4, 3, "tok", Progress())
+
+
+def test_a_stopped_run_changes_nothing_on_the_page(studio):
+    studio.next_job = FakeJob(error=Cancelled())
+    out = Handlers(studio).generate("a red circle", "generate", 0, True, 4, 3, "tok", Progress())
+    assert len(out) == RUN_OUTPUTS
+    assert all(isinstance(value, type(gr.skip())) for value in out)
+
+
+def test_stop_cancels_the_sessions_jobs(studio):
+    Handlers(studio).stop("tok")
+    assert studio.calls == [("cancel", "tok")]
+
+
+def test_regenerate_saves_the_critique_then_edits_from_the_current_take(studio):
+    parent = make_take(1)
+    child = make_take(2, mode="edit", prompt="a blue circle", parent_id=parent.id)
+    studio.takes_ = [parent, child]
+    studio.next_job = FakeJob(child)
+    out = Handlers(studio).regenerate(parent.id, "a blue circle", "too red", 0.4, 3, False, 8, 2.0,
+                                      "tok", Progress())
+    assert studio.calls == [
+        ("set_critique", parent.id, "too red"),
+        ("edit", ("tok", parent.id, "a blue circle"),
+         {"strength": 0.4, "seed": 3, "num_inference_steps": 8, "guidance_scale": 2.0}),
+    ]
+    timeline = out[2 + len(TAKE_OUTPUTS) + 1]
+    assert "#2** · regenerated with edits from #1" in timeline
+    assert "Edited caption: a blue circle" in timeline
+
+
+def test_regenerate_without_a_take_says_what_to_do(studio):
+    with pytest.raises(gr.Error, match="generate a clip first"):
+        Handlers(studio).regenerate(None, "a", "", 0.5, 0, True, 4, 3, "tok", Progress())
+
+
+def test_understand_reports_what_was_changed_to_fit(studio):
+    take = make_take(mode="caption", prompt="", notes=("resampled 30 fps → 8 fps",))
+    studio.next_job = FakeJob(take)
+    out = Handlers(studio).understand("/uploads/clip.mp4", "tok", Progress())
+    assert out[1] == take.caption
+    assert out[2] == "Fitted to the model: resampled 30 fps → 8 fps."
+    assert studio.calls[0][1] == ("tok", "/uploads/clip.mp4")
+
+
+def test_history_lists_takes_newest_first_with_thumbnails(studio):
+    studio.takes_ = [make_take(1, critique="more *speed*"), make_take(2, mode="edit", prompt="a blue circle",
+                                                                   parent_id=make_take(1).id)]
+    gallery, timeline = Handlers(studio)._history_view("tok")
+    assert gallery == [(f"/thumbs/{make_take(1).id}.png", "#1 · generated"),
+                       (f"/thumbs/{make_take(2).id}.png", "#2 · regenerated with edits")]
+    assert timeline.index("**#2**") < timeline.index("**#1**")
+    assert "Critique: more \\*speed\\*" in timeline  # visitor text is escaped, not rendered
+
+
+def test_opening_a_take_from_history(studio):
+    studio.takes_ = [make_take(1), make_take(2)]
+    evt = gr.SelectData(None, {"index": 1, "value": None})
+    view = dict(zip(TAKE_OUTPUTS, Handlers(studio).open_take("tok", evt)))
+    assert view["current"] == make_take(2).id
+
+
+def test_diff_and_word_check_are_plain_text_functions(studio):
+    handlers = Handlers(studio)
+    assert handlers.diff("a red circle", "a blue circle") == [("a", None), ("red", "-"), ("blue", "+"), ("circle", None)]
+    assert "zzfoo" in handlers.check_words("a zzfoo circle")
+    assert handlers.check_words("a red circle") == ""
+
+
+def test_restore_starts_a_session_for_a_new_browser(studio):
+    token, *rest = Handlers(studio).restore(None)
+    assert token == "tok" and "No take yet" in rest[0]
+
+
+def test_api_generate_returns_clip_caption_and_seed(studio):
+    take = make_take()
+    studio.next_job = FakeJob(take)
+    clip, caption, seed, token = Handlers(studio).api_generate("a red circle", -1, 4, 3.0, None)
+    assert (clip, caption, seed) == (f"/clips/{take.id}.mp4", take.caption, 42)
+    assert studio.calls[0][2]["seed"] is None

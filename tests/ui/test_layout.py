@@ -1,0 +1,53 @@
+import pytest
+
+from tests.studio.fake_pipeline import FakePipeline
+from ui import build_demo, launch_options
+from uvigu.studio import Studio, StudioSettings
+
+MODEL_EVENTS = {"ui_generate", "ui_regenerate", "ui_understand", "generate", "caption", "edit"}
+
+
+@pytest.fixture
+def demo(tmp_path):
+    studio = Studio(FakePipeline(), StudioSettings(data_dir=tmp_path, max_queue=9))
+    yield build_demo(studio)
+    studio.close()
+
+
+def test_every_model_event_shares_one_worker(demo):
+    events = {fn.api_name: fn for fn in demo.fns.values()}
+    assert MODEL_EVENTS <= set(events)
+    for name in MODEL_EVENTS:
+        assert (events[name].concurrency_id, events[name].concurrency_limit) == ("model", 1), name
+    others = set(events) - MODEL_EVENTS
+    assert all(events[name].concurrency_id != "model" for name in others)
+
+
+def test_the_queue_is_bounded_by_the_studio_limit(demo):
+    assert demo._queue.max_size == 9
+
+
+def test_only_the_three_scripting_endpoints_are_public(demo):
+    public = {fn.api_name for fn in demo.fns.values() if fn.api_visibility == "public"}
+    assert public == {"generate", "caption", "edit"}
+
+
+def test_theme_and_css_go_to_launch_not_blocks():
+    options = launch_options()
+    assert set(options) == {"theme", "css"} and "pixelated" in options["css"]
+
+
+def test_the_gpu_wrapper_wraps_the_model_handlers(tmp_path):
+    wrapped = []
+
+    def gpu(fn):
+        wrapped.append(fn.__name__)
+        return fn
+
+    studio = Studio(FakePipeline(), StudioSettings(data_dir=tmp_path))
+    try:
+        build_demo(studio, gpu=gpu)
+    finally:
+        studio.close()
+    assert sorted(wrapped) == sorted(["generate", "regenerate", "understand", "api_generate",
+                                      "api_caption", "api_edit"])

@@ -1,0 +1,364 @@
+"""Event handlers: UI values in, studio calls, UI values out.
+
+Each handler returns the values of a fixed list of output components, in the order named by
+the ``*_OUTPUTS`` tuples below; ``ui.layout`` wires the same components in the same order.
+Bad input surfaces as ``gr.Error`` with the studio's own message, never as a traceback.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import re
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import gradio as gr
+
+from uvigu import Cancelled
+from uvigu.studio import Job, Studio, StudioBusy, Take, word_diff
+
+logger = logging.getLogger(__name__)
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+# The take panel: title, clip, model caption, unknown-word warning, critique, edited caption,
+# caption diff, current take id.
+TAKE_OUTPUTS = ("take_title", "video", "caption", "unknown", "critique", "edited", "diff", "current")
+# The history tab: gallery of thumbnails, timeline text.
+HISTORY_OUTPUTS = ("gallery", "timeline")
+# The trajectory tab: step slider, step description, step clip, step text.
+TRAJECTORY_OUTPUTS = ("traj_slider", "traj_info", "traj_video", "traj_text")
+
+_MARKDOWN_SYNTAX = re.compile(r"([\\`*_{}\[\]<>#|~!])")
+
+MODE_LABELS = {
+    "generate": "generated",
+    "joint": "generated jointly",
+    "edit": "regenerated with edits",
+    "caption": "uploaded",
+}
+
+
+def user_errors(fn: F) -> F:
+    """Turn the studio's messages for visitors into ``gr.Error`` (shown in the browser)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except StudioBusy as error:
+            raise gr.Error(str(error), title="The studio is busy") from None
+        except ValueError as error:
+            raise gr.Error(_sentence(str(error)), title="Please check the input") from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+class Handlers:
+    """All event handlers of the studio UI, bound to one :class:`Studio`."""
+
+    def __init__(self, studio: Studio) -> None:
+        self.studio = studio
+
+    # -- session ---------------------------------------------------------------------------
+
+    def restore(self, token: str | None) -> tuple:
+        """Page load: reopen the browser's session (or start one) and show where it left off."""
+        token = self.studio.open_session(token)
+        takes = self.studio.takes(token)
+        take_view = self._take_view(token, takes[-1]) if takes else self._empty_take()
+        return (token, *take_view, *self._history_view(token, takes))
+
+    # -- model work ------------------------------------------------------------------------
+
+    @user_errors
+    def generate(
+        self,
+        prompt: str,
+        mode: str,
+        seed: float | None,
+        randomize: bool,
+        steps: float,
+        guidance: float,
+        token: str | None,
+        progress: gr.Progress = gr.Progress(),
+    ) -> tuple:
+        """Create → new take. Returns token, seed used, take panel, history, trajectory."""
+        token = self.studio.open_session(token)
+        job = self.studio.submit_generate(
+            token, prompt, mode=mode, seed=None if randomize else _int(seed, "seed"),
+            num_inference_steps=_int(steps, "steps"), guidance_scale=_float(guidance),
+        )
+        take = self._wait(job, progress)
+        if take is None:
+            return _skip(2 + len(TAKE_OUTPUTS) + len(HISTORY_OUTPUTS) + len(TRAJECTORY_OUTPUTS))
+        return self._after_run(token, take)
+
+    @user_errors
+    def regenerate(
+        self,
+        current: str | None,
+        edited: str,
+        critique: str,
+        strength: float,
+        seed: float | None,
+        randomize: bool,
+        steps: float,
+        guidance: float,
+        token: str | None,
+        progress: gr.Progress = gr.Progress(),
+    ) -> tuple:
+        """Take → "Regenerate with edits": saves the critique, then edits from the take."""
+        token = self.studio.open_session(token)
+        if not current:
+            raise ValueError("There is no take to regenerate from yet; generate a clip first.")
+        self.studio.set_critique(token, current, critique)
+        job = self.studio.submit_edit(
+            token, current, edited, strength=_float(strength),
+            seed=None if randomize else _int(seed, "seed"), num_inference_steps=_int(steps, "steps"),
+            guidance_scale=_float(guidance),
+        )
+        take = self._wait(job, progress)
+        if take is None:
+            return _skip(2 + len(TAKE_OUTPUTS) + len(HISTORY_OUTPUTS) + len(TRAJECTORY_OUTPUTS))
+        return self._after_run(token, take)
+
+    @user_errors
+    def understand(
+        self, video: str | None, token: str | None, progress: gr.Progress = gr.Progress()
+    ) -> tuple:
+        """Understand → caption an upload. Returns token, caption, notes, take panel, history,
+        trajectory."""
+        token = self.studio.open_session(token)
+        take = self._wait(self.studio.submit_caption_upload(token, video), progress)
+        if take is None:
+            return _skip(3 + len(TAKE_OUTPUTS) + len(HISTORY_OUTPUTS) + len(TRAJECTORY_OUTPUTS))
+        notes = (
+            "Fitted to the model: " + "; ".join(take.notes) + "."
+            if take.notes
+            else "The clip already had the model's size, length and frame rate."
+        )
+        return (
+            token, take.caption, notes, *self._take_view(token, take),
+            *self._history_view(token), *self._trajectory_view(token),
+        )
+
+    def stop(self, token: str | None) -> None:
+        """Stop: the running job ends after its current step; queued ones are dropped."""
+        if token and self.studio.cancel(token):
+            gr.Info("Stopping after the current step…")
+
+    # -- the take panel --------------------------------------------------------------------
+
+    @user_errors
+    def save_critique(self, current: str | None, critique: str, token: str | None) -> tuple:
+        if not current:
+            raise ValueError("There is no take to critique yet; generate a clip first.")
+        self.studio.set_critique(token, current, critique)
+        gr.Info("Critique saved.")
+        return self._history_view(token)
+
+    def diff(self, caption: str | None, edited: str | None) -> list[tuple[str, str | None]]:
+        """The edited caption against the model's, word by word."""
+        return word_diff(caption or "", edited or "")
+
+    def check_words(self, prompt: str | None) -> str:
+        """A warning naming prompt words the model does not know (empty when all are known)."""
+        try:
+            unknown = self.studio.unknown_words(prompt or "")
+        except ValueError:
+            return ""
+        return _unknown_warning(unknown)
+
+    # -- history ---------------------------------------------------------------------------
+
+    @user_errors
+    def open_take(self, token: str | None, evt: gr.SelectData) -> tuple:
+        """History → open the selected take in the take panel (to edit or branch from it)."""
+        takes = self.studio.takes(token)
+        index = evt.index[0] if isinstance(evt.index, (list, tuple)) else evt.index
+        if not isinstance(index, int) or not 0 <= index < len(takes):
+            raise ValueError("That take is no longer in this session.")
+        return self._take_view(token, takes[index])
+
+    @user_errors
+    def export(self, token: str | None) -> str:
+        return str(self.studio.export_session(token))
+
+    # -- trajectory ------------------------------------------------------------------------
+
+    @user_errors
+    def trajectory_step(self, index: float, token: str | None) -> tuple:
+        """Trajectory → the clip and text at one denoising step of the last run."""
+        if self.studio.trajectory(token) is None:
+            return (gr.skip(), "Nothing to show yet: generate or caption a clip first.", None, "")
+        path, step = self.studio.trajectory_clip(token, int(index))
+        return gr.skip(), _step_info(step, int(index)), str(path), step.text or ""
+
+    # -- API endpoints (the named ones scripts call) ---------------------------------------
+
+    @user_errors
+    def api_generate(
+        self, prompt: str, seed: float | None, steps: float | None, guidance: float | None,
+        token: str | None,
+    ) -> tuple:
+        """/generate: prompt, seed (blank or negative: random), steps, guidance → clip, caption,
+        seed used."""
+        token = self.studio.open_session(token)
+        seed_value = None if seed is None or seed < 0 else _int(seed, "seed")
+        take = self._wait(self.studio.submit_generate(
+            token, prompt, seed=seed_value, num_inference_steps=_int(steps, "steps"),
+            guidance_scale=_float(guidance),
+        ))
+        if take is None:
+            raise gr.Error("Stopped.")
+        return str(self.studio.clip_path(token, take.id)), take.caption, take.seed, token
+
+    @user_errors
+    def api_caption(self, video: str | None, token: str | None) -> tuple:
+        """/caption: video → caption."""
+        token = self.studio.open_session(token)
+        take = self._wait(self.studio.submit_caption_upload(token, video))
+        if take is None:
+            raise gr.Error("Stopped.")
+        return take.caption, token
+
+    @user_errors
+    def api_edit(
+        self, video: str | None, prompt: str, strength: float | None, seed: float | None,
+        token: str | None,
+    ) -> tuple:
+        """/edit: video, prompt, strength, seed (blank or negative: random) → clip, caption."""
+        token = self.studio.open_session(token)
+        seed_value = None if seed is None or seed < 0 else _int(seed, "seed")
+        take = self._wait(self.studio.submit_edit_upload(
+            token, video, prompt, strength=0.6 if strength is None else _float(strength),
+            seed=seed_value,
+        ))
+        if take is None:
+            raise gr.Error("Stopped.")
+        return str(self.studio.clip_path(token, take.id)), take.caption, token
+
+    # -- views -----------------------------------------------------------------------------
+
+    def _wait(self, job: Job[Take], progress: gr.Progress | None = None) -> Take | None:
+        """Relay the job's progress to the browser; ``None`` when it was stopped."""
+        if progress is not None:
+            progress(0.0, desc="Waiting for the model…")
+            for event in job.events():
+                progress((event.index + 1, event.num_steps), desc=event.stage, unit="steps")
+        try:
+            return job.result()
+        except Cancelled:
+            gr.Info("Stopped. Nothing was saved; the session is as it was.")
+            return None
+
+    def _after_run(self, token: str, take: Take) -> tuple:
+        return (
+            token, take.seed, *self._take_view(token, take), *self._history_view(token),
+            *self._trajectory_view(token),
+        )
+
+    def _take_view(self, token: str, take: Take) -> tuple:
+        return (
+            _take_title(take),
+            str(self.studio.clip_path(token, take.id)),
+            take.caption,
+            _unknown_warning(take.unknown_words) + _notes(take.notes),
+            take.critique,
+            take.caption,
+            word_diff(take.caption, take.caption),
+            take.id,
+        )
+
+    @staticmethod
+    def _empty_take() -> tuple:
+        return ("### No take yet\nType a prompt and press **Generate**.", None, "", "", "", "", [], None)
+
+    def _history_view(self, token: str, takes: list[Take] | None = None) -> tuple:
+        takes = self.studio.takes(token) if takes is None else takes
+        gallery = [
+            (str(self.studio.thumbnail_path(token, take.id)), f"#{take.seq} · {MODE_LABELS[take.mode]}")
+            for take in takes
+        ]
+        return gallery, _timeline(takes)
+
+    def _trajectory_view(self, token: str) -> tuple:
+        trajectory = self.studio.trajectory(token)
+        if trajectory is None or not trajectory.steps:
+            return gr.Slider(minimum=0, maximum=1, value=0), "No run yet.", None, ""
+        last = len(trajectory.steps) - 1
+        path, step = self.studio.trajectory_clip(token, last)
+        return (
+            gr.Slider(minimum=0, maximum=max(last, 1), value=last, step=1),
+            _step_info(step, last),
+            str(path),
+            step.text or "",
+        )
+
+
+def _timeline(takes: list[Take]) -> str:
+    if not takes:
+        return "No takes yet."
+    numbers = {take.id: take.seq for take in takes}
+    lines = []
+    for take in reversed(takes):
+        parent = f" from #{numbers[take.parent_id]}" if take.parent_id in numbers else ""
+        lines.append(f"**#{take.seq}** · {MODE_LABELS[take.mode]}{parent} · seed {take.seed}")
+        if take.prompt:
+            label = "Edited caption" if take.mode == "edit" else "Prompt"
+            lines.append(f"- {label}: {_md(take.prompt)}")
+        lines.append(f"- Model's caption: {_md(take.caption)}")
+        if take.critique:
+            lines.append(f"- Critique: {_md(take.critique)}")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def _take_title(take: Take) -> str:
+    what = MODE_LABELS[take.mode]
+    seconds = sum(take.timings.get(key, 0.0) for key in ("generate", "caption"))
+    return f"### Take #{take.seq} · {what} · seed {take.seed} · {seconds:.1f} s"
+
+
+def _unknown_warning(words: list[str] | tuple[str, ...]) -> str:
+    if not words:
+        return ""
+    listed = ", ".join(f"“{_md(word)}”" for word in words)
+    return f"⚠️ The model does not know these words and will ignore them: {listed}.\n\n"
+
+
+def _notes(notes: tuple[str, ...]) -> str:
+    return ("ℹ️ Fitted to the model: " + "; ".join(notes) + ".") if notes else ""
+
+
+def _step_info(step: Any, index: int) -> str:
+    stage = {"generate": "video", "joint": "video and text", "edit": "video (edit)",
+             "caption": "text (caption)"}.get(step.stage, step.stage)
+    return f"Step {index} · denoising the {stage} · σ = {step.sigma:.3f}"
+
+
+def _md(text: str) -> str:
+    """Visitor text shown in Markdown as typed: Markdown and HTML syntax escaped."""
+    return _MARKDOWN_SYNTAX.sub(r"\\\1", text)
+
+
+def _sentence(message: str) -> str:
+    return message[:1].upper() + message[1:] if message else "Something went wrong."
+
+
+def _int(value: float | None, what: str) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, float) and not value.is_integer():
+        raise ValueError(f"The {what} must be a whole number, not {value}.")
+    return int(value)
+
+
+def _float(value: float | None) -> float | None:
+    return None if value is None else float(value)
+
+
+def _skip(n: int) -> tuple:
+    return tuple(gr.skip() for _ in range(n))

@@ -1,0 +1,194 @@
+"""The studio page: components, their arrangement, and which handler each event calls."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import gradio as gr
+
+from ui import text
+from ui.handlers import HISTORY_OUTPUTS, TAKE_OUTPUTS, TRAJECTORY_OUTPUTS, Handlers
+from uvigu.studio import Studio
+
+SESSION_STORAGE_KEY = "uvigu-studio-session"
+MODEL = {"concurrency_id": "model", "concurrency_limit": 1}  # every event that runs the model
+QUICK = {"queue": False, "show_progress": "hidden"}  # cheap events that must not wait
+
+
+def build_demo(studio: Studio, gpu: Callable[[Callable], Callable] | None = None) -> gr.Blocks:
+    """The studio as a Gradio app (not launched). ``gpu`` wraps model-running handlers
+    (``spaces.GPU`` on Hugging Face Spaces); launch with ``theme``/``css`` from
+    :func:`launch_options`."""
+    gpu = gpu or (lambda fn: fn)
+    handlers = Handlers(studio)
+    settings, defaults = studio.settings, studio.model_defaults()
+    ui: dict[str, Any] = {}
+
+    with gr.Blocks(title="Uni-ViGU Studio", delete_cache=(3600, 24 * 3600)) as demo:
+        token = gr.BrowserState(None, storage_key=SESSION_STORAGE_KEY, secret=studio.browser_secret())
+        gr.Markdown(text.INTRO)
+        with gr.Tabs():
+            with gr.Tab("Studio", id="studio"):
+                with gr.Row(equal_height=False):
+                    with gr.Column(scale=1, min_width=320):
+                        prompt = gr.Textbox(
+                            label="Prompt", lines=2, max_length=settings.max_prompt_chars,
+                            placeholder="a red circle moving right", elem_id="prompt",
+                        )
+                        prompt_warning = gr.Markdown(elem_id="prompt-warning")
+                        mode = gr.Radio(
+                            [("Generate, then caption", "generate"),
+                             ("Joint: clip and caption in one pass", "joint")],
+                            value="generate", label="Mode",
+                        )
+                        with gr.Row():
+                            seed = gr.Number(
+                                label="Seed", value=0, precision=0, minimum=0,
+                                maximum=settings.max_seed, elem_id="seed",
+                            )
+                            randomize = gr.Checkbox(label="Randomize seed", value=True)
+                        with gr.Accordion("Settings", open=False):
+                            steps = gr.Slider(
+                                settings.min_steps, settings.max_steps, step=1,
+                                value=min(defaults.num_inference_steps, settings.max_steps),
+                                label="Denoising steps",
+                            )
+                            guidance = gr.Slider(
+                                0.0, settings.max_guidance, step=0.5,
+                                value=min(defaults.guidance_scale, settings.max_guidance),
+                                label="Guidance (how closely to follow the prompt)",
+                            )
+                        with gr.Row():
+                            generate_btn = gr.Button("Generate", variant="primary", elem_id="generate-btn")
+                            stop_btn = gr.Button("Stop", variant="stop", elem_id="stop-btn")
+                        gr.Examples(
+                            [[p] for p in text.EXAMPLE_PROMPTS], inputs=[prompt], cache_examples=False,
+                            label="Try",
+                        )
+                    with gr.Column(scale=1, min_width=320):
+                        ui["take_title"] = gr.Markdown(elem_id="take-title")
+                        ui["video"] = gr.Video(
+                            label="Clip", interactive=False, loop=True, autoplay=True,
+                            buttons=["download"], elem_id="take-video", height=320,
+                        )
+                        ui["caption"] = gr.Textbox(
+                            label="What the model says the clip shows", interactive=False,
+                            elem_id="model-caption", buttons=["copy"],
+                        )
+                        ui["unknown"] = gr.Markdown(elem_id="take-warning")
+                        ui["critique"] = gr.Textbox(
+                            label="Your critique (saved with the take)", lines=2,
+                            max_length=settings.max_critique_chars, elem_id="critique",
+                        )
+                        save_critique_btn = gr.Button("Save critique", size="sm", elem_id="save-critique-btn")
+                        ui["edited"] = gr.Textbox(
+                            label="Edited caption: the prompt for the next take", lines=2,
+                            max_length=settings.max_prompt_chars, elem_id="edited-caption",
+                        )
+                        ui["diff"] = gr.HighlightedText(
+                            label="Your changes", combine_adjacent=False, show_legend=False,
+                            color_map={"+": "green", "-": "red"}, elem_id="caption-diff",
+                        )
+                        strength = gr.Slider(
+                            settings.min_strength, settings.max_strength, value=0.6, step=0.05,
+                            label="Strength (how much of the previous clip to repaint)",
+                        )
+                        regenerate_btn = gr.Button(
+                            "Regenerate with edits", variant="primary", elem_id="regenerate-btn"
+                        )
+                        ui["current"] = gr.State(None)
+            with gr.Tab("History", id="history"):
+                gr.Markdown(text.HISTORY_HELP)
+                ui["gallery"] = gr.Gallery(
+                    label="Takes", columns=6, height="auto", allow_preview=False,
+                    elem_id="history-gallery",
+                )
+                with gr.Row():
+                    export_btn = gr.Button("Export session (.zip)", elem_id="export-btn")
+                    export_file = gr.File(label="Session export", elem_id="export-file")
+                ui["timeline"] = gr.Markdown(elem_id="history-timeline")
+            with gr.Tab("Understand", id="understand"):
+                gr.Markdown(text.UNDERSTAND_HELP)
+                with gr.Row():
+                    upload = gr.Video(label="Your clip", sources=["upload"], elem_id="upload-video")
+                    with gr.Column():
+                        understand_btn = gr.Button("Caption this clip", variant="primary", elem_id="understand-btn")
+                        understand_caption = gr.Textbox(
+                            label="What the model says the clip shows", interactive=False,
+                            elem_id="understand-caption",
+                        )
+                        understand_notes = gr.Markdown(elem_id="understand-notes")
+            with gr.Tab("Trajectory", id="trajectory"):
+                gr.Markdown(text.TRAJECTORY_HELP)
+                ui["traj_slider"] = gr.Slider(0, 1, value=0, step=1, label="Step", elem_id="traj-slider")
+                ui["traj_info"] = gr.Markdown("No run yet.", elem_id="traj-info")
+                with gr.Row():
+                    ui["traj_video"] = gr.Video(
+                        label="Clean-clip estimate", interactive=False, loop=True, autoplay=True,
+                        elem_id="traj-video", height=256,
+                    )
+                    ui["traj_text"] = gr.Textbox(label="Text at this step", interactive=False, lines=3)
+
+        # The named endpoints scripts call; their components are never shown.
+        with gr.Column(visible=False):
+            api_token = gr.State(None)
+            api_prompt = gr.Textbox(label="prompt")
+            api_seed = gr.Number(label="seed", value=-1, precision=0)
+            api_steps = gr.Number(label="steps", value=defaults.num_inference_steps, precision=0)
+            api_guidance = gr.Number(label="guidance", value=defaults.guidance_scale)
+            api_strength = gr.Number(label="strength", value=0.6)
+            api_video_in = gr.Video(label="video", sources=["upload"])
+            api_video_out = gr.Video(label="clip")
+            api_caption = gr.Textbox(label="caption")
+            api_seed_out = gr.Number(label="seed", precision=0)
+            api_generate_btn, api_caption_btn, api_edit_btn = gr.Button(), gr.Button(), gr.Button()
+
+        take = [ui[name] for name in TAKE_OUTPUTS]
+        history = [ui[name] for name in HISTORY_OUTPUTS]
+        trajectory = [ui[name] for name in TRAJECTORY_OUTPUTS]
+        private = {"api_visibility": "private"}
+
+        demo.load(handlers.restore, [token], [token, *take, *history], **private)
+        prompt.change(handlers.check_words, [prompt], [prompt_warning], trigger_mode="always_last", **QUICK, **private)
+        gr.on(
+            [generate_btn.click, prompt.submit], gpu(handlers.generate),
+            [prompt, mode, seed, randomize, steps, guidance, token],
+            [token, seed, *take, *history, *trajectory], api_name="ui_generate", **MODEL, **private,
+        )
+        regenerate_btn.click(
+            gpu(handlers.regenerate),
+            [ui["current"], ui["edited"], ui["critique"], strength, seed, randomize, steps, guidance, token],
+            [token, seed, *take, *history, *trajectory], api_name="ui_regenerate", **MODEL, **private,
+        )
+        understand_btn.click(
+            gpu(handlers.understand), [upload, token],
+            [token, understand_caption, understand_notes, *take, *history, *trajectory],
+            api_name="ui_understand", **MODEL, **private,
+        )
+        stop_btn.click(handlers.stop, [token], None, **QUICK, **private)
+        save_critique_btn.click(handlers.save_critique, [ui["current"], ui["critique"], token], history, **private)
+        ui["edited"].change(handlers.diff, [ui["caption"], ui["edited"]], [ui["diff"]], **QUICK, **private)
+        ui["gallery"].select(handlers.open_take, [token], take, **private)
+        export_btn.click(handlers.export, [token], [export_file], **private)
+        ui["traj_slider"].release(handlers.trajectory_step, [ui["traj_slider"], token], trajectory, **private)
+
+        api_generate_btn.click(
+            gpu(handlers.api_generate), [api_prompt, api_seed, api_steps, api_guidance, api_token],
+            [api_video_out, api_caption, api_seed_out, api_token], api_name="generate", **MODEL,
+        )
+        api_caption_btn.click(
+            gpu(handlers.api_caption), [api_video_in, api_token], [api_caption, api_token],
+            api_name="caption", **MODEL,
+        )
+        api_edit_btn.click(
+            gpu(handlers.api_edit), [api_video_in, api_prompt, api_strength, api_seed, api_token],
+            [api_video_out, api_caption, api_token], api_name="edit", **MODEL,
+        )
+    demo.queue(max_size=settings.max_queue, default_concurrency_limit=1)
+    return demo
+
+
+def launch_options() -> dict[str, Any]:
+    """Look of the page; Gradio 6 takes these at ``launch()``."""
+    return {"theme": gr.themes.Soft(), "css": text.CSS}

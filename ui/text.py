@@ -1,0 +1,38 @@
+"""Words and styles of the studio page."""
+
+from __future__ import annotations
+
+INTRO = """\
+# Uni-ViGU Studio
+One diffusion model that **makes video from text and says what a video shows**. Type a prompt,
+read what the model sees in its own clip, write a critique, edit the caption and regenerate from
+the previous clip, as often as you like. Your takes are kept for this browser.
+"""
+
+UNDERSTAND_HELP = """\
+Upload a clip and the model describes it. Clips of another size, length or frame rate are
+fitted to the model (you are told what changed); files that are too long or too large are
+refused with the reason. The captioned clip becomes a take you can edit like any other.
+"""
+
+TRAJECTORY_HELP = """\
+Scrub through the denoising steps of your last run: the model's estimate of the clean clip and
+its text at each noise level σ (1 is pure noise, 0 is clean). In joint mode, video and caption
+form together.
+"""
+
+HISTORY_HELP = "Click a take to open it in the Studio tab, then edit or branch from it."
+
+EXAMPLE_PROMPTS = [
+    "a red circle moving right",
+    "a large blue square moving up on a white background",
+    "a yellow triangle moving left and a small green circle staying still",
+    "a purple diamond moving down on a gray background",
+]
+
+# Clips are stored already enlarged with nearest neighbour; keep the browser from blurring them
+# further when it scales the player.
+CSS = """
+#take-video video, #traj-video video, #history-gallery img { image-rendering: pixelated; }
+#caption-diff { min-height: 3em; }
+"""
