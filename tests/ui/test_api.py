@@ -1,0 +1,112 @@
+"""The named endpoints, called as scripts call them: gradio_client against a launched app."""
+
+import os
+import threading
+
+import pytest
+from gradio_client import Client, handle_file
+from gradio_client.exceptions import AppError
+
+from ui import build_demo, launch_options
+from uvigu.studio import Studio, StudioSettings
+from uvigu.testing import tiny_pipeline
+from uvigu.videoio import probe_video
+
+
+@pytest.fixture(scope="module")
+def app_url(tmp_path_factory):
+    saved = {k: os.environ.get(k) for k in ("GRADIO_TEMP_DIR", "GRADIO_ANALYTICS_ENABLED")}
+    os.environ["GRADIO_TEMP_DIR"] = str(tmp_path_factory.mktemp("gradio"))
+    os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
+    studio = Studio(tiny_pipeline(), StudioSettings(data_dir=tmp_path_factory.mktemp("data")))
+    demo = build_demo(studio)
+    _, url, _ = demo.launch(prevent_thread_lock=True, quiet=True, **launch_options())
+    try:
+        yield url
+    finally:
+        demo.close()
+        studio.close()
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+@pytest.fixture(scope="module")
+def client(app_url):
+    return Client(app_url, verbose=False)
+
+
+@pytest.fixture(scope="module")
+def generated(client):
+    return client.predict("a red circle moving right", 123, 2, 3.0, api_name="/generate")
+
+
+def test_only_the_three_endpoints_are_offered(client):
+    assert set(client.view_api(print_info=False, return_format="dict")["named_endpoints"]) == {
+        "/generate", "/caption", "/edit"}
+
+
+def test_generate_returns_a_browser_playable_clip_its_caption_and_seed(generated):
+    clip, caption, seed = generated
+    info = probe_video(clip)
+    assert (info.codec, info.pix_fmt) == ("h264", "yuv420p")
+    assert info.width % 2 == 0 and info.height % 2 == 0 and info.num_frames == 4
+    assert isinstance(caption, str) and caption.strip()
+    assert seed == 123
+
+
+def test_generate_with_a_random_seed_reports_the_seed_it_used(client):
+    _, _, seed = client.predict("a blue square moving up", -1, 1, 3.0, api_name="/generate")
+    assert isinstance(seed, int) and 0 <= seed < 2**31
+
+
+def test_caption_describes_an_uploaded_clip(client, generated):
+    caption = client.predict(handle_file(generated[0]), api_name="/caption")
+    assert isinstance(caption, str) and caption.strip()
+
+
+def test_edit_regenerates_an_uploaded_clip(client, generated):
+    clip, caption = client.predict(handle_file(generated[0]), "a green circle moving right", 0.5, 1,
+                                   api_name="/edit")
+    assert probe_video(clip).codec == "h264" and caption.strip()
+
+
+def test_an_empty_prompt_gets_a_clear_error(client):
+    with pytest.raises(AppError, match="prompt is empty"):
+        client.predict("   ", 0, 2, 3.0, api_name="/generate")
+
+
+def test_a_file_that_is_not_a_video_gets_a_clear_error(client, tmp_path):
+    fake = tmp_path / "holiday.mp4"
+    fake.write_text("this is a text file, not a video")
+    with pytest.raises(AppError, match="not a video file"):
+        client.predict(handle_file(str(fake)), api_name="/caption")
+
+
+def test_out_of_range_settings_get_clear_errors(client):
+    with pytest.raises(AppError, match="Steps must be a whole number from 1 to 100"):
+        client.predict("a red circle", 0, 1000, 3.0, api_name="/generate")
+
+
+def test_six_clients_at_once_are_all_served(app_url):
+    results, errors = {}, []
+
+    def visitor(n):
+        try:
+            client = Client(app_url, verbose=False)
+            results[n] = client.predict(f"a red circle moving {['left', 'right'][n % 2]}", n, 1, 3.0,
+                                        api_name="/generate")
+        except Exception as error:  # reported by the assertion below
+            errors.append(error)
+
+    threads = [threading.Thread(target=visitor, args=(n,)) for n in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+    assert errors == []
+    assert sorted(results) == list(range(6))
+    assert [results[n][2] for n in range(6)] == list(range(6))
+    assert len({results[n][0] for n in range(6)}) == 6  # every visitor got their own clip
