@@ -153,10 +153,11 @@ class ShapesExample:
     scene: Scene = field(repr=False)
 
 
-def region_of(x: float, y: float, size: int) -> str:
-    """The 3x3-grid region of the point (x, y) in a frame of side `size`."""
-    col = min(2, max(0, int((x + 0.5) * 3 // size)))
-    row = min(2, max(0, int((y + 0.5) * 3 // size)))
+def region_of(x: float, y: float, width: int, height: int | None = None) -> str:
+    """The 3x3-grid region of the point (x, y) in a frame of `width` x `height` (default square)."""
+    height = width if height is None else height
+    col = min(2, max(0, int((x + 0.5) * 3 // width)))
+    row = min(2, max(0, int((y + 0.5) * 3 // height)))
     return REGION_GRID[row][col]
 
 
