@@ -83,7 +83,7 @@ _MAX_SCENE_ATTEMPTS = 1000
 
 @dataclass(frozen=True)
 class ShapesConfig:
-    """How Shapes clips are sampled and drawn; pixel sizes are given for a 64 px frame and scale."""
+    """How Shapes clips are sampled; object sizes and travel follow §4 (BOX_PX, TRAVEL_PX), scaled."""
 
     size: int = 64  # frame side in pixels (square frames)
     num_frames: int = 16  # clip length
