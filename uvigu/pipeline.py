@@ -135,6 +135,16 @@ class UniViGUPipeline(DiffusionPipeline):
             text_temperature=text_temperature,
         )
 
+    @classmethod
+    def from_wan_pretrained(cls, path: str | Path, **kwargs) -> "UniViGUPipeline":
+        """Load a local diffusers-format Wan2.1-T2V folder and extend its transformer with a text stream.
+
+        Options (dtype, VAE tiling/slicing, clip size, …): ``uvigu.models.wan_loading.load_wan_pipeline``.
+        """
+        from .models.wan_loading import load_wan_pipeline
+
+        return load_wan_pipeline(path, **kwargs)
+
     # --- properties the studio and CLI read ----------------------------------------------------
 
     @property
