@@ -166,7 +166,8 @@ def build_demo(studio: Studio, gpu: Callable[[Callable], Callable] | None = None
             [token, understand_caption, understand_notes, *take, *history, *trajectory],
             api_name="ui_understand", **MODEL, **private,
         )
-        stop_btn.click(handlers.stop, [token], None, **QUICK, **private)
+        # Its own queue (not the model's), so it runs while a model event is running.
+        stop_btn.click(handlers.stop, [token], None, show_progress="hidden", **private)
         save_critique_btn.click(handlers.save_critique, [ui["current"], ui["critique"], token], history, **private)
         ui["edited"].change(handlers.diff, [ui["caption"], ui["edited"]], [ui["diff"]], **QUICK, **private)
         ui["gallery"].select(handlers.open_take, [token], take, **private)

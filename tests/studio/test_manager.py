@@ -124,6 +124,10 @@ def test_trajectory_of_the_last_run_can_be_scrubbed(make_studio):
     assert step.text == take.caption and probe_video(path).codec == "h264"
     with pytest.raises(ValueError, match="between 0 and 4"):
         studio.trajectory_clip(token, 5)
+    newer = generate(studio, token, num_inference_steps=2)
+    studio.trajectory_clip(token, 0)
+    folders = (studio.store.session_dir(studio._sid(token)) / "trajectory").iterdir()
+    assert [f.name for f in folders] == [newer.id]  # older runs' step clips are gone
 
 
 def test_export_zips_clips_and_a_json_record(make_studio):

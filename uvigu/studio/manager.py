@@ -17,6 +17,7 @@ import logging
 import math
 import os
 import secrets
+import shutil
 import tempfile
 import threading
 import time
@@ -405,6 +406,7 @@ class Studio:
         if not takes:
             raise ValueError("This session has no takes to export yet.")
         out_dir = self.store.session_dir(sid) / "exports"
+        shutil.rmtree(out_dir, ignore_errors=True)  # only the latest export is kept
         out_dir.mkdir(parents=True, exist_ok=True)
         target = out_dir / f"uvigu-session-{time.strftime('%Y%m%d-%H%M%S')}.zip"
         fd, tmp = tempfile.mkstemp(dir=out_dir, suffix=".zip.tmp")
@@ -492,6 +494,10 @@ class Studio:
             self._trajectories.move_to_end(sid)
             while len(self._trajectories) > self.settings.trajectory_sessions:
                 self._trajectories.popitem(last=False)
+        # Step clips of earlier runs can no longer be asked for.
+        for folder in (self.store.session_dir(sid) / "trajectory").glob("*"):
+            if folder.name != saved.id:
+                shutil.rmtree(folder, ignore_errors=True)
         return saved
 
     def _display_scale(self, frames: np.ndarray) -> int:
