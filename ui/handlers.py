@@ -15,8 +15,7 @@ from typing import Any, TypeVar
 
 import gradio as gr
 
-from uvigu import Cancelled
-from uvigu.studio import Job, Studio, StudioBusy, Take, word_diff
+from uvigu.studio import Cancelled, Job, Studio, StudioBusy, Take, word_diff
 
 logger = logging.getLogger(__name__)
 

@@ -1,5 +1,6 @@
 """Session manager: one shared pipeline, one job queue, persistent and isolated sessions of takes."""
 
+from uvigu import Cancelled
 from uvigu.studio.jobs import Job, JobQueue, ProgressEvent, StudioBusy
 from uvigu.studio.manager import ModelDefaults, Studio, Trajectory, TrajectoryFrame
 from uvigu.studio.settings import StudioSettings
@@ -7,6 +8,7 @@ from uvigu.studio.store import Take, TakeStore
 from uvigu.studio.textdiff import word_diff
 
 __all__ = [
+    "Cancelled",
     "Job",
     "ModelDefaults",
     "JobQueue",
