@@ -182,3 +182,20 @@ def test_a_trained_tiny_model_reproduces_its_clip_and_caption():
     error = np.abs(generated.astype(float) - example.frames.astype(float)).mean() / 255
     noise_level = np.abs(np.random.default_rng(0).integers(0, 256, example.frames.shape) - example.frames.astype(float)).mean() / 255
     assert error < 0.1 * noise_level, (error, noise_level)
+
+
+def test_a_saved_pipeline_loads_in_a_fresh_interpreter(pipe, tmp_path):
+    # Within this test process every component module is already imported; a new process shows
+    # that from_pretrained alone finds the component classes.
+    import subprocess
+    import sys
+
+    pipe.save_pretrained(tmp_path)
+    code = (
+        "import sys; from uvigu import UniViGUPipeline; "
+        "p = UniViGUPipeline.from_pretrained(sys.argv[1]); "
+        "print(p.generate('a red circle moving right', seed=0).frames.shape)"
+    )
+    done = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "(4, 16, 16, 3)" in done.stdout
