@@ -9,9 +9,14 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import torch
 from diffusers import FlowMatchEulerDiscreteScheduler
+
+
+# Where the shipped ``shapes`` model lives in a checkout (diffusers folder layout).
+SHIPPED_MODEL_DIR = Path(__file__).resolve().parents[2] / "assets" / "uvigu-shapes"
 
 
 @dataclass(frozen=True)

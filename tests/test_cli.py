@@ -1,0 +1,56 @@
+import pytest
+
+from uvigu.cli import main
+from uvigu.testing import tiny_pipeline
+from uvigu.videoio import probe_video
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    path = tmp_path_factory.mktemp("tiny-model")
+    tiny_pipeline().save_pretrained(path)
+    return path
+
+
+def test_generate_caption_and_edit_write_playable_clips(model_dir, tmp_path, capsys):
+    clip = tmp_path / "clip.mp4"
+    assert main(["generate", "a red circle moving right", "--model", str(model_dir), "--seed", "3",
+                 "--out", str(clip), "--strip", "--gif"]) == 0
+    out = capsys.readouterr().out
+    assert "seed: 3" in out and "caption: " in out
+    info = probe_video(clip)
+    assert (info.codec, info.pix_fmt, info.width, info.height, info.num_frames) == ("h264", "yuv420p", 64, 64, 4)
+    assert clip.with_suffix(".png").is_file() and clip.with_suffix(".gif").is_file()
+
+    assert main(["caption", str(clip), "--model", str(model_dir), "--seed", "0"]) == 0
+    assert "caption: " in capsys.readouterr().out
+
+    edited = tmp_path / "edited.mp4"
+    assert main(["edit", str(clip), "a green circle moving right", "--model", str(model_dir),
+                 "--strength", "0.5", "--seed", "1", "--out", str(edited), "--scale", "1"]) == 0
+    assert probe_video(edited).width == 16
+
+
+def test_joint_generation_prints_its_caption(model_dir, tmp_path, capsys):
+    assert main(["generate", "a blue square moving up", "--model", str(model_dir), "--joint", "--seed", "0",
+                 "--out", str(tmp_path / "j.mp4")]) == 0
+    assert "caption: " in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["generate", "", "--seed", "0"], "prompt is empty"),
+        (["generate", "a red circle", "--steps", "0"], "num_inference_steps"),
+        (["caption", "missing.mp4"], "missing.mp4"),
+        (["edit", "missing.mp4", "a red circle", "--strength", "1.5"], "strength"),
+    ],
+)
+def test_bad_input_gets_a_message_and_exit_code_2(model_dir, tmp_path, capsys, argv, message):
+    assert main([*argv[:1], *argv[1:], "--model", str(model_dir)]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_a_missing_model_is_named(tmp_path, capsys):
+    assert main(["caption", "clip.mp4", "--model", str(tmp_path)]) == 2
+    assert "model_index.json" in capsys.readouterr().err

@@ -1,0 +1,316 @@
+"""The ``uvigu`` command: ``uvigu train | generate | caption | edit | eval | bench``.
+
+Each subcommand is one ``add_<name>_parser(subparsers)`` function that declares its arguments and
+sets ``func`` to the function that runs it; ``main`` only wires them. To add a subcommand, write
+its two functions and append its ``add_*_parser`` to ``SUBCOMMANDS``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Callable, Sequence
+
+
+# --- train -------------------------------------------------------------------------------------
+
+
+def add_train_parser(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "train",
+        help="train a model (two stages: recall, refine) on the Shapes world or a folder of clips",
+        description="Train the unified model; the final pipeline (EMA weights) is written to OUT/pipeline.",
+    )
+    p.add_argument("--preset", default="shapes", help="training preset: shapes (the shipped model) or tiny")
+    p.add_argument("--data", default=None, help="'shapes' or a folder with metadata.jsonl (default: the preset's)")
+    p.add_argument("--out", default=None, help="output folder (default: the preset's, e.g. runs/shapes)")
+    p.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in OUT")
+    p.add_argument("--steps-recall", type=int, help="Knowledge Recall steps (text target: the prompt)")
+    p.add_argument("--steps-refine", type=int, help="Capability Refinement steps (text target: the caption)")
+    p.add_argument("--batch-size", type=int, help="batch size per process")
+    p.add_argument("--lr", type=float, help="peak learning rate")
+    p.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=None, help="bf16 autocast")
+    p.add_argument("--gradient-checkpointing", action=argparse.BooleanOptionalAction, default=None)
+    p.add_argument("--num-workers", type=int, help="dataloader worker processes")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--log-every", type=int)
+    p.add_argument("--ckpt-every", type=int)
+    p.add_argument("--sample-every", type=int, help="steps between EMA samples; 0: never")
+    p.set_defaults(func=run_train)
+
+
+def run_train(args: argparse.Namespace) -> int:
+    from .training.checkpoint import latest_checkpoint, read_state
+    from .training.config import TrainConfig, get_train_preset
+    from .training.trainer import train
+
+    overrides = {
+        name: value
+        for name, value in {
+            "data": args.data,
+            "out_dir": args.out,
+            "steps_recall": args.steps_recall,
+            "steps_refine": args.steps_refine,
+            "batch_size": args.batch_size,
+            "lr": args.lr,
+            "bf16": args.bf16,
+            "gradient_checkpointing": args.gradient_checkpointing,
+            "num_workers": args.num_workers,
+            "seed": args.seed,
+            "log_every": args.log_every,
+            "ckpt_every": args.ckpt_every,
+            "sample_every": args.sample_every,
+        }.items()
+        if value is not None
+    }
+    config = get_train_preset(args.preset, **overrides)
+    checkpoint = latest_checkpoint(config.out_dir) if args.resume else None
+    if checkpoint is not None:
+        # A resumed run keeps the settings it was started with, except those given again here.
+        saved = {**read_state(checkpoint).config, **overrides}
+        config = TrainConfig.from_dict(saved)
+    final = train(config, resume=args.resume)
+    print(f"trained pipeline: {final}")
+    return 0
+
+
+# --- generate / caption / edit ---------------------------------------------------------------
+
+
+def _add_model_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", default=None, help="checkpoint folder (default: the shipped assets/uvigu-shapes)")
+    p.add_argument("--seed", type=int, default=None, help="random seed (default: a random one, printed)")
+    p.add_argument("--steps", type=int, default=None, help="denoising steps (default: the model's)")
+
+
+def _add_output_arguments(p: argparse.ArgumentParser, default: str) -> None:
+    p.add_argument("--out", default=default, help="MP4 to write (H.264, yuv420p) [%(default)s]")
+    p.add_argument("--scale", type=int, default=4, help="enlarge frames N× without blur [%(default)s]")
+    p.add_argument("--gif", action="store_true", help="also write a GIF beside the MP4")
+    p.add_argument("--strip", action="store_true", help="also write a PNG strip of 8 frames beside the MP4")
+
+
+def add_generate_parser(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("generate", help="make a clip from a prompt (and its caption)")
+    p.add_argument("prompt", help="what the clip should show, e.g. 'a red circle moving right'")
+    _add_model_arguments(p)
+    p.add_argument("--guidance", type=float, default=None, help="classifier-free guidance scale")
+    p.add_argument("--joint", action="store_true", help="generate clip and caption in one joint pass")
+    p.add_argument("--no-caption", action="store_true", help="skip captioning the new clip")
+    _add_output_arguments(p, "clip.mp4")
+    p.set_defaults(func=run_generate)
+
+
+def add_caption_parser(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("caption", help="describe a video file in text")
+    p.add_argument("video", help="a video file (resized / resampled to the model's clip size)")
+    _add_model_arguments(p)
+    p.set_defaults(func=run_caption)
+
+
+def add_edit_parser(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("edit", help="regenerate a clip conditioned on an edited caption")
+    p.add_argument("video", help="the clip to start from")
+    p.add_argument("prompt", help="the edited caption or prompt")
+    _add_model_arguments(p)
+    p.add_argument("--strength", type=float, default=0.6, help="0: keep the clip … 1: ignore it [%(default)s]")
+    p.add_argument("--guidance", type=float, default=None, help="classifier-free guidance scale")
+    _add_output_arguments(p, "edited.mp4")
+    p.set_defaults(func=run_edit)
+
+
+def _load_pipeline(model: str | None):
+    from pathlib import Path
+
+    import diffusers
+    import transformers
+
+    from .models.presets import SHIPPED_MODEL_DIR
+    from .pipeline import UniViGUPipeline
+
+    path = Path(model) if model else SHIPPED_MODEL_DIR
+    if not (path / "model_index.json").is_file():
+        raise ValueError(f"no checkpoint at {path} (model_index.json is missing); pass --model DIR.")
+    diffusers.utils.logging.disable_progress_bar()
+    transformers.utils.logging.disable_progress_bar()
+    pipe = UniViGUPipeline.from_pretrained(path)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+def _progress(desc: str):
+    from tqdm.auto import tqdm
+
+    bar = None
+
+    def callback(step) -> None:
+        nonlocal bar
+        if bar is None:
+            bar = tqdm(total=step.num_steps, desc=desc, unit="step", file=sys.stderr)
+        bar.update(1)
+        if step.index + 1 == step.num_steps:
+            bar.close()
+
+    return callback
+
+
+def _write_outputs(frames, args: argparse.Namespace, fps: int) -> None:
+    from pathlib import Path
+
+    from .videoio import write_gif, write_mp4, write_strip_png
+
+    out = Path(args.out)
+    print(f"clip: {write_mp4(frames, out, fps=fps, scale=args.scale)}")
+    if args.gif:
+        print(f"gif: {write_gif(frames, out.with_suffix('.gif'), fps, scale=args.scale)}")
+    if args.strip:
+        print(f"strip: {write_strip_png(frames, out.with_suffix('.png'), scale=args.scale)}")
+
+
+def _warn_unknown(words: list[str]) -> None:
+    if words:
+        print(f"warning: the model does not know these words: {', '.join(words)}", file=sys.stderr)
+
+
+def run_generate(args: argparse.Namespace) -> int:
+    pipe = _load_pipeline(args.model)
+    method = pipe.generate_with_caption if args.joint else pipe.generate
+    result = method(
+        args.prompt, seed=args.seed, num_inference_steps=args.steps, guidance_scale=args.guidance,
+        callback=_progress("generate"),
+    )
+    _warn_unknown(result.unknown_words)
+    print(f"seed: {result.seed}")
+    _write_outputs(result.frames, args, pipe.fps)
+    caption = result.caption
+    if caption is None and not args.no_caption:
+        caption = pipe.caption(result.frames, seed=result.seed, callback=_progress("caption")).text
+    if caption is not None:
+        print(f"caption: {caption}")
+    return 0
+
+
+def run_caption(args: argparse.Namespace) -> int:
+    pipe = _load_pipeline(args.model)
+    result = pipe.caption(args.video, seed=args.seed, num_inference_steps=args.steps, callback=_progress("caption"))
+    for note in result.input_notes:
+        print(f"note: {note}", file=sys.stderr)
+    print(f"seed: {result.seed}")
+    print(f"caption: {result.text}")
+    return 0
+
+
+def run_edit(args: argparse.Namespace) -> int:
+    pipe = _load_pipeline(args.model)
+    result = pipe.edit(
+        args.video, args.prompt, strength=args.strength, seed=args.seed, num_inference_steps=args.steps,
+        guidance_scale=args.guidance, callback=_progress("edit"),
+    )
+    for note in result.input_notes:
+        print(f"note: {note}", file=sys.stderr)
+    _warn_unknown(result.unknown_words)
+    print(f"seed: {result.seed}")
+    _write_outputs(result.frames, args, pipe.fps)
+    return 0
+
+
+# --- eval --------------------------------------------------------------------------------------
+
+
+def add_eval_parser(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "eval",
+        help="measure caption / generation / round-trip / edit accuracy and write docs/EVAL.md",
+        description="Evaluate a model on fresh Shapes clips (a main set and a held-out-pairs set) and write the "
+        "report, example strips and per-clip results (OUT's folder/eval/results.jsonl).",
+    )
+    p.add_argument("--model", default=None, help="checkpoint folder (default: the shipped assets/uvigu-shapes)")
+    p.add_argument("--num", type=int, default=200, help="main-set clips (training distribution) [%(default)s]")
+    p.add_argument("--num-heldout", type=int, default=100, help="clips with held-out colour–shape pairs [%(default)s]")
+    p.add_argument("--examples", type=int, default=2, help="clips per set shown as strips [%(default)s]")
+    p.add_argument("--notes", default=None, help="a markdown file included in the report under 'Notes'")
+    p.add_argument("--out", default="docs/EVAL.md", help="report to write [%(default)s]")
+    p.set_defaults(func=run_eval)
+
+
+def _shown_path(path) -> str:
+    """``path`` relative to the working directory or the repository, so reports name no machine's paths."""
+    from pathlib import Path
+
+    from .models.presets import SHIPPED_MODEL_DIR
+
+    resolved = Path(path).resolve()
+    for base in (Path.cwd().resolve(), SHIPPED_MODEL_DIR.parents[1]):
+        if resolved.is_relative_to(base):
+            return resolved.relative_to(base).as_posix()
+    return resolved.name
+
+
+def run_eval(args: argparse.Namespace) -> int:
+    import time
+    from pathlib import Path
+
+    from tqdm.auto import tqdm
+
+    from .eval.report import EvalConfig, write_report
+    from .models.presets import SHIPPED_MODEL_DIR
+
+    config = EvalConfig(num_clips=args.num, num_heldout=args.num_heldout, num_examples=args.examples)
+    notes = Path(args.notes).read_text(encoding="utf-8") if args.notes else None
+    pipe = _load_pipeline(args.model)
+    model = _shown_path(args.model or SHIPPED_MODEL_DIR)
+    command = f"uvigu eval --model {model} --num {args.num} --num-heldout {args.num_heldout} --out {_shown_path(args.out)}"
+    bar = tqdm(total=args.num + args.num_heldout, desc="eval", unit="clip", file=sys.stderr)
+    start = time.perf_counter()
+    report = write_report(
+        pipe, args.out, config, command=command, model=model, notes=notes,
+        progress=lambda done, total: bar.update(done - bar.n),
+    )
+    bar.close()
+    elapsed = time.perf_counter() - start
+    print(f"report: {report.report_path}")
+    print(f"per-clip results: {report.results_path}")
+    print(f"elapsed: {elapsed:.0f} s ({elapsed / (args.num + args.num_heldout):.1f} s per clip)")
+    for row in report.summary.rows:
+        if row.group == "targets":
+            print(f"{row.label}: main {row.main.text()}, held-out {row.heldout.text()}")
+    return 0
+
+
+# --- wiring ------------------------------------------------------------------------------------
+
+SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
+    add_train_parser,
+    add_generate_parser,
+    add_caption_parser,
+    add_edit_parser,
+    add_eval_parser,
+]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="uvigu", description="Uni-ViGU: generate and describe video with one model.")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for add_parser in SUBCOMMANDS:
+        add_parser(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        return args.func(args)
+    except ValueError as error:
+        print(f"uvigu {args.command}: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
