@@ -14,8 +14,9 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from uvigu.models.presets import SHIPPED_MODEL_DIR as DEFAULT_MODEL
+
 ROOT = Path(__file__).resolve().parent
-DEFAULT_MODEL = ROOT / "assets" / "uvigu-shapes"
 DEFAULT_DATA_DIR = ROOT / "studio-data"
 
 logger = logging.getLogger("uvigu.app")
@@ -56,8 +57,8 @@ def check_model(path: Path) -> None:
         raise SystemExit(
             f"No Uni-ViGU checkpoint at {path} (model_index.json is missing).\n"
             f"The default model ships in the repository as {DEFAULT_MODEL.relative_to(ROOT)}; "
-            "if the folder is empty, fetch the large files (`git lfs pull`). Or point --model "
-            "(or UVIGU_MODEL) at any Uni-ViGU checkpoint folder saved with save_pretrained()."
+            "reproduce it with `uvigu train --preset shapes` and copy OUT/pipeline there, or point "
+            "--model (or UVIGU_MODEL) at any Uni-ViGU checkpoint folder saved with save_pretrained()."
         )
 
 
