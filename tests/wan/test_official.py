@@ -182,3 +182,17 @@ def test_mask_source_checkpoint_keeps_its_mask_row(tmp_path, wan_folder):
     assert pipe.config.text_source == "mask" and pipe.transformer.config.mask_token_id == VOCAB
     np.testing.assert_array_equal(pipe.transformer.token_embedding.weight.detach().numpy(),
                                   reference.token_embedding.weight.detach().numpy())
+
+
+def test_convert_official_command(tmp_path, wan_folder, capsys):
+    from uvigu.cli import main
+
+    torch.save({"model": official_layout(reference_model())}, tmp_path / "step.pth")
+    code = main(["convert-official", "--checkpoint", str(tmp_path / "step.pth"), "--wan", str(wan_folder),
+                 "--out", str(tmp_path / "out"), "--dtype", "float32"])
+    assert code == 0 and (tmp_path / "out" / "model_index.json").is_file()
+    torch.save({"x": _RunsCode(tmp_path / "marker")}, tmp_path / "evil.pth")
+    code = main(["convert-official", "--checkpoint", str(tmp_path / "evil.pth"), "--wan", str(wan_folder),
+                 "--out", str(tmp_path / "out2")])
+    assert code == 2 and "refusing to load evil.pth" in capsys.readouterr().err
+    assert not (tmp_path / "marker").exists()
