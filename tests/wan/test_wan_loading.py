@@ -8,7 +8,7 @@ import torch
 from diffusers import WanTransformer3DModel
 
 from uvigu.models.wan_codec import WanVideoCodec
-from uvigu.models.wan_loading import check_wan_folder
+from uvigu.models.wan_loading import check_wan_folder, is_wan_folder
 from uvigu.pipeline import UniViGUPipeline
 
 from .conftest import TINY_WAN_OPTIONS
@@ -104,3 +104,9 @@ def test_bad_folders_refused(tmp_path, wan_folder):
         check_wan_folder(tmp_path)
     with pytest.raises(ValueError, match="unknown option"):
         UniViGUPipeline.from_wan_pretrained(wan_folder, frames=9)
+
+
+def test_is_wan_folder(wan_folder, wan_pipe, tmp_path):
+    assert is_wan_folder(wan_folder) and not is_wan_folder(tmp_path)
+    wan_pipe.save_pretrained(tmp_path / "ours")
+    assert not is_wan_folder(tmp_path / "ours")

@@ -59,6 +59,15 @@ class WanComponents:
     scheduler: FlowMatchEulerDiscreteScheduler
 
 
+def is_wan_folder(path: str | Path) -> bool:
+    """True for a plain diffusers Wan pipeline folder (load it with ``from_wan_pretrained``), False for
+    anything else (our own pipeline folders load with ``from_pretrained``)."""
+    index = Path(path) / "model_index.json"
+    if not index.is_file():
+        return False
+    return json.loads(index.read_text()).get("_class_name") in ("WanPipeline", "WanVideoToVideoPipeline")
+
+
 def check_wan_folder(path: str | Path) -> Path:
     """Raise ``ValueError`` unless ``path`` is a local diffusers-format Wan2.1-T2V folder."""
     folder = Path(path)
