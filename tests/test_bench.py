@@ -1,0 +1,216 @@
+"""Benchmarks: rows carry the expected fields and positive numbers, the doc writer keeps what lies
+outside its markers, and the analytic FLOP count agrees with torch's counter. No wall-clock
+assertions (STYLE: benchmarks are scripts)."""
+
+import argparse
+
+import pytest
+import torch
+
+from uvigu.bench import (
+    ForwardShape,
+    bench_forwards,
+    bench_matmuls,
+    bench_tasks,
+    count_flops,
+    format_markdown,
+    machine_info,
+    plain_wan_like,
+    run_benchmarks,
+    transformer_flops,
+    video_tokens,
+    write_section,
+)
+from uvigu.bench.command import add_bench_parser, run_bench
+from uvigu.bench.report import markers
+
+BEGIN_MARKER, END_MARKER = markers("cpu")
+from uvigu.testing import tiny_pipeline
+
+
+@pytest.fixture(scope="module")
+def pipe():
+    return tiny_pipeline()
+
+
+@pytest.fixture(scope="module")
+def result(pipe):
+    return run_benchmarks(pipe, "tiny (test)", repeats=1, warmup=0, forward_repeats=1)
+
+
+def _positive_timing(t):
+    assert t.repeats >= 1
+    assert 0 < t.min_s <= t.median_s <= t.max_s
+
+
+def test_task_rows(result, pipe):
+    assert [r.task for r in result.tasks] == ["generate", "caption", "edit", "generate_with_caption"]
+    by_task = {r.task: r for r in result.tasks}
+    steps, caption_steps = pipe.config.num_inference_steps, pipe.config.caption_steps
+    assert by_task["generate"].denoiser_calls == steps  # CFG: both branches in one batch-2 call
+    assert by_task["generate_with_caption"].denoiser_calls == steps
+    assert by_task["caption"].denoiser_calls == caption_steps
+    assert 1 <= by_task["edit"].denoiser_calls < steps  # starts part-way (strength 0.6)
+    for row in result.tasks:
+        _positive_timing(row.timing)
+        assert row.seconds_per_call > 0
+
+
+def test_forward_and_matmul_rows(result, pipe):
+    generate, caption = result.forwards
+    n = video_tokens(tuple(pipe.transformer.config.patch_size), pipe.default_num_frames, pipe.default_height,
+                     pipe.default_width)
+    assert (generate.batch, generate.video_tokens, generate.text_tokens) == (2, n, pipe.config.max_text_len)
+    assert (caption.batch, caption.video_tokens, caption.text_tokens) == (1, n, pipe.config.max_text_len)
+    for row in result.forwards:
+        _positive_timing(row.timing)
+        assert row.flops > 0 and row.gflops_per_s > 0
+    assert [m.dtype for m in result.matmuls] == ["float32", "bfloat16"]
+    for m in result.matmuls:
+        _positive_timing(m.timing)
+        assert m.flops == 2 * m.m * m.k * m.n and m.gflops_per_s > 0
+
+
+def test_step_costs_pair_same_batches(result):
+    assert len(result.step_costs) == 3
+    for cost in result.step_costs:
+        assert cost.unified.batch == cost.wan.batch
+        assert cost.wan.text_tokens == 0
+        assert cost.ratio > 0
+    # without text tokens the unified model does Wan's arithmetic, plus only the text σ embedding
+    no_text = result.step_costs[1]
+    assert no_text.unified.text_tokens == 0
+    assert no_text.unified.flops == pytest.approx(no_text.wan.flops, rel=0.02)
+
+
+def test_matmul_shape_is_as_asked():
+    rows = bench_matmuls(8, 4, 3, repeats=2, warmup=0)
+    assert [(r.m, r.k, r.n, r.timing.repeats) for r in rows] == [(8, 4, 3, 2), (8, 4, 3, 2)]
+
+
+@pytest.mark.parametrize("batch, text_tokens, masked", [(1, 48, False), (2, 48, True), (1, 0, False)])
+def test_analytic_flops_match_torch_counter(pipe, batch, text_tokens, masked):
+    model = pipe.transformer
+    c = model.config
+    f, h, w = pipe.default_num_frames, pipe.default_height, pipe.default_width
+    s = 32
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(batch, c.in_channels, f, h, w, generator=g)
+    ids = torch.randint(0, c.vocab_size - 1, (batch, text_tokens), generator=g)
+    mask = None
+    if masked:
+        mask = torch.zeros(batch, text_tokens, dtype=torch.bool)
+        mask[:, :7] = True
+    sigma = torch.full((batch,), 0.5)
+    context = torch.randn(batch, s, c.text_dim, generator=g)
+    with torch.no_grad():
+        measured = count_flops(lambda: model(x, ids, sigma, sigma, context, mask))
+    analytic = transformer_flops(c, ForwardShape(batch, video_tokens(tuple(c.patch_size), f, h, w), text_tokens, s))
+    assert analytic == pytest.approx(measured, rel=0.03)
+
+
+def test_analytic_flops_match_torch_counter_for_plain_wan(pipe):
+    wan = plain_wan_like(pipe.transformer)
+    c = pipe.transformer.config
+    f, h, w = pipe.default_num_frames, pipe.default_height, pipe.default_width
+    x = torch.randn(2, c.in_channels, f, h, w)
+    context = torch.randn(2, 16, c.text_dim)
+    with torch.no_grad():
+        measured = count_flops(lambda: wan(x, torch.tensor([500.0, 500.0]), context, return_dict=False))
+    shape = ForwardShape(2, video_tokens(tuple(c.patch_size), f, h, w), 0, 16)
+    assert transformer_flops(dict(wan.config), shape, text_stream=False) == pytest.approx(measured, rel=0.03)
+
+
+def test_attention_counts_quadratically():
+    config = dict(num_attention_heads=2, attention_head_dim=8, freq_dim=16, patch_size=(1, 1, 1), in_channels=3,
+                  out_channels=3, ffn_dim=32, text_dim=8, num_layers=1, vocab_size=10)
+    base = transformer_flops(config, ForwardShape(1, 0, 0, 0), text_stream=False)
+    one, two = (transformer_flops(config, ForwardShape(1, n, 0, 0), text_stream=False) - base for n in (10, 20))
+    d = 16
+    quadratic = 2 * (2 * d)  # QKᵀ + AV: 2 products of 2·n²·d, per n²
+    assert two - 2 * one == quadratic * (20**2 - 2 * 10**2)
+
+
+def test_markdown_has_the_tables_and_provenance(result):
+    machine = machine_info()
+    text = format_markdown(result, machine, "uvigu bench --model x")
+    assert "`uvigu bench --model x`" in text
+    assert "tiny (test)" in text and machine.cpu in text and torch.__version__ in text
+    for task in ("`generate`", "`caption`", "`edit`", "`generate_with_caption`"):
+        assert task in text
+    assert "plain matmul float32" in text and "plain matmul bfloat16" in text
+    assert text.count("diffusers Wan") == 3
+
+
+def test_write_section_replaces_only_the_marked_part(tmp_path):
+    doc = tmp_path / "BENCHMARKS.md"
+    doc.write_text(f"# Title\n\nintro kept\n\n{BEGIN_MARKER}\nold numbers\n{END_MARKER}\n\n## Notes\nkept too\n")
+    write_section(doc, "new numbers\n")
+    text = doc.read_text()
+    assert "old numbers" not in text and "new numbers" in text
+    assert text.startswith("# Title\n\nintro kept\n\n") and text.endswith("\n\n## Notes\nkept too\n")
+    write_section(doc, "newer numbers")
+    text2 = doc.read_text()
+    assert text2 == text.replace("new numbers", "newer numbers")
+    assert text2.count(BEGIN_MARKER) == 1 and text2.count(END_MARKER) == 1
+
+
+def test_sections_are_independent(tmp_path):
+    doc = tmp_path / "BENCHMARKS.md"
+    write_section(doc, "cpu v1")
+    write_section(doc, "gpu v1", section="gpu")
+    write_section(doc, "cpu v2")
+    text = doc.read_text()
+    assert "cpu v2" in text and "gpu v1" in text and "cpu v1" not in text
+    assert text.index(markers("cpu")[1]) < text.index(markers("gpu")[0])
+
+
+def test_write_section_creates_or_appends(tmp_path):
+    fresh = tmp_path / "docs" / "BENCHMARKS.md"
+    write_section(fresh, "numbers")
+    assert fresh.read_text().startswith("# Benchmarks") and "numbers" in fresh.read_text()
+    plain = tmp_path / "plain.md"
+    plain.write_text("# Mine\n\ntext\n")
+    write_section(plain, "numbers")
+    assert plain.read_text() == f"# Mine\n\ntext\n\n{BEGIN_MARKER}\nnumbers\n{END_MARKER}\n"
+
+
+def test_write_section_refuses_an_unmatched_marker(tmp_path):
+    doc = tmp_path / "b.md"
+    doc.write_text(f"{BEGIN_MARKER}\nno end\n")
+    with pytest.raises(ValueError, match="unmatched"):
+        write_section(doc, "x")
+
+
+def test_bench_command_writes_the_doc_and_falls_back_without_a_model(tmp_path, capsys, monkeypatch, pipe):
+    import uvigu.bench.suite as suite
+
+    monkeypatch.setattr(suite, "_fallback_pipeline", lambda: pipe)
+    monkeypatch.chdir(tmp_path)  # reports show paths relative to the working directory
+    parser = argparse.ArgumentParser(prog="uvigu")
+    add_bench_parser(parser.add_subparsers(dest="command"))
+    out = tmp_path / "BENCH.md"
+    args = parser.parse_args(["bench", "--model", str(tmp_path / "missing"), "--repeats", "1", "--warmup", "0",
+                              "--forward-repeats", "1", "--output", str(out)])
+    assert run_bench(args) == 0
+    printed = capsys.readouterr()
+    assert "randomly initialised" in printed.err and "| `generate` |" in printed.out
+    text = out.read_text()
+    assert "uvigu bench --model missing" in text and "--output BENCH.md" in text and "| `caption` |" in text
+    assert "randomly initialised" in text
+
+
+def test_gpu_flag_explains_itself_without_cuda(capsys):
+    if torch.cuda.is_available():
+        pytest.skip("a CUDA device is present")
+    parser = argparse.ArgumentParser(prog="uvigu")
+    add_bench_parser(parser.add_subparsers(dest="command"))
+    assert run_bench(parser.parse_args(["bench", "--gpu"])) == 2
+    assert "CUDA" in capsys.readouterr().err
+
+
+def test_task_and_forward_functions_standalone(pipe):
+    rows = bench_tasks(pipe, repeats=1, warmup=0)
+    assert len(rows) == 4
+    forwards, costs = bench_forwards(pipe, repeats=1, warmup=0)
+    assert len(forwards) == 2 and len(costs) == 3

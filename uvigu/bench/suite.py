@@ -1,0 +1,328 @@
+"""The measurements of ``uvigu bench``: task wall times, denoiser throughput, and step cost
+against diffusers' plain Wan transformer, all in one run on one pipeline.
+
+Every number is compared with a baseline timed in the same run (STYLE: benchmarks are scripts);
+the functions return rows, ``report`` turns them into markdown.
+
+Tensor vocabulary: b batch, c/f/h/w latent dims, l text tokens, s prompt-encoder tokens.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from diffusers import WanTransformer3DModel
+
+from ..models.prompt_encoder import encode_prompt
+from ..models.tokenizer import encode_text
+from .flops import ForwardShape, count_flops, transformer_flops, video_tokens
+from .timing import Timing, time_call
+
+logger = logging.getLogger(__name__)
+
+PROMPT = "a red circle moving right"
+EDITED_PROMPT = "a blue circle moving right"
+SIGMA = 0.5  # noise level of the noisy modality in the forward benchmarks (cost does not depend on it)
+
+
+@dataclass(frozen=True)
+class TaskRow:
+    """Wall time of one pipeline method at its default settings."""
+
+    task: str  # the pipeline method
+    denoiser_calls: int  # transformer forwards per call (CFG runs both branches in one batch-2 call)
+    timing: Timing
+
+    @property
+    def seconds_per_call(self) -> float:
+        return self.timing.median_s / self.denoiser_calls
+
+
+@dataclass(frozen=True)
+class ForwardRow:
+    """One denoiser forward (a sampling step) of a given shape."""
+
+    name: str
+    batch: int
+    video_tokens: int
+    text_tokens: int
+    flops: int  # analytic count (see flops.py)
+    timing: Timing
+
+    @property
+    def gflops_per_s(self) -> float:
+        return self.flops / self.timing.median_s / 1e9
+
+
+@dataclass(frozen=True)
+class MatmulRow:
+    """A plain (m, k) @ (k, n) matmul: the ceiling a forward of that width can reach here."""
+
+    dtype: str
+    m: int
+    k: int
+    n: int
+    timing: Timing
+
+    @property
+    def flops(self) -> int:
+        return 2 * self.m * self.k * self.n
+
+    @property
+    def gflops_per_s(self) -> float:
+        return self.flops / self.timing.median_s / 1e9
+
+
+@dataclass(frozen=True)
+class StepCost:
+    """A forward of the unified model next to diffusers' Wan transformer at the same batch."""
+
+    unified: ForwardRow
+    wan: ForwardRow
+
+    @property
+    def ratio(self) -> float:
+        return self.unified.timing.median_s / self.wan.timing.median_s
+
+
+@dataclass(frozen=True)
+class BenchmarkResult:
+    model: str  # what was measured: a model dir, or the fallback's description
+    tasks: list[TaskRow]
+    forwards: list[ForwardRow]  # the unified model's generate and caption steps
+    matmuls: list[MatmulRow]
+    step_costs: list[StepCost]
+    elapsed_s: float
+
+
+# ---------------------------------------------------------------------------------------------
+# The model under test
+# ---------------------------------------------------------------------------------------------
+
+
+def load_benchmark_pipeline(model_dir: str | Path | None = None) -> tuple[object, bool]:
+    """``(pipeline, loaded)``: the pipeline saved in ``model_dir`` (default: the shipped model) and
+    True, or, when there is none, a randomly initialised ``shapes`` pipeline and False (speed does
+    not depend on the weights, so its figures stand in until a model is saved there)."""
+    from ..models.presets import SHIPPED_MODEL_DIR
+    from ..pipeline import UniViGUPipeline
+
+    model_dir = Path(SHIPPED_MODEL_DIR if model_dir is None else model_dir)
+    if (model_dir / "model_index.json").is_file():
+        return UniViGUPipeline.from_pretrained(model_dir), True
+    logger.warning(
+        "no saved pipeline in %s (no model_index.json); benchmarking a randomly initialised 'shapes' "
+        "pipeline of the same size instead.", model_dir.name,
+    )
+    return _fallback_pipeline(), False
+
+
+def _fallback_pipeline():
+    from ..data.shapes import shapes_vocabulary
+    from ..models.presets import build_pipeline
+
+    return build_pipeline("shapes", shapes_vocabulary())
+
+
+def example_clip(pipe) -> np.ndarray:
+    """A Shapes clip at the pipeline's default size, uint8 (f, h, w, 3), for caption and edit."""
+    from ..data.shapes import ShapesConfig, make_example
+
+    f, h, w = pipe.default_num_frames, pipe.default_height, pipe.default_width
+    try:
+        config = ShapesConfig(size=min(h, w), num_frames=f)
+    except ValueError:  # too small a frame for the grammar's sizes: let the pipeline resize
+        config = ShapesConfig()
+    return make_example(0, config).frames
+
+
+# ---------------------------------------------------------------------------------------------
+# 1. Tasks
+# ---------------------------------------------------------------------------------------------
+
+
+def _count_calls(module: torch.nn.Module, fn: Callable[[], object]) -> int:
+    calls = []
+    handle = module.register_forward_pre_hook(lambda *_: calls.append(1))
+    try:
+        fn()
+    finally:
+        handle.remove()
+    return len(calls)
+
+
+def bench_tasks(pipe, *, repeats: int = 3, warmup: int = 1, clip: np.ndarray | None = None) -> list[TaskRow]:
+    """Median / min / max wall time of generate, caption, edit and generate_with_caption at the
+    pipeline's default steps and guidance (seed 0). The first warm-up call also counts forwards."""
+    clip = example_clip(pipe) if clip is None else clip
+    tasks: dict[str, Callable[[], object]] = {
+        "generate": lambda: pipe.generate(PROMPT, seed=0),
+        "caption": lambda: pipe.caption(clip, seed=0),
+        "edit": lambda: pipe.edit(clip, EDITED_PROMPT, seed=0),
+        "generate_with_caption": lambda: pipe.generate_with_caption(PROMPT, seed=0),
+    }
+    rows = []
+    for name, fn in tasks.items():
+        calls = _count_calls(pipe.transformer, fn)
+        timing = time_call(fn, repeats=repeats, warmup=max(0, warmup - 1), synchronize=_sync(pipe.transformer))
+        logger.info("%s: median %.3f s over %d", name, timing.median_s, repeats)
+        rows.append(TaskRow(name, calls, timing))
+    return rows
+
+
+# ---------------------------------------------------------------------------------------------
+# 2 and 3. Denoiser forwards, matmul ceilings, and the plain Wan baseline
+# ---------------------------------------------------------------------------------------------
+
+
+def plain_wan_like(transformer) -> WanTransformer3DModel:
+    """A randomly initialised diffusers ``WanTransformer3DModel`` with the unified model's sizes
+    (width, heads, layers, patch, channels, FFN, prompt width), on its device and dtype."""
+    c = transformer.config
+    wan = WanTransformer3DModel(
+        patch_size=tuple(c.patch_size),
+        num_attention_heads=c.num_attention_heads,
+        attention_head_dim=c.attention_head_dim,
+        in_channels=c.in_channels,
+        out_channels=c.out_channels,
+        text_dim=c.text_dim,
+        freq_dim=c.freq_dim,
+        ffn_dim=c.ffn_dim,
+        num_layers=c.num_layers,
+        cross_attn_norm=c.cross_attn_norm,
+        qk_norm=c.qk_norm,
+        eps=c.eps,
+        rope_max_seq_len=c.rope_max_seq_len,
+    )
+    wan = wan.to(transformer.device)
+    # diffusers keeps norms and embedders in fp32 when loading in low precision; a cast is the
+    # closest a fresh model gets (it warns), and only low-precision pipelines need it.
+    return (wan if transformer.dtype == torch.float32 else wan.to(transformer.dtype)).eval()
+
+
+def _sync(module: torch.nn.Module) -> Callable[[], None] | None:
+    device = next(module.parameters()).device
+    return torch.cuda.synchronize if device.type == "cuda" else None
+
+
+@dataclass(frozen=True)
+class _Inputs:
+    latents: torch.Tensor  # (b, c, f, h, w)
+    context: torch.Tensor  # (b, s, text_dim)
+
+
+def _inputs(pipe, batch: int, generator: torch.Generator) -> _Inputs:
+    device, dtype = pipe.transformer.device, pipe.transformer.dtype
+    shape = (batch, *pipe.codec.latent_shape(pipe.default_num_frames, pipe.default_height, pipe.default_width))
+    latents = torch.randn(shape, generator=generator).to(device, dtype)
+    prompts = [PROMPT, ""][:batch] if batch <= 2 else [PROMPT] * batch
+    with torch.no_grad():
+        context = encode_prompt(pipe.text_encoder, pipe.tokenizer, prompts, pipe.config.max_prompt_len, device, dtype)
+    return _Inputs(latents, context)
+
+
+def _time_forward(
+    name: str, model, call: Callable[[], object], shape: ForwardShape, flops: int, repeats: int, warmup: int
+) -> ForwardRow:
+    def run() -> None:
+        with torch.no_grad():
+            call()
+
+    timing = time_call(run, repeats=repeats, warmup=warmup, synchronize=_sync(model))
+    logger.info("%s: median %.4f s", name, timing.median_s)
+    return ForwardRow(name, shape.batch, shape.video_tokens, shape.text_tokens, flops, timing)
+
+
+def bench_forwards(pipe, *, repeats: int = 10, warmup: int = 2, seed: int = 0) -> tuple[list[ForwardRow], list[StepCost]]:
+    """Time single denoiser forwards at the default clip size.
+
+    Returns the unified model's generate step (batch 2: CFG's two branches, the prompt's tokens
+    clean in the text stream, padding masked as the pipeline does) and caption step (batch 1, the
+    text stream noisy, the clip clean), and the step-cost comparisons with a plain diffusers Wan
+    transformer of the same sizes: generate step, generate without text tokens, caption step.
+    """
+    transformer = pipe.transformer
+    wan = plain_wan_like(transformer)
+    generator = torch.Generator("cpu").manual_seed(seed)
+    device = transformer.device
+    c = transformer.config
+    latent = pipe.codec.latent_shape(pipe.default_num_frames, pipe.default_height, pipe.default_width)
+    n = video_tokens(tuple(c.patch_size), *latent[1:])
+    s = pipe.config.max_prompt_len
+    length = pipe.config.max_text_len
+    wan_config = dict(c)
+
+    def unified(name: str, batch: int, text: str) -> ForwardRow:
+        x = _inputs(pipe, batch, generator)
+        noisy, clean = torch.full((batch,), SIGMA, device=device), torch.zeros(batch, device=device)
+        if text == "prompt":  # generate: the prompt clean, padded and masked
+            ids, mask = encode_text(pipe.tokenizer, [PROMPT] * batch, length)
+            ids, mask, sv, st = ids.to(device), mask.to(device), noisy, clean
+        elif text == "noisy":  # caption: the whole text stream denoised, the clip clean
+            ids = pipe.text_flow.sample_source((batch, length), generator=generator).to(device)
+            mask, sv, st = None, clean, noisy
+        else:  # no text tokens: the unified model reduced to Wan's computation
+            ids, mask, sv, st = torch.zeros(batch, 0, dtype=torch.long, device=device), None, noisy, clean
+        shape = ForwardShape(batch, n, ids.shape[1], s)
+        return _time_forward(
+            name, transformer, lambda: transformer(x.latents, ids, sv, st, x.context, mask), shape,
+            transformer_flops(c, shape), repeats, warmup,
+        )
+
+    def plain(batch: int) -> ForwardRow:
+        x = _inputs(pipe, batch, generator)
+        timestep = torch.full((batch,), 1000.0 * SIGMA, device=device)
+        shape = ForwardShape(batch, n, 0, s)
+        return _time_forward(
+            f"diffusers Wan, batch {batch}", wan,
+            lambda: wan(hidden_states=x.latents, timestep=timestep, encoder_hidden_states=x.context, return_dict=False),
+            shape, transformer_flops(wan_config, shape, text_stream=False), repeats, warmup,
+        )
+
+    generate = unified("unified, generate step (CFG batch 2, prompt tokens)", 2, "prompt")
+    caption = unified("unified, caption step (text noisy, clip clean)", 1, "noisy")
+    no_text = unified("unified, no text tokens (batch 2)", 2, "none")
+    wan2, wan1 = plain(2), plain(1)
+    return [generate, caption], [StepCost(generate, wan2), StepCost(no_text, wan2), StepCost(caption, wan1)]
+
+
+def bench_matmuls(
+    m: int, k: int, n: int, *, repeats: int = 10, warmup: int = 2, device: torch.device | str = "cpu", seed: int = 0
+) -> list[MatmulRow]:
+    """Time a plain (m, k) @ (k, n) matmul in fp32 and in bf16 (the device's dense ceiling at
+    that shape)."""
+    generator = torch.Generator("cpu").manual_seed(seed)
+    rows = []
+    for dtype in (torch.float32, torch.bfloat16):
+        a = torch.randn(m, k, generator=generator).to(device, dtype)
+        b = torch.randn(k, n, generator=generator).to(device, dtype)
+        sync = torch.cuda.synchronize if torch.device(device).type == "cuda" else None
+        timing = time_call(lambda: a @ b, repeats=repeats, warmup=warmup, synchronize=sync)
+        rows.append(MatmulRow(str(dtype).removeprefix("torch."), m, k, n, timing))
+    return rows
+
+
+def run_benchmarks(
+    pipe, model: str, *, repeats: int = 3, warmup: int = 1, forward_repeats: int = 10
+) -> BenchmarkResult:
+    """Everything ``uvigu bench`` measures, in one run on ``pipe`` (described as ``model``).
+
+    The matmul baseline has the shape of the FFN's first projection in the generate step:
+    (2·(n + l), d) @ (d, ffn_dim), the largest matmul of the forward.
+    """
+    start = time.perf_counter()
+    forwards, step_costs = bench_forwards(pipe, repeats=forward_repeats, warmup=2)
+    c = pipe.transformer.config
+    rows = forwards[0].batch * (forwards[0].video_tokens + forwards[0].text_tokens)
+    matmuls = bench_matmuls(
+        rows, c.num_attention_heads * c.attention_head_dim, c.ffn_dim, repeats=forward_repeats, warmup=2,
+        device=pipe.transformer.device,
+    )
+    tasks = bench_tasks(pipe, repeats=repeats, warmup=warmup)
+    return BenchmarkResult(model, tasks, forwards, matmuls, step_costs, time.perf_counter() - start)
