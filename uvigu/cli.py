@@ -12,6 +12,8 @@ import logging
 import sys
 from collections.abc import Callable, Sequence
 
+from .bench.command import add_bench_parser
+
 
 # --- train -------------------------------------------------------------------------------------
 
@@ -286,6 +288,7 @@ SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
     add_caption_parser,
     add_edit_parser,
     add_eval_parser,
+    add_bench_parser,
 ]
 
 
