@@ -280,6 +280,36 @@ def run_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- convert-official ---------------------------------------------------------------------------
+
+
+def add_convert_official_parser(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "convert-official",
+        help="convert an official Uni-ViGU checkpoint (.pth) into a pipeline folder (safetensors)",
+        description="Map the official release's parameter names onto ours; the .pth is read with "
+        "torch.load(weights_only=True) and refused if it holds anything but weights.",
+    )
+    p.add_argument("--checkpoint", required=True, help="the official .pth (e.g. step-00010000.pth)")
+    p.add_argument("--wan", required=True, help="the diffusers-format Wan2.1-T2V folder it was trained from")
+    p.add_argument("--out", required=True, help="new output folder (loads with UniViGUPipeline.from_pretrained)")
+    p.add_argument("--dtype", choices=["bfloat16", "float16", "float32"], default="bfloat16", help="[%(default)s]")
+    p.add_argument("--text-source", choices=["uniform", "mask"], default=None,
+                   help="the checkpoint's text source (default: read from its vocabulary size)")
+    p.set_defaults(func=run_convert_official)
+
+
+def run_convert_official(args: argparse.Namespace) -> int:
+    import torch
+
+    from .models.official import convert_official
+
+    out = convert_official(args.checkpoint, args.wan, args.out, dtype=getattr(torch, args.dtype),
+                           text_source=args.text_source)
+    print(f"converted pipeline: {out}")
+    return 0
+
+
 # --- wiring ------------------------------------------------------------------------------------
 
 SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
@@ -289,6 +319,7 @@ SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
     add_edit_parser,
     add_eval_parser,
     add_bench_parser,
+    add_convert_official_parser,
 ]
 
 
