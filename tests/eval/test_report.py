@@ -1,0 +1,242 @@
+"""The evaluation report: scoring with oracle / wrong fake pipelines, the edits, the markdown, a tiny run."""
+
+import dataclasses
+import hashlib
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from uvigu.data.shapes import HELD_OUT_PAIRS, ShapesConfig, ShapesDataset, render_scene, scene_caption
+from uvigu.eval.edits import ATTRIBUTES, edit_scene
+from uvigu.eval.grammar import ObjectMention, parse_caption, scene_mentions
+from uvigu.eval.report import (
+    TARGETS,
+    EvalConfig,
+    RunInfo,
+    eval_example,
+    evaluate,
+    read_results,
+    render_markdown,
+    summarize,
+    write_report,
+)
+from uvigu.eval.tasks import align_fields
+
+
+def _key(frames: np.ndarray) -> str:
+    return hashlib.sha1(np.ascontiguousarray(frames).tobytes()).hexdigest()
+
+
+class OraclePipeline:
+    """Returns the ground truth: the scene a prompt describes, the caption of a clip, the edited scene.
+
+    It knows the evaluation clips (built with the same public `eval_example`) and renders edits by
+    reading the edited caption back onto the clip's scene (objects keep their start positions).
+    """
+
+    default_num_frames, default_height, default_width = 16, 64, 64
+
+    def __init__(self, config: EvalConfig):
+        self.by_prompt, self.by_frames = {}, {}
+        for set_name, count in (("main", config.num_clips), ("heldout", config.num_heldout)):
+            for i in range(count):
+                example = eval_example(config, set_name, i)
+                self.by_prompt[example.prompt] = example.scene
+                self.by_frames[_key(example.frames)] = example.scene
+
+    def _clip(self, scene) -> np.ndarray:
+        frames = render_scene(scene)
+        self.by_frames[_key(frames)] = scene
+        return frames
+
+    def caption_of(self, scene) -> str:
+        return scene_caption(scene)
+
+    def generate(self, prompt, *, seed):
+        return SimpleNamespace(frames=self._clip(self.by_prompt[prompt]), caption=None)
+
+    def generate_with_caption(self, prompt, *, seed):
+        scene = self.by_prompt[prompt]
+        return SimpleNamespace(frames=self._clip(scene), caption=self.caption_of(scene))
+
+    def caption(self, frames, *, seed):
+        return SimpleNamespace(text=self.caption_of(self.by_frames[_key(frames)]))
+
+    def edit(self, frames, prompt, *, strength=0.6, seed):
+        scene = self.by_frames[_key(frames)]
+        said = parse_caption(prompt).objects
+        assert len(said) == len(scene.objects)
+        objects = tuple(
+            dataclasses.replace(o, color=m.color, shape=m.shape, motion=m.motion, speed=m.speed)
+            for o, m in zip(scene.objects, said)
+        )
+        return SimpleNamespace(frames=self._clip(dataclasses.replace(scene, objects=objects)))
+
+
+class WrongCaptions(OraclePipeline):
+    """The oracle, except that every caption names each object in a colour the scene lacks."""
+
+    def caption_of(self, scene) -> str:
+        used = {o.color for o in scene.objects}
+        spare = [c for c in ("red", "green", "blue", "yellow", "purple", "orange") if c not in used]
+        objects = tuple(dataclasses.replace(o, color=spare[i]) for i, o in enumerate(scene.objects))
+        return scene_caption(dataclasses.replace(scene, objects=objects))
+
+
+class KeepsClip(OraclePipeline):
+    """The oracle, except that an edit returns the clip it was given unchanged."""
+
+    def edit(self, frames, prompt, *, strength=0.6, seed):
+        return SimpleNamespace(frames=frames)
+
+
+CONFIG = EvalConfig(num_clips=6, num_heldout=3, num_examples=1)
+
+
+@pytest.fixture(scope="module")
+def oracle_records():
+    return evaluate(OraclePipeline(CONFIG), CONFIG)
+
+
+def test_oracle_scores_one(oracle_records):
+    summary = summarize(oracle_records)
+    for key in ("caption", "generation", "round_trip", "edit", "caption_color", "caption_shape", "caption_motion",
+                "joint_generation", "joint_caption", "analyzer_reference", "edit_changed", "edit_kept"):
+        row = summary.row(key)
+        assert row.main.value == 1.0, key
+        assert row.heldout.value == 1.0, key
+    assert summary.row("edit_stale").main.value == 0.0
+    assert summary.row("bleu4").main.value == pytest.approx(1.0)
+    assert all(summary.target_status(t) for t in TARGETS)
+    # Every edit attribute was exercised on the main set (6 clips cycle colour, shape, motion).
+    assert {r["edit"]["attribute"] for r in oracle_records if r["set"] == "main"} == set(ATTRIBUTES)
+
+
+def test_counts_and_heldout_column(oracle_records):
+    summary = summarize(oracle_records)
+    main_objects = sum(len(r["objects"]) for r in oracle_records if r["set"] == "main")
+    heldout_pairs = sum(o["heldout_pair"] for r in oracle_records if r["set"] == "heldout" for o in r["objects"])
+    assert summary.row("caption").main.count == main_objects
+    assert summary.row("caption").heldout.count == heldout_pairs >= CONFIG.num_heldout
+    assert summary.row("edit").main.count == CONFIG.num_clips
+    assert summary.num_clips == {"main": CONFIG.num_clips, "heldout": CONFIG.num_heldout}
+
+
+def test_wrong_captions_score_zero():
+    config = EvalConfig(num_clips=3, num_heldout=2)
+    summary = summarize(evaluate(WrongCaptions(config), config))
+    for key in ("caption", "round_trip", "caption_color", "joint_caption"):
+        assert summary.row(key).main.value == 0.0, key
+        assert summary.row(key).heldout.value == 0.0, key
+    # Shape and motion are still right: only the colour was wrong.
+    assert summary.row("caption_shape").main.value == 1.0
+    assert summary.row("caption_motion").main.value == 1.0
+    assert summary.row("generation").main.value == 1.0
+    assert summary.target_status(TARGETS[0]) is False
+
+
+def test_edit_that_changes_nothing_fails():
+    config = EvalConfig(num_clips=3, num_heldout=0)
+    records = evaluate(KeepsClip(config), config)
+    for r in records:
+        edit = r["edit"]
+        # The unchanged clip keeps the other objects but shows the old version, not the new one.
+        assert edit["kept"] and not edit["changed"] and edit["stale"] and not edit["success"]
+    assert summarize(records).row("edit").main.value == 0.0
+
+
+def test_edit_scene_changes_one_attribute_validly():
+    rng = np.random.default_rng(0)
+    for i in range(60):
+        scene = eval_example(CONFIG, "main", i).scene
+        attribute = ATTRIBUTES[i % 3]
+        change = edit_scene(scene, attribute, rng)
+        assert change is not None
+        before, after = scene_mentions(change.scene), scene_mentions(change.edited)
+        for j, (b, a) in enumerate(zip(before, after)):
+            differing = {f for f in ("color", "shape", "size", "motion", "region") if getattr(a, f) != getattr(b, f)}
+            assert differing == ({attribute} if j == change.object_index else set())
+            assert (a.color, a.shape) not in HELD_OUT_PAIRS
+        assert len({o.color for o in change.edited.objects}) == len(change.edited.objects)
+        # The edited scene is drawable inside the frame and reads back from its caption.
+        assert parse_caption(scene_caption(change.edited)).objects == after
+        frames = render_scene(change.edited)
+        assert frames.shape == (16, 64, 64, 3)
+
+
+def test_align_fields_pairs_by_most_agreement():
+    truth = [ObjectMention("red", "circle", motion="left"), ObjectMention("blue", "square", motion="up")]
+    said = [ObjectMention("blue", "circle", motion="up"), ObjectMention("red", "square", motion="left")]
+    fields = align_fields(truth, said)
+    assert fields == {"color": [True, True], "shape": [False, False], "motion": [True, True]}
+    assert align_fields(truth, []) == {f: [False, False] for f in ("color", "shape", "motion")}
+
+
+def test_eval_seeds_are_not_training_seeds():
+    config = EvalConfig()
+    train = ShapesDataset(10_000, seed=0)
+    seeds = {train.seed_for(i) for i in range(len(train))}
+    assert max(seeds) < 2**64 <= config.shapes_seed("main", 0)
+    assert config.shapes_seed("main", config.num_clips) <= config.shapes_seed("heldout", 0)
+    assert all(not seeds & {config.shapes_seed(s, i) for i in range(300)} for s in ("main", "heldout"))
+    main = eval_example(config, "main", 0)
+    assert all((o.color, o.shape) not in HELD_OUT_PAIRS for o in main.scene.objects)
+    heldout = eval_example(config, "heldout", 0)
+    assert any((o.color, o.shape) in HELD_OUT_PAIRS for o in heldout.scene.objects)
+
+
+def test_markdown_marks_targets(oracle_records):
+    info = RunInfo(command="uvigu eval --num 6", model="assets/uvigu-shapes", date="2025-01-01", elapsed_s=12.0, config=CONFIG)
+    text = render_markdown(oracle_records, info)
+    assert "`uvigu eval --num 6`" in text and "assets/uvigu-shapes" in text and "2025-01-01" in text
+    assert "| caption object accuracy (colour, shape, motion) | 1.000 (" in text
+    assert "main ≥ 0.95; held-out ≥ 0.85" in text
+    assert "**not met**" not in text and "Targets not met: none." in text
+
+    broken = [dict(r, objects=[dict(o, generation=False) for o in r["objects"]]) for r in oracle_records]
+    text = render_markdown(broken, info, notes="the model is small")
+    line = next(x for x in text.splitlines() if x.startswith("| generation object accuracy"))
+    assert "0.000" in line and "main: **not met**; held-out: **not met**" in line
+    assert "| round trip" in text and "main: met" in text
+    assert "## Notes\n\nthe model is small" in text
+
+
+def test_tiny_pipeline_run_writes_report(tmp_path):
+    from uvigu.testing import tiny_pipeline
+
+    pipe = tiny_pipeline()
+    calls = []
+    report = write_report(
+        pipe, tmp_path / "docs" / "EVAL.md", EvalConfig(num_clips=1, num_heldout=1, num_examples=1),
+        command="uvigu eval --num 1 --num-heldout 1", progress=lambda done, total: calls.append((done, total)),
+    )
+    assert calls == [(1, 2), (2, 2)]
+    text = report.report_path.read_text()
+    assert "## Targets" in text and "![generated from the prompt](eval/main-000-generated.png)" in text
+    assert (tmp_path / "docs" / "eval" / "main-000-edited.png").is_file()
+    records = read_results(report.results_path)
+    assert [r["set"] for r in records] == ["main", "heldout"]
+    assert summarize(records).rows == report.summary.rows
+    assert set(records[0]["seconds"]) == {"caption", "generate", "caption_generated", "edit", "joint"}
+
+
+def test_eval_command_writes_report(tmp_path, monkeypatch):
+    from uvigu import cli
+
+    config = EvalConfig(num_clips=2, num_heldout=1)
+    monkeypatch.setattr(cli, "_load_pipeline", lambda model: OraclePipeline(config))
+    monkeypatch.chdir(tmp_path)
+    model = tmp_path / "model"
+    assert cli.main(["eval", "--model", str(model), "--num", "2", "--num-heldout", "1", "--out", "docs/EVAL.md"]) == 0
+    text = (tmp_path / "docs" / "EVAL.md").read_text()
+    assert "`uvigu eval --model model --num 2 --num-heldout 1 --out docs/EVAL.md`" in text
+    assert str(tmp_path) not in text and "Targets not met: none." in text
+    assert len(read_results(tmp_path / "docs" / "eval" / "results.jsonl")) == 3
+    assert cli.main(["eval", "--model", str(model), "--num", "0", "--num-heldout", "0"]) == 2
+
+
+def test_clip_config_follows_the_pipeline():
+    from uvigu.eval.report import clip_config
+
+    assert clip_config(OraclePipeline(EvalConfig(num_clips=0, num_heldout=1))) == ShapesConfig()

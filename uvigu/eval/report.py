@@ -1,0 +1,499 @@
+"""The evaluation report of `uvigu eval`: the DESIGN §5 metrics on fresh Shapes clips, as markdown.
+
+Two clip sets, both drawn with seeds no training item can have (see `EvalConfig`):
+* **main**: the training distribution (split 'train') — seen colour–shape pairs, unseen clips;
+* **held-out**: scenes that each contain a held-out colour–shape pair (split 'heldout').
+
+Per clip, the five tasks of `uvigu.eval.tasks` (caption, generation, round trip, edit, joint)
+through the pipeline's public methods at default settings and fixed seeds; BLEU-4 and CIDEr-D of
+the captions over each set; the analyzer's accuracy on the reference clips beside them.
+
+Every clip's results are one JSON record (`results.jsonl`); `summarize` recomputes the table
+from those records alone, so the numbers can be re-checked without the model.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import logging
+import os
+import statistics
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+from uvigu.data.shapes import ShapesConfig, ShapesExample, make_example
+from uvigu.eval.edits import ATTRIBUTES
+from uvigu.eval.metrics import bleu4, cider_d
+from uvigu.eval.tasks import CORE_FIELDS, STRIP_KINDS, evaluate_clip
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_MODEL_DIR = "assets/uvigu-shapes"
+SETS = ("main", "heldout")
+SET_SPLITS = {"main": "train", "heldout": "heldout"}
+ProgressCallback = Callable[[int, int], None]
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """Which clips are evaluated and how the run reports."""
+
+    num_clips: int = 200  # main set: clips of the training distribution
+    num_heldout: int = 100  # held-out set: every scene has a held-out colour–shape pair
+    # Shapes seeds. Training item i uses a 64-bit hash of (seed, i) (ShapesDataset.seed_for), so
+    # every training seed is < 2**64 and these sets can never share a seed with a training item.
+    main_seed_start: int = 2**64
+    heldout_seed_start: int = 2**64 + 2**32
+    # Seeds of the pipeline calls (noise, text source): clip i of a set uses start + i.
+    main_pipeline_seed: int = 0
+    heldout_pipeline_seed: int = 1_000_000
+    num_examples: int = 2  # clips per set shown as image strips in the report
+    log_every: int = 10  # clips between progress log lines
+
+    def __post_init__(self) -> None:
+        if self.num_clips < 0 or self.num_heldout < 0 or self.num_clips + self.num_heldout == 0:
+            raise ValueError(
+                f"need at least one clip: num_clips={self.num_clips}, num_heldout={self.num_heldout} (both >= 0)."
+            )
+        if self.num_examples < 0 or self.log_every < 1:
+            raise ValueError(f"num_examples must be >= 0 and log_every >= 1, got {self.num_examples}, {self.log_every}.")
+
+    def count(self, set_name: str) -> int:
+        return self.num_clips if set_name == "main" else self.num_heldout
+
+    def shapes_seed(self, set_name: str, index: int) -> int:
+        return (self.main_seed_start if set_name == "main" else self.heldout_seed_start) + index
+
+    def pipeline_seed(self, set_name: str, index: int) -> int:
+        return (self.main_pipeline_seed if set_name == "main" else self.heldout_pipeline_seed) + index
+
+
+@dataclass(frozen=True)
+class Target:
+    """A target of issue 3: `metric` on `set_name` at least `threshold`."""
+
+    metric: str
+    set_name: str
+    threshold: float
+
+
+TARGETS: tuple[Target, ...] = (
+    Target("caption", "main", 0.95),
+    Target("caption", "heldout", 0.85),
+    Target("generation", "main", 0.90),
+    Target("generation", "heldout", 0.75),
+    Target("round_trip", "main", 0.85),
+    Target("edit", "main", 0.80),
+)
+
+
+# ---------------------------------------------------------------------------------------------
+# Clips
+# ---------------------------------------------------------------------------------------------
+
+
+def clip_config(pipe) -> ShapesConfig:
+    """Shapes clips at the pipeline's default size; the §4 default when that is too small for the
+    grammar's object sizes (the pipeline then conforms the clip it is given)."""
+    try:
+        return ShapesConfig(size=min(pipe.default_height, pipe.default_width), num_frames=pipe.default_num_frames)
+    except ValueError:
+        return ShapesConfig()
+
+
+def eval_example(config: EvalConfig, set_name: str, index: int, shapes: ShapesConfig = ShapesConfig()) -> ShapesExample:
+    """Clip `index` of evaluation set `set_name` ('main' | 'heldout')."""
+    if set_name not in SETS:
+        raise ValueError(f"set_name must be one of {SETS}, got {set_name!r}")
+    return make_example(config.shapes_seed(set_name, index), shapes, SET_SPLITS[set_name])
+
+
+# ---------------------------------------------------------------------------------------------
+# The run
+# ---------------------------------------------------------------------------------------------
+
+
+def evaluate(
+    pipe,
+    config: EvalConfig = EvalConfig(),
+    *,
+    strips_dir: str | Path | None = None,
+    progress: ProgressCallback | None = None,
+) -> list[dict]:
+    """Evaluate `pipe` on both sets; one record per clip, main set first.
+
+    The first `config.num_examples` clips of each set are written as PNG strips to `strips_dir`
+    (named '<set>-<index>-<kind>.png'). `progress(done, total)` is called after every clip.
+    """
+    shapes = clip_config(pipe)
+    total = config.num_clips + config.num_heldout
+    scale = max(1, 128 // shapes.size)
+    records: list[dict] = []
+    start = time.perf_counter()
+    logger.info("evaluating %d main + %d held-out clips (%d px, %d frames)", config.num_clips, config.num_heldout, shapes.size, shapes.num_frames)
+    for set_name in SETS:
+        for index in range(config.count(set_name)):
+            strips = None
+            if strips_dir is not None and index < config.num_examples:
+                strips = {k: Path(strips_dir) / f"{set_name}-{index:03d}-{k}.png" for k in STRIP_KINDS}
+            example = eval_example(config, set_name, index, shapes)
+            records.append(evaluate_clip(
+                pipe, example, set_name=set_name, index=index, seed=config.pipeline_seed(set_name, index),
+                shapes_seed=config.shapes_seed(set_name, index), strip_paths=strips, strip_scale=scale,
+            ))
+            done = len(records)
+            if done % config.log_every == 0 or done == total:
+                elapsed = time.perf_counter() - start
+                logger.info(
+                    "%d/%d clips, %.0f s elapsed, %.1f s per clip, about %.0f s left",
+                    done, total, elapsed, elapsed / done, elapsed / done * (total - done),
+                )
+            if progress is not None:
+                progress(done, total)
+    return records
+
+
+def write_results(records: Sequence[dict], path: str | Path) -> Path:
+    """One JSON record per line."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text("".join(json.dumps(r, sort_keys=True) + "\n" for r in records), encoding="utf-8")
+    os.replace(tmp, path)
+    return path
+
+
+def read_results(path: str | Path) -> list[dict]:
+    """The records written by `write_results`."""
+    lines = Path(path).read_text(encoding="utf-8").splitlines()
+    return [json.loads(line) for line in lines if line.strip()]
+
+
+# ---------------------------------------------------------------------------------------------
+# Summary
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Score:
+    """A rate `hits / count`, or a plain value (a corpus metric) over `count` items."""
+
+    value: float | None
+    count: int
+    hits: int | None = None
+
+    def text(self) -> str:
+        if self.value is None:
+            return "—"
+        if self.hits is None:
+            return f"{self.value:.3f} (n={self.count})"
+        return f"{self.value:.3f} ({self.hits}/{self.count})"
+
+
+def _rate(flags: Sequence[bool]) -> Score:
+    hits = sum(bool(f) for f in flags)
+    return Score(hits / len(flags) if flags else None, len(flags), hits)
+
+
+@dataclass(frozen=True)
+class Row:
+    """One metric on the main set and on the held-out pairs."""
+
+    key: str
+    label: str
+    main: Score
+    heldout: Score
+    group: str  # 'targets' | 'caption' | 'edit' | 'joint' | 'reference'
+
+
+@dataclass(frozen=True)
+class Summary:
+    rows: list[Row]
+    seconds: dict[str, float]  # median seconds per clip of each pipeline call, and 'clip' (all of them)
+    num_clips: dict[str, int]  # per set
+
+    def row(self, key: str) -> Row:
+        return next(r for r in self.rows if r.key == key)
+
+    def target_status(self, target: Target) -> bool | None:
+        """Whether `target` is met (None: nothing measured)."""
+        row = self.row(target.metric)
+        score = row.main if target.set_name == "main" else row.heldout
+        return None if score.value is None else score.value >= target.threshold
+
+
+def _objects(records: Sequence[dict], set_name: str) -> list[dict]:
+    """Objects scored in a column: every object of the main set; held-out-pair objects of the held-out set."""
+    objs = [o for r in records if r["set"] == set_name for o in r["objects"]]
+    return objs if set_name == "main" else [o for o in objs if o["heldout_pair"]]
+
+
+def summarize(records: Sequence[dict]) -> Summary:
+    """The report's numbers, from the per-clip records alone."""
+    by_set = {s: [r for r in records if r["set"] == s] for s in SETS}
+    objects = {s: _objects(records, s) for s in SETS}
+    rows: list[Row] = []
+
+    def object_row(key: str, label: str, field_name: str, group: str) -> None:
+        scores = [_rate([o[field_name] for o in objects[s]]) for s in SETS]
+        rows.append(Row(key, label, *scores, group))
+
+    def clip_row(key: str, label: str, pick: Callable[[dict], bool | None], group: str) -> None:
+        scores = []
+        for s in SETS:
+            flags = [pick(r) for r in by_set[s]]
+            scores.append(_rate([f for f in flags if f is not None]))
+        rows.append(Row(key, label, *scores, group))
+
+    def corpus_row(key: str, label: str, metric: Callable, group: str) -> None:
+        scores = []
+        for s in SETS:
+            clips = by_set[s]
+            value = metric([r["caption"] for r in clips], [[r["reference"]] for r in clips]) if clips else None
+            scores.append(Score(value, len(clips)))
+        rows.append(Row(key, label, *scores, group))
+
+    def edit_flag(name: str, attribute: str | None = None) -> Callable[[dict], bool | None]:
+        def pick(r: dict) -> bool | None:
+            e = r["edit"]
+            if e is None or (attribute is not None and e["attribute"] != attribute):
+                return None
+            return e[name]
+        return pick
+
+    object_row("caption", "caption object accuracy (colour, shape, motion)", "caption", "targets")
+    object_row("generation", "generation object accuracy (analyzer)", "generation", "targets")
+    object_row("round_trip", "round trip (caption of the generated clip)", "round_trip", "targets")
+    clip_row("edit", "edit success", edit_flag("success"), "targets")
+    for f in CORE_FIELDS:
+        object_row(f"caption_{f}", f"caption {f} accuracy", f"caption_{f}", "caption")
+    corpus_row("bleu4", "caption BLEU-4", bleu4, "caption")
+    corpus_row("cider_d", "caption CIDEr-D", cider_d, "caption")
+    for attribute in ATTRIBUTES:
+        clip_row(f"edit_{attribute}", f"edit success, {attribute} edits", edit_flag("success", attribute), "edit")
+    clip_row("edit_changed", "edit: the changed object shows as edited", edit_flag("changed"), "edit")
+    clip_row("edit_kept", "edit: the other objects are kept", edit_flag("kept"), "edit")
+    clip_row("edit_stale", "edit: the old version is still seen (lower is better)", edit_flag("stale"), "edit")
+    object_row("joint_generation", "joint: generation object accuracy", "joint_generation", "joint")
+    object_row("joint_caption", "joint: its caption names the prompted object", "joint_caption", "joint")
+    object_row("analyzer_reference", "analyzer on the reference clips (ceiling of generation)", "analyzer_reference", "reference")
+
+    names = sorted({k for r in records for k in r["seconds"]})
+    seconds = {k: statistics.median(r["seconds"][k] for r in records if k in r["seconds"]) for k in names}
+    if records:
+        seconds["clip"] = statistics.median(sum(r["seconds"].values()) for r in records)
+    return Summary(rows, seconds, {s: len(by_set[s]) for s in SETS})
+
+
+# ---------------------------------------------------------------------------------------------
+# Markdown
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """How the report was made."""
+
+    command: str  # the command line that made it
+    model: str  # the model directory as the user named it, or a description
+    date: str  # ISO date (UTC)
+    elapsed_s: float  # wall time of the whole evaluation
+    settings: dict[str, object] = field(default_factory=dict)  # the pipeline's default settings
+    config: EvalConfig = EvalConfig()
+
+
+def pipeline_settings(pipe) -> dict[str, object]:
+    """The default settings the evaluation ran at (read from the pipeline's config)."""
+    config = getattr(pipe, "config", {}) or {}
+    settings = {k: config[k] for k in ("num_inference_steps", "guidance_scale", "caption_steps", "num_frames", "height", "width") if k in config}
+    strength = inspect.signature(pipe.edit).parameters.get("strength")
+    if strength is not None and strength.default is not inspect.Parameter.empty:
+        settings["edit strength"] = strength.default
+    return settings
+
+
+def _target_cells(summary: Summary, key: str) -> tuple[str, str]:
+    targets = [t for t in TARGETS if t.metric == key]
+    if not targets:
+        return "", ""
+    wanted, status = [], []
+    for t in targets:
+        column = "main" if t.set_name == "main" else "held-out"
+        wanted.append(f"{column} ≥ {t.threshold:.2f}")
+        met = summary.target_status(t)
+        status.append(f"{column}: " + ("not measured" if met is None else "met" if met else "**not met**"))
+    return "; ".join(wanted), "; ".join(status)
+
+
+def _seed_text(seed: int) -> str:
+    if seed < 2**64:
+        return str(seed)
+    rest = seed - 2**64
+    return "2^64" + (" + 2^32" if rest == 2**32 else f" + {rest}" if rest else "")
+
+
+def _table(summary: Summary, group: str, with_targets: bool) -> list[str]:
+    head = "| metric | main set | held-out pairs |" + (" target | status |" if with_targets else "")
+    rule = "|---|---|---|" + ("---|---|" if with_targets else "")
+    lines = [head, rule]
+    for row in summary.rows:
+        if row.group != group:
+            continue
+        cells = [row.label, row.main.text(), row.heldout.text()]
+        if with_targets:
+            cells += list(_target_cells(summary, row.key))
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
+def _example_lines(records: Sequence[dict], strips_link: str) -> list[str]:
+    lines = []
+    for r in records:
+        if not r["strips"]:
+            continue
+        title = "main set" if r["set"] == "main" else "held-out set"
+        lines += [f"### {title}, clip {r['index']}", ""]
+        lines.append(f"* prompt: `{r['prompt']}`")
+        lines.append(f"* reference caption: `{r['reference']}`")
+        lines.append(f"* model's caption of the reference clip: `{r['caption']}`")
+        lines.append(f"* model's caption of the generated clip: `{r['round_trip_caption']}`")
+        if r["edit"] is not None:
+            e = r["edit"]
+            verdict = "success" if e["success"] else "failed"
+            lines.append(f"* edit ({e['attribute']} {e['old']} → {e['new']}, {verdict}): `{e['edited_caption']}`")
+        lines.append(f"* joint caption: `{r['joint_caption']}`")
+        lines.append("")
+        labels = {"reference": "reference clip", "generated": "generated from the prompt", "edited": "edited reference clip", "joint": "joint generation"}
+        for kind, label in labels.items():
+            if kind in r["strips"]:
+                lines.append(f"{label}:  ")
+                lines.append(f"![{label}]({strips_link}/{r['strips'][kind]})")
+                lines.append("")
+    return lines
+
+
+def render_markdown(records: Sequence[dict], info: RunInfo, strips_link: str = "eval", notes: str | None = None) -> str:
+    """The whole `docs/EVAL.md`; `strips_link` is the strips folder relative to the report."""
+    summary = summarize(records)
+    c = info.config
+    settings = ", ".join(f"{k} {v}" for k, v in info.settings.items()) or "the pipeline's defaults"
+    per_clip = info.elapsed_s / max(1, len(records))
+    missed = [t for t in TARGETS if summary.target_status(t) is False]
+    lines = [
+        "# Evaluation report",
+        "",
+        f"Made by `{info.command}` on {info.date}, model `{info.model}`.",
+        f"{summary.num_clips['main']} main-set clips and {summary.num_clips['heldout']} held-out-set clips in "
+        f"{info.elapsed_s / 60:.1f} min ({per_clip:.1f} s per clip for all five tasks); pipeline defaults: {settings}.",
+        "",
+        "## Targets",
+        "",
+        *_table(summary, "targets", with_targets=True),
+        "",
+        "Targets not met: " + (", ".join(f"{t.metric} ({'main' if t.set_name == 'main' else 'held-out'})" for t in missed) if missed else "none") + ".",
+        "",
+        "Object-level rows count objects: in the main-set column every object of the main set, in the "
+        "held-out column the objects with a held-out colour–shape pair (purple triangle, orange square, "
+        "green diamond) in the held-out set. Clip-level rows (edit, BLEU-4, CIDEr-D) count the clips of each set. "
+        "An object is right when colour, shape and motion all agree (one-to-one matching).",
+        "",
+        "## Captions",
+        "",
+        *_table(summary, "caption", with_targets=False),
+        "",
+        "BLEU-4 and CIDEr-D: the model's captions of the reference clips against the one reference "
+        "caption per clip (corpus scores over each set).",
+        "",
+        "## Edits",
+        "",
+        *_table(summary, "edit", with_targets=False),
+        "",
+        "Each clip's reference caption gets one attribute of one object changed (colour, shape, motion in "
+        "turn, by clip index; position, size, speed and the other objects unchanged; on the main set no "
+        "edit creates a held-out pair) and the reference clip is edited with it at the default strength. "
+        "Success: the analyzer sees the edited object with its new attributes, every other object kept, "
+        "and no longer the old version of the edited object.",
+        "",
+        "## Joint generation and the analyzer",
+        "",
+        *_table(summary, "joint", with_targets=False),
+        *_table(summary, "reference", with_targets=False)[2:],
+        "",
+        "## Time",
+        "",
+        "| call | median seconds |",
+        "|---|---|",
+        *[f"| {k} | {v:.2f} |" for k, v in summary.seconds.items()],
+        "",
+        "## The clip sets",
+        "",
+        f"Main set: Shapes clips of the training split with seeds {_seed_text(c.main_seed_start)} + i (i < {c.num_clips}); "
+        f"held-out set: clips of the held-out split with seeds {_seed_text(c.heldout_seed_start)} + i (i < {c.num_heldout}). "
+        "Training item i draws its scene from a 64-bit hash of (training seed, i), always below 2^64, "
+        "so no evaluation clip shares a seed with a training item; held-out scenes also carry pairs the "
+        "training split never contains. Pipeline calls of clip i use seed "
+        f"{c.main_pipeline_seed} + i (main) or {c.heldout_pipeline_seed} + i (held-out). Per-clip results: `{strips_link}/results.jsonl` "
+        "(`uvigu.eval.report.read_results` and `summarize` recompute these tables from it).",
+        "",
+    ]
+    if notes:
+        lines += ["## Notes", "", notes.strip(), ""]
+    examples = _example_lines(records, strips_link)
+    if examples:
+        lines += ["## Examples", "", *examples]
+    return "\n".join(lines).rstrip() + "\n"
+
+
+@dataclass(frozen=True)
+class EvalReport:
+    """What `write_report` wrote."""
+
+    summary: Summary
+    report_path: Path
+    results_path: Path
+    elapsed_s: float
+
+
+def write_report(
+    pipe,
+    out: str | Path = "docs/EVAL.md",
+    config: EvalConfig = EvalConfig(),
+    *,
+    command: str = "uvigu eval",
+    model: str = DEFAULT_MODEL_DIR,
+    notes: str | None = None,
+    progress: ProgressCallback | None = None,
+) -> EvalReport:
+    """Evaluate `pipe` and write the report to `out`, the strips and `results.jsonl` to `<out dir>/eval/`."""
+    out = Path(out)
+    strips_dir = out.parent / "eval"
+    start = time.perf_counter()
+    records = evaluate(pipe, config, strips_dir=strips_dir, progress=progress)
+    elapsed = time.perf_counter() - start
+    results = write_results(records, strips_dir / "results.jsonl")
+    info = RunInfo(
+        command=command,
+        model=model,
+        date=datetime.now(timezone.utc).date().isoformat(),
+        elapsed_s=elapsed,
+        settings=pipeline_settings(pipe),
+        config=config,
+    )
+    text = render_markdown(records, info, strips_link="eval", notes=notes)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_suffix(out.suffix + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, out)
+    logger.info("wrote %s and %s in %.0f s", out, results, elapsed)
+    return EvalReport(summarize(records), out, results, elapsed)
+
+
+__all__ = [
+    "DEFAULT_MODEL_DIR", "EvalConfig", "EvalReport", "Row", "RunInfo", "Score", "Summary", "TARGETS", "Target",
+    "clip_config", "eval_example", "evaluate", "pipeline_settings", "read_results",
+    "render_markdown", "summarize", "write_report", "write_results",
+]
