@@ -83,6 +83,15 @@ def test_step_costs_pair_same_batches(result):
     assert no_text.unified.flops == pytest.approx(no_text.wan.flops, rel=0.02)
 
 
+def test_time_interleaved_alternates_and_counts():
+    from uvigu.bench.timing import time_interleaved
+
+    order = []
+    timings = time_interleaved({"a": lambda: order.append("a"), "b": lambda: order.append("b")}, repeats=3, warmup=1)
+    assert order == ["a", "b"] * 4
+    assert set(timings) == {"a", "b"} and all(t.repeats == 3 and t.min_s >= 0 for t in timings.values())
+
+
 def test_matmul_shape_is_as_asked():
     rows = bench_matmuls(8, 4, 3, repeats=2, warmup=0)
     assert [(r.m, r.k, r.n, r.timing.repeats) for r in rows] == [(8, 4, 3, 2), (8, 4, 3, 2)]

@@ -46,7 +46,7 @@ class MachineInfo:
     def describe(self) -> str:
         parts = [
             f"{self.cpu}, {self.logical_cores} logical cores",
-            f"torch {self.torch_version} ({self.torch_threads} threads)",
+            f"torch {self.torch_version} ({self.torch_threads} thread{'' if self.torch_threads == 1 else 's'})",
             self.platform,
         ]
         if self.accelerator:

@@ -22,7 +22,7 @@ from diffusers import WanTransformer3DModel
 from ..models.prompt_encoder import encode_prompt
 from ..models.tokenizer import encode_text
 from .flops import ForwardShape, count_flops, transformer_flops, video_tokens
-from .timing import Timing, time_call
+from .timing import Timing, time_call, time_interleaved
 
 logger = logging.getLogger(__name__)
 
@@ -227,18 +227,6 @@ def _inputs(pipe, batch: int, generator: torch.Generator) -> _Inputs:
     return _Inputs(latents, context)
 
 
-def _time_forward(
-    name: str, model, call: Callable[[], object], shape: ForwardShape, flops: int, repeats: int, warmup: int
-) -> ForwardRow:
-    def run() -> None:
-        with torch.no_grad():
-            call()
-
-    timing = time_call(run, repeats=repeats, warmup=warmup, synchronize=_sync(model))
-    logger.info("%s: median %.4f s", name, timing.median_s)
-    return ForwardRow(name, shape.batch, shape.video_tokens, shape.text_tokens, flops, timing)
-
-
 def bench_forwards(pipe, *, repeats: int = 10, warmup: int = 2, seed: int = 0) -> tuple[list[ForwardRow], list[StepCost]]:
     """Time single denoiser forwards at the default clip size.
 
@@ -246,6 +234,7 @@ def bench_forwards(pipe, *, repeats: int = 10, warmup: int = 2, seed: int = 0) -
     clean in the text stream, padding masked as the pipeline does) and caption step (batch 1, the
     text stream noisy, the clip clean), and the step-cost comparisons with a plain diffusers Wan
     transformer of the same sizes: generate step, generate without text tokens, caption step.
+    The five forwards are timed in turn, so that other load on the machine hits them alike.
     """
     transformer = pipe.transformer
     wan = plain_wan_like(transformer)
@@ -258,7 +247,7 @@ def bench_forwards(pipe, *, repeats: int = 10, warmup: int = 2, seed: int = 0) -
     length = pipe.config.max_text_len
     wan_config = dict(c)
 
-    def unified(name: str, batch: int, text: str) -> ForwardRow:
+    def unified(name: str, batch: int, text: str) -> tuple[str, Callable[[], object], ForwardShape, int]:
         x = _inputs(pipe, batch, generator)
         noisy, clean = torch.full((batch,), SIGMA, device=device), torch.zeros(batch, device=device)
         if text == "prompt":  # generate: the prompt clean, padded and masked
@@ -270,25 +259,40 @@ def bench_forwards(pipe, *, repeats: int = 10, warmup: int = 2, seed: int = 0) -
         else:  # no text tokens: the unified model reduced to Wan's computation
             ids, mask, sv, st = torch.zeros(batch, 0, dtype=torch.long, device=device), None, noisy, clean
         shape = ForwardShape(batch, n, ids.shape[1], s)
-        return _time_forward(
-            name, transformer, lambda: transformer(x.latents, ids, sv, st, x.context, mask), shape,
-            transformer_flops(c, shape), repeats, warmup,
-        )
+        return name, lambda: transformer(x.latents, ids, sv, st, x.context, mask), shape, transformer_flops(c, shape)
 
-    def plain(batch: int) -> ForwardRow:
+    def plain(batch: int) -> tuple[str, Callable[[], object], ForwardShape, int]:
         x = _inputs(pipe, batch, generator)
         timestep = torch.full((batch,), 1000.0 * SIGMA, device=device)
         shape = ForwardShape(batch, n, 0, s)
-        return _time_forward(
-            f"diffusers Wan, batch {batch}", wan,
-            lambda: wan(hidden_states=x.latents, timestep=timestep, encoder_hidden_states=x.context, return_dict=False),
-            shape, transformer_flops(wan_config, shape, text_stream=False), repeats, warmup,
-        )
+        call = lambda: wan(hidden_states=x.latents, timestep=timestep, encoder_hidden_states=x.context, return_dict=False)  # noqa: E731
+        return f"diffusers Wan, batch {batch}", call, shape, transformer_flops(wan_config, shape, text_stream=False)
 
-    generate = unified("unified, generate step (CFG batch 2, prompt tokens)", 2, "prompt")
-    caption = unified("unified, caption step (text noisy, clip clean)", 1, "noisy")
-    no_text = unified("unified, no text tokens (batch 2)", 2, "none")
-    wan2, wan1 = plain(2), plain(1)
+    cases = [
+        unified("unified, generate step (CFG batch 2, prompt tokens)", 2, "prompt"),
+        unified("unified, caption step (text noisy, clip clean)", 1, "noisy"),
+        unified("unified, no text tokens (batch 2)", 2, "none"),
+        plain(2),
+        plain(1),
+    ]
+
+    def no_grad(call: Callable[[], object]) -> Callable[[], None]:
+        def run() -> None:
+            with torch.no_grad():
+                call()
+
+        return run
+
+    timings = time_interleaved(
+        {name: no_grad(call) for name, call, _, _ in cases}, repeats=repeats, warmup=warmup,
+        synchronize=_sync(transformer),
+    )
+    generate, caption, no_text, wan2, wan1 = (
+        ForwardRow(name, shape.batch, shape.video_tokens, shape.text_tokens, flops, timings[name])
+        for name, _, shape, flops in cases
+    )
+    for row in (generate, caption, no_text, wan2, wan1):
+        logger.info("%s: median %.4f s", row.name, row.timing.median_s)
     return [generate, caption], [StepCost(generate, wan2), StepCost(no_text, wan2), StepCost(caption, wan1)]
 
 
@@ -298,14 +302,19 @@ def bench_matmuls(
     """Time a plain (m, k) @ (k, n) matmul in fp32 and in bf16 (the device's dense ceiling at
     that shape)."""
     generator = torch.Generator("cpu").manual_seed(seed)
-    rows = []
-    for dtype in (torch.float32, torch.bfloat16):
-        a = torch.randn(m, k, generator=generator).to(device, dtype)
-        b = torch.randn(k, n, generator=generator).to(device, dtype)
-        sync = torch.cuda.synchronize if torch.device(device).type == "cuda" else None
-        timing = time_call(lambda: a @ b, repeats=repeats, warmup=warmup, synchronize=sync)
-        rows.append(MatmulRow(str(dtype).removeprefix("torch."), m, k, n, timing))
-    return rows
+    operands = {
+        str(dtype).removeprefix("torch."): (
+            torch.randn(m, k, generator=generator).to(device, dtype),
+            torch.randn(k, n, generator=generator).to(device, dtype),
+        )
+        for dtype in (torch.float32, torch.bfloat16)
+    }
+    sync = torch.cuda.synchronize if torch.device(device).type == "cuda" else None
+    timings = time_interleaved(
+        {name: (lambda a=a, b=b: a @ b) for name, (a, b) in operands.items()},
+        repeats=repeats, warmup=warmup, synchronize=sync,
+    )
+    return [MatmulRow(name, m, k, n, timing) for name, timing in timings.items()]
 
 
 def run_benchmarks(

@@ -40,3 +40,30 @@ def time_call(
         sync()
         times.append(time.perf_counter() - start)
     return Timing(statistics.median(times), min(times), max(times), repeats)
+
+
+def time_interleaved(
+    fns: dict[str, Callable[[], Any]],
+    *,
+    repeats: int = 3,
+    warmup: int = 1,
+    synchronize: Callable[[], None] | None = None,
+) -> dict[str, Timing]:
+    """Like :func:`time_call` for several callables, called in turn (a, b, c, a, b, c, …), so that
+    load from other processes drifting during the run affects each of them alike and their ratios
+    stay meaningful on a shared machine."""
+    if repeats < 1 or warmup < 0:
+        raise ValueError(f"repeats must be at least 1 and warmup at least 0, got {repeats} and {warmup}.")
+    sync = synchronize or (lambda: None)
+    for _ in range(warmup):
+        for fn in fns.values():
+            fn()
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            sync()
+            start = time.perf_counter()
+            fn()
+            sync()
+            times[name].append(time.perf_counter() - start)
+    return {name: Timing(statistics.median(t), min(t), max(t), repeats) for name, t in times.items()}
