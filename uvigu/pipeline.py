@@ -386,7 +386,8 @@ class UniViGUPipeline(DiffusionPipeline):
 
     @property
     def _device(self) -> torch.device:
-        return self.transformer.device
+        # With model CPU offload the weights sit on the CPU until used; run where they will be used.
+        return self._execution_device
 
     @property
     def _dtype(self) -> torch.dtype:

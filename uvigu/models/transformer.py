@@ -440,7 +440,7 @@ class UniViGUTransformer3DModel(ModelMixin, ConfigMixin):
         }, f"unexpected keys without a Wan source: {sorted(missing)}"
         state.update({k: own[k] for k in missing})
         model.load_state_dict({k: v.clone() for k, v in state.items()}, strict=True)
-        dtype = next(wan_transformer.parameters()).dtype
+        dtype = wan_transformer.dtype  # not the first parameter: Wan keeps some tables in fp32
         return model if dtype == torch.float32 else model.to(dtype)
 
 
