@@ -1,0 +1,160 @@
+"""What a training run does: one frozen config with commented defaults, and named presets.
+
+``tiny`` trains the tiny model for a few steps (tests); ``shapes`` reproduces the shipped Shapes
+world model on a 2-core CPU in about 100 minutes. The config is written beside the weights
+(``training_config.json``) and into every checkpoint, so a run describes itself.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, fields, replace
+from pathlib import Path
+from typing import Any, Literal
+
+from .objective import ObjectiveConfig
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    # --- model and data
+    preset: str = "shapes"  # model size: a name in uvigu.models.presets.PRESETS
+    data: str = "shapes"  # "shapes" (procedural Shapes world, train split) or a folder with metadata.jsonl
+    shapes_clips: int = 1_000_000  # distinct Shapes clips drawn from (item i is fixed by seed and i)
+    # --- stages (DESIGN §2.4): Knowledge Recall (text target = prompt), then Capability
+    # Refinement (text target = detailed caption); steps are optimizer steps
+    steps_recall: int = 1000
+    steps_refine: int = 1000
+    batch_size: int = 16  # per process; the global batch is batch_size × number of processes
+    # --- optimizer: AdamW, linear warmup then cosine decay over both stages together, so the
+    # refine stage continues at the lower learning rate of a fine-tuning stage
+    lr: float = 1e-3
+    min_lr_ratio: float = 0.1  # the cosine ends at lr × this
+    warmup_steps: int = 100
+    weight_decay: float = 0.01  # matrices only; biases, norms and embeddings are not decayed
+    beta1: float = 0.9
+    beta2: float = 0.99
+    grad_clip: float = 1.0  # max global grad norm; 0 disables clipping
+    ema_decay: float = 0.999  # EMA of transformer + text encoder weights; the EMA is what ships
+    # --- the objective (uvigu.training.objective.ObjectiveConfig)
+    task_probs: tuple[float, float, float] = (0.4, 0.4, 0.2)  # generate, caption, joint
+    text_loss_weight: float = 1.0  # λ in loss = video MSE + λ · text CE
+    prompt_dropout: float = 0.1  # empty condition, for classifier-free guidance
+    caption_as_condition: float = 0.5  # refine: chance a generate example is conditioned on the caption
+    video_sigma_shift: float = 1.0  # shift of the logit-normal training σ of the video
+    text_loss: Literal["ce", "gkl"] = "ce"
+    # --- speed
+    bf16: bool = False  # bf16 autocast (accelerate mixed precision); slower than fp32 on our CPU (see "shapes")
+    gradient_checkpointing: bool = False  # recompute activations in backward: less memory, ~30% slower
+    num_workers: int = 0  # dataloader worker processes (Shapes clips take ~1 ms each: 0 is fine)
+    # --- bookkeeping
+    log_every: int = 25  # steps between log lines / train_log.jsonl records
+    ckpt_every: int = 250  # steps between checkpoints (one is also written at the end)
+    keep_checkpoints: int = 2  # older checkpoints are deleted
+    sample_every: int = 500  # steps between EMA samples (clip strip + caption) in <out>/samples; 0: never
+    sample_prompt: str = "a red circle moving right and a large blue square staying still"
+    seed: int = 0
+    out_dir: str = "runs/shapes"
+
+    def __post_init__(self) -> None:
+        if self.steps_recall < 0 or self.steps_refine < 0 or self.steps_recall + self.steps_refine == 0:
+            raise ValueError(
+                f"steps_recall and steps_refine must be >= 0 and not both 0, got {self.steps_recall}, {self.steps_refine}."
+            )
+        for name in ("batch_size", "log_every", "ckpt_every", "keep_checkpoints", "shapes_clips"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}.")
+        if not self.lr > 0:
+            raise ValueError(f"lr must be positive, got {self.lr}.")
+        if not 0.0 <= self.ema_decay < 1.0:
+            raise ValueError(f"ema_decay must be in [0, 1), got {self.ema_decay}.")
+        if self.warmup_steps < 0 or self.sample_every < 0 or self.num_workers < 0:
+            raise ValueError("warmup_steps, sample_every and num_workers must be >= 0.")
+        self.objective("recall")  # validates the objective fields
+
+    @property
+    def total_steps(self) -> int:
+        return self.steps_recall + self.steps_refine
+
+    def stage_at(self, step: int) -> Literal["recall", "refine"]:
+        """The stage that optimizer step ``step`` (0-based) belongs to."""
+        return "recall" if step < self.steps_recall else "refine"
+
+    def objective(self, stage: Literal["recall", "refine"]) -> ObjectiveConfig:
+        return ObjectiveConfig(
+            stage=stage,
+            task_probs=tuple(self.task_probs),
+            text_loss_weight=self.text_loss_weight,
+            prompt_dropout=self.prompt_dropout,
+            caption_as_condition=self.caption_as_condition,
+            video_sigma_shift=self.video_sigma_shift,
+            text_loss=self.text_loss,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"unknown training config fields: {', '.join(unknown)}.")
+        if "task_probs" in values:
+            values = {**values, "task_probs": tuple(values["task_probs"])}
+        return cls(**values)
+
+    def save(self, path: str | Path) -> Path:
+        path = Path(path)
+        path.write_text(json.dumps(self.to_dict(), indent=2) + "\n", encoding="utf-8")
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> TrainConfig:
+        return cls.from_dict(json.loads(Path(path).read_text(encoding="utf-8")))
+
+
+TRAIN_PRESETS: dict[str, TrainConfig] = {
+    # Seconds on a CPU: the tiny model (16×16 px, 4 frames) for a few steps.
+    "tiny": TrainConfig(
+        preset="tiny",
+        shapes_clips=64,
+        steps_recall=3,
+        steps_refine=3,
+        batch_size=4,
+        lr=3e-3,
+        warmup_steps=0,
+        ema_decay=0.9,
+        log_every=1,
+        ckpt_every=3,
+        sample_every=0,
+        out_dir="runs/tiny",
+    ),
+    # The shipped model, sized for ≤ 100 minutes on a shared 2-core CPU (AMD EPYC, avx512_bf16).
+    # Measured while other work loaded the machine (load ≈ 6): one step at batch 16 takes 4–10 s
+    # (median ≈ 6.5 s) with 2 threads and OMP_WAIT_POLICY=PASSIVE; with OpenMP's default
+    # busy-waiting two threads took 15–29 s, one thread 6.2 s. 720 steps ≈ 80 min at that load,
+    # plus ~1 min of samples and checkpoints; an idle machine finishes sooner. bf16 autocast
+    # measured slower on this CPU (6.6–8.3 s vs 5.7–5.9 s per step), so it stays off; use --bf16 on GPUs.
+    "shapes": TrainConfig(
+        preset="shapes",
+        steps_recall=320,
+        steps_refine=400,
+        batch_size=16,
+        lr=1e-3,
+        warmup_steps=40,
+        ema_decay=0.995,  # the warm-up decay (1 + t)/(10 + t) is lower than this until step ~1800
+        bf16=False,
+        log_every=10,
+        ckpt_every=100,
+        sample_every=240,
+        out_dir="runs/shapes",
+    ),
+}
+
+
+def get_train_preset(name: str, **overrides: Any) -> TrainConfig:
+    """The training preset ``name`` with ``overrides`` (field=value) applied."""
+    if name not in TRAIN_PRESETS:
+        raise ValueError(f"unknown training preset {name!r}; choose one of {', '.join(TRAIN_PRESETS)}.")
+    return replace(TRAIN_PRESETS[name], **overrides) if overrides else TRAIN_PRESETS[name]

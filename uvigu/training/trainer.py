@@ -1,0 +1,377 @@
+"""Two-stage training of the unified model (DESIGN §2.4), on ``accelerate``.
+
+``train(config)`` reads top to bottom like nanoGPT's ``train.py``: build data and a fresh pipeline,
+wrap model + optimizer + dataloader with ``accelerate`` (so one CPU, one GPU or many GPUs run the
+same code), optionally resume, then one loop over both stages — Knowledge Recall (text target =
+prompt), then Capability Refinement (text target = detailed caption) — with EMA, logging,
+samples and checkpoints. The EMA weights are what ``<out>/pipeline`` holds at the end.
+
+Outputs under ``config.out_dir``::
+
+    train_log.jsonl          one record per log interval (losses per task, lr, steps/s)
+    checkpoints/step_N/      see uvigu.training.checkpoint
+    samples/                 EMA samples: clip strips and captions (samples.jsonl)
+    pipeline/                the final pipeline (EMA weights), training_config.json,
+                             training_summary.json
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import platform
+import time
+from collections import defaultdict
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import torch
+from accelerate import Accelerator
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from ..data.shapes import ShapesConfig, ShapesDataset, shapes_vocabulary
+from ..data.video_folder import VideoFolderDataset
+from ..models.presets import build_pipeline, get_preset
+from ..models.tokenizer import build_word_tokenizer, split_words
+from ..videoio import write_strip_png
+from .checkpoint import (
+    CheckpointState,
+    commit_checkpoint,
+    latest_checkpoint,
+    list_checkpoints,
+    load_checkpoint,
+    read_state,
+    save_rng,
+    save_weights,
+    staging_dir,
+)
+from .config import TrainConfig
+from .ema import EMA
+from .objective import LossOutput, compute_loss
+
+logger = logging.getLogger(__name__)
+
+LOG_FILE = "train_log.jsonl"
+PIPELINE_DIR = "pipeline"
+
+
+def train(config: TrainConfig, *, resume: bool = False) -> Path:
+    """Train per ``config``; returns the folder of the final pipeline (``<out_dir>/pipeline``).
+
+    With ``resume=True`` the run continues from the latest checkpoint in ``out_dir`` at its step
+    (or starts fresh when there is none); without it, an ``out_dir`` that already holds
+    checkpoints is refused rather than overwritten.
+    """
+    out = Path(config.out_dir)
+    checkpoint = latest_checkpoint(out) if resume else None
+    if not resume and list_checkpoints(out):
+        raise ValueError(f"{out} already holds checkpoints; resume the run or choose another output folder.")
+    accelerator = Accelerator(mixed_precision="bf16" if config.bf16 else "no")
+    main = accelerator.is_main_process
+    if main:
+        out.mkdir(parents=True, exist_ok=True)
+        config.save(out / "training_config.json")
+
+    # --- data and a fresh model
+    dataset, words = build_dataset(config)
+    if checkpoint is not None:
+        words = _check_resumable(config, read_state(checkpoint), words)
+    pipe = build_pipeline(config.preset, words, seed=config.seed)
+    transformer, text_encoder = pipe.transformer.train(), pipe.text_encoder.train()
+    ema = EMA([transformer, text_encoder], config.ema_decay)
+    if config.gradient_checkpointing:
+        transformer.enable_gradient_checkpointing()
+        text_encoder.gradient_checkpointing_enable()
+    optimizer = build_optimizer([transformer, text_encoder], config)
+    text_flow = pipe.text_flow
+    # The objective's draws (task, σ, noise, dropout) come from one generator per process.
+    generator = torch.Generator().manual_seed(config.seed + 1_000_003 * accelerator.process_index)
+
+    step, wall_before = 0, 0.0
+    if checkpoint is not None:
+        saved = load_checkpoint(
+            checkpoint, models=[transformer, text_encoder], ema_models=ema.modules, optimizer=optimizer,
+            generator=generator, process_index=accelerator.process_index,
+        )
+        step, wall_before = saved.step, saved.wall_s
+        logger.info("resumed from %s at step %d", checkpoint, step)
+        if main:
+            _truncate_log(out / LOG_FILE, step)
+    elif resume:
+        logger.info("no checkpoint in %s: starting from step 0", out)
+    if main and step == 0:
+        (out / LOG_FILE).unlink(missing_ok=True)
+
+    # Every process reads its share of one endless, seeded stream of batches; starting the stream
+    # at the step's position makes a resumed run see the batches an uninterrupted one would.
+    stream = ShuffledStream(len(dataset), config.seed, start=step * config.batch_size * accelerator.num_processes)
+    loader = DataLoader(dataset, batch_size=config.batch_size, sampler=stream, num_workers=config.num_workers,
+                        drop_last=True)
+    transformer, text_encoder, optimizer, loader = accelerator.prepare(transformer, text_encoder, optimizer, loader)
+    models = [accelerator.unwrap_model(transformer), accelerator.unwrap_model(text_encoder)]
+    ema.modules = [m.to(accelerator.device) for m in ema.modules]
+    params = [p for m in (transformer, text_encoder) for p in m.parameters()]
+    objectives = {stage: config.objective(stage) for stage in ("recall", "refine")}
+
+    logger.info(
+        "training %s on %s: %d recall + %d refine steps, batch %d × %d process(es), %s, %.2fM parameters",
+        config.preset, config.data, config.steps_recall, config.steps_refine, config.batch_size,
+        accelerator.num_processes, accelerator.device, sum(p.numel() for p in params) / 1e6,
+    )
+    window = LossWindow()
+    session_start = time.perf_counter()
+    batches: Iterator[dict] = iter(loader)
+    while step < config.total_steps:
+        stage = config.stage_at(step)
+        lr = learning_rate(step, config)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        batch = next(batches)
+        with accelerator.autocast():
+            result = compute_loss(
+                transformer=transformer, text_encoder=text_encoder, tokenizer=pipe.tokenizer, codec=pipe.codec,
+                frames=batch["frames"], prompts=batch["prompt"], captions=batch["caption"],
+                config=objectives[stage], text_flow=text_flow, max_text_len=pipe.config.max_text_len,
+                max_prompt_len=pipe.config.max_prompt_len, generator=generator,
+            )
+        accelerator.backward(result.loss)
+        grad_norm = accelerator.clip_grad_norm_(params, config.grad_clip) if config.grad_clip > 0 else None
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        ema.update(models, step)
+        step += 1
+        window.add(result, None if grad_norm is None else float(grad_norm))
+
+        stage_done = step == config.steps_recall or step == config.total_steps
+        if main and (step % config.log_every == 0 or stage_done):
+            record = {"step": step, "stage": stage, "lr": lr, **window.summary(),
+                      "elapsed_s": round(wall_before + time.perf_counter() - session_start, 2)}
+            _append_log(out / LOG_FILE, record)
+            logger.info(_format_record(record))
+            window = LossWindow()
+        if config.sample_every and step % config.sample_every == 0 and main:
+            write_samples(pipe, ema.modules, dataset, config, out / "samples", step)
+        if step % config.ckpt_every == 0 or step == config.total_steps:
+            wall_s = wall_before + time.perf_counter() - session_start
+            _save_checkpoint(accelerator, out, step, wall_s, words, config, models, ema, optimizer, generator)
+
+    # --- the final pipeline: EMA weights, eval mode, with the run's config and summary beside them
+    wall_s = wall_before + time.perf_counter() - session_start
+    final = out / PIPELINE_DIR
+    if main:
+        ema.copy_to(models)
+        if config.gradient_checkpointing:
+            models[0].disable_gradient_checkpointing()
+            models[1].gradient_checkpointing_disable()
+        models[0].eval()
+        models[1].eval()
+        pipe.save_pretrained(final)
+        config.save(final / "training_config.json")
+        summary = summarize(config, out / LOG_FILE, wall_s, accelerator, params)
+        (final / "training_summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+        logger.info("saved the EMA pipeline to %s (%.1f min of training)", final, wall_s / 60)
+    accelerator.wait_for_everyone()
+    accelerator.end_training()
+    return final
+
+
+# --- pieces of the loop ------------------------------------------------------------------------
+
+
+def build_dataset(config: TrainConfig) -> tuple[Dataset, list[str]]:
+    """The training dataset of ``config.data`` and the vocabulary its texts need."""
+    preset = get_preset(config.preset)
+    if config.data == "shapes":
+        if preset.height != preset.width:
+            raise ValueError(f"the Shapes world draws square clips; preset {preset.name!r} is "
+                             f"{preset.height}×{preset.width}.")
+        shapes = ShapesConfig(size=preset.height, num_frames=preset.num_frames, fps=preset.fps)
+        return ShapesDataset(config.shapes_clips, seed=config.seed, config=shapes, split="train"), shapes_vocabulary()
+    root = Path(config.data)
+    if not root.is_dir():
+        raise ValueError(f"--data must be 'shapes' or a folder with metadata.jsonl; {root} is neither.")
+    dataset = VideoFolderDataset(root, num_frames=preset.num_frames, height=preset.height, width=preset.width,
+                                 fps=preset.fps)
+    splitter = build_word_tokenizer([])
+    words = sorted({w for e in dataset.entries for text in (e.prompt, e.caption) for w in split_words(splitter, text)})
+    return dataset, words
+
+
+def build_optimizer(modules: list[torch.nn.Module], config: TrainConfig) -> torch.optim.AdamW:
+    """AdamW with weight decay on matrices only (nanoGPT): not on biases, norms or embeddings."""
+    decay, no_decay, seen = [], [], set()
+    for module in modules:
+        for name, p in module.named_parameters():
+            if id(p) in seen or not p.requires_grad:
+                continue
+            seen.add(id(p))
+            is_embedding = "embed" in name or name.startswith("shared")
+            (decay if p.ndim >= 2 and not is_embedding else no_decay).append(p)
+    groups = [{"params": decay, "weight_decay": config.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups, lr=config.lr, betas=(config.beta1, config.beta2))
+
+
+def learning_rate(step: int, config: TrainConfig) -> float:
+    """Linear warmup over ``warmup_steps``, then cosine from ``lr`` to ``lr·min_lr_ratio`` at the end."""
+    if step < config.warmup_steps:
+        return config.lr * (step + 1) / config.warmup_steps
+    progress = (step - config.warmup_steps) / max(1, config.total_steps - config.warmup_steps)
+    cosine = 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+    return config.lr * (config.min_lr_ratio + (1.0 - config.min_lr_ratio) * cosine)
+
+
+class ShuffledStream(Sampler[int]):
+    """An endless stream of dataset indices: a seeded permutation per epoch, from position ``start``."""
+
+    def __init__(self, length: int, seed: int, start: int = 0) -> None:
+        if length < 1:
+            raise ValueError("the training dataset is empty.")
+        self.length, self.seed, self.start = length, seed, start
+
+    def __iter__(self) -> Iterator[int]:
+        epoch, offset = divmod(self.start, self.length)
+        while True:
+            order = torch.randperm(self.length, generator=torch.Generator().manual_seed(self.seed * 7919 + epoch))
+            yield from order[offset:].tolist()
+            epoch, offset = epoch + 1, 0
+
+
+class LossWindow:
+    """Running means of the losses between two log lines; per-task means weighted by task counts."""
+
+    def __init__(self) -> None:
+        self.steps, self.start = 0, time.perf_counter()
+        self.sums: dict[str, float] = defaultdict(float)
+        self.weights: dict[str, float] = defaultdict(float)
+
+    def add(self, result: LossOutput, grad_norm: float | None) -> None:
+        self.steps += 1
+        values = {"loss": (float(result.loss.detach()), 1), "video_loss": (result.video_loss, 1),
+                  "text_loss": (result.text_loss, 1)}
+        if grad_norm is not None:
+            values["grad_norm"] = (grad_norm, 1)
+        for key, value in result.per_task.items():
+            values[key] = (value, result.task_counts[key.split("/")[0]])
+        for key, (value, weight) in values.items():
+            self.sums[key] += value * weight
+            self.weights[key] += weight
+
+    def summary(self) -> dict[str, float]:
+        seconds = time.perf_counter() - self.start
+        means = {k: round(self.sums[k] / self.weights[k], 5) for k in self.sums if self.weights[k]}
+        return {**means, "steps_per_s": round(self.steps / seconds, 4)}
+
+
+def write_samples(pipe, ema_modules: list[torch.nn.Module], dataset: Dataset, config: TrainConfig,
+                  folder: Path, step: int) -> None:
+    """With the EMA weights: generate a clip for the first training prompt and caption it, and
+    caption the first training clip; strips and texts go to ``folder``."""
+    ema_pipe = type(pipe)(
+        transformer=ema_modules[0], text_encoder=ema_modules[1], tokenizer=pipe.tokenizer, codec=pipe.codec,
+        scheduler=pipe.scheduler, **{k: v for k, v in pipe.config.items() if not k.startswith("_") and k not in pipe.components},
+    )
+    item = dataset[0]
+    prompt = config.sample_prompt or item["prompt"]
+    folder.mkdir(parents=True, exist_ok=True)
+    generated = ema_pipe.generate(prompt, seed=0)
+    record = {
+        "step": step,
+        "prompt": prompt,
+        "caption_of_generated": ema_pipe.caption(generated.frames, seed=0).text,
+        "reference_caption": item["caption"],
+        "caption_of_reference": ema_pipe.caption(item["frames"], seed=0).text,
+    }
+    write_strip_png(generated.frames, folder / f"step_{step:07d}.png", scale=2)
+    _append_log(folder / "samples.jsonl", record)
+    logger.info("sample at step %d: %r → %r", step, prompt, record["caption_of_generated"])
+
+
+def summarize(config: TrainConfig, log_file: Path, wall_s: float, accelerator: Accelerator,
+              params: list[torch.Tensor]) -> dict[str, Any]:
+    """Steps per stage, final losses per task (mean over each stage's last tenth), time and device."""
+    records = [json.loads(line) for line in log_file.read_text(encoding="utf-8").splitlines() if line.strip()]
+    final_losses = {}
+    for stage, first, last in (("recall", 0, config.steps_recall), ("refine", config.steps_recall, config.total_steps)):
+        if last <= first:
+            continue
+        tail_start = last - max(1, (last - first) // 10)
+        tail = [r for r in records if r["stage"] == stage and r["step"] > tail_start] or \
+               [r for r in records if r["stage"] == stage][-1:]
+        keys = sorted({k for r in tail for k in r} - {"step", "stage", "lr", "elapsed_s", "steps_per_s", "grad_norm"})
+        final_losses[stage] = {k: round(sum(r[k] for r in tail if k in r) / sum(k in r for r in tail), 5) for k in keys}
+    device = accelerator.device
+    device_name = torch.cuda.get_device_name(device) if device.type == "cuda" else _cpu_name()
+    return {
+        "steps": {"recall": config.steps_recall, "refine": config.steps_refine},
+        "examples_seen": config.total_steps * config.batch_size * accelerator.num_processes,
+        "final_losses": final_losses,
+        "wall_time_s": round(wall_s, 1),
+        "mean_steps_per_s": round(config.total_steps / wall_s, 4) if wall_s > 0 else None,
+        "device": f"{device.type} ({device_name}), {accelerator.num_processes} process(es), "
+                  f"{torch.get_num_threads()} CPU threads",
+        "mixed_precision": accelerator.mixed_precision,
+        "parameters": sum(p.numel() for p in params),
+        "torch": torch.__version__,
+    }
+
+
+def _save_checkpoint(accelerator, out, step, wall_s, words, config, models, ema, optimizer, generator) -> None:
+    staged = staging_dir(out, step)
+    if accelerator.is_main_process:
+        save_weights(staged, models=models, ema_models=ema.modules, optimizer=optimizer)
+    accelerator.wait_for_everyone()
+    save_rng(staged, accelerator.process_index, generator)
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        state = CheckpointState(step=step, wall_s=round(wall_s, 2), words=words, config=config.to_dict())
+        logger.info("checkpoint %s", commit_checkpoint(out, state, config.keep_checkpoints))
+    accelerator.wait_for_everyone()
+
+
+def _check_resumable(config: TrainConfig, saved: CheckpointState, words: list[str]) -> list[str]:
+    """The checkpoint's vocabulary, after checking the run it came from trains the same model."""
+    before = saved.config
+    for key in ("preset", "data", "seed"):
+        if before.get(key) != getattr(config, key):
+            raise ValueError(f"cannot resume: the checkpoint was trained with {key}={before.get(key)!r}, "
+                             f"this run asks for {getattr(config, key)!r}.")
+    changed = sorted(k for k, v in config.to_dict().items() if k in before and before[k] != v
+                     and not (isinstance(v, tuple) and list(v) == before[k]))
+    if changed:
+        logger.warning("resuming with changed settings: %s", ", ".join(f"{k}: {before[k]} → {getattr(config, k)}" for k in changed))
+    if sorted(saved.words) != sorted(words):
+        logger.warning("the data's vocabulary changed since the checkpoint; keeping the checkpoint's")
+    return list(saved.words)
+
+
+def _cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as info:
+            for line in info:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _append_log(path: Path, record: dict[str, Any]) -> None:
+    with path.open("a", encoding="utf-8") as f:
+        f.write(json.dumps(record) + "\n")
+
+
+def _truncate_log(path: Path, step: int) -> None:
+    """Drop log records written after the checkpoint a run resumes from, so the log reads as one run."""
+    if not path.is_file():
+        return
+    lines = [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    kept = [line for line in lines if json.loads(line)["step"] <= step]
+    path.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
+
+
+def _format_record(record: dict[str, Any]) -> str:
+    tasks = " ".join(f"{k}={v:.4f}" for k, v in record.items() if "/" in k)
+    return (f"step {record['step']} [{record['stage']}] loss={record['loss']:.4f} video={record['video_loss']:.4f} "
+            f"text={record['text_loss']:.4f} | {tasks} | lr={record['lr']:.2e} {record['steps_per_s']:.3f} steps/s")
