@@ -1,0 +1,24 @@
+import json
+
+from uvigu.cli import main
+from uvigu.training.trainer import LOG_FILE
+
+
+def test_uvigu_train_tiny_then_resume_longer(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["train", "--preset", "tiny", "--out", str(out), "--steps-recall", "1", "--steps-refine", "1"]) == 0
+    assert f"trained pipeline: {out / 'pipeline'}" in capsys.readouterr().out
+    assert (out / "pipeline" / "model_index.json").is_file()
+
+    # --resume keeps the run's saved settings and applies the ones given again.
+    assert main(["train", "--preset", "tiny", "--out", str(out), "--resume", "--steps-refine", "3"]) == 0
+    steps = [json.loads(line)["step"] for line in (out / LOG_FILE).read_text().splitlines()]
+    assert steps == [1, 2, 3, 4]
+    summary = json.loads((out / "pipeline" / "training_summary.json").read_text())
+    assert summary["steps"] == {"recall": 1, "refine": 3}
+
+
+def test_uvigu_train_reports_bad_data_folder(tmp_path, capsys):
+    code = main(["train", "--preset", "tiny", "--out", str(tmp_path / "x"), "--data", str(tmp_path / "missing")])
+    assert code == 2
+    assert "metadata.jsonl" in capsys.readouterr().err
