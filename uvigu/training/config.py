@@ -131,23 +131,24 @@ TRAIN_PRESETS: dict[str, TrainConfig] = {
         out_dir="runs/tiny",
     ),
     # The shipped model, sized for ≤ 100 minutes on a shared 2-core CPU (AMD EPYC, avx512_bf16).
-    # Measured while other work loaded the machine (load ≈ 6): one step at batch 16 takes 4–10 s
-    # (median ≈ 6.5 s) with 2 threads and OMP_WAIT_POLICY=PASSIVE; with OpenMP's default
-    # busy-waiting two threads took 15–29 s, one thread 6.2 s. 720 steps ≈ 80 min at that load,
-    # plus ~1 min of samples and checkpoints; an idle machine finishes sooner. bf16 autocast
-    # measured slower on this CPU (6.6–8.3 s vs 5.7–5.9 s per step), so it stays off; use --bf16 on GPUs.
+    # Measured: one step at batch 16 takes 2.3 s with the machine otherwise idle (2 threads), and
+    # 4–10 s (median ≈ 6.5 s) while other jobs load it (load ≈ 6; with OMP_WAIT_POLICY=PASSIVE —
+    # OpenMP's default busy-waiting made 2 threads take 15–29 s there, 1 thread took 6.2 s).
+    # 1200 steps ≈ 46 min idle, ≈ 100 min at an average 5 s/step; samples and checkpoints add
+    # ~1 min. bf16 autocast measured slower on this CPU (6.6–8.3 s vs 5.7–5.9 s per step under the
+    # same load), so it stays off; use --bf16 on GPUs.
     "shapes": TrainConfig(
         preset="shapes",
-        steps_recall=320,
-        steps_refine=400,
+        steps_recall=500,
+        steps_refine=700,
         batch_size=16,
         lr=1e-3,
-        warmup_steps=40,
+        warmup_steps=60,
         ema_decay=0.995,  # the warm-up decay (1 + t)/(10 + t) is lower than this until step ~1800
         bf16=False,
         log_every=10,
         ckpt_every=100,
-        sample_every=240,
+        sample_every=300,
         out_dir="runs/shapes",
     ),
 }
