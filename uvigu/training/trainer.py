@@ -200,7 +200,9 @@ def build_dataset(config: TrainConfig) -> tuple[Dataset, list[str]]:
 
 
 def build_optimizer(modules: list[torch.nn.Module], config: TrainConfig) -> torch.optim.AdamW:
-    """AdamW with weight decay on matrices only (nanoGPT): not on biases, norms or embeddings."""
+    """AdamW with weight decay on matrices only (nanoGPT): not on biases and norms, nor on the
+    embedders — every parameter whose name contains ``embed`` (token, patch, timestep and condition
+    embedders) and T5's ``shared`` token table."""
     decay, no_decay, seen = [], [], set()
     for module in modules:
         for name, p in module.named_parameters():
