@@ -1,14 +1,11 @@
 """The creative loop in a real browser: Debian's Chromium, headless, driven by Playwright."""
 
-import os
 import warnings
 from pathlib import Path
 
 import pytest
 
-from ui import build_demo, launch_options
-from uvigu.studio import Studio, StudioSettings
-from uvigu.testing import tiny_pipeline
+from tests.launched_studio import launched_studio
 from uvigu.videoio import probe_video
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -27,22 +24,8 @@ pytestmark = [
 
 @pytest.fixture(scope="module")
 def studio_app(tmp_path_factory):
-    saved = {k: os.environ.get(k) for k in ("GRADIO_TEMP_DIR", "GRADIO_ANALYTICS_ENABLED")}
-    os.environ["GRADIO_TEMP_DIR"] = str(tmp_path_factory.mktemp("gradio"))
-    os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
-    studio = Studio(tiny_pipeline(), StudioSettings(data_dir=tmp_path_factory.mktemp("data")))
-    demo = build_demo(studio)
-    _, url, _ = demo.launch(prevent_thread_lock=True, quiet=True, **launch_options())
-    try:
-        yield url, studio
-    finally:
-        demo.close()
-        studio.close()
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
+    with launched_studio(tmp_path_factory) as app:
+        yield app
 
 
 @pytest.fixture(scope="module")

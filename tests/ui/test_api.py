@@ -1,36 +1,19 @@
 """The named endpoints, called as scripts call them: gradio_client against a launched app."""
 
-import os
 import threading
 
 import pytest
 from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 
-from ui import build_demo, launch_options
-from uvigu.studio import Studio, StudioSettings
-from uvigu.testing import tiny_pipeline
+from tests.launched_studio import launched_studio
 from uvigu.videoio import probe_video
 
 
 @pytest.fixture(scope="module")
 def app_url(tmp_path_factory):
-    saved = {k: os.environ.get(k) for k in ("GRADIO_TEMP_DIR", "GRADIO_ANALYTICS_ENABLED")}
-    os.environ["GRADIO_TEMP_DIR"] = str(tmp_path_factory.mktemp("gradio"))
-    os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
-    studio = Studio(tiny_pipeline(), StudioSettings(data_dir=tmp_path_factory.mktemp("data")))
-    demo = build_demo(studio)
-    _, url, _ = demo.launch(prevent_thread_lock=True, quiet=True, **launch_options())
-    try:
+    with launched_studio(tmp_path_factory) as (url, _):
         yield url
-    finally:
-        demo.close()
-        studio.close()
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
 
 
 @pytest.fixture(scope="module")
