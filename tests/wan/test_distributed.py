@@ -1,4 +1,4 @@
-"""Two CPU processes under ``accelerate launch`` (gloo) end a few training steps with identical weights."""
+"""Two CPU processes under ``accelerate launch`` (gloo) run the real trainer and end with identical weights."""
 
 import json
 import os
@@ -9,9 +9,14 @@ from pathlib import Path
 
 import torch
 
-from uvigu.testing import tiny_pipeline
+from uvigu import UniViGUPipeline
+from uvigu.data.shapes import shapes_vocabulary
+from uvigu.models.presets import build_pipeline
+from uvigu.training.checkpoint import list_checkpoints
+from uvigu.training.trainer import LOG_FILE
 
 WORKER = Path(__file__).with_name("ddp_worker.py")
+STEPS_RECALL, STEPS_REFINE, BATCH = 2, 1, 4  # crosses the stage boundary; BATCH is the tiny preset's
 
 
 def free_port() -> int:
@@ -20,23 +25,42 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_two_cpu_ranks_hold_identical_weights(tmp_path):
+def test_two_cpu_ranks_of_the_trainer_hold_identical_weights(tmp_path):
     launcher = Path(sys.executable).with_name("accelerate")
-    # --multi_gpu selects accelerate's torchrun launcher; the worker's Accelerator(cpu=True) then
-    # runs DistributedDataParallel over gloo (accelerate's --cpu flag would start a single process).
+    run_dir = tmp_path / "run"
+    # --multi_gpu selects accelerate's torchrun launcher (its --cpu flag would start a single
+    # process); ACCELERATE_USE_CPU makes the trainer's Accelerator() join the ranks over gloo —
+    # without it each rank would train alone, as if launched on its own.
     cmd = [str(launcher), "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
            "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(free_port()),
-           str(WORKER), str(tmp_path), "3"]
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
+           str(WORKER), str(tmp_path), str(run_dir), str(STEPS_RECALL), str(STEPS_REFINE)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": "", "ACCELERATE_USE_CPU": "true"}
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-3000:]
 
     info = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
     assert all(i["world_size"] == 2 and i["backend"] == "gloo" for i in info)
-    assert info[0]["losses"] != info[1]["losses"]  # the ranks saw different data
+    steps = STEPS_RECALL + STEPS_REFINE
+    clips = [set(i["clips"]) for i in info]
+    assert all(len(i["clips"]) >= steps * BATCH for i in info)  # accelerate's loader reads a batch ahead
+    assert not clips[0] & clips[1]  # the ranks read different shares of the batch stream
+
     a, b = (torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in (0, 1))
-    initial = tiny_pipeline(seed=0).transformer.state_dict()
+    initial = build_pipeline("tiny", shapes_vocabulary(), seed=0)  # the trainer's fresh model (seed 0)
+    initial = {**{f"transformer.{k}": v for k, v in initial.transformer.state_dict().items()},
+               **{f"text_encoder.{k}": v for k, v in initial.text_encoder.state_dict().items()}}
     assert a.keys() == b.keys() == initial.keys()
     for key in a:
         torch.testing.assert_close(a[key], b[key], rtol=0, atol=0, msg=f"{key} differs between ranks")
-    assert any(not torch.equal(a[k], initial[k]) for k in a)  # and training moved them
+    for prefix in ("transformer.", "text_encoder."):  # and training moved both models
+        assert any(not torch.equal(a[k], initial[k]) for k in a if k.startswith(prefix)), prefix
+
+    # Only the main process writes: the log, one checkpoint (with both ranks' RNG), the final pipeline.
+    assert [json.loads(line)["step"] for line in (run_dir / LOG_FILE).read_text().splitlines()] == [1, 2, 3]
+    (checkpoint,) = list_checkpoints(run_dir)
+    assert {p.name for p in checkpoint.glob("rng_*.safetensors")} == {"rng_0.safetensors", "rng_1.safetensors"}
+    final = run_dir / "pipeline"
+    summary = json.loads((final / "training_summary.json").read_text())
+    assert summary["examples_seen"] == steps * BATCH * 2 and "2 process(es)" in summary["device"]
+    shipped = UniViGUPipeline.from_pretrained(final).transformer.state_dict()
+    assert shipped.keys() == {k.removeprefix("transformer.") for k in a if k.startswith("transformer.")}

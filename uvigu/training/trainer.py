@@ -23,7 +23,7 @@ import math
 import platform
 import time
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -57,12 +57,20 @@ LOG_FILE = "train_log.jsonl"
 PIPELINE_DIR = "pipeline"
 
 
-def train(config: TrainConfig, *, resume: bool = False) -> Path:
+def train(
+    config: TrainConfig,
+    *,
+    resume: bool = False,
+    on_trained: Callable[[Accelerator, list[torch.nn.Module]], None] | None = None,
+) -> Path:
     """Train per ``config``; returns the folder of the final pipeline (``<out_dir>/pipeline``).
 
     With ``resume=True`` the run continues from the latest checkpoint in ``out_dir`` at its step
     (or starts fresh when there is none); without it, an ``out_dir`` that already holds
-    checkpoints is refused rather than overwritten.
+    checkpoints is refused rather than overwritten. ``on_trained``, when given, is called on every
+    process after the last step with the accelerator and the unwrapped ``[transformer,
+    text_encoder]`` holding the trained (not yet EMA) weights — e.g. to check that data-parallel
+    processes agree.
     """
     out = Path(config.out_dir)
     checkpoint = latest_checkpoint(out) if resume else None
@@ -160,6 +168,8 @@ def train(config: TrainConfig, *, resume: bool = False) -> Path:
     # --- the final pipeline: EMA weights, eval mode, with the run's config and summary beside them
     wall_s = wall_before + time.perf_counter() - session_start
     final = out / PIPELINE_DIR
+    if on_trained is not None:
+        on_trained(accelerator, models)
     if main:
         ema.copy_to(models)
         if config.gradient_checkpointing:
