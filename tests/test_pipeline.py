@@ -134,6 +134,7 @@ def test_unknown_words_are_reported(pipe):
         (lambda p: p.generate("", seed=0), "empty"),
         (lambda p: p.generate("   ", seed=0), "empty"),
         (lambda p: p.generate(" ".join(["red"] * 60), seed=0), "tokens long"),
+        (lambda p: p.generate(" ".join(["red"] * 48), seed=0), "at most 47"),
         (lambda p: p.generate(PROMPT, seed=-1), "seed"),
         (lambda p: p.generate(PROMPT, num_inference_steps=0), "num_inference_steps"),
         (lambda p: p.generate(PROMPT, guidance_scale=100.0), "guidance_scale"),
@@ -199,3 +200,12 @@ def test_a_saved_pipeline_loads_in_a_fresh_interpreter(pipe, tmp_path):
     done = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "(4, 16, 16, 3)" in done.stdout
+
+
+def test_a_detailed_caption_longer_than_the_prompt_encoder_works_as_a_prompt(pipe):
+    # The studio's edit loop feeds whole two-object captions back as prompts: ~36 tokens, more
+    # than the prompt encoder's 32; the text stream holds all of them.
+    caption = ("a large red circle moves quickly to the right from the left, while a small blue "
+               "square stays still near the center on a black background.")
+    assert pipe.config.max_prompt_len < len(pipe.tokenizer(caption, add_special_tokens=False)["input_ids"])
+    assert pipe.edit(pipe.generate(PROMPT, seed=0).frames, caption, seed=0).frames.shape == (4, 16, 16, 3)

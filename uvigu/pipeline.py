@@ -167,8 +167,12 @@ class UniViGUPipeline(DiffusionPipeline):
 
     @property
     def max_text_tokens(self) -> int:
-        """Longest prompt or caption, in tokens."""
-        return min(self.config.max_text_len, self.config.max_prompt_len) - 1
+        """Longest prompt or caption, in tokens: what fits the text stream.
+
+        The prompt encoder reads the first ``max_prompt_len`` tokens of it, as in training, where
+        detailed captions used as conditions are cut the same way; the text stream holds all of it.
+        """
+        return self.config.max_text_len - 1
 
     @property
     def text_flow(self) -> DiscreteFlow:
