@@ -203,9 +203,9 @@ def test_a_saved_pipeline_loads_in_a_fresh_interpreter(pipe, tmp_path):
 
 
 def test_a_detailed_caption_longer_than_the_prompt_encoder_works_as_a_prompt(pipe):
-    # The studio's edit loop feeds whole two-object captions back as prompts: ~36 tokens, more
+    # The studio's edit loop feeds whole two-object captions back as prompts: up to ~33 tokens, more
     # than the prompt encoder's 32; the text stream holds all of them.
-    caption = ("a large red circle moves quickly to the right from the left, while a small blue "
-               "square stays still near the center on a black background.")
+    caption = ("a large orange triangle moves quickly to the left from the top right, while a small "
+               "purple diamond moves slowly to the right from the bottom left on a white background.")
     assert pipe.config.max_prompt_len < len(pipe.tokenizer(caption, add_special_tokens=False)["input_ids"])
     assert pipe.edit(pipe.generate(PROMPT, seed=0).frames, caption, seed=0).frames.shape == (4, 16, 16, 3)
