@@ -24,7 +24,6 @@ from pathlib import Path
 
 import cv2
 import imageio.v2 as imageio_v2
-import imageio_ffmpeg
 import numpy as np
 from PIL import Image
 
@@ -395,6 +394,8 @@ def _ffmpeg_input(path: Path) -> str:
 
 
 def _run_ffmpeg(args: list[str], timeout: float) -> subprocess.CompletedProcess:
+    import imageio_ffmpeg  # here, so PNG strips and GIFs work where the bundled ffmpeg is absent
+
     command = [imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-nostdin",
                "-loglevel", "level+info", *args]
     try:

@@ -63,6 +63,17 @@ def draw_tasks(batch_size: int, config: ObjectiveConfig, generator: torch.Genera
     return [TASKS[i] for i in idx.tolist()]
 
 
+def device_randn(shape: torch.Size, generator: torch.Generator | None, device: torch.device) -> torch.Tensor:
+    """Standard normal noise made on ``device`` from one seed drawn from ``generator``.
+
+    The run stays reproducible and resumable through the one (CPU) generator, while the bulk of
+    the draws happens where the data lives: a CPU ``randn`` of a GPU-sized batch (tens of
+    millions of values) would take longer than the GPU's whole training step.
+    """
+    seed = int(torch.randint(0, 2**62, (), generator=generator))
+    return torch.randn(shape, generator=torch.Generator(device=device).manual_seed(seed), device=device)
+
+
 def compute_loss(
     *,
     transformer: torch.nn.Module,
@@ -107,7 +118,7 @@ def compute_loss(
     text_noisy = torch.tensor([t != "generate" for t in tasks], device=device)
 
     x = codec.encode(frames).to(device)
-    noise = torch.randn(x.shape, generator=generator).to(device)
+    noise = device_randn(x.shape, generator, device)
     sigma_v = sample_training_sigma(b, shift=config.video_sigma_shift, generator=generator).to(device)
     sigma_t = torch.rand(b, generator=generator).clamp(1e-3, 1.0).to(device)
     sigma_t = torch.where(video_noisy, sigma_v, sigma_t)  # joint: one σ for both, as at inference

@@ -116,10 +116,12 @@ def train(
     # at the step's position makes a resumed run see the batches an uninterrupted one would.
     stream = ShuffledStream(len(dataset), config.seed, start=step * config.batch_size * accelerator.num_processes)
     loader = DataLoader(dataset, batch_size=config.batch_size, sampler=stream, num_workers=config.num_workers,
-                        drop_last=True)
+                        drop_last=True, persistent_workers=config.num_workers > 0,
+                        pin_memory=accelerator.device.type == "cuda")
     transformer, text_encoder, optimizer, loader = accelerator.prepare(transformer, text_encoder, optimizer, loader)
     models = [accelerator.unwrap_model(transformer), accelerator.unwrap_model(text_encoder)]
     ema.modules = [m.to(accelerator.device) for m in ema.modules]
+    pipe.codec.to(accelerator.device)  # frames are encoded where the loader puts them
     params = [p for m in (transformer, text_encoder) for p in m.parameters()]
     objectives = {stage: config.objective(stage) for stage in ("recall", "refine")}
 
