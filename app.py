@@ -57,7 +57,8 @@ def check_model(path: Path) -> None:
         raise SystemExit(
             f"No Uni-ViGU checkpoint at {path} (model_index.json is missing).\n"
             f"The default model ships in the repository as {DEFAULT_MODEL.relative_to(ROOT)}; "
-            "reproduce it with `uvigu train --preset shapes` and copy OUT/pipeline there, or point "
+            "reproduce it with `uvigu train --preset shapes-gpu` (or `--preset shapes` on a CPU) and copy "
+            "OUT/pipeline there, or point "
             "--model (or UVIGU_MODEL) at any Uni-ViGU checkpoint folder saved with save_pretrained()."
         )
 
