@@ -77,6 +77,32 @@ def test_guidance_one_is_the_conditional_prediction(pipe):
     assert np.abs(plain.frames.astype(int) - guided.frames.astype(int)).max() <= 1
 
 
+def test_generate_drops_the_clean_text_padding_without_changing_the_prediction(pipe):
+    from uvigu.models.tokenizer import encode_text
+
+    calls = []
+    original = pipe.transformer.forward
+
+    def spy(*args, **kwargs):
+        calls.append((args, kwargs, original(*args, **kwargs)))
+        return calls[-1][2]
+
+    pipe.transformer.forward = spy
+    try:
+        pipe.generate(PROMPT, seed=0, num_inference_steps=2)
+    finally:
+        del pipe.transformer.forward
+    ids, valid = encode_text(pipe.tokenizer, [PROMPT], pipe.config.max_text_len)
+    n = int(valid.sum())
+    assert n < pipe.config.max_text_len
+    for (x, text, sv, st, context, mask), _, out in calls:
+        assert text.shape == (2, n) and mask is None  # prompt tokens + [END], CFG batch of two
+        assert torch.equal(text[0], ids[0, :n])
+        with torch.no_grad():
+            padded = original(x, ids.repeat(2, 1), sv, st, context, valid.repeat(2, 1))
+        torch.testing.assert_close(out.video_velocity, padded.video_velocity, atol=1e-5, rtol=1e-5)
+
+
 def test_guidance_changes_the_result(pipe):
     a = pipe.generate(PROMPT, seed=0, guidance_scale=1.0)
     b = pipe.generate(PROMPT, seed=0, guidance_scale=6.0)

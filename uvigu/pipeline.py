@@ -323,6 +323,10 @@ class UniViGUPipeline(DiffusionPipeline):
             text_mask = None
         else:
             text, text_mask = encode_text(self.tokenizer, [prompt], self.config.max_text_len)
+            # The clean stream's padding is only ever masked out as keys and nothing reads its own
+            # outputs, so dropping it gives the same video with fewer tokens and no attention
+            # mask (the fused attention kernels need none).
+            text, text_mask = text[:, : int(text_mask.sum())], None
         text = text.to(self._device)
         text_mask = None if text_mask is None else text_mask.to(self._device)
 
