@@ -23,9 +23,11 @@ from uvigu.bench import (
 )
 from uvigu.bench.command import add_bench_parser, run_bench
 from uvigu.bench.report import markers
+from uvigu.bench.suite import PROMPT
+from uvigu.models.tokenizer import encode_text
+from uvigu.testing import tiny_pipeline
 
 BEGIN_MARKER, END_MARKER = markers("cpu")
-from uvigu.testing import tiny_pipeline
 
 
 @pytest.fixture(scope="module")
@@ -60,7 +62,8 @@ def test_forward_and_matmul_rows(result, pipe):
     generate, caption = result.forwards
     n = video_tokens(tuple(pipe.transformer.config.patch_size), pipe.default_num_frames, pipe.default_height,
                      pipe.default_width)
-    assert (generate.batch, generate.video_tokens, generate.text_tokens) == (2, n, pipe.config.max_text_len)
+    _, valid = encode_text(pipe.tokenizer, [PROMPT], pipe.config.max_text_len)
+    assert (generate.batch, generate.video_tokens, generate.text_tokens) == (2, n, int(valid.sum()))  # as in generate()
     assert (caption.batch, caption.video_tokens, caption.text_tokens) == (1, n, pipe.config.max_text_len)
     for row in result.forwards:
         _positive_timing(row.timing)

@@ -231,7 +231,7 @@ def bench_forwards(pipe, *, repeats: int = 10, warmup: int = 2, seed: int = 0) -
     """Time single denoiser forwards at the default clip size.
 
     Returns the unified model's generate step (batch 2: CFG's two branches, the prompt's tokens
-    clean in the text stream, padding masked as the pipeline does) and caption step (batch 1, the
+    clean in the text stream, without padding as in the pipeline) and caption step (batch 1, the
     text stream noisy, the clip clean), and the step-cost comparisons with a plain diffusers Wan
     transformer of the same sizes: generate step, generate without text tokens, caption step.
     The five forwards are timed in turn, so that other load on the machine hits them alike.
@@ -250,9 +250,9 @@ def bench_forwards(pipe, *, repeats: int = 10, warmup: int = 2, seed: int = 0) -
     def unified(name: str, batch: int, text: str) -> tuple[str, Callable[[], object], ForwardShape, int]:
         x = _inputs(pipe, batch, generator)
         noisy, clean = torch.full((batch,), SIGMA, device=device), torch.zeros(batch, device=device)
-        if text == "prompt":  # generate: the prompt clean, padded and masked
-            ids, mask = encode_text(pipe.tokenizer, [PROMPT] * batch, length)
-            ids, mask, sv, st = ids.to(device), mask.to(device), noisy, clean
+        if text == "prompt":  # generate: the prompt clean, its padding dropped as the pipeline does
+            ids, valid = encode_text(pipe.tokenizer, [PROMPT] * batch, length)
+            ids, mask, sv, st = ids[:, : int(valid[0].sum())].to(device), None, noisy, clean
         elif text == "noisy":  # caption: the whole text stream denoised, the clip clean
             ids = pipe.text_flow.sample_source((batch, length), generator=generator).to(device)
             mask, sv, st = None, clean, noisy
