@@ -63,7 +63,7 @@ def run_gpu_benchmark(
     model_config: dict | None = None,
     vocab_size: int = UMT5_VOCAB,
     text_len: int = 256,  # text stream (the official --max_length 256)
-    prompt_tokens: int = 64,  # real prompt tokens in the t2v text stream; the rest is masked padding
+    prompt_tokens: int = 64,  # the t2v text stream: the prompt's tokens alone, as UniViGUPipeline.generate
     context_len: int = 512,  # UMT5 condition length, as WanPipeline
     warmup: int = 2,
     iters: int = 5,
@@ -107,18 +107,18 @@ def run_gpu_benchmark(
         )
         g = torch.Generator().manual_seed(seed)
         ids = torch.randint(0, vocab_size, (1, text_len), generator=g).to(device)
-        prompt_mask = (torch.arange(text_len) < prompt_tokens)[None].to(device)
         half, zero = torch.full((1,), 0.5, device=device), torch.zeros(1, device=device)
         for size in sizes:
             x, context = _video_inputs(size, config, context_len, device, dtype, seed)
             empty = torch.zeros_like(context)
             calls: dict[str, Callable[[], object]] = {
-                "t2v": lambda: model(x, ids, half, zero, context, prompt_mask),
+                "t2v": lambda: model(x, ids[:, :prompt_tokens], half, zero, context),
                 "caption": lambda: model(x, ids, zero, half, empty),
                 "joint": lambda: model(x, ids, half, half, context),
             }
             for task in unified_tasks:
-                rows.append(_measure(task, size, _video_tokens(size, config), text_len, calls[task], device, warmup, iters))
+                tokens = prompt_tokens if task == "t2v" else text_len
+                rows.append(_measure(task, size, _video_tokens(size, config), tokens, calls[task], device, warmup, iters))
         del model
         _free(device)
 

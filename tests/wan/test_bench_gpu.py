@@ -32,6 +32,7 @@ def test_tiny_run_and_table_on_cpu():
     assert rows[0]["vs_wan"] == 1.0
     table = render_markdown(rows, "cpu (test)", model="a tiny size")
     assert table.startswith("Device: cpu (test). Random weights at a tiny size, float32,")
+    assert [r["text_tokens"] for r in rows[:4]] == [0, 3, 8, 8]  # t2v holds the prompt's tokens alone
     assert "| 9×16×16 | 3 | 8 | joint |" in table and table.count("\n| ") == 1 + len(rows)
 
 
