@@ -1,4 +1,4 @@
-"""The ``uvigu`` command: ``uvigu train | generate | caption | edit | eval | bench``.
+"""The ``uvigu`` command: ``uvigu train | generate | caption | edit | eval | sweep | bench``.
 
 Each subcommand is one ``add_<name>_parser(subparsers)`` function that declares its arguments and
 sets ``func`` to the function that runs it; ``main`` only wires them. To add a subcommand, write
@@ -280,6 +280,43 @@ def run_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- sweep ---------------------------------------------------------------------------------------
+
+
+def add_sweep_parser(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "sweep",
+        help="accuracy of generate or caption under several settings, on the evaluation's clips",
+        description="Run one task on the evaluation's clips and seeds once per --setting and print a markdown "
+        "table of object accuracy (colour, shape, motion together and alone) and seconds per clip.",
+    )
+    p.add_argument("task", choices=["generate", "caption"])
+    p.add_argument("--setting", action="append", default=None, metavar="K=V[,K=V]",
+                   help="settings of one row, e.g. guidance_scale=6,num_inference_steps=40 (generate) or "
+                   "num_inference_steps=24 (caption); 'defaults' for the pipeline's; repeat for more rows "
+                   "[defaults]")
+    p.add_argument("--model", default=None, help="checkpoint folder (default: the shipped assets/uvigu-shapes)")
+    p.add_argument("--num", type=int, default=20, help="main-set clips [%(default)s]")
+    p.add_argument("--num-heldout", type=int, default=0, help="held-out-set clips [%(default)s]")
+    p.set_defaults(func=run_sweep_command)
+
+
+def run_sweep_command(args: argparse.Namespace) -> int:
+    from tqdm.auto import tqdm
+
+    from .eval.report import EvalConfig
+    from .eval.sweep import parse_setting, render_table, run_sweep
+
+    settings = [parse_setting(args.task, text) for text in (args.setting or ["defaults"])]
+    config = EvalConfig(num_clips=args.num, num_heldout=args.num_heldout)
+    pipe = _load_pipeline(args.model)
+    bar = tqdm(total=(args.num + args.num_heldout) * len(settings), desc="sweep", unit="clip", file=sys.stderr)
+    rows = run_sweep(pipe, args.task, settings, config, progress=lambda done, total: bar.update(done - bar.n))
+    bar.close()
+    print(render_table(rows, args.task))
+    return 0
+
+
 # --- convert-official ---------------------------------------------------------------------------
 
 
@@ -318,6 +355,7 @@ SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
     add_caption_parser,
     add_edit_parser,
     add_eval_parser,
+    add_sweep_parser,
     add_bench_parser,
     add_convert_official_parser,
 ]

@@ -1,0 +1,78 @@
+"""uvigu sweep: the evaluation's clips and counting under several settings."""
+
+import pytest
+
+from uvigu.cli import main
+from uvigu.data.shapes import HELD_OUT_PAIRS
+from uvigu.eval.grammar import scene_mentions
+from uvigu.eval.report import EvalConfig, eval_example
+from uvigu.eval.sweep import parse_setting, render_table, run_sweep
+from uvigu.testing import tiny_pipeline
+
+from .test_report import OraclePipeline, WrongCaptions
+
+CONFIG = EvalConfig(num_clips=4, num_heldout=3)
+
+
+class Recording:
+    """An oracle that accepts the sweep's settings and records them."""
+
+    def __init__(self, base: OraclePipeline):
+        self.base, self.calls = base, []
+        self.default_num_frames, self.default_height, self.default_width = 16, 64, 64
+
+    def generate(self, prompt, *, seed, **kwargs):
+        self.calls.append(("generate", seed, kwargs))
+        return self.base.generate(prompt, seed=seed)
+
+    def caption(self, frames, *, seed, **kwargs):
+        self.calls.append(("caption", seed, kwargs))
+        return self.base.caption(frames, seed=seed)
+
+
+def _objects(set_name: str) -> int:
+    mentions = [m for i in range(CONFIG.count(set_name)) for m in scene_mentions(eval_example(CONFIG, set_name, i).scene)]
+    return len(mentions) if set_name == "main" else sum((m.color, m.shape) in HELD_OUT_PAIRS for m in mentions)
+
+
+@pytest.mark.parametrize("task", ["generate", "caption"])
+def test_the_oracle_is_right_on_every_object_under_every_setting(task):
+    pipe = Recording(OraclePipeline(CONFIG))
+    settings = [{}, {"num_inference_steps": 7}]
+    rows = run_sweep(pipe, task, settings, CONFIG)
+    assert [(r.settings, r.set_name) for r in rows] == [(s, n) for s in settings for n in ("main", "heldout")]
+    for row in rows:
+        assert row.total == _objects(row.set_name) > 0
+        assert row.right == row.total and row.fields == {f: row.total for f in ("color", "shape", "motion")}
+    # each setting runs every clip once, with the evaluation's seeds and the setting's arguments
+    seeds = [CONFIG.pipeline_seed(s, i) for s in ("main", "heldout") for i in range(CONFIG.count(s))]
+    assert pipe.calls == [(task, seed, s) for s in settings for seed in seeds]
+
+
+def test_wrong_colours_are_counted_per_field():
+    rows = run_sweep(Recording(WrongCaptions(CONFIG)), "caption", [{}], CONFIG)
+    for row in rows:
+        assert row.right == 0 and row.fields["color"] == 0
+        assert row.fields["shape"] == row.fields["motion"] == row.total
+    table = render_table(rows, "caption")
+    assert table.splitlines()[2].startswith("| defaults | main | 0.000 (0/")
+
+
+def test_settings_parse_and_bad_ones_are_named():
+    assert parse_setting("generate", "guidance_scale=6, num_inference_steps=40") == {
+        "guidance_scale": 6.0, "num_inference_steps": 40}
+    assert parse_setting("caption", "defaults") == parse_setting("caption", "") == {}
+    with pytest.raises(ValueError, match="not a setting of caption"):
+        parse_setting("caption", "guidance_scale=2")
+    with pytest.raises(ValueError, match="needs a number"):
+        parse_setting("generate", "num_inference_steps=many")
+
+
+def test_the_command_prints_a_table(tmp_path, capsys):
+    tiny_pipeline().save_pretrained(tmp_path)
+    assert main(["sweep", "caption", "--model", str(tmp_path), "--num", "1",
+                 "--setting", "num_inference_steps=2", "--setting", "num_inference_steps=3"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 4 and lines[2].startswith("| num_inference_steps=2 | main |")
+    assert main(["sweep", "generate", "--model", str(tmp_path), "--setting", "strength=1"]) == 2
+    assert "not a setting of generate" in capsys.readouterr().err

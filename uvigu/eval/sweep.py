@@ -1,0 +1,121 @@
+"""Accuracy of one task under several pipeline settings, on the same clips and seeds.
+
+``uvigu sweep`` answers "would other settings do better?" for the two directions the evaluation
+measures: ``generate`` (the analyzer finds each prompted object with its colour, shape and motion)
+and ``caption`` (the caption of the reference clip names each object). The clips, the pipeline
+seeds and the counting are the evaluation's (`uvigu.eval.report`): the main column counts every
+object of the main set, the held-out column the objects with a held-out colour–shape pair, so a
+row at the default settings reproduces the evaluation's figures on the same clips.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from uvigu.data.shapes import HELD_OUT_PAIRS
+from uvigu.eval.analyzer import analyze_clip, match_objects
+from uvigu.eval.grammar import parse_caption, scene_mentions
+from uvigu.eval.report import SETS, EvalConfig, clip_config, eval_example
+
+FIELDS = ("color", "shape", "motion")
+# The settings each task takes, and their types (the pipeline checks their ranges).
+SETTINGS: dict[str, dict[str, type]] = {
+    "generate": {"guidance_scale": float, "num_inference_steps": int},
+    "caption": {"num_inference_steps": int},
+}
+
+
+def parse_setting(task: str, text: str) -> dict[str, int | float]:
+    """``"guidance_scale=6,num_inference_steps=40"`` → keyword arguments of ``task``; ``""`` or
+    ``"defaults"`` → ``{}`` (the pipeline's defaults)."""
+    if task not in SETTINGS:
+        raise ValueError(f"task must be one of {', '.join(SETTINGS)}, got {task!r}.")
+    text = text.strip()
+    if text in ("", "defaults"):
+        return {}
+    values: dict[str, int | float] = {}
+    for part in text.split(","):
+        name, sep, value = part.partition("=")
+        name = name.strip()
+        if not sep or name not in SETTINGS[task]:
+            allowed = ", ".join(f"{n}=…" for n in SETTINGS[task])
+            raise ValueError(f"{part.strip()!r} is not a setting of {task}; use {allowed} (comma-separated).")
+        try:
+            values[name] = SETTINGS[task][name](value.strip())
+        except ValueError:
+            raise ValueError(f"{name} needs a number, got {value.strip()!r}.") from None
+    return values
+
+
+@dataclass(frozen=True)
+class SweepRow:
+    settings: dict[str, int | float]
+    set_name: str  # "main" | "heldout"
+    right: int  # objects with colour, shape and motion all right
+    total: int
+    fields: dict[str, int] = field(default_factory=dict)  # objects right on each field alone
+    seconds_per_clip: float = 0.0
+
+    @property
+    def accuracy(self) -> float:
+        return self.right / self.total if self.total else float("nan")
+
+
+def run_sweep(
+    pipe,
+    task: str,
+    settings: Sequence[dict[str, int | float]],
+    config: EvalConfig = EvalConfig(),
+    progress: Callable[[int, int], None] | None = None,
+) -> list[SweepRow]:
+    """One row per (settings, set) with clips and seeds of the evaluation (``config``)."""
+    if task not in SETTINGS:
+        raise ValueError(f"task must be one of {', '.join(SETTINGS)}, got {task!r}.")
+    shapes = clip_config(pipe)
+    clips = [(s, i, eval_example(config, s, i, shapes)) for s in SETS for i in range(config.count(s))]
+    rows, done = [], 0
+    for kwargs in settings:
+        counts = {s: {"right": 0, "total": 0, **{f: 0 for f in FIELDS}} for s in SETS}
+        seconds = {s: 0.0 for s in SETS}
+        for set_name, index, example in clips:
+            seed = config.pipeline_seed(set_name, index)
+            start = time.perf_counter()
+            if task == "generate":
+                found = analyze_clip(pipe.generate(example.prompt, seed=seed, **kwargs).frames).objects
+            else:
+                found = parse_caption(pipe.caption(example.frames, seed=seed, **kwargs).text).objects
+            seconds[set_name] += time.perf_counter() - start
+            truth = scene_mentions(example.scene)
+            counted = [set_name == "main" or (m.color, m.shape) in HELD_OUT_PAIRS for m in truth]
+            c = counts[set_name]
+            for flags, key in [(match_objects(truth, found, FIELDS), "right")] + [
+                (match_objects(truth, found, (f,)), f) for f in FIELDS
+            ]:
+                c[key] += sum(ok for ok, keep in zip(flags, counted) if keep)
+            c["total"] += sum(counted)
+            done += 1
+            if progress is not None:
+                progress(done, len(clips) * len(settings))
+        for set_name in SETS:
+            n = config.count(set_name)
+            if n:
+                c = counts[set_name]
+                rows.append(SweepRow(dict(kwargs), set_name, c["right"], c["total"], {f: c[f] for f in FIELDS},
+                                     seconds[set_name] / n))
+    return rows
+
+
+def render_table(rows: Sequence[SweepRow], task: str) -> str:
+    """A markdown table: one line per row, accuracy with counts, per-field accuracy, seconds."""
+    lines = [
+        f"| {task} settings | set | objects right (colour, shape, motion) | colour | shape | motion | s per clip |",
+        "|---|---|---|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        settings = ", ".join(f"{k}={v:g}" for k, v in r.settings.items()) or "defaults"
+        per_field = " | ".join(f"{r.fields[f] / r.total:.3f}" if r.total else "–" for f in FIELDS)
+        acc = f"{r.accuracy:.3f} ({r.right}/{r.total})" if r.total else "– (0 objects)"
+        lines.append(f"| {settings} | {r.set_name} | {acc} | {per_field} | {r.seconds_per_clip:.2f} |")
+    return "\n".join(lines)
