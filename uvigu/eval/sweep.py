@@ -89,11 +89,14 @@ def run_sweep(
             seconds[set_name] += time.perf_counter() - start
             truth = scene_mentions(example.scene)
             counted = [set_name == "main" or (m.color, m.shape) in HELD_OUT_PAIRS for m in truth]
+
+            def right(fields: Sequence[str]) -> int:
+                return sum(ok for ok, keep in zip(match_objects(truth, found, fields), counted) if keep)
+
             c = counts[set_name]
-            for flags, key in [(match_objects(truth, found, FIELDS), "right")] + [
-                (match_objects(truth, found, (f,)), f) for f in FIELDS
-            ]:
-                c[key] += sum(ok for ok, keep in zip(flags, counted) if keep)
+            c["right"] += right(FIELDS)
+            for f in FIELDS:
+                c[f] += right((f,))
             c["total"] += sum(counted)
             done += 1
             if progress is not None:
