@@ -28,6 +28,9 @@ def add_train_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--data", default=None, help="'shapes' or a folder with metadata.jsonl (default: the preset's)")
     p.add_argument("--out", default=None, help="output folder (default: the preset's, e.g. runs/shapes)")
     p.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in OUT")
+    p.add_argument("--init-from", metavar="PIPELINE",
+                   help="start from the weights of a saved pipeline (e.g. assets/uvigu-shapes) of the preset's "
+                        "architecture, to fine-tune or continue it; new words of the data get fresh embeddings")
     p.add_argument("--steps-recall", type=int, help="Knowledge Recall steps (text target: the prompt)")
     p.add_argument("--steps-refine", type=int, help="Capability Refinement steps (text target: the caption)")
     p.add_argument("--batch-size", type=int, help="batch size per process")
@@ -51,6 +54,7 @@ def run_train(args: argparse.Namespace) -> int:
         name: value
         for name, value in {
             "data": args.data,
+            "init_from": args.init_from,
             "out_dir": args.out,
             "steps_recall": args.steps_recall,
             "steps_refine": args.steps_refine,

@@ -22,6 +22,9 @@ class TrainConfig:
     preset: str = "shapes"  # model size: a name in uvigu.models.presets.PRESETS
     data: str = "shapes"  # "shapes" (procedural Shapes world, train split) or a folder with metadata.jsonl
     shapes_clips: int = 1_000_000  # distinct Shapes clips drawn from (item i is fixed by seed and i)
+    # a saved pipeline folder (e.g. assets/uvigu-shapes) whose weights the run starts from, to
+    # fine-tune or continue it; None: random weights. Its architecture must be the preset's.
+    init_from: str | None = None
     # --- stages (DESIGN §2.4): Knowledge Recall (text target = prompt), then Capability
     # Refinement (text target = detailed caption); steps are optimizer steps
     steps_recall: int = 1000

@@ -1,10 +1,11 @@
 """Two-stage training of the unified model (DESIGN §2.4), on ``accelerate``.
 
-``train(config)`` reads top to bottom like nanoGPT's ``train.py``: build data and a fresh pipeline,
-wrap model + optimizer + dataloader with ``accelerate`` (so one CPU, one GPU or many GPUs run the
-same code), optionally resume, then one loop over both stages — Knowledge Recall (text target =
-prompt), then Capability Refinement (text target = detailed caption) — with EMA, logging,
-samples and checkpoints. The EMA weights are what ``<out>/pipeline`` holds at the end.
+``train(config)`` reads top to bottom like nanoGPT's ``train.py``: build data and a fresh pipeline
+(or one holding a saved pipeline's weights, ``config.init_from``), wrap model + optimizer +
+dataloader with ``accelerate`` (so one CPU, one GPU or many GPUs run the same code), optionally
+resume, then one loop over both stages — Knowledge Recall (text target = prompt), then Capability
+Refinement (text target = detailed caption) — with EMA, logging, samples and checkpoints. The EMA
+weights are what ``<out>/pipeline`` holds at the end.
 
 Outputs under ``config.out_dir``::
 
@@ -50,6 +51,7 @@ from .checkpoint import (
 from .config import TrainConfig
 from .ema import EMA
 from .objective import LossOutput, compute_loss
+from .warm_start import copy_weights, load_source, source_words
 
 logger = logging.getLogger(__name__)
 
@@ -82,11 +84,20 @@ def train(
         out.mkdir(parents=True, exist_ok=True)
         config.save(out / "training_config.json")
 
-    # --- data and a fresh model
+    # --- data and a fresh model (or one holding a saved pipeline's weights)
     dataset, words = build_dataset(config)
+    source = None
     if checkpoint is not None:
         words = _check_resumable(config, read_state(checkpoint), words)
+    elif config.init_from:
+        source = load_source(config.init_from)
+        words = sorted(set(words) | set(source_words(source)))
     pipe = build_pipeline(config.preset, words, seed=config.seed)
+    if source is not None:
+        new_words = copy_weights(pipe, source, config.init_from)
+        logger.info("starting from the weights of %s%s", config.init_from,
+                    f"; new words with fresh embeddings: {', '.join(new_words)}" if new_words else "")
+        del source
     transformer, text_encoder = pipe.transformer.train(), pipe.text_encoder.train()
     ema = EMA([transformer, text_encoder], config.ema_decay)
     if config.gradient_checkpointing:

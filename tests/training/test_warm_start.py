@@ -1,0 +1,89 @@
+"""uvigu train --init-from: a run starts from a saved pipeline's weights, word by word."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from uvigu import UniViGUPipeline
+from uvigu.cli import main
+from uvigu.training.config import get_train_preset
+from uvigu.training.trainer import LOG_FILE, train
+from uvigu.videoio import write_mp4
+
+# A run that barely moves its weights: one step at a negligible learning rate.
+STILL = dict(steps_recall=1, steps_refine=0, lr=1e-12, warmup_steps=0, ckpt_every=1000)
+
+
+@pytest.fixture(scope="module")
+def source(tmp_path_factory):
+    """A tiny pipeline trained for a few steps: the weights to start from."""
+    out = tmp_path_factory.mktemp("source")
+    return train(get_train_preset("tiny", out_dir=str(out), seed=3))
+
+
+def load(folder):
+    return UniViGUPipeline.from_pretrained(folder)
+
+
+def state(pipe):
+    return {**pipe.transformer.state_dict(), **{f"te.{k}": v for k, v in pipe.text_encoder.state_dict().items()}}
+
+
+def test_run_starts_from_the_saved_weights(source, tmp_path):
+    started = train(get_train_preset("tiny", out_dir=str(tmp_path / "init"), init_from=str(source), **STILL))
+    fresh = train(get_train_preset("tiny", out_dir=str(tmp_path / "fresh"), **STILL))
+    before, after, scratch = state(load(source)), state(load(started)), state(load(fresh))
+    assert before.keys() == after.keys()
+    for key in before:
+        torch.testing.assert_close(after[key], before[key], rtol=0, atol=1e-6, msg=key)
+    assert any(not torch.allclose(scratch[k], before[k]) for k in before)
+    assert json.loads((started / "training_config.json").read_text())["init_from"] == str(source)
+
+
+def test_new_words_of_the_data_get_rows_and_old_words_keep_theirs(source, tmp_path):
+    clips = tmp_path / "clips"
+    clips.mkdir()
+    frames = np.zeros((8, 16, 16, 3), np.uint8)
+    frames[:, 4:12, 4:12] = (230, 40, 40)
+    write_mp4(frames, clips / "a.mp4", fps=8)
+    # "aardvark" sorts before every Shapes word, so every old word's id moves by one.
+    record = {"video": "a.mp4", "prompt": "a red aardvark", "caption": "a red aardvark stays still."}
+    (clips / "metadata.jsonl").write_text(json.dumps(record) + "\n")
+    started = train(get_train_preset("tiny", data=str(clips), batch_size=1, out_dir=str(tmp_path / "run"),
+                                     init_from=str(source), **STILL))
+
+    old, new = load(source), load(started)
+    old_vocab, new_vocab = old.tokenizer.get_vocab(), new.tokenizer.get_vocab()
+    assert "aardvark" not in old_vocab and "aardvark" in new_vocab
+    assert new_vocab["red"] == old_vocab["red"] + 1
+    assert new.transformer.config.vocab_size == len(new_vocab) == len(old_vocab) + 1
+    for word in ("red", "circle", "[MASK]"):
+        i, j = old_vocab[word], new_vocab[word]
+        torch.testing.assert_close(new.transformer.token_embedding.weight[j], old.transformer.token_embedding.weight[i])
+        torch.testing.assert_close(new.transformer.proj_out_t.weight[j], old.transformer.proj_out_t.weight[i])
+        torch.testing.assert_close(new.text_encoder.shared.weight[j], old.text_encoder.shared.weight[i])
+    # The new word can be captioned and prompted with: the saved pipeline knows it.
+    assert new.unknown_words("a red aardvark") == []
+
+
+def test_a_pipeline_of_another_architecture_or_no_pipeline_is_refused(source, tmp_path):
+    with pytest.raises(ValueError, match="choose the preset it was trained with"):
+        train(get_train_preset("shapes", out_dir=str(tmp_path / "a"), init_from=str(source), **STILL))
+    with pytest.raises(ValueError, match="model_index.json"):
+        train(get_train_preset("tiny", out_dir=str(tmp_path / "b"), init_from=str(tmp_path), **STILL))
+
+
+def test_cli_init_from_then_resume(source, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["train", "--preset", "tiny", "--out", str(out), "--init-from", str(source),
+                 "--steps-recall", "1", "--steps-refine", "1", "--ckpt-every", "1"]) == 0
+    capsys.readouterr()
+    # The resumed run takes its weights from its checkpoint; it keeps its init_from setting.
+    assert main(["train", "--preset", "tiny", "--out", str(out), "--resume", "--steps-refine", "2"]) == 0
+    steps = [json.loads(line)["step"] for line in (out / LOG_FILE).read_text().splitlines()]
+    assert steps == [1, 2, 3]
+    assert json.loads((out / "pipeline" / "training_config.json").read_text())["init_from"] == str(source)
+    assert main(["train", "--preset", "tiny", "--out", str(tmp_path / "x"), "--init-from", str(tmp_path / "no")]) == 2
+    assert "model_index.json" in capsys.readouterr().err

@@ -1,0 +1,78 @@
+"""Start a run from the weights of a saved pipeline instead of random ones (``uvigu train --init-from``).
+
+Two uses: fine-tuning the shipped model on your own clips, and continuing its training with more
+steps. The run's model is built from its preset as usual, over the saved pipeline's vocabulary
+plus any new words of the data; every weight is then copied from the saved pipeline. Rows of the
+vocabulary-indexed tables (token embeddings, the text head, the prompt encoder's token table) are
+copied word by word, so a word keeps what it learned even when new words shift the ids; new words
+keep their fresh random rows.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import torch
+
+from ..models.tokenizer import SPECIAL_TOKENS
+
+logger = logging.getLogger(__name__)
+
+# Parameters with one row per vocabulary id, by component.
+VOCAB_TABLES = {
+    "transformer": ("token_embedding.weight", "proj_out_t.weight", "proj_out_t.bias"),
+    "text_encoder": ("shared.weight", "encoder.embed_tokens.weight"),
+}
+
+
+def load_source(path: str | Path):
+    """The saved pipeline at ``path``, with a clear error when there is none."""
+    from ..pipeline import UniViGUPipeline
+
+    folder = Path(path)
+    if not (folder / "model_index.json").is_file():
+        raise ValueError(f"--init-from needs a saved pipeline folder (with model_index.json); {folder} is not one.")
+    return UniViGUPipeline.from_pretrained(folder)
+
+
+def source_words(source) -> list[str]:
+    """The words of a saved pipeline's word-level vocabulary (special tokens left out)."""
+    vocab = source.tokenizer.get_vocab()
+    if not all(token in vocab for token in SPECIAL_TOKENS):
+        raise ValueError("--init-from needs a pipeline with this project's word-level vocabulary "
+                         "(a Wan-scale pipeline is fine-tuned from its Wan folder instead).")
+    return sorted(set(vocab) - set(SPECIAL_TOKENS))
+
+
+@torch.no_grad()
+def copy_weights(target, source, source_name: str = "the saved pipeline") -> list[str]:
+    """Copy every transformer and prompt-encoder weight of ``source`` into ``target`` (pipelines of
+    the same architecture); vocabulary tables row by word. Returns the words ``target`` knows and
+    ``source`` does not (their rows stay as initialised)."""
+    new_vocab, old_vocab = target.tokenizer.get_vocab(), source.tokenizer.get_vocab()
+    shared = sorted(set(new_vocab) & set(old_vocab))
+    new_ids = torch.tensor([new_vocab[w] for w in shared])
+    old_ids = torch.tensor([old_vocab[w] for w in shared])
+    for name, tables in VOCAB_TABLES.items():
+        new_module, old_module = getattr(target, name), getattr(source, name)
+        new_state, old_state = new_module.state_dict(), old_module.state_dict()
+        extra = sorted(set(old_state) - set(new_state))
+        missing = sorted(set(new_state) - set(old_state))
+        if extra or missing:
+            raise ValueError(f"{source_name} has a different {name} architecture than this preset (missing: "
+                             f"{missing[:3]}, unexpected: {extra[:3]}); choose the preset it was trained with.")
+        for key, value in new_state.items():
+            old = old_state[key].to(value.dtype)
+            if key in tables:
+                if old.shape[1:] != value.shape[1:]:
+                    raise ValueError(f"{source_name}: {name}.{key} has shape {tuple(old.shape)}, this preset "
+                                     f"needs {tuple(value.shape)}; choose the preset it was trained with.")
+                value[new_ids] = old[old_ids]
+            elif old.shape != value.shape:
+                raise ValueError(f"{source_name}: {name}.{key} has shape {tuple(old.shape)}, this preset "
+                                 f"needs {tuple(value.shape)}; choose the preset it was trained with.")
+            else:
+                value.copy_(old)
+        new_module.load_state_dict(new_state)
+    return sorted(set(new_vocab) - set(old_vocab))
