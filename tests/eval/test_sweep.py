@@ -9,7 +9,7 @@ from uvigu.eval.report import EvalConfig, eval_example
 from uvigu.eval.sweep import parse_setting, render_table, run_sweep
 from uvigu.testing import tiny_pipeline
 
-from .test_report import OraclePipeline, WrongCaptions
+from .test_report import KeepsClip, OraclePipeline, WrongCaptions
 
 CONFIG = EvalConfig(num_clips=4, num_heldout=3)
 
@@ -28,6 +28,10 @@ class Recording:
     def caption(self, frames, *, seed, **kwargs):
         self.calls.append(("caption", seed, kwargs))
         return self.base.caption(frames, seed=seed)
+
+    def edit(self, frames, prompt, *, seed, **kwargs):
+        self.calls.append(("edit", seed, kwargs))
+        return self.base.edit(frames, prompt, seed=seed)
 
 
 def _objects(set_name: str) -> int:
@@ -49,6 +53,25 @@ def test_the_oracle_is_right_on_every_object_under_every_setting(task):
     assert pipe.calls == [(task, seed, s) for s in settings for seed in seeds]
 
 
+def test_edits_are_counted_per_clip_with_their_parts():
+    settings = [{}, {"strength": 0.8, "guidance_scale": 2.0}]
+    pipe = Recording(OraclePipeline(CONFIG))
+    rows = run_sweep(pipe, "edit", settings, CONFIG)
+    assert [(r.settings, r.set_name) for r in rows] == [(s, n) for s in settings for n in ("main", "heldout")]
+    for row in rows:
+        assert 0 < row.total <= CONFIG.count(row.set_name)  # clips whose scene has a valid edit
+        assert row.right == row.total and row.fields == {"changed": row.total, "kept": row.total, "stale": 0}
+    assert [kwargs for task, _, kwargs in pipe.calls if task == "edit"][-1] == settings[-1]
+
+    # An edit that returns the clip unchanged: nothing shows, the rest is kept, the old version stays.
+    rows = run_sweep(Recording(KeepsClip(CONFIG)), "edit", [{}], CONFIG)
+    for row in rows:
+        assert row.right == 0 and row.fields == {"changed": 0, "kept": row.total, "stale": row.total}
+    table = render_table(rows, "edit")
+    assert table.splitlines()[0].startswith("| edit settings | set | edits right")
+    assert table.splitlines()[2].startswith("| defaults | main | 0.000 (0/")
+
+
 def test_wrong_colours_are_counted_per_field():
     rows = run_sweep(Recording(WrongCaptions(CONFIG)), "caption", [{}], CONFIG)
     for row in rows:
@@ -66,6 +89,7 @@ def test_settings_parse_and_bad_ones_are_named():
         parse_setting("caption", "guidance_scale=2")
     with pytest.raises(ValueError, match="needs a number"):
         parse_setting("generate", "num_inference_steps=many")
+    assert parse_setting("edit", "strength=0.7,guidance_scale=4") == {"strength": 0.7, "guidance_scale": 4.0}
 
 
 def test_the_command_prints_a_table(tmp_path, capsys):
@@ -74,5 +98,8 @@ def test_the_command_prints_a_table(tmp_path, capsys):
                  "--setting", "num_inference_steps=2", "--setting", "num_inference_steps=3"]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
     assert len(lines) == 4 and lines[2].startswith("| num_inference_steps=2 | main |")
+    assert main(["sweep", "edit", "--model", str(tmp_path), "--num", "2", "--setting", "strength=0.5"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 3 and lines[2].startswith("| strength=0.5 | main |") and "/2)" in lines[2]
     assert main(["sweep", "generate", "--model", str(tmp_path), "--setting", "strength=1"]) == 2
     assert "not a setting of generate" in capsys.readouterr().err

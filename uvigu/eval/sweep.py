@@ -1,11 +1,13 @@
 """Accuracy of one task under several pipeline settings, on the same clips and seeds.
 
-``uvigu sweep`` answers "would other settings do better?" for the two directions the evaluation
-measures: ``generate`` (the analyzer finds each prompted object with its colour, shape and motion)
-and ``caption`` (the caption of the reference clip names each object). The clips, the pipeline
-seeds and the counting are the evaluation's (`uvigu.eval.report`): the main column counts every
-object of the main set, the held-out column the objects with a held-out colour–shape pair, so a
-row at the default settings reproduces the evaluation's figures on the same clips.
+``uvigu sweep`` answers "would other settings do better?" for the tasks the evaluation measures:
+``generate`` (the analyzer finds each prompted object with its colour, shape and motion),
+``caption`` (the caption of the reference clip names each object) and ``edit`` (the edited
+attribute shows, the rest is kept, the old version is gone). The clips, the pipeline seeds and the
+counting are the evaluation's (`uvigu.eval.report`): for generate and caption the main column
+counts every object of the main set, the held-out column the objects with a held-out colour–shape
+pair; edits count the clips of each set. A row at the default settings reproduces the
+evaluation's figures on the same clips.
 """
 
 from __future__ import annotations
@@ -18,12 +20,15 @@ from uvigu.data.shapes import HELD_OUT_PAIRS
 from uvigu.eval.analyzer import analyze_clip, match_objects
 from uvigu.eval.grammar import parse_caption, scene_mentions
 from uvigu.eval.report import SETS, EvalConfig, clip_config, eval_example
+from uvigu.eval.tasks import score_edit
 
 FIELDS = ("color", "shape", "motion")
+EDIT_FIELDS = ("changed", "kept", "stale")  # the edit record's parts: shows, rest kept, old still seen
 # The settings each task takes, and their types (the pipeline checks their ranges).
 SETTINGS: dict[str, dict[str, type]] = {
     "generate": {"guidance_scale": float, "num_inference_steps": int},
     "caption": {"num_inference_steps": int},
+    "edit": {"strength": float, "guidance_scale": float, "num_inference_steps": int},
 }
 
 
@@ -77,27 +82,37 @@ def run_sweep(
     clips = [(s, i, eval_example(config, s, i, shapes)) for s in SETS for i in range(config.count(s))]
     rows, done = [], 0
     for kwargs in settings:
-        counts = {s: {"right": 0, "total": 0, **{f: 0 for f in FIELDS}} for s in SETS}
+        fields = EDIT_FIELDS if task == "edit" else FIELDS
+        counts = {s: {"right": 0, "total": 0, **{f: 0 for f in fields}} for s in SETS}
         seconds = {s: 0.0 for s in SETS}
         for set_name, index, example in clips:
             seed = config.pipeline_seed(set_name, index)
-            start = time.perf_counter()
-            if task == "generate":
-                found = analyze_clip(pipe.generate(example.prompt, seed=seed, **kwargs).frames).objects
-            else:
-                found = parse_caption(pipe.caption(example.frames, seed=seed, **kwargs).text).objects
-            seconds[set_name] += time.perf_counter() - start
-            truth = scene_mentions(example.scene)
-            counted = [set_name == "main" or (m.color, m.shape) in HELD_OUT_PAIRS for m in truth]
-
-            def right(fields: Sequence[str]) -> int:
-                return sum(ok for ok, keep in zip(match_objects(truth, found, fields), counted) if keep)
-
             c = counts[set_name]
-            c["right"] += right(FIELDS)
-            for f in FIELDS:
-                c[f] += right((f,))
-            c["total"] += sum(counted)
+            start = time.perf_counter()
+            if task == "edit":
+                record = score_edit(pipe, example, index=index, set_name=set_name, seed=seed, **kwargs)
+                seconds[set_name] += time.perf_counter() - start
+                if record is not None:
+                    c["right"] += record["success"]
+                    for f in EDIT_FIELDS:
+                        c[f] += record[f]
+                    c["total"] += 1
+            else:
+                if task == "generate":
+                    found = analyze_clip(pipe.generate(example.prompt, seed=seed, **kwargs).frames).objects
+                else:
+                    found = parse_caption(pipe.caption(example.frames, seed=seed, **kwargs).text).objects
+                seconds[set_name] += time.perf_counter() - start
+                truth = scene_mentions(example.scene)
+                counted = [set_name == "main" or (m.color, m.shape) in HELD_OUT_PAIRS for m in truth]
+
+                def right(fields: Sequence[str]) -> int:
+                    return sum(ok for ok, keep in zip(match_objects(truth, found, fields), counted) if keep)
+
+                c["right"] += right(FIELDS)
+                for f in FIELDS:
+                    c[f] += right((f,))
+                c["total"] += sum(counted)
             done += 1
             if progress is not None:
                 progress(done, len(clips) * len(settings))
@@ -105,20 +120,21 @@ def run_sweep(
             n = config.count(set_name)
             if n:
                 c = counts[set_name]
-                rows.append(SweepRow(dict(kwargs), set_name, c["right"], c["total"], {f: c[f] for f in FIELDS},
+                rows.append(SweepRow(dict(kwargs), set_name, c["right"], c["total"], {f: c[f] for f in fields},
                                      seconds[set_name] / n))
     return rows
 
 
 def render_table(rows: Sequence[SweepRow], task: str) -> str:
-    """A markdown table: one line per row, accuracy with counts, per-field accuracy, seconds."""
-    lines = [
-        f"| {task} settings | set | objects right (colour, shape, motion) | colour | shape | motion | s per clip |",
-        "|---|---|---|---:|---:|---:|---:|",
-    ]
+    """A markdown table: one line per row, accuracy with counts, per-field rates, seconds."""
+    if task == "edit":
+        head, fields, unit = "edits right (shows, rest kept, old gone) | shows | rest kept | old still seen", EDIT_FIELDS, "edits"
+    else:
+        head, fields, unit = "objects right (colour, shape, motion) | colour | shape | motion", FIELDS, "objects"
+    lines = [f"| {task} settings | set | {head} | s per clip |", "|---|---|---|---:|---:|---:|---:|"]
     for r in rows:
         settings = ", ".join(f"{k}={v:g}" for k, v in r.settings.items()) or "defaults"
-        per_field = " | ".join(f"{r.fields[f] / r.total:.3f}" if r.total else "–" for f in FIELDS)
-        acc = f"{r.accuracy:.3f} ({r.right}/{r.total})" if r.total else "– (0 objects)"
+        per_field = " | ".join(f"{r.fields[f] / r.total:.3f}" if r.total else "–" for f in fields)
+        acc = f"{r.accuracy:.3f} ({r.right}/{r.total})" if r.total else f"– (0 {unit})"
         lines.append(f"| {settings} | {r.set_name} | {acc} | {per_field} | {r.seconds_per_clip:.2f} |")
     return "\n".join(lines)
