@@ -80,39 +80,23 @@ def run_sweep(
         raise ValueError(f"task must be one of {', '.join(SETTINGS)}, got {task!r}.")
     shapes = clip_config(pipe)
     clips = [(s, i, eval_example(config, s, i, shapes)) for s in SETS for i in range(config.count(s))]
+    fields = EDIT_FIELDS if task == "edit" else FIELDS
     rows, done = [], 0
     for kwargs in settings:
-        fields = EDIT_FIELDS if task == "edit" else FIELDS
         counts = {s: {"right": 0, "total": 0, **{f: 0 for f in fields}} for s in SETS}
         seconds = {s: 0.0 for s in SETS}
         for set_name, index, example in clips:
-            seed = config.pipeline_seed(set_name, index)
-            c = counts[set_name]
             start = time.perf_counter()
-            if task == "edit":
-                record = score_edit(pipe, example, index=index, set_name=set_name, seed=seed, **kwargs)
-                seconds[set_name] += time.perf_counter() - start
-                if record is not None:
-                    c["right"] += record["success"]
-                    for f in EDIT_FIELDS:
-                        c[f] += record[f]
-                    c["total"] += 1
-            else:
-                if task == "generate":
-                    found = analyze_clip(pipe.generate(example.prompt, seed=seed, **kwargs).frames).objects
-                else:
-                    found = parse_caption(pipe.caption(example.frames, seed=seed, **kwargs).text).objects
-                seconds[set_name] += time.perf_counter() - start
-                truth = scene_mentions(example.scene)
-                counted = [set_name == "main" or (m.color, m.shape) in HELD_OUT_PAIRS for m in truth]
-
-                def right(fields: Sequence[str]) -> int:
-                    return sum(ok for ok, keep in zip(match_objects(truth, found, fields), counted) if keep)
-
-                c["right"] += right(FIELDS)
-                for f in FIELDS:
-                    c[f] += right((f,))
-                c["total"] += sum(counted)
+            right, total, per_field = _score_clip(
+                pipe, task, example, set_name=set_name, index=index, seed=config.pipeline_seed(set_name, index),
+                kwargs=kwargs,
+            )
+            seconds[set_name] += time.perf_counter() - start
+            c = counts[set_name]
+            c["right"] += right
+            c["total"] += total
+            for f, n in per_field.items():
+                c[f] += n
             done += 1
             if progress is not None:
                 progress(done, len(clips) * len(settings))
@@ -123,6 +107,29 @@ def run_sweep(
                 rows.append(SweepRow(dict(kwargs), set_name, c["right"], c["total"], {f: c[f] for f in fields},
                                      seconds[set_name] / n))
     return rows
+
+
+def _score_clip(pipe, task: str, example, *, set_name: str, index: int, seed: int,
+                kwargs: dict[str, int | float]) -> tuple[int, int, dict[str, int]]:
+    """One clip under one setting: (right, counted, right per field). Generate and caption count
+    the clip's objects (on the held-out set only those with a held-out pair); edit counts the clip's
+    one edit, or none when its scene has no valid edit."""
+    if task == "edit":
+        record = score_edit(pipe, example, index=index, set_name=set_name, seed=seed, **kwargs)
+        if record is None:
+            return 0, 0, dict.fromkeys(EDIT_FIELDS, 0)
+        return int(record["success"]), 1, {f: int(record[f]) for f in EDIT_FIELDS}
+    if task == "generate":
+        found = analyze_clip(pipe.generate(example.prompt, seed=seed, **kwargs).frames).objects
+    else:
+        found = parse_caption(pipe.caption(example.frames, seed=seed, **kwargs).text).objects
+    truth = scene_mentions(example.scene)
+    counted = [set_name == "main" or (m.color, m.shape) in HELD_OUT_PAIRS for m in truth]
+
+    def right(fields: Sequence[str]) -> int:
+        return sum(ok for ok, keep in zip(match_objects(truth, found, fields), counted) if keep)
+
+    return right(FIELDS), sum(counted), {f: right((f,)) for f in FIELDS}
 
 
 def render_table(rows: Sequence[SweepRow], task: str) -> str:
