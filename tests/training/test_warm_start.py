@@ -73,6 +73,13 @@ def test_a_pipeline_of_another_architecture_or_no_pipeline_is_refused(source, tm
         train(get_train_preset("shapes", out_dir=str(tmp_path / "a"), init_from=str(source), **STILL))
     with pytest.raises(ValueError, match="model_index.json"):
         train(get_train_preset("tiny", out_dir=str(tmp_path / "b"), init_from=str(tmp_path), **STILL))
+    # Same shapes, another setting that changes what the weights mean.
+    other = load(source)
+    kind = other.transformer.config.prediction_type
+    other.transformer.register_to_config(prediction_type="velocity" if kind == "sample" else "sample")
+    other.save_pretrained(tmp_path / "other")
+    with pytest.raises(ValueError, match="differs from this preset's in prediction_type"):
+        train(get_train_preset("tiny", out_dir=str(tmp_path / "c"), init_from=str(tmp_path / "other"), **STILL))
 
 
 def test_cli_init_from_then_resume(source, tmp_path, capsys):

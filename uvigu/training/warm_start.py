@@ -50,6 +50,11 @@ def copy_weights(target, source, source_name: str = "the saved pipeline") -> lis
     """Copy every transformer and prompt-encoder weight of ``source`` into ``target`` (pipelines of
     the same architecture); vocabulary tables row by word. Returns the words ``target`` knows and
     ``source`` does not (their rows stay as initialised)."""
+    settings = {k: v for k, v in target.transformer.config.items() if not k.startswith("_") and k != "vocab_size"}
+    differ = sorted(k for k, v in settings.items() if _plain(source.transformer.config.get(k)) != _plain(v))
+    if differ:
+        raise ValueError(f"{source_name}'s transformer differs from this preset's in {', '.join(differ)}; "
+                         "choose the preset it was trained with.")
     new_vocab, old_vocab = target.tokenizer.get_vocab(), source.tokenizer.get_vocab()
     shared = sorted(set(new_vocab) & set(old_vocab))
     new_ids = torch.tensor([new_vocab[w] for w in shared])
@@ -76,3 +81,8 @@ def copy_weights(target, source, source_name: str = "the saved pipeline") -> lis
                 value.copy_(old)
         new_module.load_state_dict(new_state)
     return sorted(set(new_vocab) - set(old_vocab))
+
+
+def _plain(value):
+    """Config values as saved to JSON (tuples read back as lists)."""
+    return list(value) if isinstance(value, tuple) else value
