@@ -1,4 +1,4 @@
-"""The ``uvigu`` command: ``uvigu train | generate | caption | edit | eval | sweep | bench``.
+"""The ``uvigu`` command: ``uvigu train | generate | caption | edit | eval | sweep | probe | bench``.
 
 Each subcommand is one ``add_<name>_parser(subparsers)`` function that declares its arguments and
 sets ``func`` to the function that runs it; ``main`` only wires them. To add a subcommand, write
@@ -322,6 +322,40 @@ def run_sweep_command(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- probe ---------------------------------------------------------------------------------------
+
+
+def add_probe_parser(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "probe",
+        help="how much the denoiser uses each attribute of its text (colour, shape, motion), per noise level",
+        description="Noise the evaluation's main-set clips to each σ and compare the denoiser's clean-clip error, "
+        "over the pixels a change touches, with the clip's caption and with one attribute of it changed; print a "
+        "markdown table.",
+    )
+    p.add_argument("--model", default=None, help="checkpoint folder (default: the shipped assets/uvigu-shapes)")
+    p.add_argument("--num", type=int, default=200, help="main-set clips [%(default)s]")
+    p.add_argument("--sigma", type=float, action="append", default=None,
+                   help="noise level in (0, 1]; repeat for more [0.3, 0.6, 0.9]")
+    p.set_defaults(func=run_probe_command)
+
+
+def run_probe_command(args: argparse.Namespace) -> int:
+    from tqdm.auto import tqdm
+
+    from .eval.probe import DEFAULT_SIGMAS, render_probe, run_probe
+    from .eval.report import EvalConfig
+
+    config = EvalConfig(num_clips=args.num, num_heldout=0)
+    sigmas = tuple(args.sigma or DEFAULT_SIGMAS)
+    pipe = _load_pipeline(args.model)
+    bar = tqdm(total=args.num, desc="probe", unit="clip", file=sys.stderr)
+    rows = run_probe(pipe, config, sigmas, progress=lambda done, total: bar.update(done - bar.n))
+    bar.close()
+    print(render_probe(rows))
+    return 0
+
+
 # --- convert-official ---------------------------------------------------------------------------
 
 
@@ -361,6 +395,7 @@ SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
     add_edit_parser,
     add_eval_parser,
     add_sweep_parser,
+    add_probe_parser,
     add_bench_parser,
     add_convert_official_parser,
 ]
