@@ -1,5 +1,7 @@
 """uvigu probe: the denoiser's error with the clip's caption against one attribute changed."""
 
+from types import SimpleNamespace
+
 import pytest
 import torch
 
@@ -52,6 +54,17 @@ def test_the_real_denoiser_runs_and_the_table_has_a_line_per_row(pipe):
     assert len(lines) == 2 + len(rows) and lines[2].startswith("| 0.5 | color |")
     with pytest.raises(ValueError, match="noise levels"):
         run_probe(pipe, CONFIG, (0.0,))
+
+
+def test_a_latent_space_model_is_refused(pipe):
+    class Halving:  # a codec that compresses space, as a VAE does
+        def encode(self, frames):
+            return pipe.codec.encode(frames)[..., ::2, ::2]
+
+    latent = SimpleNamespace(codec=Halving(), default_height=pipe.default_height,
+                             default_width=pipe.default_width, default_num_frames=pipe.default_num_frames)
+    with pytest.raises(ValueError, match="needs a pixel-space model"):
+        run_probe(latent, CONFIG, SIGMAS, denoise=reads("color"))
 
 
 def test_the_command_prints_the_table(tmp_path, capsys):

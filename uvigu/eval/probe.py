@@ -2,10 +2,11 @@
 
 A diagnosis for generation: noise a reference clip to σ, ask the denoiser for the clean clip x̂ once
 with the clip's own caption as the condition and once per attribute with that caption changed in
-one object's colour, shape or motion (the evaluation's edits, `uvigu.eval.edits`), and compare the
-squared errors of x̂ over the pixels the change touches (where the clip and the clip of the changed
-scene differ). A model that uses an attribute of the text does worse with the wrong one — above
-all at high σ, where the text is most of what it knows; a ratio near 1 means it ignores it.
+one object's colour, shape or motion (one-attribute edits as the evaluation makes them,
+`uvigu.eval.edits`), and compare the squared errors of x̂ over the pixels the change touches
+(where the clip and the clip of the changed scene differ). A model that uses an attribute of the
+text does worse with the wrong one — above all at high σ, where the text is most of what it knows;
+a ratio near 1 means it ignores it. Pixel-space models only (the regions are pixels).
 
 The condition is the caption, held clean in the text stream and fed to the prompt encoder, as in
 the generate task's caption-conditioned examples (DESIGN §2.4); the same noise serves every text.
@@ -88,12 +89,15 @@ def run_probe(
         texts, attributes, regions = [scene_caption(example.scene)], [], []
         for attribute in ATTRIBUTES:
             change = edit_scene(example.scene, attribute, rng)
-            if change is not None:
+            changed = None if change is None else (render_scene(change.edited) != example.frames).any(-1)
+            if changed is not None and changed.any():  # (f, h, w): the pixels this change touches
                 texts.append(scene_caption(change.edited))
                 attributes.append(attribute)
-                changed = (render_scene(change.edited) != example.frames).any(-1)  # (f, h, w)
                 regions.append(torch.from_numpy(changed)[None].expand(3, -1, -1, -1))  # as latents (c, f, h, w)
         x = pipe.codec.encode(torch.from_numpy(example.frames)[None]).float().cpu()
+        if tuple(x.shape[1:]) != (3, *example.frames.shape[:3]):
+            raise ValueError("uvigu probe compares pixels, so it needs a pixel-space model; this model's codec "
+                             f"turns a {example.frames.shape[:3]} clip into latents of {tuple(x.shape[1:])}.")
         noise = torch.randn(x.shape, generator=torch.Generator().manual_seed(seed))
         for sigma in sigmas:
             x_t = interpolate(x, noise, torch.tensor([sigma])).expand(len(texts), *x.shape[1:])
