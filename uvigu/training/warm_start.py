@@ -40,8 +40,8 @@ def source_words(source) -> list[str]:
     """The words of a saved pipeline's word-level vocabulary (special tokens left out)."""
     vocab = source.tokenizer.get_vocab()
     if not all(token in vocab for token in SPECIAL_TOKENS):
-        raise ValueError("--init-from needs a pipeline with this project's word-level vocabulary "
-                         "(a Wan-scale pipeline is fine-tuned from its Wan folder instead).")
+        raise ValueError("--init-from takes pipelines with this project's word-level vocabulary (those "
+                         "`uvigu train` makes); this one has another tokenizer.")
     return sorted(set(vocab) - set(SPECIAL_TOKENS))
 
 
