@@ -1,6 +1,7 @@
 """uvigu train --init-from: a run starts from a saved pipeline's weights, word by word."""
 
 import json
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -10,6 +11,7 @@ from uvigu import UniViGUPipeline
 from uvigu.cli import main
 from uvigu.training.config import get_train_preset
 from uvigu.training.trainer import LOG_FILE, train
+from uvigu.training.warm_start import source_words
 from uvigu.videoio import write_mp4
 
 # A run that barely moves its weights: one step at a negligible learning rate.
@@ -94,3 +96,12 @@ def test_cli_init_from_then_resume(source, tmp_path, capsys):
     assert json.loads((out / "pipeline" / "training_config.json").read_text())["init_from"] == str(source)
     assert main(["train", "--preset", "tiny", "--out", str(tmp_path / "x"), "--init-from", str(tmp_path / "no")]) == 2
     assert "model_index.json" in capsys.readouterr().err
+
+
+def test_a_pipeline_with_another_tokenizer_is_refused():
+    class SubwordTokenizer:  # no [MASK]/[PAD]/... of the word-level vocabulary
+        def get_vocab(self):
+            return {"▁a": 0, "▁red": 1}
+
+    with pytest.raises(ValueError, match="word-level vocabulary"):
+        source_words(SimpleNamespace(tokenizer=SubwordTokenizer()))
