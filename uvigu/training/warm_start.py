@@ -10,14 +10,11 @@ keep their fresh random rows.
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 
 import torch
 
 from ..models.tokenizer import SPECIAL_TOKENS
-
-logger = logging.getLogger(__name__)
 
 # Parameters with one row per vocabulary id, by component.
 VOCAB_TABLES = {
@@ -69,14 +66,13 @@ def copy_weights(target, source, source_name: str = "the saved pipeline") -> lis
                              f"{missing[:3]}, unexpected: {extra[:3]}); choose the preset it was trained with.")
         for key, value in new_state.items():
             old = old_state[key].to(value.dtype)
-            if key in tables:
-                if old.shape[1:] != value.shape[1:]:
-                    raise ValueError(f"{source_name}: {name}.{key} has shape {tuple(old.shape)}, this preset "
-                                     f"needs {tuple(value.shape)}; choose the preset it was trained with.")
-                value[new_ids] = old[old_ids]
-            elif old.shape != value.shape:
+            by_word = key in tables
+            compared = 1 if by_word else 0  # a by-word table's row count is its vocabulary's
+            if old.shape[compared:] != value.shape[compared:]:
                 raise ValueError(f"{source_name}: {name}.{key} has shape {tuple(old.shape)}, this preset "
                                  f"needs {tuple(value.shape)}; choose the preset it was trained with.")
+            if by_word:
+                value[new_ids] = old[old_ids]
             else:
                 value.copy_(old)
         new_module.load_state_dict(new_state)
