@@ -10,7 +10,8 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 
 from .bench.command import add_bench_parser
 
@@ -161,6 +162,19 @@ def _progress(desc: str):
     return callback
 
 
+@contextmanager
+def _clip_progress(total: int, desc: str) -> Iterator[Callable[[int, int], None]]:
+    """A bar on stderr for a run over clips; yields the ``progress(done, total)`` callback the
+    evaluation, sweep and probe runs take."""
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=total, desc=desc, unit="clip", file=sys.stderr)
+    try:
+        yield lambda done, _total: bar.update(done - bar.n)
+    finally:
+        bar.close()
+
+
 def _write_outputs(frames, args: argparse.Namespace, fps: int) -> None:
     from pathlib import Path
 
@@ -257,8 +271,6 @@ def run_eval(args: argparse.Namespace) -> int:
     import time
     from pathlib import Path
 
-    from tqdm.auto import tqdm
-
     from .eval.report import EvalConfig, write_report
     from .models.presets import SHIPPED_MODEL_DIR
 
@@ -267,13 +279,9 @@ def run_eval(args: argparse.Namespace) -> int:
     pipe = _load_pipeline(args.model)
     model = _shown_path(args.model or SHIPPED_MODEL_DIR)
     command = f"uvigu eval --model {model} --num {args.num} --num-heldout {args.num_heldout} --out {_shown_path(args.out)}"
-    bar = tqdm(total=args.num + args.num_heldout, desc="eval", unit="clip", file=sys.stderr)
     start = time.perf_counter()
-    report = write_report(
-        pipe, args.out, config, command=command, model=model, notes=notes,
-        progress=lambda done, total: bar.update(done - bar.n),
-    )
-    bar.close()
+    with _clip_progress(args.num + args.num_heldout, "eval") as progress:
+        report = write_report(pipe, args.out, config, command=command, model=model, notes=notes, progress=progress)
     elapsed = time.perf_counter() - start
     print(f"report: {report.report_path}")
     print(f"per-clip results: {report.results_path}")
@@ -307,17 +315,14 @@ def add_sweep_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_sweep_command(args: argparse.Namespace) -> int:
-    from tqdm.auto import tqdm
-
     from .eval.report import EvalConfig
     from .eval.sweep import parse_setting, render_table, run_sweep
 
     settings = [parse_setting(args.task, text) for text in (args.setting or ["defaults"])]
     config = EvalConfig(num_clips=args.num, num_heldout=args.num_heldout)
     pipe = _load_pipeline(args.model)
-    bar = tqdm(total=(args.num + args.num_heldout) * len(settings), desc="sweep", unit="clip", file=sys.stderr)
-    rows = run_sweep(pipe, args.task, settings, config, progress=lambda done, total: bar.update(done - bar.n))
-    bar.close()
+    with _clip_progress((args.num + args.num_heldout) * len(settings), "sweep") as progress:
+        rows = run_sweep(pipe, args.task, settings, config, progress=progress)
     print(render_table(rows, args.task))
     return 0
 
@@ -341,17 +346,14 @@ def add_probe_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_probe_command(args: argparse.Namespace) -> int:
-    from tqdm.auto import tqdm
-
     from .eval.probe import DEFAULT_SIGMAS, render_probe, run_probe
     from .eval.report import EvalConfig
 
     config = EvalConfig(num_clips=args.num, num_heldout=0)
     sigmas = tuple(args.sigma or DEFAULT_SIGMAS)
     pipe = _load_pipeline(args.model)
-    bar = tqdm(total=args.num, desc="probe", unit="clip", file=sys.stderr)
-    rows = run_probe(pipe, config, sigmas, progress=lambda done, total: bar.update(done - bar.n))
-    bar.close()
+    with _clip_progress(args.num, "probe") as progress:
+        rows = run_probe(pipe, config, sigmas, progress=progress)
     print(render_probe(rows))
     return 0
 
