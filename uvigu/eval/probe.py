@@ -24,7 +24,6 @@ from uvigu.data.shapes import render_scene, scene_caption
 from uvigu.eval.edits import ATTRIBUTES, edit_scene
 from uvigu.eval.report import EvalConfig, clip_config, eval_example
 from uvigu.flows import interpolate, predict_clean
-from uvigu.models.prompt_encoder import encode_prompt
 from uvigu.models.tokenizer import encode_text
 
 DEFAULT_SIGMAS = (0.3, 0.6, 0.9)
@@ -52,15 +51,14 @@ def pipeline_denoiser(pipe) -> Denoiser:
 
     @torch.no_grad()
     def denoise(x_t: torch.Tensor, texts: Sequence[str], sigma: float) -> torch.Tensor:
-        device, dtype = pipe._execution_device, pipe.transformer.dtype
+        device = pipe._device
         ids, mask = encode_text(pipe.tokenizer, list(texts), pipe.config.max_text_len)
         length = int(mask.sum(1).max())
         ids, mask = ids[:, :length].to(device), mask[:, :length].to(device)
-        context = encode_prompt(pipe.text_encoder, pipe.tokenizer, list(texts), pipe.config.max_prompt_len,
-                                device, dtype)
+        context = pipe._encode_prompts(list(texts))  # the prompt encoder's states, as generate feeds them
         b = len(texts)
         level = torch.full((b,), sigma, device=device)
-        x_t = x_t.to(device, dtype)
+        x_t = x_t.to(device, pipe._dtype)
         velocity = pipe.transformer(x_t, ids, level, torch.zeros(b, device=device), context,
                                     None if bool(mask.all()) else mask).video_velocity
         return predict_clean(x_t.float(), velocity.float(), level)
