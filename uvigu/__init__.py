@@ -19,6 +19,7 @@ _EXPORTS = {
     "PipelineStep": "uvigu.pipeline",
     "UniViGUTransformer3DModel": "uvigu.models.transformer",
     "PixelCodec": "uvigu.models.codec",
+    "VideoAutoencoder": "uvigu.models.autoencoder",
 }
 
 __all__ = sorted(_EXPORTS)

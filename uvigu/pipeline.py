@@ -28,7 +28,8 @@ from diffusers import DiffusionPipeline, FlowMatchEulerDiscreteScheduler
 from transformers import PreTrainedTokenizerBase
 
 from .flows import DiscreteFlow, SamplerStep, inference_sigmas, interpolate, sample
-from .models import codec as _pixel_codec  # noqa: F401  diffusers' loader resolves saved component
+from .models import autoencoder as _autoencoder  # noqa: F401  diffusers' loader resolves saved component
+from .models import codec as _pixel_codec  # noqa: F401
 from .models import wan_codec as _wan_codec  # noqa: F401  classes only from modules already imported
 from .models.prompt_encoder import encode_prompt
 from .models.tokenizer import count_tokens, decode_text, encode_text, unknown_words

@@ -1,7 +1,9 @@
 """Video codecs: frames ↔ the latents the transformer denoises.
 
-``PixelCodec`` is the identity codec of the small models (pixels scaled to [-1, 1]); the Wan VAE
-codec lives beside it for Wan-scale models. Both expose the same three methods.
+``PixelCodec`` is the identity codec of pixel-space presets (pixels scaled to [-1, 1]); the shipped
+model's learned codec is ``uvigu.models.autoencoder.VideoAutoencoder`` and the Wan VAE codec lives in
+``uvigu.models.wan_codec``. All expose the same methods (``latent_shape``, ``check_size``,
+``encode``, ``decode``).
 
 Tensor vocabulary: b batch, f frames, h/w height and width, c latent channels; frames are uint8
 (b, f, h, w, 3), latents float (b, c, f', h', w').
