@@ -3,7 +3,7 @@
 Calls ``uvigu.training.trainer.train`` on the ``tiny`` preset. Each rank reads its own share of the
 batches, so the ranks agree afterwards only if gradients were averaged. Writes ``rank<i>.pt`` (the
 trained transformer and text-encoder weights, keys prefixed ``transformer.`` / ``text_encoder.``)
-and ``rank<i>.json`` (the process group and the Shapes clips the rank read).
+and ``rank<i>.json`` (the process group and the Shapes clips the rank read in the codec stage and after).
 """
 
 import json
@@ -14,10 +14,13 @@ import torch
 
 from uvigu.data.shapes import ShapesDataset
 from uvigu.training.config import get_train_preset
+import uvigu.training.trainer as trainer_module
 from uvigu.training.trainer import train
 
 seen: list[int] = []
+codec_seen: list[int] = []
 read_clip = ShapesDataset.__getitem__
+train_codec = trainer_module.train_codec
 
 
 def spy_getitem(self, index):
@@ -25,7 +28,14 @@ def spy_getitem(self, index):
     return read_clip(self, index)
 
 
+def spy_train_codec(*args, **kwargs):
+    train_codec(*args, **kwargs)
+    codec_seen.extend(seen)  # the clips of stage 0 (the codec) apart from the later stages'
+    seen.clear()
+
+
 ShapesDataset.__getitem__ = spy_getitem  # this process only: records which clips the rank reads
+trainer_module.train_codec = spy_train_codec
 
 
 def main(out: Path, run_dir: Path, steps_recall: int, steps_refine: int) -> None:
@@ -40,7 +50,7 @@ def main(out: Path, run_dir: Path, steps_recall: int, steps_refine: int) -> None
         torch.save(state, out / f"rank{rank}.pt")
         (out / f"rank{rank}.json").write_text(json.dumps(
             {"world_size": accelerator.num_processes, "distributed_type": str(accelerator.distributed_type),
-             "backend": accelerator.state.backend, "clips": seen}
+             "backend": accelerator.state.backend, "clips": seen, "codec_clips": codec_seen}
         ))
 
     train(config, on_trained=dump)

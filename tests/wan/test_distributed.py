@@ -44,6 +44,8 @@ def test_two_cpu_ranks_of_the_trainer_hold_identical_weights(tmp_path):
     clips = [set(i["clips"]) for i in info]
     assert all(len(i["clips"]) >= steps * BATCH for i in info)  # accelerate's loader reads a batch ahead
     assert not clips[0] & clips[1]  # the ranks read different shares of the batch stream
+    codec_clips = [set(i["codec_clips"]) for i in info]
+    assert all(codec_clips) and not codec_clips[0] & codec_clips[1]  # in the codec stage too
 
     a, b = (torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in (0, 1))
     initial = build_pipeline("tiny", shapes_vocabulary(), seed=0)  # the trainer's fresh model (seed 0)

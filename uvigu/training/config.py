@@ -25,6 +25,11 @@ class TrainConfig:
     # a saved pipeline folder (e.g. assets/uvigu-shapes) whose weights the run starts from, to
     # fine-tune or continue it; None: random weights. Its architecture must be the preset's.
     init_from: str | None = None
+    # --- stage 0, for presets with a learned codec (uvigu.models.autoencoder): train it by
+    # reconstruction, then freeze it (skipped with init_from, which brings its own codec)
+    steps_codec: int = 1000
+    codec_lr: float = 2e-3  # cosine to a tenth over the stage
+    codec_latent_noise: float = 0.1  # std of the noise added to the (unit-RMS) latents while training the decoder
     # --- stages (DESIGN §2.4): Knowledge Recall (text target = prompt), then Capability
     # Refinement (text target = detailed caption); steps are optimizer steps
     steps_recall: int = 1000
@@ -65,6 +70,8 @@ class TrainConfig:
             raise ValueError(
                 f"steps_recall and steps_refine must be >= 0 and not both 0, got {self.steps_recall}, {self.steps_refine}."
             )
+        if self.steps_codec < 0 or self.codec_latent_noise < 0 or not self.codec_lr > 0:
+            raise ValueError("steps_codec and codec_latent_noise must be >= 0 and codec_lr positive.")
         for name in ("batch_size", "log_every", "ckpt_every", "keep_checkpoints", "shapes_clips"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}.")
@@ -123,6 +130,7 @@ TRAIN_PRESETS: dict[str, TrainConfig] = {
     "tiny": TrainConfig(
         preset="tiny",
         shapes_clips=64,
+        steps_codec=3,
         steps_recall=3,
         steps_refine=3,
         batch_size=4,
@@ -134,30 +142,28 @@ TRAIN_PRESETS: dict[str, TrainConfig] = {
         sample_every=0,
         out_dir="runs/tiny",
     ),
-    # The Shapes model sized for ≤ 100 minutes on a shared 2-core CPU (AMD EPYC, avx512_bf16).
-    # Measured: one step at batch 16 takes 2.3 s with the machine otherwise idle (2 threads), and
-    # 4–10 s (median ≈ 6.5 s) while other jobs load it (load ≈ 6; with OMP_WAIT_POLICY=PASSIVE —
-    # OpenMP's default busy-waiting made 2 threads take 15–29 s there, 1 thread took 6.2 s).
-    # 1200 steps ≈ 46 min idle, ≈ 100 min at an average 5 s/step; samples and checkpoints add
-    # ~1 min. bf16 autocast measured slower on this CPU (6.6–8.3 s vs 5.7–5.9 s per step under the
-    # same load), so it stays off; use --bf16 on GPUs.
+    # The shipped model, trained on a 2-core CPU (AMD EPYC) in about 2 h 10 min. Measured with the
+    # machine otherwise idle (2 threads): a codec step at batch 16 takes ≈ 1.1 s, a transformer
+    # step ≈ 1.55 s (256 latent tokens + the text stream), so 2,000 codec steps ≈ 37 min and
+    # 3,600 transformer steps ≈ 93 min; samples and checkpoints add a few minutes. bf16 autocast
+    # measured slower than fp32 on this CPU, so it stays off; use --bf16 on GPUs.
     "shapes": TrainConfig(
         preset="shapes",
-        steps_recall=500,
-        steps_refine=700,
+        steps_codec=2000,
+        steps_recall=1000,
+        steps_refine=2600,
         batch_size=16,
         lr=1e-3,
         warmup_steps=60,
         ema_decay=0.995,  # the warm-up decay (1 + t)/(10 + t) is lower than this until step ~1800
         # Train σ with the inference shift (3, Wan's), as SD3 does (arXiv 2403.03206 §5.3.2): with
         # shift 1 a logit-normal σ exceeds 0.9 in 1.4% of examples, yet 6 of the 20 shifted
-        # inference steps run there; a first run's checkpoint at step 300 denoised σ = 0.3–0.9
-        # well but its σ = 1 prediction was worse than the data mean, and samples were noise.
+        # inference steps run there.
         video_sigma_shift=3.0,
         bf16=False,
-        log_every=10,
-        ckpt_every=100,
-        sample_every=300,
+        log_every=20,
+        ckpt_every=200,
+        sample_every=400,
         out_dir="runs/shapes",
     ),
     # The shipped model: the same model trained on one GPU, 16× the batch, bf16 autocast, Shapes

@@ -2,13 +2,15 @@
 
 ``train(config)`` reads top to bottom like nanoGPT's ``train.py``: build data and a fresh pipeline
 (or one holding a saved pipeline's weights, ``config.init_from``), wrap model + optimizer +
-dataloader with ``accelerate`` (so one CPU, one GPU or many GPUs run the same code), optionally
+dataloader with ``accelerate`` (so one CPU, one GPU or many GPUs run the same code), train the
+codec first when the preset's is learned (stage 0, ``uvigu.training.codec_stage``), optionally
 resume, then one loop over both stages — Knowledge Recall (text target = prompt), then Capability
 Refinement (text target = detailed caption) — with EMA, logging, samples and checkpoints. The EMA
 weights are what ``<out>/pipeline`` holds at the end.
 
 Outputs under ``config.out_dir``::
 
+    codec_log.jsonl, codec/  stage 0 (learned codecs only), see uvigu.training.codec_stage
     train_log.jsonl          one record per log interval (losses per task, lr, steps/s)
     checkpoints/step_N/      see uvigu.training.checkpoint
     samples/                 EMA samples: clip strips and captions (samples.jsonl)
@@ -30,10 +32,11 @@ from typing import Any
 
 import torch
 from accelerate import Accelerator
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import DataLoader, Dataset
 
 from ..data.shapes import ShapesConfig, ShapesDataset, shapes_vocabulary
 from ..data.video_folder import VideoFolderDataset
+from ..models.autoencoder import VideoAutoencoder
 from ..models.presets import build_pipeline, get_preset
 from ..models.tokenizer import build_word_tokenizer, split_words
 from ..videoio import write_strip_png
@@ -49,8 +52,10 @@ from .checkpoint import (
     staging_dir,
 )
 from .config import TrainConfig
+from .codec_stage import CODEC_LOG, train_codec
 from .ema import EMA
 from .objective import LossOutput, compute_loss
+from .stream import ShuffledStream
 from .warm_start import copy_weights, load_source, source_words
 
 logger = logging.getLogger(__name__)
@@ -97,7 +102,9 @@ def train(
         new_words = copy_weights(pipe, source, config.init_from)
         logger.info("starting from the weights of %s%s", config.init_from,
                     f"; new words with fresh embeddings: {', '.join(new_words)}" if new_words else "")
-        del source
+    if isinstance(pipe.codec, VideoAutoencoder):  # stage 0: train the codec (or keep init_from's), then freeze it
+        train_codec(pipe.codec, dataset, config, accelerator, out, pretrained=source is not None)
+    del source
     transformer, text_encoder = pipe.transformer.train(), pipe.text_encoder.train()
     ema = EMA([transformer, text_encoder], config.ema_decay)
     if config.gradient_checkpointing:
@@ -247,22 +254,6 @@ def learning_rate(step: int, config: TrainConfig) -> float:
     return config.lr * (config.min_lr_ratio + (1.0 - config.min_lr_ratio) * cosine)
 
 
-class ShuffledStream(Sampler[int]):
-    """An endless stream of dataset indices: a seeded permutation per epoch, from position ``start``."""
-
-    def __init__(self, length: int, seed: int, start: int = 0) -> None:
-        if length < 1:
-            raise ValueError("the training dataset is empty.")
-        self.length, self.seed, self.start = length, seed, start
-
-    def __iter__(self) -> Iterator[int]:
-        epoch, offset = divmod(self.start, self.length)
-        while True:
-            order = torch.randperm(self.length, generator=torch.Generator().manual_seed(self.seed * 7919 + epoch))
-            yield from order[offset:].tolist()
-            epoch, offset = epoch + 1, 0
-
-
 class LossWindow:
     """Running means of the losses between two log lines; per-task means weighted by task counts."""
 
@@ -315,7 +306,10 @@ def write_samples(pipe, ema_modules: list[torch.nn.Module], dataset: Dataset, co
 
 def summarize(config: TrainConfig, log_file: Path, wall_s: float, accelerator: Accelerator,
               params: list[torch.Tensor]) -> dict[str, Any]:
-    """Steps per stage, final losses per task (mean over each stage's last tenth), time and device."""
+    """Steps per stage, final losses per task (mean over each stage's last tenth), time and device.
+
+    ``wall_time_s`` counts the recall and refine stages; a codec stage run in the same folder
+    reports its own steps, final reconstruction loss and ``codec_wall_time_s``."""
     records = [json.loads(line) for line in log_file.read_text(encoding="utf-8").splitlines() if line.strip()]
     final_losses = {}
     for stage, first, last in (("recall", 0, config.steps_recall), ("refine", config.steps_recall, config.total_steps)):
@@ -326,10 +320,21 @@ def summarize(config: TrainConfig, log_file: Path, wall_s: float, accelerator: A
                [r for r in records if r["stage"] == stage][-1:]
         keys = sorted({k for r in tail for k in r} - {"step", "stage", "lr", "elapsed_s", "steps_per_s", "grad_norm"})
         final_losses[stage] = {k: round(sum(r[k] for r in tail if k in r) / sum(k in r for r in tail), 5) for k in keys}
+    codec_log = log_file.parent / CODEC_LOG
+    codec_records = [json.loads(line) for line in codec_log.read_text(encoding="utf-8").splitlines() if line.strip()] \
+        if codec_log.is_file() else []
+    steps = {"recall": config.steps_recall, "refine": config.steps_refine}
+    codec = {}
+    if codec_records:
+        tail = codec_records[-max(1, len(codec_records) // 10):]
+        final_losses["codec"] = {"reconstruction": round(sum(r["reconstruction"] for r in tail) / len(tail), 5)}
+        steps = {"codec": codec_records[-1]["step"], **steps}
+        codec = {"codec_wall_time_s": codec_records[-1]["elapsed_s"]}
     device = accelerator.device
     device_name = torch.cuda.get_device_name(device) if device.type == "cuda" else _cpu_name()
     return {
-        "steps": {"recall": config.steps_recall, "refine": config.steps_refine},
+        "steps": steps,
+        **codec,
         "examples_seen": config.total_steps * config.batch_size * accelerator.num_processes,
         "final_losses": final_losses,
         "wall_time_s": round(wall_s, 1),

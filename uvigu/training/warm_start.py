@@ -14,6 +14,7 @@ from pathlib import Path
 
 import torch
 
+from ..models.autoencoder import VideoAutoencoder
 from ..models.tokenizer import SPECIAL_TOKENS
 
 # Parameters with one row per vocabulary id, by component.
@@ -44,14 +45,15 @@ def source_words(source) -> list[str]:
 
 @torch.no_grad()
 def copy_weights(target, source, source_name: str = "the saved pipeline") -> list[str]:
-    """Copy every transformer and prompt-encoder weight of ``source`` into ``target`` (pipelines of
-    the same architecture); vocabulary tables row by word. Returns the words ``target`` knows and
+    """Copy every transformer, prompt-encoder and learned-codec weight of ``source`` into ``target``
+    (pipelines of the same architecture); vocabulary tables row by word. Returns the words ``target`` knows and
     ``source`` does not (their rows stay as initialised)."""
     settings = {k: v for k, v in target.transformer.config.items() if not k.startswith("_") and k != "vocab_size"}
     differ = sorted(k for k, v in settings.items() if _plain(source.transformer.config.get(k)) != _plain(v))
     if differ:
         raise ValueError(f"{source_name}'s transformer differs from this preset's in {', '.join(differ)}; "
                          "choose the preset it was trained with.")
+    _copy_codec(target.codec, source.codec, source_name)
     new_vocab, old_vocab = target.tokenizer.get_vocab(), source.tokenizer.get_vocab()
     shared = sorted(set(new_vocab) & set(old_vocab))
     new_ids = torch.tensor([new_vocab[w] for w in shared])
@@ -77,6 +79,17 @@ def copy_weights(target, source, source_name: str = "the saved pipeline") -> lis
                 value.copy_(old)
         new_module.load_state_dict(new_state)
     return sorted(set(new_vocab) - set(old_vocab))
+
+
+def _copy_codec(target, source, source_name: str) -> None:
+    """A learned codec is copied whole: the transformer was trained on its latents."""
+    if not isinstance(target, VideoAutoencoder):
+        return
+    settings = lambda codec: {k: _plain(v) for k, v in codec.config.items() if not k.startswith("_")}  # noqa: E731
+    if type(source) is not type(target) or settings(source) != settings(target):
+        raise ValueError(f"{source_name}'s codec ({type(source).__name__}) differs from this preset's; "
+                         "choose the preset it was trained with.")
+    target.load_state_dict(source.state_dict())
 
 
 def _plain(value):
