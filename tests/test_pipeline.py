@@ -4,6 +4,7 @@ import torch
 
 from uvigu import Cancelled, UniViGUPipeline
 from uvigu.data.shapes import ShapesConfig, make_example
+from uvigu.models.autoencoder import reconstruction_loss
 from uvigu.testing import tiny_pipeline
 from uvigu.training.objective import ObjectiveConfig, compute_loss
 from uvigu.videoio import write_mp4
@@ -179,12 +180,21 @@ def test_bad_inputs_raise_clear_errors(pipe, call, message):
 
 
 def test_a_trained_tiny_model_reproduces_its_clip_and_caption():
-    """The whole loop: a few hundred CPU steps on one (clip, caption) pair, then the pipeline's own
-    caption() reads the caption back and generate() draws the clip."""
+    """The whole loop: a few hundred CPU steps on one (clip, caption) pair — the codec, then the
+    transformer — then the pipeline's own caption() reads the caption back and generate() draws
+    the clip."""
     torch.manual_seed(0)
     pipe = tiny_pipeline()
     example = make_example(3, ShapesConfig(size=16, num_frames=4))
     frames = torch.from_numpy(example.frames)[None].repeat(8, 1, 1, 1, 1)
+    # Stage 0: the codec learns to reconstruct the clip, then is frozen (as in the trainer).
+    codec_optimizer = torch.optim.AdamW(pipe.codec.parameters(), lr=1e-2)
+    pixels = frames[:1].permute(0, 4, 1, 2, 3).float() / 127.5 - 1.0
+    for _ in range(200):
+        codec_optimizer.zero_grad()
+        reconstruction_loss(pipe.codec(pixels), pixels).mean().backward()
+        codec_optimizer.step()
+    pipe.codec.requires_grad_(False)
     config = ObjectiveConfig(stage="refine", prompt_dropout=0.0)
     params = list(pipe.transformer.parameters()) + list(pipe.text_encoder.parameters())
     optimizer = torch.optim.AdamW(params, lr=3e-3)

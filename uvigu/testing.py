@@ -6,6 +6,7 @@ import torch
 
 from .data.shapes import shapes_vocabulary
 from .models.presets import build_pipeline
+from .models.tokenizer import END
 
 
 def tiny_pipeline(seed: int = 0):
@@ -13,11 +14,13 @@ def tiny_pipeline(seed: int = 0):
 
     Its outputs are noise-like; it exists to exercise code paths quickly on a CPU. The output heads,
     zero at initialisation for training, get small random weights so that outputs depend on the
-    inputs (seed, prompt, clip) as a trained model's do.
+    inputs (seed, prompt, clip) as a trained model's do; the text head is biased against the end
+    token, so that its captions are never empty (a random head would end some at the first word).
     """
     pipe = build_pipeline("tiny", shapes_vocabulary(), seed=seed)
     generator = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for head in (pipe.transformer.proj_out, pipe.transformer.proj_out_t):
             head.weight.copy_(torch.randn(head.weight.shape, generator=generator) * 0.05)
+        pipe.transformer.proj_out_t.bias[pipe.tokenizer.convert_tokens_to_ids(END)] = -20.0
     return pipe

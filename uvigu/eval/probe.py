@@ -3,10 +3,10 @@
 A diagnosis for generation: noise a reference clip to σ, ask the denoiser for the clean clip x̂ once
 with the clip's own caption as the condition and once per attribute with that caption changed in
 one object's colour, shape or motion (one-attribute edits as the evaluation makes them,
-`uvigu.eval.edits`), and compare the squared errors of x̂ over the pixels the change touches
-(where the clip and the clip of the changed scene differ). A model that uses an attribute of the
-text does worse with the wrong one — above all at high σ, where the text is most of what it knows;
-a ratio near 1 means it ignores it. Pixel-space models only (the regions are pixels).
+`uvigu.eval.edits`), and compare the squared errors of x̂, decoded to pixels by the pipeline's
+codec, over the pixels the change touches (where the clip and the clip of the changed scene
+differ). A model that uses an attribute of the text does worse with the wrong one — above all at
+high σ, where the text is most of what it knows; a ratio near 1 means it ignores it.
 
 The condition is the caption, held clean in the text stream and fed to the prompt encoder, as in
 the generate task's caption-conditioned examples (DESIGN §2.4); the same noise serves every text.
@@ -37,7 +37,7 @@ class ProbeRow:
     sigma: float
     attribute: str
     clips: int
-    error_right: float  # mean (x̂ − x)² over the changed pixels, with the clip's own caption
+    error_right: float  # mean (x̂ − x)² over the changed pixels (RGB in [-1, 1]), with the clip's own caption
     error_wrong: float  # the same with the caption's attribute changed
     right_better: int  # clips where the right caption gave the lower error
 
@@ -91,15 +91,14 @@ def run_probe(
             if changed is not None and changed.any():  # (f, h, w): the pixels this change touches
                 texts.append(scene_caption(change.edited))
                 attributes.append(attribute)
-                regions.append(torch.from_numpy(changed)[None].expand(3, -1, -1, -1))  # as latents (c, f, h, w)
-        x = pipe.codec.encode(torch.from_numpy(example.frames)[None]).float().cpu()
-        if tuple(x.shape[1:]) != (3, *example.frames.shape[:3]):
-            raise ValueError("uvigu probe compares pixels, so it needs a pixel-space model; this model's codec "
-                             f"turns a {example.frames.shape[:3]} clip into latents of {tuple(x.shape[1:])}.")
+                regions.append(torch.from_numpy(changed)[..., None].expand(-1, -1, -1, 3))  # as frames (f, h, w, 3)
+        frames = torch.from_numpy(example.frames)[None]
+        x = pipe.codec.encode(frames).float().cpu()
         noise = torch.randn(x.shape, generator=torch.Generator().manual_seed(seed))
         for sigma in sigmas:
             x_t = interpolate(x, noise, torch.tensor([sigma])).expand(len(texts), *x.shape[1:])
-            squared = (denoise(x_t, texts, sigma).cpu() - x) ** 2  # (b, c, f, h, w)
+            decoded = pipe.codec.decode(denoise(x_t, texts, sigma))  # uint8 (b, f, h, w, 3)
+            squared = ((decoded.float() - frames.float()) / 127.5) ** 2
             for k, (attribute, region) in enumerate(zip(attributes, regions), start=1):
                 right, wrong = float(squared[0][region].mean()), float(squared[k][region].mean())
                 entry = sums[(sigma, attribute)]

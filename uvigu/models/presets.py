@@ -1,6 +1,7 @@
 """Named model sizes and a builder for a fresh (randomly initialised) pipeline.
 
-``tiny`` is for tests (seconds on a CPU), ``shapes`` is the shipped Shapes-world model, ``wan-1.3b``
+``tiny`` is for tests (seconds on a CPU), ``shapes`` is the shipped Shapes-world model (a learned
+4×4×4 codec and the transformer on its latents, as Wan pairs its VAE with its DiT), ``wan-1.3b``
 is the transformer of Wan2.1-T2V-1.3B extended with a text stream (for the GPU benchmark; real
 Wan-scale pipelines are loaded from a Wan folder instead).
 """
@@ -22,15 +23,21 @@ SHIPPED_MODEL_DIR = Path(__file__).resolve().parents[2] / "assets" / "uvigu-shap
 @dataclass(frozen=True)
 class ModelPreset:
     name: str
+    # codec: "autoencoder" (uvigu.models.autoencoder: learned, 4×4×4 cubes → latent_channels) or
+    # "pixel" (identity: the transformer patches raw RGB)
+    codec: str = "autoencoder"
+    latent_channels: int = 8
+    codec_width: int = 96
+    codec_blocks: int = 2
     # transformer
-    patch_size: tuple[int, int, int] = (2, 8, 8)  # pixel-space patches: 16×64×64 clip → 8×8×8 = 512 tokens
+    patch_size: tuple[int, int, int] = (1, 2, 2)  # on the 4×16×16 latent grid of a 16×64×64 clip: 256 tokens
     num_attention_heads: int = 4
     attention_head_dim: int = 48
     ffn_dim: int = 768
     num_layers: int = 6
     text_ffn_dim: int | None = None  # None: same as ffn_dim
     shared_ffn: bool = False
-    prediction_type: str = "sample"  # x-prediction: pixel patches are wider than the model
+    prediction_type: str = "velocity"  # Wan's; "sample" (x-prediction) for patches wider than the model
     # prompt encoder (small T5)
     encoder_dim: int = 128
     encoder_layers: int = 2
@@ -58,7 +65,10 @@ class ModelPreset:
 PRESETS: dict[str, ModelPreset] = {
     "tiny": ModelPreset(
         name="tiny",
-        patch_size=(2, 4, 4),
+        latent_channels=4,
+        codec_width=16,
+        codec_blocks=1,
+        patch_size=(1, 1, 1),  # the 1×4×4 latent grid of a 4×16×16 clip: 16 tokens
         num_attention_heads=2,
         attention_head_dim=12,
         ffn_dim=48,
@@ -105,13 +115,21 @@ def get_preset(name: str) -> ModelPreset:
 def build_pipeline(preset: str | ModelPreset, words: Iterable[str], seed: int = 0):
     """A randomly initialised pipeline of ``preset`` with a word-level vocabulary over ``words``."""
     from ..pipeline import UniViGUPipeline
+    from .autoencoder import VideoAutoencoder
     from .codec import PixelCodec
     from .prompt_encoder import build_t5_encoder
     from .tokenizer import build_word_tokenizer
     from .transformer import UniViGUTransformer3DModel
 
     p = get_preset(preset) if isinstance(preset, str) else preset
+    if p.codec not in ("autoencoder", "pixel"):
+        raise ValueError(f"preset {p.name!r} asks for codec {p.codec!r}; choose 'autoencoder' or 'pixel'.")
     torch.manual_seed(seed)
+    if p.codec == "autoencoder":
+        codec = VideoAutoencoder(latent_channels=p.latent_channels, width=p.codec_width, num_blocks=p.codec_blocks).eval()
+    else:
+        codec = PixelCodec()
+    channels = codec.latent_shape(p.num_frames, p.height, p.width)[0]
     tokenizer = build_word_tokenizer(words)
     vocab_size = len(tokenizer)
     text_encoder = build_t5_encoder(
@@ -121,8 +139,8 @@ def build_pipeline(preset: str | ModelPreset, words: Iterable[str], seed: int = 
         patch_size=p.patch_size,
         num_attention_heads=p.num_attention_heads,
         attention_head_dim=p.attention_head_dim,
-        in_channels=3,
-        out_channels=3,
+        in_channels=channels,
+        out_channels=channels,
         text_dim=p.encoder_dim,
         freq_dim=256,
         ffn_dim=p.ffn_dim,
@@ -139,7 +157,7 @@ def build_pipeline(preset: str | ModelPreset, words: Iterable[str], seed: int = 
         transformer=transformer,
         text_encoder=text_encoder,
         tokenizer=tokenizer,
-        codec=PixelCodec(),
+        codec=codec,
         scheduler=FlowMatchEulerDiscreteScheduler(shift=p.shift),
         fps=p.fps,
         num_frames=p.num_frames,

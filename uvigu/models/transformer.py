@@ -221,7 +221,7 @@ class UniViGUTransformer3DModel(ModelMixin, ConfigMixin):
         patch_size: tuple[int, ...] = (1, 2, 2),  # (t, h, w) patch of the Conv3d embedding
         num_attention_heads: int = 12,  # Wan2.1-1.3B: 12 heads × 128
         attention_head_dim: int = 128,
-        in_channels: int = 16,  # latent channels (3 for the pixel codec)
+        in_channels: int = 16,  # latent channels (3 for the pixel codec, 8 for the shipped model's)
         out_channels: int = 16,
         text_dim: int = 4096,  # width of the prompt-encoder states (UMT5-XXL: 4096)
         freq_dim: int = 256,  # sinusoidal timestep features
