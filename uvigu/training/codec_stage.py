@@ -58,10 +58,12 @@ def train_codec(codec: VideoAutoencoder, dataset: Dataset, config: TrainConfig, 
             raise ValueError(f"{done} holds a codec of another size than this preset's; choose a new output folder.")
         codec.load_state_dict(trained.state_dict())
         logger.info("codec stage already done: loaded %s", done)
-        return _freeze(codec)
+        _freeze(codec)
+        return
     if pretrained:
         _save(codec, done, accelerator)
-        return _freeze(codec)
+        _freeze(codec)
+        return
     if config.steps_codec == 0:
         raise ValueError(f"preset {config.preset!r} has a learned codec: train it (steps_codec > 0) or start "
                          "from a saved pipeline that has one (init_from).")
@@ -109,7 +111,7 @@ def train_codec(codec: VideoAutoencoder, dataset: Dataset, config: TrainConfig, 
 
     _save(unwrapped, done, accelerator)
     logger.info("codec stage done in %.1f min: %s", (time.perf_counter() - start) / 60, done)
-    return _freeze(unwrapped)
+    _freeze(unwrapped)
 
 
 def _save(codec: VideoAutoencoder, folder: Path, accelerator: Accelerator) -> None:

@@ -1,8 +1,8 @@
 """What a training run does: one frozen config with commented defaults, and named presets.
 
-``tiny`` trains the tiny model for a few steps (tests); ``shapes`` trains the Shapes world model
-on a 2-core CPU in about 100 minutes; ``shapes-gpu`` reproduces the shipped model on one GPU in
-about 23 minutes. The config is written beside the weights
+``tiny`` trains the tiny model for a few steps (tests); ``shapes`` trains the shipped Shapes world
+model (codec, then transformer) on a 2-core CPU in about 2 h 10 min; ``shapes-gpu`` is the same
+model on one GPU. The config is written beside the weights
 (``training_config.json``) and into every checkpoint, so a run describes itself.
 """
 
@@ -166,11 +166,13 @@ TRAIN_PRESETS: dict[str, TrainConfig] = {
         sample_every=400,
         out_dir="runs/shapes",
     ),
-    # The shipped model: the same model trained on one GPU, 16× the batch, bf16 autocast, Shapes
-    # clips drawn by 12 dataloader workers (~0.9 ms each). Measured on one H100: 5.3 steps/s
-    # (≈ 1,360 clips/s), so 7,300 steps (1.87 M clips) took 22.8 minutes.
+    # The same model on one GPU: 16× the batch, bf16 autocast, Shapes clips drawn by 12 dataloader
+    # workers (~0.9 ms each). The transformer part is the run that trained the previous, pixel-space
+    # shipped model on one H100 (5.3 steps/s, 1.87 M clips in 22.8 min at 512 tokens); with the
+    # learned codec it has 256 tokens and a codec stage of 400 steps. Not yet run in this form.
     "shapes-gpu": TrainConfig(
         preset="shapes",
+        steps_codec=400,
         steps_recall=1800,
         steps_refine=5500,
         batch_size=256,
