@@ -22,6 +22,7 @@ from uvigu.eval.report import (
     write_report,
 )
 from uvigu.eval.tasks import align_fields
+from uvigu.models.codec import PixelCodec
 
 
 def _key(frames: np.ndarray) -> str:
@@ -36,6 +37,7 @@ class OraclePipeline:
     """
 
     default_num_frames, default_height, default_width = 16, 64, 64
+    codec = PixelCodec()  # identity: the analyzer sees the clip itself
 
     def __init__(self, config: EvalConfig):
         self.by_prompt, self.by_frames = {}, {}
@@ -102,7 +104,8 @@ def oracle_records():
 def test_oracle_scores_one(oracle_records):
     summary = summarize(oracle_records)
     for key in ("caption", "generation", "round_trip", "edit", "caption_color", "caption_shape", "caption_motion",
-                "joint_generation", "joint_caption", "analyzer_reference", "edit_changed", "edit_kept"):
+                "joint_generation", "joint_caption", "analyzer_reference", "analyzer_codec", "edit_changed",
+                "edit_kept"):
         row = summary.row(key)
         assert row.main.value == 1.0, key
         assert row.heldout.value == 1.0, key
@@ -240,3 +243,17 @@ def test_clip_config_follows_the_pipeline():
     from uvigu.eval.report import clip_config
 
     assert clip_config(OraclePipeline(EvalConfig(num_clips=0, num_heldout=1))) == ShapesConfig()
+
+
+def test_the_codec_row_shows_what_the_codec_loses():
+    class Blurring(PixelCodec):  # a lossy codec: every object dissolves into the background
+        def decode(self, latents):
+            frames = super().decode(latents)
+            return frames.float().mean(dim=(2, 3), keepdim=True).expand_as(frames).to(frames.dtype)
+
+    config = EvalConfig(num_clips=2, num_heldout=0, num_examples=0)
+    pipe = OraclePipeline(config)
+    pipe.codec = Blurring()
+    summary = summarize(evaluate(pipe, config))
+    assert summary.row("analyzer_reference").main.value == 1.0
+    assert summary.row("analyzer_codec").main.value == 0.0

@@ -10,7 +10,8 @@ Through the pipeline's public methods at their default settings, with one fixed 
    the reference clip with it; success = the changed object is seen as edited, every other object
    is kept, and the old version of the edited object is gone;
 5. joint: `generate_with_caption`; generation accuracy and whether its caption names the objects.
-The analyzer's accuracy on the reference clip itself is recorded beside them.
+The analyzer's accuracy on the reference clip itself, and on the clip passed through the pipeline's
+codec (encoded and decoded), is recorded beside them.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from uvigu.data.shapes import HELD_OUT_PAIRS, ShapesExample, scene_caption
 from uvigu.eval.analyzer import analyze_clip, match_objects
@@ -105,6 +107,9 @@ def evaluate_clip(
     joint_caption_ok = match_objects(truth, parse_caption(joint.caption or "").objects, CORE_FIELDS)
 
     reference_ok = match_objects(truth, analyze_clip(example.frames).objects, CORE_FIELDS)
+    # What the codec keeps of the clip bounds what the transformer can draw through it.
+    reconstructed = pipe.codec.decode(pipe.codec.encode(torch.from_numpy(example.frames)[None]))[0].numpy()
+    codec_ok = match_objects(truth, analyze_clip(reconstructed).objects, CORE_FIELDS)
 
     objects = []
     for i, obj in enumerate(scene.objects):
@@ -118,6 +123,7 @@ def evaluate_clip(
             "joint_generation": joint_generation_ok[i],
             "joint_caption": joint_caption_ok[i],
             "analyzer_reference": reference_ok[i],
+            "analyzer_codec": codec_ok[i],
         })
 
     if strip_paths:
