@@ -3,8 +3,9 @@ import pytest
 import torch
 
 from uvigu import Cancelled, UniViGUPipeline
-from uvigu.data.shapes import ShapesConfig, make_example
+from uvigu.data.shapes import ShapesConfig, make_example, shapes_vocabulary
 from uvigu.models.autoencoder import reconstruction_loss
+from uvigu.models.presets import build_pipeline
 from uvigu.testing import tiny_pipeline
 from uvigu.training.objective import ObjectiveConfig, compute_loss
 from uvigu.videoio import write_mp4
@@ -12,9 +13,9 @@ from uvigu.videoio import write_mp4
 PROMPT = "a red circle moving right"
 
 
-@pytest.fixture(scope="module")
-def pipe():
-    return tiny_pipeline()
+@pytest.fixture(scope="module", params=["tiny", "tiny-latent"])
+def pipe(request):
+    return tiny_pipeline(preset=request.param)  # pixel space, and on a learned codec's latents
 
 
 def test_outputs_have_the_documented_shapes(pipe):
@@ -49,7 +50,8 @@ def test_random_seed_is_reported_and_reproduces(pipe):
 def test_save_and_load_round_trip_exactly(pipe, tmp_path):
     pipe.save_pretrained(tmp_path)
     loaded = UniViGUPipeline.from_pretrained(tmp_path)
-    for name in ("transformer", "text_encoder"):
+    assert type(loaded.codec) is type(pipe.codec)
+    for name in ("transformer", "text_encoder", "codec"):
         ours, theirs = getattr(pipe, name).state_dict(), getattr(loaded, name).state_dict()
         assert ours.keys() == theirs.keys()
         assert all(torch.equal(ours[k], theirs[k]) for k in ours)
@@ -179,22 +181,22 @@ def test_bad_inputs_raise_clear_errors(pipe, call, message):
         call(pipe)
 
 
-def test_a_trained_tiny_model_reproduces_its_clip_and_caption():
-    """The whole loop: a few hundred CPU steps on one (clip, caption) pair — the codec, then the
-    transformer — then the pipeline's own caption() reads the caption back and generate() draws
-    the clip."""
-    torch.manual_seed(0)
-    pipe = tiny_pipeline()
+@pytest.mark.parametrize("preset", ["tiny", "tiny-latent"])
+def test_a_trained_tiny_model_reproduces_its_clip_and_caption(preset):
+    """The whole loop: a few hundred CPU steps on one (clip, caption) pair — for a learned codec,
+    the codec first — then the pipeline's own caption() reads the caption back and generate()
+    draws the clip."""
+    pipe = build_pipeline(preset, shapes_vocabulary(), seed=0)  # as training starts: output heads at zero
     example = make_example(3, ShapesConfig(size=16, num_frames=4))
     frames = torch.from_numpy(example.frames)[None].repeat(8, 1, 1, 1, 1)
-    # Stage 0: the codec learns to reconstruct the clip, then is frozen (as in the trainer).
-    codec_optimizer = torch.optim.AdamW(pipe.codec.parameters(), lr=1e-2)
-    pixels = frames[:1].permute(0, 4, 1, 2, 3).float() / 127.5 - 1.0
-    for _ in range(200):
-        codec_optimizer.zero_grad()
-        reconstruction_loss(pipe.codec(pixels), pixels).mean().backward()
-        codec_optimizer.step()
-    pipe.codec.requires_grad_(False)
+    if preset == "tiny-latent":  # stage 0: the codec learns to reconstruct the clip, then is frozen
+        codec_optimizer = torch.optim.AdamW(pipe.codec.parameters(), lr=1e-2)
+        pixels = frames[:1].permute(0, 4, 1, 2, 3).float() / 127.5 - 1.0
+        for _ in range(200):
+            codec_optimizer.zero_grad()
+            reconstruction_loss(pipe.codec(pixels), pixels).mean().backward()
+            codec_optimizer.step()
+        pipe.codec.requires_grad_(False)
     config = ObjectiveConfig(stage="refine", prompt_dropout=0.0)
     params = list(pipe.transformer.parameters()) + list(pipe.text_encoder.parameters())
     optimizer = torch.optim.AdamW(params, lr=3e-3)

@@ -31,7 +31,7 @@ def test_it_is_small_safetensors_and_describes_itself():
 def test_the_documented_training_preset_is_the_one_it_was_trained_with():
     # Fields added after the run (absent from its file) read as their defaults, which it ran with.
     saved = TrainConfig.load(SHIPPED_MODEL_DIR / "training_config.json")
-    assert saved == get_train_preset("shapes")
+    assert saved == get_train_preset("shapes-gpu")
     assert saved.init_from is None  # trained from random weights
 
 

@@ -25,7 +25,7 @@ def add_train_parser(subparsers: argparse._SubParsersAction) -> None:
         help="train a model (two stages: recall, refine) on the Shapes world or a folder of clips",
         description="Train the unified model; the final pipeline (EMA weights) is written to OUT/pipeline.",
     )
-    p.add_argument("--preset", default="shapes", help="training preset: shapes (the shipped model, 2-core CPU), shapes-gpu (the same on one GPU) or tiny")
+    p.add_argument("--preset", default="shapes", help="training preset: shapes (2-core CPU), shapes-gpu (one GPU: the shipped model), shapes-latent(-gpu) (the learned-codec variant) or tiny")
     p.add_argument("--data", default=None, help="'shapes' or a folder with metadata.jsonl (default: the preset's)")
     p.add_argument("--out", default=None, help="output folder (default: the preset's, e.g. runs/shapes)")
     p.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in OUT")

@@ -9,15 +9,16 @@ from .models.presets import build_pipeline
 from .models.tokenizer import END
 
 
-def tiny_pipeline(seed: int = 0):
-    """A randomly initialised ``tiny`` pipeline (16×16 px, 4 frames) over the Shapes vocabulary.
+def tiny_pipeline(seed: int = 0, preset: str = "tiny"):
+    """A randomly initialised ``tiny`` pipeline (16×16 px, 4 frames) over the Shapes vocabulary
+    (``preset="tiny-latent"``: the same with a tiny learned codec).
 
     Its outputs are noise-like; it exists to exercise code paths quickly on a CPU. The output heads,
     zero at initialisation for training, get small random weights so that outputs depend on the
     inputs (seed, prompt, clip) as a trained model's do; the text head is biased against the end
     token, so that its captions are never empty (a random head would end some at the first word).
     """
-    pipe = build_pipeline("tiny", shapes_vocabulary(), seed=seed)
+    pipe = build_pipeline(preset, shapes_vocabulary(), seed=seed)
     generator = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for head in (pipe.transformer.proj_out, pipe.transformer.proj_out_t):

@@ -1,16 +1,12 @@
 """uvigu probe: the denoiser's error with the clip's caption against one attribute changed."""
 
-from dataclasses import replace
-
 import pytest
 import torch
 
 from uvigu.cli import main
-from uvigu.data.shapes import shapes_vocabulary
 from uvigu.eval.grammar import parse_caption
 from uvigu.eval.probe import render_probe, run_probe
 from uvigu.eval.report import EvalConfig
-from uvigu.models.presets import build_pipeline, get_preset
 from uvigu.testing import tiny_pipeline
 
 CONFIG = EvalConfig(num_clips=4, num_heldout=0)
@@ -19,13 +15,7 @@ SIGMAS = (0.5, 0.9)
 
 @pytest.fixture(scope="module")
 def pipe():
-    return tiny_pipeline()  # a learned (random) codec: errors are measured on decoded pixels
-
-
-@pytest.fixture(scope="module")
-def pixel_pipe():
-    # The identity codec, so the fake denoiser below works on pixels.
-    return build_pipeline(replace(get_preset("tiny"), codec="pixel", patch_size=(2, 4, 4)), shapes_vocabulary())
+    return tiny_pipeline()  # pixel space, so the fake denoiser below works on pixels
 
 
 def reads(attribute):
@@ -47,8 +37,8 @@ def reads(attribute):
     return denoise
 
 
-def test_only_the_attribute_the_denoiser_reads_makes_a_difference(pixel_pipe):
-    rows = run_probe(pixel_pipe, CONFIG, SIGMAS, denoise=reads("color"))
+def test_only_the_attribute_the_denoiser_reads_makes_a_difference(pipe):
+    rows = run_probe(pipe, CONFIG, SIGMAS, denoise=reads("color"))
     assert [(r.sigma, r.attribute) for r in rows] == [(s, a) for s in SIGMAS for a in ("color", "shape", "motion")]
     for row in rows:
         assert 0 < row.clips <= CONFIG.num_clips
@@ -58,7 +48,9 @@ def test_only_the_attribute_the_denoiser_reads_makes_a_difference(pixel_pipe):
             assert row.error_wrong == pytest.approx(row.error_right) and row.right_better == 0
 
 
-def test_the_real_denoiser_runs_and_the_table_has_a_line_per_row(pipe):
+@pytest.mark.parametrize("preset", ["tiny", "tiny-latent"])  # errors on decoded pixels, whatever the codec
+def test_the_real_denoiser_runs_and_the_table_has_a_line_per_row(preset):
+    pipe = tiny_pipeline(preset=preset)
     rows = run_probe(pipe, CONFIG, SIGMAS)
     assert all(r.error_right > 0 and r.error_wrong > 0 for r in rows)
     lines = render_probe(rows).splitlines()

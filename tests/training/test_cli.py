@@ -15,7 +15,7 @@ def test_uvigu_train_tiny_then_resume_longer(tmp_path, capsys):
     steps = [json.loads(line)["step"] for line in (out / LOG_FILE).read_text().splitlines()]
     assert steps == [1, 2, 3, 4]
     summary = json.loads((out / "pipeline" / "training_summary.json").read_text())
-    assert summary["steps"] == {"codec": 3, "recall": 1, "refine": 3}
+    assert summary["steps"] == {"recall": 1, "refine": 3}
 
 
 def test_uvigu_train_reports_bad_data_folder(tmp_path, capsys):

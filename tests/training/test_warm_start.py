@@ -9,7 +9,6 @@ import torch
 
 from uvigu import UniViGUPipeline
 from uvigu.cli import main
-from uvigu.models.autoencoder import VideoAutoencoder
 from uvigu.training.config import get_train_preset
 from uvigu.training.trainer import LOG_FILE, train
 from uvigu.training.warm_start import source_words
@@ -31,8 +30,7 @@ def load(folder):
 
 
 def state(pipe):
-    return {**pipe.transformer.state_dict(), **{f"te.{k}": v for k, v in pipe.text_encoder.state_dict().items()},
-            **{f"codec.{k}": v for k, v in pipe.codec.state_dict().items()}}
+    return {**pipe.transformer.state_dict(), **{f"te.{k}": v for k, v in pipe.text_encoder.state_dict().items()}}
 
 
 def test_run_starts_from_the_saved_weights(source, tmp_path):
@@ -44,11 +42,6 @@ def test_run_starts_from_the_saved_weights(source, tmp_path):
         torch.testing.assert_close(after[key], before[key], rtol=0, atol=1e-6, msg=key)
     assert any(not torch.allclose(scratch[k], before[k]) for k in before)
     assert json.loads((started / "training_config.json").read_text())["init_from"] == str(source)
-    # The codec came with the weights: no codec stage ran, and the run folder keeps the copy for --resume.
-    assert not (tmp_path / "init" / "codec_log.jsonl").exists() and (tmp_path / "fresh" / "codec_log.jsonl").exists()
-    kept = VideoAutoencoder.from_pretrained(tmp_path / "init" / "codec").state_dict()
-    for key, value in kept.items():
-        torch.testing.assert_close(value, before[f"codec.{key}"], rtol=0, atol=0)
 
 
 def test_new_words_of_the_data_get_rows_and_old_words_keep_theirs(source, tmp_path):
@@ -89,12 +82,6 @@ def test_a_pipeline_of_another_architecture_or_no_pipeline_is_refused(source, tm
     other.save_pretrained(tmp_path / "other")
     with pytest.raises(ValueError, match="differs from this preset's in prediction_type"):
         train(get_train_preset("tiny", out_dir=str(tmp_path / "c"), init_from=str(tmp_path / "other"), **STILL))
-    # The same transformer over another codec: its latents mean something else.
-    other = load(source)
-    other.register_modules(codec=VideoAutoencoder(latent_channels=4, width=24, num_blocks=1))
-    other.save_pretrained(tmp_path / "other-codec")
-    with pytest.raises(ValueError, match="codec .* differs from this preset's"):
-        train(get_train_preset("tiny", out_dir=str(tmp_path / "d"), init_from=str(tmp_path / "other-codec"), **STILL))
 
 
 def test_cli_init_from_then_resume(source, tmp_path, capsys):

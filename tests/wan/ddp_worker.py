@@ -1,6 +1,7 @@
 """One rank of a short data-parallel run of the real trainer (launched twice by test_distributed.py).
 
-Calls ``uvigu.training.trainer.train`` on the ``tiny`` preset. Each rank reads its own share of the
+Calls ``uvigu.training.trainer.train`` on the ``tiny-latent`` model (a codec stage, then the two
+stages of the transformer). Each rank reads its own share of the
 batches, so the ranks agree afterwards only if gradients were averaged. Writes ``rank<i>.pt`` (the
 trained transformer and text-encoder weights, keys prefixed ``transformer.`` / ``text_encoder.``)
 and ``rank<i>.json`` (the process group and the Shapes clips the rank read in the codec stage and after).
@@ -39,8 +40,8 @@ trainer_module.train_codec = spy_train_codec
 
 
 def main(out: Path, run_dir: Path, steps_recall: int, steps_refine: int) -> None:
-    config = get_train_preset("tiny", out_dir=str(run_dir), steps_recall=steps_recall, steps_refine=steps_refine,
-                              ckpt_every=steps_recall + steps_refine)
+    config = get_train_preset("tiny", preset="tiny-latent", out_dir=str(run_dir), steps_recall=steps_recall,
+                              steps_refine=steps_refine, ckpt_every=steps_recall + steps_refine)
 
     def dump(accelerator, models):
         transformer, text_encoder = models

@@ -48,7 +48,7 @@ def test_two_cpu_ranks_of_the_trainer_hold_identical_weights(tmp_path):
     assert all(codec_clips) and not codec_clips[0] & codec_clips[1]  # in the codec stage too
 
     a, b = (torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in (0, 1))
-    initial = build_pipeline("tiny", shapes_vocabulary(), seed=0)  # the trainer's fresh model (seed 0)
+    initial = build_pipeline("tiny-latent", shapes_vocabulary(), seed=0)  # the trainer's fresh model (seed 0)
     initial = {**{f"transformer.{k}": v for k, v in initial.transformer.state_dict().items()},
                **{f"text_encoder.{k}": v for k, v in initial.text_encoder.state_dict().items()}}
     assert a.keys() == b.keys() == initial.keys()

@@ -1,7 +1,8 @@
 """Named model sizes and a builder for a fresh (randomly initialised) pipeline.
 
-``tiny`` is for tests (seconds on a CPU), ``shapes`` is the shipped Shapes-world model (a learned
-4×4×4 codec and the transformer on its latents, as Wan pairs its VAE with its DiT), ``wan-1.3b``
+``tiny`` is for tests (seconds on a CPU), ``shapes`` is the shipped Shapes-world model (pixel space),
+``shapes-latent`` the same transformer on the latents of a small learned codec (as Wan pairs its
+VAE with its DiT; ``tiny-latent`` tests it), ``wan-1.3b``
 is the transformer of Wan2.1-T2V-1.3B extended with a text stream (for the GPU benchmark; real
 Wan-scale pipelines are loaded from a Wan folder instead).
 """
@@ -23,21 +24,21 @@ SHIPPED_MODEL_DIR = Path(__file__).resolve().parents[2] / "assets" / "uvigu-shap
 @dataclass(frozen=True)
 class ModelPreset:
     name: str
-    # codec: "autoencoder" (uvigu.models.autoencoder: learned, 4×4×4 cubes → latent_channels) or
-    # "pixel" (identity: the transformer patches raw RGB)
-    codec: str = "autoencoder"
-    latent_channels: int = 8
-    codec_width: int = 96
-    codec_blocks: int = 2
+    # codec: "pixel" (identity: the transformer patches raw RGB) or "autoencoder"
+    # (uvigu.models.autoencoder: learned, 4×4×4 cubes → latent_channels, trained in stage 0)
+    codec: str = "pixel"
+    latent_channels: int = 8  # autoencoder only
+    codec_width: int = 96  # autoencoder only
+    codec_blocks: int = 2  # autoencoder only
     # transformer
-    patch_size: tuple[int, int, int] = (1, 2, 2)  # on the 4×16×16 latent grid of a 16×64×64 clip: 256 tokens
+    patch_size: tuple[int, int, int] = (2, 8, 8)  # pixel-space patches: 16×64×64 clip → 8×8×8 = 512 tokens
     num_attention_heads: int = 4
     attention_head_dim: int = 48
     ffn_dim: int = 768
     num_layers: int = 6
     text_ffn_dim: int | None = None  # None: same as ffn_dim
     shared_ffn: bool = False
-    prediction_type: str = "velocity"  # Wan's; "sample" (x-prediction) for patches wider than the model
+    prediction_type: str = "sample"  # x-prediction: pixel patches are wider than the model
     # prompt encoder (small T5)
     encoder_dim: int = 128
     encoder_layers: int = 2
@@ -62,30 +63,35 @@ class ModelPreset:
         return asdict(self)
 
 
+# The learned codec's settings: 4×16×16 latent grid of a 16×64×64 clip, 2×2 patches → 256 tokens of
+# 32 values, narrower than the model, so velocity prediction as in Wan.
+_LATENT = dict(codec="autoencoder", patch_size=(1, 2, 2), prediction_type="velocity")
+_TINY = dict(
+    num_attention_heads=2,
+    attention_head_dim=12,
+    ffn_dim=48,
+    num_layers=2,
+    encoder_dim=16,
+    encoder_layers=1,
+    encoder_heads=2,
+    encoder_ff=32,
+    num_frames=4,
+    height=16,
+    width=16,
+    max_text_len=48,
+    max_prompt_len=32,
+    num_inference_steps=4,
+    caption_steps=4,
+)
+
 PRESETS: dict[str, ModelPreset] = {
-    "tiny": ModelPreset(
-        name="tiny",
-        latent_channels=4,
-        codec_width=16,
-        codec_blocks=1,
-        patch_size=(1, 1, 1),  # the 1×4×4 latent grid of a 4×16×16 clip: 16 tokens
-        num_attention_heads=2,
-        attention_head_dim=12,
-        ffn_dim=48,
-        num_layers=2,
-        encoder_dim=16,
-        encoder_layers=1,
-        encoder_heads=2,
-        encoder_ff=32,
-        num_frames=4,
-        height=16,
-        width=16,
-        max_text_len=48,
-        max_prompt_len=32,
-        num_inference_steps=4,
-        caption_steps=4,
-    ),
-    "shapes": ModelPreset(name="shapes"),
+    "tiny": ModelPreset(name="tiny", patch_size=(2, 4, 4), **_TINY),
+    # the tiny model on a tiny learned codec: the 1×4×4 latent grid of a 4×16×16 clip, 16 tokens
+    "tiny-latent": ModelPreset(name="tiny-latent", **{**_LATENT, "patch_size": (1, 1, 1)}, latent_channels=4,
+                               codec_width=16, codec_blocks=1, **_TINY),
+    "shapes": ModelPreset(name="shapes"),  # the shipped model
+    # the same transformer on the latents of a learned codec (stage 0 of its training run trains it)
+    "shapes-latent": ModelPreset(name="shapes-latent", **_LATENT),
 }
 
 # Wan2.1-T2V-1.3B transformer sizes (diffusers config of Wan-AI/Wan2.1-T2V-1.3B-Diffusers).

@@ -1,8 +1,9 @@
 """What a training run does: one frozen config with commented defaults, and named presets.
 
-``tiny`` trains the tiny model for a few steps (tests); ``shapes`` trains the shipped Shapes world
-model (codec, then transformer) on a 2-core CPU in about 2 h 10 min; ``shapes-gpu`` is the same
-model on one GPU. The config is written beside the weights
+``tiny`` trains the tiny model for a few steps (tests); ``shapes`` trains the Shapes world model
+on a 2-core CPU in about 100 minutes; ``shapes-gpu`` reproduces the shipped model on one GPU in
+about 23 minutes; ``shapes-latent`` / ``shapes-latent-gpu`` train the learned-codec variant (codec,
+then transformer). The config is written beside the weights
 (``training_config.json``) and into every checkpoint, so a run describes itself.
 """
 
@@ -130,7 +131,7 @@ TRAIN_PRESETS: dict[str, TrainConfig] = {
     "tiny": TrainConfig(
         preset="tiny",
         shapes_clips=64,
-        steps_codec=3,
+        steps_codec=3,  # tiny-latent only: pixel presets have no codec stage
         steps_recall=3,
         steps_refine=3,
         batch_size=4,
@@ -142,37 +143,37 @@ TRAIN_PRESETS: dict[str, TrainConfig] = {
         sample_every=0,
         out_dir="runs/tiny",
     ),
-    # The shipped model, trained on a 2-core CPU (AMD EPYC) in about 2 h 10 min. Measured with the
-    # machine otherwise idle (2 threads): a codec step at batch 16 takes ≈ 1.1 s, a transformer
-    # step ≈ 1.55 s (256 latent tokens + the text stream), so 2,000 codec steps ≈ 37 min and
-    # 3,600 transformer steps ≈ 93 min; samples and checkpoints add a few minutes. bf16 autocast
-    # measured slower than fp32 on this CPU, so it stays off; use --bf16 on GPUs.
+    # The Shapes model sized for ≤ 100 minutes on a shared 2-core CPU (AMD EPYC, avx512_bf16).
+    # Measured: one step at batch 16 takes 2.3 s with the machine otherwise idle (2 threads), and
+    # 4–10 s (median ≈ 6.5 s) while other jobs load it (load ≈ 6; with OMP_WAIT_POLICY=PASSIVE —
+    # OpenMP's default busy-waiting made 2 threads take 15–29 s there, 1 thread took 6.2 s).
+    # 1200 steps ≈ 46 min idle, ≈ 100 min at an average 5 s/step; samples and checkpoints add
+    # ~1 min. bf16 autocast measured slower on this CPU (6.6–8.3 s vs 5.7–5.9 s per step under the
+    # same load), so it stays off; use --bf16 on GPUs.
     "shapes": TrainConfig(
         preset="shapes",
-        steps_codec=2000,
-        steps_recall=1000,
-        steps_refine=2600,
+        steps_recall=500,
+        steps_refine=700,
         batch_size=16,
         lr=1e-3,
         warmup_steps=60,
         ema_decay=0.995,  # the warm-up decay (1 + t)/(10 + t) is lower than this until step ~1800
         # Train σ with the inference shift (3, Wan's), as SD3 does (arXiv 2403.03206 §5.3.2): with
         # shift 1 a logit-normal σ exceeds 0.9 in 1.4% of examples, yet 6 of the 20 shifted
-        # inference steps run there.
+        # inference steps run there; a first run's checkpoint at step 300 denoised σ = 0.3–0.9
+        # well but its σ = 1 prediction was worse than the data mean, and samples were noise.
         video_sigma_shift=3.0,
         bf16=False,
-        log_every=20,
-        ckpt_every=200,
-        sample_every=400,
+        log_every=10,
+        ckpt_every=100,
+        sample_every=300,
         out_dir="runs/shapes",
     ),
-    # The same model on one GPU: 16× the batch, bf16 autocast, Shapes clips drawn by 12 dataloader
-    # workers (~0.9 ms each). The transformer part is the run that trained the previous, pixel-space
-    # shipped model on one H100 (5.3 steps/s, 1.87 M clips in 22.8 min at 512 tokens); with the
-    # learned codec it has 256 tokens and a codec stage of 400 steps. Not yet run in this form.
+    # The shipped model: the same model trained on one GPU, 16× the batch, bf16 autocast, Shapes
+    # clips drawn by 12 dataloader workers (~0.9 ms each). Measured on one H100: 5.3 steps/s
+    # (≈ 1,360 clips/s), so 7,300 steps (1.87 M clips) took 22.8 minutes.
     "shapes-gpu": TrainConfig(
         preset="shapes",
-        steps_codec=400,
         steps_recall=1800,
         steps_refine=5500,
         batch_size=256,
@@ -186,6 +187,46 @@ TRAIN_PRESETS: dict[str, TrainConfig] = {
         ckpt_every=1000,
         sample_every=2000,
         out_dir="runs/shapes-gpu",
+    ),
+    # The shapes-latent model on a 2-core CPU (AMD EPYC): a codec step at batch 16 took ≈ 1.1 s and a
+    # transformer step ≈ 1.3–1.55 s (256 latent tokens + the text stream) with the machine
+    # otherwise idle, so the run takes about 2 h 10 min (47 + 90 min measured, under some load).
+    # 57.6 k clips are far too few for the transformer to generate (docs/EVAL.md, notes); the codec
+    # reconstructs well after its stage.
+    "shapes-latent": TrainConfig(
+        preset="shapes-latent",
+        steps_codec=2000,
+        steps_recall=1000,
+        steps_refine=2600,
+        batch_size=16,
+        lr=1e-3,
+        warmup_steps=60,
+        ema_decay=0.995,
+        video_sigma_shift=3.0,
+        bf16=False,
+        log_every=20,
+        ckpt_every=200,
+        sample_every=400,
+        out_dir="runs/shapes-latent",
+    ),
+    # shapes-latent on one GPU: the shipped run's transformer schedule (shapes-gpu) after a codec
+    # stage of 400 steps. Not yet run: the next GPU session's candidate (docs/EVAL.md, notes).
+    "shapes-latent-gpu": TrainConfig(
+        preset="shapes-latent",
+        steps_codec=400,
+        steps_recall=1800,
+        steps_refine=5500,
+        batch_size=256,
+        lr=1.5e-3,
+        warmup_steps=300,
+        ema_decay=0.999,
+        video_sigma_shift=3.0,
+        bf16=True,
+        num_workers=12,
+        log_every=50,
+        ckpt_every=1000,
+        sample_every=2000,
+        out_dir="runs/shapes-latent-gpu",
     ),
 }
 
