@@ -1,7 +1,7 @@
-"""VideoAutoencoder: a small learned codec (4×4×4 compression) for the Shapes-world model.
+"""VideoAutoencoder: a small learned codec (4×4×4 compression) for Shapes-world models.
 
-Wan2.1 denoises the latents of a video VAE rather than pixels; the shipped model does the same with
-an autoencoder small enough to train on a CPU. Frames are cut into 4×4×4 space-time cubes (a
+Wan2.1 denoises the latents of a video VAE rather than pixels; the ``shapes-latent`` preset does the
+same with an autoencoder small enough to train on a CPU. Frames are cut into 4×4×4 space-time cubes (a
 reshape, no arithmetic), a few 3-D residual blocks turn each cube into ``latent_channels`` numbers,
 and the decoder mirrors that, ending in a per-frame 3×3 convolution at full resolution so edges do
 not show the cube grid. Each latent vector is RMS-normalised over its channels, so latents have unit
@@ -9,9 +9,11 @@ scale by construction (Wan normalises its VAE latents with stored statistics; he
 storing) and training can add noise of a known size to them (decoders that tolerate it are what a
 diffusion model needs: its samples are never exactly on the encoder's manifold).
 
-Why: the pixel-space model (2×8×8 patches of raw pixels into a width-192 transformer) drew blobs
-that jumped between its 2-frame patches even after 1.87 M training clips; a decoder trained by plain
-reconstruction does the drawing here, and the transformer places objects on a 4×16×16 grid.
+Why: the shipped pixel-space model (2×8×8 patches of raw pixels into a width-192 transformer) draws
+blobs that jump between its 2-frame patches even after 1.87 M training clips. With a codec, a
+decoder trained by plain reconstruction does the drawing, and the transformer has half the tokens
+(256) to place objects on a 4×16×16 grid. How well the codec keeps a clip is measured by the
+evaluation (`uvigu.eval.tasks`: the analyzer on clips passed through the codec).
 
 Tensor vocabulary: b batch, f frames, h/w height and width, c latent channels, d width;
 frames uint8 (b, f, h, w, 3), pixels float (b, 3, f, h, w) in [-1, 1], latents (b, c, f/4, h/4, w/4).
