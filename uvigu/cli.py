@@ -23,15 +23,19 @@ def add_train_parser(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "train",
         help="train a model (two stages: recall, refine) on the Shapes world or a folder of clips",
-        description="Train the unified model; the final pipeline (EMA weights) is written to OUT/pipeline.",
+        description="Train the unified model (for a learned-codec preset, the codec first); the final pipeline "
+        "(EMA weights) is written to OUT/pipeline.",
     )
-    p.add_argument("--preset", default="shapes", help="training preset: shapes (2-core CPU), shapes-gpu (one GPU: the shipped model), shapes-latent(-gpu) (the learned-codec variant) or tiny")
+    p.add_argument("--preset", default="shapes",
+                   help="training preset: shapes (2-core CPU), shapes-gpu (one GPU: the shipped model), "
+                        "shapes-latent / shapes-latent-gpu (the learned-codec model) or tiny")
     p.add_argument("--data", default=None, help="'shapes' or a folder with metadata.jsonl (default: the preset's)")
     p.add_argument("--out", default=None, help="output folder (default: the preset's, e.g. runs/shapes)")
     p.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in OUT")
     p.add_argument("--init-from", metavar="PIPELINE",
                    help="start from the weights of a saved pipeline (e.g. assets/uvigu-shapes) of the preset's "
                         "architecture, to fine-tune or continue it; new words of the data get fresh embeddings")
+    p.add_argument("--steps-codec", type=int, help="codec steps (learned-codec presets only)")
     p.add_argument("--steps-recall", type=int, help="Knowledge Recall steps (text target: the prompt)")
     p.add_argument("--steps-refine", type=int, help="Capability Refinement steps (text target: the caption)")
     p.add_argument("--batch-size", type=int, help="batch size per process")
@@ -57,6 +61,7 @@ def run_train(args: argparse.Namespace) -> int:
             "data": args.data,
             "init_from": args.init_from,
             "out_dir": args.out,
+            "steps_codec": args.steps_codec,
             "steps_recall": args.steps_recall,
             "steps_refine": args.steps_refine,
             "batch_size": args.batch_size,

@@ -6,15 +6,15 @@ import pytest
 import torch
 
 from uvigu import UniViGUPipeline
+from uvigu.cli import main
 from uvigu.models.autoencoder import VideoAutoencoder
 from uvigu.training.codec_stage import CODEC_DIR, CODEC_LOG, codec_learning_rate
 from uvigu.training.config import get_train_preset
 from uvigu.training.trainer import LOG_FILE, train
 
 
-# The tiny training preset on the tiny model with a learned codec.
 def tiny_latent(**overrides):
-    return get_train_preset("tiny", preset="tiny-latent", **overrides)
+    return get_train_preset("tiny-latent", **overrides)
 
 
 def read(path):
@@ -88,3 +88,12 @@ def test_codec_learning_rate_decays_to_a_tenth():
     rates = [codec_learning_rate(s, config) for s in range(11)]
     assert rates[0] == pytest.approx(1.0) and rates[-1] == pytest.approx(0.1)
     assert all(a >= b for a, b in zip(rates, rates[1:]))
+
+
+def test_the_command_trains_the_codec_stage_it_is_asked_for(tmp_path):
+    out = tmp_path / "run"
+    assert main(["train", "--preset", "tiny-latent", "--out", str(out), "--steps-codec", "2", "--steps-recall", "1",
+                 "--steps-refine", "1"]) == 0
+    assert [r["step"] for r in read(out / CODEC_LOG)] == [1, 2]
+    assert json.loads((out / "pipeline" / "training_summary.json").read_text())["steps"] == {
+        "codec": 2, "recall": 1, "refine": 1}

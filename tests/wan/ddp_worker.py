@@ -40,7 +40,7 @@ trainer_module.train_codec = spy_train_codec
 
 
 def main(out: Path, run_dir: Path, steps_recall: int, steps_refine: int) -> None:
-    config = get_train_preset("tiny", preset="tiny-latent", out_dir=str(run_dir), steps_recall=steps_recall,
+    config = get_train_preset("tiny-latent", out_dir=str(run_dir), steps_recall=steps_recall,
                               steps_refine=steps_refine, ckpt_every=steps_recall + steps_refine)
 
     def dump(accelerator, models):

@@ -16,7 +16,7 @@ from uvigu.training.checkpoint import list_checkpoints
 from uvigu.training.trainer import LOG_FILE
 
 WORKER = Path(__file__).with_name("ddp_worker.py")
-STEPS_RECALL, STEPS_REFINE, BATCH = 2, 1, 4  # crosses the stage boundary; BATCH is the tiny preset's
+STEPS_RECALL, STEPS_REFINE, BATCH = 2, 1, 4  # crosses the stage boundary; BATCH is the tiny-latent preset's
 
 
 def free_port() -> int:

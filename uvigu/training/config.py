@@ -131,7 +131,6 @@ TRAIN_PRESETS: dict[str, TrainConfig] = {
     "tiny": TrainConfig(
         preset="tiny",
         shapes_clips=64,
-        steps_codec=3,  # tiny-latent only: pixel presets have no codec stage
         steps_recall=3,
         steps_refine=3,
         batch_size=4,
@@ -142,6 +141,22 @@ TRAIN_PRESETS: dict[str, TrainConfig] = {
         ckpt_every=3,
         sample_every=0,
         out_dir="runs/tiny",
+    ),
+    # The same on the tiny model with a learned codec (a codec stage first).
+    "tiny-latent": TrainConfig(
+        preset="tiny-latent",
+        shapes_clips=64,
+        steps_codec=3,
+        steps_recall=3,
+        steps_refine=3,
+        batch_size=4,
+        lr=3e-3,
+        warmup_steps=0,
+        ema_decay=0.9,
+        log_every=1,
+        ckpt_every=3,
+        sample_every=0,
+        out_dir="runs/tiny-latent",
     ),
     # The Shapes model sized for ≤ 100 minutes on a shared 2-core CPU (AMD EPYC, avx512_bf16).
     # Measured: one step at batch 16 takes 2.3 s with the machine otherwise idle (2 threads), and
