@@ -205,9 +205,9 @@ TRAIN_PRESETS: dict[str, TrainConfig] = {
     ),
     # The shapes-latent model on a 2-core CPU (AMD EPYC): a codec step at batch 16 took ≈ 1.1 s and a
     # transformer step ≈ 1.3–1.55 s (256 latent tokens + the text stream) with the machine
-    # otherwise idle, so the run takes about 2 h 10 min (47 + 90 min measured, under some load).
-    # 57.6 k clips are far too few for the transformer to generate (docs/EVAL.md, notes); the codec
-    # reconstructs well after its stage.
+    # otherwise idle; the run took 2 h 32 min (47 + 105 min, under some load). 57.6 k clips are far
+    # too few for the transformer to generate; the codec reconstructs what the analyzer reads
+    # (docs/shapes-latent/EVAL.md).
     "shapes-latent": TrainConfig(
         preset="shapes-latent",
         steps_codec=2000,
@@ -224,13 +224,16 @@ TRAIN_PRESETS: dict[str, TrainConfig] = {
         sample_every=400,
         out_dir="runs/shapes-latent",
     ),
-    # shapes-latent on one GPU: the shipped run's transformer schedule (shapes-gpu) after a codec
-    # stage of 400 steps. Not yet run: the next GPU session's candidate (docs/EVAL.md, notes).
+    # shapes-latent on one GPU, sized to finish in about 10 minutes: a codec stage of 400 steps, then
+    # 3,200 transformer steps of batch 256 (819 k clips, 14× the CPU run). Not yet run; the time is
+    # an estimate from shapes-gpu's measured 5.3 steps/s with twice the video tokens. Longer
+    # training continues it in parts: --init-from OUT/pipeline --seed N --steps-recall 0 (the codec
+    # is copied, its stage skipped).
     "shapes-latent-gpu": TrainConfig(
         preset="shapes-latent",
         steps_codec=400,
-        steps_recall=1800,
-        steps_refine=5500,
+        steps_recall=800,
+        steps_refine=2400,
         batch_size=256,
         lr=1.5e-3,
         warmup_steps=300,
