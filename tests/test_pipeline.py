@@ -152,6 +152,26 @@ def test_caption_accepts_a_video_file_and_reports_changes(pipe, tmp_path):
     assert isinstance(cap.text, str) and cap.input_notes  # resized and trimmed to the model's size
 
 
+def test_caption_temperature_reaches_the_token_draws(pipe, monkeypatch):
+    clip = pipe.generate(PROMPT, seed=0).frames
+    flow = type(pipe.text_flow)
+    seen = []
+    original = flow.jump_step
+
+    def recording(self, *args, temperature=1.0, **kwargs):
+        seen.append(temperature)
+        return original(self, *args, temperature=temperature, **kwargs)
+
+    monkeypatch.setattr(flow, "jump_step", recording)
+    pipe.caption(clip, seed=0, num_inference_steps=3)
+    pipe.caption(clip, seed=0, num_inference_steps=3, temperature=0)
+    assert seen == [pipe.config.text_temperature] * 3 + [0.0] * 3
+    monkeypatch.undo()
+    # same seed, other temperature: other draws; same temperature: the same caption
+    assert pipe.caption(clip, seed=1, temperature=0.5).text == pipe.caption(clip, seed=1, temperature=0.5).text
+    assert any(pipe.caption(clip, seed=s).text != pipe.caption(clip, seed=s, temperature=0).text for s in range(4))
+
+
 def test_unknown_words_are_reported(pipe):
     assert pipe.unknown_words("a red zebra moving sideways") == ["zebra", "sideways"]
     assert pipe.generate("a red zebra moving right", seed=0).unknown_words == ["zebra"]
@@ -173,6 +193,8 @@ def test_unknown_words_are_reported(pipe):
         (lambda p: p.caption(np.zeros((4, 16, 16), np.uint8)), "uint8 frames"),
         (lambda p: p.caption(np.zeros((4, 16, 16, 3), np.float32)), "uint8 frames"),
         (lambda p: p.caption(12), "video file path"),
+        (lambda p: p.caption(np.zeros((4, 16, 16, 3), np.uint8), temperature=-0.5), "temperature"),
+        (lambda p: p.caption(np.zeros((4, 16, 16, 3), np.uint8), temperature="low"), "temperature"),
         (lambda p: p.caption("no/such/clip.mp4"), "clip.mp4"),
     ],
 )

@@ -42,6 +42,7 @@ VideoInput = np.ndarray | str | Path
 MAX_SEED = 2**31 - 1
 MAX_STEPS = 1000
 MAX_GUIDANCE = 30.0
+MAX_TEMPERATURE = 10.0  # caption temperature; above a few the draws are uniform noise
 
 
 class Cancelled(Exception):
@@ -256,11 +257,18 @@ class UniViGUPipeline(DiffusionPipeline):
         *,
         seed: int | None = None,
         num_inference_steps: int | None = None,
+        temperature: float | None = None,
         callback: StepCallback | None = None,
         return_trajectory: bool = False,
     ) -> CaptionResult:
-        """Clip (uint8 (f, h, w, 3) or a video file path) → detailed caption."""
+        """Clip (uint8 (f, h, w, 3) or a video file path) → detailed caption.
+
+        ``temperature`` scales the logits each step draws its tokens from (default: the pipeline's
+        ``text_temperature``, 1 — the model's own posterior); lower is more literal, 0 takes the
+        most likely token.
+        """
         steps = self._check_steps(num_inference_steps, self.config.caption_steps)
+        temperature = self._check_temperature(temperature)
         seed = self._check_seed(seed)
         frames, notes = self._prepare_video(video)
         generator = torch.Generator("cpu").manual_seed(seed)
@@ -276,7 +284,7 @@ class UniViGUPipeline(DiffusionPipeline):
 
         result = sample(
             model_fn, video=latents, text=text, sigmas=sigmas, denoise_video=False, denoise_text=True,
-            text_flow=flow, generator=generator, text_temperature=self.config.text_temperature,
+            text_flow=flow, generator=generator, text_temperature=temperature,
             callback=self._step_callback(callback, trajectory, lambda s: frames, text_denoised=True),
         )
         return CaptionResult(self._decode_ids(result.text[0]), seed, trajectory, notes)
@@ -422,6 +430,12 @@ class UniViGUPipeline(DiffusionPipeline):
         if not isinstance(steps, (int, np.integer)) or not 1 <= steps <= MAX_STEPS:
             raise ValueError(f"num_inference_steps must be a whole number from 1 to {MAX_STEPS}, got {steps!r}.")
         return int(steps)
+
+    def _check_temperature(self, temperature: float | None) -> float:
+        temperature = self.config.text_temperature if temperature is None else temperature
+        if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or not 0.0 <= temperature <= MAX_TEMPERATURE:
+            raise ValueError(f"temperature must be a number from 0 to {MAX_TEMPERATURE:g}, got {temperature!r}.")
+        return float(temperature)
 
     @staticmethod
     def _check_seed(seed: int | None) -> int:

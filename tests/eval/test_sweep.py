@@ -85,6 +85,8 @@ def test_settings_parse_and_bad_ones_are_named():
     assert parse_setting("generate", "guidance_scale=6, num_inference_steps=40") == {
         "guidance_scale": 6.0, "num_inference_steps": 40}
     assert parse_setting("caption", "defaults") == parse_setting("caption", "") == {}
+    assert parse_setting("caption", "temperature=0.5,num_inference_steps=24") == {
+        "temperature": 0.5, "num_inference_steps": 24}
     with pytest.raises(ValueError, match="not a setting of caption"):
         parse_setting("caption", "guidance_scale=2")
     with pytest.raises(ValueError, match="needs a number"):
