@@ -314,8 +314,8 @@ def add_sweep_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("task", choices=["generate", "caption", "edit"])
     p.add_argument("--setting", action="append", default=None, metavar="K=V[,K=V]",
                    help="settings of one row, e.g. guidance_scale=6,num_inference_steps=40 (generate), "
-                   "num_inference_steps=24 or temperature=0.5 (caption) or strength=0.7 (edit); 'defaults' for the pipeline's; "
-                   "repeat for more rows [defaults]")
+                   "num_inference_steps=24 or temperature=0.5 (caption) or strength=0.7 (edit); "
+                   "'defaults' for the pipeline's; repeat for more rows [defaults]")
     p.add_argument("--model", default=None, help="checkpoint folder (default: the shipped assets/uvigu-shapes)")
     p.add_argument("--num", type=int, default=20, help="main-set clips [%(default)s]")
     p.add_argument("--num-heldout", type=int, default=0, help="held-out-set clips [%(default)s]")

@@ -433,7 +433,8 @@ class UniViGUPipeline(DiffusionPipeline):
 
     def _check_temperature(self, temperature: float | None) -> float:
         temperature = self.config.text_temperature if temperature is None else temperature
-        if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or not 0.0 <= temperature <= MAX_TEMPERATURE:
+        is_number = isinstance(temperature, (int, float)) and not isinstance(temperature, bool)
+        if not is_number or not 0.0 <= temperature <= MAX_TEMPERATURE:
             raise ValueError(f"temperature must be a number from 0 to {MAX_TEMPERATURE:g}, got {temperature!r}.")
         return float(temperature)
 

@@ -142,22 +142,6 @@ TRAIN_PRESETS: dict[str, TrainConfig] = {
         sample_every=0,
         out_dir="runs/tiny",
     ),
-    # The same on the tiny model with a learned codec (a codec stage first).
-    "tiny-latent": TrainConfig(
-        preset="tiny-latent",
-        shapes_clips=64,
-        steps_codec=3,
-        steps_recall=3,
-        steps_refine=3,
-        batch_size=4,
-        lr=3e-3,
-        warmup_steps=0,
-        ema_decay=0.9,
-        log_every=1,
-        ckpt_every=3,
-        sample_every=0,
-        out_dir="runs/tiny-latent",
-    ),
     # The Shapes model sized for ≤ 100 minutes on a shared 2-core CPU (AMD EPYC, avx512_bf16).
     # Measured: one step at batch 16 takes 2.3 s with the machine otherwise idle (2 threads), and
     # 4–10 s (median ≈ 6.5 s) while other jobs load it (load ≈ 6; with OMP_WAIT_POLICY=PASSIVE —
@@ -203,50 +187,29 @@ TRAIN_PRESETS: dict[str, TrainConfig] = {
         sample_every=2000,
         out_dir="runs/shapes-gpu",
     ),
-    # The shapes-latent model on a 2-core CPU (AMD EPYC): a codec step at batch 16 took ≈ 1.1 s and a
-    # transformer step ≈ 1.3–1.55 s (256 latent tokens + the text stream) with the machine
-    # otherwise idle; the run took 2 h 32 min (47 + 105 min, under some load). 57.6 k clips are far
-    # too few for the transformer to generate; the codec reconstructs what the analyzer reads
-    # (docs/shapes-latent/EVAL.md).
-    "shapes-latent": TrainConfig(
-        preset="shapes-latent",
-        steps_codec=2000,
-        steps_recall=1000,
-        steps_refine=2600,
-        batch_size=16,
-        lr=1e-3,
-        warmup_steps=60,
-        ema_decay=0.995,
-        video_sigma_shift=3.0,
-        bf16=False,
-        log_every=20,
-        ckpt_every=200,
-        sample_every=400,
-        out_dir="runs/shapes-latent",
+}
+
+# The learned-codec presets: each is its pixel-space twin with a codec stage first.
+TRAIN_PRESETS.update({
+    "tiny-latent": replace(TRAIN_PRESETS["tiny"], preset="tiny-latent", steps_codec=3, out_dir="runs/tiny-latent"),
+    # On a 2-core CPU (AMD EPYC): a codec step at batch 16 took ≈ 1.1 s and a transformer step
+    # ≈ 1.3–1.55 s (256 latent tokens + the text stream) with the machine otherwise idle; the run
+    # took 2 h 32 min (47 + 105 min, under some load). 57.6 k clips are far too few for the
+    # transformer to generate; the codec reconstructs what the analyzer reads (docs/shapes-latent/EVAL.md).
+    "shapes-latent": replace(
+        TRAIN_PRESETS["shapes"], preset="shapes-latent", steps_codec=2000, steps_recall=1000, steps_refine=2600,
+        log_every=20, ckpt_every=200, sample_every=400, out_dir="runs/shapes-latent",
     ),
-    # shapes-latent on one GPU, sized to finish in about 10 minutes: a codec stage of 400 steps, then
-    # 3,200 transformer steps of batch 256 (819 k clips, 14× the CPU run). Not yet run; the time is
-    # an estimate from shapes-gpu's measured 5.3 steps/s with twice the video tokens. Longer
-    # training continues it in parts: --init-from OUT/pipeline --seed N --steps-recall 0 (the codec
-    # is copied, its stage skipped).
-    "shapes-latent-gpu": TrainConfig(
-        preset="shapes-latent",
-        steps_codec=400,
-        steps_recall=800,
-        steps_refine=2400,
-        batch_size=256,
-        lr=1.5e-3,
-        warmup_steps=300,
-        ema_decay=0.999,
-        video_sigma_shift=3.0,
-        bf16=True,
-        num_workers=12,
-        log_every=50,
-        ckpt_every=1000,
-        sample_every=2000,
+    # On one GPU, sized to finish in about 10 minutes: a codec stage of 400 steps, then 3,200
+    # transformer steps of batch 256 (819 k clips, 14× the CPU run). Not yet run; the time is an
+    # estimate from shapes-gpu's measured 5.3 steps/s with twice the video tokens. Longer training
+    # continues it in parts: --init-from OUT/pipeline --seed N --steps-recall 0 (the codec is
+    # copied, its stage skipped).
+    "shapes-latent-gpu": replace(
+        TRAIN_PRESETS["shapes-gpu"], preset="shapes-latent", steps_codec=400, steps_recall=800, steps_refine=2400,
         out_dir="runs/shapes-latent-gpu",
     ),
-}
+})
 
 
 def get_train_preset(name: str, **overrides: Any) -> TrainConfig:
