@@ -51,7 +51,7 @@ def test_task_rows(result, pipe):
     steps, caption_steps = pipe.config.num_inference_steps, pipe.config.caption_steps
     assert by_task["generate"].denoiser_calls == steps  # CFG: both branches in one batch-2 call
     assert by_task["generate_with_caption"].denoiser_calls == steps
-    assert by_task["caption"].denoiser_calls == caption_steps
+    assert by_task["caption"].denoiser_calls == caption_steps + pipe.config.caption_reread  # + one per re-read pass
     assert 1 <= by_task["edit"].denoiser_calls < steps  # starts part-way (strength 0.6)
     for row in result.tasks:
         _positive_timing(row.timing)

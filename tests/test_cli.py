@@ -26,6 +26,8 @@ def test_generate_caption_and_edit_write_playable_clips(model_dir, tmp_path, cap
     assert "caption: " in capsys.readouterr().out
     assert main(["caption", str(clip), "--model", str(model_dir), "--seed", "0", "--temperature", "0"]) == 0
     assert "caption: " in capsys.readouterr().out
+    assert main(["caption", str(clip), "--model", str(model_dir), "--seed", "0", "--reread", "0"]) == 0
+    assert "caption: " in capsys.readouterr().out
 
     edited = tmp_path / "edited.mp4"
     assert main(["edit", str(clip), "a green circle moving right", "--model", str(model_dir),
@@ -46,6 +48,7 @@ def test_joint_generation_prints_its_caption(model_dir, tmp_path, capsys):
         (["generate", "a red circle", "--steps", "0"], "num_inference_steps"),
         (["caption", "missing.mp4"], "missing.mp4"),
         (["caption", "missing.mp4", "--temperature", "-1"], "temperature"),
+        (["caption", "missing.mp4", "--reread", "-1"], "reread"),
         (["edit", "missing.mp4", "a red circle", "--strength", "1.5"], "strength"),
     ],
 )

@@ -129,7 +129,8 @@ def test_trajectory_holds_frames_and_text_per_step(pipe):
     gen = pipe.generate(PROMPT, seed=0, num_inference_steps=3, return_trajectory=True)
     assert all(t.text is None for t in gen.trajectory)
     cap = pipe.caption(gen.frames, seed=0, num_inference_steps=3, return_trajectory=True)
-    assert [t.sigma for t in cap.trajectory] == pytest.approx([1.0, 2 / 3, 1 / 3])
+    # the steps, then the re-read pass on the finished caption (σ = 0)
+    assert [t.sigma for t in cap.trajectory] == pytest.approx([1.0, 2 / 3, 1 / 3, 0.0])
 
 
 def test_cancel_stops_between_steps(pipe):
@@ -172,6 +173,32 @@ def test_caption_temperature_reaches_the_token_draws(pipe, monkeypatch):
     assert any(pipe.caption(clip, seed=s).text != pipe.caption(clip, seed=s, temperature=0).text for s in range(4))
 
 
+def test_caption_reread_passes_run_after_the_steps(pipe, monkeypatch):
+    clip = pipe.generate(PROMPT, seed=0).frames
+    assert pipe.config.caption_reread == 1  # on by default
+    batches = []
+    original = type(pipe.transformer).forward
+
+    def counting(self, video, text, *args, **kwargs):
+        batches.append(text.shape[0])
+        return original(self, video, text, *args, **kwargs)
+
+    monkeypatch.setattr(type(pipe.transformer), "forward", counting)
+    plain = pipe.caption(clip, seed=2, num_inference_steps=3, reread=0, return_trajectory=True)
+    assert batches == [1, 1, 1] and len(plain.trajectory) == 3
+    batches.clear()
+    twice = pipe.caption(clip, seed=2, num_inference_steps=3, reread=2, return_trajectory=True)
+    assert batches == [1, 1, 1, 4, 4]  # each pass: one call on four copies of the caption
+    assert len(twice.trajectory) == 5 and twice.trajectory[-1].text == twice.text
+    assert all(step.sigma == 0.0 for step in twice.trajectory[3:])
+    # the passes start from the caption the steps made: the same seed draws it the same way
+    assert twice.trajectory[2].text == plain.trajectory[2].text
+    batches.clear()
+    assert pipe.caption(clip, seed=2, num_inference_steps=3).text == pipe.caption(
+        clip, seed=2, num_inference_steps=3, reread=1).text
+    assert batches == [1, 1, 1, 4] * 2
+
+
 def test_unknown_words_are_reported(pipe):
     assert pipe.unknown_words("a red zebra moving sideways") == ["zebra", "sideways"]
     assert pipe.generate("a red zebra moving right", seed=0).unknown_words == ["zebra"]
@@ -195,6 +222,10 @@ def test_unknown_words_are_reported(pipe):
         (lambda p: p.caption(12), "video file path"),
         (lambda p: p.caption(np.zeros((4, 16, 16, 3), np.uint8), temperature=-0.5), "temperature"),
         (lambda p: p.caption(np.zeros((4, 16, 16, 3), np.uint8), temperature="low"), "temperature"),
+        (lambda p: p.caption(np.zeros((4, 16, 16, 3), np.uint8), reread=-1), "reread"),
+        (lambda p: p.caption(np.zeros((4, 16, 16, 3), np.uint8), reread=1.5), "reread"),
+        (lambda p: p.caption(np.zeros((4, 16, 16, 3), np.uint8), reread=True), "reread"),
+        (lambda p: p.caption(np.zeros((4, 16, 16, 3), np.uint8), reread=99), "reread"),
         (lambda p: p.caption("no/such/clip.mp4"), "clip.mp4"),
     ],
 )

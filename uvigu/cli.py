@@ -120,6 +120,8 @@ def add_caption_parser(subparsers: argparse._SubParsersAction) -> None:
     _add_model_arguments(p)
     p.add_argument("--temperature", type=float, default=None,
                    help="of the token draws: lower is more literal, 0 the most likely token (default: the model's)")
+    p.add_argument("--reread", type=int, default=None,
+                   help="passes re-predicting each word with the word before it noised; 0: none (default: the model's)")
     p.set_defaults(func=run_caption)
 
 
@@ -221,7 +223,7 @@ def run_generate(args: argparse.Namespace) -> int:
 def run_caption(args: argparse.Namespace) -> int:
     pipe = _load_pipeline(args.model)
     result = pipe.caption(args.video, seed=args.seed, num_inference_steps=args.steps, temperature=args.temperature,
-                          callback=_progress("caption"))
+                          reread=args.reread, callback=_progress("caption"))
     for note in result.input_notes:
         print(f"note: {note}", file=sys.stderr)
     print(f"seed: {result.seed}")
@@ -314,7 +316,7 @@ def add_sweep_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("task", choices=["generate", "caption", "edit"])
     p.add_argument("--setting", action="append", default=None, metavar="K=V[,K=V]",
                    help="settings of one row, e.g. guidance_scale=6,num_inference_steps=40 (generate), "
-                   "num_inference_steps=24 or temperature=0.5 (caption) or strength=0.7 (edit); "
+                   "num_inference_steps=24, temperature=0.5 or reread=0 (caption) or strength=0.7 (edit); "
                    "'defaults' for the pipeline's; repeat for more rows [defaults]")
     p.add_argument("--model", default=None, help="checkpoint folder (default: the shipped assets/uvigu-shapes)")
     p.add_argument("--num", type=int, default=20, help="main-set clips [%(default)s]")

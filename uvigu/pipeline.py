@@ -28,6 +28,7 @@ from diffusers import DiffusionPipeline, FlowMatchEulerDiscreteScheduler
 from transformers import PreTrainedTokenizerBase
 
 from .flows import DiscreteFlow, SamplerStep, inference_sigmas, interpolate, sample
+from .flows import reread as reread_text
 from .models import autoencoder as _autoencoder  # noqa: F401  diffusers' loader resolves saved component
 from .models import codec as _pixel_codec  # noqa: F401
 from .models import wan_codec as _wan_codec  # noqa: F401  classes only from modules already imported
@@ -43,6 +44,7 @@ MAX_SEED = 2**31 - 1
 MAX_STEPS = 1000
 MAX_GUIDANCE = 30.0
 MAX_TEMPERATURE = 10.0  # caption temperature; above a few the draws are uniform noise
+MAX_REREAD = 8  # re-read passes after a caption; past one or two they change little
 
 
 class Cancelled(Exception):
@@ -119,6 +121,7 @@ class UniViGUPipeline(DiffusionPipeline):
         text_source: str = "uniform",
         text_exponent: float = 1.0,
         text_temperature: float = 1.0,
+        caption_reread: int = 1,  # re-read passes over a finished caption (flows.reread); 0: none
     ):
         super().__init__()
         self.register_modules(
@@ -137,6 +140,7 @@ class UniViGUPipeline(DiffusionPipeline):
             text_source=text_source,
             text_exponent=text_exponent,
             text_temperature=text_temperature,
+            caption_reread=caption_reread,
         )
 
     @classmethod
@@ -258,6 +262,7 @@ class UniViGUPipeline(DiffusionPipeline):
         seed: int | None = None,
         num_inference_steps: int | None = None,
         temperature: float | None = None,
+        reread: int | None = None,
         callback: StepCallback | None = None,
         return_trajectory: bool = False,
     ) -> CaptionResult:
@@ -265,10 +270,15 @@ class UniViGUPipeline(DiffusionPipeline):
 
         ``temperature`` scales the logits each step draws its tokens from (default: the pipeline's
         ``text_temperature``, 1 — the model's own posterior); lower is more literal, 0 takes the
-        most likely token.
+        most likely token. ``reread`` passes (default: the pipeline's ``caption_reread``) then
+        re-predict each word of the finished caption with the word before it noised, so that a
+        shape is read from the clip rather than from the colour written beside it
+        (`uvigu.flows.reread`); each is one more network call. The trajectory ends with one entry
+        per pass (σ = 0).
         """
         steps = self._check_steps(num_inference_steps, self.config.caption_steps)
         temperature = self._check_temperature(temperature)
+        passes = self._check_reread(reread)
         seed = self._check_seed(seed)
         frames, notes = self._prepare_video(video)
         generator = torch.Generator("cpu").manual_seed(seed)
@@ -280,14 +290,19 @@ class UniViGUPipeline(DiffusionPipeline):
         trajectory: list[TrajectoryStep] | None = [] if return_trajectory else None
 
         def model_fn(x, ids, sv, st):
-            return self.transformer(x, ids, sv, st, context)
+            return self.transformer(x, ids, sv, st, context.expand(x.shape[0], -1, -1))
 
         result = sample(
             model_fn, video=latents, text=text, sigmas=sigmas, denoise_video=False, denoise_text=True,
             text_flow=flow, generator=generator, text_temperature=temperature,
             callback=self._step_callback(callback, trajectory, lambda s: frames, text_denoised=True),
         )
-        return CaptionResult(self._decode_ids(result.text[0]), seed, trajectory, notes)
+        text = result.text
+        for _ in range(passes):
+            text = reread_text(model_fn, video=latents, text=text, text_flow=flow, generator=generator)
+            if trajectory is not None:
+                trajectory.append(TrajectoryStep(0.0, frames, self._decode_ids(text[0], show_mask=True)))
+        return CaptionResult(self._decode_ids(text[0]), seed, trajectory, notes)
 
     # --- the shared video path -----------------------------------------------------------------
 
@@ -437,6 +452,12 @@ class UniViGUPipeline(DiffusionPipeline):
         if not is_number or not 0.0 <= temperature <= MAX_TEMPERATURE:
             raise ValueError(f"temperature must be a number from 0 to {MAX_TEMPERATURE:g}, got {temperature!r}.")
         return float(temperature)
+
+    def _check_reread(self, passes: int | None) -> int:
+        passes = self.config.get("caption_reread", 0) if passes is None else passes
+        if isinstance(passes, bool) or not isinstance(passes, (int, np.integer)) or not 0 <= passes <= MAX_REREAD:
+            raise ValueError(f"reread must be a whole number of passes from 0 to {MAX_REREAD}, got {passes!r}.")
+        return int(passes)
 
     @staticmethod
     def _check_seed(seed: int | None) -> int:

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from uvigu.flows import DiscreteFlow, sample
+from uvigu.flows import DiscreteFlow, reread, sample
 
 V, MASK = 12, 11
 
@@ -100,3 +100,51 @@ def test_bad_configuration_is_refused():
         DiscreteFlow(V, MASK, source="gaussian")
     with pytest.raises(ValueError, match="mask_token_id"):
         DiscreteFlow(V, V)
+
+
+def test_reread_repredicts_each_word_with_the_word_before_it_noised():
+    """A model that copies its left neighbour's bias when that word is written and reads the
+    evidence when it is noise: one re-read pass must give the evidence at every position."""
+    flow = DiscreteFlow(V, MASK, source="mask")
+    b, l = 2, 11
+    g = torch.Generator().manual_seed(0)
+    evidence = torch.randint(0, MASK, (b, l), generator=g)
+    biased = (evidence + 1) % MASK
+    written = torch.where(torch.rand(b, l, generator=g) < 0.5, evidence, biased)
+    calls = []
+
+    def model_fn(video, text, sv, st):
+        calls.append((text.clone(), sv.clone(), st.clone()))
+        left_noised = torch.cat([torch.ones_like(text[:, :1], dtype=torch.bool), text[:, :-1] == MASK], dim=1)
+        copies = text.shape[0] // b
+        want = torch.where(left_noised, evidence.repeat(copies, 1), biased.repeat(copies, 1))
+        logits = torch.full((*text.shape, V), -1e4)
+        logits.scatter_(-1, want.unsqueeze(-1), 0.0)
+        return torch.zeros_like(video), logits
+
+    out = reread(model_fn, video=torch.zeros(b, 1, 1, 1, 1), text=written, text_flow=flow, period=4)
+    assert torch.equal(out, evidence)
+    assert len(calls) == 1  # one network call for all the copies
+    text, sv, st = calls[0]
+    assert text.shape == (4 * b, l) and torch.all(sv == 0) and torch.allclose(st, torch.full((4 * b,), 0.5))
+    # each copy redraws half the positions, every position in exactly two copies
+    redrawn = (text == MASK).view(4, b, l)
+    assert torch.all(redrawn.sum(0) == 2) and torch.equal(redrawn[:, 0], redrawn[:, 1])
+    with pytest.raises(ValueError, match="period"):
+        reread(model_fn, video=torch.zeros(b, 1, 1, 1, 1), text=written, text_flow=flow, period=1)
+
+
+def test_reread_with_a_uniform_source_keeps_ids_in_the_vocabulary():
+    flow = DiscreteFlow(V, MASK, source="uniform", exponent=2.0)
+    target = torch.randint(0, MASK, (3, 9), generator=torch.Generator().manual_seed(1))
+    seen = []
+
+    def model_fn(video, text, sv, st):
+        seen.append(st)
+        return oracle(target.repeat(text.shape[0] // 3, 1))(video, text, sv, st)
+
+    out = reread(model_fn, video=torch.zeros(3, 1, 1, 1, 1), text=torch.zeros_like(target), text_flow=flow,
+                 generator=torch.Generator().manual_seed(2))
+    assert torch.equal(out, target) and not (out == MASK).any()
+    # κ(σ) = (1 − σ)² equals the clean half of each copy
+    assert float(flow.kappa(seen[0][0])) == pytest.approx(0.5)

@@ -1,6 +1,6 @@
 """Flows for both modalities under one σ convention (σ = 1 noise, σ = 0 data)."""
 
-from .sampler import SamplerResult, SamplerStep, sample
+from .sampler import SamplerResult, SamplerStep, reread, sample
 from .sigma import NUM_TRAIN_TIMESTEPS, sample_training_sigma, schedule_start_index, shift_sigma, sigma_to_timestep
 from .text import DiscreteFlow
 from .video import euler_step, inference_sigmas, interpolate, predict_clean, velocity_target
@@ -14,6 +14,7 @@ __all__ = [
     "inference_sigmas",
     "interpolate",
     "predict_clean",
+    "reread",
     "sample",
     "sample_training_sigma",
     "schedule_start_index",

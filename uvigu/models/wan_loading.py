@@ -44,6 +44,7 @@ class WanSettings:
     text_source: str = "uniform"  # official default text source
     text_exponent: float = 1.0  # κ = 1 − σ (linear), as the official V2T path
     text_temperature: float = 1.0
+    caption_reread: int = 0  # the re-read pass is measured on the Shapes model only (docs/EVAL.md)
 
     def pipeline_config(self) -> dict:
         return dict(self.__dict__)
