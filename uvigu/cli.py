@@ -346,19 +346,30 @@ def add_probe_parser(subparsers: argparse._SubParsersAction) -> None:
         help="how much the denoiser uses each attribute of its text (colour, shape, motion), per noise level",
         description="Noise the evaluation's main-set clips to each σ and compare the denoiser's clean-clip error, "
         "over the pixels a change touches, with the clip's caption and with one attribute of it changed; print a "
-        "markdown table.",
+        "markdown table. With --words, the captioning side instead: how often the shape word of an object "
+        "is predicted right beside the clean clip with the colour word written and with it noised.",
     )
     p.add_argument("--model", default=None, help="checkpoint folder (default: the shipped assets/uvigu-shapes)")
     p.add_argument("--num", type=int, default=200, help="main-set clips [%(default)s]")
     p.add_argument("--sigma", type=float, action="append", default=None,
                    help="noise level in (0, 1]; repeat for more [0.3, 0.6, 0.9]")
+    p.add_argument("--words", action="store_true", help="probe the caption's shape words instead (see above)")
+    p.add_argument("--num-heldout", type=int, default=100, help="held-out-set clips, with --words [%(default)s]")
     p.set_defaults(func=run_probe_command)
 
 
 def run_probe_command(args: argparse.Namespace) -> int:
-    from .eval.probe import DEFAULT_SIGMAS, render_probe, run_probe
+    from .eval.probe import DEFAULT_SIGMAS, render_probe, render_word_probe, run_probe, run_word_probe
     from .eval.report import EvalConfig
 
+    if args.words:
+        if args.sigma:
+            raise ValueError("--sigma is for the video probe; the word probe reads the clean clip.")
+        config = EvalConfig(num_clips=args.num, num_heldout=args.num_heldout)
+        pipe = _load_pipeline(args.model)
+        with _clip_progress(config.num_clips + config.num_heldout, "probe") as progress:
+            print(render_word_probe(run_word_probe(pipe, config, progress=progress)))
+        return 0
     config = EvalConfig(num_clips=args.num, num_heldout=0)
     sigmas = tuple(args.sigma or DEFAULT_SIGMAS)
     pipe = _load_pipeline(args.model)

@@ -5,7 +5,7 @@ import torch
 
 from uvigu.cli import main
 from uvigu.eval.grammar import parse_caption
-from uvigu.eval.probe import render_probe, run_probe
+from uvigu.eval.probe import WORD_CONDITIONS, render_probe, render_word_probe, run_probe, run_word_probe
 from uvigu.eval.report import EvalConfig
 from uvigu.testing import tiny_pipeline
 
@@ -64,3 +64,61 @@ def test_the_command_prints_the_table(tmp_path, capsys):
     assert main(["probe", "--model", str(tmp_path), "--num", "2", "--sigma", "0.8"]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
     assert len(lines) == 5 and lines[2].startswith("| 0.8 | color | 2 |")
+
+
+WORD_CONFIG = EvalConfig(num_clips=3, num_heldout=3)
+
+
+def test_the_word_probe_separates_reading_the_clip_from_reading_the_colour(pipe, monkeypatch):
+    """A fake captioner that names the true shape when the colour word is noise and a wrong one
+    when the colour word is written: the table must show none right, then all right."""
+    from uvigu.data.shapes import SHAPES
+
+    vocab = pipe.tokenizer.get_vocab()
+    shape_ids = {vocab[s] for s in SHAPES}
+    colour_ids = {vocab[c] for c in vocab if c in ("red", "orange", "yellow", "green", "blue", "purple")}
+    sigmas = []
+
+    def predict(frames, ids, sigma):
+        sigmas.append(sigma)
+        out = ids.clone()
+        truth = truth_ids[0]
+        for j in range(1, ids.shape[1]):
+            if int(truth[j]) in shape_ids and int(truth[j - 1]) in colour_ids:
+                colour_written = int(ids[0, j - 1]) == int(truth[j - 1])
+                wrong = next(i for i in sorted(shape_ids) if i != int(truth[j]))
+                out[0, j] = wrong if colour_written else truth[j]
+        return out
+
+    import uvigu.eval.probe as probe
+
+    truth_ids = None  # the reference caption's ids, as the probe encodes them
+    original = probe.encode_text
+
+    def remember(tokenizer, texts, length):
+        nonlocal truth_ids
+        truth_ids, mask = original(tokenizer, texts, length)
+        return truth_ids, mask
+
+    monkeypatch.setattr(probe, "encode_text", remember)
+    rows = run_word_probe(pipe, WORD_CONFIG, predict=predict)
+    by = {(r.set_name, r.condition): r for r in rows}
+    assert set(by) == {(s, c) for s in ("main", "heldout") for c in WORD_CONDITIONS}
+    for s in ("main", "heldout"):
+        written, noised = by[(s, "colour written")], by[(s, "colour noised")]
+        assert written.total == noised.total > 0
+        assert written.right == 0 and noised.right == noised.total
+    assert min(sigmas) > 0 and max(sigmas) < 0.2  # one or two noised words of the stream
+    table = render_word_probe(rows).splitlines()
+    assert len(table) == 4 and table[3].startswith("| heldout |") and "0.000 (0/" in table[3]
+
+
+def test_the_word_probe_runs_on_the_real_model_and_the_command(tmp_path, capsys):
+    pipe = tiny_pipeline()
+    rows = run_word_probe(pipe, WORD_CONFIG)
+    assert all(0 <= r.right <= r.total for r in rows) and rows[0].total > 0
+    pipe.save_pretrained(tmp_path)
+    assert main(["probe", "--words", "--model", str(tmp_path), "--num", "2", "--num-heldout", "1"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[0].startswith("| set | shape words |") and lines[2].startswith("| main |")
+    assert main(["probe", "--words", "--sigma", "0.5", "--model", str(tmp_path)]) == 2

@@ -10,6 +10,14 @@ high σ, where the text is most of what it knows; a ratio near 1 means it ignore
 
 The condition is the caption, held clean in the text stream and fed to the prompt encoder, as in
 the generate task's caption-conditioned examples (DESIGN §2.4); the same noise serves every text.
+
+``uvigu probe --words`` asks the captioning side a question of the same kind: given the clean clip
+and its reference caption with the shape word of one object noised, does the model name the shape
+right — once with the colour word beside it written, once with that colour word noised too? A
+model that reads shapes from the clip does as well either way; one that reads them from the colour
+word (colour–shape pairs learned as units) does worse when the colour is written, above all on the
+held-out pairs it never saw together. This is what the caption re-read pass
+(`uvigu.flows.reread`) acts on.
 """
 
 from __future__ import annotations
@@ -20,11 +28,11 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from uvigu.data.shapes import render_scene, scene_caption
+from uvigu.data.shapes import COLORS, HELD_OUT_PAIRS, SHAPES, render_scene, scene_caption
 from uvigu.eval.edits import ATTRIBUTES, edit_scene
-from uvigu.eval.report import EvalConfig, clip_config, eval_example
+from uvigu.eval.report import SETS, EvalConfig, clip_config, eval_example
 from uvigu.flows import interpolate, predict_clean
-from uvigu.models.tokenizer import encode_text
+from uvigu.models.tokenizer import encode_text, is_word_level, split_words
 
 DEFAULT_SIGMAS = (0.3, 0.6, 0.9)
 
@@ -125,4 +133,95 @@ def render_probe(rows: Sequence[ProbeRow]) -> str:
         better = f"{r.right_better / r.clips:.2f} ({r.right_better}/{r.clips})" if r.clips else "–"
         lines.append(f"| {r.sigma:g} | {r.attribute} | {r.clips} | {r.error_right:.4f} | {r.error_wrong:.4f} | "
                      f"{r.ratio:.2f} | {better} |")
+    return "\n".join(lines)
+
+
+# predict(frames uint8 (f, h, w, 3), ids (b, l), text σ) -> the most likely id per position (b, l)
+WordPredictor = Callable[[np.ndarray, torch.Tensor, float], torch.Tensor]
+WORD_CONDITIONS = ("colour written", "colour noised")
+
+
+@dataclass(frozen=True)
+class WordProbeRow:
+    set_name: str
+    condition: str  # one of WORD_CONDITIONS
+    right: int  # shape words predicted right
+    total: int
+
+    @property
+    def accuracy(self) -> float:
+        return self.right / self.total if self.total else float("nan")
+
+
+def pipeline_word_predictor(pipe) -> WordPredictor:
+    """The pipeline's transformer reading text beside the clean clip, as captioning does."""
+
+    @torch.no_grad()
+    def predict(frames: np.ndarray, ids: torch.Tensor, sigma: float) -> torch.Tensor:
+        device, b = pipe._device, ids.shape[0]
+        video = pipe.codec.encode(torch.from_numpy(frames)[None]).to(device, pipe._dtype)
+        context = pipe._encode_prompts([""] * b)
+        logits = pipe.transformer(video.expand(b, *video.shape[1:]), ids.to(device), torch.zeros(b, device=device),
+                                  torch.full((b,), sigma, device=device), context).text_logits
+        return pipe.text_flow.posterior(logits, temperature=0.0).argmax(-1).cpu()
+
+    return predict
+
+
+def run_word_probe(
+    pipe,
+    config: EvalConfig = EvalConfig(),
+    predict: WordPredictor | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> list[WordProbeRow]:
+    """Per set and condition, how often the shape word of an object is predicted right (module doc).
+
+    Counted like the evaluation: every object on the main set, on the held-out set those with a
+    held-out colour–shape pair. The noised words are redrawn from the text source (one draw per
+    clip, the same in both conditions); the text σ is the one whose κ is the clean fraction.
+    """
+    if not is_word_level(pipe.tokenizer):
+        raise ValueError("the word probe reads Shapes captions word by word; this model's tokenizer is not word-level.")
+    predict = predict or pipeline_word_predictor(pipe)
+    shapes, flow, length = clip_config(pipe), pipe.text_flow, pipe.config.max_text_len
+    counts = {(s, c): [0, 0] for s in SETS for c in WORD_CONDITIONS}
+    total, done = config.num_clips + config.num_heldout, 0
+    for set_name in SETS:
+        for index in range(config.count(set_name)):
+            example = eval_example(config, set_name, index, shapes)
+            caption = scene_caption(example.scene)
+            words = split_words(pipe.tokenizer, caption)  # one token per word
+            ids, _ = encode_text(pipe.tokenizer, [caption], length)
+            noise = flow.sample_source((length,), generator=torch.Generator().manual_seed(config.pipeline_seed(set_name, index)))
+            for i in range(1, len(words)):
+                color, shape = words[i - 1], words[i]
+                if color not in COLORS or shape not in SHAPES:
+                    continue
+                if set_name != "main" and (color, shape) not in HELD_OUT_PAIRS:
+                    continue
+                for condition, noised in zip(WORD_CONDITIONS, ([i], [i - 1, i])):
+                    text = ids.clone()
+                    text[0, noised] = noise[noised]
+                    sigma = 1.0 - (1.0 - len(noised) / length) ** (1.0 / flow.exponent)
+                    best = predict(example.frames, text, sigma)
+                    entry = counts[(set_name, condition)]
+                    entry[0] += int(best[0, i]) == int(ids[0, i])
+                    entry[1] += 1
+            done += 1
+            if progress is not None:
+                progress(done, total)
+    return [WordProbeRow(s, c, *counts[(s, c)]) for s in SETS for c in WORD_CONDITIONS if config.count(s)]
+
+
+def render_word_probe(rows: Sequence[WordProbeRow]) -> str:
+    """A markdown table: per set, shape words right with the colour word written and noised."""
+    lines = ["| set | shape words | right, colour written | right, colour noised |", "|---|---:|---:|---:|"]
+    by_set: dict[str, dict[str, WordProbeRow]] = {}
+    for r in rows:
+        by_set.setdefault(r.set_name, {})[r.condition] = r
+    for set_name, cells in by_set.items():
+        n = next(iter(cells.values())).total
+        shown = [f"{cells[c].accuracy:.3f} ({cells[c].right}/{cells[c].total})" if cells[c].total else "–"
+                 for c in WORD_CONDITIONS]
+        lines.append(f"| {set_name} | {n} | {shown[0]} | {shown[1]} |")
     return "\n".join(lines)
