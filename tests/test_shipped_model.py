@@ -35,6 +35,12 @@ def test_the_documented_training_preset_is_the_one_it_was_trained_with():
     assert saved.init_from is None  # trained from random weights
 
 
+def test_its_sampling_defaults_are_those_its_evaluation_ran_with(pipe):
+    # docs/EVAL.md: captions with one re-read pass at temperature 1 (its notes compare reread=0).
+    assert pipe.config.caption_reread == 1 and pipe.config.text_temperature == 1.0
+    assert (pipe.config.num_inference_steps, pipe.config.guidance_scale, pipe.config.caption_steps) == (20, 3.0, 16)
+
+
 def test_it_names_the_colours_of_unseen_clips(pipe):
     # Clips of the evaluation's main set (seeds no training item has); colour is the field the
     # model reads best (docs/EVAL.md), so a broken checkpoint or caption path fails here.
