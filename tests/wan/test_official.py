@@ -104,6 +104,7 @@ def test_converted_config_records_official_defaults(converted):
     pipe = UniViGUPipeline.from_pretrained(out)
     assert pipe.config.text_source == "uniform"
     assert pipe.config.num_inference_steps == 50 and pipe.config.guidance_scale == 5.0
+    assert pipe.config.caption_reread == 0  # official sampling: no re-read pass
     assert pipe.scheduler.config.shift == 3.0
     assert not pipe.codec.config.normalize_latents  # the release works on raw VAE latents
     assert pipe.transformer.config.vocab_size == VOCAB + 1 and pipe.transformer.config.mask_token_id == VOCAB

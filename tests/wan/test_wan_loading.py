@@ -24,6 +24,7 @@ def test_loaded_components(wan_pipe):
     assert wan_pipe.transformer.config.mask_token_id == n
     assert wan_pipe.scheduler.config.shift == 3.0
     assert wan_pipe.config.guidance_scale == 5.0 and wan_pipe.config.text_source == "uniform"
+    assert wan_pipe.config.caption_reread == 0  # the re-read pass is measured on the Shapes model only
 
 
 def test_tasks_return_wan_shapes(wan_pipe):
