@@ -454,7 +454,7 @@ class UniViGUPipeline(DiffusionPipeline):
         return float(temperature)
 
     def _check_reread(self, passes: int | None) -> int:
-        passes = self.config.get("caption_reread", 0) if passes is None else passes
+        passes = self.config.caption_reread if passes is None else passes
         if isinstance(passes, bool) or not isinstance(passes, (int, np.integer)) or not 0 <= passes <= MAX_REREAD:
             raise ValueError(f"reread must be a whole number of passes from 0 to {MAX_REREAD}, got {passes!r}.")
         return int(passes)

@@ -80,14 +80,15 @@ def test_the_word_probe_separates_reading_the_clip_from_reading_the_colour(pipe,
     sigmas = []
 
     def predict(frames, ids, sigma):
-        sigmas.append(sigma)
+        sigmas.extend(sigma.tolist())
         out = ids.clone()
         truth = truth_ids[0]
-        for j in range(1, ids.shape[1]):
-            if int(truth[j]) in shape_ids and int(truth[j - 1]) in colour_ids:
-                colour_written = int(ids[0, j - 1]) == int(truth[j - 1])
-                wrong = next(i for i in sorted(shape_ids) if i != int(truth[j]))
-                out[0, j] = wrong if colour_written else truth[j]
+        for row in range(ids.shape[0]):
+            for j in range(1, ids.shape[1]):
+                if int(truth[j]) in shape_ids and int(truth[j - 1]) in colour_ids:
+                    colour_written = int(ids[row, j - 1]) == int(truth[j - 1])
+                    wrong = next(i for i in sorted(shape_ids) if i != int(truth[j]))
+                    out[row, j] = wrong if colour_written else truth[j]
         return out
 
     import uvigu.eval.probe as probe

@@ -148,3 +148,12 @@ def test_reread_with_a_uniform_source_keeps_ids_in_the_vocabulary():
     assert torch.equal(out, target) and not (out == MASK).any()
     # κ(σ) = (1 − σ)² equals the clean half of each copy
     assert float(flow.kappa(seen[0][0])) == pytest.approx(0.5)
+
+
+def test_sigma_at_inverts_kappa():
+    for exponent in (0.5, 1.0, 2.0):
+        flow = DiscreteFlow(V, MASK, exponent=exponent)
+        for clean in (0.0, 0.25, 0.5, 0.98, 1.0):
+            assert float(flow.kappa(flow.sigma_at(clean))) == pytest.approx(clean, abs=1e-6)
+    with pytest.raises(ValueError, match="clean fraction"):
+        flow.sigma_at(1.5)

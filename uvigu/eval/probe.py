@@ -136,8 +136,8 @@ def render_probe(rows: Sequence[ProbeRow]) -> str:
     return "\n".join(lines)
 
 
-# predict(frames uint8 (f, h, w, 3), ids (b, l), text σ) -> the most likely id per position (b, l)
-WordPredictor = Callable[[np.ndarray, torch.Tensor, float], torch.Tensor]
+# predict(frames uint8 (f, h, w, 3), ids (b, l), text σ (b,)) -> the most likely id per position (b, l)
+WordPredictor = Callable[[np.ndarray, torch.Tensor, torch.Tensor], torch.Tensor]
 WORD_CONDITIONS = ("colour written", "colour noised")
 
 
@@ -157,12 +157,12 @@ def pipeline_word_predictor(pipe) -> WordPredictor:
     """The pipeline's transformer reading text beside the clean clip, as captioning does."""
 
     @torch.no_grad()
-    def predict(frames: np.ndarray, ids: torch.Tensor, sigma: float) -> torch.Tensor:
+    def predict(frames: np.ndarray, ids: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
         device, b = pipe._device, ids.shape[0]
         video = pipe.codec.encode(torch.from_numpy(frames)[None]).to(device, pipe._dtype)
-        context = pipe._encode_prompts([""] * b)
+        context = pipe._encode_prompts([""]).expand(b, -1, -1)
         logits = pipe.transformer(video.expand(b, *video.shape[1:]), ids.to(device), torch.zeros(b, device=device),
-                                  torch.full((b,), sigma, device=device), context).text_logits
+                                  sigma.to(device), context).text_logits
         return pipe.text_flow.posterior(logits, temperature=0.0).argmax(-1).cpu()
 
     return predict
@@ -193,6 +193,7 @@ def run_word_probe(
             words = split_words(pipe.tokenizer, caption)  # one token per word
             ids, _ = encode_text(pipe.tokenizer, [caption], length)
             noise = flow.sample_source((length,), generator=torch.Generator().manual_seed(config.pipeline_seed(set_name, index)))
+            rows, texts, sigmas = [], [], []  # every (condition, shape position) of the clip, one batch
             for i in range(1, len(words)):
                 color, shape = words[i - 1], words[i]
                 if color not in COLORS or shape not in SHAPES:
@@ -200,12 +201,16 @@ def run_word_probe(
                 if set_name != "main" and (color, shape) not in HELD_OUT_PAIRS:
                     continue
                 for condition, noised in zip(WORD_CONDITIONS, ([i], [i - 1, i])):
-                    text = ids.clone()
-                    text[0, noised] = noise[noised]
-                    sigma = 1.0 - (1.0 - len(noised) / length) ** (1.0 / flow.exponent)
-                    best = predict(example.frames, text, sigma)
+                    text = ids[0].clone()
+                    text[noised] = noise[noised]
+                    rows.append((condition, i))
+                    texts.append(text)
+                    sigmas.append(flow.sigma_at(1.0 - len(noised) / length))
+            if rows:
+                best = predict(example.frames, torch.stack(texts), torch.tensor(sigmas))
+                for k, (condition, i) in enumerate(rows):
                     entry = counts[(set_name, condition)]
-                    entry[0] += int(best[0, i]) == int(ids[0, i])
+                    entry[0] += int(best[k, i]) == int(ids[0, i])
                     entry[1] += 1
             done += 1
             if progress is not None:

@@ -117,8 +117,7 @@ def reread(
     source = text_flow.sample_source((period * b, l), generator=generator).to(device)
     copies = text.repeat(period, 1)  # copy o of example i at row o·b + i
     noisy = torch.where(redrawn.repeat_interleave(b, dim=0), source, copies)
-    clean_fraction = 1.0 - 2.0 / period
-    sigma = 1.0 - clean_fraction ** (1.0 / text_flow.exponent)  # κ(σ) = clean_fraction
+    sigma = text_flow.sigma_at(1.0 - 2.0 / period)
     n = period * b
     _, logits = model_fn(
         video.repeat(period, *([1] * (video.ndim - 1))), noisy,

@@ -47,6 +47,12 @@ class DiscreteFlow:
         """Probability κ(σ) that a token is already clean at noise level σ."""
         return (1.0 - torch.as_tensor(sigma, dtype=torch.float32)).clamp(0.0, 1.0) ** self.exponent
 
+    def sigma_at(self, clean_fraction: float) -> float:
+        """The noise level whose κ is ``clean_fraction`` (the inverse of ``kappa``)."""
+        if not 0.0 <= clean_fraction <= 1.0:
+            raise ValueError(f"a clean fraction is in [0, 1], got {clean_fraction}.")
+        return 1.0 - clean_fraction ** (1.0 / self.exponent)
+
     def kappa_rate(self, sigma: torch.Tensor | float) -> torch.Tensor:
         """dκ/d(1 − σ): how fast tokens become clean as σ falls."""
         t = (1.0 - torch.as_tensor(sigma, dtype=torch.float32)).clamp(0.0, 1.0)
