@@ -27,7 +27,11 @@ def test_generate_caption_and_edit_write_playable_clips(model_dir, tmp_path, cap
     assert main(["caption", str(clip), "--model", str(model_dir), "--seed", "0", "--temperature", "0"]) == 0
     assert "caption: " in capsys.readouterr().out
     assert main(["caption", str(clip), "--model", str(model_dir), "--seed", "0", "--reread", "0"]) == 0
-    assert "caption: " in capsys.readouterr().out
+    plain = capsys.readouterr().out
+    assert "caption: " in plain
+    # a pass that may change no word leaves the caption of no pass
+    assert main(["caption", str(clip), "--model", str(model_dir), "--seed", "0", "--reread-threshold", "0"]) == 0
+    assert capsys.readouterr().out == plain
 
     edited = tmp_path / "edited.mp4"
     assert main(["edit", str(clip), "a green circle moving right", "--model", str(model_dir),
@@ -49,6 +53,7 @@ def test_joint_generation_prints_its_caption(model_dir, tmp_path, capsys):
         (["caption", "missing.mp4"], "missing.mp4"),
         (["caption", "missing.mp4", "--temperature", "-1"], "temperature"),
         (["caption", "missing.mp4", "--reread", "-1"], "reread"),
+        (["caption", "missing.mp4", "--reread-threshold", "2"], "reread_threshold"),
         (["edit", "missing.mp4", "a red circle", "--strength", "1.5"], "strength"),
     ],
 )

@@ -197,6 +197,12 @@ def test_caption_reread_passes_run_after_the_steps(pipe, monkeypatch):
     assert pipe.caption(clip, seed=2, num_inference_steps=3).text == pipe.caption(
         clip, seed=2, num_inference_steps=3, reread=1).text
     assert batches == [1, 1, 1, 4] * 2
+    # a threshold of 0 keeps every word: the caption the steps made, still at the cost of the pass
+    assert pipe.config.caption_reread_threshold == 1.0
+    batches.clear()
+    kept = pipe.caption(clip, seed=2, num_inference_steps=3, reread=2, reread_threshold=0.0, return_trajectory=True)
+    assert kept.text == plain.text and batches == [1, 1, 1, 4, 4]
+    assert [step.text for step in kept.trajectory[3:]] == [plain.trajectory[2].text] * 2
 
 
 def test_unknown_words_are_reported(pipe):
@@ -226,6 +232,10 @@ def test_unknown_words_are_reported(pipe):
         (lambda p: p.caption(np.zeros((4, 16, 16, 3), np.uint8), reread=1.5), "reread"),
         (lambda p: p.caption(np.zeros((4, 16, 16, 3), np.uint8), reread=True), "reread"),
         (lambda p: p.caption(np.zeros((4, 16, 16, 3), np.uint8), reread=99), "reread"),
+        (lambda p: p.caption(np.zeros((4, 16, 16, 3), np.uint8), reread_threshold=1.5), "reread_threshold"),
+        (lambda p: p.caption(np.zeros((4, 16, 16, 3), np.uint8), reread_threshold=-0.1), "reread_threshold"),
+        (lambda p: p.caption(np.zeros((4, 16, 16, 3), np.uint8), reread_threshold=True), "reread_threshold"),
+        (lambda p: p.caption(np.zeros((4, 16, 16, 3), np.uint8), reread_threshold="high"), "reread_threshold"),
         (lambda p: p.caption("no/such/clip.mp4"), "clip.mp4"),
     ],
 )

@@ -122,6 +122,9 @@ def add_caption_parser(subparsers: argparse._SubParsersAction) -> None:
                    help="of the token draws: lower is more literal, 0 the most likely token (default: the model's)")
     p.add_argument("--reread", type=int, default=None,
                    help="passes re-predicting each word with the word before it noised; 0: none (default: the model's)")
+    p.add_argument("--reread-threshold", type=float, default=None,
+                   help="a pass changes a word only where it gives the written word a probability below this; "
+                        "1: always the most likely word (default: the model's)")
     p.set_defaults(func=run_caption)
 
 
@@ -223,7 +226,7 @@ def run_generate(args: argparse.Namespace) -> int:
 def run_caption(args: argparse.Namespace) -> int:
     pipe = _load_pipeline(args.model)
     result = pipe.caption(args.video, seed=args.seed, num_inference_steps=args.steps, temperature=args.temperature,
-                          reread=args.reread, callback=_progress("caption"))
+                          reread=args.reread, reread_threshold=args.reread_threshold, callback=_progress("caption"))
     for note in result.input_notes:
         print(f"note: {note}", file=sys.stderr)
     print(f"seed: {result.seed}")

@@ -122,6 +122,7 @@ class UniViGUPipeline(DiffusionPipeline):
         text_exponent: float = 1.0,
         text_temperature: float = 1.0,
         caption_reread: int = 1,  # re-read passes over a finished caption (flows.reread); 0: none
+        caption_reread_threshold: float = 1.0,  # a re-read changes a word the re-read gives less than this
     ):
         super().__init__()
         self.register_modules(
@@ -141,6 +142,7 @@ class UniViGUPipeline(DiffusionPipeline):
             text_exponent=text_exponent,
             text_temperature=text_temperature,
             caption_reread=caption_reread,
+            caption_reread_threshold=caption_reread_threshold,
         )
 
     @classmethod
@@ -263,6 +265,7 @@ class UniViGUPipeline(DiffusionPipeline):
         num_inference_steps: int | None = None,
         temperature: float | None = None,
         reread: int | None = None,
+        reread_threshold: float | None = None,
         callback: StepCallback | None = None,
         return_trajectory: bool = False,
     ) -> CaptionResult:
@@ -273,12 +276,15 @@ class UniViGUPipeline(DiffusionPipeline):
         most likely token. ``reread`` passes (default: the pipeline's ``caption_reread``) then
         re-predict each word of the finished caption with the word before it noised, so that a
         shape is read from the clip rather than from the colour written beside it
-        (`uvigu.flows.reread`); each is one more network call. The trajectory ends with one entry
-        per pass (σ = 0).
+        (`uvigu.flows.reread`); each is one more network call. A pass changes a word only where it
+        gives the written word a probability below ``reread_threshold`` (default: the pipeline's
+        ``caption_reread_threshold``; 1: always the most likely word). The trajectory ends with one
+        entry per pass (σ = 0).
         """
         steps = self._check_steps(num_inference_steps, self.config.caption_steps)
         temperature = self._check_temperature(temperature)
         passes = self._check_reread(reread)
+        threshold = self._check_reread_threshold(reread_threshold)
         seed = self._check_seed(seed)
         frames, notes = self._prepare_video(video)
         generator = torch.Generator("cpu").manual_seed(seed)
@@ -299,7 +305,8 @@ class UniViGUPipeline(DiffusionPipeline):
         )
         text = result.text
         for _ in range(passes):
-            text = reread_text(model_fn, video=latents, text=text, text_flow=flow, generator=generator)
+            text = reread_text(model_fn, video=latents, text=text, text_flow=flow, generator=generator,
+                               threshold=threshold)
             if trajectory is not None:
                 trajectory.append(TrajectoryStep(0.0, frames, self._decode_ids(text[0], show_mask=True)))
         return CaptionResult(self._decode_ids(text[0]), seed, trajectory, notes)
@@ -458,6 +465,13 @@ class UniViGUPipeline(DiffusionPipeline):
         if isinstance(passes, bool) or not isinstance(passes, (int, np.integer)) or not 0 <= passes <= MAX_REREAD:
             raise ValueError(f"reread must be a whole number of passes from 0 to {MAX_REREAD}, got {passes!r}.")
         return int(passes)
+
+    def _check_reread_threshold(self, threshold: float | None) -> float:
+        threshold = self.config.caption_reread_threshold if threshold is None else threshold
+        is_number = isinstance(threshold, (int, float)) and not isinstance(threshold, bool)
+        if not is_number or not 0.0 <= threshold <= 1.0:
+            raise ValueError(f"reread_threshold must be a probability from 0 to 1, got {threshold!r}.")
+        return float(threshold)
 
     @staticmethod
     def _check_seed(seed: int | None) -> int:

@@ -134,6 +134,38 @@ def test_reread_repredicts_each_word_with_the_word_before_it_noised():
         reread(model_fn, video=torch.zeros(b, 1, 1, 1, 1), text=written, text_flow=flow, period=1)
 
 
+def test_reread_threshold_changes_only_words_the_reread_finds_unlikely():
+    """The re-read gives the written word 0.3 and another word 0.6 at the positions the model
+    doubts, the written word 0.9 elsewhere: a threshold between 0.3 and 0.9 changes exactly the
+    doubted words, one at or below 0.3 none, 1 (the default) every doubted word."""
+    flow = DiscreteFlow(V, MASK, source="mask")
+    b, l = 2, 9
+    g = torch.Generator().manual_seed(3)
+    written = torch.randint(0, MASK - 1, (b, l), generator=g)
+    other = written + 1  # still below MASK
+    doubted = torch.rand(b, l, generator=g) < 0.5
+    doubted[0, 0], doubted[0, 1] = True, False
+
+    def model_fn(video, text, sv, st):
+        copies = text.shape[0] // b
+        w, o, d = written.repeat(copies, 1), other.repeat(copies, 1), doubted.repeat(copies, 1)
+        probs = torch.full((*text.shape, V), 0.1 / (V - 3))
+        probs.scatter_(-1, w[..., None], torch.where(d, 0.3, 0.9)[..., None])
+        probs.scatter_(-1, o[..., None], torch.where(d, 0.6, 0.1 / (V - 3))[..., None])
+        probs[..., MASK] = 1e-9
+        return torch.zeros_like(video), probs.log()
+
+    video = torch.zeros(b, 1, 1, 1, 1)
+    changed = torch.where(doubted, other, written)
+    assert torch.equal(reread(model_fn, video=video, text=written, text_flow=flow), changed)
+    assert torch.equal(reread(model_fn, video=video, text=written, text_flow=flow, threshold=0.5), changed)
+    assert torch.equal(reread(model_fn, video=video, text=written, text_flow=flow, threshold=0.25), written)
+    assert torch.equal(reread(model_fn, video=video, text=written, text_flow=flow, threshold=0.0), written)
+    for bad in (-0.1, 1.5):
+        with pytest.raises(ValueError, match="threshold"):
+            reread(model_fn, video=video, text=written, text_flow=flow, threshold=bad)
+
+
 def test_reread_with_a_uniform_source_keeps_ids_in_the_vocabulary():
     flow = DiscreteFlow(V, MASK, source="uniform", exponent=2.0)
     target = torch.randint(0, MASK, (3, 9), generator=torch.Generator().manual_seed(1))

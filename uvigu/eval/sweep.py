@@ -27,7 +27,7 @@ EDIT_FIELDS = ("changed", "kept", "stale")  # the edit record's parts: shows, re
 # The settings each task takes, and their types (the pipeline checks their ranges).
 SETTINGS: dict[str, dict[str, type]] = {
     "generate": {"guidance_scale": float, "num_inference_steps": int},
-    "caption": {"num_inference_steps": int, "temperature": float, "reread": int},
+    "caption": {"num_inference_steps": int, "temperature": float, "reread": int, "reread_threshold": float},
     "edit": {"strength": float, "guidance_scale": float, "num_inference_steps": int},
 }
 

@@ -96,6 +96,7 @@ def reread(
     text_flow: DiscreteFlow,
     generator: torch.Generator | None = None,
     period: int = REREAD_PERIOD,
+    threshold: float = 1.0,
 ) -> torch.Tensor:
     """Re-predict every word of a finished text with the word before it noised; returns ids (b, l).
 
@@ -105,11 +106,16 @@ def reread(
     ``period`` copies of the text: copy o redraws the positions p with (p − o) mod period ∈ {0, 1}
     from the source and keeps the prediction at (p − o) mod period = 1, so each position is
     re-predicted once, with its left neighbour noised and the rest of the text as decided. The
-    copies are fed at the σ whose κ is the clean fraction; the most likely word is taken.
-    ``video`` (b, c, f, h, w) is held clean.
+    copies are fed at the σ whose κ is the clean fraction. A word is replaced by the most likely
+    one only where the re-read gives the written word a probability below ``threshold``: 1 takes
+    the most likely word everywhere; lower keeps a word the re-read still finds plausible, so that
+    only clear disagreements change the text (with its context noised a word can be unsure which
+    of two objects it belongs to). ``video`` (b, c, f, h, w) is held clean.
     """
     if period < 2:
         raise ValueError(f"a re-read needs a period of at least 2, got {period}.")
+    if not 0.0 <= threshold <= 1.0:
+        raise ValueError(f"a re-read threshold is a probability from 0 to 1, got {threshold}.")
     b, l = text.shape
     device = text.device
     phase = (torch.arange(l, device=device)[None, :] - torch.arange(period, device=device)[:, None]) % period
@@ -123,7 +129,10 @@ def reread(
         video.repeat(period, *([1] * (video.ndim - 1))), noisy,
         torch.zeros(n, device=device), torch.full((n,), sigma, device=device),
     )
-    best = text_flow.posterior(logits, temperature=0.0).argmax(-1).to(device).view(period, b, l)
+    probs = text_flow.posterior(logits).to(device).view(period, b, l, -1)
+    written = text.expand(period, b, l)
+    unsure = probs.gather(-1, written[..., None]).squeeze(-1) < threshold
+    best = torch.where(unsure, probs.argmax(-1), written)
     out = text.clone()
     for o in range(period):
         out = torch.where(kept[o][None, :], best[o], out)
