@@ -38,6 +38,7 @@ def test_the_documented_training_preset_is_the_one_it_was_trained_with():
 def test_its_sampling_defaults_are_those_its_evaluation_ran_with(pipe):
     # docs/EVAL.md: captions with one re-read pass at temperature 1 (its notes compare reread=0).
     assert pipe.config.caption_reread == 1 and pipe.config.text_temperature == 1.0
+    assert pipe.config.caption_reread_threshold == 1.0  # every word the pass reads differently changes
     assert (pipe.config.num_inference_steps, pipe.config.guidance_scale, pipe.config.caption_steps) == (20, 3.0, 16)
 
 
