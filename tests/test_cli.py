@@ -54,6 +54,7 @@ def test_joint_generation_prints_its_caption(model_dir, tmp_path, capsys):
         (["caption", "missing.mp4", "--temperature", "-1"], "temperature"),
         (["caption", "missing.mp4", "--reread", "-1"], "reread"),
         (["caption", "missing.mp4", "--reread-threshold", "2"], "reread_threshold"),
+        (["caption", "missing.mp4", "--reread-period", "1"], "reread_period"),
         (["edit", "missing.mp4", "a red circle", "--strength", "1.5"], "strength"),
     ],
 )

@@ -203,6 +203,11 @@ def test_caption_reread_passes_run_after_the_steps(pipe, monkeypatch):
     kept = pipe.caption(clip, seed=2, num_inference_steps=3, reread=2, reread_threshold=0.0, return_trajectory=True)
     assert kept.text == plain.text and batches == [1, 1, 1, 4, 4]
     assert [step.text for step in kept.trajectory[3:]] == [plain.trajectory[2].text] * 2
+    # the period sets the copies of each pass (its batch)
+    assert pipe.config.caption_reread_period == 4
+    batches.clear()
+    pipe.caption(clip, seed=2, num_inference_steps=3, reread_period=8)
+    assert batches == [1, 1, 1, 8]
 
 
 def test_unknown_words_are_reported(pipe):
@@ -236,6 +241,9 @@ def test_unknown_words_are_reported(pipe):
         (lambda p: p.caption(np.zeros((4, 16, 16, 3), np.uint8), reread_threshold=-0.1), "reread_threshold"),
         (lambda p: p.caption(np.zeros((4, 16, 16, 3), np.uint8), reread_threshold=True), "reread_threshold"),
         (lambda p: p.caption(np.zeros((4, 16, 16, 3), np.uint8), reread_threshold="high"), "reread_threshold"),
+        (lambda p: p.caption(np.zeros((4, 16, 16, 3), np.uint8), reread_period=1), "reread_period"),
+        (lambda p: p.caption(np.zeros((4, 16, 16, 3), np.uint8), reread_period=4.0), "reread_period"),
+        (lambda p: p.caption(np.zeros((4, 16, 16, 3), np.uint8), reread_period=99), "reread_period"),
         (lambda p: p.caption("no/such/clip.mp4"), "clip.mp4"),
     ],
 )

@@ -39,6 +39,7 @@ def test_its_sampling_defaults_are_those_its_evaluation_ran_with(pipe):
     # docs/EVAL.md: captions with one re-read pass at temperature 1 (its notes compare reread=0).
     assert pipe.config.caption_reread == 1 and pipe.config.text_temperature == 1.0
     assert pipe.config.caption_reread_threshold == 1.0  # every word the pass reads differently changes
+    assert pipe.config.caption_reread_period == 4  # one call on four copies
     assert (pipe.config.num_inference_steps, pipe.config.guidance_scale, pipe.config.caption_steps) == (20, 3.0, 16)
 
 

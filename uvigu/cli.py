@@ -125,6 +125,9 @@ def add_caption_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--reread-threshold", type=float, default=None,
                    help="a pass changes a word only where it gives the written word a probability below this; "
                         "1: always the most likely word (default: the model's)")
+    p.add_argument("--reread-period", type=int, default=None,
+                   help="a pass redraws 2 of every this many words, on as many copies of the caption "
+                        "(default: the model's)")
     p.set_defaults(func=run_caption)
 
 
@@ -226,7 +229,8 @@ def run_generate(args: argparse.Namespace) -> int:
 def run_caption(args: argparse.Namespace) -> int:
     pipe = _load_pipeline(args.model)
     result = pipe.caption(args.video, seed=args.seed, num_inference_steps=args.steps, temperature=args.temperature,
-                          reread=args.reread, reread_threshold=args.reread_threshold, callback=_progress("caption"))
+                          reread=args.reread, reread_threshold=args.reread_threshold,
+                          reread_period=args.reread_period, callback=_progress("caption"))
     for note in result.input_notes:
         print(f"note: {note}", file=sys.stderr)
     print(f"seed: {result.seed}")

@@ -45,6 +45,7 @@ MAX_STEPS = 1000
 MAX_GUIDANCE = 30.0
 MAX_TEMPERATURE = 10.0  # caption temperature; above a few the draws are uniform noise
 MAX_REREAD = 8  # re-read passes after a caption; past one or two they change little
+MAX_REREAD_PERIOD = 16  # copies per re-read pass (its batch size)
 
 
 class Cancelled(Exception):
@@ -123,6 +124,7 @@ class UniViGUPipeline(DiffusionPipeline):
         text_temperature: float = 1.0,
         caption_reread: int = 1,  # re-read passes over a finished caption (flows.reread); 0: none
         caption_reread_threshold: float = 1.0,  # a re-read changes a word the re-read gives less than this
+        caption_reread_period: int = 4,  # a re-read redraws 2 of every this many positions, on as many copies
     ):
         super().__init__()
         self.register_modules(
@@ -143,6 +145,7 @@ class UniViGUPipeline(DiffusionPipeline):
             text_temperature=text_temperature,
             caption_reread=caption_reread,
             caption_reread_threshold=caption_reread_threshold,
+            caption_reread_period=caption_reread_period,
         )
 
     @classmethod
@@ -266,6 +269,7 @@ class UniViGUPipeline(DiffusionPipeline):
         temperature: float | None = None,
         reread: int | None = None,
         reread_threshold: float | None = None,
+        reread_period: int | None = None,
         callback: StepCallback | None = None,
         return_trajectory: bool = False,
     ) -> CaptionResult:
@@ -278,13 +282,16 @@ class UniViGUPipeline(DiffusionPipeline):
         shape is read from the clip rather than from the colour written beside it
         (`uvigu.flows.reread`); each is one more network call. A pass changes a word only where it
         gives the written word a probability below ``reread_threshold`` (default: the pipeline's
-        ``caption_reread_threshold``; 1: always the most likely word). The trajectory ends with one
-        entry per pass (σ = 0).
+        ``caption_reread_threshold``; 1: always the most likely word). A pass redraws 2 of every
+        ``reread_period`` positions of each of as many copies (default: ``caption_reread_period``,
+        4): a longer period keeps more of the caption written around each word, at the cost of a
+        larger batch. The trajectory ends with one entry per pass (σ = 0).
         """
         steps = self._check_steps(num_inference_steps, self.config.caption_steps)
         temperature = self._check_temperature(temperature)
         passes = self._check_reread(reread)
         threshold = self._check_reread_threshold(reread_threshold)
+        period = self._check_reread_period(reread_period)
         seed = self._check_seed(seed)
         frames, notes = self._prepare_video(video)
         generator = torch.Generator("cpu").manual_seed(seed)
@@ -306,7 +313,7 @@ class UniViGUPipeline(DiffusionPipeline):
         text = result.text
         for _ in range(passes):
             text = reread_text(model_fn, video=latents, text=text, text_flow=flow, generator=generator,
-                               threshold=threshold)
+                               threshold=threshold, period=period)
             if trajectory is not None:
                 trajectory.append(TrajectoryStep(0.0, frames, self._decode_ids(text[0], show_mask=True)))
         return CaptionResult(self._decode_ids(text[0]), seed, trajectory, notes)
@@ -472,6 +479,13 @@ class UniViGUPipeline(DiffusionPipeline):
         if not is_number or not 0.0 <= threshold <= 1.0:
             raise ValueError(f"reread_threshold must be a probability from 0 to 1, got {threshold!r}.")
         return float(threshold)
+
+    def _check_reread_period(self, period: int | None) -> int:
+        period = self.config.caption_reread_period if period is None else period
+        whole = isinstance(period, (int, np.integer)) and not isinstance(period, bool)
+        if not whole or not 2 <= period <= MAX_REREAD_PERIOD:
+            raise ValueError(f"reread_period must be a whole number from 2 to {MAX_REREAD_PERIOD}, got {period!r}.")
+        return int(period)
 
     @staticmethod
     def _check_seed(seed: int | None) -> int:

@@ -27,7 +27,8 @@ EDIT_FIELDS = ("changed", "kept", "stale")  # the edit record's parts: shows, re
 # The settings each task takes, and their types (the pipeline checks their ranges).
 SETTINGS: dict[str, dict[str, type]] = {
     "generate": {"guidance_scale": float, "num_inference_steps": int},
-    "caption": {"num_inference_steps": int, "temperature": float, "reread": int, "reread_threshold": float},
+    "caption": {"num_inference_steps": int, "temperature": float, "reread": int, "reread_threshold": float,
+                "reread_period": int},
     "edit": {"strength": float, "guidance_scale": float, "num_inference_steps": int},
 }
 
