@@ -461,31 +461,21 @@ class UniViGUPipeline(DiffusionPipeline):
         return int(steps)
 
     def _check_temperature(self, temperature: float | None) -> float:
-        temperature = self.config.text_temperature if temperature is None else temperature
-        is_number = isinstance(temperature, (int, float)) and not isinstance(temperature, bool)
-        if not is_number or not 0.0 <= temperature <= MAX_TEMPERATURE:
-            raise ValueError(f"temperature must be a number from 0 to {MAX_TEMPERATURE:g}, got {temperature!r}.")
-        return float(temperature)
+        return _number_in_range(self._or_default(temperature, "text_temperature"), "temperature", 0.0, MAX_TEMPERATURE)
 
     def _check_reread(self, passes: int | None) -> int:
-        passes = self.config.caption_reread if passes is None else passes
-        if isinstance(passes, bool) or not isinstance(passes, (int, np.integer)) or not 0 <= passes <= MAX_REREAD:
-            raise ValueError(f"reread must be a whole number of passes from 0 to {MAX_REREAD}, got {passes!r}.")
-        return int(passes)
+        return _whole_in_range(self._or_default(passes, "caption_reread"), "reread", 0, MAX_REREAD,
+                               "a whole number of passes")
 
     def _check_reread_threshold(self, threshold: float | None) -> float:
-        threshold = self.config.caption_reread_threshold if threshold is None else threshold
-        is_number = isinstance(threshold, (int, float)) and not isinstance(threshold, bool)
-        if not is_number or not 0.0 <= threshold <= 1.0:
-            raise ValueError(f"reread_threshold must be a probability from 0 to 1, got {threshold!r}.")
-        return float(threshold)
+        return _number_in_range(self._or_default(threshold, "caption_reread_threshold"), "reread_threshold", 0.0, 1.0,
+                                "a probability")
 
     def _check_reread_period(self, period: int | None) -> int:
-        period = self.config.caption_reread_period if period is None else period
-        whole = isinstance(period, (int, np.integer)) and not isinstance(period, bool)
-        if not whole or not 2 <= period <= MAX_REREAD_PERIOD:
-            raise ValueError(f"reread_period must be a whole number from 2 to {MAX_REREAD_PERIOD}, got {period!r}.")
-        return int(period)
+        return _whole_in_range(self._or_default(period, "caption_reread_period"), "reread_period", 2, MAX_REREAD_PERIOD)
+
+    def _or_default(self, value, config_name: str):
+        return getattr(self.config, config_name) if value is None else value
 
     @staticmethod
     def _check_seed(seed: int | None) -> int:
@@ -515,3 +505,19 @@ class UniViGUPipeline(DiffusionPipeline):
             height=self.config.height, width=self.config.width,
         )
         return np.ascontiguousarray(conformed.frames), list(conformed.notes)
+
+
+def _whole_in_range(value, name: str, low: int, high: int, what: str = "a whole number") -> int:
+    """``value`` as an int when it is a whole number (not a bool) in [low, high]; else a ValueError naming it."""
+    whole = isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+    if not whole or not low <= value <= high:
+        raise ValueError(f"{name} must be {what} from {low} to {high}, got {value!r}.")
+    return int(value)
+
+
+def _number_in_range(value, name: str, low: float, high: float, what: str = "a number") -> float:
+    """``value`` as a float when it is a number (not a bool) in [low, high]; else a ValueError naming it."""
+    number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if not number or not low <= value <= high:
+        raise ValueError(f"{name} must be {what} from {low:g} to {high:g}, got {value!r}.")
+    return float(value)
