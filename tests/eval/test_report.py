@@ -222,6 +222,10 @@ def test_tiny_pipeline_run_writes_report(tmp_path):
     assert [r["set"] for r in records] == ["main", "heldout"]
     assert summarize(records).rows == report.summary.rows
     assert set(records[0]["seconds"]) == {"caption", "generate", "caption_generated", "edit", "joint"}
+    # the header names the settings the tasks ran at, the caption's re-read among them
+    c = pipe.config
+    assert (f"caption_steps {c.caption_steps}, caption_reread {c.caption_reread}, "
+            f"caption_reread_period {c.caption_reread_period}, caption_reread_threshold {c.caption_reread_threshold}") in text
 
 
 def test_eval_command_writes_report(tmp_path, monkeypatch):

@@ -311,7 +311,9 @@ class RunInfo:
 def pipeline_settings(pipe) -> dict[str, object]:
     """The default settings the evaluation ran at (read from the pipeline's config)."""
     config = getattr(pipe, "config", {}) or {}
-    settings = {k: config[k] for k in ("num_inference_steps", "guidance_scale", "caption_steps", "num_frames", "height", "width") if k in config}
+    keys = ("num_inference_steps", "guidance_scale", "caption_steps", "caption_reread", "caption_reread_period",
+            "caption_reread_threshold", "num_frames", "height", "width")
+    settings = {k: config[k] for k in keys if k in config}
     strength = inspect.signature(pipe.edit).parameters.get("strength")
     if strength is not None and strength.default is not inspect.Parameter.empty:
         settings["edit strength"] = strength.default
