@@ -9,7 +9,7 @@ from uvigu import UniViGUPipeline
 from uvigu.data.shapes import make_example
 from uvigu.eval.grammar import parse_caption, scene_mentions
 from uvigu.eval.report import EvalConfig, eval_example
-from uvigu.models.presets import SHIPPED_MODEL_DIR
+from uvigu.models.presets import SHIPPED_MODEL_DIR, build_pipeline
 from uvigu.training.config import TrainConfig, get_train_preset
 
 
@@ -39,8 +39,11 @@ def test_its_sampling_defaults_are_those_its_evaluation_ran_with(pipe):
     # docs/EVAL.md: captions with one re-read pass at temperature 1 (its notes compare reread=0).
     assert pipe.config.caption_reread == 1 and pipe.config.text_temperature == 1.0
     assert pipe.config.caption_reread_threshold == 1.0  # every word the pass reads differently changes
-    assert pipe.config.caption_reread_period == 4  # one call on four copies
-    assert (pipe.config.num_inference_steps, pipe.config.guidance_scale, pipe.config.caption_steps) == (20, 3.0, 16)
+    assert pipe.config.caption_reread_period == 8  # one call on eight copies
+    assert (pipe.config.num_inference_steps, pipe.config.guidance_scale, pipe.config.caption_steps) == (20, 3.0, 12)
+    # the training preset writes the same sampling defaults into a new model's config
+    fresh = build_pipeline("shapes", ["a", "red", "circle"]).config
+    assert (fresh.caption_steps, fresh.caption_reread_period) == (12, 8)
 
 
 def test_it_names_the_colours_of_unseen_clips(pipe):
