@@ -27,7 +27,7 @@ import torch
 from diffusers import DiffusionPipeline, FlowMatchEulerDiscreteScheduler
 from transformers import PreTrainedTokenizerBase
 
-from .flows import DiscreteFlow, SamplerStep, inference_sigmas, interpolate, sample
+from .flows import REREAD_PERIOD, DiscreteFlow, SamplerStep, inference_sigmas, interpolate, sample
 from .flows import reread as reread_text
 from .models import autoencoder as _autoencoder  # noqa: F401  diffusers' loader resolves saved component
 from .models import codec as _pixel_codec  # noqa: F401
@@ -124,7 +124,7 @@ class UniViGUPipeline(DiffusionPipeline):
         text_temperature: float = 1.0,
         caption_reread: int = 1,  # re-read passes over a finished caption (flows.reread); 0: none
         caption_reread_threshold: float = 1.0,  # a re-read changes a word the re-read gives less than this
-        caption_reread_period: int = 4,  # a re-read redraws 2 of every this many positions, on as many copies
+        caption_reread_period: int = REREAD_PERIOD,  # a re-read redraws 2 of every this many positions, on as many copies
     ):
         super().__init__()
         self.register_modules(
@@ -283,8 +283,8 @@ class UniViGUPipeline(DiffusionPipeline):
         (`uvigu.flows.reread`); each is one more network call. A pass changes a word only where it
         gives the written word a probability below ``reread_threshold`` (default: the pipeline's
         ``caption_reread_threshold``; 1: always the most likely word). A pass redraws 2 of every
-        ``reread_period`` positions of each of as many copies (default: ``caption_reread_period``,
-        4): a longer period keeps more of the caption written around each word, at the cost of a
+        ``reread_period`` positions of each of as many copies (default: the pipeline's
+        ``caption_reread_period``): a longer period keeps more of the caption written around each word, at the cost of a
         larger batch. The trajectory ends with one entry per pass (σ = 0).
         """
         steps = self._check_steps(num_inference_steps, self.config.caption_steps)

@@ -16,6 +16,8 @@ from pathlib import Path
 import torch
 from diffusers import FlowMatchEulerDiscreteScheduler
 
+from ..flows import REREAD_PERIOD
+
 
 # Where the shipped ``shapes`` model lives in a checkout (diffusers folder layout).
 SHIPPED_MODEL_DIR = Path(__file__).resolve().parents[2] / "assets" / "uvigu-shapes"
@@ -54,7 +56,7 @@ class ModelPreset:
     # sampling defaults
     num_inference_steps: int = 20
     caption_steps: int = 16
-    caption_reread_period: int = 4  # copies a caption's re-read pass reads on (flows.reread)
+    caption_reread_period: int = REREAD_PERIOD  # copies a caption's re-read pass reads on (flows.reread)
     guidance_scale: float = 3.0
     shift: float = 3.0  # Wan's inference shift
     text_source: str = "uniform"
