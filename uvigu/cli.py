@@ -40,6 +40,14 @@ def add_train_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--steps-refine", type=int, help="Capability Refinement steps (text target: the caption)")
     p.add_argument("--batch-size", type=int, help="batch size per process")
     p.add_argument("--lr", type=float, help="peak learning rate")
+    p.add_argument(
+        "--task-probs", type=float, nargs=3, metavar=("GENERATE", "CAPTION", "JOINT"),
+        help="weights of the three tasks per example",
+    )
+    p.add_argument(
+        "--text-swap", type=float,
+        help="chance a clean word of a noisy text is swapped for a word of the batch's texts (0: off)",
+    )
     p.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=None, help="bf16 autocast")
     p.add_argument("--gradient-checkpointing", action=argparse.BooleanOptionalAction, default=None)
     p.add_argument("--num-workers", type=int, help="dataloader worker processes")
@@ -66,6 +74,8 @@ def run_train(args: argparse.Namespace) -> int:
             "steps_refine": args.steps_refine,
             "batch_size": args.batch_size,
             "lr": args.lr,
+            "task_probs": tuple(args.task_probs) if args.task_probs else None,
+            "text_swap": args.text_swap,
             "bf16": args.bf16,
             "gradient_checkpointing": args.gradient_checkpointing,
             "num_workers": args.num_workers,

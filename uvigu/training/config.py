@@ -53,6 +53,7 @@ class TrainConfig:
     caption_as_condition: float = 0.5  # refine: chance a generate example is conditioned on the caption
     video_sigma_shift: float = 1.0  # shift of the logit-normal training σ of the video
     text_loss: Literal["ce", "gkl"] = "ce"
+    text_swap: float = 0.0  # chance a clean word of a noisy text is swapped for a batch word (objective.swap_words)
     # --- speed
     bf16: bool = False  # bf16 autocast (accelerate mixed precision); slower than fp32 on our CPU (see "shapes")
     gradient_checkpointing: bool = False  # recompute activations in backward: less memory, ~30% slower
@@ -101,6 +102,7 @@ class TrainConfig:
             caption_as_condition=self.caption_as_condition,
             video_sigma_shift=self.video_sigma_shift,
             text_loss=self.text_loss,
+            text_swap=self.text_swap,
         )
 
     def to_dict(self) -> dict[str, Any]:

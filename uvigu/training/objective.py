@@ -40,12 +40,17 @@ class ObjectiveConfig:
     caption_as_condition: float = 0.5  # stage refine: chance a generate example is conditioned on the caption
     video_sigma_shift: float = 1.0  # shift of the logit-normal training σ (inference uses the scheduler's)
     text_loss: Literal["ce", "gkl"] = "ce"
+    # chance that a word a noisy text stream kept clean is swapped for a word of the batch's texts
+    # (see swap_words); 0: the plain mixture path
+    text_swap: float = 0.0
 
     def __post_init__(self) -> None:
         if self.stage not in ("recall", "refine"):
             raise ValueError(f"stage must be 'recall' or 'refine', got {self.stage!r}.")
         if len(self.task_probs) != 3 or min(self.task_probs) < 0 or sum(self.task_probs) <= 0:
             raise ValueError(f"task_probs must be three non-negative weights, got {self.task_probs}.")
+        if not 0.0 <= self.text_swap <= 1.0:
+            raise ValueError(f"text_swap is a probability in [0, 1], got {self.text_swap}.")
 
 
 @dataclass(frozen=True)
@@ -61,6 +66,37 @@ def draw_tasks(batch_size: int, config: ObjectiveConfig, generator: torch.Genera
     probs = torch.tensor(config.task_probs, dtype=torch.float)
     idx = torch.multinomial(probs / probs.sum(), batch_size, replacement=True, generator=generator)
     return [TASKS[i] for i in idx.tolist()]
+
+
+def swap_words(
+    text_t: torch.Tensor,
+    text_clean: torch.Tensor,
+    valid: torch.Tensor,
+    rows: torch.Tensor,
+    prob: float,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """Swap words that ``text_t`` kept clean for words drawn from the batch's clean texts.
+
+    On the mixture path a word is either clean or a uniform draw from the vocabulary — almost
+    never a plausible word — so the network learns to trust every plausible word it sees. While
+    sampling, the words already written are its own guesses and can be wrong: a caption that has
+    its colour word written before its shape word gets the shape the colour was seen with in
+    training. Each word of the rows ``rows`` (b,) that is kept clean and is not padding is, with
+    probability ``prob``, replaced by a word drawn uniformly from the non-padding words of
+    ``text_clean`` (b, l) — other captions' colours and shapes — so the network learns to check
+    the words it sees against the video. The loss still asks for the clean words. CPU tensors;
+    returns the new ``text_t``.
+    """
+    if prob <= 0:
+        return text_t
+    pool = text_clean[valid]
+    if pool.numel() == 0:
+        return text_t
+    u = torch.rand(text_t.shape, generator=generator)
+    pick = torch.randint(0, pool.numel(), text_t.shape, generator=generator)
+    swap = (u < prob) & (text_t == text_clean) & valid & rows[:, None]
+    return torch.where(swap, pool[pick], text_t)
 
 
 def device_randn(shape: torch.Size, generator: torch.Generator | None, device: torch.device) -> torch.Tensor:
@@ -126,9 +162,10 @@ def compute_loss(
     sigma_t = torch.where(text_noisy, sigma_t, torch.zeros_like(sigma_t))
 
     x_t = interpolate(x, noise, sigma_v)
-    text_t = torch.where(
-        text_noisy[:, None], flow.corrupt(text_clean.cpu(), sigma_t.cpu(), generator=generator).to(device), text_clean
-    )
+    text_t = flow.corrupt(text_clean.cpu(), sigma_t.cpu(), generator=generator)
+    if config.text_swap > 0:
+        text_t = swap_words(text_t, text_clean.cpu(), valid.cpu(), text_noisy.cpu(), config.text_swap, generator)
+    text_t = torch.where(text_noisy[:, None], text_t.to(device), text_clean)
     # Noisy text runs over the whole stream (the model learns where the text ends); clean text
     # masks its padding out as keys, as at inference.
     text_mask = valid | text_noisy[:, None]
