@@ -182,6 +182,24 @@ def test_reread_with_a_uniform_source_keeps_ids_in_the_vocabulary():
     assert float(flow.kappa(seen[0][0])) == pytest.approx(0.5)
 
 
+def test_reread_never_writes_the_mask_and_reads_each_word_from_its_own_copy():
+    """Each copy's logits favour a different word, and [MASK] most of all: the word at position p
+    must come from copy (p − 1) mod period (the one whose noised pair ends at p), never the mask."""
+    flow = DiscreteFlow(V, MASK, source="mask")
+    b, l, period = 2, 10, 4
+
+    def model_fn(video, text, sv, st):
+        copy = torch.arange(period).repeat_interleave(b)  # row o·b + i is copy o
+        logits = torch.zeros(*text.shape, V)
+        logits[torch.arange(len(copy)), :, copy] = 5.0
+        logits[..., MASK] = 9.0
+        return torch.zeros_like(video), logits
+
+    out = reread(model_fn, video=torch.zeros(b, 1, 1, 1, 1), text=torch.full((b, l), 7), text_flow=flow, period=period)
+    expected = (torch.arange(l) - 1) % period
+    assert torch.equal(out, expected.expand(b, l))
+
+
 def test_sigma_at_inverts_kappa():
     for exponent in (0.5, 1.0, 2.0):
         flow = DiscreteFlow(V, MASK, exponent=exponent)

@@ -119,7 +119,7 @@ def reread(
     b, l = text.shape
     device = text.device
     phase = (torch.arange(l, device=device)[None, :] - torch.arange(period, device=device)[:, None]) % period
-    redrawn, kept = phase < 2, phase == 1  # (period, l)
+    redrawn = phase < 2  # (period, l)
     source = text_flow.sample_source((period * b, l), generator=generator).to(device)
     copies = text.repeat(period, 1)  # copy o of example i at row o·b + i
     noisy = torch.where(redrawn.repeat_interleave(b, dim=0), source, copies)
@@ -129,11 +129,15 @@ def reread(
         video.repeat(period, *([1] * (video.ndim - 1))), noisy,
         torch.zeros(n, device=device), torch.full((n,), sigma, device=device),
     )
-    probs = text_flow.posterior(logits).to(device).view(period, b, l, -1)
-    written = text.expand(period, b, l)
-    unsure = probs.gather(-1, written[..., None]).squeeze(-1) < threshold
-    best = torch.where(unsure, probs.argmax(-1), written)
-    out = text.clone()
-    for o in range(period):
-        out = torch.where(kept[o][None, :], best[o], out)
+    # Position p is re-predicted in copy (p − 1) mod period: take those logits only, so the
+    # softmax runs over b × l rows, not period × b × l (with a 256k-word vocabulary that is the
+    # difference between a few hundred MB and several GB).
+    positions = torch.arange(l, device=logits.device)
+    owner = (positions - 1) % period
+    picked = logits.view(period, b, l, -1)[owner, :, positions].transpose(0, 1).float()  # (b, l, V)
+    picked[..., text_flow.mask_token_id] = float("-inf")  # never a prediction, as in the posterior
+    best = picked.argmax(-1).to(device)
+    written_logit = picked.gather(-1, text.to(logits.device)[..., None]).squeeze(-1)
+    unsure = (written_logit - picked.logsumexp(-1)).exp().to(device) < threshold
+    out = torch.where(unsure, best, text)
     return out
