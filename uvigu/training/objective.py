@@ -84,7 +84,7 @@ def swap_words(
     its colour word written before its shape word gets the shape the colour was seen with in
     training. Each word of the rows ``rows`` (b,) that is kept clean and is not padding is, with
     probability ``prob``, replaced by a word drawn uniformly from the non-padding words of
-    ``text_clean`` (b, l) — other captions' colours and shapes — so the network learns to check
+    ``text_clean`` (b, l) — the batch's colours and shapes among them — so the network learns to check
     the words it sees against the video. The loss still asks for the clean words. CPU tensors;
     returns the new ``text_t``.
     """
