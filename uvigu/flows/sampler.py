@@ -130,14 +130,11 @@ def reread(
         torch.zeros(n, device=device), torch.full((n,), sigma, device=device),
     )
     # Position p is re-predicted in copy (p − 1) mod period: take those logits only, so the
-    # softmax runs over b × l rows, not period × b × l (with a 256k-word vocabulary that is the
+    # posterior covers b × l rows, not period × b × l (with a 256k-word vocabulary that is the
     # difference between a few hundred MB and several GB).
     positions = torch.arange(l, device=logits.device)
     owner = (positions - 1) % period
-    picked = logits.view(period, b, l, -1)[owner, :, positions].transpose(0, 1).float()  # (b, l, V)
-    picked[..., text_flow.mask_token_id] = float("-inf")  # never a prediction, as in the posterior
-    best = picked.argmax(-1).to(device)
-    written_logit = picked.gather(-1, text.to(logits.device)[..., None]).squeeze(-1)
-    unsure = (written_logit - picked.logsumexp(-1)).exp().to(device) < threshold
-    out = torch.where(unsure, best, text)
-    return out
+    picked = logits.view(period, b, l, -1)[owner, :, positions].transpose(0, 1)  # (b, l, V)
+    probs = text_flow.posterior(picked).to(device)
+    unsure = probs.gather(-1, text[..., None]).squeeze(-1) < threshold
+    return torch.where(unsure, probs.argmax(-1), text)

@@ -162,9 +162,9 @@ def compute_loss(
     sigma_t = torch.where(text_noisy, sigma_t, torch.zeros_like(sigma_t))
 
     x_t = interpolate(x, noise, sigma_v)
-    text_t = flow.corrupt(text_clean.cpu(), sigma_t.cpu(), generator=generator)
-    if config.text_swap > 0:
-        text_t = swap_words(text_t, text_clean.cpu(), valid.cpu(), text_noisy.cpu(), config.text_swap, generator)
+    clean_cpu = text_clean.cpu()
+    text_t = flow.corrupt(clean_cpu, sigma_t.cpu(), generator=generator)
+    text_t = swap_words(text_t, clean_cpu, valid.cpu(), text_noisy.cpu(), config.text_swap, generator)  # P = 0: as is
     text_t = torch.where(text_noisy[:, None], text_t.to(device), text_clean)
     # Noisy text runs over the whole stream (the model learns where the text ends); clean text
     # masks its padding out as keys, as at inference.
