@@ -32,6 +32,13 @@ def test_generate_caption_and_edit_write_playable_clips(model_dir, tmp_path, cap
     # a pass that may change no word leaves the caption of no pass
     assert main(["caption", str(clip), "--model", str(model_dir), "--seed", "0", "--reread-threshold", "0"]) == 0
     assert capsys.readouterr().out == plain
+    # the video stream's check of unsure words: off by default, so weight 0 is the default caption
+    assert main(["caption", str(clip), "--model", str(model_dir), "--seed", "0"]) == 0
+    default = capsys.readouterr().out
+    assert main(["caption", str(clip), "--model", str(model_dir), "--seed", "0", "--verify-weight", "0"]) == 0
+    assert capsys.readouterr().out == default
+    assert main(["caption", str(clip), "--model", str(model_dir), "--seed", "0", "--verify-weight", "1e6"]) == 0
+    assert "caption: " in capsys.readouterr().out
 
     edited = tmp_path / "edited.mp4"
     assert main(["edit", str(clip), "a green circle moving right", "--model", str(model_dir),
@@ -55,6 +62,7 @@ def test_joint_generation_prints_its_caption(model_dir, tmp_path, capsys):
         (["caption", "missing.mp4", "--reread", "-1"], "reread"),
         (["caption", "missing.mp4", "--reread-threshold", "2"], "reread_threshold"),
         (["caption", "missing.mp4", "--reread-period", "1"], "reread_period"),
+        (["caption", "missing.mp4", "--verify-weight", "-1"], "verify_weight"),
         (["edit", "missing.mp4", "a red circle", "--strength", "1.5"], "strength"),
     ],
 )

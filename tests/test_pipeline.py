@@ -210,6 +210,54 @@ def test_caption_reread_passes_run_after_the_steps(pipe, monkeypatch):
     assert batches == [1, 1, 1, 8]
 
 
+
+def test_caption_verification_lets_the_video_stream_pick_among_likely_words(pipe, monkeypatch):
+    clip = pipe.generate(PROMPT, seed=0).frames
+    assert pipe.config.caption_verify_weight == 0.0  # off unless a model's config turns it on
+    plain = pipe.caption(clip, seed=2, num_inference_steps=3, return_trajectory=True)
+    assert pipe.caption(clip, seed=2, num_inference_steps=3, verify_weight=0.0).text == plain.text
+    batches = []
+    original = type(pipe.transformer).forward
+
+    def counting(self, video, text, *args, **kwargs):
+        batches.append(text.shape[0])
+        return original(self, video, text, *args, **kwargs)
+
+    monkeypatch.setattr(type(pipe.transformer), "forward", counting)
+    checked = pipe.caption(clip, seed=2, num_inference_steps=3, verify_weight=1.0, return_trajectory=True)
+    # the steps and the re-read as before, then one call judging candidate captions, two noise draws each
+    assert batches[:4] == [1, 1, 1, 4] and len(batches) == 5 and batches[4] % 2 == 0 and 2 <= batches[4] <= 32
+    judged = batches[4]
+    assert [t.text for t in checked.trajectory[:4]] == [t.text for t in plain.trajectory]
+    assert len(checked.trajectory) == 5 and checked.trajectory[-1].text == checked.text
+    assert pipe.caption(clip, seed=2, num_inference_steps=3, verify_weight=1.0).text == checked.text
+    # without a re-read pass the check reads the probabilities from one that changes nothing
+    batches.clear()
+    pipe.caption(clip, seed=2, num_inference_steps=3, reread=0, verify_weight=1.0)
+    assert batches[:4] == [1, 1, 1, 4] and len(batches) == 5
+    monkeypatch.undo()
+
+    # The judge is the clean-clip estimate: a caption whose estimate is exact wins when it weighs enough.
+    asked = []
+
+    def estimate(favoured):
+        def clean_estimate(x_t, ids, mask, context, sigma):
+            prompts = [pipe._decode_ids(t) for t in ids]
+            asked.extend(prompts)
+            exact = torch.tensor([p == favoured for p in prompts]).view(-1, *([1] * (x_t.ndim - 1)))
+            return torch.where(exact, 0.0, 100.0).expand(x_t.shape).float()
+        return clean_estimate
+
+    monkeypatch.setattr(pipe, "_clean_estimate", estimate(None))
+    pipe.caption(clip, seed=2, num_inference_steps=3)  # the pipeline's default: no check, no judge
+    assert asked == []
+    written = pipe.caption(clip, seed=2, num_inference_steps=3, verify_weight=1.0).text
+    assert len(asked) == judged and asked[0] == asked[1]  # each candidate twice: two noise draws
+    others = sorted({p for p in asked if p != written})
+    assert others  # the tiny model is unsure of many words
+    monkeypatch.setattr(pipe, "_clean_estimate", estimate(others[-1]))
+    assert pipe.caption(clip, seed=2, num_inference_steps=3, verify_weight=1e6).text == others[-1]
+
 def test_unknown_words_are_reported(pipe):
     assert pipe.unknown_words("a red zebra moving sideways") == ["zebra", "sideways"]
     assert pipe.generate("a red zebra moving right", seed=0).unknown_words == ["zebra"]
@@ -244,6 +292,8 @@ def test_unknown_words_are_reported(pipe):
         (lambda p: p.caption(np.zeros((4, 16, 16, 3), np.uint8), reread_period=1), "reread_period"),
         (lambda p: p.caption(np.zeros((4, 16, 16, 3), np.uint8), reread_period=4.0), "reread_period"),
         (lambda p: p.caption(np.zeros((4, 16, 16, 3), np.uint8), reread_period=99), "reread_period"),
+        (lambda p: p.caption(np.zeros((4, 16, 16, 3), np.uint8), verify_weight=-1.0), "verify_weight"),
+        (lambda p: p.caption(np.zeros((4, 16, 16, 3), np.uint8), verify_weight="high"), "verify_weight"),
         (lambda p: p.caption("no/such/clip.mp4"), "clip.mp4"),
     ],
 )

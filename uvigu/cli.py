@@ -138,6 +138,10 @@ def add_caption_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--reread-period", type=int, default=None,
                    help="a pass redraws 2 of every this many words, on as many copies of the caption "
                         "(default: the model's)")
+    p.add_argument("--verify-weight", type=float, default=None,
+                   help="weight of the video stream's judgement on words the caption is unsure of "
+                        "(each likely word tried, the caption that best predicts the clip kept); 0: off "
+                        "(default: the model's)")
     p.set_defaults(func=run_caption)
 
 
@@ -240,7 +244,8 @@ def run_caption(args: argparse.Namespace) -> int:
     pipe = _load_pipeline(args.model)
     result = pipe.caption(args.video, seed=args.seed, num_inference_steps=args.steps, temperature=args.temperature,
                           reread=args.reread, reread_threshold=args.reread_threshold,
-                          reread_period=args.reread_period, callback=_progress("caption"))
+                          reread_period=args.reread_period, verify_weight=args.verify_weight,
+                          callback=_progress("caption"))
     for note in result.input_notes:
         print(f"note: {note}", file=sys.stderr)
     print(f"seed: {result.seed}")

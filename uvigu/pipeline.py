@@ -27,8 +27,9 @@ import torch
 from diffusers import DiffusionPipeline, FlowMatchEulerDiscreteScheduler
 from transformers import PreTrainedTokenizerBase
 
-from .flows import REREAD_PERIOD, DiscreteFlow, SamplerStep, inference_sigmas, interpolate, sample
+from .flows import REREAD_PERIOD, DiscreteFlow, SamplerStep, inference_sigmas, interpolate, predict_clean, sample
 from .flows import reread as reread_text
+from .flows import verify as verify_text
 from .models import autoencoder as _autoencoder  # noqa: F401  diffusers' loader resolves saved component
 from .models import codec as _pixel_codec  # noqa: F401
 from .models import wan_codec as _wan_codec  # noqa: F401  classes only from modules already imported
@@ -46,6 +47,9 @@ MAX_GUIDANCE = 30.0
 MAX_TEMPERATURE = 10.0  # caption temperature; above a few the draws are uniform noise
 MAX_REREAD = 8  # re-read passes after a caption; past one or two they change little
 MAX_REREAD_PERIOD = 16  # copies per re-read pass (its batch size)
+MAX_VERIFY_WEIGHT = 1e6  # past a few thousand the text's probabilities no longer count
+VERIFY_SIGMA = 0.5  # noise level at which candidate captions are judged by the video stream
+VERIFY_DRAWS = 2  # noise draws per candidate caption
 
 
 class Cancelled(Exception):
@@ -125,6 +129,7 @@ class UniViGUPipeline(DiffusionPipeline):
         caption_reread: int = 1,  # re-read passes over a finished caption (flows.reread); 0: none
         caption_reread_threshold: float = 1.0,  # a re-read changes a word the re-read gives less than this
         caption_reread_period: int = REREAD_PERIOD,  # a re-read redraws 2 of every this many positions, on as many copies
+        caption_verify_weight: float = 0.0,  # the video stream's say on unsure caption words (flows.verify); 0: none
     ):
         super().__init__()
         self.register_modules(
@@ -146,6 +151,7 @@ class UniViGUPipeline(DiffusionPipeline):
             caption_reread=caption_reread,
             caption_reread_threshold=caption_reread_threshold,
             caption_reread_period=caption_reread_period,
+            caption_verify_weight=caption_verify_weight,
         )
 
     @classmethod
@@ -270,6 +276,7 @@ class UniViGUPipeline(DiffusionPipeline):
         reread: int | None = None,
         reread_threshold: float | None = None,
         reread_period: int | None = None,
+        verify_weight: float | None = None,
         callback: StepCallback | None = None,
         return_trajectory: bool = False,
     ) -> CaptionResult:
@@ -285,13 +292,20 @@ class UniViGUPipeline(DiffusionPipeline):
         ``caption_reread_threshold``; 1: always the most likely word). A pass redraws 2 of every
         ``reread_period`` positions of each of as many copies (default: the pipeline's
         ``caption_reread_period``): a longer period keeps more of the caption written around each word, at the cost of a
-        larger batch. The trajectory ends with one entry per pass (σ = 0).
+        larger batch. ``verify_weight`` (default: the pipeline's ``caption_verify_weight``; 0 turns
+        it off) then lets the video stream settle the words the text stream is unsure of: each
+        likely word is tried in the caption, and the one whose caption best predicts the clip —
+        the clip noised to σ = 0.5, denoised with that caption as the prompt — wins, weighed
+        against the text's own probability by this weight (`uvigu.flows.verify`; one more network
+        call on up to 32 clips). The trajectory ends with one entry per pass and one for the check
+        (σ = 0).
         """
         steps = self._check_steps(num_inference_steps, self.config.caption_steps)
         temperature = self._check_temperature(temperature)
         passes = self._check_reread(reread)
         threshold = self._check_reread_threshold(reread_threshold)
         period = self._check_reread_period(reread_period)
+        verify_weight = self._check_verify_weight(verify_weight)
         seed = self._check_seed(seed)
         frames, notes = self._prepare_video(video)
         generator = torch.Generator("cpu").manual_seed(seed)
@@ -310,13 +324,63 @@ class UniViGUPipeline(DiffusionPipeline):
             text_flow=flow, generator=generator, text_temperature=temperature,
             callback=self._step_callback(callback, trajectory, lambda s: frames, text_denoised=True),
         )
-        text = result.text
+        text, probs = result.text, None
         for _ in range(passes):
-            text = reread_text(model_fn, video=latents, text=text, text_flow=flow, generator=generator,
-                               threshold=threshold, period=period)
+            text, probs = reread_text(model_fn, video=latents, text=text, text_flow=flow, generator=generator,
+                                      threshold=threshold, period=period, return_probs=True)
+            if trajectory is not None:
+                trajectory.append(TrajectoryStep(0.0, frames, self._decode_ids(text[0], show_mask=True)))
+        if verify_weight > 0:
+            if probs is None:  # no re-read pass: read the words' probabilities without changing any
+                _, probs = reread_text(model_fn, video=latents, text=text, text_flow=flow, generator=generator,
+                                       threshold=0.0, period=period, return_probs=True)
+            text = verify_text(self._caption_errors(latents, generator), text=text, probs=probs, weight=verify_weight)
             if trajectory is not None:
                 trajectory.append(TrajectoryStep(0.0, frames, self._decode_ids(text[0], show_mask=True)))
         return CaptionResult(self._decode_ids(text[0]), seed, trajectory, notes)
+
+    def _caption_errors(self, latents: torch.Tensor, generator: torch.Generator):
+        """``flows.verify``'s judge: log of the squared error of the clean-clip estimate from the clip
+        ``latents`` (b, c, f, h, w) noised to VERIFY_SIGMA, with each candidate text as the prompt (its
+        ids in the text stream up to its end token, its words through the prompt encoder);
+        VERIFY_DRAWS noise draws, the same for every candidate so that only the text differs."""
+        noise = torch.randn((VERIFY_DRAWS, *latents.shape[1:]), generator=generator).to(self._device, torch.float32)
+        clean = latents.float()
+        end_id = self.tokenizer.eos_token_id
+
+        def error_fn(rows: torch.Tensor, texts: torch.Tensor) -> torch.Tensor:
+            n, d = len(texts), VERIFY_DRAWS
+            x = clean[rows].repeat_interleave(d, dim=0)  # (n·d, c, f, h, w), the draws of a text together
+            x_t = interpolate(x, noise.repeat(n, *([1] * (noise.ndim - 1))), torch.full((n * d,), VERIFY_SIGMA))
+            ids = texts.repeat_interleave(d, dim=0).to(self._device)
+            ends = ids == end_id
+            mask = (ends.cumsum(1) - ends.long()) == 0  # every token up to and with the first end token
+            context = self._encode_prompts([self._decode_ids(t) for t in texts for _ in range(d)])
+            estimate = self._clean_estimate(x_t, ids, mask, context, VERIFY_SIGMA)
+            squared = (estimate - x).pow(2).flatten(1).mean(1).view(n, d)
+            return squared.mean(1).log()
+
+        return error_fn
+
+    @torch.no_grad()
+    def clean_estimate(self, x_t: torch.Tensor, prompts: list[str], sigma: float) -> torch.Tensor:
+        """The denoiser's clean latents x̂ (b, c, f, h, w), float32, from ``x_t`` at ``sigma`` with
+        ``prompts`` (b) as the condition — clean in the text stream and through the prompt encoder,
+        as generate feeds a prompt — without guidance."""
+        ids, mask = encode_text(self.tokenizer, list(prompts), self.config.max_text_len)
+        length = int(mask.sum(1).max())
+        context = self._encode_prompts(list(prompts))
+        return self._clean_estimate(x_t, ids[:, :length], mask[:, :length], context, sigma)
+
+    def _clean_estimate(self, x_t: torch.Tensor, ids: torch.Tensor, mask: torch.Tensor, context: torch.Tensor,
+                        sigma: float) -> torch.Tensor:
+        b = len(ids)
+        ids, mask = ids.to(self._device), mask.to(self._device)
+        level = torch.full((b,), sigma, device=self._device)
+        x_t = x_t.to(self._device, self._dtype)
+        velocity = self.transformer(x_t, ids, level, torch.zeros(b, device=self._device), context,
+                                    None if bool(mask.all()) else mask).video_velocity
+        return predict_clean(x_t.float(), velocity.float(), level)
 
     # --- the shared video path -----------------------------------------------------------------
 
@@ -473,6 +537,10 @@ class UniViGUPipeline(DiffusionPipeline):
 
     def _check_reread_period(self, period: int | None) -> int:
         return _whole_in_range(self._or_default(period, "caption_reread_period"), "reread_period", 2, MAX_REREAD_PERIOD)
+
+    def _check_verify_weight(self, weight: float | None) -> float:
+        return _number_in_range(self._or_default(weight, "caption_verify_weight"), "verify_weight", 0.0,
+                                MAX_VERIFY_WEIGHT)
 
     def _or_default(self, value, config_name: str):
         return getattr(self.config, config_name) if value is None else value

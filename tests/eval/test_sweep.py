@@ -88,6 +88,7 @@ def test_settings_parse_and_bad_ones_are_named():
     assert parse_setting("caption", "temperature=0.5,num_inference_steps=24") == {
         "temperature": 0.5, "num_inference_steps": 24}
     assert parse_setting("caption", "reread=0") == {"reread": 0}
+    assert parse_setting("caption", "verify_weight=300") == {"verify_weight": 300.0}
     assert parse_setting("caption", "reread_threshold=0.1,reread=2") == {"reread_threshold": 0.1, "reread": 2}
     assert parse_setting("caption", "reread_period=8") == {"reread_period": 8}
     with pytest.raises(ValueError, match="not a setting of caption"):

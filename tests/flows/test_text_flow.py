@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from uvigu.flows import DiscreteFlow, reread, sample
+from uvigu.flows import DiscreteFlow, reread, sample, verify
 
 V, MASK = 12, 11
 
@@ -207,3 +207,84 @@ def test_sigma_at_inverts_kappa():
             assert float(flow.kappa(flow.sigma_at(clean))) == pytest.approx(clean, abs=1e-6)
     with pytest.raises(ValueError, match="clean fraction"):
         flow.sigma_at(1.5)
+
+
+def _split_probs(written: torch.Tensor, rival: torch.Tensor, unsure: torch.Tensor, p_written: float = 0.6,
+                 p_rival: float = 0.39) -> torch.Tensor:
+    """Posteriors (b, l, V): the written word 0.999 where sure; where ``unsure``, p_written on it and
+    p_rival on ``rival`` (the rest spread evenly, each well below the verification's 0.01)."""
+    b, l = written.shape
+    probs = torch.full((b, l, V), 1e-4)
+    sure = torch.where(unsure, p_written, 0.999)
+    probs.scatter_(-1, written[..., None], sure[..., None])
+    probs.scatter_(-1, rival[..., None], torch.where(unsure, p_rival, 1e-4)[..., None])
+    return probs / probs.sum(-1, keepdim=True)
+
+
+def test_verify_lets_the_judge_settle_only_the_words_the_text_is_unsure_of():
+    """Two rows; the text stream is split between the written word and a rival at a few positions.
+    A judge that favours the truth (the rival at some unsure positions, the written word at the
+    others) must decide exactly those positions when it weighs enough, be asked about nothing else,
+    and with weight 0 leave the text stream's own most likely word."""
+    b, l = 2, 9
+    g = torch.Generator().manual_seed(5)
+    written = torch.randint(0, MASK - 1, (b, l), generator=g)
+    rival = written + 1
+    unsure = torch.zeros(b, l, dtype=torch.bool)
+    unsure[0, [1, 4]] = True
+    unsure[1, [2, 3, 7]] = True
+    truth = written.clone()
+    truth[0, 4], truth[1, 2], truth[1, 7] = rival[0, 4], rival[1, 2], rival[1, 7]
+    probs = _split_probs(written, rival, unsure)
+    asked = []
+
+    def judge(rows, texts):
+        asked.append((rows.clone(), texts.clone()))
+        wrong = (texts != truth[rows]).sum(-1).float()  # a text that fits the clip denoises it better
+        return torch.log1p(wrong)
+
+    out = verify(judge, text=written, probs=probs, weight=10.0)
+    assert torch.equal(out, truth)
+    (rows, texts), = asked  # one call for every candidate of every row
+    assert rows.tolist() == [0] * 4 + [1] * 6  # two candidates per unsure position
+    changed = texts != written[rows]
+    assert changed.sum(-1).tolist() == [0, 1] * 5  # each text: the written one, or one word changed
+    assert set(changed.nonzero()[:, 1].tolist()) == {1, 2, 3, 4, 7}  # only unsure positions
+    # weight 0: the text's own probabilities decide — the written word, here the most likely
+    assert torch.equal(verify(judge, text=written, probs=probs, weight=0.0), written)
+    # a weak judge does not overturn a confident text: 0.9 against 0.09 needs a score gap above log(10)
+    confident = _split_probs(written, rival, unsure, p_written=0.9, p_rival=0.09)
+    assert torch.equal(verify(judge, text=written, probs=confident, weight=0.5), written)
+    assert torch.equal(verify(judge, text=written, probs=confident, weight=10.0), truth)
+    with pytest.raises(ValueError, match="weight"):
+        verify(judge, text=written, probs=probs, weight=-1.0)
+
+
+def test_verify_takes_the_most_unsure_positions_first_and_keeps_the_written_word_a_candidate():
+    written = torch.tensor([[1, 2, 3, 4, 5, 6]])
+    rival = written + 1
+    unsure = torch.tensor([[False, True, True, True, False, False]])
+    probs = _split_probs(written, rival, unsure)
+    probs[0, 3] = _split_probs(written, rival, unsure, p_written=0.45, p_rival=0.54)[0, 3]  # the most unsure
+    probs[0, 2] = _split_probs(written, rival, unsure, p_written=0.55, p_rival=0.44)[0, 2]
+    # the text stream sure of another word than the one written (a re-read threshold below 1 kept
+    # it): the written word is still tried, but the position comes last
+    probs[0, 5] = 0.0
+    probs[0, 5, 9] = 1.0
+    asked = []
+
+    def judge(rows, texts):
+        asked.append(texts.clone())
+        return torch.zeros(len(texts))
+
+    out = verify(judge, text=written, probs=probs, weight=1.0, max_texts=4)  # room for two positions
+    assert {int(p) for p in (asked[0] != written).nonzero()[:, 1]} == {2, 3}  # tops 0.54, 0.55 before 0.61, 1.0
+    assert int(out[0, 3]) == int(rival[0, 3])  # an indifferent judge: the probabilities decide
+    assert torch.equal(out[0, [0, 1, 2, 4, 5]], written[0, [0, 1, 2, 4, 5]])
+    asked.clear()
+    out = verify(judge, text=written, probs=probs, weight=1.0)
+    assert {int(p) for p in (asked[0] != written).nonzero()[:, 1]} == {1, 2, 3, 5} and int(out[0, 5]) == 9
+    # nothing unsure: no call at all
+    asked.clear()
+    sure = _split_probs(written, rival, torch.zeros_like(unsure))
+    assert torch.equal(verify(judge, text=written, probs=sure, weight=1.0), written) and not asked

@@ -31,7 +31,7 @@ import torch
 from uvigu.data.shapes import COLORS, HELD_OUT_PAIRS, SHAPES, render_scene, scene_caption
 from uvigu.eval.edits import ATTRIBUTES, edit_scene
 from uvigu.eval.report import SETS, EvalConfig, clip_config, eval_example
-from uvigu.flows import interpolate, predict_clean
+from uvigu.flows import interpolate
 from uvigu.models.tokenizer import encode_text, is_word_level, split_words
 
 DEFAULT_SIGMAS = (0.3, 0.6, 0.9)
@@ -57,21 +57,7 @@ class ProbeRow:
 def pipeline_denoiser(pipe) -> Denoiser:
     """The pipeline's transformer as a clean-clip estimator for caption-conditioned video."""
 
-    @torch.no_grad()
-    def denoise(x_t: torch.Tensor, texts: Sequence[str], sigma: float) -> torch.Tensor:
-        device = pipe._device
-        ids, mask = encode_text(pipe.tokenizer, list(texts), pipe.config.max_text_len)
-        length = int(mask.sum(1).max())
-        ids, mask = ids[:, :length].to(device), mask[:, :length].to(device)
-        context = pipe._encode_prompts(list(texts))  # the prompt encoder's states, as generate feeds them
-        b = len(texts)
-        level = torch.full((b,), sigma, device=device)
-        x_t = x_t.to(device, pipe._dtype)
-        velocity = pipe.transformer(x_t, ids, level, torch.zeros(b, device=device), context,
-                                    None if bool(mask.all()) else mask).video_velocity
-        return predict_clean(x_t.float(), velocity.float(), level)
-
-    return denoise
+    return lambda x_t, texts, sigma: pipe.clean_estimate(x_t, list(texts), sigma)
 
 
 def run_probe(

@@ -97,8 +97,10 @@ def reread(
     generator: torch.Generator | None = None,
     period: int = REREAD_PERIOD,
     threshold: float = 1.0,
-) -> torch.Tensor:
-    """Re-predict every word of a finished text with the word before it noised; returns ids (b, l).
+    return_probs: bool = False,
+) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+    """Re-predict every word of a finished text with the word before it noised; returns ids (b, l),
+    and with ``return_probs`` also the re-read's posterior (b, l, V) that :func:`verify` takes.
 
     A word decided beside words already decided leans on them: a captioner that has only seen
     purple diamonds calls a purple triangle a diamond once "purple" is written, and reads the
@@ -137,4 +139,70 @@ def reread(
     picked = logits.view(period, b, l, -1)[owner, :, positions].transpose(0, 1)  # (b, l, V)
     probs = text_flow.posterior(picked).to(device)
     unsure = probs.gather(-1, text[..., None]).squeeze(-1) < threshold
-    return torch.where(unsure, probs.argmax(-1), text)
+    ids = torch.where(unsure, probs.argmax(-1), text)
+    return (ids, probs) if return_probs else ids
+
+
+VERIFY_MIN_PROB = 0.01  # a word is a candidate when the text stream gives it at least this
+VERIFY_MAX_CANDIDATES = 4  # per position, the most likely ones
+VERIFY_MAX_TEXTS = 16  # candidate texts per verification, the most unsure positions first
+
+# error_fn(rows (n,), texts (n, l)) -> (n,): log of the video stream's squared error in estimating
+# the clean clip of batch row rows[i] with texts[i] as its condition (lower: the text fits the clip)
+TextErrorFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def verify(
+    error_fn: TextErrorFn,
+    *,
+    text: torch.Tensor,
+    probs: torch.Tensor,
+    weight: float,
+    min_prob: float = VERIFY_MIN_PROB,
+    max_candidates: int = VERIFY_MAX_CANDIDATES,
+    max_texts: int = VERIFY_MAX_TEXTS,
+) -> torch.Tensor:
+    """Let the video stream settle the words the text stream is unsure of; returns ids (b, l).
+
+    Analysis by synthesis with the one network: where the posterior ``probs`` (b, l, V) gives two
+    or more words at least ``min_prob`` (up to ``max_candidates``, the written word always among
+    them), each is tried in the finished ``text`` (b, l), the rest of the text as written, and
+    scored log p(word) − ``weight`` · ``error_fn`` — how well the video stream, given that text,
+    denoises the clip. The best-scoring word is kept. A text stream that names a held-out purple
+    triangle a diamond still gives "triangle" some probability; the video stream, which reads the
+    text as a whole, prefers the caption that predicts the clip (docs/EVAL.md). Positions are
+    taken most unsure first (lowest top probability) until ``max_texts`` candidate texts per row;
+    each position is judged with the others as written, in one call to ``error_fn``.
+    """
+    if weight < 0:
+        raise ValueError(f"a verification weight must be >= 0, got {weight}.")
+    b = text.shape[0]
+    rows, texts, slots = [], [], []  # slots: (row, position, word) per candidate text
+    for i in range(b):
+        top_p, top_w = probs[i].topk(max_candidates, dim=-1)  # (l, k)
+        written = text[i]
+        order = torch.argsort(top_p[:, 0])  # most unsure first
+        used = 0
+        for p in order.tolist():
+            words = {int(w) for w, q in zip(top_w[p], top_p[p]) if q >= min_prob} | {int(written[p])}
+            if len(words) < 2 or used + len(words) > max_texts:
+                continue
+            for w in sorted(words):
+                candidate = written.clone()
+                candidate[p] = w
+                rows.append(i)
+                texts.append(candidate)
+                slots.append((i, p, w))
+            used += len(words)
+    if not texts:
+        return text
+    errors = error_fn(torch.tensor(rows, device=text.device), torch.stack(texts)).float().cpu()
+    best: dict[tuple[int, int], tuple[float, int]] = {}
+    for (i, p, w), error in zip(slots, errors.tolist()):
+        score = float(torch.log(probs[i, p, w].clamp_min(1e-12))) - weight * error
+        if (i, p) not in best or score > best[(i, p)][0]:
+            best[(i, p)] = (score, w)
+    out = text.clone()
+    for (i, p), (_, w) in best.items():
+        out[i, p] = w
+    return out
