@@ -343,6 +343,10 @@ def add_sweep_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--model", default=None, help="checkpoint folder (default: the shipped assets/uvigu-shapes)")
     p.add_argument("--num", type=int, default=20, help="main-set clips [%(default)s]")
     p.add_argument("--num-heldout", type=int, default=0, help="held-out-set clips [%(default)s]")
+    p.add_argument("--first-clip", type=int, default=0,
+                   help="start at this clip of each set (its Shapes and pipeline seeds as the evaluation's clip of "
+                   "that index); past --num / --num-heldout of the evaluation, a setting can be chosen on clips "
+                   "the evaluation does not score [%(default)s]")
     p.set_defaults(func=run_sweep_command)
 
 
@@ -351,7 +355,7 @@ def run_sweep_command(args: argparse.Namespace) -> int:
     from .eval.sweep import parse_setting, render_table, run_sweep
 
     settings = [parse_setting(args.task, text) for text in (args.setting or ["defaults"])]
-    config = EvalConfig(num_clips=args.num, num_heldout=args.num_heldout)
+    config = EvalConfig(num_clips=args.num, num_heldout=args.num_heldout).starting_at(args.first_clip)
     pipe = _load_pipeline(args.model)
     with _clip_progress((args.num + args.num_heldout) * len(settings), "sweep") as progress:
         rows = run_sweep(pipe, args.task, settings, config, progress=progress)

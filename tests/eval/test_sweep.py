@@ -109,3 +109,21 @@ def test_the_command_prints_a_table(tmp_path, capsys):
     assert len(lines) == 3 and lines[2].startswith("| strength=0.5 | main |") and "/2)" in lines[2]
     assert main(["sweep", "generate", "--model", str(tmp_path), "--setting", "strength=1"]) == 2
     assert "not a setting of generate" in capsys.readouterr().err
+    assert main(["sweep", "caption", "--model", str(tmp_path), "--num", "1", "--first-clip", "-1"]) == 2
+    assert "first clip" in capsys.readouterr().err
+
+
+def test_a_later_first_clip_sweeps_the_clips_after_the_evaluations():
+    later = CONFIG.starting_at(10)
+    for set_name in ("main", "heldout"):
+        assert later.count(set_name) == CONFIG.count(set_name)
+        assert later.shapes_seed(set_name, 0) == CONFIG.shapes_seed(set_name, 10)
+        assert later.pipeline_seed(set_name, 2) == CONFIG.pipeline_seed(set_name, 12)
+        assert eval_example(later, set_name, 1).caption == eval_example(CONFIG, set_name, 11).caption
+    pipe = Recording(OraclePipeline(later))
+    run_sweep(pipe, "caption", [{}], later)
+    assert [seed for _, seed, _ in pipe.calls] == [CONFIG.pipeline_seed(s, 10 + i) for s in ("main", "heldout")
+                                                   for i in range(CONFIG.count(s))]
+    assert CONFIG.starting_at(0) == CONFIG
+    with pytest.raises(ValueError, match="first clip"):
+        CONFIG.starting_at(2**31)

@@ -21,7 +21,7 @@ import os
 import statistics
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -36,6 +36,11 @@ DEFAULT_MODEL_DIR = "assets/uvigu-shapes"
 SETS = ("main", "heldout")
 SET_SPLITS = {"main": "train", "heldout": "heldout"}
 ProgressCallback = Callable[[int, int], None]
+
+
+# A later first clip keeps main-set Shapes seeds below the held-out set's (2^32 apart) and pipeline
+# seeds below 2^31 (the pipeline's limit).
+MAX_FIRST_CLIP = 2**30
 
 
 @dataclass(frozen=True)
@@ -64,6 +69,16 @@ class EvalConfig:
 
     def count(self, set_name: str) -> int:
         return self.num_clips if set_name == "main" else self.num_heldout
+
+    def starting_at(self, first: int) -> "EvalConfig":
+        """The same sets from clip ``first`` on: clip i of the result is clip first + i here, with its
+        Shapes seed and its pipeline seeds — e.g. clips past the evaluation's to choose a setting on."""
+        if not 0 <= first <= MAX_FIRST_CLIP:
+            raise ValueError(f"the first clip must be from 0 to {MAX_FIRST_CLIP}, got {first}.")
+        return replace(self, main_seed_start=self.main_seed_start + first,
+                       heldout_seed_start=self.heldout_seed_start + first,
+                       main_pipeline_seed=self.main_pipeline_seed + first,
+                       heldout_pipeline_seed=self.heldout_pipeline_seed + first)
 
     def shapes_seed(self, set_name: str, index: int) -> int:
         return (self.main_seed_start if set_name == "main" else self.heldout_seed_start) + index
