@@ -173,9 +173,8 @@ def test_caption_temperature_reaches_the_token_draws(pipe, monkeypatch):
     assert any(pipe.caption(clip, seed=s).text != pipe.caption(clip, seed=s, temperature=0).text for s in range(4))
 
 
-def test_caption_reread_passes_run_after_the_steps(pipe, monkeypatch):
-    clip = pipe.generate(PROMPT, seed=0).frames
-    assert pipe.config.caption_reread == 1  # on by default
+def _record_batches(pipe, monkeypatch) -> list[int]:
+    """The batch of every transformer call from now on, in order."""
     batches = []
     original = type(pipe.transformer).forward
 
@@ -184,6 +183,13 @@ def test_caption_reread_passes_run_after_the_steps(pipe, monkeypatch):
         return original(self, video, text, *args, **kwargs)
 
     monkeypatch.setattr(type(pipe.transformer), "forward", counting)
+    return batches
+
+
+def test_caption_reread_passes_run_after_the_steps(pipe, monkeypatch):
+    clip = pipe.generate(PROMPT, seed=0).frames
+    assert pipe.config.caption_reread == 1  # on by default
+    batches = _record_batches(pipe, monkeypatch)
     plain = pipe.caption(clip, seed=2, num_inference_steps=3, reread=0, return_trajectory=True)
     assert batches == [1, 1, 1] and len(plain.trajectory) == 3
     batches.clear()
@@ -216,14 +222,7 @@ def test_caption_verification_lets_the_video_stream_pick_among_likely_words(pipe
     assert pipe.config.caption_verify_weight == 0.0  # off unless a model's config turns it on
     plain = pipe.caption(clip, seed=2, num_inference_steps=3, return_trajectory=True)
     assert pipe.caption(clip, seed=2, num_inference_steps=3, verify_weight=0.0).text == plain.text
-    batches = []
-    original = type(pipe.transformer).forward
-
-    def counting(self, video, text, *args, **kwargs):
-        batches.append(text.shape[0])
-        return original(self, video, text, *args, **kwargs)
-
-    monkeypatch.setattr(type(pipe.transformer), "forward", counting)
+    batches = _record_batches(pipe, monkeypatch)
     checked = pipe.caption(clip, seed=2, num_inference_steps=3, verify_weight=1.0, return_trajectory=True)
     # the steps and the re-read as before, then one call judging candidate captions, two noise draws each
     assert batches[:4] == [1, 1, 1, 4] and len(batches) == 5 and batches[4] % 2 == 0 and 2 <= batches[4] <= 32
