@@ -109,6 +109,10 @@ def test_the_command_prints_a_table(tmp_path, capsys):
     assert len(lines) == 3 and lines[2].startswith("| strength=0.5 | main |") and "/2)" in lines[2]
     assert main(["sweep", "generate", "--model", str(tmp_path), "--setting", "strength=1"]) == 2
     assert "not a setting of generate" in capsys.readouterr().err
+    assert main(["sweep", "caption", "--model", str(tmp_path), "--num", "1", "--num-heldout", "1",
+                 "--first-clip", "10000", "--setting", "verify_weight=100"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 4 and lines[2].startswith("| verify_weight=100 | main |") and "heldout" in lines[3]
     assert main(["sweep", "caption", "--model", str(tmp_path), "--num", "1", "--first-clip", "-1"]) == 2
     assert "first clip" in capsys.readouterr().err
 
