@@ -355,7 +355,7 @@ class UniViGUPipeline(DiffusionPipeline):
             ids = texts.repeat_interleave(d, dim=0).to(self._device)
             ends = ids == end_id
             mask = (ends.cumsum(1) - ends.long()) == 0  # every token up to and with the first end token
-            context = self._encode_prompts([self._decode_ids(t) for t in texts for _ in range(d)])
+            context = self._encode_prompts([self._decode_ids(t) for t in texts]).repeat_interleave(d, dim=0)
             estimate = self._clean_estimate(x_t, ids, mask, context, VERIFY_SIGMA)
             squared = (estimate - x).pow(2).flatten(1).mean(1).view(n, d)
             return squared.mean(1).log()
