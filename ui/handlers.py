@@ -80,6 +80,7 @@ class Handlers:
         randomize: bool,
         steps: float,
         guidance: float,
+        candidates: float,
         token: str | None,
         progress: gr.Progress = gr.Progress(),
     ) -> tuple:
@@ -88,6 +89,7 @@ class Handlers:
         job = self.studio.submit_generate(
             token, prompt, mode=mode, seed=None if randomize else _int(seed, "seed"),
             num_inference_steps=_int(steps, "steps"), guidance_scale=_float(guidance),
+            candidates=_int(candidates, "candidates"),
         )
         take = self._wait(job, progress)
         if take is None:
@@ -105,6 +107,7 @@ class Handlers:
         randomize: bool,
         steps: float,
         guidance: float,
+        candidates: float,
         token: str | None,
         progress: gr.Progress = gr.Progress(),
     ) -> tuple:
@@ -116,7 +119,7 @@ class Handlers:
         job = self.studio.submit_edit(
             token, current, edited, strength=_float(strength),
             seed=None if randomize else _int(seed, "seed"), num_inference_steps=_int(steps, "steps"),
-            guidance_scale=_float(guidance),
+            guidance_scale=_float(guidance), candidates=_int(candidates, "candidates"),
         )
         take = self._wait(job, progress)
         if take is None:
