@@ -1,6 +1,5 @@
 import pytest
 
-from uvigu import UniViGUPipeline
 from uvigu.cli import main
 from uvigu.testing import tiny_pipeline
 from uvigu.videoio import probe_video
@@ -53,27 +52,6 @@ def test_joint_generation_prints_its_caption(model_dir, tmp_path, capsys):
     assert "caption: " in capsys.readouterr().out
 
 
-def test_candidates_reach_generate_and_edit_and_the_kept_one_is_named(model_dir, tmp_path, capsys, monkeypatch):
-    seen = []
-    for name in ("generate", "edit"):
-        def recording(self, *args, _original=getattr(UniViGUPipeline, name), _name=name, **kwargs):
-            seen.append((_name, kwargs.get("candidates")))
-            return _original(self, *args, **kwargs)
-        monkeypatch.setattr(UniViGUPipeline, name, recording)
-    clip = tmp_path / "clip.mp4"
-    assert main(["generate", "a red circle moving right", "--model", str(model_dir), "--seed", "3", "--no-caption",
-                 "--out", str(clip), "--candidates", "2"]) == 0
-    out = capsys.readouterr().out
-    assert "kept candidate " in out and " of 2 (fit to the prompt: " in out
-    assert main(["edit", str(clip), "a green circle moving right", "--model", str(model_dir), "--seed", "1",
-                 "--out", str(tmp_path / "e.mp4"), "--candidates", "3"]) == 0
-    assert " of 3 (fit to the prompt: " in capsys.readouterr().out
-    assert main(["generate", "a red circle moving right", "--model", str(model_dir), "--seed", "3", "--no-caption",
-                 "--out", str(clip)]) == 0
-    assert "kept candidate" not in capsys.readouterr().out  # one clip (the model's default): nothing to choose
-    assert seen == [("generate", 2), ("edit", 3), ("generate", None)]
-
-
 @pytest.mark.parametrize(
     "argv, message",
     [
@@ -86,8 +64,6 @@ def test_candidates_reach_generate_and_edit_and_the_kept_one_is_named(model_dir,
         (["caption", "missing.mp4", "--reread-period", "1"], "reread_period"),
         (["caption", "missing.mp4", "--verify-weight", "-1"], "verify_weight"),
         (["edit", "missing.mp4", "a red circle", "--strength", "1.5"], "strength"),
-        (["generate", "a red circle", "--candidates", "0"], "candidates"),
-        (["generate", "a red circle", "--candidates", "2", "--joint"], "--joint"),
     ],
 )
 def test_bad_input_gets_a_message_and_exit_code_2(model_dir, tmp_path, capsys, argv, message):

@@ -257,68 +257,6 @@ def test_caption_verification_lets_the_video_stream_pick_among_likely_words(pipe
     monkeypatch.setattr(pipe, "_clean_estimate", estimate(others[-1]))
     assert pipe.caption(clip, seed=2, num_inference_steps=3, verify_weight=1e6).text == others[-1]
 
-def test_candidates_keep_the_clip_the_prompt_fits_best(pipe, monkeypatch):
-    single = pipe.generate(PROMPT, seed=5, num_inference_steps=3)
-    assert pipe.config.num_candidates == 1 and single.candidate_fits == []  # one clip, nothing judged
-    batches = _record_batches(pipe, monkeypatch)
-    best = pipe.generate(PROMPT, seed=5, num_inference_steps=3, candidates=3)
-    # three steps on the three candidates with and without the prompt, then one judging call:
-    # each candidate with and without the prompt's condition, two noise draws each
-    assert batches == [6, 6, 6, 12]
-    assert len(best.candidate_fits) == 3 and all(np.isfinite(best.candidate_fits))
-    again = pipe.generate(PROMPT, seed=5, num_inference_steps=3, candidates=3)
-    assert np.array_equal(again.frames, best.frames) and again.candidate_fits == best.candidate_fits
-    monkeypatch.undo()
-
-    # The kept clip is the candidate with the highest fit; candidate 0 is the clip of candidates=1.
-    seen = {}
-
-    def fits(order):
-        def prompt_fits(latents, ids, prompt, generator):
-            seen["clips"] = pipe.codec.decode(latents).numpy()
-            seen["prompt"] = prompt
-            return list(order)
-        return prompt_fits
-
-    monkeypatch.setattr(pipe, "_prompt_fits", fits([3.0, 1.0, 2.0]))
-    first = pipe.generate(PROMPT, seed=5, num_inference_steps=3, candidates=3)
-    assert np.array_equal(first.frames, single.frames) and first.candidate_fits == [3.0, 1.0, 2.0]
-    assert seen["prompt"] == PROMPT and seen["clips"].shape[0] == 3
-    monkeypatch.setattr(pipe, "_prompt_fits", fits([0.0, 1.0, 2.0]))
-    last = pipe.generate(PROMPT, seed=5, num_inference_steps=3, candidates=3)
-    assert np.array_equal(last.frames, seen["clips"][2]) and not np.array_equal(last.frames, single.frames)
-
-    # edits: every candidate starts from the clip, each with its own noise
-    monkeypatch.setattr(pipe, "_prompt_fits", fits([0.0, 5.0]))
-    edited = pipe.edit(single.frames, "a blue circle moving right", seed=1, num_inference_steps=4, candidates=2)
-    assert np.array_equal(edited.frames, seen["clips"][1]) and seen["prompt"] == "a blue circle moving right"
-    assert not np.array_equal(seen["clips"][0], seen["clips"][1])
-    plain = pipe.edit(single.frames, "a blue circle moving right", seed=1, num_inference_steps=4)
-    assert np.array_equal(plain.frames, seen["clips"][0])
-
-
-def test_the_prompt_fit_is_how_much_the_prompt_helps_denoise_each_clip(pipe, monkeypatch):
-    # With an estimate that is exact for one clip only when the prompt's condition is given, that
-    # clip's fit is the highest; the others' are 0 (the condition changes nothing for them).
-    clips = torch.stack([pipe.codec.encode(torch.from_numpy(pipe.generate(PROMPT, seed=s, num_inference_steps=2).frames)[None])[0]
-                         for s in range(3)])
-    unconditional = pipe._encode_prompts([""])[0]
-
-    def clean_estimate(x_t, ids, mask, context, sigma):
-        assert sigma == 0.6 and bool(mask.all())
-        with_prompt = torch.tensor([not torch.equal(c, unconditional) for c in context])
-        favoured = torch.zeros(len(x_t), dtype=torch.bool)
-        favoured[2:4] = True  # rows of clip 1 (two noise draws per clip, clips in order, with the prompt first)
-        exact = (with_prompt & favoured).view(-1, *([1] * (x_t.ndim - 1)))
-        clean = clips.float().repeat_interleave(2, dim=0).repeat(2, 1, 1, 1, 1)
-        return torch.where(exact, clean, clean + 0.5)
-
-    monkeypatch.setattr(pipe, "_clean_estimate", clean_estimate)
-    ids = torch.tensor([[1, 2, 3]])
-    fits = pipe._prompt_fits(clips, ids, PROMPT, torch.Generator().manual_seed(0))
-    assert fits[0] == pytest.approx(0.0) and fits[2] == pytest.approx(0.0) and fits[1] > 10
-
-
 def test_unknown_words_are_reported(pipe):
     assert pipe.unknown_words("a red zebra moving sideways") == ["zebra", "sideways"]
     assert pipe.generate("a red zebra moving right", seed=0).unknown_words == ["zebra"]
@@ -356,11 +294,6 @@ def test_unknown_words_are_reported(pipe):
         (lambda p: p.caption(np.zeros((4, 16, 16, 3), np.uint8), verify_weight=-1.0), "verify_weight"),
         (lambda p: p.caption(np.zeros((4, 16, 16, 3), np.uint8), verify_weight="high"), "verify_weight"),
         (lambda p: p.caption("no/such/clip.mp4"), "clip.mp4"),
-        (lambda p: p.generate(PROMPT, candidates=0), "candidates"),
-        (lambda p: p.generate(PROMPT, candidates=9), "candidates"),
-        (lambda p: p.generate(PROMPT, candidates=2.0), "candidates"),
-        (lambda p: p.generate(PROMPT, candidates=True), "candidates"),
-        (lambda p: p.edit(np.zeros((4, 16, 16, 3), np.uint8), PROMPT, candidates=-1), "candidates"),
     ],
 )
 def test_bad_inputs_raise_clear_errors(pipe, call, message):

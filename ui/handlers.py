@@ -80,7 +80,6 @@ class Handlers:
         randomize: bool,
         steps: float,
         guidance: float,
-        candidates: float,
         token: str | None,
         progress: gr.Progress = gr.Progress(),
     ) -> tuple:
@@ -89,7 +88,6 @@ class Handlers:
         job = self.studio.submit_generate(
             token, prompt, mode=mode, seed=None if randomize else _int(seed, "seed"),
             num_inference_steps=_int(steps, "steps"), guidance_scale=_float(guidance),
-            candidates=_int(candidates, "candidates"),
         )
         take = self._wait(job, progress)
         if take is None:
@@ -107,7 +105,6 @@ class Handlers:
         randomize: bool,
         steps: float,
         guidance: float,
-        candidates: float,
         token: str | None,
         progress: gr.Progress = gr.Progress(),
     ) -> tuple:
@@ -119,7 +116,7 @@ class Handlers:
         job = self.studio.submit_edit(
             token, current, edited, strength=_float(strength),
             seed=None if randomize else _int(seed, "seed"), num_inference_steps=_int(steps, "steps"),
-            guidance_scale=_float(guidance), candidates=_int(candidates, "candidates"),
+            guidance_scale=_float(guidance),
         )
         take = self._wait(job, progress)
         if take is None:

@@ -59,13 +59,6 @@ def build_demo(studio: Studio, gpu: Callable[[Callable], Callable] | None = None
                                 value=min(defaults.guidance_scale, settings.max_guidance),
                                 label="Guidance (how closely to follow the prompt)",
                             )
-                            candidates = gr.Slider(
-                                1, settings.max_candidates, step=1,
-                                value=min(defaults.num_candidates, settings.max_candidates),
-                                label="Candidates (make several clips, keep the one that fits the prompt best; "
-                                      "each adds about one clip's time)",
-                                elem_id="candidates",
-                            )
                         with gr.Row():
                             generate_btn = gr.Button("Generate", variant="primary", elem_id="generate-btn")
                             stop_btn = gr.Button("Stop", variant="stop", elem_id="stop-btn")
@@ -160,13 +153,12 @@ def build_demo(studio: Studio, gpu: Callable[[Callable], Callable] | None = None
         prompt.change(handlers.check_words, [prompt], [prompt_warning], trigger_mode="always_last", **QUICK, **private)
         gr.on(
             [generate_btn.click, prompt.submit], gpu(handlers.generate),
-            [prompt, mode, seed, randomize, steps, guidance, candidates, token],
+            [prompt, mode, seed, randomize, steps, guidance, token],
             [token, seed, *take, *history, *trajectory], api_name="ui_generate", **MODEL, **private,
         )
         regenerate_btn.click(
             gpu(handlers.regenerate),
-            [ui["current"], ui["edited"], ui["critique"], strength, seed, randomize, steps, guidance, candidates,
-             token],
+            [ui["current"], ui["edited"], ui["critique"], strength, seed, randomize, steps, guidance, token],
             [token, seed, *take, *history, *trajectory], api_name="ui_regenerate", **MODEL, **private,
         )
         understand_btn.click(

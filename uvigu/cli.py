@@ -118,9 +118,6 @@ def add_generate_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("prompt", help="what the clip should show, e.g. 'a red circle moving right'")
     _add_model_arguments(p)
     p.add_argument("--guidance", type=float, default=None, help="classifier-free guidance scale")
-    p.add_argument("--candidates", type=int, default=None,
-                   help="clips to sample side by side, keeping the one the prompt fits best by the model's own "
-                        "judgement (each costs about one more clip) (default: the model's)")
     p.add_argument("--joint", action="store_true", help="generate clip and caption in one joint pass")
     p.add_argument("--no-caption", action="store_true", help="skip captioning the new clip")
     _add_output_arguments(p, "clip.mp4")
@@ -155,9 +152,6 @@ def add_edit_parser(subparsers: argparse._SubParsersAction) -> None:
     _add_model_arguments(p)
     p.add_argument("--strength", type=float, default=0.6, help="0: keep the clip … 1: ignore it [%(default)s]")
     p.add_argument("--guidance", type=float, default=None, help="classifier-free guidance scale")
-    p.add_argument("--candidates", type=int, default=None,
-                   help="clips to sample side by side, keeping the one the prompt fits best by the model's own "
-                        "judgement (each costs about one more clip) (default: the model's)")
     _add_output_arguments(p, "edited.mp4")
     p.set_defaults(func=run_edit)
 
@@ -228,26 +222,15 @@ def _warn_unknown(words: list[str]) -> None:
         print(f"warning: the model does not know these words: {', '.join(words)}", file=sys.stderr)
 
 
-def _report_candidates(fits: list[float]) -> None:
-    if fits:
-        best = max(range(len(fits)), key=fits.__getitem__)
-        listed = ", ".join(f"{fit:.3f}" for fit in fits)
-        print(f"kept candidate {best + 1} of {len(fits)} (fit to the prompt: {listed})")
-
-
 def run_generate(args: argparse.Namespace) -> int:
-    if args.joint and args.candidates is not None:
-        raise ValueError("--candidates applies to generate without --joint (a joint pass makes one clip and its caption).")
     pipe = _load_pipeline(args.model)
-    options = {} if args.joint else {"candidates": args.candidates}
     method = pipe.generate_with_caption if args.joint else pipe.generate
     result = method(
         args.prompt, seed=args.seed, num_inference_steps=args.steps, guidance_scale=args.guidance,
-        callback=_progress("generate"), **options,
+        callback=_progress("generate"),
     )
     _warn_unknown(result.unknown_words)
     print(f"seed: {result.seed}")
-    _report_candidates(result.candidate_fits)
     _write_outputs(result.frames, args, pipe.fps)
     caption = result.caption
     if caption is None and not args.no_caption:
@@ -274,13 +257,12 @@ def run_edit(args: argparse.Namespace) -> int:
     pipe = _load_pipeline(args.model)
     result = pipe.edit(
         args.video, args.prompt, strength=args.strength, seed=args.seed, num_inference_steps=args.steps,
-        guidance_scale=args.guidance, candidates=args.candidates, callback=_progress("edit"),
+        guidance_scale=args.guidance, callback=_progress("edit"),
     )
     for note in result.input_notes:
         print(f"note: {note}", file=sys.stderr)
     _warn_unknown(result.unknown_words)
     print(f"seed: {result.seed}")
-    _report_candidates(result.candidate_fits)
     _write_outputs(result.frames, args, pipe.fps)
     return 0
 

@@ -50,9 +50,6 @@ MAX_REREAD_PERIOD = 16  # copies per re-read pass (its batch size)
 MAX_VERIFY_WEIGHT = 1e6  # past a few thousand the text's probabilities no longer count
 VERIFY_SIGMA = 0.5  # noise level at which candidate captions are judged by the video stream
 VERIFY_DRAWS = 2  # noise draws per candidate caption
-MAX_CANDIDATES = 8  # clips sampled side by side when generate or edit keeps the best of several
-FIT_SIGMA = 0.6  # noise level at which the candidates' fit to the prompt is measured
-FIT_DRAWS = 2  # noise draws per candidate, the same for every candidate
 
 
 class Cancelled(Exception):
@@ -76,8 +73,6 @@ class VideoResult:
     trajectory: list[TrajectoryStep] | None = None
     unknown_words: list[str] = field(default_factory=list)  # prompt words the model does not know
     input_notes: list[str] = field(default_factory=list)  # what was changed to fit an input clip
-    # with candidates > 1: each candidate's fit to the prompt (see generate); frames are the best's
-    candidate_fits: list[float] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -135,7 +130,6 @@ class UniViGUPipeline(DiffusionPipeline):
         caption_reread_threshold: float = 1.0,  # a re-read changes a word the re-read gives less than this
         caption_reread_period: int = REREAD_PERIOD,  # a re-read redraws 2 of every this many positions, on as many copies
         caption_verify_weight: float = 0.0,  # the video stream's say on unsure caption words (flows.verify); 0: none
-        num_candidates: int = 1,  # clips generate and edit sample, keeping the one that fits the prompt best
     ):
         super().__init__()
         self.register_modules(
@@ -158,7 +152,6 @@ class UniViGUPipeline(DiffusionPipeline):
             caption_reread_threshold=caption_reread_threshold,
             caption_reread_period=caption_reread_period,
             caption_verify_weight=caption_verify_weight,
-            num_candidates=num_candidates,
         )
 
     @classmethod
@@ -223,23 +216,13 @@ class UniViGUPipeline(DiffusionPipeline):
         num_frames: int | None = None,
         height: int | None = None,
         width: int | None = None,
-        candidates: int | None = None,
         callback: StepCallback | None = None,
         return_trajectory: bool = False,
     ) -> VideoResult:
-        """Text → clip. Returns uint8 frames (f, h, w, 3).
-
-        ``candidates`` (default: the pipeline's ``num_candidates``, 1) clips are sampled side by
-        side (one batch; candidate 0 is the clip of ``candidates=1``) and the one the prompt fits
-        best is kept: each candidate is noised to σ = 0.6 (the same two noise draws for all) and
-        denoised with the prompt and without it; the fit is log(error without) − log(error with) —
-        how much the prompt helps the network predict that clip (the network's own reading of
-        the clip against the prompt, as a diffusion classifier scores a class). One more network
-        call; the result's ``candidate_fits`` lists the fits. Previews show candidate 0.
-        """
+        """Text → clip. Returns uint8 frames (f, h, w, 3)."""
         return self._run_video(
             "generate", prompt, None, 1.0, seed, num_inference_steps, guidance_scale,
-            num_frames, height, width, callback, return_trajectory, candidates,
+            num_frames, height, width, callback, return_trajectory,
         )
 
     def generate_with_caption(
@@ -258,7 +241,7 @@ class UniViGUPipeline(DiffusionPipeline):
         """Text → clip and its detailed caption in one joint denoising pass."""
         return self._run_video(
             "joint", prompt, None, 1.0, seed, num_inference_steps, guidance_scale,
-            num_frames, height, width, callback, return_trajectory, 1,
+            num_frames, height, width, callback, return_trajectory,
         )
 
     def edit(
@@ -270,18 +253,16 @@ class UniViGUPipeline(DiffusionPipeline):
         seed: int | None = None,
         num_inference_steps: int | None = None,
         guidance_scale: float | None = None,
-        candidates: int | None = None,
         callback: StepCallback | None = None,
         return_trajectory: bool = False,
     ) -> VideoResult:
         """Regenerate ``video`` (uint8 (f, h, w, 3) or a file) conditioned on ``prompt``, starting at
-        noise level ``strength`` (0 keeps the clip, 1 ignores it). ``candidates``: as in
-        :meth:`generate`, each candidate starting from the clip with its own noise."""
+        noise level ``strength`` (0 keeps the clip, 1 ignores it)."""
         if not 0.0 < strength <= 1.0:
             raise ValueError(f"strength must be in (0, 1], got {strength}.")
         return self._run_video(
             "edit", prompt, video, strength, seed, num_inference_steps, guidance_scale,
-            None, None, None, callback, return_trajectory, candidates,
+            None, None, None, callback, return_trajectory,
         )
 
     @torch.no_grad()
@@ -418,10 +399,8 @@ class UniViGUPipeline(DiffusionPipeline):
         width: int | None,
         callback: StepCallback | None,
         return_trajectory: bool,
-        candidates: int | None,
     ) -> VideoResult:
         prompt = self._check_prompt(prompt)
-        n = self._check_candidates(candidates)
         steps = self._check_steps(num_inference_steps, self.config.num_inference_steps)
         guidance = self.config.guidance_scale if guidance_scale is None else float(guidance_scale)
         if not 0.0 <= guidance <= MAX_GUIDANCE:
@@ -438,7 +417,7 @@ class UniViGUPipeline(DiffusionPipeline):
         generator = torch.Generator("cpu").manual_seed(seed)
         flow = self.text_flow
         cfg = guidance != 1.0
-        context = self._encode_prompts([prompt, ""] if cfg else [prompt]).repeat_interleave(n, dim=0)
+        context = self._encode_prompts([prompt, ""] if cfg else [prompt])
 
         # Text stream: the prompt held clean (generate, edit) or denoised from the source (joint).
         if task == "joint":
@@ -450,12 +429,11 @@ class UniViGUPipeline(DiffusionPipeline):
             # outputs, so dropping it gives the same video with fewer tokens and no attention
             # mask (the fused attention kernels need none).
             text, text_mask = text[:, : int(text_mask.sum())], None
-        text = text.to(self._device).repeat(n, 1)
+        text = text.to(self._device)
         text_mask = None if text_mask is None else text_mask.to(self._device)
 
-        # One draw per candidate, in turn: candidate 0's noise is that of a single clip.
         shape = (1, *self.codec.latent_shape(num_frames, height, width))
-        noise = torch.cat([torch.randn(shape, generator=generator) for _ in range(n)]).to(self._device, self._dtype)
+        noise = torch.randn(shape, generator=generator).to(self._device, self._dtype)
         sigmas = inference_sigmas(self.scheduler, steps, strength if task == "edit" else 1.0)
         if task == "edit":
             clean = self.codec.encode(torch.from_numpy(source)[None]).to(self._device, self._dtype)
@@ -469,7 +447,7 @@ class UniViGUPipeline(DiffusionPipeline):
             twice = lambda t: None if t is None else torch.cat([t, t])  # noqa: E731
             v, logits = self.transformer(twice(x), twice(ids), twice(sv), twice(st), context, twice(text_mask))
             v_cond, v_uncond = v.chunk(2)
-            return v_uncond + guidance * (v_cond - v_uncond), logits[: len(x)]
+            return v_uncond + guidance * (v_cond - v_uncond), logits[:1]
 
         trajectory: list[TrajectoryStep] | None = [] if return_trajectory else None
         result = sample(
@@ -479,30 +457,9 @@ class UniViGUPipeline(DiffusionPipeline):
                 callback, trajectory, lambda s: self._decode(s.video_clean), text_denoised=task == "joint"
             ),
         )
-        video, fits = result.video, []
-        if n > 1:
-            fits = self._prompt_fits(video, text[:1], prompt, generator)
-            best = int(torch.tensor(fits).argmax())
-            video = video[best : best + 1]
-        frames = self._decode(video)
+        frames = self._decode(result.video)
         caption = self._decode_ids(result.text[0]) if task == "joint" else None
-        return VideoResult(frames, seed, caption, trajectory, self.unknown_words(prompt), notes, fits)
-
-    def _prompt_fits(self, latents: torch.Tensor, ids: torch.Tensor, prompt: str,
-                     generator: torch.Generator) -> list[float]:
-        """How well each of ``latents`` (n, c, f, h, w) fits ``prompt``: log of the squared error of
-        the clean estimate from the clip noised to FIT_SIGMA without the prompt's condition, minus
-        that with it (the text stream holds the prompt ``ids`` (1, l) in both, as generate feeds it;
-        FIT_DRAWS noise draws, the same for every candidate). One network call on 2·n·FIT_DRAWS clips."""
-        n, d = len(latents), FIT_DRAWS
-        noise = torch.randn((d, *latents.shape[1:]), generator=generator).to(self._device, torch.float32)
-        clean = latents.float().repeat_interleave(d, dim=0).repeat(2, *([1] * (latents.ndim - 1)))
-        x_t = interpolate(clean, noise.repeat(2 * n, *([1] * (noise.ndim - 1))), torch.full((2 * n * d,), FIT_SIGMA))
-        context = self._encode_prompts([prompt, ""]).repeat_interleave(n * d, dim=0)  # with, then without
-        ids = ids.repeat(2 * n * d, 1)
-        estimate = self._clean_estimate(x_t, ids, torch.ones_like(ids, dtype=torch.bool), context, FIT_SIGMA)
-        error = (estimate - clean).pow(2).flatten(1).mean(1).view(2, n, d).mean(2).log()
-        return (error[1] - error[0]).tolist()
+        return VideoResult(frames, seed, caption, trajectory, self.unknown_words(prompt), notes)
 
     # --- helpers -------------------------------------------------------------------------------
 
@@ -580,9 +537,6 @@ class UniViGUPipeline(DiffusionPipeline):
 
     def _check_reread_period(self, period: int | None) -> int:
         return _whole_in_range(self._or_default(period, "caption_reread_period"), "reread_period", 2, MAX_REREAD_PERIOD)
-
-    def _check_candidates(self, candidates: int | None) -> int:
-        return _whole_in_range(self._or_default(candidates, "num_candidates"), "candidates", 1, MAX_CANDIDATES)
 
     def _check_verify_weight(self, weight: float | None) -> float:
         return _number_in_range(self._or_default(weight, "caption_verify_weight"), "verify_weight", 0.0,

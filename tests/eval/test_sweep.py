@@ -91,8 +91,6 @@ def test_settings_parse_and_bad_ones_are_named():
     assert parse_setting("caption", "verify_weight=300") == {"verify_weight": 300.0}
     assert parse_setting("caption", "reread_threshold=0.1,reread=2") == {"reread_threshold": 0.1, "reread": 2}
     assert parse_setting("caption", "reread_period=8") == {"reread_period": 8}
-    assert parse_setting("generate", "candidates=4,num_inference_steps=10") == {"candidates": 4, "num_inference_steps": 10}
-    assert parse_setting("edit", "candidates=2") == {"candidates": 2}
     with pytest.raises(ValueError, match="not a setting of caption"):
         parse_setting("caption", "guidance_scale=2")
     with pytest.raises(ValueError, match="needs a number"):

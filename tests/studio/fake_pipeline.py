@@ -72,7 +72,6 @@ class FakePipeline:
         self.step_delay = step_delay
         self.on_step = on_step
         self.calls: list[tuple[str, str]] = []
-        self.candidates: list[tuple[str, int | None]] = []  # (task, candidates asked for) per generate / edit
         self.active = 0
         self.max_active = 0
         self._lock = threading.Lock()
@@ -129,10 +128,9 @@ class FakePipeline:
     # -- the pipeline interface ------------------------------------------------------------
 
     def generate(self, prompt, *, seed=None, num_inference_steps=None, guidance_scale=None,
-                 num_frames=None, height=None, width=None, candidates=None, callback=None,
+                 num_frames=None, height=None, width=None, callback=None,
                  return_trajectory=False):
         self._check_prompt(prompt)
-        self.candidates.append(("generate", candidates))
         frames = self.frames_for(prompt, seed or 0)
         seed, traj = self._run("generate", prompt, seed, num_inference_steps, callback,
                                return_trajectory, frames, None)
@@ -158,9 +156,8 @@ class FakePipeline:
         return FakeCaptionResult(caption, seed, traj)
 
     def edit(self, video, prompt, *, strength=0.6, seed=None, num_inference_steps=None,
-             guidance_scale=None, candidates=None, callback=None, return_trajectory=False):
+             guidance_scale=None, callback=None, return_trajectory=False):
         self._check_prompt(prompt)
-        self.candidates.append(("edit", candidates))
         target = self.frames_for(prompt, seed or 0)
         frames = ((1 - strength) * video.astype(np.float32) + strength * target).astype(np.uint8)
         seed, traj = self._run("edit", prompt, seed, num_inference_steps, callback,

@@ -396,10 +396,6 @@ def test_stop_halts_between_steps_and_keeps_the_session_as_it_was(make_studio):
     ({"seed": 2**40}, "seed must be between 0 and 2147483647"),
     ({"seed": 1.5}, "seed must be a whole number"),
     ({"mode": "dream"}, "Mode must be one of generate, joint"),
-    ({"candidates": 0}, "Candidates must be a whole number from 1 to 4"),
-    ({"candidates": 5}, "Candidates must be a whole number from 1 to 4"),
-    ({"candidates": 1.5}, "Candidates must be a whole number"),
-    ({"mode": "joint", "candidates": 2}, "joint pass makes one clip"),
 ])
 def test_bad_generate_inputs_get_clear_messages(make_studio, kwargs, message):
     studio = make_studio()
@@ -522,22 +518,3 @@ def test_model_defaults_come_from_the_pipeline(make_studio):
     defaults = make_studio().model_defaults()
     assert (defaults.num_frames, defaults.height, defaults.width, defaults.fps) == (4, 8, 8, 8)
     assert defaults.num_inference_steps >= 1
-    assert defaults.num_candidates == 1  # a pipeline without the setting makes one clip
-
-
-def test_candidates_reach_the_pipeline_and_are_recorded_with_the_take(make_studio, clip):
-    pipe = FakePipeline()
-    studio = make_studio(pipe)
-    token = studio.new_session()
-    take = generate(studio, token, candidates=3.0)
-    assert take.settings["candidates"] == 3
-    child = studio.submit_edit(token, take.id, "a blue circle", candidates=2).result(timeout=30)
-    assert child.settings["candidates"] == 2
-    studio.submit_edit_upload(token, clip(), "a blue circle", candidates=4).result(timeout=30)
-    plain = generate(studio, token)
-    assert "candidates" not in plain.settings  # not given: the model's default, not recorded
-    joint = generate(studio, token, mode="joint", candidates=1)
-    assert "candidates" not in joint.settings
-    assert pipe.candidates == [("generate", 3), ("edit", 2), ("edit", 4), ("generate", None)]
-    with pytest.raises(ValueError, match="from 1 to 4"):
-        studio.submit_edit(token, take.id, "a blue circle", candidates=9)

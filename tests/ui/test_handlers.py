@@ -107,10 +107,10 @@ def test_generate_passes_settings_and_returns_the_new_take(studio):
     studio.next_job = FakeJob(take, events=[ProgressEvent("Generating video", 0, 2),
                                             ProgressEvent("Generating video", 1, 2)])
     progress = Progress()
-    out = Handlers(studio).generate("a red circle", "joint", 7.0, False, 12.0, 4.5, 1.0, None, progress)
+    out = Handlers(studio).generate("a red circle", "joint", 7.0, False, 12.0, 4.5, None, progress)
 
     assert studio.calls == [("generate", ("tok", "a red circle"), {
-        "mode": "joint", "seed": 7, "num_inference_steps": 12, "guidance_scale": 4.5, "candidates": 1})]
+        "mode": "joint", "seed": 7, "num_inference_steps": 12, "guidance_scale": 4.5})]
     assert len(out) == RUN_OUTPUTS
     token, seed, *rest = out
     view = dict(zip(TAKE_OUTPUTS, rest))
@@ -123,7 +123,7 @@ def test_generate_passes_settings_and_returns_the_new_take(studio):
 
 def test_randomize_sends_no_seed(studio):
     studio.next_job = FakeJob(make_take())
-    Handlers(studio).generate("a red circle", "generate", 7, True, 4, 3, 1, "tok", Progress())
+    Handlers(studio).generate("a red circle", "generate", 7, True, 4, 3, "tok", Progress())
     assert studio.calls[0][2]["seed"] is None
 
 
@@ -134,7 +134,7 @@ def test_randomize_sends_no_seed(studio):
 def test_studio_messages_become_gradio_errors(studio, error, title):
     studio.fail = error
     with pytest.raises(gr.Error) as raised:
-        Handlers(studio).generate("", "generate", 0, True, 4, 3, 1, "tok", Progress())
+        Handlers(studio).generate("", "generate", 0, True, 4, 3, "tok", Progress())
     assert raised.value.message == str(error)[:1].upper() + str(error)[1:]
     assert raised.value.title == title
 
@@ -142,17 +142,17 @@ def test_studio_messages_become_gradio_errors(studio, error, title):
 def test_errors_raised_while_running_also_become_gradio_errors(studio):
     studio.next_job = FakeJob(error=ValueError("the prompt is 60 tokens long; this model reads at most 47."))
     with pytest.raises(gr.Error, match="The prompt is 60 tokens long"):
-        Handlers(studio).generate("x", "generate", 0, True, 4, 3, 1, "tok", Progress())
+        Handlers(studio).generate("x", "generate", 0, True, 4, 3, "tok", Progress())
 
 
 def test_a_fractional_seed_is_refused(studio):
     with pytest.raises(gr.Error, match="seed must be a whole number"):
-        Handlers(studio).generate("a", "generate", 1.5, False, 4, 3, 1, "tok", Progress())
+        Handlers(studio).generate("a", "generate", 1.5, False, 4, 3, "tok", Progress())
 
 
 def test_a_stopped_run_changes_nothing_on_the_page(studio):
     studio.next_job = FakeJob(error=Cancelled())
-    out = Handlers(studio).generate("a red circle", "generate", 0, True, 4, 3, 1, "tok", Progress())
+    out = Handlers(studio).generate("a red circle", "generate", 0, True, 4, 3, "tok", Progress())
     assert len(out) == RUN_OUTPUTS
     assert all(isinstance(value, type(gr.skip())) for value in out)
 
@@ -168,11 +168,11 @@ def test_regenerate_saves_the_critique_then_edits_from_the_current_take(studio):
     studio.takes_ = [parent, child]
     studio.next_job = FakeJob(child)
     out = Handlers(studio).regenerate(parent.id, "a blue circle", "too red", 0.4, 3, False, 8, 2.0,
-                                      3, "tok", Progress())
+                                      "tok", Progress())
     assert studio.calls == [
         ("set_critique", parent.id, "too red"),
         ("edit", ("tok", parent.id, "a blue circle"),
-         {"strength": 0.4, "seed": 3, "num_inference_steps": 8, "guidance_scale": 2.0, "candidates": 3}),
+         {"strength": 0.4, "seed": 3, "num_inference_steps": 8, "guidance_scale": 2.0}),
     ]
     timeline = out[2 + len(TAKE_OUTPUTS) + 1]
     assert "#2** · regenerated with edits from #1" in timeline
@@ -181,7 +181,7 @@ def test_regenerate_saves_the_critique_then_edits_from_the_current_take(studio):
 
 def test_regenerate_without_a_take_says_what_to_do(studio):
     with pytest.raises(gr.Error, match="generate a clip first"):
-        Handlers(studio).regenerate(None, "a", "", 0.5, 0, True, 4, 3, 1, "tok", Progress())
+        Handlers(studio).regenerate(None, "a", "", 0.5, 0, True, 4, 3, "tok", Progress())
 
 
 def test_understand_reports_what_was_changed_to_fit(studio):

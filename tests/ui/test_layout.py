@@ -51,13 +51,3 @@ def test_the_gpu_wrapper_wraps_the_model_handlers(tmp_path):
         studio.close()
     assert sorted(wrapped) == sorted(["generate", "regenerate", "understand", "api_generate",
                                       "api_caption", "api_edit"])
-
-
-def test_the_candidates_slider_feeds_generate_and_regenerate(demo):
-    sliders = [b for b in demo.blocks.values() if getattr(b, "elem_id", None) == "candidates"]
-    assert len(sliders) == 1
-    slider = sliders[0]
-    assert (slider.minimum, slider.maximum, slider.step, slider.value) == (1, 4, 1, 1)  # the model's default: 1
-    events = {fn.api_name: fn for fn in demo.fns.values()}
-    for name in ("ui_generate", "ui_regenerate"):
-        assert slider in events[name].inputs, name

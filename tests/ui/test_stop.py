@@ -22,7 +22,7 @@ def test_stop_ends_a_running_generation_and_the_page_keeps_its_state(tmp_path):
         token = studio.new_session()
         result = {}
         worker = threading.Thread(target=lambda: result.setdefault(
-            "out", handlers.generate("a red circle", "generate", 0, False, 100, 3.0, 1, token, None)))
+            "out", handlers.generate("a red circle", "generate", 0, False, 100, 3.0, token, None)))
         worker.start()
         assert started.wait(10)
         handlers.stop(token)

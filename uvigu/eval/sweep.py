@@ -26,10 +26,10 @@ FIELDS = ("color", "shape", "motion")
 EDIT_FIELDS = ("changed", "kept", "stale")  # the edit record's parts: shows, rest kept, old still seen
 # The settings each task takes, and their types (the pipeline checks their ranges).
 SETTINGS: dict[str, dict[str, type]] = {
-    "generate": {"guidance_scale": float, "num_inference_steps": int, "candidates": int},
+    "generate": {"guidance_scale": float, "num_inference_steps": int},
     "caption": {"num_inference_steps": int, "temperature": float, "reread": int, "reread_threshold": float,
                 "reread_period": int, "verify_weight": float},
-    "edit": {"strength": float, "guidance_scale": float, "num_inference_steps": int, "candidates": int},
+    "edit": {"strength": float, "guidance_scale": float, "num_inference_steps": int},
 }
 
 

@@ -64,7 +64,6 @@ class ModelDefaults:
 
     num_inference_steps: int
     guidance_scale: float
-    num_candidates: int
     num_frames: int
     height: int
     width: int
@@ -108,7 +107,6 @@ class Studio:
         return ModelDefaults(
             num_inference_steps=int(getattr(config, "num_inference_steps", 20)),
             guidance_scale=float(getattr(config, "guidance_scale", 3.0)),
-            num_candidates=int(getattr(config, "num_candidates", 1)),
             num_frames=int(self.pipe.default_num_frames),
             height=int(self.pipe.default_height),
             width=int(self.pipe.default_width),
@@ -161,11 +159,9 @@ class Studio:
         seed: int | None = None,
         num_inference_steps: int | None = None,
         guidance_scale: float | None = None,
-        candidates: int | None = None,
     ) -> Job[Take]:
         """Queue text → clip, then clip → caption (``mode="generate"``) or both in one pass
-        (``mode="joint"``). The job's result is the new take. ``candidates`` > 1 samples that many
-        clips and keeps the one the prompt fits best (``mode="generate"`` only)."""
+        (``mode="joint"``). The job's result is the new take."""
         sid = self._sid(token)
         if mode not in GENERATE_MODES:
             raise ValueError(f"Mode must be one of {', '.join(GENERATE_MODES)}, not {mode!r}.")
@@ -173,13 +169,8 @@ class Studio:
         seed = self._check_seed(seed)
         steps = self._check_steps(num_inference_steps)
         guidance = self._check_guidance(guidance_scale)
-        candidates = self._check_candidates(candidates)
-        if mode == "joint" and candidates not in (None, 1):
-            raise ValueError("The joint pass makes one clip and its caption; set Candidates to 1, or use "
-                             "'Generate, then caption' to keep the best of several clips.")
         self._check_room(sid)
         options = {"num_inference_steps": steps, "guidance_scale": guidance}
-        clip_options = {**options, "candidates": None if mode == "joint" else candidates}
 
         def work(job: Job[Take]) -> Take:
             unknown = self.unknown_words(prompt)
@@ -195,7 +186,7 @@ class Studio:
             else:
                 out = self.pipe.generate(
                     prompt, seed=seed, callback=_relay(job, "Generating video"),
-                    return_trajectory=True, **_given(clip_options),
+                    return_trajectory=True, **_given(options),
                 )
                 t1 = time.monotonic()
                 cap = self.pipe.caption(
@@ -208,7 +199,7 @@ class Studio:
                 trajectory += _frames_of("caption", cap.trajectory, still=out.frames)
             take = Take(
                 id=new_take_id(), seq=0, parent_id=None, mode=mode, prompt=prompt,
-                caption=caption, critique="", seed=int(out.seed), settings=_given(clip_options),
+                caption=caption, critique="", seed=int(out.seed), settings=_given(options),
                 unknown_words=tuple(unknown), timings={"queued": job.waited_s, **timings},
                 created=time.time(),
             )
@@ -226,7 +217,6 @@ class Studio:
         seed: int | None = None,
         num_inference_steps: int | None = None,
         guidance_scale: float | None = None,
-        candidates: int | None = None,
     ) -> Job[Take]:
         """Queue a regeneration of take ``take_id`` conditioned on ``prompt`` (the edited
         caption), then caption the result. The new take's parent is ``take_id``."""
@@ -237,7 +227,7 @@ class Studio:
         return self._submit_edit(
             sid, lambda: np.load(frames_path, allow_pickle=False), prompt, parent_id=take_id,
             notes=(), strength=strength, seed=seed, num_inference_steps=num_inference_steps,
-            guidance_scale=guidance_scale, candidates=candidates,
+            guidance_scale=guidance_scale,
         )
 
     def submit_edit_upload(
@@ -250,7 +240,6 @@ class Studio:
         seed: int | None = None,
         num_inference_steps: int | None = None,
         guidance_scale: float | None = None,
-        candidates: int | None = None,
     ) -> Job[Take]:
         """Queue an edit of an uploaded clip (fitted to the model first; see ``load_upload``)."""
         sid = self._sid(token)
@@ -259,7 +248,6 @@ class Studio:
         return self._submit_edit(
             sid, lambda: frames, prompt, parent_id=None, notes=tuple(notes), strength=strength,
             seed=seed, num_inference_steps=num_inference_steps, guidance_scale=guidance_scale,
-            candidates=candidates,
         )
 
     def _submit_edit(
@@ -274,15 +262,13 @@ class Studio:
         seed: int | None,
         num_inference_steps: int | None,
         guidance_scale: float | None,
-        candidates: int | None,
     ) -> Job[Take]:
         strength = self._check_strength(strength)
         seed = self._check_seed(seed)
         steps = self._check_steps(num_inference_steps)
         guidance = self._check_guidance(guidance_scale)
-        candidates = self._check_candidates(candidates)
         self._check_room(sid)
-        options = {"num_inference_steps": steps, "guidance_scale": guidance, "candidates": candidates}
+        options = {"num_inference_steps": steps, "guidance_scale": guidance}
 
         def work(job: Job[Take]) -> Take:
             source = load()
@@ -567,16 +553,6 @@ class Studio:
         if not isinstance(guidance, (int, float)) or not 0 <= float(guidance) <= hi:
             raise ValueError(f"Guidance must be between 0 and {hi:g}, not {guidance}.")
         return float(guidance)
-
-    def _check_candidates(self, candidates: int | float | None) -> int | None:
-        if candidates is None:
-            return None
-        hi = self.settings.max_candidates
-        if isinstance(candidates, float) and candidates.is_integer():
-            candidates = int(candidates)
-        if not isinstance(candidates, int) or isinstance(candidates, bool) or not 1 <= candidates <= hi:
-            raise ValueError(f"Candidates must be a whole number from 1 to {hi}, not {candidates}.")
-        return candidates
 
     def _check_strength(self, strength: float) -> float:
         lo, hi = self.settings.min_strength, self.settings.max_strength

@@ -20,7 +20,6 @@ class StudioSettings:
     min_steps: int = 1
     max_steps: int = 100  # denoising steps per run, for every task
     max_guidance: float = 20.0  # classifier-free guidance scale, from 0 (off) up to this
-    max_candidates: int = 4  # clips a generate or regenerate samples to keep the best of; each costs about one clip
     min_strength: float = 0.05  # edit strength: how far the previous clip is noised before regenerating
     max_strength: float = 1.0
     max_seed: int = 2**31 - 1  # seeds are 0..max_seed; "randomize" draws from the same range
@@ -40,7 +39,5 @@ class StudioSettings:
             raise ValueError("need 1 <= min_steps <= max_steps")
         if not 0 < self.min_strength <= self.max_strength <= 1:
             raise ValueError("need 0 < min_strength <= max_strength <= 1")
-        if self.max_candidates < 1:
-            raise ValueError("need max_candidates >= 1")
         if self.max_queue < 1 or self.max_jobs_per_session < 1:
             raise ValueError("the queue must hold at least one job")
