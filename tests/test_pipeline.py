@@ -121,6 +121,27 @@ def test_callback_reports_progress_text_and_previews(pipe):
     assert steps[-1].preview().shape == (4, 16, 16, 3)
 
 
+def test_progress_counts_the_calls_after_the_steps(pipe):
+    clip = pipe.generate(PROMPT, seed=0, num_inference_steps=2).frames
+    steps = []
+    cap = pipe.caption(clip, seed=1, num_inference_steps=3, reread=2, verify_weight=1.0, callback=steps.append)
+    # three steps, two re-read passes, the check: six calls, each reported when done
+    assert [s.index for s in steps] == list(range(6)) and all(s.num_steps == 6 for s in steps)
+    assert [s.sigma for s in steps[3:]] == [0.0] * 3 and steps[-1].text == cap.text
+    assert np.array_equal(steps[-1].preview(), clip)
+    steps.clear()
+    pipe.caption(clip, seed=1, num_inference_steps=3, reread=0, callback=steps.append)
+    assert [(s.index, s.num_steps) for s in steps] == [(0, 3), (1, 3), (2, 3)]
+
+    # a stop asked for during the passes stops the caption there
+    def stop_after_the_first_pass(step):
+        if step.index == 3:
+            raise Cancelled()
+
+    with pytest.raises(Cancelled):
+        pipe.caption(clip, seed=1, num_inference_steps=3, reread=2, callback=stop_after_the_first_pass)
+
+
 def test_trajectory_holds_frames_and_text_per_step(pipe):
     out = pipe.generate_with_caption(PROMPT, seed=0, num_inference_steps=3, return_trajectory=True)
     assert len(out.trajectory) == 3

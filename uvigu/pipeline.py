@@ -84,11 +84,15 @@ class CaptionResult:
 
 
 class PipelineStep:
-    """What a step callback receives: progress, the current text, and a preview on request."""
+    """What a step callback receives: progress, the current text, and a preview on request.
 
-    def __init__(self, sampler_step: SamplerStep, text: str | None, preview: Callable[[], np.ndarray]):
+    ``num_steps`` counts every network call of the run after which the callback comes: the
+    denoising steps, then (captions) the re-read passes and the video stream's check."""
+
+    def __init__(self, sampler_step: SamplerStep, text: str | None, preview: Callable[[], np.ndarray],
+                 num_steps: int | None = None):
         self.index = sampler_step.index  # 0-based
-        self.num_steps = sampler_step.num_steps
+        self.num_steps = sampler_step.num_steps if num_steps is None else num_steps
         self.sigma = sampler_step.sigma
         self.text = text
         self._preview = preview
@@ -322,21 +326,32 @@ class UniViGUPipeline(DiffusionPipeline):
         result = sample(
             model_fn, video=latents, text=text, sigmas=sigmas, denoise_video=False, denoise_text=True,
             text_flow=flow, generator=generator, text_temperature=temperature,
-            callback=self._step_callback(callback, trajectory, lambda s: frames, text_denoised=True),
+            callback=self._step_callback(callback, trajectory, lambda s: frames, text_denoised=True,
+                                         extra_steps=passes + int(verify_weight > 0)),
         )
         text, probs = result.text, None
+        done, total = steps, steps + passes + int(verify_weight > 0)
+
+        def finished_call() -> None:  # after each pass and the check: a trajectory entry, then progress
+            nonlocal done
+            shown = self._decode_ids(text[0], show_mask=True)
+            if trajectory is not None:
+                trajectory.append(TrajectoryStep(0.0, frames, shown))
+            if callback is not None:
+                step = SamplerStep(done, total, 0.0, 0.0, latents, None, text)
+                callback(PipelineStep(step, shown, lambda: frames))
+            done += 1
+
         for _ in range(passes):
             text, probs = reread_text(model_fn, video=latents, text=text, text_flow=flow, generator=generator,
                                       threshold=threshold, period=period, return_probs=True)
-            if trajectory is not None:
-                trajectory.append(TrajectoryStep(0.0, frames, self._decode_ids(text[0], show_mask=True)))
+            finished_call()
         if verify_weight > 0:
             if probs is None:  # no re-read pass: read the words' probabilities without changing any
                 _, probs = reread_text(model_fn, video=latents, text=text, text_flow=flow, generator=generator,
                                        threshold=0.0, period=period, return_probs=True)
             text = verify_text(self._caption_errors(latents, generator), text=text, probs=probs, weight=verify_weight)
-            if trajectory is not None:
-                trajectory.append(TrajectoryStep(0.0, frames, self._decode_ids(text[0], show_mask=True)))
+            finished_call()
         return CaptionResult(self._decode_ids(text[0]), seed, trajectory, notes)
 
     def _caption_errors(self, latents: torch.Tensor, generator: torch.Generator):
@@ -469,7 +484,10 @@ class UniViGUPipeline(DiffusionPipeline):
         trajectory: list[TrajectoryStep] | None,
         preview: Callable[[SamplerStep], np.ndarray],
         text_denoised: bool,
+        extra_steps: int = 0,
     ) -> Callable[[SamplerStep], None] | None:
+        """The sampler's per-step hook: a trajectory entry and the caller's callback, which counts
+        ``extra_steps`` more calls after the sampler's (see PipelineStep)."""
         if callback is None and trajectory is None:
             return None
 
@@ -478,7 +496,7 @@ class UniViGUPipeline(DiffusionPipeline):
             if trajectory is not None:
                 trajectory.append(TrajectoryStep(step.sigma, preview(step), text))
             if callback is not None:
-                callback(PipelineStep(step, text, lambda: preview(step)))
+                callback(PipelineStep(step, text, lambda: preview(step), step.num_steps + extra_steps))
 
         return on_step
 
