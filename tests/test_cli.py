@@ -1,5 +1,6 @@
 import pytest
 
+from uvigu import UniViGUPipeline
 from uvigu.cli import main
 from uvigu.testing import tiny_pipeline
 from uvigu.videoio import probe_video
@@ -40,6 +41,7 @@ def test_generate_caption_and_edit_write_playable_clips(model_dir, tmp_path, cap
     assert main(["caption", str(clip), "--model", str(model_dir), "--seed", "0", "--verify-weight", "1e6"]) == 0
     assert "caption: " in capsys.readouterr().out
 
+
     edited = tmp_path / "edited.mp4"
     assert main(["edit", str(clip), "a green circle moving right", "--model", str(model_dir),
                  "--strength", "0.5", "--seed", "1", "--out", str(edited), "--scale", "1"]) == 0
@@ -50,6 +52,26 @@ def test_joint_generation_prints_its_caption(model_dir, tmp_path, capsys):
     assert main(["generate", "a blue square moving up", "--model", str(model_dir), "--joint", "--seed", "0",
                  "--out", str(tmp_path / "j.mp4")]) == 0
     assert "caption: " in capsys.readouterr().out
+
+
+def test_the_caption_options_reach_the_pipeline(model_dir, tmp_path, capsys, monkeypatch):
+    clip = tmp_path / "clip.mp4"
+    assert main(["generate", "a red circle", "--model", str(model_dir), "--no-caption", "--out", str(clip)]) == 0
+    seen = []
+
+    def recording(self, video, **kwargs):
+        seen.append(kwargs)
+        return original(self, video, **kwargs)
+
+    original = UniViGUPipeline.caption
+    monkeypatch.setattr(UniViGUPipeline, "caption", recording)
+    assert main(["caption", str(clip), "--model", str(model_dir), "--seed", "4", "--temperature", "0.5", "--reread", "2",
+                 "--reread-threshold", "0.3", "--reread-period", "6", "--verify-weight", "50",
+                 "--verify-max-texts", "2"]) == 0
+    assert "caption: " in capsys.readouterr().out
+    options = {k: v for k, v in seen[0].items() if k != "callback"}
+    assert options == {"seed": 4, "num_inference_steps": None, "temperature": 0.5, "reread": 2, "reread_threshold": 0.3,
+                       "reread_period": 6, "verify_weight": 50.0, "verify_max_texts": 2}
 
 
 @pytest.mark.parametrize(
@@ -63,6 +85,7 @@ def test_joint_generation_prints_its_caption(model_dir, tmp_path, capsys):
         (["caption", "missing.mp4", "--reread-threshold", "2"], "reread_threshold"),
         (["caption", "missing.mp4", "--reread-period", "1"], "reread_period"),
         (["caption", "missing.mp4", "--verify-weight", "-1"], "verify_weight"),
+        (["caption", "missing.mp4", "--verify-max-texts", "1"], "verify_max_texts"),
         (["edit", "missing.mp4", "a red circle", "--strength", "1.5"], "strength"),
     ],
 )

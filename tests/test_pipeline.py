@@ -251,6 +251,11 @@ def test_caption_verification_lets_the_video_stream_pick_among_likely_words(pipe
     assert [t.text for t in checked.trajectory[:4]] == [t.text for t in plain.trajectory]
     assert len(checked.trajectory) == 5 and checked.trajectory[-1].text == checked.text
     assert pipe.caption(clip, seed=2, num_inference_steps=3, verify_weight=1.0).text == checked.text
+    # the cap on candidate captions sets the judging call's batch: two noise draws per caption
+    assert pipe.config.caption_verify_max_texts == 16
+    batches.clear()
+    pipe.caption(clip, seed=2, num_inference_steps=3, verify_weight=1.0, verify_max_texts=4)
+    assert batches[:4] == [1, 1, 1, 4] and len(batches) == 5 and 4 <= batches[4] <= min(8, judged)
     # without a re-read pass the check reads the probabilities from one that changes nothing
     batches.clear()
     pipe.caption(clip, seed=2, num_inference_steps=3, reread=0, verify_weight=1.0)
@@ -315,6 +320,9 @@ def test_unknown_words_are_reported(pipe):
         (lambda p: p.caption(np.zeros((4, 16, 16, 3), np.uint8), verify_weight=-1.0), "verify_weight"),
         (lambda p: p.caption(np.zeros((4, 16, 16, 3), np.uint8), verify_weight="high"), "verify_weight"),
         (lambda p: p.caption("no/such/clip.mp4"), "clip.mp4"),
+        (lambda p: p.caption(np.zeros((4, 16, 16, 3), np.uint8), verify_max_texts=1), "verify_max_texts"),
+        (lambda p: p.caption(np.zeros((4, 16, 16, 3), np.uint8), verify_max_texts=65), "verify_max_texts"),
+        (lambda p: p.caption(np.zeros((4, 16, 16, 3), np.uint8), verify_max_texts=2.5), "verify_max_texts"),
     ],
 )
 def test_bad_inputs_raise_clear_errors(pipe, call, message):

@@ -142,6 +142,8 @@ def add_caption_parser(subparsers: argparse._SubParsersAction) -> None:
                    help="weight of the video stream's judgement on words the caption is unsure of "
                         "(each likely word tried, the caption that best predicts the clip kept); 0: off "
                         "(default: the model's)")
+    p.add_argument("--verify-max-texts", type=int, default=None,
+                   help="candidate captions that check judges, the most unsure words first (default: the model's)")
     p.set_defaults(func=run_caption)
 
 
@@ -245,6 +247,7 @@ def run_caption(args: argparse.Namespace) -> int:
     result = pipe.caption(args.video, seed=args.seed, num_inference_steps=args.steps, temperature=args.temperature,
                           reread=args.reread, reread_threshold=args.reread_threshold,
                           reread_period=args.reread_period, verify_weight=args.verify_weight,
+                          verify_max_texts=args.verify_max_texts,
                           callback=_progress("caption"))
     for note in result.input_notes:
         print(f"note: {note}", file=sys.stderr)

@@ -27,7 +27,7 @@ import torch
 from diffusers import DiffusionPipeline, FlowMatchEulerDiscreteScheduler
 from transformers import PreTrainedTokenizerBase
 
-from .flows import REREAD_PERIOD, DiscreteFlow, SamplerStep, inference_sigmas, interpolate, predict_clean, sample
+from .flows import REREAD_PERIOD, VERIFY_MAX_TEXTS, DiscreteFlow, SamplerStep, inference_sigmas, interpolate, predict_clean, sample
 from .flows import reread as reread_text
 from .flows import verify as verify_text
 from .models import autoencoder as _autoencoder  # noqa: F401  diffusers' loader resolves saved component
@@ -50,6 +50,7 @@ MAX_REREAD_PERIOD = 16  # copies per re-read pass (its batch size)
 MAX_VERIFY_WEIGHT = 1e6  # past a few thousand the text's probabilities no longer count
 VERIFY_SIGMA = 0.5  # noise level at which candidate captions are judged by the video stream
 VERIFY_DRAWS = 2  # noise draws per candidate caption
+MAX_VERIFY_TEXTS = 64  # candidate captions a check may judge (its call's batch is twice this)
 
 
 class Cancelled(Exception):
@@ -134,6 +135,7 @@ class UniViGUPipeline(DiffusionPipeline):
         caption_reread_threshold: float = 1.0,  # a re-read changes a word the re-read gives less than this
         caption_reread_period: int = REREAD_PERIOD,  # a re-read redraws 2 of every this many positions, on as many copies
         caption_verify_weight: float = 0.0,  # the video stream's say on unsure caption words (flows.verify); 0: none
+        caption_verify_max_texts: int = VERIFY_MAX_TEXTS,  # candidate captions the check judges, most unsure words first
     ):
         super().__init__()
         self.register_modules(
@@ -156,6 +158,7 @@ class UniViGUPipeline(DiffusionPipeline):
             caption_reread_threshold=caption_reread_threshold,
             caption_reread_period=caption_reread_period,
             caption_verify_weight=caption_verify_weight,
+            caption_verify_max_texts=caption_verify_max_texts,
         )
 
     @classmethod
@@ -281,6 +284,7 @@ class UniViGUPipeline(DiffusionPipeline):
         reread_threshold: float | None = None,
         reread_period: int | None = None,
         verify_weight: float | None = None,
+        verify_max_texts: int | None = None,
         callback: StepCallback | None = None,
         return_trajectory: bool = False,
     ) -> CaptionResult:
@@ -301,8 +305,9 @@ class UniViGUPipeline(DiffusionPipeline):
         likely word is tried in the caption, and the one whose caption best predicts the clip —
         the clip noised to σ = 0.5, denoised with that caption as the prompt — wins, weighed
         against the text's own probability by this weight (`uvigu.flows.verify`; one more network
-        call on up to 32 clips). The trajectory ends with one entry per pass and one for the check
-        (σ = 0).
+        call, on two noise draws of each of at most ``verify_max_texts`` candidate captions —
+        default: the pipeline's ``caption_verify_max_texts`` —, the most unsure words first). The
+        trajectory ends with one entry per pass and one for the check (σ = 0).
         """
         steps = self._check_steps(num_inference_steps, self.config.caption_steps)
         temperature = self._check_temperature(temperature)
@@ -310,6 +315,8 @@ class UniViGUPipeline(DiffusionPipeline):
         threshold = self._check_reread_threshold(reread_threshold)
         period = self._check_reread_period(reread_period)
         verify_weight = self._check_verify_weight(verify_weight)
+        max_texts = _whole_in_range(self._or_default(verify_max_texts, "caption_verify_max_texts"), "verify_max_texts",
+                                    2, MAX_VERIFY_TEXTS, "a whole number of captions (a word needs two)")
         seed = self._check_seed(seed)
         frames, notes = self._prepare_video(video)
         generator = torch.Generator("cpu").manual_seed(seed)
@@ -350,7 +357,8 @@ class UniViGUPipeline(DiffusionPipeline):
             if probs is None:  # no re-read pass: read the words' probabilities without changing any
                 _, probs = reread_text(model_fn, video=latents, text=text, text_flow=flow, generator=generator,
                                        threshold=0.0, period=period, return_probs=True)
-            text = verify_text(self._caption_errors(latents, generator), text=text, probs=probs, weight=verify_weight)
+            text = verify_text(self._caption_errors(latents, generator), text=text, probs=probs, weight=verify_weight,
+                               max_texts=max_texts)
             finished_call()
         return CaptionResult(self._decode_ids(text[0]), seed, trajectory, notes)
 

@@ -91,6 +91,7 @@ def test_settings_parse_and_bad_ones_are_named():
     assert parse_setting("caption", "verify_weight=300") == {"verify_weight": 300.0}
     assert parse_setting("caption", "reread_threshold=0.1,reread=2") == {"reread_threshold": 0.1, "reread": 2}
     assert parse_setting("caption", "reread_period=8") == {"reread_period": 8}
+    assert parse_setting("caption", "verify_max_texts=8") == {"verify_max_texts": 8}
     with pytest.raises(ValueError, match="not a setting of caption"):
         parse_setting("caption", "guidance_scale=2")
     with pytest.raises(ValueError, match="needs a number"):

@@ -28,7 +28,7 @@ EDIT_FIELDS = ("changed", "kept", "stale")  # the edit record's parts: shows, re
 SETTINGS: dict[str, dict[str, type]] = {
     "generate": {"guidance_scale": float, "num_inference_steps": int},
     "caption": {"num_inference_steps": int, "temperature": float, "reread": int, "reread_threshold": float,
-                "reread_period": int, "verify_weight": float},
+                "reread_period": int, "verify_weight": float, "verify_max_texts": int},
     "edit": {"strength": float, "guidance_scale": float, "num_inference_steps": int},
 }
 
