@@ -41,12 +41,12 @@ def test_its_sampling_defaults_are_those_its_evaluation_ran_with(pipe):
     assert pipe.config.caption_reread_threshold == 1.0  # every word the pass reads differently changes
     assert pipe.config.caption_reread_period == 8  # one call on eight copies
     assert pipe.config.caption_verify_weight == 300.0  # then the video stream settles unsure words
-    assert pipe.config.caption_verify_max_texts == 8  # judging at most eight candidate captions
+    assert pipe.config.caption_verify_max_texts == 16  # judging up to 16 candidate captions (8 lost round trips)
     assert (pipe.config.num_inference_steps, pipe.config.guidance_scale, pipe.config.caption_steps) == (20, 3.0, 12)
     # the training preset writes the same sampling defaults into a new model's config
     fresh = build_pipeline("shapes", ["a", "red", "circle"]).config
     assert (fresh.caption_steps, fresh.caption_reread_period, fresh.caption_verify_weight) == (12, 8, 300.0)
-    assert fresh.caption_verify_max_texts == 8
+    assert fresh.caption_verify_max_texts == 16
 
 
 def test_it_names_the_colours_of_unseen_clips(pipe):

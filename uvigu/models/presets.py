@@ -97,8 +97,7 @@ PRESETS: dict[str, ModelPreset] = {
     # the shipped model; its caption defaults (12 steps, a re-read on 8 copies) are those of the
     # re-read sweeps in docs/EVAL.md: as accurate as 16 steps on 8 copies, at the cost of 16 on 4;
     # its verification weight is the one that did best on clips outside the evaluation's (EVAL.md)
-    "shapes": ModelPreset(name="shapes", caption_steps=12, caption_reread_period=8, caption_verify_weight=300.0,
-                          caption_verify_max_texts=8),
+    "shapes": ModelPreset(name="shapes", caption_steps=12, caption_reread_period=8, caption_verify_weight=300.0),
     # the same transformer on the latents of a learned codec (stage 0 of its training run trains it)
     "shapes-latent": ModelPreset(name="shapes-latent", **_LATENT),
 }
