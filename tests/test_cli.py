@@ -65,8 +65,8 @@ def test_the_caption_options_reach_the_pipeline(model_dir, tmp_path, capsys, mon
 
     original = UniViGUPipeline.caption
     monkeypatch.setattr(UniViGUPipeline, "caption", recording)
-    assert main(["caption", str(clip), "--model", str(model_dir), "--seed", "4", "--temperature", "0.5", "--reread", "2",
-                 "--reread-threshold", "0.3", "--reread-period", "6", "--verify-weight", "50",
+    assert main(["caption", str(clip), "--model", str(model_dir), "--seed", "4", "--temperature", "0.5",
+                 "--reread", "2", "--reread-threshold", "0.3", "--reread-period", "6", "--verify-weight", "50",
                  "--verify-max-texts", "2"]) == 0
     assert "caption: " in capsys.readouterr().out
     options = {k: v for k, v in seen[0].items() if k != "callback"}

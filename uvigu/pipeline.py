@@ -27,7 +27,16 @@ import torch
 from diffusers import DiffusionPipeline, FlowMatchEulerDiscreteScheduler
 from transformers import PreTrainedTokenizerBase
 
-from .flows import REREAD_PERIOD, VERIFY_MAX_TEXTS, DiscreteFlow, SamplerStep, inference_sigmas, interpolate, predict_clean, sample
+from .flows import (
+    REREAD_PERIOD,
+    VERIFY_MAX_TEXTS,
+    DiscreteFlow,
+    SamplerStep,
+    inference_sigmas,
+    interpolate,
+    predict_clean,
+    sample,
+)
 from .flows import reread as reread_text
 from .flows import verify as verify_text
 from .models import autoencoder as _autoencoder  # noqa: F401  diffusers' loader resolves saved component
@@ -135,7 +144,7 @@ class UniViGUPipeline(DiffusionPipeline):
         caption_reread_threshold: float = 1.0,  # a re-read changes a word the re-read gives less than this
         caption_reread_period: int = REREAD_PERIOD,  # a re-read redraws 2 of every this many positions, on as many copies
         caption_verify_weight: float = 0.0,  # the video stream's say on unsure caption words (flows.verify); 0: none
-        caption_verify_max_texts: int = VERIFY_MAX_TEXTS,  # candidate captions the check judges, most unsure words first
+        caption_verify_max_texts: int = VERIFY_MAX_TEXTS,  # candidate captions the check judges at most
     ):
         super().__init__()
         self.register_modules(
@@ -315,8 +324,7 @@ class UniViGUPipeline(DiffusionPipeline):
         threshold = self._check_reread_threshold(reread_threshold)
         period = self._check_reread_period(reread_period)
         verify_weight = self._check_verify_weight(verify_weight)
-        max_texts = _whole_in_range(self._or_default(verify_max_texts, "caption_verify_max_texts"), "verify_max_texts",
-                                    2, MAX_VERIFY_TEXTS, "a whole number of captions (a word needs two)")
+        max_texts = self._check_verify_max_texts(verify_max_texts)
         seed = self._check_seed(seed)
         frames, notes = self._prepare_video(video)
         generator = torch.Generator("cpu").manual_seed(seed)
@@ -567,6 +575,10 @@ class UniViGUPipeline(DiffusionPipeline):
     def _check_verify_weight(self, weight: float | None) -> float:
         return _number_in_range(self._or_default(weight, "caption_verify_weight"), "verify_weight", 0.0,
                                 MAX_VERIFY_WEIGHT)
+
+    def _check_verify_max_texts(self, max_texts: int | None) -> int:
+        return _whole_in_range(self._or_default(max_texts, "caption_verify_max_texts"), "verify_max_texts", 2,
+                               MAX_VERIFY_TEXTS, "a whole number of captions (a word needs two)")
 
     def _or_default(self, value, config_name: str):
         return getattr(self.config, config_name) if value is None else value
