@@ -338,36 +338,30 @@ class UniViGUPipeline(DiffusionPipeline):
         def model_fn(x, ids, sv, st):
             return self.transformer(x, ids, sv, st, context.expand(x.shape[0], -1, -1))
 
+        # The re-read passes and the check are reported through the same hook as the steps, after them.
+        extra = passes + int(verify_weight > 0)
+        on_step = self._step_callback(callback, trajectory, lambda s: frames, text_denoised=True, extra_steps=extra)
         result = sample(
             model_fn, video=latents, text=text, sigmas=sigmas, denoise_video=False, denoise_text=True,
-            text_flow=flow, generator=generator, text_temperature=temperature,
-            callback=self._step_callback(callback, trajectory, lambda s: frames, text_denoised=True,
-                                         extra_steps=passes + int(verify_weight > 0)),
+            text_flow=flow, generator=generator, text_temperature=temperature, callback=on_step,
         )
         text, probs = result.text, None
-        done, total = steps, steps + passes + int(verify_weight > 0)
 
-        def finished_call() -> None:  # after each pass and the check: a trajectory entry, then progress
-            nonlocal done
-            shown = self._decode_ids(text[0], show_mask=True)
-            if trajectory is not None:
-                trajectory.append(TrajectoryStep(0.0, frames, shown))
-            if callback is not None:
-                step = SamplerStep(done, total, 0.0, 0.0, latents, None, text)
-                callback(PipelineStep(step, shown, lambda: frames))
-            done += 1
+        def finished_call(k: int) -> None:  # call k after the steps (σ 0): a trajectory entry, then progress
+            if on_step is not None:
+                on_step(SamplerStep(steps + k, steps, 0.0, 0.0, latents, None, text))
 
-        for _ in range(passes):
+        for k in range(passes):
             text, probs = reread_text(model_fn, video=latents, text=text, text_flow=flow, generator=generator,
                                       threshold=threshold, period=period, return_probs=True)
-            finished_call()
+            finished_call(k)
         if verify_weight > 0:
             if probs is None:  # no re-read pass: read the words' probabilities without changing any
                 _, probs = reread_text(model_fn, video=latents, text=text, text_flow=flow, generator=generator,
                                        threshold=0.0, period=period, return_probs=True)
             text = verify_text(self._caption_errors(latents, generator), text=text, probs=probs, weight=verify_weight,
                                max_texts=max_texts)
-            finished_call()
+            finished_call(passes)
         return CaptionResult(self._decode_ids(text[0]), seed, trajectory, notes)
 
     def _caption_errors(self, latents: torch.Tensor, generator: torch.Generator):
@@ -503,7 +497,8 @@ class UniViGUPipeline(DiffusionPipeline):
         extra_steps: int = 0,
     ) -> Callable[[SamplerStep], None] | None:
         """The sampler's per-step hook: a trajectory entry and the caller's callback, which counts
-        ``extra_steps`` more calls after the sampler's (see PipelineStep)."""
+        ``extra_steps`` more calls after the sampler's ``num_steps`` (see PipelineStep); those calls
+        report through the same hook, with indices from ``num_steps`` on."""
         if callback is None and trajectory is None:
             return None
 
