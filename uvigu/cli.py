@@ -333,15 +333,17 @@ def run_eval(args: argparse.Namespace) -> int:
 def add_sweep_parser(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "sweep",
-        help="accuracy of generate, caption or edit under several settings, on the evaluation's clips",
+        help="accuracy of generate, caption, round_trip or edit under several settings, on the evaluation's clips",
         description="Run one task on the evaluation's clips and seeds once per --setting and print a markdown "
-        "table: object accuracy (colour, shape, motion together and alone) for generate and caption, edit "
-        "success (and its parts) for edit, and seconds per clip.",
+        "table: object accuracy (colour, shape, motion together and alone) for generate, caption and round_trip "
+        "(the caption of the clip generated from the prompt, under caption settings; each clip is generated "
+        "once, at the defaults), edit success (and its parts) for edit, and seconds per clip (for round_trip, "
+        "the caption's).",
     )
-    p.add_argument("task", choices=["generate", "caption", "edit"])
+    p.add_argument("task", choices=["generate", "caption", "round_trip", "edit"])
     p.add_argument("--setting", action="append", default=None, metavar="K=V[,K=V]",
                    help="settings of one row, e.g. guidance_scale=6,num_inference_steps=40 (generate), "
-                   "num_inference_steps=24, temperature=0.5 or reread=0 (caption) or strength=0.7 (edit); "
+                   "num_inference_steps=24, temperature=0.5 or reread=0 (caption, round_trip) or strength=0.7 (edit); "
                    "'defaults' for the pipeline's; repeat for more rows [defaults]")
     p.add_argument("--model", default=None, help="checkpoint folder (default: the shipped assets/uvigu-shapes)")
     p.add_argument("--num", type=int, default=20, help="main-set clips [%(default)s]")

@@ -1,9 +1,12 @@
 """uvigu sweep: the evaluation's clips and counting under several settings."""
 
+import dataclasses
+from types import SimpleNamespace
+
 import pytest
 
 from uvigu.cli import main
-from uvigu.data.shapes import HELD_OUT_PAIRS
+from uvigu.data.shapes import HELD_OUT_PAIRS, SHAPES
 from uvigu.eval.grammar import scene_mentions
 from uvigu.eval.report import EvalConfig, eval_example
 from uvigu.eval.sweep import parse_setting, render_table, run_sweep
@@ -53,6 +56,38 @@ def test_the_oracle_is_right_on_every_object_under_every_setting(task):
     assert pipe.calls == [(task, seed, s) for s in settings for seed in seeds]
 
 
+class DrawsOtherShapes(OraclePipeline):
+    """The oracle, except that generate draws every prompted object in a shape the prompt does not
+    name (its captions still say what a clip shows)."""
+
+    def generate(self, prompt, *, seed):
+        scene = self.by_prompt[prompt]
+        unused = next(s for s in SHAPES if s not in {o.shape for o in scene.objects})
+        objects = tuple(dataclasses.replace(o, shape=unused) for o in scene.objects)
+        return SimpleNamespace(frames=self._clip(dataclasses.replace(scene, objects=objects)), caption=None)
+
+
+def test_the_round_trip_captions_the_generated_clip_made_once_per_clip():
+    settings = [{}, {"verify_weight": 0.0}, {"num_inference_steps": 3}]
+    pipe = Recording(OraclePipeline(CONFIG))
+    rows = run_sweep(pipe, "round_trip", settings, CONFIG)
+    assert [(r.settings, r.set_name) for r in rows] == [(s, n) for s in settings for n in ("main", "heldout")]
+    for row in rows:
+        assert row.right == row.total == _objects(row.set_name) > 0
+    seeds = [CONFIG.pipeline_seed(s, i) for s in ("main", "heldout") for i in range(CONFIG.count(s))]
+    # each clip generated once at the defaults, then captioned under every setting with its seed
+    assert [c for c in pipe.calls if c[0] == "generate"] == [("generate", seed, {}) for seed in seeds]
+    assert [c for c in pipe.calls if c[0] == "caption"] == [("caption", seed, s) for s in settings for seed in seeds]
+
+    # Generated clips with the wrong shapes: the round trip sees them, the reference captions do not.
+    rows = run_sweep(Recording(DrawsOtherShapes(CONFIG)), "round_trip", [{}], CONFIG)
+    for row in rows:
+        assert row.right == 0 and row.fields["shape"] == 0
+        assert row.fields["color"] == row.fields["motion"] == row.total > 0
+    assert all(r.right == r.total for r in run_sweep(Recording(DrawsOtherShapes(CONFIG)), "caption", [{}], CONFIG))
+    assert render_table(rows, "round_trip").splitlines()[2].startswith("| defaults | main | 0.000 (0/")
+
+
 def test_edits_are_counted_per_clip_with_their_parts():
     settings = [{}, {"strength": 0.8, "guidance_scale": 2.0}]
     pipe = Recording(OraclePipeline(CONFIG))
@@ -92,6 +127,9 @@ def test_settings_parse_and_bad_ones_are_named():
     assert parse_setting("caption", "reread_threshold=0.1,reread=2") == {"reread_threshold": 0.1, "reread": 2}
     assert parse_setting("caption", "reread_period=8") == {"reread_period": 8}
     assert parse_setting("caption", "verify_max_texts=8") == {"verify_max_texts": 8}
+    assert parse_setting("round_trip", "verify_weight=0,reread=2") == {"verify_weight": 0.0, "reread": 2}
+    with pytest.raises(ValueError, match="not a setting of round_trip"):
+        parse_setting("round_trip", "guidance_scale=2")
     with pytest.raises(ValueError, match="not a setting of caption"):
         parse_setting("caption", "guidance_scale=2")
     with pytest.raises(ValueError, match="needs a number"):
@@ -114,6 +152,11 @@ def test_the_command_prints_a_table(tmp_path, capsys):
                  "--first-clip", "10000", "--setting", "verify_weight=100"]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
     assert len(lines) == 4 and lines[2].startswith("| verify_weight=100 | main |") and "heldout" in lines[3]
+    assert main(["sweep", "round_trip", "--model", str(tmp_path), "--num", "2", "--setting", "defaults",
+                 "--setting", "reread=0"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[0].startswith("| round_trip settings |") and len(lines) == 4
+    assert lines[2].startswith("| defaults | main |") and lines[3].startswith("| reread=0 | main |")
     assert main(["sweep", "caption", "--model", str(tmp_path), "--num", "1", "--first-clip", "-1"]) == 2
     assert "first clip" in capsys.readouterr().err
 
