@@ -67,11 +67,12 @@ def test_the_caption_options_reach_the_pipeline(model_dir, tmp_path, capsys, mon
     monkeypatch.setattr(UniViGUPipeline, "caption", recording)
     assert main(["caption", str(clip), "--model", str(model_dir), "--seed", "4", "--temperature", "0.5",
                  "--reread", "2", "--reread-threshold", "0.3", "--reread-period", "6", "--verify-weight", "50",
-                 "--verify-max-texts", "2"]) == 0
+                 "--verify-max-texts", "2", "--verify-draws", "3"]) == 0
     assert "caption: " in capsys.readouterr().out
     options = {k: v for k, v in seen[0].items() if k != "callback"}
     assert options == {"seed": 4, "num_inference_steps": None, "temperature": 0.5, "reread": 2, "reread_threshold": 0.3,
-                       "reread_period": 6, "verify_weight": 50.0, "verify_max_texts": 2}
+                       "reread_period": 6, "verify_weight": 50.0, "verify_max_texts": 2,
+                       "verify_draws": 3}
 
 
 @pytest.mark.parametrize(
@@ -86,6 +87,7 @@ def test_the_caption_options_reach_the_pipeline(model_dir, tmp_path, capsys, mon
         (["caption", "missing.mp4", "--reread-period", "1"], "reread_period"),
         (["caption", "missing.mp4", "--verify-weight", "-1"], "verify_weight"),
         (["caption", "missing.mp4", "--verify-max-texts", "1"], "verify_max_texts"),
+        (["caption", "missing.mp4", "--verify-draws", "0"], "verify_draws"),
         (["edit", "missing.mp4", "a red circle", "--strength", "1.5"], "strength"),
     ],
 )

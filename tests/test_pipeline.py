@@ -256,6 +256,14 @@ def test_caption_verification_lets_the_video_stream_pick_among_likely_words(pipe
     batches.clear()
     pipe.caption(clip, seed=2, num_inference_steps=3, verify_weight=1.0, verify_max_texts=4)
     assert batches[:4] == [1, 1, 1, 4] and len(batches) == 5 and 4 <= batches[4] <= min(8, judged)
+    # the noise draws per candidate caption set it too: one draw, half the batch, the same captions judged
+    assert pipe.config.caption_verify_draws == 2
+    batches.clear()
+    pipe.caption(clip, seed=2, num_inference_steps=3, verify_weight=1.0, verify_draws=1)
+    assert batches[:4] == [1, 1, 1, 4] and len(batches) == 5 and batches[4] == judged // 2
+    batches.clear()
+    pipe.caption(clip, seed=2, num_inference_steps=3, verify_weight=1.0, verify_draws=3)
+    assert batches[4] == judged // 2 * 3
     # without a re-read pass the check reads the probabilities from one that changes nothing
     batches.clear()
     pipe.caption(clip, seed=2, num_inference_steps=3, reread=0, verify_weight=1.0)
@@ -323,6 +331,8 @@ def test_unknown_words_are_reported(pipe):
         (lambda p: p.caption(np.zeros((4, 16, 16, 3), np.uint8), verify_max_texts=1), "verify_max_texts"),
         (lambda p: p.caption(np.zeros((4, 16, 16, 3), np.uint8), verify_max_texts=65), "verify_max_texts"),
         (lambda p: p.caption(np.zeros((4, 16, 16, 3), np.uint8), verify_max_texts=2.5), "verify_max_texts"),
+        (lambda p: p.caption(np.zeros((4, 16, 16, 3), np.uint8), verify_draws=0), "verify_draws"),
+        (lambda p: p.caption(np.zeros((4, 16, 16, 3), np.uint8), verify_draws=9), "verify_draws"),
     ],
 )
 def test_bad_inputs_raise_clear_errors(pipe, call, message):

@@ -42,11 +42,12 @@ def test_its_sampling_defaults_are_those_its_evaluation_ran_with(pipe):
     assert pipe.config.caption_reread_period == 8  # one call on eight copies
     assert pipe.config.caption_verify_weight == 300.0  # then the video stream settles unsure words
     assert pipe.config.caption_verify_max_texts == 16  # judging up to 16 candidate captions (8 lost round trips)
+    assert pipe.config.caption_verify_draws == 1  # on one noise draw of the clip each
     assert (pipe.config.num_inference_steps, pipe.config.guidance_scale, pipe.config.caption_steps) == (20, 3.0, 12)
     # the training preset writes the same sampling defaults into a new model's config
     fresh = build_pipeline("shapes", ["a", "red", "circle"]).config
     assert (fresh.caption_steps, fresh.caption_reread_period, fresh.caption_verify_weight) == (12, 8, 300.0)
-    assert fresh.caption_verify_max_texts == 16
+    assert fresh.caption_verify_max_texts == 16 and fresh.caption_verify_draws == 1
 
 
 def test_it_names_the_colours_of_unseen_clips(pipe):

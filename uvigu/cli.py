@@ -144,6 +144,8 @@ def add_caption_parser(subparsers: argparse._SubParsersAction) -> None:
                         "(default: the model's)")
     p.add_argument("--verify-max-texts", type=int, default=None,
                    help="candidate captions that check judges, the most unsure words first (default: the model's)")
+    p.add_argument("--verify-draws", type=int, default=None,
+                   help="noise draws of the clip per candidate caption in that check (default: the model's)")
     p.set_defaults(func=run_caption)
 
 
@@ -247,7 +249,7 @@ def run_caption(args: argparse.Namespace) -> int:
     result = pipe.caption(args.video, seed=args.seed, num_inference_steps=args.steps, temperature=args.temperature,
                           reread=args.reread, reread_threshold=args.reread_threshold,
                           reread_period=args.reread_period, verify_weight=args.verify_weight,
-                          verify_max_texts=args.verify_max_texts,
+                          verify_max_texts=args.verify_max_texts, verify_draws=args.verify_draws,
                           callback=_progress("caption"))
     for note in result.input_notes:
         print(f"note: {note}", file=sys.stderr)

@@ -29,6 +29,7 @@ from transformers import PreTrainedTokenizerBase
 
 from .flows import (
     REREAD_PERIOD,
+    VERIFY_DRAWS,
     VERIFY_MAX_TEXTS,
     DiscreteFlow,
     SamplerStep,
@@ -58,7 +59,7 @@ MAX_REREAD = 8  # re-read passes after a caption; past one or two they change li
 MAX_REREAD_PERIOD = 16  # copies per re-read pass (its batch size)
 MAX_VERIFY_WEIGHT = 1e6  # past a few thousand the text's probabilities no longer count
 VERIFY_SIGMA = 0.5  # noise level at which candidate captions are judged by the video stream
-VERIFY_DRAWS = 2  # noise draws per candidate caption
+MAX_VERIFY_DRAWS = 8
 MAX_VERIFY_TEXTS = 64  # candidate captions a check may judge (its call's batch is twice this)
 
 
@@ -145,6 +146,7 @@ class UniViGUPipeline(DiffusionPipeline):
         caption_reread_period: int = REREAD_PERIOD,  # a re-read redraws 2 of every this many positions, on as many copies
         caption_verify_weight: float = 0.0,  # the video stream's say on unsure caption words (flows.verify); 0: none
         caption_verify_max_texts: int = VERIFY_MAX_TEXTS,  # candidate captions the check judges at most
+        caption_verify_draws: int = VERIFY_DRAWS,  # noise draws of the clip per candidate caption
     ):
         super().__init__()
         self.register_modules(
@@ -168,6 +170,7 @@ class UniViGUPipeline(DiffusionPipeline):
             caption_reread_period=caption_reread_period,
             caption_verify_weight=caption_verify_weight,
             caption_verify_max_texts=caption_verify_max_texts,
+            caption_verify_draws=caption_verify_draws,
         )
 
     @classmethod
@@ -294,6 +297,7 @@ class UniViGUPipeline(DiffusionPipeline):
         reread_period: int | None = None,
         verify_weight: float | None = None,
         verify_max_texts: int | None = None,
+        verify_draws: int | None = None,
         callback: StepCallback | None = None,
         return_trajectory: bool = False,
     ) -> CaptionResult:
@@ -314,8 +318,9 @@ class UniViGUPipeline(DiffusionPipeline):
         likely word is tried in the caption, and the one whose caption best predicts the clip —
         the clip noised to σ = 0.5, denoised with that caption as the prompt — wins, weighed
         against the text's own probability by this weight (`uvigu.flows.verify`; one more network
-        call, on two noise draws of each of at most ``verify_max_texts`` candidate captions —
-        default: the pipeline's ``caption_verify_max_texts`` —, the most unsure words first). The
+        call, on ``verify_draws`` noise draws — default: the pipeline's ``caption_verify_draws`` — of
+        each of at most ``verify_max_texts`` candidate captions — default: the pipeline's
+        ``caption_verify_max_texts`` —, the most unsure words first). The
         trajectory ends with one entry per pass and one for the check (σ = 0).
         """
         steps = self._check_steps(num_inference_steps, self.config.caption_steps)
@@ -325,6 +330,7 @@ class UniViGUPipeline(DiffusionPipeline):
         period = self._check_reread_period(reread_period)
         verify_weight = self._check_verify_weight(verify_weight)
         max_texts = self._check_verify_max_texts(verify_max_texts)
+        draws = self._check_verify_draws(verify_draws)
         seed = self._check_seed(seed)
         frames, notes = self._prepare_video(video)
         generator = torch.Generator("cpu").manual_seed(seed)
@@ -359,22 +365,22 @@ class UniViGUPipeline(DiffusionPipeline):
             if probs is None:  # no re-read pass: read the words' probabilities without changing any
                 _, probs = reread_text(model_fn, video=latents, text=text, text_flow=flow, generator=generator,
                                        threshold=0.0, period=period, return_probs=True)
-            text = verify_text(self._caption_errors(latents, generator), text=text, probs=probs, weight=verify_weight,
+            text = verify_text(self._caption_errors(latents, generator, draws), text=text, probs=probs, weight=verify_weight,
                                max_texts=max_texts)
             finished_call(passes)
         return CaptionResult(self._decode_ids(text[0]), seed, trajectory, notes)
 
-    def _caption_errors(self, latents: torch.Tensor, generator: torch.Generator):
+    def _caption_errors(self, latents: torch.Tensor, generator: torch.Generator, draws: int):
         """``flows.verify``'s judge: log of the squared error of the clean-clip estimate from the clip
         ``latents`` (b, c, f, h, w) noised to VERIFY_SIGMA, with each candidate text as the prompt (its
-        ids in the text stream up to its end token, its words through the prompt encoder);
-        VERIFY_DRAWS noise draws, the same for every candidate so that only the text differs."""
-        noise = torch.randn((VERIFY_DRAWS, *latents.shape[1:]), generator=generator).to(self._device, torch.float32)
+        ids in the text stream up to its end token, its words through the prompt encoder), averaged
+        over ``draws`` noise draws, the same for every candidate so that only the text differs."""
+        noise = torch.randn((draws, *latents.shape[1:]), generator=generator).to(self._device, torch.float32)
         clean = latents.float()
         end_id = self.tokenizer.eos_token_id
 
         def error_fn(rows: torch.Tensor, texts: torch.Tensor) -> torch.Tensor:
-            n, d = len(texts), VERIFY_DRAWS
+            n, d = len(texts), draws
             x = clean[rows].repeat_interleave(d, dim=0)  # (n·d, c, f, h, w), the draws of a text together
             x_t = interpolate(x, noise.repeat(n, *([1] * (noise.ndim - 1))), torch.full((n * d,), VERIFY_SIGMA))
             ids = texts.repeat_interleave(d, dim=0).to(self._device)
@@ -574,6 +580,10 @@ class UniViGUPipeline(DiffusionPipeline):
     def _check_verify_max_texts(self, max_texts: int | None) -> int:
         return _whole_in_range(self._or_default(max_texts, "caption_verify_max_texts"), "verify_max_texts", 2,
                                MAX_VERIFY_TEXTS, "a whole number of captions (a word needs two)")
+
+    def _check_verify_draws(self, draws: int | None) -> int:
+        return _whole_in_range(self._or_default(draws, "caption_verify_draws"), "verify_draws", 1, MAX_VERIFY_DRAWS,
+                               "a whole number of noise draws")
 
     def _or_default(self, value, config_name: str):
         return getattr(self.config, config_name) if value is None else value

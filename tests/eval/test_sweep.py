@@ -127,6 +127,7 @@ def test_settings_parse_and_bad_ones_are_named():
     assert parse_setting("caption", "reread_threshold=0.1,reread=2") == {"reread_threshold": 0.1, "reread": 2}
     assert parse_setting("caption", "reread_period=8") == {"reread_period": 8}
     assert parse_setting("caption", "verify_max_texts=8") == {"verify_max_texts": 8}
+    assert parse_setting("caption", "verify_draws=1") == {"verify_draws": 1}
     assert parse_setting("round_trip", "verify_weight=0,reread=2") == {"verify_weight": 0.0, "reread": 2}
     with pytest.raises(ValueError, match="not a setting of round_trip"):
         parse_setting("round_trip", "guidance_scale=2")

@@ -34,7 +34,7 @@ EDIT_FIELDS = ("changed", "kept", "stale")  # the edit record's parts: shows, re
 SETTINGS: dict[str, dict[str, type]] = {
     "generate": {"guidance_scale": float, "num_inference_steps": int},
     "caption": {"num_inference_steps": int, "temperature": float, "reread": int, "reread_threshold": float,
-                "reread_period": int, "verify_weight": float, "verify_max_texts": int},
+                "reread_period": int, "verify_weight": float, "verify_max_texts": int, "verify_draws": int},
     "edit": {"strength": float, "guidance_scale": float, "num_inference_steps": int},
 }
 SETTINGS["round_trip"] = SETTINGS["caption"]  # the caption of the generated clip, under caption settings

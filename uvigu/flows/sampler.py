@@ -146,6 +146,7 @@ def reread(
 VERIFY_MIN_PROB = 0.01  # a word is a candidate when the text stream gives it at least this
 VERIFY_MAX_CANDIDATES = 4  # per position, the most likely ones
 VERIFY_MAX_TEXTS = 16  # candidate texts per verification, the most unsure positions first
+VERIFY_DRAWS = 2  # noise draws of the clip per candidate text (the pipeline's error_fn; the shipped model sets 1)
 
 # error_fn(rows (n,), texts (n, l)) -> (n,): log of the video stream's squared error in estimating
 # the clean clip of batch row rows[i] with texts[i] as its condition (lower: the text fits the clip)
