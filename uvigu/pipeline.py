@@ -59,8 +59,8 @@ MAX_REREAD = 8  # re-read passes after a caption; past one or two they change li
 MAX_REREAD_PERIOD = 16  # copies per re-read pass (its batch size)
 MAX_VERIFY_WEIGHT = 1e6  # past a few thousand the text's probabilities no longer count
 VERIFY_SIGMA = 0.5  # noise level at which candidate captions are judged by the video stream
-MAX_VERIFY_DRAWS = 8
-MAX_VERIFY_TEXTS = 64  # candidate captions a check may judge (its call's batch is twice this)
+MAX_VERIFY_DRAWS = 8  # noise draws of the clip per candidate caption (the check's batch: captions × draws)
+MAX_VERIFY_TEXTS = 64  # candidate captions a check may judge
 
 
 class Cancelled(Exception):
@@ -365,8 +365,8 @@ class UniViGUPipeline(DiffusionPipeline):
             if probs is None:  # no re-read pass: read the words' probabilities without changing any
                 _, probs = reread_text(model_fn, video=latents, text=text, text_flow=flow, generator=generator,
                                        threshold=0.0, period=period, return_probs=True)
-            text = verify_text(self._caption_errors(latents, generator, draws), text=text, probs=probs, weight=verify_weight,
-                               max_texts=max_texts)
+            text = verify_text(self._caption_errors(latents, generator, draws), text=text, probs=probs,
+                               weight=verify_weight, max_texts=max_texts)
             finished_call(passes)
         return CaptionResult(self._decode_ids(text[0]), seed, trajectory, notes)
 

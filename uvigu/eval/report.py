@@ -327,8 +327,8 @@ def pipeline_settings(pipe) -> dict[str, object]:
     """The default settings the evaluation ran at (read from the pipeline's config)."""
     config = getattr(pipe, "config", {}) or {}
     keys = ("num_inference_steps", "guidance_scale", "caption_steps", "caption_reread", "caption_reread_period",
-            "caption_reread_threshold", "caption_verify_weight", "caption_verify_max_texts", "caption_verify_draws", "num_frames",
-            "height", "width")
+            "caption_reread_threshold", "caption_verify_weight", "caption_verify_max_texts", "caption_verify_draws",
+            "num_frames", "height", "width")
     settings = {k: config[k] for k in keys if k in config}
     strength = inspect.signature(pipe.edit).parameters.get("strength")
     if strength is not None and strength.default is not inspect.Parameter.empty:
