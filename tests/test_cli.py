@@ -41,7 +41,6 @@ def test_generate_caption_and_edit_write_playable_clips(model_dir, tmp_path, cap
     assert main(["caption", str(clip), "--model", str(model_dir), "--seed", "0", "--verify-weight", "1e6"]) == 0
     assert "caption: " in capsys.readouterr().out
 
-
     edited = tmp_path / "edited.mp4"
     assert main(["edit", str(clip), "a green circle moving right", "--model", str(model_dir),
                  "--strength", "0.5", "--seed", "1", "--out", str(edited), "--scale", "1"]) == 0
