@@ -5,6 +5,7 @@ from diffusers import FlowMatchEulerDiscreteScheduler
 
 from uvigu.flows import (
     euler_step,
+    flow_edit,
     inference_sigmas,
     interpolate,
     predict_clean,
@@ -81,3 +82,36 @@ def test_training_sigmas_are_in_range_and_seeded():
 def test_bad_step_count_is_refused():
     with pytest.raises(ValueError, match="num_inference_steps"):
         inference_sigmas(FlowMatchEulerDiscreteScheduler(), 0)
+
+
+def test_flow_edit_moves_only_by_the_difference_of_the_two_flows():
+    g = torch.Generator().manual_seed(2)
+    source = torch.randn(1, 3, 2, 4, 4, generator=g)
+    sigmas = inference_sigmas(FlowMatchEulerDiscreteScheduler(shift=3.0), 10, 0.9)
+    seen = []
+
+    def agree(x_src, x_tar, level):  # texts that agree: equal velocities, no difference
+        seen.append((x_src.clone(), x_tar.clone(), float(level[0])))
+        return torch.zeros_like(x_src), x_tar
+
+    steps = []
+    out = flow_edit(agree, source=source, text=torch.zeros(1, 3, dtype=torch.long), sigmas=sigmas,
+                    generator=torch.Generator().manual_seed(0), callback=steps.append)
+    assert torch.equal(out, source)  # nothing the texts agree on changes
+    assert [lvl for _, _, lvl in seen] == pytest.approx(sigmas[:-1].tolist())
+    assert [st.sigma for st in steps] == pytest.approx(sigmas[:-1].tolist()) and steps[-1].sigma_next == 0.0
+    noises = []
+    for x_src, x_tar, lvl in seen:
+        assert torch.allclose(x_tar, x_src, atol=1e-6)  # the edit rides on the noised source
+        noises.append((x_src - (1 - lvl) * source) / lvl)
+    assert all(n.std() > 0.5 for n in noises)
+    assert not any(torch.allclose(a, b) for a, b in zip(noises, noises[1:]))  # a fresh draw at every level
+
+    shift = torch.randn(1, 3, 2, 4, 4, generator=g)
+
+    def constant(x_src, x_tar, level):  # a difference that points the same way at every level
+        return -shift, x_tar
+
+    out = flow_edit(constant, source=source, text=torch.zeros(1, 3, dtype=torch.long), sigmas=sigmas,
+                    generator=torch.Generator().manual_seed(0))
+    assert torch.allclose(out, source + float(sigmas[0]) * shift, atol=1e-5)  # integrated from the start level to 0
