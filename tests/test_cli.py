@@ -47,6 +47,27 @@ def test_generate_caption_and_edit_write_playable_clips(model_dir, tmp_path, cap
     assert probe_video(edited).width == 16
 
 
+def test_an_edit_with_a_source_prompt_reaches_the_pipeline(model_dir, tmp_path, monkeypatch):
+    clip = tmp_path / "clip.mp4"
+    assert main(["generate", "a red circle", "--model", str(model_dir), "--no-caption", "--out", str(clip)]) == 0
+    seen = []
+
+    def recording(self, video, prompt, **kwargs):
+        seen.append(kwargs)
+        return original(self, video, prompt, **kwargs)
+
+    original = UniViGUPipeline.edit
+    monkeypatch.setattr(UniViGUPipeline, "edit", recording)
+    edited = tmp_path / "edited.mp4"
+    assert main(["edit", str(clip), "a blue circle", "--source-prompt", "a red circle", "--model", str(model_dir),
+                 "--seed", "1", "--out", str(edited)]) == 0
+    assert main(["edit", str(clip), "a blue circle", "--model", str(model_dir), "--strength", "0.4",
+                 "--out", str(edited)]) == 0
+    assert seen[0]["source_prompt"] == "a red circle" and seen[0]["strength"] is None  # the pipeline's default
+    assert seen[1]["source_prompt"] is None and seen[1]["strength"] == 0.4
+    assert probe_video(edited).num_frames > 0
+
+
 def test_joint_generation_prints_its_caption(model_dir, tmp_path, capsys):
     assert main(["generate", "a blue square moving up", "--model", str(model_dir), "--joint", "--seed", "0",
                  "--out", str(tmp_path / "j.mp4")]) == 0

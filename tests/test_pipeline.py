@@ -296,6 +296,55 @@ def test_unknown_words_are_reported(pipe):
     assert pipe.generate("a red zebra moving right", seed=0).unknown_words == ["zebra"]
 
 
+def test_an_edit_given_the_same_text_before_and_after_keeps_the_clip(pipe):
+    clip = pipe.generate(PROMPT, seed=1).frames
+    # the same text, guided alike on both sides: no difference between the flows
+    kept = pipe.edit(clip, PROMPT, source_prompt=PROMPT, guidance_scale=pipe.config.guidance_scale, seed=2).frames
+    plain = pipe.edit(clip, PROMPT, seed=2).frames  # noised and redrawn
+    source = pipe._decode(pipe.codec.encode(torch.from_numpy(clip)[None]))  # the clip through the codec
+    assert np.abs(kept.astype(int) - source).max() <= 2  # nothing moves
+    assert np.abs(plain.astype(int) - source).max() > 10
+    changed = pipe.edit(clip, "a blue square moving up", source_prompt=PROMPT, seed=2)
+    assert changed.frames.shape == clip.shape and np.abs(changed.frames.astype(int) - source).max() > 2
+    assert changed.seed == 2 and changed.caption is None
+
+
+def test_an_edit_with_a_source_text_starts_later_and_guides_harder_by_default(pipe, monkeypatch):
+    clip = np.zeros((4, 16, 16, 3), np.uint8)
+    out = pipe.edit(clip, "a blue square", source_prompt=PROMPT, seed=0, return_trajectory=True)
+    assert len(out.trajectory) == int(pipe.config.num_inference_steps * 0.9)  # strength 0.9
+    assert len(pipe.edit(clip, "a blue square", seed=0, return_trajectory=True).trajectory) == int(
+        pipe.config.num_inference_steps * 0.6)
+    out = pipe.edit(clip, "a blue square", source_prompt=PROMPT, strength=0.5, num_inference_steps=8, seed=0,
+                    return_trajectory=True)
+    assert len(out.trajectory) == 4 and out.trajectory[0].sigma < 0.9
+    # guidance: the edited text's is 6 unless given, the source text's the pipeline's
+    calls = []
+    original = pipe.transformer.forward
+
+    def recording(x, ids, sv, st, context, mask=None):
+        v, logits = original(x, ids, sv, st, context, mask)
+        calls.append(v)
+        return v, logits
+
+    monkeypatch.setattr(pipe.transformer, "forward", recording)
+    deltas = {}
+
+    def keep_delta(delta_fn, **kwargs):
+        x = kwargs["source"]
+        deltas[len(deltas)] = delta_fn(x, x, torch.full((1,), 0.5))[0]
+        return x
+
+    monkeypatch.setattr("uvigu.pipeline.flow_edit", keep_delta)
+    for guidance in (None, 2.0):
+        calls.clear()
+        pipe.edit(clip, "a blue square", source_prompt=PROMPT, guidance_scale=guidance, seed=0)
+        (v,) = calls  # one call on the four rows: source and edit, conditioned then not
+        src = v[2] + pipe.config.guidance_scale * (v[0] - v[2])
+        tar = v[3] + (6.0 if guidance is None else guidance) * (v[1] - v[3])
+        assert torch.allclose(deltas[len(deltas) - 1], (tar - src)[None], atol=1e-5)
+
+
 @pytest.mark.parametrize(
     "call, message",
     [
@@ -309,6 +358,11 @@ def test_unknown_words_are_reported(pipe):
         (lambda p: p.generate(PROMPT, height=15), "height"),
         (lambda p: p.generate(PROMPT, num_frames=3), "num_frames"),
         (lambda p: p.edit(np.zeros((4, 16, 16, 3), np.uint8), PROMPT, strength=0.0), "strength"),
+        (lambda p: p.edit(np.zeros((4, 16, 16, 3), np.uint8), PROMPT, source_prompt=PROMPT, strength=1.5), "strength"),
+        (lambda p: p.edit(np.zeros((4, 16, 16, 3), np.uint8), PROMPT, source_prompt="  "), "source_prompt is empty"),
+        (lambda p: p.edit(np.zeros((4, 16, 16, 3), np.uint8), PROMPT, source_prompt=3), "source_prompt must be text"),
+        (lambda p: p.edit(np.zeros((4, 16, 16, 3), np.uint8), PROMPT, source_prompt=PROMPT, guidance_scale=99.0),
+         "guidance_scale"),
         (lambda p: p.caption(np.zeros((4, 16, 16), np.uint8)), "uint8 frames"),
         (lambda p: p.caption(np.zeros((4, 16, 16, 3), np.float32)), "uint8 frames"),
         (lambda p: p.caption(12), "video file path"),

@@ -154,8 +154,13 @@ def add_edit_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("video", help="the clip to start from")
     p.add_argument("prompt", help="the edited caption or prompt")
     _add_model_arguments(p)
-    p.add_argument("--strength", type=float, default=0.6, help="0: keep the clip … 1: ignore it [%(default)s]")
-    p.add_argument("--guidance", type=float, default=None, help="classifier-free guidance scale")
+    p.add_argument("--source-prompt", default=None, metavar="TEXT",
+                   help="the caption or prompt before the change: the edit then follows the difference of the two "
+                   "texts (FlowEdit), keeping what they agree on")
+    p.add_argument("--strength", type=float, default=None,
+                   help="0: keep the clip … 1: ignore it [0.6; 0.9 with --source-prompt]")
+    p.add_argument("--guidance", type=float, default=None,
+                   help="classifier-free guidance scale [the model's; 6 for the edited text with --source-prompt]")
     _add_output_arguments(p, "edited.mp4")
     p.set_defaults(func=run_edit)
 
@@ -261,8 +266,8 @@ def run_caption(args: argparse.Namespace) -> int:
 def run_edit(args: argparse.Namespace) -> int:
     pipe = _load_pipeline(args.model)
     result = pipe.edit(
-        args.video, args.prompt, strength=args.strength, seed=args.seed, num_inference_steps=args.steps,
-        guidance_scale=args.guidance, callback=_progress("edit"),
+        args.video, args.prompt, strength=args.strength, source_prompt=args.source_prompt, seed=args.seed,
+        num_inference_steps=args.steps, guidance_scale=args.guidance, callback=_progress("edit"),
     )
     for note in result.input_notes:
         print(f"note: {note}", file=sys.stderr)
@@ -345,7 +350,8 @@ def add_sweep_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("task", choices=["generate", "caption", "round_trip", "edit"])
     p.add_argument("--setting", action="append", default=None, metavar="K=V[,K=V]",
                    help="settings of one row, e.g. guidance_scale=6,num_inference_steps=40 (generate), "
-                   "num_inference_steps=24, temperature=0.5 or reread=0 (caption, round_trip) or strength=0.7 (edit); "
+                   "num_inference_steps=24, temperature=0.5 or reread=0 (caption, round_trip) or strength=0.7 or with_source=1 "
+                   "(edit; 1: the edit is also given the caption before the change, as source_prompt); "
                    "'defaults' for the pipeline's; repeat for more rows [defaults]")
     p.add_argument("--model", default=None, help="checkpoint folder (default: the shipped assets/uvigu-shapes)")
     p.add_argument("--num", type=int, default=20, help="main-set clips [%(default)s]")

@@ -33,6 +33,7 @@ from .flows import (
     VERIFY_MAX_TEXTS,
     DiscreteFlow,
     SamplerStep,
+    flow_edit,
     inference_sigmas,
     interpolate,
     predict_clean,
@@ -61,6 +62,13 @@ MAX_VERIFY_WEIGHT = 1e6  # past a few thousand the text's probabilities no longe
 VERIFY_SIGMA = 0.5  # noise level at which candidate captions are judged by the video stream
 MAX_VERIFY_DRAWS = 8  # noise draws of the clip per candidate caption (the check's batch: captions × draws)
 MAX_VERIFY_TEXTS = 64  # candidate captions a check may judge
+EDIT_STRENGTH = 0.6  # an edit's default start level: regenerated from the clip noised this far
+# An edit given the text before the change follows the difference of the two texts' flows
+# (flows.flow_edit). It keeps what the texts agree on by construction, so it can start from more
+# noise and push the change harder; these defaults were chosen on clips the evaluation does not
+# score (docs/EVAL.md).
+FLOW_EDIT_STRENGTH = 0.9
+FLOW_EDIT_GUIDANCE = 6.0  # the edited text's guidance; the source text's is the pipeline's guidance_scale
 
 
 class Cancelled(Exception):
@@ -268,7 +276,8 @@ class UniViGUPipeline(DiffusionPipeline):
         video: VideoInput,
         prompt: str,
         *,
-        strength: float = 0.6,
+        strength: float | None = None,
+        source_prompt: str | None = None,
         seed: int | None = None,
         num_inference_steps: int | None = None,
         guidance_scale: float | None = None,
@@ -276,9 +285,25 @@ class UniViGUPipeline(DiffusionPipeline):
         return_trajectory: bool = False,
     ) -> VideoResult:
         """Regenerate ``video`` (uint8 (f, h, w, 3) or a file) conditioned on ``prompt``, starting at
-        noise level ``strength`` (0 keeps the clip, 1 ignores it)."""
-        if not 0.0 < strength <= 1.0:
+        noise level ``strength`` (0 keeps the clip, 1 ignores it).
+
+        Without ``source_prompt`` the clip is noised to ``strength`` (default 0.6) and denoised
+        with ``prompt`` (SDEdit): everything the noise hides is drawn again. With it — the text
+        the clip was made from or captioned as, before the change — the clip follows the
+        difference between the two texts' flows (FlowEdit, `uvigu.flows.flow_edit`): what the
+        two texts agree on stays as it was and what they disagree on changes. Its defaults are
+        ``strength`` 0.9 and ``guidance_scale`` 6 for ``prompt`` (the source text is guided at the
+        pipeline's ``guidance_scale``); each step runs the network on both texts.
+        """
+        if source_prompt is None:
+            strength = EDIT_STRENGTH if strength is None else strength
+        else:
+            strength = FLOW_EDIT_STRENGTH if strength is None else strength
+        if not isinstance(strength, (int, float)) or not 0.0 < strength <= 1.0:
             raise ValueError(f"strength must be in (0, 1], got {strength}.")
+        if source_prompt is not None:
+            return self._run_flow_edit(video, prompt, source_prompt, float(strength), seed, num_inference_steps,
+                                       guidance_scale, callback, return_trajectory)
         return self._run_video(
             "edit", prompt, video, strength, seed, num_inference_steps, guidance_scale,
             None, None, None, callback, return_trajectory,
@@ -492,6 +517,60 @@ class UniViGUPipeline(DiffusionPipeline):
         caption = self._decode_ids(result.text[0]) if task == "joint" else None
         return VideoResult(frames, seed, caption, trajectory, self.unknown_words(prompt), notes)
 
+    def _run_flow_edit(
+        self,
+        video: VideoInput,
+        prompt: str,
+        source_prompt: str,
+        strength: float,
+        seed: int | None,
+        num_inference_steps: int | None,
+        guidance_scale: float | None,
+        callback: StepCallback | None,
+        return_trajectory: bool,
+    ) -> VideoResult:
+        prompt = self._check_prompt(prompt)
+        source_prompt = self._check_prompt(source_prompt, "source_prompt")
+        steps = self._check_steps(num_inference_steps, self.config.num_inference_steps)
+        target_guidance = FLOW_EDIT_GUIDANCE if guidance_scale is None else float(guidance_scale)
+        if not 0.0 <= target_guidance <= MAX_GUIDANCE:
+            raise ValueError(f"guidance_scale must be between 0 and {MAX_GUIDANCE:g}, got {target_guidance}.")
+        source_guidance = float(self.config.guidance_scale)
+        seed = self._check_seed(seed)
+        frames, notes = self._prepare_video(video)
+        generator = torch.Generator("cpu").manual_seed(seed)
+
+        # One batch per step: source and edited text, each conditioned (text stream and prompt
+        # encoder) and, for guidance, unconditioned (empty prompt through the encoder, as generate's).
+        texts = [source_prompt, prompt]
+        cfg = source_guidance != 1.0 or target_guidance != 1.0
+        context = self._encode_prompts(texts + ["", ""] if cfg else texts)
+        ids, mask = encode_text(self.tokenizer, texts, self.config.max_text_len)
+        length = int(mask.sum(1).max())
+        ids, mask = ids[:, :length].to(self._device), mask[:, :length].to(self._device)
+        if cfg:
+            ids, mask = ids.repeat(2, 1), mask.repeat(2, 1)
+        n = len(ids)
+
+        source = self.codec.encode(torch.from_numpy(frames)[None]).to(self._device, self._dtype)
+        sigmas = inference_sigmas(self.scheduler, steps, strength)
+
+        def delta_fn(x_src, x_tar, level):
+            x = torch.cat([x_src, x_tar] * (n // 2))
+            v, _ = self.transformer(x, ids, level.repeat(n), torch.zeros(n, device=x.device), context, mask)
+            v_src, v_tar = v[0:1], v[1:2]
+            if cfg:
+                v_src = v[2:3] + source_guidance * (v_src - v[2:3])
+                v_tar = v[3:4] + target_guidance * (v_tar - v[3:4])
+            return v_tar - v_src, predict_clean(x_tar, v_tar, level)
+
+        trajectory: list[TrajectoryStep] | None = [] if return_trajectory else None
+        on_step = self._step_callback(callback, trajectory, lambda s: self._decode(s.video_clean), text_denoised=False)
+        edited = flow_edit(delta_fn, source=source, text=ids[1:2], sigmas=sigmas, generator=generator,
+                           callback=on_step)
+        frames = self._decode(edited)
+        return VideoResult(frames, seed, None, trajectory, self.unknown_words(prompt), notes)
+
     # --- helpers -------------------------------------------------------------------------------
 
     def _step_callback(
@@ -538,15 +617,15 @@ class UniViGUPipeline(DiffusionPipeline):
     def _dtype(self) -> torch.dtype:
         return self.transformer.dtype
 
-    def _check_prompt(self, prompt: str) -> str:
+    def _check_prompt(self, prompt: str, name: str = "prompt") -> str:
         if not isinstance(prompt, str):
-            raise ValueError(f"the prompt must be text, got {type(prompt).__name__}.")
+            raise ValueError(f"the {name} must be text, got {type(prompt).__name__}.")
         prompt = " ".join(prompt.split())
         if not prompt:
-            raise ValueError("the prompt is empty: describe the clip, e.g. 'a red circle moving right'.")
+            raise ValueError(f"the {name} is empty: describe the clip, e.g. 'a red circle moving right'.")
         n = count_tokens(self.tokenizer, prompt)
         if n > self.max_text_tokens:
-            raise ValueError(f"the prompt is {n} tokens long; this model reads at most {self.max_text_tokens}.")
+            raise ValueError(f"the {name} is {n} tokens long; this model reads at most {self.max_text_tokens}.")
         unknown = self.unknown_words(prompt)
         if unknown:
             logger.warning("words the model does not know: %s", ", ".join(unknown))
