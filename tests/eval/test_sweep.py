@@ -6,7 +6,7 @@ from types import SimpleNamespace
 import pytest
 
 from uvigu.cli import main
-from uvigu.data.shapes import HELD_OUT_PAIRS, SHAPES
+from uvigu.data.shapes import HELD_OUT_PAIRS, SHAPES, scene_caption
 from uvigu.eval.grammar import scene_mentions
 from uvigu.eval.report import EvalConfig, eval_example
 from uvigu.eval.sweep import parse_setting, render_table, run_sweep
@@ -107,6 +107,17 @@ def test_edits_are_counted_per_clip_with_their_parts():
     assert table.splitlines()[2].startswith("| defaults | main | 0.000 (0/")
 
 
+def test_with_source_gives_each_edit_the_caption_before_its_change():
+    pipe = Recording(OraclePipeline(CONFIG))
+    rows = run_sweep(pipe, "edit", [{"with_source": 1}, {"with_source": 0}], CONFIG)
+    assert all(r.right == r.total > 0 for r in rows)
+    edits = [kwargs for task, _, kwargs in pipe.calls if task == "edit"]
+    references = {scene_caption(eval_example(CONFIG, s, i).scene) for s in ("main", "heldout") for i in range(CONFIG.count(s))}
+    given, plain = edits[: len(edits) // 2], edits[len(edits) // 2:]
+    assert given and all(k["source_prompt"] in references and set(k) == {"source_prompt"} for k in given)
+    assert all(k == {} for k in plain)  # with_source=0: the plain edit, as the defaults
+
+
 def test_wrong_colours_are_counted_per_field():
     rows = run_sweep(Recording(WrongCaptions(CONFIG)), "caption", [{}], CONFIG)
     for row in rows:
@@ -136,6 +147,9 @@ def test_settings_parse_and_bad_ones_are_named():
     with pytest.raises(ValueError, match="needs a number"):
         parse_setting("generate", "num_inference_steps=many")
     assert parse_setting("edit", "strength=0.7,guidance_scale=4") == {"strength": 0.7, "guidance_scale": 4.0}
+    assert parse_setting("edit", "with_source=1,strength=0.8") == {"with_source": 1, "strength": 0.8}
+    with pytest.raises(ValueError, match="with_source is 0 or 1"):
+        parse_setting("edit", "with_source=2")
 
 
 def test_the_command_prints_a_table(tmp_path, capsys):

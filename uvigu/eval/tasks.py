@@ -154,10 +154,11 @@ def evaluate_clip(
 
 
 def _edit(pipe, example: ShapesExample, *, index: int, set_name: str, seed: int, timings: dict,
-          **edit_kwargs) -> tuple[dict | None, np.ndarray | None]:
+          with_source: bool = False, **edit_kwargs) -> tuple[dict | None, np.ndarray | None]:
     """Edit one attribute of one object of the clip's caption (by clip index), regenerate from the
-    clip (``edit_kwargs`` go to ``pipe.edit``) and score it; ``(None, None)`` when the scene has no
-    valid edit of that attribute."""
+    clip (``edit_kwargs`` go to ``pipe.edit``; ``with_source``: the caption before the change goes
+    too, as its ``source_prompt``) and score it; ``(None, None)`` when the scene has no valid edit
+    of that attribute."""
     attribute = ATTRIBUTES[index % len(ATTRIBUTES)]
     rng = np.random.default_rng([seed, index])
     change = edit_scene(example.scene, attribute, rng, allow_heldout=set_name == "heldout")
@@ -165,6 +166,8 @@ def _edit(pipe, example: ShapesExample, *, index: int, set_name: str, seed: int,
         logger.warning("%s clip %d: no valid %s edit of its scene; edit not scored", set_name, index, attribute)
         return None, None
     text = scene_caption(change.edited)
+    if with_source:
+        edit_kwargs["source_prompt"] = scene_caption(change.scene)
     frames = _timed(lambda: pipe.edit(example.frames, text, seed=seed, **edit_kwargs).frames, timings, "edit")
     found = analyze_clip(frames).objects
     ok = match_objects(scene_mentions(change.edited), found, CORE_FIELDS)
@@ -188,10 +191,13 @@ def _edit(pipe, example: ShapesExample, *, index: int, set_name: str, seed: int,
     return record, frames
 
 
-def score_edit(pipe, example: ShapesExample, *, index: int, set_name: str, seed: int, **edit_kwargs) -> dict | None:
-    """The evaluation's edit of clip ``index`` with ``edit_kwargs`` for ``pipe.edit``: its record
+def score_edit(pipe, example: ShapesExample, *, index: int, set_name: str, seed: int, with_source: bool = False,
+               **edit_kwargs) -> dict | None:
+    """The evaluation's edit of clip ``index`` with ``edit_kwargs`` for ``pipe.edit`` (and, with
+    ``with_source``, the caption before the change as its ``source_prompt``): its record
     (``success``, ``changed``, ``kept``, ``stale``, ...), or None when the scene has no valid edit."""
-    return _edit(pipe, example, index=index, set_name=set_name, seed=seed, timings={}, **edit_kwargs)[0]
+    return _edit(pipe, example, index=index, set_name=set_name, seed=seed, timings={}, with_source=with_source,
+                 **edit_kwargs)[0]
 
 
 __all__ = ["CORE_FIELDS", "STRIP_KINDS", "align_fields", "evaluate_clip", "score_edit"]
