@@ -112,7 +112,8 @@ def test_with_source_gives_each_edit_the_caption_before_its_change():
     rows = run_sweep(pipe, "edit", [{"with_source": 1}, {"with_source": 0}], CONFIG)
     assert all(r.right == r.total > 0 for r in rows)
     edits = [kwargs for task, _, kwargs in pipe.calls if task == "edit"]
-    references = {scene_caption(eval_example(CONFIG, s, i).scene) for s in ("main", "heldout") for i in range(CONFIG.count(s))}
+    references = {scene_caption(eval_example(CONFIG, s, i).scene)
+                  for s in ("main", "heldout") for i in range(CONFIG.count(s))}
     given, plain = edits[: len(edits) // 2], edits[len(edits) // 2:]
     assert given and all(k["source_prompt"] in references and set(k) == {"source_prompt"} for k in given)
     assert all(k == {} for k in plain)  # with_source=0: the plain edit, as the defaults
