@@ -198,6 +198,11 @@ class UniViGUPipeline(DiffusionPipeline):
         return self.config.fps
 
     @property
+    def default_edit_strength(self) -> float:
+        """The plain edit's start level (``edit`` without ``source_prompt``)."""
+        return EDIT_STRENGTH
+
+    @property
     def default_num_frames(self) -> int:
         return self.config.num_frames
 
@@ -295,10 +300,8 @@ class UniViGUPipeline(DiffusionPipeline):
         ``strength`` 0.9 and ``guidance_scale`` 6 for ``prompt`` (the source text is guided at the
         pipeline's ``guidance_scale``); each step runs the network on both texts.
         """
-        if source_prompt is None:
-            strength = EDIT_STRENGTH if strength is None else strength
-        else:
-            strength = FLOW_EDIT_STRENGTH if strength is None else strength
+        if strength is None:
+            strength = self.default_edit_strength if source_prompt is None else FLOW_EDIT_STRENGTH
         if not isinstance(strength, (int, float)) or not 0.0 < strength <= 1.0:
             raise ValueError(f"strength must be in (0, 1], got {strength}.")
         if source_prompt is not None:

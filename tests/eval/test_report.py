@@ -16,6 +16,7 @@ from uvigu.eval.report import (
     RunInfo,
     eval_example,
     evaluate,
+    pipeline_settings,
     read_results,
     render_markdown,
     summarize,
@@ -23,6 +24,7 @@ from uvigu.eval.report import (
 )
 from uvigu.eval.tasks import align_fields
 from uvigu.models.codec import PixelCodec
+from uvigu.testing import tiny_pipeline
 
 
 def _key(frames: np.ndarray) -> str:
@@ -261,3 +263,12 @@ def test_the_codec_row_shows_what_the_codec_loses():
     summary = summarize(evaluate(pipe, config))
     assert summary.row("analyzer_reference").main.value == 1.0
     assert summary.row("analyzer_codec").main.value == 0.0
+
+
+def test_the_report_names_the_settings_its_calls_ran_at():
+    pipe = tiny_pipeline()
+    settings = pipeline_settings(pipe)
+    # the evaluation's edits give no strength, so the plain edit's default is the one they ran at
+    assert settings["edit strength"] == 0.6 == pipe.default_edit_strength
+    assert settings["guidance_scale"] == pipe.config.guidance_scale
+    assert settings["caption_verify_draws"] == pipe.config.caption_verify_draws

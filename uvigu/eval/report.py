@@ -14,7 +14,6 @@ from those records alone, so the numbers can be re-checked without the model.
 
 from __future__ import annotations
 
-import inspect
 import json
 import logging
 import os
@@ -330,9 +329,8 @@ def pipeline_settings(pipe) -> dict[str, object]:
             "caption_reread_threshold", "caption_verify_weight", "caption_verify_max_texts", "caption_verify_draws",
             "num_frames", "height", "width")
     settings = {k: config[k] for k in keys if k in config}
-    strength = inspect.signature(pipe.edit).parameters.get("strength")
-    if strength is not None and strength.default is not inspect.Parameter.empty:
-        settings["edit strength"] = strength.default
+    if hasattr(pipe, "default_edit_strength"):  # the evaluation's edits give no strength: the plain edit's default
+        settings["edit strength"] = pipe.default_edit_strength
     return settings
 
 
