@@ -461,9 +461,7 @@ class UniViGUPipeline(DiffusionPipeline):
     ) -> VideoResult:
         prompt = self._check_prompt(prompt)
         steps = self._check_steps(num_inference_steps, self.config.num_inference_steps)
-        guidance = self.config.guidance_scale if guidance_scale is None else float(guidance_scale)
-        if not 0.0 <= guidance <= MAX_GUIDANCE:
-            raise ValueError(f"guidance_scale must be between 0 and {MAX_GUIDANCE:g}, got {guidance}.")
+        guidance = self._check_guidance(guidance_scale, self.config.guidance_scale)
         seed = self._check_seed(seed)
         notes: list[str] = []
         if video is not None:
@@ -535,9 +533,7 @@ class UniViGUPipeline(DiffusionPipeline):
         prompt = self._check_prompt(prompt)
         source_prompt = self._check_prompt(source_prompt, "source_prompt")
         steps = self._check_steps(num_inference_steps, self.config.num_inference_steps)
-        target_guidance = FLOW_EDIT_GUIDANCE if guidance_scale is None else float(guidance_scale)
-        if not 0.0 <= target_guidance <= MAX_GUIDANCE:
-            raise ValueError(f"guidance_scale must be between 0 and {MAX_GUIDANCE:g}, got {target_guidance}.")
+        target_guidance = self._check_guidance(guidance_scale, FLOW_EDIT_GUIDANCE)
         source_guidance = float(self.config.guidance_scale)
         seed = self._check_seed(seed)
         frames, notes = self._prepare_video(video)
@@ -633,6 +629,13 @@ class UniViGUPipeline(DiffusionPipeline):
         if unknown:
             logger.warning("words the model does not know: %s", ", ".join(unknown))
         return prompt
+
+    @staticmethod
+    def _check_guidance(guidance: float | None, default: float) -> float:
+        guidance = float(default if guidance is None else guidance)
+        if not 0.0 <= guidance <= MAX_GUIDANCE:
+            raise ValueError(f"guidance_scale must be between 0 and {MAX_GUIDANCE:g}, got {guidance}.")
+        return guidance
 
     @staticmethod
     def _check_steps(steps: int | None, default: int) -> int:

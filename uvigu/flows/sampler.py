@@ -85,7 +85,6 @@ def sample(
     return SamplerResult(video=video, text=text)
 
 
-
 # delta_fn(x_source_σ (b, c, f, h, w), x_target_σ, σ (b,)) -> (v_target − v_source, clean estimate of the target)
 DeltaFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
 
@@ -122,6 +121,7 @@ def flow_edit(
         if callback is not None:
             callback(SamplerStep(i, num_steps, sigma, sigma_next, edit, clean, text))
     return edit
+
 
 REREAD_PERIOD = 4  # a re-read pass redraws 2 of every 4 positions
 
