@@ -328,11 +328,11 @@ def test_an_edit_with_a_source_text_starts_later_and_guides_harder_by_default(pi
         return v, logits
 
     monkeypatch.setattr(pipe.transformer, "forward", recording)
-    deltas = {}
+    deltas = []
 
     def keep_delta(delta_fn, **kwargs):
         x = kwargs["source"]
-        deltas[len(deltas)] = delta_fn(x, x, torch.full((1,), 0.5))[0]
+        deltas.append(delta_fn(x, x, torch.full((1,), 0.5))[0])
         return x
 
     monkeypatch.setattr("uvigu.pipeline.flow_edit", keep_delta)
@@ -342,7 +342,7 @@ def test_an_edit_with_a_source_text_starts_later_and_guides_harder_by_default(pi
         (v,) = calls  # one call on the four rows: source and edit, conditioned then not
         src = v[2] + pipe.config.guidance_scale * (v[0] - v[2])
         tar = v[3] + (6.0 if guidance is None else guidance) * (v[1] - v[3])
-        assert torch.allclose(deltas[len(deltas) - 1], (tar - src)[None], atol=1e-5)
+        assert torch.allclose(deltas[-1], (tar - src)[None], atol=1e-5)
 
 
 @pytest.mark.parametrize(
