@@ -15,8 +15,6 @@ text → one denoising loop with a step callback → decode → a result datacla
 
 from __future__ import annotations
 
-import logging
-import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,27 +39,25 @@ from .flows import (
 )
 from .flows import reread as reread_text
 from .flows import verify as verify_text
+from .inputs import (
+    VideoInput,
+    caption_settings,
+    check_guidance,
+    check_prompt,
+    check_seed,
+    check_steps,
+    check_strength,
+    prepare_video,
+)
 from .models import autoencoder as _autoencoder  # noqa: F401  diffusers' loader resolves saved component
 from .models import codec as _pixel_codec  # noqa: F401
 from .models import wan_codec as _wan_codec  # noqa: F401  classes only from modules already imported
 from .models.prompt_encoder import encode_prompt
-from .models.tokenizer import count_tokens, decode_text, encode_text, unknown_words
+from .models.tokenizer import decode_text, encode_text, unknown_words
 from .models.transformer import UniViGUTransformer3DModel
 
-logger = logging.getLogger(__name__)
-
 Task = Literal["generate", "caption", "joint", "edit"]
-VideoInput = np.ndarray | str | Path
-MAX_SEED = 2**31 - 1
-MAX_STEPS = 1000
-MAX_GUIDANCE = 30.0
-MAX_TEMPERATURE = 10.0  # caption temperature; above a few the draws are uniform noise
-MAX_REREAD = 8  # re-read passes after a caption; past one or two they change little
-MAX_REREAD_PERIOD = 16  # copies per re-read pass (its batch size)
-MAX_VERIFY_WEIGHT = 1e6  # past a few thousand the text's probabilities no longer count
 VERIFY_SIGMA = 0.5  # noise level at which candidate captions are judged by the video stream
-MAX_VERIFY_DRAWS = 8  # noise draws of the clip per candidate caption (the check's batch: captions × draws)
-MAX_VERIFY_TEXTS = 64  # candidate captions a check may judge
 EDIT_STRENGTH = 0.6  # an edit's default start level: regenerated from the clip noised this far
 # An edit given the text before the change follows the difference of the two texts' flows
 # (flows.flow_edit). It keeps what the texts agree on by construction, so it can start from more
@@ -302,10 +298,9 @@ class UniViGUPipeline(DiffusionPipeline):
         """
         if strength is None:
             strength = self.default_edit_strength if source_prompt is None else FLOW_EDIT_STRENGTH
-        if not isinstance(strength, (int, float)) or not 0.0 < strength <= 1.0:
-            raise ValueError(f"strength must be in (0, 1], got {strength}.")
+        strength = check_strength(strength)
         if source_prompt is not None:
-            return self._run_flow_edit(video, prompt, source_prompt, float(strength), seed, num_inference_steps,
+            return self._run_flow_edit(video, prompt, source_prompt, strength, seed, num_inference_steps,
                                        guidance_scale, callback, return_trajectory)
         return self._run_video(
             "edit", prompt, video, strength, seed, num_inference_steps, guidance_scale,
@@ -351,16 +346,14 @@ class UniViGUPipeline(DiffusionPipeline):
         ``caption_verify_max_texts`` —, the most unsure words first). The
         trajectory ends with one entry per pass and one for the check (σ = 0).
         """
-        steps = self._check_steps(num_inference_steps, self.config.caption_steps)
-        temperature = self._check_temperature(temperature)
-        passes = self._check_reread(reread)
-        threshold = self._check_reread_threshold(reread_threshold)
-        period = self._check_reread_period(reread_period)
-        verify_weight = self._check_verify_weight(verify_weight)
-        max_texts = self._check_verify_max_texts(verify_max_texts)
-        draws = self._check_verify_draws(verify_draws)
-        seed = self._check_seed(seed)
-        frames, notes = self._prepare_video(video)
+        settings = caption_settings(
+            self.config, num_inference_steps=num_inference_steps, temperature=temperature, reread=reread,
+            reread_threshold=reread_threshold, reread_period=reread_period, verify_weight=verify_weight,
+            verify_max_texts=verify_max_texts, verify_draws=verify_draws,
+        )
+        steps, passes, period = settings.steps, settings.reread, settings.reread_period
+        seed = check_seed(seed)
+        frames, notes = prepare_video(video, self.config)
         generator = torch.Generator("cpu").manual_seed(seed)
         latents = self.codec.encode(torch.from_numpy(frames)[None]).to(self._device, self._dtype)
         flow = self.text_flow
@@ -373,11 +366,11 @@ class UniViGUPipeline(DiffusionPipeline):
             return self.transformer(x, ids, sv, st, context.expand(x.shape[0], -1, -1))
 
         # The re-read passes and the check are reported through the same hook as the steps, after them.
-        extra = passes + int(verify_weight > 0)
+        extra = passes + int(settings.verify_weight > 0)
         on_step = self._step_callback(callback, trajectory, lambda s: frames, text_denoised=True, extra_steps=extra)
         result = sample(
             model_fn, video=latents, text=text, sigmas=sigmas, denoise_video=False, denoise_text=True,
-            text_flow=flow, generator=generator, text_temperature=temperature, callback=on_step,
+            text_flow=flow, generator=generator, text_temperature=settings.temperature, callback=on_step,
         )
         text, probs = result.text, None
 
@@ -387,14 +380,14 @@ class UniViGUPipeline(DiffusionPipeline):
 
         for k in range(passes):
             text, probs = reread_text(model_fn, video=latents, text=text, text_flow=flow, generator=generator,
-                                      threshold=threshold, period=period, return_probs=True)
+                                      threshold=settings.reread_threshold, period=period, return_probs=True)
             finished_call(k)
-        if verify_weight > 0:
+        if settings.verify_weight > 0:
             if probs is None:  # no re-read pass: read the words' probabilities without changing any
                 _, probs = reread_text(model_fn, video=latents, text=text, text_flow=flow, generator=generator,
                                        threshold=0.0, period=period, return_probs=True)
-            text = verify_text(self._caption_errors(latents, generator, draws), text=text, probs=probs,
-                               weight=verify_weight, max_texts=max_texts)
+            text = verify_text(self._caption_errors(latents, generator, settings.verify_draws), text=text,
+                               probs=probs, weight=settings.verify_weight, max_texts=settings.verify_max_texts)
             finished_call(passes)
         return CaptionResult(self._decode_ids(text[0]), seed, trajectory, notes)
 
@@ -459,13 +452,13 @@ class UniViGUPipeline(DiffusionPipeline):
         callback: StepCallback | None,
         return_trajectory: bool,
     ) -> VideoResult:
-        prompt = self._check_prompt(prompt)
-        steps = self._check_steps(num_inference_steps, self.config.num_inference_steps)
-        guidance = self._check_guidance(guidance_scale, self.config.guidance_scale)
-        seed = self._check_seed(seed)
+        prompt = check_prompt(self.tokenizer, prompt, self.max_text_tokens)
+        steps = check_steps(num_inference_steps, self.config.num_inference_steps)
+        guidance = check_guidance(guidance_scale, self.config.guidance_scale)
+        seed = check_seed(seed)
         notes: list[str] = []
         if video is not None:
-            source, notes = self._prepare_video(video)
+            source, notes = prepare_video(video, self.config)
             num_frames, height, width = source.shape[:3]
         num_frames = num_frames or self.config.num_frames
         height, width = height or self.config.height, width or self.config.width
@@ -530,13 +523,13 @@ class UniViGUPipeline(DiffusionPipeline):
         callback: StepCallback | None,
         return_trajectory: bool,
     ) -> VideoResult:
-        prompt = self._check_prompt(prompt)
-        source_prompt = self._check_prompt(source_prompt, "source_prompt")
-        steps = self._check_steps(num_inference_steps, self.config.num_inference_steps)
-        target_guidance = self._check_guidance(guidance_scale, FLOW_EDIT_GUIDANCE)
+        prompt = check_prompt(self.tokenizer, prompt, self.max_text_tokens)
+        source_prompt = check_prompt(self.tokenizer, source_prompt, self.max_text_tokens, "source_prompt")
+        steps = check_steps(num_inference_steps, self.config.num_inference_steps)
+        target_guidance = check_guidance(guidance_scale, FLOW_EDIT_GUIDANCE)
         source_guidance = float(self.config.guidance_scale)
-        seed = self._check_seed(seed)
-        frames, notes = self._prepare_video(video)
+        seed = check_seed(seed)
+        frames, notes = prepare_video(video, self.config)
         generator = torch.Generator("cpu").manual_seed(seed)
 
         # One batch per step: source and edited text, each conditioned (text stream and prompt
@@ -615,105 +608,3 @@ class UniViGUPipeline(DiffusionPipeline):
     @property
     def _dtype(self) -> torch.dtype:
         return self.transformer.dtype
-
-    def _check_prompt(self, prompt: str, name: str = "prompt") -> str:
-        if not isinstance(prompt, str):
-            raise ValueError(f"the {name} must be text, got {type(prompt).__name__}.")
-        prompt = " ".join(prompt.split())
-        if not prompt:
-            raise ValueError(f"the {name} is empty: describe the clip, e.g. 'a red circle moving right'.")
-        n = count_tokens(self.tokenizer, prompt)
-        if n > self.max_text_tokens:
-            raise ValueError(f"the {name} is {n} tokens long; this model reads at most {self.max_text_tokens}.")
-        unknown = self.unknown_words(prompt)
-        if unknown:
-            logger.warning("words the model does not know: %s", ", ".join(unknown))
-        return prompt
-
-    @staticmethod
-    def _check_guidance(guidance: float | None, default: float) -> float:
-        guidance = float(default if guidance is None else guidance)
-        if not 0.0 <= guidance <= MAX_GUIDANCE:
-            raise ValueError(f"guidance_scale must be between 0 and {MAX_GUIDANCE:g}, got {guidance}.")
-        return guidance
-
-    @staticmethod
-    def _check_steps(steps: int | None, default: int) -> int:
-        steps = default if steps is None else steps
-        if not isinstance(steps, (int, np.integer)) or not 1 <= steps <= MAX_STEPS:
-            raise ValueError(f"num_inference_steps must be a whole number from 1 to {MAX_STEPS}, got {steps!r}.")
-        return int(steps)
-
-    def _check_temperature(self, temperature: float | None) -> float:
-        return _number_in_range(self._or_default(temperature, "text_temperature"), "temperature", 0.0, MAX_TEMPERATURE)
-
-    def _check_reread(self, passes: int | None) -> int:
-        return _whole_in_range(self._or_default(passes, "caption_reread"), "reread", 0, MAX_REREAD,
-                               "a whole number of passes")
-
-    def _check_reread_threshold(self, threshold: float | None) -> float:
-        return _number_in_range(self._or_default(threshold, "caption_reread_threshold"), "reread_threshold", 0.0, 1.0,
-                                "a probability")
-
-    def _check_reread_period(self, period: int | None) -> int:
-        return _whole_in_range(self._or_default(period, "caption_reread_period"), "reread_period", 2, MAX_REREAD_PERIOD)
-
-    def _check_verify_weight(self, weight: float | None) -> float:
-        return _number_in_range(self._or_default(weight, "caption_verify_weight"), "verify_weight", 0.0,
-                                MAX_VERIFY_WEIGHT)
-
-    def _check_verify_max_texts(self, max_texts: int | None) -> int:
-        return _whole_in_range(self._or_default(max_texts, "caption_verify_max_texts"), "verify_max_texts", 2,
-                               MAX_VERIFY_TEXTS, "a whole number of captions (a word needs two)")
-
-    def _check_verify_draws(self, draws: int | None) -> int:
-        return _whole_in_range(self._or_default(draws, "caption_verify_draws"), "verify_draws", 1, MAX_VERIFY_DRAWS,
-                               "a whole number of noise draws")
-
-    def _or_default(self, value, config_name: str):
-        return getattr(self.config, config_name) if value is None else value
-
-    @staticmethod
-    def _check_seed(seed: int | None) -> int:
-        if seed is None:
-            return secrets.randbelow(MAX_SEED + 1)
-        if not isinstance(seed, (int, np.integer)) or not 0 <= seed <= MAX_SEED:
-            raise ValueError(f"seed must be a whole number from 0 to {MAX_SEED}, got {seed!r}.")
-        return int(seed)
-
-    def _prepare_video(self, video: VideoInput) -> tuple[np.ndarray, list[str]]:
-        """A clip at the model's size (f, h, w, 3) uint8, and notes on what was changed to fit."""
-        from .videoio import conform_video, read_video
-
-        if isinstance(video, (str, Path)):
-            decoded = read_video(video)
-            frames, fps = decoded.frames, decoded.fps
-        elif isinstance(video, np.ndarray):
-            if video.dtype != np.uint8 or video.ndim != 4 or video.shape[-1] != 3 or video.shape[0] == 0:
-                raise ValueError(
-                    f"a clip must be uint8 frames shaped (frames, height, width, 3), got {video.dtype} {video.shape}."
-                )
-            frames, fps = video, float(self.config.fps)
-        else:
-            raise ValueError(f"a clip must be a video file path or a uint8 array, got {type(video).__name__}.")
-        conformed = conform_video(
-            frames, fps, num_frames=self.config.num_frames, target_fps=self.config.fps,
-            height=self.config.height, width=self.config.width,
-        )
-        return np.ascontiguousarray(conformed.frames), list(conformed.notes)
-
-
-def _whole_in_range(value, name: str, low: int, high: int, what: str = "a whole number") -> int:
-    """``value`` as an int when it is a whole number (not a bool) in [low, high]; else a ValueError naming it."""
-    whole = isinstance(value, (int, np.integer)) and not isinstance(value, bool)
-    if not whole or not low <= value <= high:
-        raise ValueError(f"{name} must be {what} from {low} to {high}, got {value!r}.")
-    return int(value)
-
-
-def _number_in_range(value, name: str, low: float, high: float, what: str = "a number") -> float:
-    """``value`` as a float when it is a number (not a bool) in [low, high]; else a ValueError naming it."""
-    number = isinstance(value, (int, float)) and not isinstance(value, bool)
-    if not number or not low <= value <= high:
-        raise ValueError(f"{name} must be {what} from {low:g} to {high:g}, got {value!r}.")
-    return float(value)

@@ -1,0 +1,50 @@
+import logging
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from uvigu.inputs import CaptionSettings, caption_settings, check_prompt, check_seed, prepare_video
+from uvigu.testing import tiny_pipeline
+
+CONFIG = SimpleNamespace(
+    caption_steps=12, text_temperature=1.0, caption_reread=1, caption_reread_threshold=1.0,
+    caption_reread_period=8, caption_verify_weight=300.0, caption_verify_max_texts=16, caption_verify_draws=1,
+)
+
+
+def test_caption_settings_take_the_model_defaults_and_keep_what_is_given():
+    assert caption_settings(CONFIG) == CaptionSettings(12, 1.0, 1, 1.0, 8, 300.0, 16, 1)
+    given = caption_settings(CONFIG, num_inference_steps=4, temperature=0, reread=0, reread_threshold=0.5,
+                             reread_period=4, verify_weight=0, verify_max_texts=8, verify_draws=2)
+    assert given == CaptionSettings(4, 0.0, 0, 0.5, 4, 0.0, 8, 2)
+    assert isinstance(given.temperature, float) and isinstance(given.verify_weight, float)
+
+
+def test_a_model_default_out_of_range_is_caught_like_a_given_value():
+    with pytest.raises(ValueError, match="reread_period must be a whole number from 2 to 16, got 1"):
+        caption_settings(SimpleNamespace(**{**vars(CONFIG), "caption_reread_period": 1}))
+
+
+def test_a_prompt_is_tidied_and_its_unknown_words_are_logged(caplog):
+    tokenizer = tiny_pipeline().tokenizer
+    with caplog.at_level(logging.WARNING, logger="uvigu.inputs"):
+        assert check_prompt(tokenizer, "  a red   zebra\nmoving right ", 40) == "a red zebra moving right"
+    assert "zebra" in caplog.text
+    with pytest.raises(ValueError, match="the caption is .* tokens long; this model reads at most 3"):
+        check_prompt(tokenizer, "a red circle moving right", 3, "caption")
+
+
+def test_a_seed_is_drawn_when_none_is_given_and_numpy_integers_are_accepted():
+    assert 0 <= check_seed(None) < 2**31
+    assert check_seed(np.int64(7)) == 7 and isinstance(check_seed(np.int64(7)), int)
+    with pytest.raises(ValueError, match="seed"):
+        check_seed(-1)
+
+
+def test_a_clip_is_brought_to_the_model_size_with_notes():
+    config = SimpleNamespace(fps=8, num_frames=4, height=16, width=16)
+    frames, notes = prepare_video(np.zeros((6, 32, 24, 3), np.uint8), config)
+    assert frames.shape == (4, 16, 16, 3) and frames.dtype == np.uint8 and frames.flags.c_contiguous
+    assert notes == ["used the first 0.5 s (4 frames)", "resized 24×32 → 16×16 (center-cropped to square)"]
+    assert prepare_video(frames, config)[1] == []  # a clip that fits is left as it is

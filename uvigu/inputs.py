@@ -1,0 +1,168 @@
+"""The pipeline's inputs: the range of every argument a user passes, its default and its check.
+
+Each check returns the value as the pipeline uses it or raises a ValueError that names the
+argument, its range and what was given — what `UniViGUPipeline`'s public tasks show their callers
+(the CLI prints it, the studio shows it). Defaults the model's config holds (caption steps,
+re-read and check settings) are read from it here, so a caption call's whole setting is one
+`CaptionSettings`. A clip given as a file or an array is brought to the model's size by
+`prepare_video`, with notes on what it changed.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .models.tokenizer import count_tokens, unknown_words
+
+logger = logging.getLogger(__name__)
+
+VideoInput = np.ndarray | str | Path
+MAX_SEED = 2**31 - 1
+MAX_STEPS = 1000
+MAX_GUIDANCE = 30.0
+MAX_TEMPERATURE = 10.0  # caption temperature; above a few the draws are uniform noise
+MAX_REREAD = 8  # re-read passes after a caption; past one or two they change little
+MAX_REREAD_PERIOD = 16  # copies per re-read pass (its batch size)
+MAX_VERIFY_WEIGHT = 1e6  # past a few thousand the text's probabilities no longer count
+MAX_VERIFY_DRAWS = 8  # noise draws of the clip per candidate caption (the check's batch: captions × draws)
+MAX_VERIFY_TEXTS = 64  # candidate captions a check may judge
+
+
+def check_prompt(tokenizer, prompt: str, max_tokens: int, name: str = "prompt") -> str:
+    """``prompt`` with its whitespace collapsed; an error when it is not text, is empty or is longer
+    than ``max_tokens``; a logged warning for words the tokenizer does not know."""
+    if not isinstance(prompt, str):
+        raise ValueError(f"the {name} must be text, got {type(prompt).__name__}.")
+    prompt = " ".join(prompt.split())
+    if not prompt:
+        raise ValueError(f"the {name} is empty: describe the clip, e.g. 'a red circle moving right'.")
+    n = count_tokens(tokenizer, prompt)
+    if n > max_tokens:
+        raise ValueError(f"the {name} is {n} tokens long; this model reads at most {max_tokens}.")
+    unknown = unknown_words(tokenizer, prompt)
+    if unknown:
+        logger.warning("words the model does not know: %s", ", ".join(unknown))
+    return prompt
+
+
+def check_guidance(guidance: float | None, default: float) -> float:
+    guidance = float(default if guidance is None else guidance)
+    if not 0.0 <= guidance <= MAX_GUIDANCE:
+        raise ValueError(f"guidance_scale must be between 0 and {MAX_GUIDANCE:g}, got {guidance}.")
+    return guidance
+
+
+def check_steps(steps: int | None, default: int) -> int:
+    steps = default if steps is None else steps
+    if not isinstance(steps, (int, np.integer)) or not 1 <= steps <= MAX_STEPS:
+        raise ValueError(f"num_inference_steps must be a whole number from 1 to {MAX_STEPS}, got {steps!r}.")
+    return int(steps)
+
+
+def check_strength(strength: float) -> float:
+    """An edit's start level, in (0, 1]."""
+    if not isinstance(strength, (int, float)) or not 0.0 < strength <= 1.0:
+        raise ValueError(f"strength must be in (0, 1], got {strength}.")
+    return float(strength)
+
+
+def check_seed(seed: int | None) -> int:
+    """``seed``, or a fresh random one when it is None (the result reports it, so a take can be redone)."""
+    if seed is None:
+        return secrets.randbelow(MAX_SEED + 1)
+    if not isinstance(seed, (int, np.integer)) or not 0 <= seed <= MAX_SEED:
+        raise ValueError(f"seed must be a whole number from 0 to {MAX_SEED}, got {seed!r}.")
+    return int(seed)
+
+
+@dataclass(frozen=True)
+class CaptionSettings:
+    """One caption call's settings, checked, with the model's defaults filled in
+    (`UniViGUPipeline.caption` documents each)."""
+
+    steps: int
+    temperature: float
+    reread: int
+    reread_threshold: float
+    reread_period: int
+    verify_weight: float
+    verify_max_texts: int
+    verify_draws: int
+
+
+def caption_settings(
+    config,
+    *,
+    num_inference_steps: int | None = None,
+    temperature: float | None = None,
+    reread: int | None = None,
+    reread_threshold: float | None = None,
+    reread_period: int | None = None,
+    verify_weight: float | None = None,
+    verify_max_texts: int | None = None,
+    verify_draws: int | None = None,
+) -> CaptionSettings:
+    """The caption arguments as given, each None replaced by the pipeline ``config``'s value, checked."""
+
+    def given(value, config_name: str):
+        return getattr(config, config_name) if value is None else value
+
+    return CaptionSettings(
+        steps=check_steps(num_inference_steps, config.caption_steps),
+        temperature=number_in_range(given(temperature, "text_temperature"), "temperature", 0.0, MAX_TEMPERATURE),
+        reread=whole_in_range(given(reread, "caption_reread"), "reread", 0, MAX_REREAD, "a whole number of passes"),
+        reread_threshold=number_in_range(given(reread_threshold, "caption_reread_threshold"), "reread_threshold",
+                                         0.0, 1.0, "a probability"),
+        reread_period=whole_in_range(given(reread_period, "caption_reread_period"), "reread_period", 2,
+                                     MAX_REREAD_PERIOD),
+        verify_weight=number_in_range(given(verify_weight, "caption_verify_weight"), "verify_weight", 0.0,
+                                      MAX_VERIFY_WEIGHT),
+        verify_max_texts=whole_in_range(given(verify_max_texts, "caption_verify_max_texts"), "verify_max_texts", 2,
+                                        MAX_VERIFY_TEXTS, "a whole number of captions (a word needs two)"),
+        verify_draws=whole_in_range(given(verify_draws, "caption_verify_draws"), "verify_draws", 1,
+                                    MAX_VERIFY_DRAWS, "a whole number of noise draws"),
+    )
+
+
+def prepare_video(video: VideoInput, config) -> tuple[np.ndarray, list[str]]:
+    """A clip (a video file path or uint8 frames (f, h, w, 3)) at the size of the pipeline
+    ``config`` — frames, fps, height, width — as uint8 (f, h, w, 3), and notes on what was changed
+    to fit."""
+    from .videoio import conform_video, read_video
+
+    if isinstance(video, (str, Path)):
+        decoded = read_video(video)
+        frames, fps = decoded.frames, decoded.fps
+    elif isinstance(video, np.ndarray):
+        if video.dtype != np.uint8 or video.ndim != 4 or video.shape[-1] != 3 or video.shape[0] == 0:
+            raise ValueError(
+                f"a clip must be uint8 frames shaped (frames, height, width, 3), got {video.dtype} {video.shape}."
+            )
+        frames, fps = video, float(config.fps)
+    else:
+        raise ValueError(f"a clip must be a video file path or a uint8 array, got {type(video).__name__}.")
+    conformed = conform_video(
+        frames, fps, num_frames=config.num_frames, target_fps=config.fps, height=config.height, width=config.width,
+    )
+    return np.ascontiguousarray(conformed.frames), list(conformed.notes)
+
+
+def whole_in_range(value, name: str, low: int, high: int, what: str = "a whole number") -> int:
+    """``value`` as an int when it is a whole number (not a bool) in [low, high]; else a ValueError naming it."""
+    whole = isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+    if not whole or not low <= value <= high:
+        raise ValueError(f"{name} must be {what} from {low} to {high}, got {value!r}.")
+    return int(value)
+
+
+def number_in_range(value, name: str, low: float, high: float, what: str = "a number") -> float:
+    """``value`` as a float when it is a number (not a bool) in [low, high]; else a ValueError naming it."""
+    number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if not number or not low <= value <= high:
+        raise ValueError(f"{name} must be {what} from {low:g} to {high:g}, got {value!r}.")
+    return float(value)
