@@ -6,6 +6,7 @@ from uvigu import Cancelled, UniViGUPipeline
 from uvigu.data.shapes import ShapesConfig, make_example, shapes_vocabulary
 from uvigu.models.autoencoder import reconstruction_loss
 from uvigu.models.presets import build_pipeline
+from uvigu.models.tokenizer import count_tokens, decode_text
 from uvigu.testing import tiny_pipeline
 from uvigu.training.objective import ObjectiveConfig, compute_loss
 from uvigu.videoio import write_mp4
@@ -286,10 +287,24 @@ def test_caption_verification_lets_the_video_stream_pick_among_likely_words(pipe
     assert asked == []
     written = pipe.caption(clip, seed=2, num_inference_steps=3, verify_weight=1.0).text
     assert len(asked) == judged and asked[0] == asked[1]  # each candidate twice: two noise draws
-    others = sorted({p for p in asked if p != written})
+
+    def as_written(text):  # a caption is cut to max_text_tokens (see test_a_caption_always_fits_as_a_prompt)
+        ids = pipe.tokenizer(text, add_special_tokens=False)["input_ids"]
+        return decode_text(pipe.tokenizer, ids, max_tokens=pipe.max_text_tokens)
+
+    others = sorted({p for p in asked if as_written(p) != written})
     assert others  # the tiny model is unsure of many words
     monkeypatch.setattr(pipe, "_clean_estimate", estimate(others[-1]))
-    assert pipe.caption(clip, seed=2, num_inference_steps=3, verify_weight=1e6).text == others[-1]
+    assert pipe.caption(clip, seed=2, num_inference_steps=3, verify_weight=1e6).text == as_written(others[-1])
+
+def test_a_caption_always_fits_as_a_prompt(pipe):
+    # The untrained model fills the whole text stream, with no end token: the caption is cut so
+    # that it can be edited and given back, as the studio does (and as the text before an edit).
+    clip = pipe.generate(PROMPT, seed=0).frames
+    for text in (pipe.caption(clip, seed=0).text, pipe.generate_with_caption(PROMPT, seed=0).caption):
+        assert 0 < count_tokens(pipe.tokenizer, text) <= pipe.max_text_tokens
+        pipe.edit(clip, text, source_prompt=text, num_inference_steps=2, seed=0)
+
 
 def test_unknown_words_are_reported(pipe):
     assert pipe.unknown_words("a red zebra moving sideways") == ["zebra", "sideways"]
@@ -313,6 +328,7 @@ def test_an_edit_with_a_source_text_starts_later_and_guides_harder_by_default(pi
     clip = np.zeros((4, 16, 16, 3), np.uint8)
     out = pipe.edit(clip, "a blue square", source_prompt=PROMPT, seed=0, return_trajectory=True)
     assert len(out.trajectory) == int(pipe.config.num_inference_steps * 0.9)  # strength 0.9
+    assert (pipe.default_flow_edit_strength, pipe.default_edit_strength) == (0.9, 0.6)  # what the studio offers
     assert len(pipe.edit(clip, "a blue square", seed=0, return_trajectory=True).trajectory) == int(
         pipe.config.num_inference_steps * 0.6)
     out = pipe.edit(clip, "a blue square", source_prompt=PROMPT, strength=0.5, num_inference_steps=8, seed=0,

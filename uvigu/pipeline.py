@@ -199,6 +199,11 @@ class UniViGUPipeline(DiffusionPipeline):
         return EDIT_STRENGTH
 
     @property
+    def default_flow_edit_strength(self) -> float:
+        """The start level of an edit given ``source_prompt`` (FlowEdit)."""
+        return FLOW_EDIT_STRENGTH
+
+    @property
     def default_num_frames(self) -> int:
         return self.config.num_frames
 
@@ -389,7 +394,7 @@ class UniViGUPipeline(DiffusionPipeline):
             text = verify_text(self._caption_errors(latents, generator, settings.verify_draws), text=text,
                                probs=probs, weight=settings.verify_weight, max_texts=settings.verify_max_texts)
             finished_call(passes)
-        return CaptionResult(self._decode_ids(text[0]), seed, trajectory, notes)
+        return CaptionResult(self._caption_text(text[0]), seed, trajectory, notes)
 
     def _caption_errors(self, latents: torch.Tensor, generator: torch.Generator, draws: int):
         """``flows.verify``'s judge: log of the squared error of the clean-clip estimate from the clip
@@ -508,7 +513,7 @@ class UniViGUPipeline(DiffusionPipeline):
             ),
         )
         frames = self._decode(result.video)
-        caption = self._decode_ids(result.text[0]) if task == "joint" else None
+        caption = self._caption_text(result.text[0]) if task == "joint" else None
         return VideoResult(frames, seed, caption, trajectory, self.unknown_words(prompt), notes)
 
     def _run_flow_edit(
@@ -580,7 +585,8 @@ class UniViGUPipeline(DiffusionPipeline):
             return None
 
         def on_step(step: SamplerStep) -> None:
-            text = self._decode_ids(step.text[0], show_mask=True) if text_denoised else None
+            # cut as the finished caption is (_caption_text), so that the last step shows the result
+            text = self._caption_text(step.text[0], show_mask=True) if text_denoised else None
             if trajectory is not None:
                 trajectory.append(TrajectoryStep(step.sigma, preview(step), text))
             if callback is not None:
@@ -596,9 +602,14 @@ class UniViGUPipeline(DiffusionPipeline):
     def _decode(self, latents: torch.Tensor) -> np.ndarray:
         return self.codec.decode(latents)[0].numpy()
 
-    def _decode_ids(self, ids: torch.Tensor, show_mask: bool = False) -> str:
+    def _caption_text(self, ids: torch.Tensor, show_mask: bool = False) -> str:
+        """A caption's text. A stream the model filled without an end token is cut to
+        ``max_text_tokens`` tokens, so that the caption can always be edited and used as a prompt."""
+        return self._decode_ids(ids, show_mask, max_tokens=self.max_text_tokens)
+
+    def _decode_ids(self, ids: torch.Tensor, show_mask: bool = False, max_tokens: int | None = None) -> str:
         mask_id = self.transformer.config.mask_token_id if show_mask else None
-        return decode_text(self.tokenizer, ids.tolist(), mask_id)
+        return decode_text(self.tokenizer, ids.tolist(), mask_id, max_tokens)
 
     @property
     def _device(self) -> torch.device:

@@ -55,3 +55,10 @@ def test_saves_and_loads_as_a_hugging_face_tokenizer(tok, tmp_path):
     loaded = AutoTokenizer.from_pretrained(tmp_path)
     assert loaded.get_vocab() == tok.get_vocab()
     assert torch.equal(encode_text(loaded, ["a red circle"], 6)[0], encode_text(tok, ["a red circle"], 6)[0])
+
+
+def test_decode_keeps_at_most_max_tokens_of_text_padding_aside(tok):
+    red, circle, moves = (tok.convert_tokens_to_ids(w) for w in ("red", "circle", "moves"))
+    ids = [red, tok.pad_token_id, circle, tok.mask_token_id, moves]  # a stream with no end token
+    assert decode_text(tok, ids, mask_token_id=tok.mask_token_id, max_tokens=3) == "red circle _"
+    assert decode_text(tok, ids, max_tokens=None) == "red circle [MASK] moves"

@@ -88,8 +88,12 @@ def encode_text(
     return ids, mask
 
 
-def decode_text(tokenizer: PreTrainedTokenizerBase, ids: Sequence[int], mask_token_id: int | None = None) -> str:
-    """Text of one id sequence: cut at the first end token, drop padding; ``[MASK]`` shows as ``_``."""
+def decode_text(
+    tokenizer: PreTrainedTokenizerBase, ids: Sequence[int], mask_token_id: int | None = None,
+    max_tokens: int | None = None,
+) -> str:
+    """Text of one id sequence: cut at the first end token, drop padding, keep at most ``max_tokens``
+    of the rest; ``[MASK]`` shows as ``_``."""
     ids = [int(i) for i in ids]
     end_id = tokenizer.eos_token_id
     if end_id in ids:
@@ -105,6 +109,7 @@ def decode_text(tokenizer: PreTrainedTokenizerBase, ids: Sequence[int], mask_tok
             words.append("_")
         else:
             words.append(tokenizer.convert_ids_to_tokens(i))
+    words = words[:max_tokens]
     if is_word_level(tokenizer):
         text = " ".join(words)
         return text.replace(" ,", ",").replace(" .", ".").strip()
