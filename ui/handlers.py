@@ -101,6 +101,7 @@ class Handlers:
         edited: str,
         critique: str,
         strength: float,
+        keep_rest: bool,
         seed: float | None,
         randomize: bool,
         steps: float,
@@ -108,13 +109,14 @@ class Handlers:
         token: str | None,
         progress: gr.Progress = gr.Progress(),
     ) -> tuple:
-        """Take → "Regenerate with edits": saves the critique, then edits from the take."""
+        """Take → "Regenerate with edits": saves the critique, then edits from the take (with
+        ``keep_rest``, compared with the take's caption so that only what was edited changes)."""
         token = self.studio.open_session(token)
         if not current:
             raise ValueError("There is no take to regenerate from yet; generate a clip first.")
         self.studio.set_critique(token, current, critique)
         job = self.studio.submit_edit(
-            token, current, edited, strength=_float(strength),
+            token, current, edited, strength=_float(strength), keep_rest=bool(keep_rest),
             seed=None if randomize else _int(seed, "seed"), num_inference_steps=_int(steps, "steps"),
             guidance_scale=_float(guidance),
         )
@@ -122,6 +124,12 @@ class Handlers:
         if take is None:
             return _skip(2 + len(TAKE_OUTPUTS) + len(HISTORY_OUTPUTS) + len(TRAJECTORY_OUTPUTS))
         return self._after_run(token, take)
+
+    def keep_rest_strength(self, keep_rest: bool) -> float:
+        """The strength slider's value when "Keep the rest" is switched: the model's default for
+        that kind of edit (an edit that keeps the rest starts from more noise)."""
+        defaults = self.studio.model_defaults()
+        return defaults.keep_rest_strength if keep_rest else defaults.edit_strength
 
     @user_errors
     def understand(
@@ -304,7 +312,8 @@ def _timeline(takes: list[Take]) -> str:
     lines = []
     for take in reversed(takes):
         parent = f" from #{numbers[take.parent_id]}" if take.parent_id in numbers else ""
-        lines.append(f"**#{take.seq}** · {MODE_LABELS[take.mode]}{parent} · seed {take.seed}")
+        kept = ", keeping the rest" if take.settings.get("keep_rest") else ""
+        lines.append(f"**#{take.seq}** · {MODE_LABELS[take.mode]}{parent}{kept} · seed {take.seed}")
         if take.prompt:
             label = "Edited caption" if take.mode == "edit" else "Prompt"
             lines.append(f"- {label}: {_md(take.prompt)}")

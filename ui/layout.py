@@ -91,8 +91,14 @@ def build_demo(studio: Studio, gpu: Callable[[Callable], Callable] | None = None
                             color_map={"+": "green", "-": "red"}, elem_id="caption-diff",
                         )
                         strength = gr.Slider(
-                            settings.min_strength, settings.max_strength, value=0.6, step=0.05,
-                            label="Strength (how much of the previous clip to repaint)",
+                            settings.min_strength, settings.max_strength, step=0.05,
+                            value=min(max(defaults.edit_strength, settings.min_strength), settings.max_strength),
+                            label="Strength (how much of the previous clip to repaint)", elem_id="strength",
+                        )
+                        keep_rest = gr.Checkbox(
+                            label="Keep the rest: change only what you edited (compares with the "
+                                  "model's caption; about 2.5× slower)",
+                            value=False, elem_id="keep-rest",
                         )
                         regenerate_btn = gr.Button(
                             "Regenerate with edits", variant="primary", elem_id="regenerate-btn"
@@ -158,7 +164,8 @@ def build_demo(studio: Studio, gpu: Callable[[Callable], Callable] | None = None
         )
         regenerate_btn.click(
             gpu(handlers.regenerate),
-            [ui["current"], ui["edited"], ui["critique"], strength, seed, randomize, steps, guidance, token],
+            [ui["current"], ui["edited"], ui["critique"], strength, keep_rest, seed, randomize, steps, guidance,
+             token],
             [token, seed, *take, *history, *trajectory], api_name="ui_regenerate", **MODEL, **private,
         )
         understand_btn.click(
@@ -169,6 +176,7 @@ def build_demo(studio: Studio, gpu: Callable[[Callable], Callable] | None = None
         # Its own queue (not the model's), so it runs while a model event is running.
         stop_btn.click(handlers.stop, [token], None, show_progress="hidden", **private)
         save_critique_btn.click(handlers.save_critique, [ui["current"], ui["critique"], token], history, **private)
+        keep_rest.change(handlers.keep_rest_strength, [keep_rest], [strength], **QUICK, **private)
         ui["edited"].change(handlers.diff, [ui["caption"], ui["edited"]], [ui["diff"]], **QUICK, **private)
         ui["gallery"].select(handlers.open_take, [token], take, **private)
         export_btn.click(handlers.export, [token], [export_file], **private)

@@ -120,6 +120,22 @@ def test_generate_critique_edit_regenerate_and_history(studio_app, browser):
         assert page.locator("#history-gallery img").count() == 2
         shot(page, "05-history")
 
+        # Keep the rest: the strength slider moves to that edit's default, the edit is compared
+        # with take #2's caption, and the history says so.
+        page.get_by_role("tab", name="Studio").click()
+        page.locator("#keep-rest input[type=checkbox]").check()
+        page.wait_for_function("() => document.querySelector('#strength input[type=number]').value === '0.9'")
+        textarea(page, "edited-caption").fill("a green square moving right")
+        page.locator("#regenerate-btn").click()
+        page.locator("#take-title", has_text="Take #3").wait_for()
+        _, takes = the_only_session(studio)
+        assert takes[2].parent_id == takes[1].id
+        assert takes[2].settings["keep_rest"] is True and takes[2].settings["strength"] == 0.9
+        page.locator("#keep-rest input[type=checkbox]").uncheck()  # back to a plain edit's strength
+        page.wait_for_function("() => document.querySelector('#strength input[type=number]').value === '0.6'")
+        page.get_by_role("tab", name="History").click()
+        timeline.get_by_text("regenerated with edits from #2, keeping the rest").wait_for()
+
         # Trajectory: the slider scrubs the steps of the last run.
         page.get_by_role("tab", name="Trajectory").click()
         page.locator("#traj-info", has_text="Step").wait_for()

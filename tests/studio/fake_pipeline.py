@@ -66,12 +66,15 @@ class FakePipeline:
     default_width = 8
     max_text_tokens = 32
     default_steps = 3
+    default_edit_strength = 0.6
+    default_flow_edit_strength = 0.9
 
     def __init__(self, step_delay: float = 0.0,
                  on_step: Callable[[str, int], None] | None = None) -> None:
         self.step_delay = step_delay
         self.on_step = on_step
         self.calls: list[tuple[str, str]] = []
+        self.source_prompts: list[str | None] = []  # each edit's text before the change
         self.active = 0
         self.max_active = 0
         self._lock = threading.Lock()
@@ -155,9 +158,13 @@ class FakePipeline:
                                return_trajectory, video, caption)
         return FakeCaptionResult(caption, seed, traj)
 
-    def edit(self, video, prompt, *, strength=0.6, seed=None, num_inference_steps=None,
-             guidance_scale=None, callback=None, return_trajectory=False):
+    def edit(self, video, prompt, *, strength=0.6, source_prompt=None, seed=None,
+             num_inference_steps=None, guidance_scale=None, callback=None,
+             return_trajectory=False):
         self._check_prompt(prompt)
+        if source_prompt is not None:
+            self._check_prompt(source_prompt)
+        self.source_prompts.append(source_prompt)
         target = self.frames_for(prompt, seed or 0)
         frames = ((1 - strength) * video.astype(np.float32) + strength * target).astype(np.uint8)
         seed, traj = self._run("edit", prompt, seed, num_inference_steps, callback,

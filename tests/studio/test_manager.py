@@ -82,6 +82,30 @@ def test_edit_regenerates_from_the_take_with_the_edited_caption(make_studio):
     assert np.array_equal(np.load(studio.store.take_file(sid, child.id, "frames.npy")), expected)
 
 
+def test_an_edit_that_keeps_the_rest_compares_with_the_take_s_caption(make_studio):
+    pipe = FakePipeline()
+    studio = make_studio(pipe)
+    token = studio.new_session()
+    parent = generate(studio, token, seed=3)
+    kept = studio.submit_edit(token, parent.id, "a green circle moves right", keep_rest=True,
+                              seed=3).result(timeout=30)  # the model's strength for such an edit
+    plain = studio.submit_edit(token, parent.id, "a green circle moves right", seed=3).result(timeout=30)
+    assert pipe.source_prompts == [parent.caption, None]
+    assert kept.settings == {"strength": 0.9, "keep_rest": True} and plain.settings == {"strength": 0.6}
+    assert studio.take(token, kept.id).settings["keep_rest"] is True  # saved with the take
+
+
+def test_keeping_the_rest_needs_a_caption_to_compare_with(make_studio, monkeypatch):
+    pipe = FakePipeline()
+    monkeypatch.setattr(pipe, "caption_for", lambda frames: "")
+    studio = make_studio(pipe)
+    token = studio.new_session()
+    take = generate(studio, token)
+    with pytest.raises(ValueError, match="no caption to compare the edit with"):
+        studio.submit_edit(token, take.id, "a blue circle", keep_rest=True)
+    assert pipe.source_prompts == []
+
+
 def test_branching_from_an_old_take_forms_a_tree(make_studio):
     studio = make_studio()
     token = studio.new_session()
@@ -518,3 +542,4 @@ def test_model_defaults_come_from_the_pipeline(make_studio):
     defaults = make_studio().model_defaults()
     assert (defaults.num_frames, defaults.height, defaults.width, defaults.fps) == (4, 8, 8, 8)
     assert defaults.num_inference_steps >= 1
+    assert (defaults.edit_strength, defaults.keep_rest_strength) == (0.6, 0.9)

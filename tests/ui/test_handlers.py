@@ -1,6 +1,7 @@
 """Handlers translate UI values to studio calls and back; checked against a fake studio."""
 
 from dataclasses import dataclass, field
+from types import SimpleNamespace
 
 import gradio as gr
 import pytest
@@ -61,6 +62,9 @@ class FakeStudio:
 
     def export_session(self, token):
         return "/exports/session.zip"
+
+    def model_defaults(self):
+        return SimpleNamespace(edit_strength=0.6, keep_rest_strength=0.9)
 
     def _submit(self, name, *args, **kwargs):
         self.calls.append((name, args, kwargs))
@@ -167,12 +171,12 @@ def test_regenerate_saves_the_critique_then_edits_from_the_current_take(studio):
     child = make_take(2, mode="edit", prompt="a blue circle", parent_id=parent.id)
     studio.takes_ = [parent, child]
     studio.next_job = FakeJob(child)
-    out = Handlers(studio).regenerate(parent.id, "a blue circle", "too red", 0.4, 3, False, 8, 2.0,
+    out = Handlers(studio).regenerate(parent.id, "a blue circle", "too red", 0.4, False, 3, False, 8, 2.0,
                                       "tok", Progress())
     assert studio.calls == [
         ("set_critique", parent.id, "too red"),
         ("edit", ("tok", parent.id, "a blue circle"),
-         {"strength": 0.4, "seed": 3, "num_inference_steps": 8, "guidance_scale": 2.0}),
+         {"strength": 0.4, "keep_rest": False, "seed": 3, "num_inference_steps": 8, "guidance_scale": 2.0}),
     ]
     timeline = out[2 + len(TAKE_OUTPUTS) + 1]
     assert "#2** · regenerated with edits from #1" in timeline
@@ -181,7 +185,20 @@ def test_regenerate_saves_the_critique_then_edits_from_the_current_take(studio):
 
 def test_regenerate_without_a_take_says_what_to_do(studio):
     with pytest.raises(gr.Error, match="generate a clip first"):
-        Handlers(studio).regenerate(None, "a", "", 0.5, 0, True, 4, 3, "tok", Progress())
+        Handlers(studio).regenerate(None, "a", "", 0.5, False, 0, True, 4, 3, "tok", Progress())
+
+
+def test_keeping_the_rest_is_passed_on_shown_in_history_and_sets_its_strength(studio):
+    parent = make_take(1)
+    child = make_take(2, mode="edit", prompt="a blue circle", parent_id=parent.id,
+                      settings={"strength": 0.9, "keep_rest": True})
+    studio.takes_ = [parent, child]
+    studio.next_job = FakeJob(child)
+    handlers = Handlers(studio)
+    out = handlers.regenerate(parent.id, "a blue circle", "", 0.9, True, 0, True, 8, 3.0, "tok", Progress())
+    assert studio.calls[-1][2]["keep_rest"] is True
+    assert "#2** · regenerated with edits from #1, keeping the rest · seed" in out[2 + len(TAKE_OUTPUTS) + 1]
+    assert (handlers.keep_rest_strength(True), handlers.keep_rest_strength(False)) == (0.9, 0.6)
 
 
 def test_understand_reports_what_was_changed_to_fit(studio):
