@@ -234,13 +234,15 @@ class Handlers:
     @user_errors
     def api_edit(
         self, video: str | None, prompt: str, strength: float | None, seed: float | None,
-        token: str | None,
+        source_prompt: str | None, token: str | None,
     ) -> tuple:
-        """/edit: video, prompt, strength, seed (blank or negative: random) → clip, caption."""
+        """/edit: video, prompt, strength (blank: the model's default for the kind of edit), seed
+        (blank or negative: random), source_prompt (what the clip shows before the change: the
+        edit then keeps the rest; blank: a plain edit) → clip, caption."""
         token = self.studio.open_session(token)
         seed_value = None if seed is None or seed < 0 else _int(seed, "seed")
         take = self._wait(self.studio.submit_edit_upload(
-            token, video, prompt, strength=0.6 if strength is None else _float(strength),
+            token, video, prompt, strength=_float(strength), source_prompt=(source_prompt or "").strip() or None,
             seed=seed_value,
         ))
         if take is None:

@@ -143,7 +143,8 @@ def build_demo(studio: Studio, gpu: Callable[[Callable], Callable] | None = None
             api_seed = gr.Number(label="seed", value=-1, precision=0)
             api_steps = gr.Number(label="steps", value=defaults.num_inference_steps, precision=0)
             api_guidance = gr.Number(label="guidance", value=defaults.guidance_scale)
-            api_strength = gr.Number(label="strength", value=0.6)
+            api_strength = gr.Number(label="strength", value=None)
+            api_source = gr.Textbox(label="source_prompt", value="")
             api_video_in = gr.Video(label="video", sources=["upload"])
             api_video_out = gr.Video(label="clip")
             api_caption = gr.Textbox(label="caption")
@@ -191,7 +192,7 @@ def build_demo(studio: Studio, gpu: Callable[[Callable], Callable] | None = None
             api_name="caption", **MODEL,
         )
         api_edit_btn.click(
-            gpu(handlers.api_edit), [api_video_in, api_prompt, api_strength, api_seed, api_token],
+            gpu(handlers.api_edit), [api_video_in, api_prompt, api_strength, api_seed, api_source, api_token],
             [api_video_out, api_caption, api_token], api_name="edit", **MODEL,
         )
     demo.queue(max_size=settings.max_queue, default_concurrency_limit=1)

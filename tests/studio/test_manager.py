@@ -505,6 +505,18 @@ def test_an_upload_can_be_edited_directly(make_studio, clip):
     assert take.mode == "edit" and take.parent_id is None and take.settings["strength"] == 0.4
 
 
+def test_an_upload_edit_given_the_text_before_the_change_keeps_the_rest(make_studio, clip):
+    pipe = FakePipeline()
+    studio = make_studio(pipe)
+    token = studio.new_session()
+    take = studio.submit_edit_upload(token, clip(), "a blue circle", source_prompt="  a red circle ").result(
+        timeout=30)
+    assert pipe.source_prompts == ["a red circle"]
+    assert take.settings == {"strength": 0.9, "keep_rest": True}
+    with pytest.raises(ValueError, match="text before the change is empty"):
+        studio.submit_edit_upload(token, clip(), "a blue circle", source_prompt="  ")
+
+
 def test_bad_uploads_get_clear_messages(make_studio, clip, tmp_path):
     studio = make_studio(max_upload_bytes=200_000, max_upload_duration_s=2.0, max_upload_side=64)
     token = studio.new_session()

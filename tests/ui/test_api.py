@@ -56,6 +56,12 @@ def test_edit_regenerates_an_uploaded_clip(client, generated):
     assert probe_video(clip).codec == "h264" and caption.strip()
 
 
+def test_edit_given_the_text_before_the_change_keeps_the_rest(client, generated):
+    clip, caption = client.predict(handle_file(generated[0]), "a green circle moving right", None, 1,
+                                   generated[1], api_name="/edit")  # strength: the model's for such an edit
+    assert probe_video(clip).codec == "h264" and caption.strip()
+
+
 def test_an_empty_prompt_gets_a_clear_error(client):
     with pytest.raises(AppError, match="prompt is empty"):
         client.predict("   ", 0, 2, 3.0, api_name="/generate")

@@ -201,6 +201,17 @@ def test_keeping_the_rest_is_passed_on_shown_in_history_and_sets_its_strength(st
     assert (handlers.keep_rest_strength(True), handlers.keep_rest_strength(False)) == (0.9, 0.6)
 
 
+def test_the_edit_endpoint_passes_the_text_before_the_change_and_leaves_blanks_to_the_model(studio):
+    studio.next_job = FakeJob(make_take(mode="edit"))
+    handlers = Handlers(studio)
+    handlers.api_edit("/uploads/clip.mp4", "a blue circle", None, -1, "  a red circle ", "tok")
+    handlers.api_edit("/uploads/clip.mp4", "a blue circle", 0.5, 7, "", "tok")
+    assert [call[2] for call in studio.calls] == [
+        {"strength": None, "source_prompt": "a red circle", "seed": None},
+        {"strength": 0.5, "source_prompt": None, "seed": 7},
+    ]
+
+
 def test_understand_reports_what_was_changed_to_fit(studio):
     take = make_take(mode="caption", prompt="", notes=("resampled 30 fps → 8 fps",))
     studio.next_job = FakeJob(take)

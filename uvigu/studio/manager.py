@@ -256,17 +256,23 @@ class Studio:
         prompt: str,
         *,
         strength: float | None = None,
+        source_prompt: str | None = None,
         seed: int | None = None,
         num_inference_steps: int | None = None,
         guidance_scale: float | None = None,
     ) -> Job[Take]:
-        """Queue an edit of an uploaded clip (fitted to the model first; see ``load_upload``)."""
+        """Queue an edit of an uploaded clip (fitted to the model first; see ``load_upload``).
+        Given ``source_prompt`` — what the clip shows, before the change — the edit keeps the rest
+        of the clip as ``submit_edit``'s ``keep_rest`` does."""
         sid = self._sid(token)
         prompt = self._check_text(prompt, "prompt")
+        if source_prompt is not None:
+            source_prompt = self._check_text(source_prompt, "text before the change")
         frames, notes = self.load_upload(video_path)
         return self._submit_edit(
             sid, lambda: frames, prompt, parent_id=None, notes=tuple(notes), strength=strength,
             seed=seed, num_inference_steps=num_inference_steps, guidance_scale=guidance_scale,
+            source_prompt=source_prompt,
         )
 
     def _submit_edit(
