@@ -302,7 +302,7 @@ class UniViGUPipeline(DiffusionPipeline):
         pipeline's ``guidance_scale``); each step runs the network on both texts.
         """
         if strength is None:
-            strength = self.default_edit_strength if source_prompt is None else FLOW_EDIT_STRENGTH
+            strength = self.default_edit_strength if source_prompt is None else self.default_flow_edit_strength
         strength = check_strength(strength)
         if source_prompt is not None:
             return self._run_flow_edit(video, prompt, source_prompt, strength, seed, num_inference_steps,
