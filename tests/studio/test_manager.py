@@ -106,6 +106,18 @@ def test_keeping_the_rest_needs_a_caption_to_compare_with(make_studio, monkeypat
     assert pipe.source_prompts == []
 
 
+def test_keeping_the_rest_of_an_unchanged_caption_is_refused_before_it_runs(make_studio):
+    pipe = FakePipeline()
+    studio = make_studio(pipe)
+    token = studio.new_session()
+    take = generate(studio, token)
+    with pytest.raises(ValueError, match="caption is unchanged"):
+        studio.submit_edit(token, take.id, "  " + take.caption.replace(" ", "  "), keep_rest=True)
+    assert pipe.source_prompts == []
+    studio.submit_edit(token, take.id, take.caption).result(timeout=30)  # a plain edit redraws: allowed
+    assert pipe.source_prompts == [None]
+
+
 def test_branching_from_an_old_take_forms_a_tree(make_studio):
     studio = make_studio()
     token = studio.new_session()

@@ -243,6 +243,11 @@ class Studio:
                     f"Take #{parent.seq} has no caption to compare the edit with; "
                     "regenerate without keeping the rest."
                 )
+            if prompt.split() == source_prompt.split():
+                raise ValueError(
+                    "The caption is unchanged, so keeping the rest leaves nothing to change; "
+                    "edit the caption, or untick Keep the rest for a variation."
+                )
         return self._submit_edit(
             sid, lambda: np.load(frames_path, allow_pickle=False), prompt, parent_id=take_id,
             notes=(), strength=strength, seed=seed, num_inference_steps=num_inference_steps,
