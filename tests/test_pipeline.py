@@ -324,6 +324,24 @@ def test_an_edit_given_the_same_text_before_and_after_keeps_the_clip(pipe):
     assert changed.seed == 2 and changed.caption is None
 
 
+def test_every_task_runs_the_network_without_building_a_graph(pipe, monkeypatch):
+    # an autograd graph kept across the steps holds every step's activations: memory and time grow
+    grad_enabled = []
+    original = pipe.transformer.forward
+
+    def recording(*args, **kwargs):
+        grad_enabled.append(torch.is_grad_enabled())
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(pipe.transformer, "forward", recording)
+    clip = pipe.generate(PROMPT, seed=0, num_inference_steps=2).frames
+    pipe.generate_with_caption(PROMPT, seed=0, num_inference_steps=2)
+    pipe.caption(clip, seed=0, num_inference_steps=2, verify_weight=1.0)
+    pipe.edit(clip, "a blue square", seed=0, num_inference_steps=2)
+    pipe.edit(clip, "a blue square", source_prompt=PROMPT, seed=0, num_inference_steps=2)
+    assert len(grad_enabled) >= 9 and not any(grad_enabled)
+
+
 def test_an_edit_with_a_source_text_starts_later_and_guides_harder_by_default(pipe, monkeypatch):
     clip = np.zeros((4, 16, 16, 3), np.uint8)
     out = pipe.edit(clip, "a blue square", source_prompt=PROMPT, seed=0, return_trajectory=True)

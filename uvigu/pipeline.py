@@ -516,6 +516,7 @@ class UniViGUPipeline(DiffusionPipeline):
         caption = self._caption_text(result.text[0]) if task == "joint" else None
         return VideoResult(frames, seed, caption, trajectory, self.unknown_words(prompt), notes)
 
+    @torch.no_grad()
     def _run_flow_edit(
         self,
         video: VideoInput,
