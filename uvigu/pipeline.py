@@ -424,10 +424,8 @@ class UniViGUPipeline(DiffusionPipeline):
         """The denoiser's clean latents x̂ (b, c, f, h, w), float32, from ``x_t`` at ``sigma`` with
         ``prompts`` (b) as the condition — clean in the text stream and through the prompt encoder,
         as generate feeds a prompt — without guidance."""
-        ids, mask = encode_text(self.tokenizer, list(prompts), self.config.max_text_len)
-        length = int(mask.sum(1).max())
-        context = self._encode_prompts(list(prompts))
-        return self._clean_estimate(x_t, ids[:, :length], mask[:, :length], context, sigma)
+        ids, mask = self._clean_text_stream(list(prompts))
+        return self._clean_estimate(x_t, ids, mask, self._encode_prompts(list(prompts)), sigma)
 
     def _clean_estimate(self, x_t: torch.Tensor, ids: torch.Tensor, mask: torch.Tensor, context: torch.Tensor,
                         sigma: float) -> torch.Tensor:
@@ -475,17 +473,12 @@ class UniViGUPipeline(DiffusionPipeline):
         context = self._encode_prompts([prompt, ""] if cfg else [prompt])
 
         # Text stream: the prompt held clean (generate, edit) or denoised from the source (joint).
+        # Neither needs an attention mask (the fused attention kernels need none): the source fills the
+        # whole stream, and one clean text cut after its end token has no padding left.
         if task == "joint":
-            text = flow.sample_source((1, self.config.max_text_len), generator=generator)
-            text_mask = None
+            text = flow.sample_source((1, self.config.max_text_len), generator=generator).to(self._device)
         else:
-            text, text_mask = encode_text(self.tokenizer, [prompt], self.config.max_text_len)
-            # The clean stream's padding is only ever masked out as keys and nothing reads its own
-            # outputs, so dropping it gives the same video with fewer tokens and no attention
-            # mask (the fused attention kernels need none).
-            text, text_mask = text[:, : int(text_mask.sum())], None
-        text = text.to(self._device)
-        text_mask = None if text_mask is None else text_mask.to(self._device)
+            text = self._clean_text_stream([prompt])[0]
 
         shape = (1, *self.codec.latent_shape(num_frames, height, width))
         noise = torch.randn(shape, generator=generator).to(self._device, self._dtype)
@@ -498,9 +491,9 @@ class UniViGUPipeline(DiffusionPipeline):
 
         def model_fn(x, ids, sv, st):
             if not cfg:
-                return self.transformer(x, ids, sv, st, context, text_mask)
-            twice = lambda t: None if t is None else torch.cat([t, t])  # noqa: E731
-            v, logits = self.transformer(twice(x), twice(ids), twice(sv), twice(st), context, twice(text_mask))
+                return self.transformer(x, ids, sv, st, context, None)  # no attention mask (see above)
+            twice = lambda t: torch.cat([t, t])  # noqa: E731
+            v, logits = self.transformer(twice(x), twice(ids), twice(sv), twice(st), context, None)
             v_cond, v_uncond = v.chunk(2)
             return v_uncond + guidance * (v_cond - v_uncond), logits[:1]
 
@@ -543,9 +536,7 @@ class UniViGUPipeline(DiffusionPipeline):
         texts = [source_prompt, prompt]
         cfg = source_guidance != 1.0 or target_guidance != 1.0
         context = self._encode_prompts(texts + ["", ""] if cfg else texts)
-        ids, mask = encode_text(self.tokenizer, texts, self.config.max_text_len)
-        length = int(mask.sum(1).max())
-        ids, mask = ids[:, :length].to(self._device), mask[:, :length].to(self._device)
+        ids, mask = self._clean_text_stream(texts)
         if cfg:
             ids, mask = ids.repeat(2, 1), mask.repeat(2, 1)
         n = len(ids)
@@ -594,6 +585,14 @@ class UniViGUPipeline(DiffusionPipeline):
                 callback(PipelineStep(step, text, lambda: preview(step), step.num_steps + extra_steps))
 
         return on_step
+
+    def _clean_text_stream(self, texts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        """The text stream of ``texts`` held clean: ids and mask (b, l) on the pipeline's device, cut
+        after the longest text's end token. A clean stream's padding is only ever masked out as keys
+        and nothing reads its own outputs, so dropping it gives the same video with fewer tokens."""
+        ids, mask = encode_text(self.tokenizer, texts, self.config.max_text_len)
+        length = int(mask.sum(1).max())
+        return ids[:, :length].to(self._device), mask[:, :length].to(self._device)
 
     def _encode_prompts(self, prompts: list[str]) -> torch.Tensor:
         return encode_prompt(
