@@ -179,7 +179,7 @@ def test_export_zips_clips_and_a_json_record(make_studio):
         names = set(archive.namelist())
     assert [t["critique"] for t in meta["takes"]] == ["more red", ""]
     assert meta["takes"][1]["parent_id"] == first.id
-    assert {t["clip"] for t in meta["takes"]} | {"takes.json"} == names
+    assert {t["clip"] for t in meta["takes"]} | {t["frames"] for t in meta["takes"]} | {"takes.json"} == names
 
 
 # -- persistence -----------------------------------------------------------------------------

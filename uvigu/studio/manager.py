@@ -11,8 +11,8 @@ a token.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
-import json
 import logging
 import math
 import os
@@ -21,7 +21,6 @@ import shutil
 import tempfile
 import threading
 import time
-import zipfile
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -31,10 +30,11 @@ from typing import Any, Protocol
 import numpy as np
 from PIL import Image
 
+from uvigu.studio.archive import ArchivedTake, ArchiveLimits, read_archive, write_archive
 from uvigu.studio.jobs import Job, JobQueue, ProgressEvent
 from uvigu.studio.settings import StudioSettings
 from uvigu.studio.store import Take, TakeStore, new_take_id
-from uvigu.videoio import conform_video, probe_video, read_video, write_mp4
+from uvigu.videoio import conform_video, read_video, write_mp4
 
 logger = logging.getLogger(__name__)
 
@@ -435,7 +435,8 @@ class Studio:
         return self.store.set_critique(self._sid(token), take_id, critique)
 
     def export_session(self, token: str) -> Path:
-        """A zip of the session: ``takes.json`` and every clip as ``take-<seq>-<id>.mp4``."""
+        """A zip of the session (``uvigu.studio.archive``): ``takes.json``, and every take's clip
+        as ``take-<seq>-<id>.mp4`` and its frames as ``take-<seq>-<id>.npy``."""
         sid = self._sid(token)
         takes = self.store.list_takes(sid)
         if not takes:
@@ -447,19 +448,45 @@ class Studio:
         fd, tmp = tempfile.mkstemp(dir=out_dir, suffix=".zip.tmp")
         os.close(fd)
         try:
-            with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as archive:
-                records = []
-                for take in takes:
-                    name = f"take-{take.seq:03d}-{take.id}.mp4"
-                    archive.write(self.store.take_file(sid, take.id, "clip.mp4"), name)
-                    records.append({**take.to_json(), "clip": name})
-                meta = {"fps": self.pipe.fps, "exported": time.time(), "takes": records}
-                archive.writestr("takes.json", json.dumps(meta, indent=2))
+            write_archive(Path(tmp), takes, lambda take, name: self.store.take_file(sid, take.id, name),
+                          fps=int(self.pipe.fps))
             os.replace(tmp, target)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
         return target
+
+    def import_session(self, token: str, archive_path: str | os.PathLike) -> list[Take]:
+        """Add the takes of a session export (made by :meth:`export_session`, here or on another
+        studio) to this session, after its own takes and in their order, with new ids; a take
+        keeps its parent when the parent came with it. Returns the added takes.
+
+        The whole file is checked before anything is added (``ValueError`` saying what is wrong).
+        Takes come back with their exact frames; an export made before frames were included gives
+        its clips decoded and fitted to the model, with a note on each take."""
+        sid = self._sid(token)
+        if archive_path is None or not str(archive_path).strip():
+            raise ValueError("No file was uploaded; choose a session export (.zip).")
+        self._check_room(sid)
+        room = self.settings.max_takes_per_session - self.store.count_takes(sid)
+        limits = ArchiveLimits(
+            max_bytes=self.settings.max_import_bytes, max_takes=room,
+            max_prompt_chars=self.settings.max_prompt_chars, max_critique_chars=self.settings.max_critique_chars,
+            max_seed=self.settings.max_seed,
+        )
+        archived = read_archive(archive_path, limits)
+        contents = [self._archived_frames(item) for item in archived]  # every take decodes before any is added
+        new_ids: dict[str, str] = {}
+        added = []
+        for item, (frames, notes) in zip(archived, contents):
+            take = dataclasses.replace(
+                item.take, id=new_take_id(), seq=0, parent_id=new_ids.get(item.take.parent_id),
+                notes=item.take.notes + tuple(notes),
+            )
+            added.append(self._store_take(sid, take, frames))
+            new_ids[item.take.id] = take.id
+        logger.info("imported %d takes into a session", len(added))
+        return added
 
     # -- trajectory ------------------------------------------------------------------------
 
@@ -513,17 +540,7 @@ class Studio:
         job: Job[Take],
     ) -> Take:
         job.raise_if_cancelled()
-        staging = self.store.stage(sid)
-        try:
-            np.save(staging / "frames.npy", np.ascontiguousarray(frames), allow_pickle=False)
-            scale = self._display_scale(frames)
-            write_mp4(frames, staging / "clip.mp4", fps=int(self.pipe.fps), scale=scale)
-            middle = frames[len(frames) // 2].repeat(scale, axis=0).repeat(scale, axis=1)
-            Image.fromarray(middle).save(staging / "thumb.png")
-            saved = self.store.commit_take(sid, take, staging)
-        except BaseException:
-            self.store.discard(staging)
-            raise
+        saved = self._store_take(sid, take, frames)
         with self._trajectory_lock:
             self._trajectories[sid] = Trajectory(saved.id, tuple(trajectory))
             self._trajectories.move_to_end(sid)
@@ -534,6 +551,33 @@ class Studio:
             if folder.name != saved.id:
                 shutil.rmtree(folder, ignore_errors=True)
         return saved
+
+    def _store_take(self, sid: str, take: Take, frames: np.ndarray) -> Take:
+        """Write a take's frames, clip and thumbnail and record it; returns it with its ``seq``."""
+        staging = self.store.stage(sid)
+        try:
+            np.save(staging / "frames.npy", np.ascontiguousarray(frames), allow_pickle=False)
+            scale = self._display_scale(frames)
+            write_mp4(frames, staging / "clip.mp4", fps=int(self.pipe.fps), scale=scale)
+            middle = frames[len(frames) // 2].repeat(scale, axis=0).repeat(scale, axis=1)
+            Image.fromarray(middle).save(staging / "thumb.png")
+            return self.store.commit_take(sid, take, staging)
+        except BaseException:
+            self.store.discard(staging)
+            raise
+
+    def _archived_frames(self, item: ArchivedTake) -> tuple[np.ndarray, list[str]]:
+        """An imported take's frames, and notes when they had to be read from its clip."""
+        if item.frames is not None:
+            return item.frames, []
+        with tempfile.TemporaryDirectory() as folder:
+            path = Path(folder) / "clip.mp4"
+            path.write_bytes(item.clip or b"")
+            try:
+                frames, notes = self.load_upload(path)
+            except ValueError as error:
+                raise ValueError(f"Take #{item.take.seq} of the export could not be read: {error}") from None
+        return frames, ["read from the exported clip (an export without frames)", *notes]
 
     def _display_scale(self, frames: np.ndarray) -> int:
         side = min(frames.shape[1:3])

@@ -29,6 +29,7 @@ class StudioSettings:
     max_upload_duration_s: float = 60.0  # longer uploads are refused, shorter ones resampled
     max_upload_side: int = 4096  # pixels; larger frames are refused rather than decoded
     max_takes_per_session: int = 500
+    max_import_bytes: int = 500 * 1024 * 1024  # a session export to import, and what it unpacks to
     session_max_age_days: float = 30.0  # sessions unused for longer are deleted by cleanup()
     trajectory_sessions: int = 16  # sessions whose last denoising trajectory is kept in memory
     display_min_side: int = 256  # stored clips are enlarged (nearest neighbour) to at least this side
