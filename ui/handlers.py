@@ -193,6 +193,15 @@ class Handlers:
     def export(self, token: str | None) -> str:
         return str(self.studio.export_session(token))
 
+    @user_errors
+    def import_session(self, path: str | None, token: str | None) -> tuple:
+        """History → Import: add the takes of a session export to this session. Returns token,
+        take panel (the last imported take), history, and the emptied file box."""
+        token = self.studio.open_session(token)
+        added = self.studio.import_session(token, path)
+        gr.Info(f"Imported {len(added)} take{'' if len(added) == 1 else 's'}.")
+        return (token, *self._take_view(token, added[-1]), *self._history_view(token), None)
+
     # -- trajectory ------------------------------------------------------------------------
 
     @user_errors

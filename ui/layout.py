@@ -113,6 +113,10 @@ def build_demo(studio: Studio, gpu: Callable[[Callable], Callable] | None = None
                 with gr.Row():
                     export_btn = gr.Button("Export session (.zip)", elem_id="export-btn")
                     export_file = gr.File(label="Session export", elem_id="export-file")
+                    import_file = gr.File(
+                        label="Import a session export (.zip)", file_types=[".zip"], type="filepath",
+                        elem_id="import-file",
+                    )
                 ui["timeline"] = gr.Markdown(elem_id="history-timeline")
             with gr.Tab("Understand", id="understand"):
                 gr.Markdown(text.UNDERSTAND_HELP)
@@ -181,6 +185,9 @@ def build_demo(studio: Studio, gpu: Callable[[Callable], Callable] | None = None
         ui["edited"].change(handlers.diff, [ui["caption"], ui["edited"]], [ui["diff"]], **QUICK, **private)
         ui["gallery"].select(handlers.open_take, [token], take, **private)
         export_btn.click(handlers.export, [token], [export_file], **private)
+        import_file.upload(
+            handlers.import_session, [import_file, token], [token, *take, *history, import_file], **private
+        )
         ui["traj_slider"].release(handlers.trajectory_step, [ui["traj_slider"], token], trajectory, **private)
 
         api_generate_btn.click(

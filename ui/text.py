@@ -21,7 +21,12 @@ its text at each noise level σ (1 is pure noise, 0 is clean). In joint mode, vi
 form together.
 """
 
-HISTORY_HELP = "Click a take to open it in the Studio tab, then edit or branch from it."
+HISTORY_HELP = """\
+Click a take to open it in the Studio tab, then edit or branch from it. **Export** saves the
+session as a zip (clips, frames and every take's prompt, caption and critique); **Import** adds the
+takes of such a zip to this session — to move your work to another browser or studio, or to keep
+it when the studio's storage is wiped.
+"""
 
 EXAMPLE_PROMPTS = [
     "a red circle moving right",

@@ -144,6 +144,43 @@ def test_generate_critique_edit_regenerate_and_history(studio_app, browser):
         page.close()
 
 
+def test_a_session_exported_in_one_browser_is_imported_in_another(studio_app, browser, tmp_path):
+    url, studio = studio_app
+    token = studio.new_session()  # the first browser's session, made directly for speed
+    root = studio.submit_generate(token, "a red circle moving right", seed=1, num_inference_steps=2).result(60)
+    studio.set_critique(token, root.id, "make it green")
+    studio.submit_edit(token, root.id, "a green circle moving right", seed=1, num_inference_steps=2).result(60)
+    export = studio.export_session(token)
+
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})  # another browser: its own session
+    page = context.new_page()
+    page.set_default_timeout(60_000)
+    try:
+        page.goto(url)
+        page.locator("#take-title", has_text="No take yet").wait_for()
+        page.get_by_role("tab", name="History").click()
+        page.locator("#import-file input[type=file]").set_input_files(str(export))
+        page.locator("#history-gallery img").nth(1).wait_for()
+        assert page.locator("#history-gallery img").count() == 2
+        timeline = page.locator("#history-timeline")
+        timeline.get_by_text("regenerated with edits from #1").wait_for()
+        assert "Critique: make it green" in timeline.inner_text()
+        page.get_by_role("tab", name="Studio").click()
+        page.locator("#take-title", has_text="Take #2").wait_for()  # the last imported take is open
+        assert textarea(page, "edited-caption").input_value() == studio.takes(token)[1].caption
+        shot(page, "07-imported")
+
+        # A file that is not an export is refused with the reason, and nothing is added.
+        page.get_by_role("tab", name="History").click()
+        bad = tmp_path / "notes.zip"
+        bad.write_text("not a zip")
+        page.locator("#import-file input[type=file]").set_input_files(str(bad))
+        page.get_by_text("The file notes.zip is not a zip file").first.wait_for()
+        assert page.locator("#history-gallery img").count() == 2
+    finally:
+        context.close()
+
+
 def the_only_session(studio):
     """The store knows sessions only by their token's hash; the page made exactly one."""
     (row,) = studio.store._db.execute("SELECT id FROM sessions").fetchall()

@@ -63,6 +63,14 @@ class FakeStudio:
     def export_session(self, token):
         return "/exports/session.zip"
 
+    def import_session(self, token, path):
+        self.calls.append(("import", token, path))
+        if self.fail is not None:
+            raise self.fail
+        added = [make_take(seq=len(self.takes_) + 1 + i, prompt=f"imported {i}") for i in range(2)]
+        self.takes_ += added
+        return added
+
     def model_defaults(self):
         return SimpleNamespace(edit_strength=0.6, keep_rest_strength=0.9)
 
@@ -243,6 +251,27 @@ def test_diff_and_word_check_are_plain_text_functions(studio):
     assert handlers.diff("a red circle", "a blue circle") == [("a", None), ("red", "-"), ("blue", "+"), ("circle", None)]
     assert "zzfoo" in handlers.check_words("a zzfoo circle")
     assert handlers.check_words("a red circle") == ""
+
+
+def test_import_adds_the_takes_and_opens_the_last_one(studio, monkeypatch):
+    infos = []
+    monkeypatch.setattr(gr, "Info", infos.append)
+    studio.takes_ = [make_take()]
+    out = Handlers(studio).import_session("/uploads/session.zip", None)
+    assert studio.calls == [("import", "tok", "/uploads/session.zip")]
+    assert len(out) == 1 + len(TAKE_OUTPUTS) + len(HISTORY_OUTPUTS) + 1
+    token, *rest, emptied = out
+    view = dict(zip(TAKE_OUTPUTS + HISTORY_OUTPUTS, rest))
+    assert token == "tok" and emptied is None
+    assert "Take #3" in view["take_title"] and view["edited"] == studio.takes_[2].caption
+    assert len(view["gallery"]) == 3 and "imported 1" in view["timeline"]
+    assert infos == ["Imported 2 takes."]
+
+
+def test_a_refused_import_shows_the_reason(studio):
+    studio.fail = ValueError("the file notes.zip is not a zip file; choose a session export (.zip).")
+    with pytest.raises(gr.Error, match="The file notes.zip is not a zip file"):
+        Handlers(studio).import_session("/uploads/notes.zip", "tok")
 
 
 def test_restore_starts_a_session_for_a_new_browser(studio):
