@@ -379,6 +379,19 @@ def test_an_edit_with_a_source_text_starts_later_and_guides_harder_by_default(pi
         assert torch.allclose(deltas[-1], (tar - src)[None], atol=1e-5)
 
 
+def test_count_tokens_is_what_the_prompt_limit_counts(pipe):
+    """The studio's token counter uses count_tokens: the text it counts as max_text_tokens runs,
+    one token more is refused, whatever the spacing and punctuation."""
+    limit = pipe.max_text_tokens
+    fits = " ".join(["red"] * (limit - 1)) + "."  # a word token per word, one for the full stop
+    assert pipe.count_tokens(fits) == pipe.count_tokens("  " + fits.replace(" ", "   \n")) == limit
+    pipe.generate(fits, num_inference_steps=1, seed=0)
+    longer = "red " + fits
+    assert pipe.count_tokens(longer) == limit + 1
+    with pytest.raises(ValueError, match=f"{limit + 1} tokens long"):
+        pipe.generate(longer, num_inference_steps=1, seed=0)
+
+
 @pytest.mark.parametrize(
     "call, message",
     [

@@ -171,12 +171,21 @@ class Handlers:
         return word_diff(caption or "", edited or "")
 
     def check_words(self, prompt: str | None) -> str:
-        """A warning naming prompt words the model does not know (empty when all are known)."""
+        """Under a prompt or edited caption: its length in tokens against what the model reads
+        (a warning when it is longer), and a warning naming words the model does not know.
+        Empty for empty text."""
         try:
             unknown = self.studio.unknown_words(prompt or "")
+            tokens, limit = self.studio.text_length(prompt or "")
         except ValueError:
             return ""
-        return _unknown_warning(unknown)
+        if not tokens:
+            return ""
+        if tokens > limit:
+            length = f"⚠️ **{tokens} / {limit} tokens**: the model reads at most {limit}; shorten it to run it."
+        else:
+            length = f"{tokens} / {limit} tokens"
+        return _unknown_warning(unknown) + length
 
     # -- history ---------------------------------------------------------------------------
 

@@ -86,6 +86,7 @@ def build_demo(studio: Studio, gpu: Callable[[Callable], Callable] | None = None
                             label="Edited caption: the prompt for the next take", lines=2,
                             max_length=settings.max_prompt_chars, elem_id="edited-caption",
                         )
+                        edited_warning = gr.Markdown(elem_id="edited-warning")
                         ui["diff"] = gr.HighlightedText(
                             label="Your changes", combine_adjacent=False, show_legend=False,
                             color_map={"+": "green", "-": "red"}, elem_id="caption-diff",
@@ -183,6 +184,9 @@ def build_demo(studio: Studio, gpu: Callable[[Callable], Callable] | None = None
         save_critique_btn.click(handlers.save_critique, [ui["current"], ui["critique"], token], history, **private)
         keep_rest.change(handlers.keep_rest_strength, [keep_rest], [strength], **QUICK, **private)
         ui["edited"].change(handlers.diff, [ui["caption"], ui["edited"]], [ui["diff"]], **QUICK, **private)
+        ui["edited"].change(
+            handlers.check_words, [ui["edited"]], [edited_warning], trigger_mode="always_last", **QUICK, **private
+        )
         ui["gallery"].select(handlers.open_take, [token], take, **private)
         export_btn.click(handlers.export, [token], [export_file], **private)
         import_file.upload(

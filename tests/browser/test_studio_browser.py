@@ -64,8 +64,10 @@ def test_generate_critique_edit_regenerate_and_history(studio_app, browser):
         textarea(page, "prompt").wait_for()
         shot(page, "01-start")
 
-        # Create: type a prompt, generate.
+        # Create: type a prompt (its length in tokens shows under it), generate.
         textarea(page, "prompt").fill("a red circle moving right")
+        tokens, limit = studio.text_length("a red circle moving right")
+        page.locator("#prompt-warning", has_text=f"{tokens} / {limit} tokens").wait_for()
         page.locator("#generate-btn").click()
         page.locator("#take-title", has_text="Take #1").wait_for()
 
@@ -97,8 +99,12 @@ def test_generate_critique_edit_regenerate_and_history(studio_app, browser):
 
         # Critique, edit the caption (the diff shows the change), regenerate.
         textarea(page, "critique").fill("the circle should be green")
+        textarea(page, "edited-caption").fill(" ".join(["green"] * (limit + 1)))  # too long: says so
+        page.locator("#edited-warning", has_text=f"{limit + 1} / {limit} tokens").wait_for()
+        assert "shorten it" in page.locator("#edited-warning").inner_text()
         textarea(page, "edited-caption").fill("a green circle moving right")
         page.locator("#caption-diff", has_text="green").wait_for()
+        page.locator("#edited-warning", has_text=f"{tokens} / {limit} tokens").wait_for()
         shot(page, "03-edited")
         page.locator("#regenerate-btn").click()
         page.locator("#take-title", has_text="Take #2").wait_for()

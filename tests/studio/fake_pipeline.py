@@ -85,6 +85,9 @@ class FakePipeline:
         words = [w.strip(".,").lower() for w in text.split()]
         return [w for w in dict.fromkeys(words) if w and w not in VOCAB]
 
+    def count_tokens(self, text: str) -> int:
+        return len(text.split())
+
     def _check_prompt(self, prompt: str) -> None:
         if not prompt or not prompt.strip():
             raise ValueError("The prompt is empty.")

@@ -57,6 +57,12 @@ def test_without_a_seed_a_random_one_is_used_and_recorded(make_studio):
                           np.load(studio.store.take_file(studio._sid(token), first.id, "frames.npy")))
 
 
+def test_text_length_counts_tokens_against_the_model_s_limit(make_studio):
+    studio = make_studio()
+    assert studio.text_length("a red circle moving right") == (5, FakePipeline.max_text_tokens)
+    assert studio.text_length("   ") == (0, FakePipeline.max_text_tokens)
+
+
 def test_unknown_words_are_recorded_with_the_take(make_studio):
     studio = make_studio()
     token = studio.new_session()

@@ -53,6 +53,9 @@ class FakeStudio:
     def unknown_words(self, text):
         return [w for w in text.split() if w.startswith("zz")]
 
+    def text_length(self, text):
+        return len(text.split()), 6
+
     def cancel(self, token):
         self.calls.append(("cancel", token))
         return 1
@@ -249,8 +252,12 @@ def test_opening_a_take_from_history(studio):
 def test_diff_and_word_check_are_plain_text_functions(studio):
     handlers = Handlers(studio)
     assert handlers.diff("a red circle", "a blue circle") == [("a", None), ("red", "-"), ("blue", "+"), ("circle", None)]
-    assert "zzfoo" in handlers.check_words("a zzfoo circle")
-    assert handlers.check_words("a red circle") == ""
+    assert handlers.check_words("a red circle") == "3 / 6 tokens"
+    warning = handlers.check_words("a zzfoo circle")
+    assert "“zzfoo”" in warning and warning.endswith("3 / 6 tokens")
+    too_long = handlers.check_words("a red circle and a blue square")
+    assert too_long.startswith("⚠️ **7 / 6 tokens**") and "reads at most 6; shorten it" in too_long
+    assert handlers.check_words("") == handlers.check_words(None) == handlers.check_words("   ") == ""
 
 
 def test_import_adds_the_takes_and_opens_the_last_one(studio, monkeypatch):

@@ -50,12 +50,14 @@ class Pipeline(Protocol):
     default_num_frames: int
     default_height: int
     default_width: int
+    max_text_tokens: int
 
     def generate(self, prompt: str, **kwargs: Any) -> Any: ...
     def generate_with_caption(self, prompt: str, **kwargs: Any) -> Any: ...
     def caption(self, video: Any, **kwargs: Any) -> Any: ...
     def edit(self, video: Any, prompt: str, **kwargs: Any) -> Any: ...
     def unknown_words(self, text: str) -> list[str]: ...
+    def count_tokens(self, text: str) -> int: ...
 
 
 @dataclass(frozen=True)
@@ -153,6 +155,11 @@ class Studio:
 
     def unknown_words(self, text: str) -> list[str]:
         return list(self.pipe.unknown_words(text)) if text.strip() else []
+
+    def text_length(self, text: str) -> tuple[int, int]:
+        """(tokens of ``text`` as a prompt, the most the model reads): a longer prompt or edited
+        caption is refused."""
+        return (self.pipe.count_tokens(text) if text.strip() else 0), int(self.pipe.max_text_tokens)
 
     def submit_generate(
         self,
