@@ -7,10 +7,13 @@ Bad input surfaces as ``gr.Error`` with the studio's own message, never as a tra
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import inspect
 import logging
 import re
-from collections.abc import Callable
+import secrets
+from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
 import gradio as gr
@@ -40,16 +43,30 @@ MODE_LABELS = {
 
 
 def user_errors(fn: F) -> F:
-    """Turn the studio's messages for visitors into ``gr.Error`` (shown in the browser)."""
+    """Turn the studio's messages for visitors into ``gr.Error`` (shown in the browser), for plain
+    handlers and for generators (which raise while they are iterated)."""
 
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
+    @contextlib.contextmanager
+    def translated() -> Iterator[None]:
         try:
-            return fn(*args, **kwargs)
+            yield
         except StudioBusy as error:
             raise gr.Error(str(error), title="The studio is busy") from None
         except ValueError as error:
             raise gr.Error(_sentence(str(error)), title="Please check the input") from None
+
+    if inspect.isgeneratorfunction(fn):
+        @functools.wraps(fn)
+        def stream(*args: Any, **kwargs: Any) -> Iterator[Any]:
+            with translated():
+                yield from fn(*args, **kwargs)
+
+        return stream  # type: ignore[return-value]
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        with translated():
+            return fn(*args, **kwargs)
 
     return wrapper  # type: ignore[return-value]
 
@@ -82,17 +99,16 @@ class Handlers:
         guidance: float,
         token: str | None,
         progress: gr.Progress = gr.Progress(),
-    ) -> tuple:
-        """Create → new take. Returns token, seed used, take panel, history, trajectory."""
+        count: float = 1,  # after progress: Gradio puts its Progress at the parameter's place
+    ) -> Iterator[tuple]:
+        """Create → ``count`` new takes (seeds one apart). Yields, as each take is made: token,
+        seed used (the first take's), take panel (that take), history, trajectory."""
         token = self.studio.open_session(token)
-        job = self.studio.submit_generate(
-            token, prompt, mode=mode, seed=None if randomize else _int(seed, "seed"),
-            num_inference_steps=_int(steps, "steps"), guidance_scale=_float(guidance),
+        options = {"mode": mode, "num_inference_steps": _int(steps, "steps"), "guidance_scale": _float(guidance)}
+        yield from self._run_takes(
+            token, lambda s: self.studio.submit_generate(token, prompt, seed=s, **options),
+            count, seed, randomize, progress,
         )
-        take = self._wait(job, progress)
-        if take is None:
-            return _skip(2 + len(TAKE_OUTPUTS) + len(HISTORY_OUTPUTS) + len(TRAJECTORY_OUTPUTS))
-        return self._after_run(token, take)
 
     @user_errors
     def regenerate(
@@ -108,22 +124,21 @@ class Handlers:
         guidance: float,
         token: str | None,
         progress: gr.Progress = gr.Progress(),
-    ) -> tuple:
-        """Take → "Regenerate with edits": saves the critique, then edits from the take (with
-        ``keep_rest``, compared with the take's caption so that only what was edited changes)."""
+        count: float = 1,  # after progress: Gradio puts its Progress at the parameter's place
+    ) -> Iterator[tuple]:
+        """Take → "Regenerate with edits": saves the critique, then makes ``count`` edits of the
+        take (with ``keep_rest``, compared with the take's caption so that only what was edited
+        changes); yields as :meth:`generate` does."""
         token = self.studio.open_session(token)
         if not current:
             raise ValueError("There is no take to regenerate from yet; generate a clip first.")
         self.studio.set_critique(token, current, critique)
-        job = self.studio.submit_edit(
-            token, current, edited, strength=_float(strength), keep_rest=bool(keep_rest),
-            seed=None if randomize else _int(seed, "seed"), num_inference_steps=_int(steps, "steps"),
-            guidance_scale=_float(guidance),
+        options = {"strength": _float(strength), "keep_rest": bool(keep_rest),
+                   "num_inference_steps": _int(steps, "steps"), "guidance_scale": _float(guidance)}
+        yield from self._run_takes(
+            token, lambda s: self.studio.submit_edit(token, current, edited, seed=s, **options),
+            count, seed, randomize, progress,
         )
-        take = self._wait(job, progress)
-        if take is None:
-            return _skip(2 + len(TAKE_OUTPUTS) + len(HISTORY_OUTPUTS) + len(TRAJECTORY_OUTPUTS))
-        return self._after_run(token, take)
 
     def keep_rest_strength(self, keep_rest: bool) -> float:
         """The strength slider's value when "Keep the rest" is switched: the model's default for
@@ -269,16 +284,57 @@ class Handlers:
 
     # -- views -----------------------------------------------------------------------------
 
-    def _wait(self, job: Job[Take], progress: gr.Progress | None = None) -> Take | None:
-        """Relay the job's progress to the browser; ``None`` when it was stopped."""
+    def _run_takes(
+        self, token: str, submit: Callable[[int | None], Job[Take]], count: float | None, seed: float | None,
+        randomize: bool, progress: gr.Progress,
+    ) -> Iterator[tuple]:
+        """Submit ``count`` runs at once (``submit(seed)``), seeds one apart from ``seed`` (or from
+        a random one), and wait for them in turn, yielding the run outputs (with the first seed) as
+        each take is saved, so the page shows it while the next one runs; Stop ends the running
+        one and drops the rest. Yields skips (nothing changes) when the first one was stopped."""
+        count = _int(count if count is not None else 1, "number of takes")
+        limit = self.studio.settings.max_jobs_per_session
+        if not 1 <= count <= limit:
+            raise ValueError(f"The number of takes must be from 1 to {limit}, not {count}.")
+        first = None if randomize else _int(seed, "seed")
+        if count > 1 and first is None:
+            first = secrets.randbelow(self.studio.settings.max_seed + 1)  # one draw, so the batch reproduces
+        seeds = [first] + [(first + i) % (self.studio.settings.max_seed + 1) for i in range(1, count)]
+        jobs: list[Job[Take]] = []
+        try:
+            for s in seeds:
+                jobs.append(submit(s))
+        except BaseException:
+            if jobs:
+                self.studio.cancel(token)  # all or none: a batch the queue cannot hold is not started
+            raise
+        takes: list[Take] = []
+        for i, job in enumerate(jobs):
+            take = self._wait(job, progress, f"Take {i + 1} of {count} · " if count > 1 else "", quiet=bool(takes))
+            if take is None:
+                break
+            takes.append(take)
+            _, _, *rest = self._after_run(token, take)
+            yield (token, takes[0].seed, *rest)
+        if not takes:
+            yield _skip(2 + len(TAKE_OUTPUTS) + len(HISTORY_OUTPUTS) + len(TRAJECTORY_OUTPUTS))
+        elif len(takes) < count:
+            gr.Info(f"Stopped. The {len(takes)} take{'' if len(takes) == 1 else 's'} already made "
+                    f"{'is' if len(takes) == 1 else 'are'} kept; the rest were not made.")
+
+    def _wait(self, job: Job[Take], progress: gr.Progress | None = None, prefix: str = "",
+              quiet: bool = False) -> Take | None:
+        """Relay the job's progress to the browser (each stage prefixed with ``prefix``); ``None``
+        when it was stopped (said unless ``quiet``)."""
         if progress is not None:
-            progress(0.0, desc="Waiting for the model…")
+            progress(0.0, desc=f"{prefix}Waiting for the model…")
             for event in job.events():
-                progress((event.index + 1, event.num_steps), desc=event.stage, unit="steps")
+                progress((event.index + 1, event.num_steps), desc=prefix + event.stage, unit="steps")
         try:
             return job.result()
         except Cancelled:
-            gr.Info("Stopped. Nothing was saved; the session is as it was.")
+            if not quiet:
+                gr.Info("Stopped. Nothing was saved; the session is as it was.")
             return None
 
     def _after_run(self, token: str, take: Take) -> tuple:

@@ -14,6 +14,7 @@ from uvigu.studio import Studio
 SESSION_STORAGE_KEY = "uvigu-studio-session"
 MODEL = {"concurrency_id": "model", "concurrency_limit": 1}  # every event that runs the model
 QUICK = {"queue": False, "show_progress": "hidden"}  # cheap events that must not wait
+MAX_TAKES_PER_CLICK = 4  # variations of one prompt or edit, made in one click
 
 
 def build_demo(studio: Studio, gpu: Callable[[Callable], Callable] | None = None) -> gr.Blocks:
@@ -58,6 +59,11 @@ def build_demo(studio: Studio, gpu: Callable[[Callable], Callable] | None = None
                                 0.0, settings.max_guidance, step=0.5,
                                 value=min(defaults.guidance_scale, settings.max_guidance),
                                 label="Guidance (how closely to follow the prompt)",
+                            )
+                            count = gr.Slider(
+                                1, min(MAX_TAKES_PER_CLICK, settings.max_jobs_per_session), step=1, value=1,
+                                label="Takes per click (Generate and Regenerate; seeds one apart)",
+                                elem_id="count",
                             )
                         with gr.Row():
                             generate_btn = gr.Button("Generate", variant="primary", elem_id="generate-btn")
@@ -165,13 +171,13 @@ def build_demo(studio: Studio, gpu: Callable[[Callable], Callable] | None = None
         prompt.change(handlers.check_words, [prompt], [prompt_warning], trigger_mode="always_last", **QUICK, **private)
         gr.on(
             [generate_btn.click, prompt.submit], gpu(handlers.generate),
-            [prompt, mode, seed, randomize, steps, guidance, token],
+            [prompt, mode, seed, randomize, steps, guidance, token, count],
             [token, seed, *take, *history, *trajectory], api_name="ui_generate", **MODEL, **private,
         )
         regenerate_btn.click(
             gpu(handlers.regenerate),
             [ui["current"], ui["edited"], ui["critique"], strength, keep_rest, seed, randomize, steps, guidance,
-             token],
+             token, count],
             [token, seed, *take, *history, *trajectory], api_name="ui_regenerate", **MODEL, **private,
         )
         understand_btn.click(

@@ -142,10 +142,25 @@ def test_generate_critique_edit_regenerate_and_history(studio_app, browser):
         page.get_by_role("tab", name="History").click()
         timeline.get_by_text("regenerated with edits from #2, keeping the rest").wait_for()
 
+        # Two takes per click: both saved, seeds one apart, the second one open.
+        page.get_by_role("tab", name="Studio").click()
+        page.get_by_role("button", name="Settings ▼").click()
+        count = page.locator("#count input[type=number]")
+        count.fill("2")
+        count.press("Enter")
+        textarea(page, "prompt").fill("a blue square moving up")
+        page.locator("#generate-btn").click()
+        page.locator("#take-title", has_text="Take #5").wait_for()
+        _, takes = the_only_session(studio)
+        assert [(t.mode, t.prompt) for t in takes[3:]] == [("generate", "a blue square moving up")] * 2
+        assert takes[4].seed == takes[3].seed + 1
+        assert page.locator("#seed input").input_value() == str(takes[3].seed)  # the batch's first seed
+        shot(page, "06-two-takes")
+
         # Trajectory: the slider scrubs the steps of the last run.
         page.get_by_role("tab", name="Trajectory").click()
         page.locator("#traj-info", has_text="Step").wait_for()
-        shot(page, "06-trajectory")
+        shot(page, "07-trajectory")
     finally:
         page.close()
 
@@ -174,7 +189,7 @@ def test_a_session_exported_in_one_browser_is_imported_in_another(studio_app, br
         page.get_by_role("tab", name="Studio").click()
         page.locator("#take-title", has_text="Take #2").wait_for()  # the last imported take is open
         assert textarea(page, "edited-caption").input_value() == studio.takes(token)[1].caption
-        shot(page, "07-imported")
+        shot(page, "08-imported")
 
         # A file that is not an export is refused with the reason, and nothing is added.
         page.get_by_role("tab", name="History").click()

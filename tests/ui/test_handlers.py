@@ -33,7 +33,11 @@ class FakeStudio:
     takes_: list = field(default_factory=list)
     calls: list = field(default_factory=list)
     next_job: FakeJob | None = None
+    jobs: list = field(default_factory=list)  # taken in turn by the submits before next_job
     fail: Exception | None = None
+    fail_after: int | None = None  # submits that succeed before ``fail`` is raised
+    settings: SimpleNamespace = field(
+        default_factory=lambda: SimpleNamespace(max_seed=2**31 - 1, max_jobs_per_session=4))
 
     def open_session(self, token):
         return token if token == "tok" else "tok"
@@ -79,9 +83,9 @@ class FakeStudio:
 
     def _submit(self, name, *args, **kwargs):
         self.calls.append((name, args, kwargs))
-        if self.fail is not None:
+        if self.fail is not None and (self.fail_after is None or len(self.calls) > self.fail_after):
             raise self.fail
-        return self.next_job
+        return self.jobs.pop(0) if self.jobs else self.next_job
 
     def submit_generate(self, token, prompt, **kwargs):
         return self._submit("generate", token, prompt, **kwargs)
@@ -94,6 +98,12 @@ class FakeStudio:
 
     def submit_edit_upload(self, token, video, prompt, **kwargs):
         return self._submit("edit_upload", token, video, prompt, **kwargs)
+
+
+def final(outputs):
+    """The last outputs a streaming handler yields (it yields once per take)."""
+    *_, last = outputs
+    return last
 
 
 def make_take(seq=1, mode="generate", **kw):
@@ -122,7 +132,7 @@ def test_generate_passes_settings_and_returns_the_new_take(studio):
     studio.next_job = FakeJob(take, events=[ProgressEvent("Generating video", 0, 2),
                                             ProgressEvent("Generating video", 1, 2)])
     progress = Progress()
-    out = Handlers(studio).generate("a red circle", "joint", 7.0, False, 12.0, 4.5, None, progress)
+    out = final(Handlers(studio).generate("a red circle", "joint", 7.0, False, 12.0, 4.5, None, progress))
 
     assert studio.calls == [("generate", ("tok", "a red circle"), {
         "mode": "joint", "seed": 7, "num_inference_steps": 12, "guidance_scale": 4.5})]
@@ -138,7 +148,7 @@ def test_generate_passes_settings_and_returns_the_new_take(studio):
 
 def test_randomize_sends_no_seed(studio):
     studio.next_job = FakeJob(make_take())
-    Handlers(studio).generate("a red circle", "generate", 7, True, 4, 3, "tok", Progress())
+    final(Handlers(studio).generate("a red circle", "generate", 7, True, 4, 3, "tok", Progress()))
     assert studio.calls[0][2]["seed"] is None
 
 
@@ -149,7 +159,7 @@ def test_randomize_sends_no_seed(studio):
 def test_studio_messages_become_gradio_errors(studio, error, title):
     studio.fail = error
     with pytest.raises(gr.Error) as raised:
-        Handlers(studio).generate("", "generate", 0, True, 4, 3, "tok", Progress())
+        final(Handlers(studio).generate("", "generate", 0, True, 4, 3, "tok", Progress()))
     assert raised.value.message == str(error)[:1].upper() + str(error)[1:]
     assert raised.value.title == title
 
@@ -157,19 +167,70 @@ def test_studio_messages_become_gradio_errors(studio, error, title):
 def test_errors_raised_while_running_also_become_gradio_errors(studio):
     studio.next_job = FakeJob(error=ValueError("the prompt is 60 tokens long; this model reads at most 47."))
     with pytest.raises(gr.Error, match="The prompt is 60 tokens long"):
-        Handlers(studio).generate("x", "generate", 0, True, 4, 3, "tok", Progress())
+        final(Handlers(studio).generate("x", "generate", 0, True, 4, 3, "tok", Progress()))
 
 
 def test_a_fractional_seed_is_refused(studio):
     with pytest.raises(gr.Error, match="seed must be a whole number"):
-        Handlers(studio).generate("a", "generate", 1.5, False, 4, 3, "tok", Progress())
+        final(Handlers(studio).generate("a", "generate", 1.5, False, 4, 3, "tok", Progress()))
 
 
 def test_a_stopped_run_changes_nothing_on_the_page(studio):
     studio.next_job = FakeJob(error=Cancelled())
-    out = Handlers(studio).generate("a red circle", "generate", 0, True, 4, 3, "tok", Progress())
+    out = final(Handlers(studio).generate("a red circle", "generate", 0, True, 4, 3, "tok", Progress()))
     assert len(out) == RUN_OUTPUTS
     assert all(isinstance(value, type(gr.skip())) for value in out)
+
+
+def test_several_takes_per_click_use_seeds_one_apart(studio):
+    takes = [make_take(seq=i, seed=7 + i - 1) for i in (1, 2, 3)]
+    studio.takes_ = takes
+    studio.jobs = [FakeJob(t, events=[ProgressEvent("Generating video", 0, 1)]) for t in takes]
+    progress = Progress()
+    outputs = list(Handlers(studio).generate("a red circle", "generate", 7, False, 4, 3, "tok", progress, count=3))
+    assert [call[2]["seed"] for call in studio.calls] == [7, 8, 9]  # all queued at once
+    assert len(outputs) == 3  # the page shows each take as it is made
+    for take, (token, seed, *rest) in zip(takes, outputs):
+        view = dict(zip(TAKE_OUTPUTS + HISTORY_OUTPUTS, rest))
+        assert seed == 7 and view["current"] == take.id
+    assert [desc for _, desc in progress.calls] == [
+        f"Take {i} of 3 · {stage}" for i in (1, 2, 3) for stage in ("Waiting for the model…", "Generating video")]
+
+
+def test_randomized_takes_per_click_draw_one_seed_and_count_on_from_it(studio):
+    studio.jobs = [FakeJob(make_take(seq=1, seed=100)), FakeJob(make_take(seq=2, seed=101))]
+    studio.settings.max_seed = 3  # the seeds wrap around past the largest
+    final(Handlers(studio).regenerate(make_take().id, "a blue circle", "", 0.6, False, 0, True, 4, 3, "tok", Progress(),
+                                count=2))
+    first, second = (call[2]["seed"] for call in studio.calls if call[0] == "edit")
+    assert 0 <= first <= 3 and second == (first + 1) % 4
+
+
+def test_stopping_a_batch_keeps_the_takes_already_made(studio, monkeypatch):
+    infos = []
+    monkeypatch.setattr(gr, "Info", infos.append)
+    made = make_take(seq=1, seed=5)
+    studio.takes_ = [made]
+    studio.jobs = [FakeJob(made), FakeJob(error=Cancelled()), FakeJob(error=Cancelled())]
+    outputs = list(Handlers(studio).generate("a red circle", "generate", 5, False, 4, 3, "tok", Progress(), count=3))
+    assert len(outputs) == 1
+    token, seed, *rest = outputs[0]
+    assert seed == 5 and dict(zip(TAKE_OUTPUTS, rest))["current"] == made.id
+    assert infos == ["Stopped. The 1 take already made is kept; the rest were not made."]
+
+
+def test_a_batch_the_queue_cannot_hold_is_not_started(studio):
+    studio.fail, studio.fail_after = StudioBusy("The studio is busy (16 jobs waiting)."), 2
+    studio.next_job = FakeJob(make_take())
+    with pytest.raises(gr.Error, match="busy"):
+        final(Handlers(studio).generate("a red circle", "generate", 5, False, 4, 3, "tok", Progress(), count=3))
+    assert studio.calls[-1] == ("cancel", "tok")  # the two already queued are dropped
+
+
+def test_takes_per_click_stay_within_the_session_s_job_limit(studio):
+    with pytest.raises(gr.Error, match="number of takes must be from 1 to 4, not 5"):
+        final(Handlers(studio).generate("a red circle", "generate", 5, False, 4, 3, "tok", Progress(), count=5))
+    assert studio.calls == []
 
 
 def test_stop_cancels_the_sessions_jobs(studio):
@@ -182,8 +243,8 @@ def test_regenerate_saves_the_critique_then_edits_from_the_current_take(studio):
     child = make_take(2, mode="edit", prompt="a blue circle", parent_id=parent.id)
     studio.takes_ = [parent, child]
     studio.next_job = FakeJob(child)
-    out = Handlers(studio).regenerate(parent.id, "a blue circle", "too red", 0.4, False, 3, False, 8, 2.0,
-                                      "tok", Progress())
+    out = final(Handlers(studio).regenerate(parent.id, "a blue circle", "too red", 0.4, False, 3, False, 8, 2.0,
+                                      "tok", Progress()))
     assert studio.calls == [
         ("set_critique", parent.id, "too red"),
         ("edit", ("tok", parent.id, "a blue circle"),
@@ -196,7 +257,7 @@ def test_regenerate_saves_the_critique_then_edits_from_the_current_take(studio):
 
 def test_regenerate_without_a_take_says_what_to_do(studio):
     with pytest.raises(gr.Error, match="generate a clip first"):
-        Handlers(studio).regenerate(None, "a", "", 0.5, False, 0, True, 4, 3, "tok", Progress())
+        final(Handlers(studio).regenerate(None, "a", "", 0.5, False, 0, True, 4, 3, "tok", Progress()))
 
 
 def test_keeping_the_rest_is_passed_on_shown_in_history_and_sets_its_strength(studio):
@@ -206,7 +267,7 @@ def test_keeping_the_rest_is_passed_on_shown_in_history_and_sets_its_strength(st
     studio.takes_ = [parent, child]
     studio.next_job = FakeJob(child)
     handlers = Handlers(studio)
-    out = handlers.regenerate(parent.id, "a blue circle", "", 0.9, True, 0, True, 8, 3.0, "tok", Progress())
+    out = final(handlers.regenerate(parent.id, "a blue circle", "", 0.9, True, 0, True, 8, 3.0, "tok", Progress()))
     assert studio.calls[-1][2]["keep_rest"] is True
     assert "#2** · regenerated with edits from #1, keeping the rest · seed" in out[2 + len(TAKE_OUTPUTS) + 1]
     assert (handlers.keep_rest_strength(True), handlers.keep_rest_strength(False)) == (0.9, 0.6)
