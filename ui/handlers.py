@@ -25,8 +25,8 @@ logger = logging.getLogger(__name__)
 F = TypeVar("F", bound=Callable[..., Any])
 
 # The take panel: title, clip, model caption, unknown-word warning, critique, edited caption,
-# caption diff, current take id.
-TAKE_OUTPUTS = ("take_title", "video", "caption", "unknown", "critique", "edited", "diff", "current")
+# caption diff, current take id, and the clip it was made from (shown beside it, for edits).
+TAKE_OUTPUTS = ("take_title", "video", "caption", "unknown", "critique", "edited", "diff", "current", "before")
 # The history tab: gallery of thumbnails, timeline text.
 HISTORY_OUTPUTS = ("gallery", "timeline")
 # The trajectory tab: step slider, step description, step clip, step text.
@@ -353,11 +353,25 @@ class Handlers:
             take.caption,
             word_diff(take.caption, take.caption),
             take.id,
+            self._before_view(token, take),
         )
+
+    def _before_view(self, token: str, take: Take) -> Any:
+        """The clip ``take`` was made from, beside it (an edit's before and after); hidden when it
+        has none in the session."""
+        try:
+            parent = self.studio.take(token, take.parent_id) if take.parent_id else None
+        except ValueError:
+            parent = None
+        if parent is None:
+            return gr.Video(value=None, visible=False)
+        return gr.Video(value=str(self.studio.clip_path(token, parent.id)), visible=True,
+                        label=f"Before: take #{parent.seq}")
 
     @staticmethod
     def _empty_take() -> tuple:
-        return ("### No take yet\nType a prompt and press **Generate**.", None, "", "", "", "", [], None)
+        return ("### No take yet\nType a prompt and press **Generate**.", None, "", "", "", "", [], None,
+                gr.Video(value=None, visible=False))
 
     def _history_view(self, token: str, takes: list[Take] | None = None) -> tuple:
         takes = self.studio.takes(token) if takes is None else takes

@@ -74,10 +74,15 @@ def build_demo(studio: Studio, gpu: Callable[[Callable], Callable] | None = None
                         )
                     with gr.Column(scale=1, min_width=320):
                         ui["take_title"] = gr.Markdown(elem_id="take-title")
-                        ui["video"] = gr.Video(
-                            label="Clip", interactive=False, loop=True, autoplay=True,
-                            buttons=["download"], elem_id="take-video", height=320,
-                        )
+                        with gr.Row(equal_height=True):
+                            ui["before"] = gr.Video(
+                                label="Before", interactive=False, loop=True, autoplay=True, visible=False,
+                                elem_id="before-video", height=320,
+                            )
+                            ui["video"] = gr.Video(
+                                label="Clip", interactive=False, loop=True, autoplay=True,
+                                buttons=["download"], elem_id="take-video", height=320,
+                            )
                         ui["caption"] = gr.Textbox(
                             label="What the model says the clip shows", interactive=False,
                             elem_id="model-caption", buttons=["copy"],

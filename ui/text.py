@@ -38,6 +38,6 @@ EXAMPLE_PROMPTS = [
 # Clips are stored already enlarged with nearest neighbour; keep the browser from blurring them
 # further when it scales the player.
 CSS = """
-#take-video video, #traj-video video, #history-gallery img { image-rendering: pixelated; }
+#take-video video, #before-video video, #traj-video video, #history-gallery img { image-rendering: pixelated; }
 #caption-diff { min-height: 3em; }
 """

@@ -110,6 +110,10 @@ def test_generate_critique_edit_regenerate_and_history(studio_app, browser):
         page.locator("#take-title", has_text="Take #2").wait_for()
         page.wait_for_function("() => { const v = document.querySelector('#take-video video');"
                                " return v && (v.currentSrc || v.src); }")
+        # Before and after: take #1's clip stands beside the edit made from it.
+        page.wait_for_function("() => { const v = document.querySelector('#before-video video');"
+                               " return v && (v.currentSrc || v.src); }")
+        assert page.locator("#before-video").get_by_text("Before: take #1").count() == 1
         shot(page, "04-second-take")
 
         # History: two takes, the second regenerated from the first with the edit and critique.
@@ -155,6 +159,7 @@ def test_generate_critique_edit_regenerate_and_history(studio_app, browser):
         assert [(t.mode, t.prompt) for t in takes[3:]] == [("generate", "a blue square moving up")] * 2
         assert takes[4].seed == takes[3].seed + 1
         assert page.locator("#seed input").input_value() == str(takes[3].seed)  # the batch's first seed
+        assert not page.locator("#before-video").is_visible()  # a new clip was made from nothing before it
         shot(page, "06-two-takes")
 
         # Trajectory: the slider scrubs the steps of the last run.

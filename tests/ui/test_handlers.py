@@ -45,6 +45,12 @@ class FakeStudio:
     def takes(self, token):
         return list(self.takes_)
 
+    def take(self, token, take_id):
+        for take in self.takes_:
+            if take.id == take_id:
+                return take
+        raise ValueError("No such take in this session.")
+
     def clip_path(self, token, take_id):
         return f"/clips/{take_id}.mp4"
 
@@ -319,6 +325,23 @@ def test_diff_and_word_check_are_plain_text_functions(studio):
     too_long = handlers.check_words("a red circle and a blue square")
     assert too_long.startswith("⚠️ **7 / 6 tokens**") and "reads at most 6; shorten it" in too_long
     assert handlers.check_words("") == handlers.check_words(None) == handlers.check_words("   ") == ""
+
+
+def test_an_edit_shows_the_clip_it_was_made_from_beside_it(studio):
+    root = make_take(seq=1)
+    child = make_take(seq=2, mode="edit", parent_id=root.id)
+    orphan = make_take(seq=3, mode="edit", parent_id="f" * 16)  # its parent is not in the session
+    studio.takes_ = [root, child, orphan]
+    handlers = Handlers(studio)
+
+    def before(index):
+        evt = SimpleNamespace(index=index)
+        return dict(zip(TAKE_OUTPUTS, handlers.open_take("tok", evt)))["before"]
+
+    shown = before(1)
+    assert shown.visible is True and shown.value["path"] == f"/clips/{root.id}.mp4"
+    assert shown.label == "Before: take #1"
+    assert before(0).visible is False and before(2).visible is False
 
 
 def test_import_adds_the_takes_and_opens_the_last_one(studio, monkeypatch):
