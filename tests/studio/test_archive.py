@@ -223,6 +223,21 @@ def test_files_that_are_not_exports_get_clear_messages(exported, tmp_path):
     assert studio.takes(other) == []
 
 
+@pytest.mark.parametrize("error", [NotImplementedError("That compression method is not supported"),
+                                   RuntimeError("File is encrypted, password required for extraction")])
+def test_a_zip_that_cannot_be_unpacked_gets_a_clear_message(exported, monkeypatch, error):
+    studio, token, takes, path = exported
+
+    def refuse(self, name, pwd=None):
+        raise error
+
+    monkeypatch.setattr(zipfile.ZipFile, "read", refuse)
+    other = studio.new_session()
+    with pytest.raises(ValueError, match=f"could not be unpacked \\({error}\\)"):
+        studio.import_session(other, path)
+    assert studio.takes(other) == []
+
+
 def test_frames_that_are_not_a_clip_are_refused(exported, tmp_path):
     studio, token, takes, path = exported
     name = json.loads(zipfile.ZipFile(path).read("takes.json"))["takes"][1]["frames"]

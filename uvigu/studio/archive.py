@@ -86,6 +86,8 @@ def read_archive(path: str | Path, limits: ArchiveLimits) -> list[ArchivedTake]:
             return _read(archive, path.name, limits)
     except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, OSError) as error:
         raise ValueError(f"The file {path.name} could not be read as a zip file ({error}).") from None
+    except (NotImplementedError, RuntimeError) as error:  # a compression method or encryption zipfile lacks
+        raise ValueError(f"The file {path.name} could not be unpacked ({error}); export the session again.") from None
 
 
 def _read(archive: zipfile.ZipFile, name: str, limits: ArchiveLimits) -> list[ArchivedTake]:
