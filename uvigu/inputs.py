@@ -33,15 +33,21 @@ MAX_VERIFY_DRAWS = 8  # noise draws of the clip per candidate caption (the check
 MAX_VERIFY_TEXTS = 64  # candidate captions a check may judge
 
 
+def prompt_tokens(tokenizer, text: str) -> tuple[str, int]:
+    """``text`` as the tasks read a prompt — its whitespace collapsed — and its length in tokens,
+    which ``check_prompt`` limits (and the studio's counter shows)."""
+    text = " ".join(text.split())
+    return text, count_tokens(tokenizer, text)
+
+
 def check_prompt(tokenizer, prompt: str, max_tokens: int, name: str = "prompt") -> str:
     """``prompt`` with its whitespace collapsed; an error when it is not text, is empty or is longer
     than ``max_tokens``; a logged warning for words the tokenizer does not know."""
     if not isinstance(prompt, str):
         raise ValueError(f"the {name} must be text, got {type(prompt).__name__}.")
-    prompt = " ".join(prompt.split())
+    prompt, n = prompt_tokens(tokenizer, prompt)
     if not prompt:
         raise ValueError(f"the {name} is empty: describe the clip, e.g. 'a red circle moving right'.")
-    n = count_tokens(tokenizer, prompt)
     if n > max_tokens:
         raise ValueError(f"the {name} is {n} tokens long; this model reads at most {max_tokens}.")
     unknown = unknown_words(tokenizer, prompt)

@@ -48,12 +48,13 @@ from .inputs import (
     check_steps,
     check_strength,
     prepare_video,
+    prompt_tokens,
 )
 from .models import autoencoder as _autoencoder  # noqa: F401  diffusers' loader resolves saved component
 from .models import codec as _pixel_codec  # noqa: F401
 from .models import wan_codec as _wan_codec  # noqa: F401  classes only from modules already imported
 from .models.prompt_encoder import encode_prompt
-from .models.tokenizer import count_tokens, decode_text, encode_text, unknown_words
+from .models.tokenizer import decode_text, encode_text, unknown_words
 from .models.transformer import UniViGUTransformer3DModel
 
 Task = Literal["generate", "caption", "joint", "edit"]
@@ -240,7 +241,7 @@ class UniViGUPipeline(DiffusionPipeline):
     def count_tokens(self, text: str) -> int:
         """Tokens of ``text`` as a prompt (its whitespace collapsed, as the tasks read it): what
         ``max_text_tokens`` limits."""
-        return count_tokens(self.tokenizer, " ".join(text.split()))
+        return prompt_tokens(self.tokenizer, text)[1]
 
     # --- public tasks --------------------------------------------------------------------------
 
