@@ -386,7 +386,10 @@ def add_probe_parser(subparsers: argparse._SubParsersAction) -> None:
         description="Noise the evaluation's main-set clips to each σ and compare the denoiser's clean-clip error, "
         "over the pixels a change touches, with the clip's caption and with one attribute of it changed; print a "
         "markdown table. With --words, the captioning side instead: how often the shape word of an object "
-        "is predicted right beside the clean clip with the colour word written and with it noised.",
+        "is predicted right beside the clean clip with the colour word written and with it noised. With --levels, "
+        "where in the noise generation goes wrong: each clip noised to where the edit schedule at each strength "
+        "starts, then analyzed after one denoiser call and after the sampler's run from there (strength 1 is "
+        "generation), with the model's linear floors (what its patch embedding and output head cannot carry).",
     )
     p.add_argument("--model", default=None, help="checkpoint folder (default: the shipped assets/uvigu-shapes)")
     p.add_argument("--num", type=int, default=200, help="main-set clips [%(default)s]")
@@ -394,13 +397,42 @@ def add_probe_parser(subparsers: argparse._SubParsersAction) -> None:
                    help="noise level in (0, 1]; repeat for more [0.3, 0.6, 0.9]")
     p.add_argument("--words", action="store_true", help="probe the caption's shape words instead (see above)")
     p.add_argument("--num-heldout", type=int, default=100, help="held-out-set clips, with --words [%(default)s]")
+    p.add_argument("--levels", action="store_true",
+                   help="where in the noise generation goes wrong instead (see above); --strength picks the levels")
+    p.add_argument("--strength", type=float, action="append", default=None,
+                   help="with --levels: edit strength in (0, 1]; repeat for more [0.05, 0.15, 0.3, 0.5, 0.7, 0.85, 1]")
     p.set_defaults(func=run_probe_command)
 
 
 def run_probe_command(args: argparse.Namespace) -> int:
-    from .eval.probe import DEFAULT_SIGMAS, render_probe, render_word_probe, run_probe, run_word_probe
+    from .eval.probe import (
+        DEFAULT_LEVEL_STRENGTHS,
+        DEFAULT_SIGMAS,
+        patch_floors,
+        render_level_probe,
+        render_patch_floors,
+        render_probe,
+        render_word_probe,
+        run_level_probe,
+        run_probe,
+        run_word_probe,
+    )
     from .eval.report import EvalConfig
 
+    if args.levels:
+        if args.words or args.sigma:
+            raise ValueError("--levels takes --strength, not --words or --sigma.")
+        config = EvalConfig(num_clips=args.num, num_heldout=0)
+        strengths = tuple(args.strength or DEFAULT_LEVEL_STRENGTHS)
+        pipe = _load_pipeline(args.model)
+        with _clip_progress(args.num, "probe") as progress:
+            rows = run_level_probe(pipe, config, strengths, progress=progress)
+        print(render_level_probe(rows))
+        print()
+        print(render_patch_floors(patch_floors(pipe, config)))
+        return 0
+    if args.strength:
+        raise ValueError("--strength is for the level probe (--levels).")
     if args.words:
         if args.sigma:
             raise ValueError("--sigma is for the video probe; the word probe reads the clean clip.")

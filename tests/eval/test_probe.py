@@ -4,9 +4,20 @@ import pytest
 import torch
 
 from uvigu.cli import main
-from uvigu.eval.grammar import parse_caption
-from uvigu.eval.probe import WORD_CONDITIONS, render_probe, render_word_probe, run_probe, run_word_probe
-from uvigu.eval.report import EvalConfig
+from uvigu.eval.analyzer import analyze_clip, match_objects
+from uvigu.eval.grammar import parse_caption, scene_mentions
+from uvigu.eval.probe import (
+    WORD_CONDITIONS,
+    patch_floors,
+    render_level_probe,
+    render_patch_floors,
+    render_probe,
+    render_word_probe,
+    run_level_probe,
+    run_probe,
+    run_word_probe,
+)
+from uvigu.eval.report import EvalConfig, clip_config, eval_example
 from uvigu.testing import tiny_pipeline
 
 CONFIG = EvalConfig(num_clips=4, num_heldout=0)
@@ -123,3 +134,98 @@ def test_the_word_probe_runs_on_the_real_model_and_the_command(tmp_path, capsys)
     lines = capsys.readouterr().out.strip().splitlines()
     assert lines[0].startswith("| set | shape words |") and lines[2].startswith("| main |")
     assert main(["probe", "--words", "--sigma", "0.5", "--model", str(tmp_path)]) == 2
+
+
+# --- the level probe ----------------------------------------------------------------------------
+
+LEVEL_CONFIG = EvalConfig(num_clips=3, num_heldout=0)
+
+
+def _match(example, frames):
+    truth, found = scene_mentions(example.scene), analyze_clip(frames).objects
+    counts = {f: sum(match_objects(truth, found, (f,))) for f in ("color", "shape", "motion")}
+    counts["all"] = sum(match_objects(truth, found))
+    return counts
+
+
+def test_an_exact_denoiser_reads_every_object_and_strength_1_is_generation(pipe):
+    one = EvalConfig(num_clips=1, num_heldout=0)
+    example = eval_example(one, "main", 0, clip_config(pipe))
+    clean = pipe.codec.encode(torch.from_numpy(example.frames)[None]).float()
+    levels = []
+
+    def oracle(x_t, texts, sigma):  # knows the clip: its estimate is the clean clip itself
+        levels.append(sigma)
+        assert list(texts) == [example.prompt] and x_t.shape == clean.shape
+        return clean
+
+    rows = run_level_probe(pipe, one, (0.05, 1.0), denoise=oracle)
+    assert levels == [r.sigma for r in rows] and 0 < rows[0].sigma < 1.0 == rows[1].sigma
+    for row in rows:
+        assert row.objects == len(example.scene.objects) > 0
+        assert row.estimate_right["all"] == row.objects and row.estimate_error == 0.0
+    # strength 1 samples from pure noise with the clip's seed: exactly pipe.generate's clip
+    generated = pipe.generate(example.prompt, seed=one.pipeline_seed("main", 0)).frames
+    assert rows[1].sampled_right == _match(example, generated)
+    assert rows[0].sampled_right != {} and rows[0].sampled_right["color"] <= rows[0].objects
+
+
+def test_the_level_probe_on_the_real_denoiser_and_its_table(pipe):
+    rows = run_level_probe(pipe, LEVEL_CONFIG, (0.3, 1.0))
+    assert [r.strength for r in rows] == [0.3, 1.0] and rows[0].sigma < rows[1].sigma == 1.0
+    for r in rows:
+        assert r.objects > 0 and r.estimate_error > 0
+        assert all(0 <= r.estimate_right[k] <= r.objects and 0 <= r.sampled_right[k] <= r.objects
+                   for k in ("color", "shape", "motion", "all"))
+    lines = render_level_probe(rows).splitlines()
+    assert len(lines) == 4 and lines[2].startswith("| 0.3 |") and lines[3].startswith("| 1 | 1.000 |")
+    with pytest.raises(ValueError, match="strengths"):
+        run_level_probe(pipe, LEVEL_CONFIG, (0.0,))
+
+
+def _clean_patches(pipe, config):
+    x = torch.cat([pipe.codec.encode(torch.from_numpy(eval_example(config, "main", i, clip_config(pipe)).frames)[None])
+                   for i in range(config.num_clips)]).float()
+    c, (pt, ph, pw) = x.shape[1], pipe.transformer.config.patch_size
+    return x, x.reshape(x.shape[0], c, -1, pt, x.shape[3] // ph, ph, x.shape[4] // pw, pw)
+
+
+def test_patch_floors_measure_what_the_embedding_and_the_head_cannot_carry():
+    pipe = tiny_pipeline()
+    model, config = pipe.transformer, EvalConfig(num_clips=2, num_heldout=0)
+    x, patches = _clean_patches(pipe, config)
+    floors = patch_floors(pipe, config)
+    assert floors.patch_values == model.patch_embedding.weight[0].numel() and floors.width == model.config.num_attention_heads * model.config.attention_head_dim
+    assert 0 < floors.embedding < float((x ** 2).mean()) and floors.head is not None and floors.head > 0
+    with torch.no_grad():
+        # an embedding that reads one value of each patch (channel 0 of its first voxel) misses the rest
+        model.patch_embedding.weight.zero_()
+        model.patch_embedding.weight[0, 0, 0, 0, 0] = 2.0
+        # a head that can draw only channel 1 of each patch's first voxel, on top of a bias of 0.5
+        model.proj_out.weight.zero_()
+        model.proj_out.weight[1, 3] = 1.0
+        model.proj_out.bias.fill_(0.5)
+        narrow = patch_floors(pipe, config)
+    seen = patches[:, 0, :, 0, :, 0, :, 0]
+    assert narrow.embedding == pytest.approx(float((x ** 2).sum() - (seen ** 2).sum()) / x.numel(), rel=1e-4)
+    drawn = patches[:, 1, :, 0, :, 0, :, 0] - 0.5
+    assert narrow.head == pytest.approx(float(((x - 0.5) ** 2).sum() - (drawn ** 2).sum()) / x.numel(), rel=1e-4)
+    text = render_patch_floors(narrow)
+    assert f"{floors.patch_values} values per patch" in text and "unseen by the patch embedding" in text
+
+
+def test_a_velocity_model_has_no_head_floor():
+    pipe = tiny_pipeline()
+    pipe.transformer.register_to_config(prediction_type="velocity")
+    floors = patch_floors(pipe, EvalConfig(num_clips=1, num_heldout=0))
+    assert floors.head is None and "predicts a velocity" in render_patch_floors(floors)
+
+
+def test_the_level_probe_command(tmp_path, capsys):
+    tiny_pipeline().save_pretrained(tmp_path)
+    assert main(["probe", "--levels", "--model", str(tmp_path), "--num", "1", "--strength", "0.5"]) == 0
+    out = capsys.readouterr().out.strip().splitlines()
+    assert out[0].startswith("| strength | starts at σ |") and out[2].startswith("| 0.5 |")
+    assert out[-1].startswith("Linear floors on the clean clips")
+    assert main(["probe", "--levels", "--sigma", "0.5", "--model", str(tmp_path)]) == 2
+    assert main(["probe", "--strength", "0.5", "--model", str(tmp_path)]) == 2

@@ -18,6 +18,13 @@ model that reads shapes from the clip does as well either way; one that reads th
 word (colour–shape pairs learned as units) does worse when the colour is written, above all on the
 held-out pairs it never saw together. This is what the caption re-read pass
 (`uvigu.flows.reread`) acts on.
+
+``uvigu probe --levels`` asks where in the noise a generated clip goes wrong: each reference clip
+is noised to the σ the edit schedule at a strength starts from and analyzed like a generated clip,
+once after a single denoiser call (its clean estimate) and once after the sampler's whole run from
+there with the clip's own prompt (strength 1: generation). It also measures the model's linear
+floors — the part of a clean patch its patch embedding cannot see and its output head cannot
+draw — which bound how sharp any clean estimate can be.
 """
 
 from __future__ import annotations
@@ -29,9 +36,11 @@ import numpy as np
 import torch
 
 from uvigu.data.shapes import COLORS, HELD_OUT_PAIRS, SHAPES, render_scene, scene_caption
+from uvigu.eval.analyzer import analyze_clip, match_objects
 from uvigu.eval.edits import ATTRIBUTES, edit_scene
+from uvigu.eval.grammar import scene_mentions
 from uvigu.eval.report import SETS, EvalConfig, clip_config, eval_example
-from uvigu.flows import interpolate
+from uvigu.flows import inference_sigmas, interpolate
 from uvigu.models.tokenizer import encode_text, is_word_level, split_words
 
 DEFAULT_SIGMAS = (0.3, 0.6, 0.9)
@@ -216,3 +225,151 @@ def render_word_probe(rows: Sequence[WordProbeRow]) -> str:
                  for c in WORD_CONDITIONS]
         lines.append(f"| {set_name} | {n} | {shown[0]} | {shown[1]} |")
     return "\n".join(lines)
+
+
+# --- where in the noise a generated clip goes wrong (``uvigu probe --levels``) --------------------
+
+# Edit strengths whose schedules start at σ ≈ 0.14 … 1 on the shipped model (20 steps, shift 3);
+# strength 1 starts from pure noise, which is generation itself.
+DEFAULT_LEVEL_STRENGTHS = (0.05, 0.15, 0.3, 0.5, 0.7, 0.85, 1.0)
+LEVEL_FIELDS = ("color", "shape", "motion")
+
+
+@dataclass(frozen=True)
+class LevelRow:
+    strength: float
+    sigma: float  # the σ the schedule at this strength starts from
+    objects: int  # prompted objects of the clips
+    estimate_right: dict[str, int]  # one denoiser call from the noised reference: objects right per field and "all"
+    sampled_right: dict[str, int]  # the sampler run from there (an edit with the clip's own prompt): the same
+    estimate_error: float  # mean (x̂ − x)² of the one-call estimate, in the codec's units
+
+
+@dataclass(frozen=True)
+class PatchFloors:
+    """How much of the clean clips' patches a linear layer of the model cannot carry (mean squared
+    residual per value, in the codec's units): what the patch embedding maps to zero (the part of
+    each patch outside its weights' row space), and — for a model that predicts the clean clip —
+    the part outside the span of the output head (its bias plus its weights' column space)."""
+
+    embedding: float
+    head: float | None  # None: the head predicts a velocity, not the clip
+    patch_values: int  # values per patch (channels × patch volume)
+    width: int  # the model's hidden size
+
+
+def _match_counts(truth, found) -> dict[str, int]:
+    counts = {f: sum(match_objects(truth, found, (f,))) for f in LEVEL_FIELDS}
+    counts["all"] = sum(match_objects(truth, found, LEVEL_FIELDS))
+    return counts
+
+
+def run_level_probe(
+    pipe,
+    config: EvalConfig = EvalConfig(),
+    strengths: Sequence[float] = DEFAULT_LEVEL_STRENGTHS,
+    denoise: Denoiser | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> list[LevelRow]:
+    """Per strength, over the main-set clips of ``config`` (seeds as the evaluation's): the reference
+    clip is noised to the σ the edit schedule at that strength starts from, then (a) the denoiser's
+    one-call clean estimate from there with the clip's prompt as the condition, and (b) the whole
+    sampler run from there — ``pipe.edit(clip, prompt, strength)``, with the pipeline's default steps
+    and guidance, so strength 1 is ``pipe.generate(prompt)`` with the same seed — are analyzed like
+    generated clips. Where (b) falls below (a), the sampler's later steps lose what the noisy clip
+    still showed; where (a) falls, the denoiser cannot read it from the noise at that level."""
+    for strength in strengths:
+        if not 0.0 < strength <= 1.0:
+            raise ValueError(f"strengths must be in (0, 1], got {strength}.")
+    denoise = denoise or (lambda x_t, texts, sigma: pipe.clean_estimate(x_t, list(texts), sigma))
+    steps = pipe.config.num_inference_steps
+    starts = {s: float(inference_sigmas(pipe.scheduler, steps, s)[0]) for s in strengths}
+    shapes = clip_config(pipe)
+    zero = lambda: dict.fromkeys((*LEVEL_FIELDS, "all"), 0)  # noqa: E731
+    sums = {s: [0, zero(), zero(), 0.0] for s in strengths}  # objects, estimate, sampled, error
+    for index in range(config.num_clips):
+        example = eval_example(config, "main", index, shapes)
+        seed = config.pipeline_seed("main", index)
+        truth = scene_mentions(example.scene)
+        x = pipe.codec.encode(torch.from_numpy(example.frames)[None]).float().cpu()
+        noise = torch.randn(x.shape, generator=torch.Generator().manual_seed(seed))
+        for strength in strengths:
+            sigma = starts[strength]
+            estimate = denoise(interpolate(x, noise, torch.tensor([sigma])), [example.prompt], sigma).float().cpu()
+            sampled = pipe.edit(example.frames, example.prompt, strength=strength, seed=seed).frames
+            entry = sums[strength]
+            entry[0] += len(truth)
+            for counts, frames in ((entry[1], pipe.codec.decode(estimate)[0].numpy()), (entry[2], sampled)):
+                for key, n in _match_counts(truth, analyze_clip(frames).objects).items():
+                    counts[key] += n
+            entry[3] += float(((estimate - x) ** 2).mean())
+        if progress is not None:
+            progress(index + 1, config.num_clips)
+    n = max(config.num_clips, 1)
+    return [LevelRow(s, starts[s], objects, estimate, sampled, error / n)
+            for s, (objects, estimate, sampled, error) in sums.items()]
+
+
+def render_level_probe(rows: Sequence[LevelRow]) -> str:
+    """A markdown table: per strength, objects right from one denoiser call and after the sampler."""
+    lines = [
+        "| strength | starts at σ | objects | one call: right (colour, shape, motion) | shape | motion | "
+        "error | sampled from there: right | shape | motion |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        def cell(counts: dict[str, int], key: str) -> str:
+            return f"{counts[key] / r.objects:.3f}" if r.objects else "–"
+
+        def share(counts: dict[str, int]) -> str:
+            return f"{counts['all'] / r.objects:.3f} ({counts['all']}/{r.objects})" if r.objects else "–"
+
+        lines.append(
+            f"| {r.strength:g} | {r.sigma:.3f} | {r.objects} | {share(r.estimate_right)} | "
+            f"{cell(r.estimate_right, 'shape')} | {cell(r.estimate_right, 'motion')} | {r.estimate_error:.4f} | "
+            f"{share(r.sampled_right)} | {cell(r.sampled_right, 'shape')} | {cell(r.sampled_right, 'motion')} |"
+        )
+    return "\n".join(lines)
+
+
+def _patches(x: torch.Tensor, patch: tuple[int, int, int], channels_last: bool) -> torch.Tensor:
+    """(b, c, f, h, w) → (patches, values), each patch flattened as (c, t, h, w) or (t, h, w, c)."""
+    b, c, f, h, w = x.shape
+    pt, ph, pw = patch
+    x = x.reshape(b, c, f // pt, pt, h // ph, ph, w // pw, pw)
+    order = (0, 2, 4, 6, 3, 5, 7, 1) if channels_last else (0, 2, 4, 6, 1, 3, 5, 7)
+    return x.permute(*order).reshape(-1, c * pt * ph * pw)
+
+
+@torch.no_grad()
+def patch_floors(pipe, config: EvalConfig = EvalConfig()) -> PatchFloors:
+    """The model's linear floors (PatchFloors) on the clean main-set clips of ``config``."""
+    model = pipe.transformer
+    patch = tuple(model.config.patch_size)
+    embed = model.patch_embedding.weight.detach().float().flatten(1)  # (width, c·t·h·w)
+    head_w = model.proj_out.weight.detach().float()  # (t·h·w·c, width)
+    head_b = model.proj_out.bias.detach().float()
+    seen = torch.linalg.svd(embed, full_matrices=False)[2]  # orthonormal rows spanning what the embedding reads
+    seen = seen[: int(torch.linalg.matrix_rank(embed))]
+    spanned = torch.linalg.svd(head_w, full_matrices=False)[0]  # orthonormal columns spanning what the head draws
+    spanned = spanned[:, : int(torch.linalg.matrix_rank(head_w))]
+    predicts_clip = model.config.prediction_type == "sample"
+    shapes = clip_config(pipe)
+    lost_in = lost_out = 0.0
+    values = 0
+    for index in range(config.num_clips):
+        x = pipe.codec.encode(torch.from_numpy(eval_example(config, "main", index, shapes).frames)[None]).float().cpu()
+        p_in = _patches(x, patch, channels_last=False)
+        lost_in += float(((p_in - (p_in @ seen.T) @ seen) ** 2).sum())
+        p_out = _patches(x, patch, channels_last=True) - head_b
+        lost_out += float(((p_out - (p_out @ spanned) @ spanned.T) ** 2).sum())
+        values += p_in.numel()
+    values = max(values, 1)
+    return PatchFloors(lost_in / values, lost_out / values if predicts_clip else None, embed.shape[1], embed.shape[0])
+
+
+def render_patch_floors(floors: PatchFloors) -> str:
+    head = ("(the head predicts a velocity)" if floors.head is None
+            else f"{floors.head:.4f} outside the output head's span")
+    return (f"Linear floors on the clean clips ({floors.patch_values} values per patch, width {floors.width}): "
+            f"{floors.embedding:.4f} per value unseen by the patch embedding; {head}.")
