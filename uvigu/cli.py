@@ -419,34 +419,22 @@ def run_probe_command(args: argparse.Namespace) -> int:
     )
     from .eval.report import EvalConfig
 
-    if args.levels:
-        if args.words or args.sigma:
-            raise ValueError("--levels takes --strength, not --words or --sigma.")
-        config = EvalConfig(num_clips=args.num, num_heldout=0)
-        strengths = tuple(args.strength or DEFAULT_LEVEL_STRENGTHS)
-        pipe = _load_pipeline(args.model)
-        with _clip_progress(args.num, "probe") as progress:
-            rows = run_level_probe(pipe, config, strengths, progress=progress)
-        print(render_level_probe(rows))
-        print()
-        print(render_patch_floors(patch_floors(pipe, config)))
-        return 0
-    if args.strength:
+    if args.levels and (args.words or args.sigma):
+        raise ValueError("--levels takes --strength, not --words or --sigma.")
+    if args.strength and not args.levels:
         raise ValueError("--strength is for the level probe (--levels).")
-    if args.words:
-        if args.sigma:
-            raise ValueError("--sigma is for the video probe; the word probe reads the clean clip.")
-        config = EvalConfig(num_clips=args.num, num_heldout=args.num_heldout)
-        pipe = _load_pipeline(args.model)
-        with _clip_progress(config.num_clips + config.num_heldout, "probe") as progress:
-            print(render_word_probe(run_word_probe(pipe, config, progress=progress)))
-        return 0
-    config = EvalConfig(num_clips=args.num, num_heldout=0)
-    sigmas = tuple(args.sigma or DEFAULT_SIGMAS)
+    if args.words and args.sigma:
+        raise ValueError("--sigma is for the video probe; the word probe reads the clean clip.")
+    config = EvalConfig(num_clips=args.num, num_heldout=args.num_heldout if args.words else 0)
     pipe = _load_pipeline(args.model)
-    with _clip_progress(args.num, "probe") as progress:
-        rows = run_probe(pipe, config, sigmas, progress=progress)
-    print(render_probe(rows))
+    with _clip_progress(config.num_clips + config.num_heldout, "probe") as progress:
+        if args.levels:
+            rows = run_level_probe(pipe, config, tuple(args.strength or DEFAULT_LEVEL_STRENGTHS), progress=progress)
+            print(render_level_probe(rows) + "\n\n" + render_patch_floors(patch_floors(pipe, config)))
+        elif args.words:
+            print(render_word_probe(run_word_probe(pipe, config, progress=progress)))
+        else:
+            print(render_probe(run_probe(pipe, config, tuple(args.sigma or DEFAULT_SIGMAS), progress=progress)))
     return 0
 
 

@@ -281,7 +281,7 @@ def run_level_probe(
     for strength in strengths:
         if not 0.0 < strength <= 1.0:
             raise ValueError(f"strengths must be in (0, 1], got {strength}.")
-    denoise = denoise or (lambda x_t, texts, sigma: pipe.clean_estimate(x_t, list(texts), sigma))
+    denoise = denoise or pipeline_denoiser(pipe)
     steps = pipe.config.num_inference_steps
     starts = {s: float(inference_sigmas(pipe.scheduler, steps, s)[0]) for s in strengths}
     shapes = clip_config(pipe)
