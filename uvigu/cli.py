@@ -389,7 +389,9 @@ def add_probe_parser(subparsers: argparse._SubParsersAction) -> None:
         "is predicted right beside the clean clip with the colour word written and with it noised. With --levels, "
         "where in the noise generation goes wrong: each clip noised to where the edit schedule at each strength "
         "starts, then analyzed after one denoiser call and after the sampler's run from there (strength 1 is "
-        "generation), with the model's linear floors (what its patch embedding and output head cannot carry).",
+        "generation), with the model's linear floors (what its patch embedding and output head cannot carry). "
+        "With --directions, whether generation follows the motion words: each prompt that names motion generated "
+        "as written and with every direction turned round, on the same seed.",
     )
     p.add_argument("--model", default=None, help="checkpoint folder (default: the shipped assets/uvigu-shapes)")
     p.add_argument("--num", type=int, default=200, help="main-set clips [%(default)s]")
@@ -401,6 +403,8 @@ def add_probe_parser(subparsers: argparse._SubParsersAction) -> None:
                    help="where in the noise generation goes wrong instead (see above); --strength picks the levels")
     p.add_argument("--strength", type=float, action="append", default=None,
                    help="with --levels: edit strength in (0, 1]; repeat for more [0.05, 0.15, 0.3, 0.5, 0.7, 0.85, 1]")
+    p.add_argument("--directions", action="store_true",
+                   help="whether generation follows the prompt's motion words instead (see above)")
     p.set_defaults(func=run_probe_command)
 
 
@@ -409,16 +413,20 @@ def run_probe_command(args: argparse.Namespace) -> int:
         DEFAULT_LEVEL_STRENGTHS,
         DEFAULT_SIGMAS,
         patch_floors,
+        render_direction_probe,
         render_level_probe,
         render_patch_floors,
         render_probe,
         render_word_probe,
+        run_direction_probe,
         run_level_probe,
         run_probe,
         run_word_probe,
     )
     from .eval.report import EvalConfig
 
+    if args.directions and (args.words or args.levels or args.sigma or args.strength):
+        raise ValueError("--directions takes no other probe's flags (--words, --levels, --sigma, --strength).")
     if args.levels and (args.words or args.sigma):
         raise ValueError("--levels takes --strength, not --words or --sigma.")
     if args.strength and not args.levels:
@@ -428,7 +436,9 @@ def run_probe_command(args: argparse.Namespace) -> int:
     config = EvalConfig(num_clips=args.num, num_heldout=args.num_heldout if args.words else 0)
     pipe = _load_pipeline(args.model)
     with _clip_progress(config.num_clips + config.num_heldout, "probe") as progress:
-        if args.levels:
+        if args.directions:
+            print(render_direction_probe(run_direction_probe(pipe, config, progress=progress)))
+        elif args.levels:
             rows = run_level_probe(pipe, config, tuple(args.strength or DEFAULT_LEVEL_STRENGTHS), progress=progress)
             print(render_level_probe(rows) + "\n\n" + render_patch_floors(patch_floors(pipe, config)))
         elif args.words:

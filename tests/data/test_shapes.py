@@ -15,6 +15,8 @@ from uvigu.data.shapes import (
     object_center,
     region_of,
     render_scene,
+    reversed_prompt,
+    reversed_scene,
     sample_scene,
     scene_caption,
     scene_prompt,
@@ -199,3 +201,37 @@ def test_dataset_is_reproducible_across_dataloader_workers():
     ]
     assert [x["prompt"] for x in serial] == [x["prompt"] for x in parallel]
     assert all(np.array_equal(a["frames"], b["frames"]) for a, b in zip(serial, parallel))
+
+
+def test_reversed_prompt_turns_every_motion_round_and_skips_still_scenes():
+    assert (reversed_prompt("a red circle moving right and a large blue square moving up on a gray background")
+            == "a red circle moving left and a large blue square moving down on a gray background")
+    assert reversed_prompt("a small green triangle moving down and a purple square moving left") == (
+        "a small green triangle moving up and a purple square moving right")
+    assert reversed_prompt("a red circle staying still and a blue square staying still") is None
+    assert reversed_prompt("a red circle moving right and a blue square staying still") == (
+        "a red circle moving left and a blue square staying still")
+
+
+def test_a_clip_played_backwards_is_the_clip_of_its_reversed_scene_and_prompt():
+    """What turning a prompt round rests on: frames reversed in time are exactly the render of
+    the scene whose objects start where they ended and move the other way, and that scene's prompt
+    (same wording draws) is reversed_prompt of the original's."""
+    config = ShapesConfig()
+    checked = 0
+    for seed in range(40):
+        rng = np.random.default_rng(seed)
+        scene = sample_scene(rng, config)
+        wording = int(rng.integers(2**32))
+        prompt = scene_prompt(scene, np.random.default_rng(wording))
+        back = reversed_scene(scene)
+        np.testing.assert_array_equal(render_scene(back), render_scene(scene)[::-1])
+        turned = {"left": "right", "right": "left", "up": "down", "down": "up", "still": "still"}
+        assert [o.motion for o in back.objects] == [turned[o.motion] for o in scene.objects]
+        np.testing.assert_array_equal(render_scene(reversed_scene(back)), render_scene(scene))
+        if all(obj.motion == "still" for obj in scene.objects):
+            assert reversed_prompt(prompt) is None
+        else:
+            assert reversed_prompt(prompt) == scene_prompt(back, np.random.default_rng(wording))
+            checked += 1
+    assert checked >= 20

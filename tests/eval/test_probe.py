@@ -1,18 +1,23 @@
 """uvigu probe: the denoiser's error with the clip's caption against one attribute changed."""
 
+from types import SimpleNamespace
+
 import pytest
 import torch
 
 from uvigu.cli import main
+from uvigu.data.shapes import render_scene, reversed_prompt, reversed_scene
 from uvigu.eval.analyzer import analyze_clip, match_objects
 from uvigu.eval.grammar import parse_caption, scene_mentions
 from uvigu.eval.probe import (
     WORD_CONDITIONS,
     patch_floors,
+    render_direction_probe,
     render_level_probe,
     render_patch_floors,
     render_probe,
     render_word_probe,
+    run_direction_probe,
     run_level_probe,
     run_probe,
     run_word_probe,
@@ -229,3 +234,60 @@ def test_the_level_probe_command(tmp_path, capsys):
     assert out[-1].startswith("Linear floors on the clean clips")
     assert main(["probe", "--levels", "--sigma", "0.5", "--model", str(tmp_path)]) == 2
     assert main(["probe", "--strength", "0.5", "--model", str(tmp_path)]) == 2
+
+
+class _ScenePipe:
+    """Generates the evaluation clip whose prompt it is given (reversed in time for the turned-round
+    prompt when ``follows``; the clip as it is for both when not: the seed decides)."""
+
+    def __init__(self, pipe, config, follows):
+        self.follows, self.calls = follows, []
+        self.default_height, self.default_width = pipe.default_height, pipe.default_width
+        self.default_num_frames = pipe.default_num_frames
+        shapes = clip_config(pipe)
+        self.scenes = {}
+        for index in range(config.num_clips):
+            example = eval_example(config, "main", index, shapes)
+            self.scenes[example.prompt] = example.scene
+            back = reversed_prompt(example.prompt)
+            if back is not None:
+                self.scenes[back] = reversed_scene(example.scene) if follows else example.scene
+
+    def generate(self, prompt, seed):
+        self.calls.append((prompt, seed))
+        return SimpleNamespace(frames=render_scene(self.scenes[prompt]))
+
+
+DIRECTION_CONFIG = EvalConfig(num_clips=12, num_heldout=0)
+
+
+def test_the_direction_probe_tells_following_the_words_from_the_seed_deciding(pipe):
+    follows = _ScenePipe(pipe, DIRECTION_CONFIG, follows=True)
+    row = run_direction_probe(follows, DIRECTION_CONFIG)
+    shapes = clip_config(pipe)
+    examples = [eval_example(DIRECTION_CONFIG, "main", i, shapes) for i in range(DIRECTION_CONFIG.num_clips)]
+    moving = sum(m.motion != "still" for e in examples for m in scene_mentions(e.scene))
+    assert row.clips == sum(reversed_prompt(e.prompt) is not None for e in examples) > 0
+    assert row.objects == moving > 0
+    assert row.as_prompted == row.as_reversed == row.both == moving and row.same_way == 0
+    # every prompt with motion is generated twice, as written and turned round, on the clip's seed
+    expected = [(p, DIRECTION_CONFIG.pipeline_seed("main", i))
+                for i, e in enumerate(examples) if reversed_prompt(e.prompt) is not None
+                for p in (e.prompt, reversed_prompt(e.prompt))]
+    assert follows.calls == expected
+
+    ignores = run_direction_probe(_ScenePipe(pipe, DIRECTION_CONFIG, follows=False), DIRECTION_CONFIG)
+    assert ignores.as_prompted == ignores.same_way == moving
+    assert ignores.as_reversed == ignores.both == 0
+    table = render_direction_probe(ignores).splitlines()
+    assert table[0].startswith("| clips | moving objects |")
+    assert table[2] == f"| {row.clips} | {moving} | 1.000 ({moving}/{moving}) | 0.000 (0/{moving}) | 0.000 (0/{moving}) | 1.000 ({moving}/{moving}) |"
+
+
+def test_the_direction_probe_command(tmp_path, capsys):
+    tiny_pipeline().save_pretrained(tmp_path)
+    assert main(["probe", "--directions", "--model", str(tmp_path), "--num", "2"]) == 0
+    out = capsys.readouterr().out.strip().splitlines()
+    assert out[0].startswith("| clips | moving objects |") and len(out) == 3
+    assert main(["probe", "--directions", "--levels", "--model", str(tmp_path)]) == 2
+    assert main(["probe", "--directions", "--words", "--model", str(tmp_path)]) == 2

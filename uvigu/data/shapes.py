@@ -10,7 +10,8 @@ frame of side `s` spans `[-0.5, s - 0.5]` on each axis. Frames are uint8 `(T, H,
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+import re
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 import cv2
@@ -398,6 +399,36 @@ def shapes_vocabulary() -> list[str]:
     return sorted(words)
 
 
+REVERSED_MOTIONS: dict[str, str] = {"left": "right", "right": "left", "up": "down", "down": "up"}
+_PROMPT_MOTION = re.compile(r"\bmoving (left|right|up|down)\b")
+
+
+def reversed_scene(scene: Scene) -> Scene:
+    """The scene played backwards: each object starts where it ended and moves the other way, at
+    the same speed; its render is the scene's render reversed in time."""
+    objects = []
+    for obj in scene.objects:
+        end = object_center(obj, scene.num_frames - 1, scene.num_frames, scene.size)
+        motion = REVERSED_MOTIONS.get(obj.motion, obj.motion)
+        objects.append(replace(obj, motion=motion, start=end, region=region_of(*end, scene.size)))
+    return replace(scene, objects=tuple(objects))
+
+
+def reversed_prompt(prompt: str) -> str | None:
+    """The prompt of the same clip played backwards: every 'moving left / right / up / down' of the
+    prompt grammar turned round ('a red circle moving right' → 'a red circle moving left'); None
+    when the prompt names no moving object, so that backwards it would say the same.
+
+    A Shapes clip reversed in time is exactly the clip of its reversed scene (straight lines at
+    constant speed, ``reversed_scene``), and a prompt names no start position, so this is that
+    clip's prompt. A
+    caption is not reversed this way: its 'from the left' would have to become where each object
+    ends."""
+    if not _PROMPT_MOTION.search(prompt):
+        return None
+    return _PROMPT_MOTION.sub(lambda m: f"moving {REVERSED_MOTIONS[m.group(1)]}", prompt)
+
+
 def tokenize(text: str) -> list[str]:
     """Split text the way the vocabulary assumes: lowercase words, ',' and '.' as tokens."""
     return text.lower().replace(",", " , ").replace(".", " . ").split()
@@ -406,6 +437,6 @@ def tokenize(text: str) -> list[str]:
 __all__ = [
     "BACKGROUNDS", "CAPTION_MOTION_PHRASES", "COLORS", "HELD_OUT_PAIRS", "PROMPT_MOTION_PHRASES", "MOTIONS", "REGIONS", "SHAPES", "SIZES", "SPEEDS",
     "BOX_PX", "REFERENCE_SIDE", "TRAVEL_PX", "Scene", "ShapeObject", "ShapesConfig", "ShapesDataset", "ShapesExample", "make_example",
-    "box_px", "draw_shape", "object_center", "region_of", "render_scene", "sample_scene", "scene_caption", "scene_prompt", "shapes_vocabulary",
+    "box_px", "draw_shape", "object_center", "region_of", "render_scene", "reversed_prompt", "reversed_scene", "sample_scene", "scene_caption", "scene_prompt", "shapes_vocabulary",
     "tokenize", "travel_px",
 ]
