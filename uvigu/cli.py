@@ -48,6 +48,11 @@ def add_train_parser(subparsers: argparse._SubParsersAction) -> None:
         "--text-swap", type=float,
         help="chance a clean word of a noisy text is swapped for a word of the batch's texts (0: off)",
     )
+    p.add_argument(
+        "--reverse-twins", type=float,
+        help="Shapes only: chance a generate example also trains on its clip played backwards with the prompt's "
+             "motion words turned round, on the same noise (0: off)",
+    )
     p.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=None, help="bf16 autocast")
     p.add_argument("--gradient-checkpointing", action=argparse.BooleanOptionalAction, default=None)
     p.add_argument("--num-workers", type=int, help="dataloader worker processes")
@@ -76,6 +81,7 @@ def run_train(args: argparse.Namespace) -> int:
             "lr": args.lr,
             "task_probs": tuple(args.task_probs) if args.task_probs else None,
             "text_swap": args.text_swap,
+            "reverse_twins": args.reverse_twins,
             "bf16": args.bf16,
             "gradient_checkpointing": args.gradient_checkpointing,
             "num_workers": args.num_workers,

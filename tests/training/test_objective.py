@@ -1,8 +1,12 @@
+import numpy as np
 import pytest
 import torch
 
-from uvigu.data.shapes import ShapesConfig, make_example, shapes_vocabulary
+from uvigu.data.shapes import ShapesConfig, make_example, reversed_prompt, shapes_vocabulary
 from uvigu.models.presets import build_pipeline
+from uvigu.models.prompt_encoder import encode_prompt
+from uvigu.models.tokenizer import encode_text
+from uvigu.training.config import get_train_preset
 from uvigu.training.objective import ObjectiveConfig, compute_loss, swap_words
 
 
@@ -62,3 +66,83 @@ def test_text_swap_touches_the_noisy_text_of_caption_examples_only():
     # caption examples see the swapped words, so their text loss moves
     plain, swapped = (_loss(pipe, example, ["caption"] * 4, s) for s in (0.0, 1.0))
     assert swapped.text_loss != plain.text_loss
+
+
+@pytest.mark.parametrize("value", [-0.1, 1.5])
+def test_reverse_twins_must_be_a_probability(value):
+    with pytest.raises(ValueError, match="reverse_twins"):
+        ObjectiveConfig(reverse_twins=value)
+
+
+def _recorded_loss(pipe, frames, prompts, tasks, reverse_twins, stage="recall"):
+    """compute_loss with the transformer's inputs recorded."""
+    seen = {}
+    forward = pipe.transformer.forward
+
+    def recording(x_t, text_t, sigma_v, sigma_t, context, text_mask):
+        seen.update(x_t=x_t, text_t=text_t, sigma_v=sigma_v, sigma_t=sigma_t, context=context)
+        return forward(x_t, text_t, sigma_v, sigma_t, context, text_mask)
+
+    pipe.transformer.forward = recording
+    try:
+        out = compute_loss(
+            transformer=pipe.transformer, text_encoder=pipe.text_encoder, tokenizer=pipe.tokenizer,
+            codec=pipe.codec, frames=frames, prompts=prompts, captions=[p + "." for p in prompts],
+            config=ObjectiveConfig(stage=stage, reverse_twins=reverse_twins, prompt_dropout=0.0),
+            text_flow=pipe.text_flow, max_text_len=pipe.config.max_text_len,
+            max_prompt_len=pipe.config.max_prompt_len, generator=torch.Generator().manual_seed(0), tasks=tasks,
+        )
+    finally:
+        del pipe.transformer.forward
+    return out, seen
+
+
+def test_reverse_twins_add_each_generate_clip_backwards_with_its_prompt_turned_round_on_the_same_noise():
+    torch.manual_seed(0)
+    pipe = build_pipeline("tiny", shapes_vocabulary(), seed=0)
+    config = ShapesConfig(size=16, num_frames=4)
+    examples = [make_example(s, config) for s in range(40)]
+    moving = [e for e in examples if reversed_prompt(e.prompt) is not None][:2]
+    still = [e for e in examples if reversed_prompt(e.prompt) is None][:1]
+    batch = moving + still + moving[:1]
+    frames = torch.from_numpy(np.stack([e.frames for e in batch]))
+    prompts = [e.prompt for e in batch]
+    tasks = ["generate", "generate", "generate", "caption"]
+    _, seen = _recorded_loss(pipe, frames, prompts, tasks, reverse_twins=1.0)
+
+    # the two moving generate examples get twins; the still one and the caption example do not
+    assert seen["x_t"].shape[0] == 6
+    for twin, original in ((4, 0), (5, 1)):
+        sigma = seen["sigma_v"][original]
+        assert seen["sigma_v"][twin] == sigma > 0 and seen["sigma_t"][twin] == 0
+        clean = pipe.codec.encode(frames[original : original + 1])[0]
+        clean_back = pipe.codec.encode(frames[original : original + 1].flip(1))[0]
+        noise = (seen["x_t"][original] - (1 - sigma) * clean) / sigma
+        noise_back = (seen["x_t"][twin] - (1 - sigma) * clean_back) / sigma
+        torch.testing.assert_close(noise_back, noise, atol=1e-4, rtol=0)
+        ids, valid = encode_text(pipe.tokenizer, [reversed_prompt(prompts[original])], pipe.config.max_text_len)
+        assert torch.equal(seen["text_t"][twin][valid[0]], ids[0][valid[0]])
+        # the condition is the turned-round prompt too
+        expected = encode_prompt(pipe.text_encoder, pipe.tokenizer, [reversed_prompt(prompts[original])],
+                                 pipe.config.max_prompt_len, "cpu")
+        torch.testing.assert_close(seen["context"][twin], expected[0])
+
+
+def test_without_twins_the_loss_is_what_it_was():
+    torch.manual_seed(0)
+    pipe = build_pipeline("tiny", shapes_vocabulary(), seed=0)
+    config = ShapesConfig(size=16, num_frames=4)
+    still = [e for e in (make_example(s, config) for s in range(40)) if reversed_prompt(e.prompt) is None][:3]
+    frames = torch.from_numpy(np.stack([e.frames for e in still]))
+    prompts = [e.prompt for e in still]
+    tasks = ["generate", "caption", "joint"]
+    off, seen_off = _recorded_loss(pipe, frames, prompts, tasks, reverse_twins=0.0)
+    on, seen_on = _recorded_loss(pipe, frames, prompts, tasks, reverse_twins=1.0)  # nothing moves: no twin
+    assert on.loss.item() == off.loss.item()
+    assert all(torch.equal(seen_on[k], seen_off[k]) for k in seen_off)
+
+
+def test_reverse_twins_need_the_shapes_world(tmp_path):
+    with pytest.raises(ValueError, match="reverse_twins needs the Shapes world"):
+        get_train_preset("tiny", data=str(tmp_path), reverse_twins=0.5)
+    assert get_train_preset("tiny", reverse_twins=0.5).objective("refine").reverse_twins == 0.5

@@ -54,6 +54,7 @@ class TrainConfig:
     video_sigma_shift: float = 1.0  # shift of the logit-normal training σ of the video
     text_loss: Literal["ce", "gkl"] = "ce"
     text_swap: float = 0.0  # chance a clean word of a noisy text is swapped for a batch word (objective.swap_words)
+    reverse_twins: float = 0.0  # Shapes only: chance a generate example brings its time-reversed twin (objective)
     # --- speed
     bf16: bool = False  # bf16 autocast (accelerate mixed precision); slower than fp32 on our CPU (see "shapes")
     gradient_checkpointing: bool = False  # recompute activations in backward: less memory, ~30% slower
@@ -84,6 +85,11 @@ class TrainConfig:
         if self.warmup_steps < 0 or self.sample_every < 0 or self.num_workers < 0:
             raise ValueError("warmup_steps, sample_every and num_workers must be >= 0.")
         self.objective("recall")  # validates the objective fields
+        if self.reverse_twins > 0 and self.data != "shapes":
+            raise ValueError(
+                "reverse_twins needs the Shapes world (--data shapes): a twin is the clip played backwards "
+                "with its prompt's motion words turned round, which only the Shapes grammar says how to do."
+            )
 
     @property
     def total_steps(self) -> int:
@@ -103,6 +109,7 @@ class TrainConfig:
             video_sigma_shift=self.video_sigma_shift,
             text_loss=self.text_loss,
             text_swap=self.text_swap,
+            reverse_twins=self.reverse_twins,
         )
 
     def to_dict(self) -> dict[str, Any]:

@@ -23,6 +23,7 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 
+from ..data.shapes import reversed_prompt
 from ..flows import DiscreteFlow, interpolate, sample_training_sigma, velocity_target
 from ..models.prompt_encoder import encode_prompt
 from ..models.tokenizer import encode_text
@@ -43,6 +44,9 @@ class ObjectiveConfig:
     # chance that a word a noisy text stream kept clean is swapped for a word of the batch's texts
     # (see swap_words); 0: the plain mixture path
     text_swap: float = 0.0
+    # chance that a generate example conditioned on a prompt with motion brings its time-reversed
+    # twin into the batch (see compute_loss); 0: no twins
+    reverse_twins: float = 0.0
 
     def __post_init__(self) -> None:
         if self.stage not in ("recall", "refine"):
@@ -51,6 +55,8 @@ class ObjectiveConfig:
             raise ValueError(f"task_probs must be three non-negative weights, got {self.task_probs}.")
         if not 0.0 <= self.text_swap <= 1.0:
             raise ValueError(f"text_swap is a probability in [0, 1], got {self.text_swap}.")
+        if not 0.0 <= self.reverse_twins <= 1.0:
+            raise ValueError(f"reverse_twins is a probability in [0, 1], got {self.reverse_twins}.")
 
 
 @dataclass(frozen=True)
@@ -148,15 +154,35 @@ def compute_loss(
             stream_texts.append(target)
             conditions.append("" if rand() < config.prompt_dropout else prompt)
 
+    # Time-reversed twins: a generate example conditioned on a prompt that names motion brings, with
+    # chance reverse_twins, the clip played backwards with the prompt turned round (reversed_prompt)
+    # on the same noise and σ. At high σ a clip's motion is hidden by the noise, and a model can
+    # lower its loss with hardly any use of the motion words: the shipped model moves an object
+    # the way its seed says, whatever the prompt's direction (`uvigu probe --directions`). The two
+    # examples of a pair differ only in their motion words and in the clip those words describe,
+    # so the pair's loss is lowered only by reading the words.
+    twins: list[int] = []
+    if config.reverse_twins > 0:
+        for i in range(b):
+            back = reversed_prompt(prompts[i]) if tasks[i] == "generate" and stream_texts[i] == prompts[i] else None
+            if back is not None and rand() < config.reverse_twins:
+                twins.append(i)
+                stream_texts.append(back)
+                conditions.append(back if conditions[i] else "")
+        if twins:
+            frames = torch.cat([frames, frames[torch.tensor(twins, device=frames.device)].flip(1)])
+            tasks = tasks + ["generate"] * len(twins)
+    source_row = torch.tensor(list(range(b)) + twins, device=device)  # the example whose noise and σ a row takes
+
     text_clean, valid = encode_text(tokenizer, stream_texts, max_text_len)
     text_clean, valid = text_clean.to(device), valid.to(device)
     video_noisy = torch.tensor([t != "caption" for t in tasks], device=device)
     text_noisy = torch.tensor([t != "generate" for t in tasks], device=device)
 
     x = codec.encode(frames).to(device)
-    noise = device_randn(x.shape, generator, device)
-    sigma_v = sample_training_sigma(b, shift=config.video_sigma_shift, generator=generator).to(device)
-    sigma_t = torch.rand(b, generator=generator).clamp(1e-3, 1.0).to(device)
+    noise = device_randn((b, *x.shape[1:]), generator, device)[source_row]
+    sigma_v = sample_training_sigma(b, shift=config.video_sigma_shift, generator=generator).to(device)[source_row]
+    sigma_t = torch.rand(b, generator=generator).clamp(1e-3, 1.0).to(device)[source_row]
     sigma_t = torch.where(video_noisy, sigma_v, sigma_t)  # joint: one σ for both, as at inference
     sigma_v = torch.where(video_noisy, sigma_v, torch.zeros_like(sigma_v))
     sigma_t = torch.where(text_noisy, sigma_t, torch.zeros_like(sigma_t))
