@@ -421,9 +421,8 @@ def reversed_prompt(prompt: str) -> str | None:
 
     A Shapes clip reversed in time is exactly the clip of its reversed scene (straight lines at
     constant speed, ``reversed_scene``), and a prompt names no start position, so this is that
-    clip's prompt. A
-    caption is not reversed this way: its 'from the left' would have to become where each object
-    ends."""
+    clip's prompt. A caption is not reversed this way: its 'from the left' would have to become
+    where each object ends."""
     if not _PROMPT_MOTION.search(prompt):
         return None
     return _PROMPT_MOTION.sub(lambda m: f"moving {REVERSED_MOTIONS[m.group(1)]}", prompt)
