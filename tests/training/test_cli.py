@@ -33,3 +33,16 @@ def test_uvigu_train_takes_task_weights_word_swaps_and_reverse_twins(tmp_path):
     assert config["task_probs"] == [0.0, 1.0, 0.0] and config["text_swap"] == 0.2 and config["reverse_twins"] == 0.5
     records = [json.loads(line) for line in (out / LOG_FILE).read_text().splitlines()]
     assert records and all("caption/text" in r and not {"generate/video", "joint/text"} & r.keys() for r in records)
+
+
+def test_uvigu_train_logs_the_twins_a_step_gained(tmp_path):
+    def records(*extra):
+        out = tmp_path / "-".join(extra or ("plain",))
+        args = ["train", "--preset", "tiny", "--out", str(out), "--steps-recall", "3", "--steps-refine", "0",
+                "--task-probs", "1", "0", "0", "--log-every", "1", *extra]
+        assert main(args) == 0
+        return [json.loads(line) for line in (out / LOG_FILE).read_text().splitlines()]
+
+    with_twins = records("--reverse-twins", "1")
+    assert len(with_twins) == 3 and all(r["twins"] >= 0 for r in with_twins) and sum(r["twins"] for r in with_twins) > 0
+    assert not any("twins" in r for r in records())

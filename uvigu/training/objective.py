@@ -66,6 +66,7 @@ class LossOutput:
     text_loss: float
     per_task: dict[str, float]  # "generate/video", "caption/text", "joint/video", "joint/text"
     task_counts: dict[str, int]
+    twins: int | None = None  # time-reversed twins the batch gained; None when the objective makes none
 
 
 def draw_tasks(batch_size: int, config: ObjectiveConfig, generator: torch.Generator | None = None) -> list[str]:
@@ -218,4 +219,5 @@ def compute_loss(
             per_task[f"{task}/video"] = float(masked_mean(video_mse.detach(), m))
         if task != "generate":
             per_task[f"{task}/text"] = float(masked_mean(text_ce.detach(), m))
-    return LossOutput(loss, float(video_loss.detach()), float(text_loss.detach()), per_task, counts)
+    return LossOutput(loss, float(video_loss.detach()), float(text_loss.detach()), per_task, counts,
+                      len(twins) if config.reverse_twins > 0 else None)

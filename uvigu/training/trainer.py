@@ -268,6 +268,8 @@ class LossWindow:
                   "text_loss": (result.text_loss, 1)}
         if grad_norm is not None:
             values["grad_norm"] = (grad_norm, 1)
+        if result.twins is not None:
+            values["twins"] = (result.twins, 1)  # logged as twins per step
         for key, value in result.per_task.items():
             values[key] = (value, result.task_counts[key.split("/")[0]])
         for key, (value, weight) in values.items():
@@ -404,4 +406,5 @@ def _truncate_log(path: Path, step: int) -> None:
 def _format_record(record: dict[str, Any]) -> str:
     tasks = " ".join(f"{k}={v:.4f}" for k, v in record.items() if "/" in k)
     return (f"step {record['step']} [{record['stage']}] loss={record['loss']:.4f} video={record['video_loss']:.4f} "
-            f"text={record['text_loss']:.4f} | {tasks} | lr={record['lr']:.2e} {record['steps_per_s']:.3f} steps/s")
+            f"text={record['text_loss']:.4f} | {tasks} | lr={record['lr']:.2e} {record['steps_per_s']:.3f} steps/s"
+            + (f" | {record['twins']:.1f} twins/step" if "twins" in record else ""))
