@@ -400,7 +400,9 @@ def shapes_vocabulary() -> list[str]:
 
 
 REVERSED_MOTIONS: dict[str, str] = {"left": "right", "right": "left", "up": "down", "down": "up"}
-_PROMPT_MOTION = re.compile(r"\bmoving (left|right|up|down)\b")
+# the prompt grammar's phrase of each direction, and the phrase of the opposite one
+_REVERSED_PHRASES = {PROMPT_MOTION_PHRASES[m]: PROMPT_MOTION_PHRASES[r] for m, r in REVERSED_MOTIONS.items()}
+_PROMPT_MOTION = re.compile(r"\b(" + "|".join(map(re.escape, _REVERSED_PHRASES)) + r")\b")
 
 
 def reversed_scene(scene: Scene) -> Scene:
@@ -425,7 +427,7 @@ def reversed_prompt(prompt: str) -> str | None:
     where each object ends."""
     if not _PROMPT_MOTION.search(prompt):
         return None
-    return _PROMPT_MOTION.sub(lambda m: f"moving {REVERSED_MOTIONS[m.group(1)]}", prompt)
+    return _PROMPT_MOTION.sub(lambda m: _REVERSED_PHRASES[m.group(1)], prompt)
 
 
 def tokenize(text: str) -> list[str]:

@@ -421,6 +421,7 @@ def run_direction_probe(
     it with its colour and the prompt's motion (one-to-one matching, as generation accuracy but
     without the shape); "same way" compares the motions of the object of its colour in the two clips."""
     shapes = clip_config(pipe)
+    fields = ("color", "motion")
     clips = objects = as_prompted = as_reversed = both = same_way = 0
     for index in range(config.num_clips):
         example = eval_example(config, "main", index, shapes)
@@ -431,7 +432,6 @@ def run_direction_probe(
             truth_back = scene_mentions(reversed_scene(example.scene))
             found = analyze_clip(pipe.generate(example.prompt, seed=seed).frames).objects
             found_back = analyze_clip(pipe.generate(back_prompt, seed=seed).frames).objects
-            fields = ("color", "motion")
             clips += 1
             for mention, right, right_back in zip(
                 truth, match_objects(truth, found, fields), match_objects(truth_back, found_back, fields)

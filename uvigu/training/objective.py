@@ -173,7 +173,6 @@ def compute_loss(
         if twins:
             frames = torch.cat([frames, frames[torch.tensor(twins, device=frames.device)].flip(1)])
             tasks = tasks + ["generate"] * len(twins)
-    source_row = torch.tensor(list(range(b)) + twins, device=device)  # the example whose noise and σ a row takes
 
     text_clean, valid = encode_text(tokenizer, stream_texts, max_text_len)
     text_clean, valid = text_clean.to(device), valid.to(device)
@@ -181,9 +180,12 @@ def compute_loss(
     text_noisy = torch.tensor([t != "generate" for t in tasks], device=device)
 
     x = codec.encode(frames).to(device)
-    noise = device_randn((b, *x.shape[1:]), generator, device)[source_row]
-    sigma_v = sample_training_sigma(b, shift=config.video_sigma_shift, generator=generator).to(device)[source_row]
-    sigma_t = torch.rand(b, generator=generator).clamp(1e-3, 1.0).to(device)[source_row]
+    noise = device_randn((b, *x.shape[1:]), generator, device)
+    sigma_v = sample_training_sigma(b, shift=config.video_sigma_shift, generator=generator).to(device)
+    sigma_t = torch.rand(b, generator=generator).clamp(1e-3, 1.0).to(device)
+    if twins:  # a twin takes the noise and σ of the example it was made from
+        source_row = torch.tensor(list(range(b)) + twins, device=device)
+        noise, sigma_v, sigma_t = noise[source_row], sigma_v[source_row], sigma_t[source_row]
     sigma_t = torch.where(video_noisy, sigma_v, sigma_t)  # joint: one σ for both, as at inference
     sigma_v = torch.where(video_noisy, sigma_v, torch.zeros_like(sigma_v))
     sigma_t = torch.where(text_noisy, sigma_t, torch.zeros_like(sigma_t))
