@@ -397,7 +397,9 @@ def add_probe_parser(subparsers: argparse._SubParsersAction) -> None:
         "starts, then analyzed after one denoiser call and after the sampler's run from there (strength 1 is "
         "generation), with the model's linear floors (what its patch embedding and output head cannot carry). "
         "With --directions, whether generation follows the motion words: each prompt that names motion generated "
-        "as written and with every direction turned round, on the same seed.",
+        "as written and with every direction turned round, on the same seed. With --placement, whether it follows "
+        "the words that say where objects start: each reference caption generated as written and with every start "
+        "region mirrored through the centre of the frame, on the same seed.",
     )
     p.add_argument("--model", default=None, help="checkpoint folder (default: the shipped assets/uvigu-shapes)")
     p.add_argument("--num", type=int, default=200, help="main-set clips [%(default)s]")
@@ -411,6 +413,8 @@ def add_probe_parser(subparsers: argparse._SubParsersAction) -> None:
                    help="with --levels: edit strength in (0, 1]; repeat for more [0.05, 0.15, 0.3, 0.5, 0.7, 0.85, 1]")
     p.add_argument("--directions", action="store_true",
                    help="whether generation follows the prompt's motion words instead (see above)")
+    p.add_argument("--placement", action="store_true",
+                   help="whether generation follows the caption's start regions instead (see above)")
     p.set_defaults(func=run_probe_command)
 
 
@@ -422,17 +426,22 @@ def run_probe_command(args: argparse.Namespace) -> int:
         render_direction_probe,
         render_level_probe,
         render_patch_floors,
+        render_placement_probe,
         render_probe,
         render_word_probe,
         run_direction_probe,
         run_level_probe,
+        run_placement_probe,
         run_probe,
         run_word_probe,
     )
     from .eval.report import EvalConfig
 
-    if args.directions and (args.words or args.levels or args.sigma or args.strength):
-        raise ValueError("--directions takes no other probe's flags (--words, --levels, --sigma, --strength).")
+    for name in ("directions", "placement"):
+        others = [flag for flag in ("directions", "placement", "words", "levels") if flag != name and getattr(args, flag)]
+        if getattr(args, name) and (others or args.sigma or args.strength):
+            raise ValueError(f"--{name} takes no other probe's flags (--directions, --placement, --words, --levels, "
+                             "--sigma, --strength).")
     if args.levels and (args.words or args.sigma):
         raise ValueError("--levels takes --strength, not --words or --sigma.")
     if args.strength and not args.levels:
@@ -444,6 +453,8 @@ def run_probe_command(args: argparse.Namespace) -> int:
     with _clip_progress(config.num_clips + config.num_heldout, "probe") as progress:
         if args.directions:
             print(render_direction_probe(run_direction_probe(pipe, config, progress=progress)))
+        elif args.placement:
+            print(render_placement_probe(run_placement_probe(pipe, config, progress=progress)))
         elif args.levels:
             rows = run_level_probe(pipe, config, tuple(args.strength or DEFAULT_LEVEL_STRENGTHS), progress=progress)
             print(render_level_probe(rows) + "\n\n" + render_patch_floors(patch_floors(pipe, config)))

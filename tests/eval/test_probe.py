@@ -1,5 +1,6 @@
 """uvigu probe: the denoiser's error with the clip's caption against one attribute changed."""
 
+from dataclasses import replace
 from types import SimpleNamespace
 
 import pytest
@@ -12,13 +13,17 @@ from uvigu.eval.grammar import parse_caption, scene_mentions
 from uvigu.eval.probe import (
     WORD_CONDITIONS,
     patch_floors,
+    MIRRORED_REGIONS,
+    mirrored_caption,
     render_direction_probe,
     render_level_probe,
     render_patch_floors,
+    render_placement_probe,
     render_probe,
     render_word_probe,
     run_direction_probe,
     run_level_probe,
+    run_placement_probe,
     run_probe,
     run_word_probe,
 )
@@ -291,3 +296,67 @@ def test_the_direction_probe_command(tmp_path, capsys):
     assert out[0].startswith("| clips | moving objects |") and len(out) == 3
     assert main(["probe", "--directions", "--levels", "--model", str(tmp_path)]) == 2
     assert main(["probe", "--directions", "--words", "--model", str(tmp_path)]) == 2
+
+
+def test_a_mirrored_caption_moves_every_start_region_and_nothing_else(pipe):
+    assert MIRRORED_REGIONS["top left"] == "bottom right" and MIRRORED_REGIONS["left"] == "right"
+    assert MIRRORED_REGIONS["top"] == "bottom" and MIRRORED_REGIONS["center"] == "center"
+    assert all(MIRRORED_REGIONS[MIRRORED_REGIONS[r]] == r for r in MIRRORED_REGIONS)
+    shapes = clip_config(pipe)
+    for index in range(DIRECTION_CONFIG.num_clips):
+        scene = eval_example(DIRECTION_CONFIG, "main", index, shapes).scene
+        parsed = parse_caption(mirrored_caption(scene))
+        expected = [replace(m, region=MIRRORED_REGIONS[m.region]) for m in scene_mentions(scene)]
+        assert list(parsed.objects) == expected
+
+
+class _PlacingPipe:
+    """Generates the evaluation clip of the caption it is given; for the mirrored caption the clip
+    turned half round (every start in the mirror cell) when ``follows``, the same clip when not."""
+
+    def __init__(self, pipe, config, follows):
+        self.calls = []
+        self.default_height, self.default_width = pipe.default_height, pipe.default_width
+        self.default_num_frames = pipe.default_num_frames
+        shapes = clip_config(pipe)
+        self.clips = {}
+        for index in range(config.num_clips):
+            example = eval_example(config, "main", index, shapes)
+            frames = render_scene(example.scene)
+            self.clips[example.caption] = frames
+            self.clips[mirrored_caption(example.scene)] = frames[:, ::-1, ::-1].copy() if follows else frames
+
+    def generate(self, caption, seed):
+        self.calls.append((caption, seed))
+        return SimpleNamespace(frames=self.clips[caption])
+
+
+def test_the_placement_probe_tells_following_the_words_from_the_seed_deciding(pipe):
+    follows = _PlacingPipe(pipe, DIRECTION_CONFIG, follows=True)
+    row = run_placement_probe(follows, DIRECTION_CONFIG)
+    shapes = clip_config(pipe)
+    examples = [eval_example(DIRECTION_CONFIG, "main", i, shapes) for i in range(DIRECTION_CONFIG.num_clips)]
+    placed = sum(o.region != "center" for e in examples for o in e.scene.objects)
+    assert row.clips == DIRECTION_CONFIG.num_clips and row.objects == placed > 0
+    assert row.as_captioned == row.as_mirrored == row.both == placed and row.same_cell == 0
+    # every caption is generated twice, as written and mirrored, on the clip's seed
+    assert follows.calls == [(c, DIRECTION_CONFIG.pipeline_seed("main", i)) for i, e in enumerate(examples)
+                             for c in (e.caption, mirrored_caption(e.scene))]
+
+    ignores = run_placement_probe(_PlacingPipe(pipe, DIRECTION_CONFIG, follows=False), DIRECTION_CONFIG)
+    assert ignores.as_captioned == ignores.same_cell == placed
+    assert ignores.as_mirrored == ignores.both == 0
+    table = render_placement_probe(ignores).splitlines()
+    assert table[0].startswith("| clips | objects not starting in the centre |")
+    assert table[2] == (f"| {row.clips} | {placed} | 1.000 ({placed}/{placed}) | 0.000 (0/{placed}) | "
+                        f"0.000 (0/{placed}) | 1.000 ({placed}/{placed}) |")
+
+
+def test_the_placement_probe_command(tmp_path, capsys):
+    tiny_pipeline().save_pretrained(tmp_path)
+    assert main(["probe", "--placement", "--model", str(tmp_path), "--num", "1"]) == 0
+    out = capsys.readouterr().out.strip().splitlines()
+    assert out[0].startswith("| clips | objects not starting in the centre |") and len(out) == 3
+    for other in ("--directions", "--words", "--levels"):
+        assert main(["probe", "--placement", other, "--model", str(tmp_path)]) == 2
+    assert main(["probe", "--placement", "--sigma", "0.5", "--model", str(tmp_path)]) == 2

@@ -31,12 +31,19 @@ main-set prompt that names motion is generated twice with the same seed, as writ
 direction turned round (``reversed_prompt``: the prompt of the same clip played backwards). A
 model that follows the words moves each object one way in the first clip and the other way in the
 second; one whose seed decides moves it the same way in both.
+
+``uvigu probe --placement`` asks the same of the words that say where an object starts: each
+main-set clip's reference caption ("... moves slowly up from the left", "... stays still near the
+top right") is generated twice with the same seed, as written and with every start region moved to
+the mirror cell through the centre of the frame (``mirrored_caption``: top left ↔ bottom right,
+left ↔ right, top ↔ bottom). A model that follows the words starts each object in the captioned
+cell both times; one whose seed decides starts it in the same cell in both clips.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -44,7 +51,9 @@ import torch
 from uvigu.data.shapes import (
     COLORS,
     HELD_OUT_PAIRS,
+    REGION_GRID,
     SHAPES,
+    Scene,
     render_scene,
     reversed_prompt,
     reversed_scene,
@@ -460,4 +469,84 @@ def render_direction_probe(row: DirectionRow) -> str:
         "|---:|---:|---:|---:|---:|---:|",
         f"| {row.clips} | {row.objects} | {share(row.as_prompted)} | {share(row.as_reversed)} | {share(row.both)} | "
         f"{share(row.same_way)} |",
+    ])
+
+
+# Each cell of the 3x3 grid and its mirror through the centre of the frame (the centre is its own).
+MIRRORED_REGIONS = {
+    REGION_GRID[row][col]: REGION_GRID[2 - row][2 - col] for row in range(3) for col in range(3)
+}
+
+
+def mirrored_caption(scene: Scene) -> str:
+    """The scene's caption with every object's start region moved to the mirror cell through the
+    centre of the frame; everything else as written."""
+    objects = tuple(replace(obj, region=MIRRORED_REGIONS[obj.region]) for obj in scene.objects)
+    return scene_caption(replace(scene, objects=objects))
+
+
+@dataclass(frozen=True)
+class PlacementRow:
+    """Over the objects that do not start in the centre cell, each clip generated from its reference
+    caption and from the caption with every start region mirrored (same seed): how often the
+    analyzer sees the object start where each caption says, where both say, and in the same cell in
+    both clips (the words made no difference)."""
+
+    clips: int
+    objects: int  # objects whose start region is not the centre
+    as_captioned: int  # in the clip of the caption, the object starts in the captioned cell
+    as_mirrored: int  # in the clip of the mirrored caption, in the mirrored cell
+    both: int
+    same_cell: int  # its colour found once in each clip, starting in the same cell in both
+
+
+def _region_of(found, color: str) -> str | None:
+    """The start region of the one object of ``color`` in ``found``; None unless there is exactly one."""
+    same = [f for f in found if f.color == color]
+    return same[0].region if len(same) == 1 else None
+
+
+def run_placement_probe(
+    pipe,
+    config: EvalConfig = EvalConfig(),
+    progress: Callable[[int, int], None] | None = None,
+) -> PlacementRow:
+    """Over the main-set clips of ``config`` (scenes and seeds as the evaluation's): each reference
+    caption is generated as written and with its start regions mirrored (``mirrored_caption``) with
+    the same seed, and the analyzer reads both clips. An object is placed as captioned when the
+    analyzer finds one object of its colour (a scene's colours are distinct) starting in the caption's
+    cell."""
+    shapes = clip_config(pipe)
+    clips = objects = as_captioned = as_mirrored = both = same_cell = 0
+    for index in range(config.num_clips):
+        example = eval_example(config, "main", index, shapes)
+        seed = config.pipeline_seed("main", index)
+        found = analyze_clip(pipe.generate(example.caption, seed=seed).frames).objects
+        found_back = analyze_clip(pipe.generate(mirrored_caption(example.scene), seed=seed).frames).objects
+        clips += 1
+        for obj in example.scene.objects:
+            if obj.region == "center":
+                continue
+            first, second = _region_of(found, obj.color), _region_of(found_back, obj.color)
+            objects += 1
+            as_captioned += first == obj.region
+            as_mirrored += second == MIRRORED_REGIONS[obj.region]
+            both += first == obj.region and second == MIRRORED_REGIONS[obj.region]
+            same_cell += first is not None and first == second
+        if progress is not None:
+            progress(index + 1, config.num_clips)
+    return PlacementRow(clips, objects, as_captioned, as_mirrored, both, same_cell)
+
+
+def render_placement_probe(row: PlacementRow) -> str:
+    """A markdown table of the placement probe."""
+    def share(n: int) -> str:
+        return f"{n / row.objects:.3f} ({n}/{row.objects})" if row.objects else "–"
+
+    return "\n".join([
+        "| clips | objects not starting in the centre | starts where the caption says | "
+        "starts where the mirrored caption says | both | the same cell in both clips |",
+        "|---:|---:|---:|---:|---:|---:|",
+        f"| {row.clips} | {row.objects} | {share(row.as_captioned)} | {share(row.as_mirrored)} | {share(row.both)} | "
+        f"{share(row.same_cell)} |",
     ])
