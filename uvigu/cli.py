@@ -53,6 +53,11 @@ def add_train_parser(subparsers: argparse._SubParsersAction) -> None:
         help="Shapes only: chance a generate example also trains on its clip played backwards with the prompt's "
              "motion words turned round, on the same noise (0: off)",
     )
+    p.add_argument(
+        "--video-sigma-min", type=float, metavar="SIGMA",
+        help="train the video at noise levels in [SIGMA, 1) only (the usual σ distribution mapped into that "
+             "range; 0: all levels), e.g. to fine-tune the high-noise steps where a clip's layout is decided",
+    )
     p.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=None, help="bf16 autocast")
     p.add_argument("--gradient-checkpointing", action=argparse.BooleanOptionalAction, default=None)
     p.add_argument("--num-workers", type=int, help="dataloader worker processes")
@@ -82,6 +87,7 @@ def run_train(args: argparse.Namespace) -> int:
             "task_probs": tuple(args.task_probs) if args.task_probs else None,
             "text_swap": args.text_swap,
             "reverse_twins": args.reverse_twins,
+            "video_sigma_min": args.video_sigma_min,
             "bf16": args.bf16,
             "gradient_checkpointing": args.gradient_checkpointing,
             "num_workers": args.num_workers,

@@ -74,8 +74,8 @@ def test_reverse_twins_must_be_a_probability(value):
         ObjectiveConfig(reverse_twins=value)
 
 
-def _recorded_loss(pipe, frames, prompts, tasks, reverse_twins, stage="recall"):
-    """compute_loss with the transformer's inputs recorded."""
+def _recorded_loss(pipe, frames, prompts, tasks, reverse_twins, stage="recall", **objective):
+    """compute_loss with the transformer's inputs recorded (``objective``: more ObjectiveConfig fields)."""
     seen = {}
     forward = pipe.transformer.forward
 
@@ -88,7 +88,7 @@ def _recorded_loss(pipe, frames, prompts, tasks, reverse_twins, stage="recall"):
         out = compute_loss(
             transformer=pipe.transformer, text_encoder=pipe.text_encoder, tokenizer=pipe.tokenizer,
             codec=pipe.codec, frames=frames, prompts=prompts, captions=[p + "." for p in prompts],
-            config=ObjectiveConfig(stage=stage, reverse_twins=reverse_twins, prompt_dropout=0.0),
+            config=ObjectiveConfig(stage=stage, reverse_twins=reverse_twins, prompt_dropout=0.0, **objective),
             text_flow=pipe.text_flow, max_text_len=pipe.config.max_text_len,
             max_prompt_len=pipe.config.max_prompt_len, generator=torch.Generator().manual_seed(0), tasks=tasks,
         )
@@ -146,3 +146,33 @@ def test_reverse_twins_need_the_shapes_world(tmp_path):
     with pytest.raises(ValueError, match="reverse_twins needs the Shapes world"):
         get_train_preset("tiny", data=str(tmp_path), reverse_twins=0.5)
     assert get_train_preset("tiny", reverse_twins=0.5).objective("refine").reverse_twins == 0.5
+
+
+@pytest.mark.parametrize("value", [-0.1, 1.0])
+def test_video_sigma_min_must_be_below_one(value):
+    with pytest.raises(ValueError, match="video_sigma_min"):
+        ObjectiveConfig(video_sigma_min=value)
+
+
+def test_video_sigma_min_maps_the_video_noise_levels_into_its_range():
+    torch.manual_seed(0)
+    pipe = build_pipeline("tiny", shapes_vocabulary(), seed=0)
+    examples = [make_example(s, ShapesConfig(size=16, num_frames=4)) for s in range(12)]
+    frames = torch.from_numpy(np.stack([e.frames for e in examples]))
+    prompts = [e.prompt for e in examples]
+    tasks = ["generate", "caption", "joint"] * 4
+    _, full = _recorded_loss(pipe, frames, prompts, tasks, reverse_twins=0.0)
+    _, high = _recorded_loss(pipe, frames, prompts, tasks, reverse_twins=0.0, video_sigma_min=0.8)
+    noisy = torch.tensor([t != "caption" for t in tasks])
+    # the same draws, mapped into [0.8, 1): every noisy video above 0.8, the clean ones still clean
+    torch.testing.assert_close(high["sigma_v"][noisy], 0.8 + 0.2 * full["sigma_v"][noisy])
+    assert bool((high["sigma_v"][noisy] >= 0.8).all()) and bool((high["sigma_v"][~noisy] == 0).all())
+    # joint examples noise their text at the video's level, as at inference
+    joint = torch.tensor([t == "joint" for t in tasks])
+    assert torch.equal(high["sigma_t"][joint], high["sigma_v"][joint])
+    # and the noise itself is the same: only the level moved
+    clean = pipe.codec.encode(frames)
+    for seen in (full, high):
+        sigma = seen["sigma_v"][noisy].view(-1, 1, 1, 1, 1)
+        seen["noise"] = (seen["x_t"][noisy] - (1 - sigma) * clean[noisy]) / sigma
+    torch.testing.assert_close(high["noise"], full["noise"], atol=1e-4, rtol=0)

@@ -52,6 +52,7 @@ class TrainConfig:
     prompt_dropout: float = 0.1  # empty condition, for classifier-free guidance
     caption_as_condition: float = 0.5  # refine: chance a generate example is conditioned on the caption
     video_sigma_shift: float = 1.0  # shift of the logit-normal training σ of the video
+    video_sigma_min: float = 0.0  # the video's training σ mapped into [this, 1) (objective); 0: all of it
     text_loss: Literal["ce", "gkl"] = "ce"
     text_swap: float = 0.0  # chance a clean word of a noisy text is swapped for a batch word (objective.swap_words)
     reverse_twins: float = 0.0  # Shapes only: chance a generate example brings its time-reversed twin (objective)
@@ -107,6 +108,7 @@ class TrainConfig:
             prompt_dropout=self.prompt_dropout,
             caption_as_condition=self.caption_as_condition,
             video_sigma_shift=self.video_sigma_shift,
+            video_sigma_min=self.video_sigma_min,
             text_loss=self.text_loss,
             text_swap=self.text_swap,
             reverse_twins=self.reverse_twins,

@@ -47,6 +47,8 @@ class ObjectiveConfig:
     # chance that a generate example conditioned on a prompt with motion brings its time-reversed
     # twin into the batch (see compute_loss); 0: no twins
     reverse_twins: float = 0.0
+    # the video's training σ mapped into [video_sigma_min, 1): σ' = min + (1 − min) σ; 0: the whole range
+    video_sigma_min: float = 0.0
 
     def __post_init__(self) -> None:
         if self.stage not in ("recall", "refine"):
@@ -57,6 +59,8 @@ class ObjectiveConfig:
             raise ValueError(f"text_swap is a probability in [0, 1], got {self.text_swap}.")
         if not 0.0 <= self.reverse_twins <= 1.0:
             raise ValueError(f"reverse_twins is a probability in [0, 1], got {self.reverse_twins}.")
+        if not 0.0 <= self.video_sigma_min < 1.0:
+            raise ValueError(f"video_sigma_min must be in [0, 1), got {self.video_sigma_min}.")
 
 
 @dataclass(frozen=True)
@@ -182,6 +186,8 @@ def compute_loss(
     x = codec.encode(frames).to(device)
     noise = device_randn((b, *x.shape[1:]), generator, device)
     sigma_v = sample_training_sigma(b, shift=config.video_sigma_shift, generator=generator).to(device)
+    if config.video_sigma_min > 0:
+        sigma_v = config.video_sigma_min + (1.0 - config.video_sigma_min) * sigma_v
     sigma_t = torch.rand(b, generator=generator).clamp(1e-3, 1.0).to(device)
     if twins:  # a twin takes the noise and σ of the example it was made from
         source_row = torch.tensor(list(range(b)) + twins, device=device)
