@@ -241,18 +241,28 @@ def test_the_level_probe_command(tmp_path, capsys):
     assert main(["probe", "--strength", "0.5", "--model", str(tmp_path)]) == 2
 
 
-class _ScenePipe:
+class _FakePipe:
+    """A generator the probes can call: the real pipeline's clip size, and a record of its calls."""
+
+    def __init__(self, pipe):
+        self.calls = []
+        self.default_height, self.default_width = pipe.default_height, pipe.default_width
+        self.default_num_frames = pipe.default_num_frames
+
+    @staticmethod
+    def examples(pipe, config):
+        shapes = clip_config(pipe)
+        return [eval_example(config, "main", index, shapes) for index in range(config.num_clips)]
+
+
+class _ScenePipe(_FakePipe):
     """Generates the evaluation clip whose prompt it is given (reversed in time for the turned-round
     prompt when ``follows``; the clip as it is for both when not: the seed decides)."""
 
     def __init__(self, pipe, config, follows):
-        self.follows, self.calls = follows, []
-        self.default_height, self.default_width = pipe.default_height, pipe.default_width
-        self.default_num_frames = pipe.default_num_frames
-        shapes = clip_config(pipe)
+        super().__init__(pipe)
         self.scenes = {}
-        for index in range(config.num_clips):
-            example = eval_example(config, "main", index, shapes)
+        for example in self.examples(pipe, config):
             self.scenes[example.prompt] = example.scene
             back = reversed_prompt(example.prompt)
             if back is not None:
@@ -310,18 +320,14 @@ def test_a_mirrored_caption_moves_every_start_region_and_nothing_else(pipe):
         assert list(parsed.objects) == expected
 
 
-class _PlacingPipe:
+class _PlacingPipe(_FakePipe):
     """Generates the evaluation clip of the caption it is given; for the mirrored caption the clip
     turned half round (every start in the mirror cell) when ``follows``, the same clip when not."""
 
     def __init__(self, pipe, config, follows):
-        self.calls = []
-        self.default_height, self.default_width = pipe.default_height, pipe.default_width
-        self.default_num_frames = pipe.default_num_frames
-        shapes = clip_config(pipe)
+        super().__init__(pipe)
         self.clips = {}
-        for index in range(config.num_clips):
-            example = eval_example(config, "main", index, shapes)
+        for example in self.examples(pipe, config):
             frames = render_scene(example.scene)
             self.clips[example.caption] = frames
             self.clips[mirrored_caption(example.scene)] = frames[:, ::-1, ::-1].copy() if follows else frames

@@ -458,18 +458,24 @@ def run_direction_probe(
     return DirectionRow(clips, objects, as_prompted, as_reversed, both, same_way)
 
 
-def render_direction_probe(row: DirectionRow) -> str:
-    """A markdown table of the direction probe."""
+def _pair_table(headers: Sequence[str], clips: int, objects: int, counts: Sequence[int]) -> str:
+    """A one-row markdown table of a same-seed pair probe: clips, objects, then each count as a share
+    of the objects."""
     def share(n: int) -> str:
-        return f"{n / row.objects:.3f} ({n}/{row.objects})" if row.objects else "–"
+        return f"{n / objects:.3f} ({n}/{objects})" if objects else "–"
 
     return "\n".join([
-        "| clips | moving objects | moves as prompted | moves as the turned-round prompt says | both | "
-        "the same way in both clips |",
-        "|---:|---:|---:|---:|---:|---:|",
-        f"| {row.clips} | {row.objects} | {share(row.as_prompted)} | {share(row.as_reversed)} | {share(row.both)} | "
-        f"{share(row.same_way)} |",
+        "| " + " | ".join(headers) + " |",
+        "|" + "---:|" * len(headers),
+        f"| {clips} | {objects} | " + " | ".join(share(n) for n in counts) + " |",
     ])
+
+
+def render_direction_probe(row: DirectionRow) -> str:
+    """A markdown table of the direction probe."""
+    headers = ("clips", "moving objects", "moves as prompted", "moves as the turned-round prompt says", "both",
+               "the same way in both clips")
+    return _pair_table(headers, row.clips, row.objects, (row.as_prompted, row.as_reversed, row.both, row.same_way))
 
 
 # Each cell of the 3x3 grid and its mirror through the centre of the frame (the centre is its own).
@@ -540,13 +546,6 @@ def run_placement_probe(
 
 def render_placement_probe(row: PlacementRow) -> str:
     """A markdown table of the placement probe."""
-    def share(n: int) -> str:
-        return f"{n / row.objects:.3f} ({n}/{row.objects})" if row.objects else "–"
-
-    return "\n".join([
-        "| clips | objects not starting in the centre | starts where the caption says | "
-        "starts where the mirrored caption says | both | the same cell in both clips |",
-        "|---:|---:|---:|---:|---:|---:|",
-        f"| {row.clips} | {row.objects} | {share(row.as_captioned)} | {share(row.as_mirrored)} | {share(row.both)} | "
-        f"{share(row.same_cell)} |",
-    ])
+    headers = ("clips", "objects not starting in the centre", "starts where the caption says",
+               "starts where the mirrored caption says", "both", "the same cell in both clips")
+    return _pair_table(headers, row.clips, row.objects, (row.as_captioned, row.as_mirrored, row.both, row.same_cell))
