@@ -279,8 +279,7 @@ DIRECTION_CONFIG = EvalConfig(num_clips=12, num_heldout=0)
 def test_the_direction_probe_tells_following_the_words_from_the_seed_deciding(pipe):
     follows = _ScenePipe(pipe, DIRECTION_CONFIG, follows=True)
     row = run_direction_probe(follows, DIRECTION_CONFIG)
-    shapes = clip_config(pipe)
-    examples = [eval_example(DIRECTION_CONFIG, "main", i, shapes) for i in range(DIRECTION_CONFIG.num_clips)]
+    examples = _FakePipe.examples(pipe, DIRECTION_CONFIG)
     moving = sum(m.motion != "still" for e in examples for m in scene_mentions(e.scene))
     assert row.clips == sum(reversed_prompt(e.prompt) is not None for e in examples) > 0
     assert row.objects == moving > 0
@@ -312,9 +311,8 @@ def test_a_mirrored_caption_moves_every_start_region_and_nothing_else(pipe):
     assert MIRRORED_REGIONS["top left"] == "bottom right" and MIRRORED_REGIONS["left"] == "right"
     assert MIRRORED_REGIONS["top"] == "bottom" and MIRRORED_REGIONS["center"] == "center"
     assert all(MIRRORED_REGIONS[MIRRORED_REGIONS[r]] == r for r in MIRRORED_REGIONS)
-    shapes = clip_config(pipe)
-    for index in range(DIRECTION_CONFIG.num_clips):
-        scene = eval_example(DIRECTION_CONFIG, "main", index, shapes).scene
+    for example in _FakePipe.examples(pipe, DIRECTION_CONFIG):
+        scene = example.scene
         parsed = parse_caption(mirrored_caption(scene))
         expected = [replace(m, region=MIRRORED_REGIONS[m.region]) for m in scene_mentions(scene)]
         assert list(parsed.objects) == expected
@@ -340,8 +338,7 @@ class _PlacingPipe(_FakePipe):
 def test_the_placement_probe_tells_following_the_words_from_the_seed_deciding(pipe):
     follows = _PlacingPipe(pipe, DIRECTION_CONFIG, follows=True)
     row = run_placement_probe(follows, DIRECTION_CONFIG)
-    shapes = clip_config(pipe)
-    examples = [eval_example(DIRECTION_CONFIG, "main", i, shapes) for i in range(DIRECTION_CONFIG.num_clips)]
+    examples = _FakePipe.examples(pipe, DIRECTION_CONFIG)
     placed = sum(o.region != "center" for e in examples for o in e.scene.objects)
     assert row.clips == DIRECTION_CONFIG.num_clips and row.objects == placed > 0
     assert row.as_captioned == row.as_mirrored == row.both == placed and row.same_cell == 0

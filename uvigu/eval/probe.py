@@ -412,11 +412,11 @@ class DirectionRow:
     same_way: int  # its colour found once in each clip, moving, and the same way in both
 
 
-def _motion_of(found, mention) -> str | None:
-    """The motion of the one object of ``mention``'s colour in ``found`` (a scene's colours are
-    distinct); None unless there is exactly one."""
-    same = [f for f in found if f.color == mention.color]
-    return same[0].motion if len(same) == 1 else None
+def _attribute_of_color(found, color: str, attribute: str) -> str | None:
+    """``attribute`` ("motion", "region") of the one object of ``color`` in ``found`` (a scene's
+    colours are distinct); None unless there is exactly one."""
+    same = [f for f in found if f.color == color]
+    return getattr(same[0], attribute) if len(same) == 1 else None
 
 
 def run_direction_probe(
@@ -451,7 +451,7 @@ def run_direction_probe(
                 as_prompted += right
                 as_reversed += right_back
                 both += right and right_back
-                first, second = _motion_of(found, mention), _motion_of(found_back, mention)
+                first, second = (_attribute_of_color(f, mention.color, "motion") for f in (found, found_back))
                 same_way += first is not None and first == second and first != "still"
         if progress is not None:
             progress(index + 1, config.num_clips)
@@ -506,12 +506,6 @@ class PlacementRow:
     same_cell: int  # its colour found once in each clip, starting in the same cell in both
 
 
-def _region_of(found, color: str) -> str | None:
-    """The start region of the one object of ``color`` in ``found``; None unless there is exactly one."""
-    same = [f for f in found if f.color == color]
-    return same[0].region if len(same) == 1 else None
-
-
 def run_placement_probe(
     pipe,
     config: EvalConfig = EvalConfig(),
@@ -533,11 +527,12 @@ def run_placement_probe(
         for obj in example.scene.objects:
             if obj.region == "center":
                 continue
-            first, second = _region_of(found, obj.color), _region_of(found_back, obj.color)
+            first, second = (_attribute_of_color(f, obj.color, "region") for f in (found, found_back))
+            right, right_back = first == obj.region, second == MIRRORED_REGIONS[obj.region]
             objects += 1
-            as_captioned += first == obj.region
-            as_mirrored += second == MIRRORED_REGIONS[obj.region]
-            both += first == obj.region and second == MIRRORED_REGIONS[obj.region]
+            as_captioned += right
+            as_mirrored += right_back
+            both += right and right_back
             same_cell += first is not None and first == second
         if progress is not None:
             progress(index + 1, config.num_clips)
