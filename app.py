@@ -1,8 +1,10 @@
-"""Serve Uni-ViGU Studio: ``python app.py [--model DIR] [--host H] [--port P] [--data-dir DIR] [--share]``.
+"""Serve Uni-ViGU Studio: ``python app.py [--model DIR] [--host H] [--port P] [--data-dir DIR] [--share]
+[--device D]``.
 
 Every flag has an environment variable alternative (for Hugging Face Spaces and containers):
 ``UVIGU_MODEL``, ``GRADIO_SERVER_NAME``, ``GRADIO_SERVER_PORT``, ``UVIGU_DATA_DIR``,
-``GRADIO_SHARE``; and ``UVIGU_SESSION_MAX_AGE_DAYS`` for how long unused sessions are kept.
+``GRADIO_SHARE``, ``UVIGU_DEVICE``; and ``UVIGU_SESSION_MAX_AGE_DAYS`` for how long unused sessions are
+kept.
 """
 
 from __future__ import annotations
@@ -37,10 +39,18 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--share", action="store_true",
                         default=env.get("GRADIO_SHARE", "").lower() in ("1", "true", "yes"),
                         help="also serve through a public gradio.live link [env GRADIO_SHARE]")
+    parser.add_argument("--device", default=env.get("UVIGU_DEVICE", "auto"),
+                        help="where the model runs: auto (the GPU when torch sees one, except on ZeroGPU; else the "
+                        "CPU), cpu, cuda or cuda:N [env UVIGU_DEVICE; default: %(default)s]")
     parser.add_argument("--session-max-age-days", type=float,
                         default=float(env.get("UVIGU_SESSION_MAX_AGE_DAYS", "30")),
                         help="delete sessions unused for this long [env UVIGU_SESSION_MAX_AGE_DAYS]")
     return parser.parse_args(argv)
+
+
+def on_zero_gpu() -> bool:
+    """Whether this is a ZeroGPU Space, which attaches a GPU only inside ``spaces.GPU`` handlers."""
+    return os.environ.get("SPACES_ZERO_GPU", "").lower() in ("1", "true", "yes")
 
 
 def gpu_decorator() -> Callable[[Callable], Callable]:
@@ -70,10 +80,15 @@ def main(argv: Sequence[str] | None = None) -> None:
 
     from ui import build_demo, launch_options
     from uvigu import UniViGUPipeline
+    from uvigu.inputs import check_device
     from uvigu.studio import Studio, StudioSettings
 
-    logger.info("loading %s", args.model)
-    pipe = UniViGUPipeline.from_pretrained(args.model)
+    try:
+        device = check_device(args.device, zero_gpu=on_zero_gpu())
+    except ValueError as error:
+        raise SystemExit(f"--device: {error}") from None
+    logger.info("loading %s on %s", args.model, device)
+    pipe = UniViGUPipeline.from_pretrained(args.model).to(device)
     settings = StudioSettings(data_dir=args.data_dir, session_max_age_days=args.session_max_age_days)
     studio = Studio(pipe, settings)
     studio.cleanup()

@@ -1,4 +1,5 @@
 import pytest
+import torch
 
 from uvigu import UniViGUPipeline
 from uvigu.cli import main
@@ -109,6 +110,7 @@ def test_the_caption_options_reach_the_pipeline(model_dir, tmp_path, capsys, mon
         (["caption", "missing.mp4", "--verify-max-texts", "1"], "verify_max_texts"),
         (["caption", "missing.mp4", "--verify-draws", "0"], "verify_draws"),
         (["edit", "missing.mp4", "a red circle", "--strength", "1.5"], "strength"),
+        (["generate", "a red circle", "--device", "gpu"], "device must be auto, cpu, cuda or cuda:N"),
     ],
 )
 def test_bad_input_gets_a_message_and_exit_code_2(model_dir, tmp_path, capsys, argv, message):
@@ -119,3 +121,17 @@ def test_bad_input_gets_a_message_and_exit_code_2(model_dir, tmp_path, capsys, a
 def test_a_missing_model_is_named(tmp_path, capsys):
     assert main(["caption", "clip.mp4", "--model", str(tmp_path)]) == 2
     assert "model_index.json" in capsys.readouterr().err
+
+
+def test_the_device_flag_moves_the_model_and_a_missing_gpu_is_an_error(model_dir, tmp_path, capsys, monkeypatch):
+    from uvigu.cli import _load_pipeline
+
+    assert _load_pipeline(str(model_dir), "cpu").device == torch.device("cpu")
+    assert main(["generate", "a red circle", "--model", str(model_dir), "--device", "cpu", "--seed", "0",
+                 "--no-caption", "--out", str(tmp_path / "a.mp4")]) == 0
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert _load_pipeline(str(model_dir)).device == torch.device("cpu")  # auto, with no GPU
+    for argv in (["generate", "a red circle"], ["caption", "clip.mp4"], ["edit", "clip.mp4", "a red circle"],
+                 ["eval", "--num", "1"], ["sweep", "caption", "--num", "1"], ["probe", "--num", "1"]):
+        assert main([*argv, "--model", str(model_dir), "--device", "cuda"]) == 2
+        assert "asks for a GPU, but this torch sees none" in capsys.readouterr().err

@@ -4,13 +4,41 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from uvigu.inputs import CaptionSettings, caption_settings, check_prompt, check_seed, prepare_video
+import torch
+
+from uvigu.inputs import CaptionSettings, caption_settings, check_device, check_prompt, check_seed, prepare_video
 from uvigu.testing import tiny_pipeline
 
 CONFIG = SimpleNamespace(
     caption_steps=12, text_temperature=1.0, caption_reread=1, caption_reread_threshold=1.0,
     caption_reread_period=8, caption_verify_weight=300.0, caption_verify_max_texts=16, caption_verify_draws=1,
 )
+
+
+def _gpus(monkeypatch, count: int) -> None:
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: count > 0)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: count)
+
+
+def test_auto_is_the_gpu_when_torch_sees_one_except_on_zero_gpu(monkeypatch):
+    _gpus(monkeypatch, 0)
+    assert check_device("auto") == check_device(None) == torch.device("cpu")
+    _gpus(monkeypatch, 2)
+    assert check_device("auto") == check_device(" AUTO ") == torch.device("cuda")
+    assert check_device("auto", zero_gpu=True) == torch.device("cpu")
+    assert check_device("cuda:1") == torch.device("cuda:1") and check_device("cpu") == torch.device("cpu")
+
+
+def test_a_device_that_is_not_there_is_named_before_the_model_loads(monkeypatch):
+    _gpus(monkeypatch, 0)
+    with pytest.raises(ValueError, match="device 'cuda' asks for a GPU, but this torch sees none .*use cpu or auto"):
+        check_device("cuda")
+    _gpus(monkeypatch, 2)
+    with pytest.raises(ValueError, match=r"asks for GPU 2, but this torch sees 2 \(cuda:0 to cuda:1\)"):
+        check_device("cuda:2")
+    for name in ("gpu", "mps", "cuda:x", ""):
+        with pytest.raises(ValueError, match="device must be auto, cpu, cuda or cuda:N"):
+            check_device(name)
 
 
 def test_caption_settings_take_the_model_defaults_and_keep_what_is_given():

@@ -112,8 +112,15 @@ def run_train(args: argparse.Namespace) -> int:
 # --- generate / caption / edit ---------------------------------------------------------------
 
 
+def _add_device_argument(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--device", default="auto",
+                   help="where the model runs: auto (the GPU when torch sees one, else the CPU), cpu, cuda or "
+                   "cuda:N [%(default)s]")
+
+
 def _add_model_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default=None, help="checkpoint folder (default: the shipped assets/uvigu-shapes)")
+    _add_device_argument(p)
     p.add_argument("--seed", type=int, default=None, help="random seed (default: a random one, printed)")
     p.add_argument("--steps", type=int, default=None, help="denoising steps (default: the model's)")
 
@@ -177,21 +184,23 @@ def add_edit_parser(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run_edit)
 
 
-def _load_pipeline(model: str | None):
+def _load_pipeline(model: str | None, device: str | None = "auto"):
     from pathlib import Path
 
     import diffusers
     import transformers
 
+    from .inputs import check_device
     from .models.presets import SHIPPED_MODEL_DIR
     from .pipeline import UniViGUPipeline
 
     path = Path(model) if model else SHIPPED_MODEL_DIR
     if not (path / "model_index.json").is_file():
         raise ValueError(f"no checkpoint at {path} (model_index.json is missing); pass --model DIR.")
+    device = check_device(device)
     diffusers.utils.logging.disable_progress_bar()
     transformers.utils.logging.disable_progress_bar()
-    pipe = UniViGUPipeline.from_pretrained(path)
+    pipe = UniViGUPipeline.from_pretrained(path).to(device)
     pipe.set_progress_bar_config(disable=True)
     return pipe
 
@@ -244,7 +253,7 @@ def _warn_unknown(words: list[str]) -> None:
 
 
 def run_generate(args: argparse.Namespace) -> int:
-    pipe = _load_pipeline(args.model)
+    pipe = _load_pipeline(args.model, args.device)
     method = pipe.generate_with_caption if args.joint else pipe.generate
     result = method(
         args.prompt, seed=args.seed, num_inference_steps=args.steps, guidance_scale=args.guidance,
@@ -262,7 +271,7 @@ def run_generate(args: argparse.Namespace) -> int:
 
 
 def run_caption(args: argparse.Namespace) -> int:
-    pipe = _load_pipeline(args.model)
+    pipe = _load_pipeline(args.model, args.device)
     result = pipe.caption(args.video, seed=args.seed, num_inference_steps=args.steps, temperature=args.temperature,
                           reread=args.reread, reread_threshold=args.reread_threshold,
                           reread_period=args.reread_period, verify_weight=args.verify_weight,
@@ -276,7 +285,7 @@ def run_caption(args: argparse.Namespace) -> int:
 
 
 def run_edit(args: argparse.Namespace) -> int:
-    pipe = _load_pipeline(args.model)
+    pipe = _load_pipeline(args.model, args.device)
     result = pipe.edit(
         args.video, args.prompt, strength=args.strength, source_prompt=args.source_prompt, seed=args.seed,
         num_inference_steps=args.steps, guidance_scale=args.guidance, callback=_progress("edit"),
@@ -300,6 +309,7 @@ def add_eval_parser(subparsers: argparse._SubParsersAction) -> None:
         "report, example strips and per-clip results (OUT's folder/eval/results.jsonl).",
     )
     p.add_argument("--model", default=None, help="checkpoint folder (default: the shipped assets/uvigu-shapes)")
+    _add_device_argument(p)
     p.add_argument("--num", type=int, default=200, help="main-set clips (training distribution) [%(default)s]")
     p.add_argument("--num-heldout", type=int, default=100, help="clips with held-out colour–shape pairs [%(default)s]")
     p.add_argument("--examples", type=int, default=2, help="clips per set shown as strips [%(default)s]")
@@ -330,9 +340,11 @@ def run_eval(args: argparse.Namespace) -> int:
 
     config = EvalConfig(num_clips=args.num, num_heldout=args.num_heldout, num_examples=args.examples)
     notes = Path(args.notes).read_text(encoding="utf-8") if args.notes else None
-    pipe = _load_pipeline(args.model)
+    pipe = _load_pipeline(args.model, args.device)
     model = _shown_path(args.model or SHIPPED_MODEL_DIR)
     command = f"uvigu eval --model {model} --num {args.num} --num-heldout {args.num_heldout} --out {_shown_path(args.out)}"
+    if pipe.device.type != "cpu":  # a GPU's numbers differ from the CPU's in the last digits: say where they ran
+        command += f" --device {pipe.device}"
     start = time.perf_counter()
     with _clip_progress(args.num + args.num_heldout, "eval") as progress:
         report = write_report(pipe, args.out, config, command=command, model=model, notes=notes, progress=progress)
@@ -366,6 +378,7 @@ def add_sweep_parser(subparsers: argparse._SubParsersAction) -> None:
                    "with_source=1 (edit; 1: the edit is also given the caption before the change, as source_prompt); "
                    "'defaults' for the pipeline's; repeat for more rows [defaults]")
     p.add_argument("--model", default=None, help="checkpoint folder (default: the shipped assets/uvigu-shapes)")
+    _add_device_argument(p)
     p.add_argument("--num", type=int, default=20, help="main-set clips [%(default)s]")
     p.add_argument("--num-heldout", type=int, default=0, help="held-out-set clips [%(default)s]")
     p.add_argument("--first-clip", type=int, default=0,
@@ -381,7 +394,7 @@ def run_sweep_command(args: argparse.Namespace) -> int:
 
     settings = [parse_setting(args.task, text) for text in (args.setting or ["defaults"])]
     config = EvalConfig(num_clips=args.num, num_heldout=args.num_heldout).starting_at(args.first_clip)
-    pipe = _load_pipeline(args.model)
+    pipe = _load_pipeline(args.model, args.device)
     with _clip_progress((args.num + args.num_heldout) * len(settings), "sweep") as progress:
         rows = run_sweep(pipe, args.task, settings, config, progress=progress)
     print(render_table(rows, args.task))
@@ -408,6 +421,7 @@ def add_probe_parser(subparsers: argparse._SubParsersAction) -> None:
         "region mirrored through the centre of the frame, on the same seed.",
     )
     p.add_argument("--model", default=None, help="checkpoint folder (default: the shipped assets/uvigu-shapes)")
+    _add_device_argument(p)
     p.add_argument("--num", type=int, default=200, help="main-set clips [%(default)s]")
     p.add_argument("--sigma", type=float, action="append", default=None,
                    help="noise level in (0, 1]; repeat for more [0.3, 0.6, 0.9]")
@@ -455,7 +469,7 @@ def run_probe_command(args: argparse.Namespace) -> int:
     if args.words and args.sigma:
         raise ValueError("--sigma is for the video probe; the word probe reads the clean clip.")
     config = EvalConfig(num_clips=args.num, num_heldout=args.num_heldout if args.words else 0)
-    pipe = _load_pipeline(args.model)
+    pipe = _load_pipeline(args.model, args.device)
     with _clip_progress(config.num_clips + config.num_heldout, "probe") as progress:
         if args.directions:
             print(render_direction_probe(run_direction_probe(pipe, config, progress=progress)))

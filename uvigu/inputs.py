@@ -5,7 +5,7 @@ argument, its range and what was given — what `UniViGUPipeline`'s public tasks
 (the CLI prints it, the studio shows it). Defaults the model's config holds (caption steps,
 re-read and check settings) are read from it here, so a caption call's whole setting is one
 `CaptionSettings`. A clip given as a file or an array is brought to the model's size by
-`prepare_video`, with notes on what it changed.
+`prepare_video`, with notes on what it changed. Where the model runs is `check_device`'s.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from .models.tokenizer import count_tokens, unknown_words
 
@@ -156,6 +157,33 @@ def prepare_video(video: VideoInput, config) -> tuple[np.ndarray, list[str]]:
         frames, fps, num_frames=config.num_frames, target_fps=config.fps, height=config.height, width=config.width,
     )
     return np.ascontiguousarray(conformed.frames), list(conformed.notes)
+
+
+def check_device(device: str | None, *, zero_gpu: bool = False) -> torch.device:
+    """The torch device to run the model on: ``auto`` (or None) is the first GPU when torch sees one,
+    else the CPU; ``cpu``, ``cuda`` or ``cuda:N`` ask for one. A GPU that is not there is a
+    ValueError that says so, not a crash on the first call. ``zero_gpu``: on a ZeroGPU Space, where a
+    GPU is only attached inside ``spaces.GPU`` handlers and the model runs outside them, ``auto`` is
+    the CPU."""
+    name = "auto" if device is None else str(device).strip().lower()
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() and not zero_gpu else "cpu")
+    try:
+        chosen = torch.device(name)
+    except RuntimeError:
+        raise ValueError(f"device must be auto, cpu, cuda or cuda:N, got {device!r}.") from None
+    if chosen.type == "cpu":
+        return chosen
+    if chosen.type != "cuda":
+        raise ValueError(f"device must be auto, cpu, cuda or cuda:N, got {device!r}.")
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if count == 0:
+        raise ValueError(f"device {device!r} asks for a GPU, but this torch sees none "
+                         f"(torch {torch.__version__}, CUDA {torch.version.cuda or 'not built in'}); use cpu or auto.")
+    if chosen.index is not None and chosen.index >= count:
+        raise ValueError(f"device {device!r} asks for GPU {chosen.index}, but this torch sees {count} "
+                         f"(cuda:0 to cuda:{count - 1}).")
+    return chosen
 
 
 def whole_in_range(value, name: str, low: int, high: int, what: str = "a whole number") -> int:

@@ -6,6 +6,7 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
+import torch
 
 from uvigu.data.shapes import HELD_OUT_PAIRS, ShapesConfig, ShapesDataset, render_scene, scene_caption
 from uvigu.eval.edits import ATTRIBUTES, edit_scene
@@ -40,6 +41,7 @@ class OraclePipeline:
 
     default_num_frames, default_height, default_width = 16, 64, 64
     codec = PixelCodec()  # identity: the analyzer sees the clip itself
+    device = torch.device("cpu")
 
     def __init__(self, config: EvalConfig):
         self.by_prompt, self.by_frames = {}, {}
@@ -234,15 +236,21 @@ def test_eval_command_writes_report(tmp_path, monkeypatch):
     from uvigu import cli
 
     config = EvalConfig(num_clips=2, num_heldout=1)
-    monkeypatch.setattr(cli, "_load_pipeline", lambda model: OraclePipeline(config))
+    loaded = []
+    monkeypatch.setattr(cli, "_load_pipeline", lambda model, device: loaded.append(device) or OraclePipeline(config))
     monkeypatch.chdir(tmp_path)
     model = tmp_path / "model"
     assert cli.main(["eval", "--model", str(model), "--num", "2", "--num-heldout", "1", "--out", "docs/EVAL.md"]) == 0
     text = (tmp_path / "docs" / "EVAL.md").read_text()
-    assert "`uvigu eval --model model --num 2 --num-heldout 1 --out docs/EVAL.md`" in text
+    assert "`uvigu eval --model model --num 2 --num-heldout 1 --out docs/EVAL.md`" in text  # on the CPU: as typed
     assert str(tmp_path) not in text and "Targets not met: none." in text
     assert len(read_results(tmp_path / "docs" / "eval" / "results.jsonl")) == 3
     assert cli.main(["eval", "--model", str(model), "--num", "0", "--num-heldout", "0"]) == 2
+    # a report made on a GPU says so in its command, so that a re-run on the CPU knows why digits differ
+    monkeypatch.setattr(OraclePipeline, "device", torch.device("cuda", 0))
+    assert cli.main(["eval", "--model", str(model), "--num", "2", "--num-heldout", "1", "--device", "cuda:0"]) == 0
+    assert "--out docs/EVAL.md --device cuda:0`" in (tmp_path / "docs" / "EVAL.md").read_text()
+    assert loaded == ["auto", "cuda:0"]
 
 
 def test_clip_config_follows_the_pipeline():

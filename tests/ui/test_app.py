@@ -11,18 +11,20 @@ def test_flags_fall_back_to_environment_variables(monkeypatch, tmp_path):
     monkeypatch.setenv("GRADIO_SERVER_NAME", "0.0.0.0")
     monkeypatch.setenv("GRADIO_SERVER_PORT", "7861")
     monkeypatch.setenv("GRADIO_SHARE", "true")
+    monkeypatch.setenv("UVIGU_DEVICE", "cuda:1")
     args = app.parse_args([])
-    assert (args.model, args.data_dir, args.host, args.port, args.share) == (
-        tmp_path / "model", tmp_path / "data", "0.0.0.0", 7861, True)
+    assert (args.model, args.data_dir, args.host, args.port, args.share, args.device) == (
+        tmp_path / "model", tmp_path / "data", "0.0.0.0", 7861, True, "cuda:1")
     assert app.parse_args(["--port", "9000", "--model", "m"]).port == 9000
 
 
 def test_defaults_serve_the_shipped_model_locally(monkeypatch):
-    for name in ("UVIGU_MODEL", "UVIGU_DATA_DIR", "GRADIO_SERVER_NAME", "GRADIO_SERVER_PORT", "GRADIO_SHARE"):
+    for name in ("UVIGU_MODEL", "UVIGU_DATA_DIR", "GRADIO_SERVER_NAME", "GRADIO_SERVER_PORT", "GRADIO_SHARE",
+                 "UVIGU_DEVICE"):
         monkeypatch.delenv(name, raising=False)
     args = app.parse_args([])
     assert args.model == app.DEFAULT_MODEL and app.DEFAULT_MODEL.parts[-2:] == ("assets", "uvigu-shapes")
-    assert (args.host, args.port, args.share) == ("127.0.0.1", 7860, False)
+    assert (args.host, args.port, args.share, args.device) == ("127.0.0.1", 7860, False, "auto")
 
 
 def test_a_missing_model_fails_with_how_to_get_it(tmp_path):
@@ -30,6 +32,24 @@ def test_a_missing_model_fails_with_how_to_get_it(tmp_path):
         app.check_model(tmp_path / "nothing")
     (tmp_path / "model_index.json").write_text("{}")
     app.check_model(tmp_path)
+
+
+def test_a_gpu_that_is_not_there_stops_the_app_before_the_model_loads(monkeypatch):
+    import torch
+
+    from uvigu import UniViGUPipeline
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(UniViGUPipeline, "from_pretrained", lambda *a, **k: pytest.fail("the model was loaded"))
+    with pytest.raises(SystemExit, match="--device: device 'cuda' asks for a GPU, but this torch sees none"):
+        app.main(["--device", "cuda"])
+
+
+def test_zero_gpu_is_read_from_the_space_environment(monkeypatch):
+    monkeypatch.delenv("SPACES_ZERO_GPU", raising=False)
+    assert not app.on_zero_gpu()
+    monkeypatch.setenv("SPACES_ZERO_GPU", "true")
+    assert app.on_zero_gpu()
 
 
 def test_without_spaces_the_gpu_decorator_is_the_identity(monkeypatch):

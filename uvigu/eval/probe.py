@@ -369,9 +369,9 @@ def patch_floors(pipe, config: EvalConfig = EvalConfig()) -> PatchFloors:
     """The model's linear floors (PatchFloors) on the clean main-set clips of ``config``."""
     model = pipe.transformer
     patch = tuple(model.config.patch_size)
-    embed = model.patch_embedding.weight.detach().float().flatten(1)  # (width, c·t·h·w)
-    head_w = model.proj_out.weight.detach().float()  # (t·h·w·c, width)
-    head_b = model.proj_out.bias.detach().float()
+    embed = model.patch_embedding.weight.detach().float().cpu().flatten(1)  # (width, c·t·h·w), beside the clips
+    head_w = model.proj_out.weight.detach().float().cpu()  # (t·h·w·c, width)
+    head_b = model.proj_out.bias.detach().float().cpu()
     seen = torch.linalg.svd(embed, full_matrices=False)[2]  # orthonormal rows spanning what the embedding reads
     seen = seen[: int(torch.linalg.matrix_rank(embed))]
     spanned = torch.linalg.svd(head_w, full_matrices=False)[0]  # orthonormal columns spanning what the head draws
