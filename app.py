@@ -24,6 +24,11 @@ DEFAULT_DATA_DIR = ROOT / "studio-data"
 logger = logging.getLogger("uvigu.app")
 
 
+def _env_flag(name: str) -> bool:
+    """An environment variable set to 1, true or yes (any case)."""
+    return os.environ.get(name, "").lower() in ("1", "true", "yes")
+
+
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     env = os.environ
     parser = argparse.ArgumentParser(description="Serve Uni-ViGU Studio in the browser.")
@@ -37,7 +42,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                         default=Path(env.get("UVIGU_DATA_DIR", DEFAULT_DATA_DIR)),
                         help="where sessions and clips are kept [env UVIGU_DATA_DIR; default: %(default)s]")
     parser.add_argument("--share", action="store_true",
-                        default=env.get("GRADIO_SHARE", "").lower() in ("1", "true", "yes"),
+                        default=_env_flag("GRADIO_SHARE"),
                         help="also serve through a public gradio.live link [env GRADIO_SHARE]")
     parser.add_argument("--device", default=env.get("UVIGU_DEVICE", "auto"),
                         help="where the model runs: auto (the GPU when torch sees one, except on ZeroGPU; else the "
@@ -50,7 +55,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 def on_zero_gpu() -> bool:
     """Whether this is a ZeroGPU Space, which attaches a GPU only inside ``spaces.GPU`` handlers."""
-    return os.environ.get("SPACES_ZERO_GPU", "").lower() in ("1", "true", "yes")
+    return _env_flag("SPACES_ZERO_GPU")
 
 
 def gpu_decorator() -> Callable[[Callable], Callable]:

@@ -3,7 +3,6 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
-
 import torch
 
 from uvigu.inputs import CaptionSettings, caption_settings, check_device, check_prompt, check_seed, prepare_video

@@ -112,15 +112,16 @@ def run_train(args: argparse.Namespace) -> int:
 # --- generate / caption / edit ---------------------------------------------------------------
 
 
-def _add_device_argument(p: argparse.ArgumentParser) -> None:
+def _add_checkpoint_arguments(p: argparse.ArgumentParser) -> None:
+    """The checkpoint a model command loads and where it runs (``_load_pipeline``'s two arguments)."""
+    p.add_argument("--model", default=None, help="checkpoint folder (default: the shipped assets/uvigu-shapes)")
     p.add_argument("--device", default="auto",
                    help="where the model runs: auto (the GPU when torch sees one, else the CPU), cpu, cuda or "
                    "cuda:N [%(default)s]")
 
 
 def _add_model_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", default=None, help="checkpoint folder (default: the shipped assets/uvigu-shapes)")
-    _add_device_argument(p)
+    _add_checkpoint_arguments(p)
     p.add_argument("--seed", type=int, default=None, help="random seed (default: a random one, printed)")
     p.add_argument("--steps", type=int, default=None, help="denoising steps (default: the model's)")
 
@@ -308,8 +309,7 @@ def add_eval_parser(subparsers: argparse._SubParsersAction) -> None:
         description="Evaluate a model on fresh Shapes clips (a main set and a held-out-pairs set) and write the "
         "report, example strips and per-clip results (OUT's folder/eval/results.jsonl).",
     )
-    p.add_argument("--model", default=None, help="checkpoint folder (default: the shipped assets/uvigu-shapes)")
-    _add_device_argument(p)
+    _add_checkpoint_arguments(p)
     p.add_argument("--num", type=int, default=200, help="main-set clips (training distribution) [%(default)s]")
     p.add_argument("--num-heldout", type=int, default=100, help="clips with held-out colour–shape pairs [%(default)s]")
     p.add_argument("--examples", type=int, default=2, help="clips per set shown as strips [%(default)s]")
@@ -377,8 +377,7 @@ def add_sweep_parser(subparsers: argparse._SubParsersAction) -> None:
                    "num_inference_steps=24, temperature=0.5 or reread=0 (caption, round_trip) or strength=0.7 or "
                    "with_source=1 (edit; 1: the edit is also given the caption before the change, as source_prompt); "
                    "'defaults' for the pipeline's; repeat for more rows [defaults]")
-    p.add_argument("--model", default=None, help="checkpoint folder (default: the shipped assets/uvigu-shapes)")
-    _add_device_argument(p)
+    _add_checkpoint_arguments(p)
     p.add_argument("--num", type=int, default=20, help="main-set clips [%(default)s]")
     p.add_argument("--num-heldout", type=int, default=0, help="held-out-set clips [%(default)s]")
     p.add_argument("--first-clip", type=int, default=0,
@@ -420,8 +419,7 @@ def add_probe_parser(subparsers: argparse._SubParsersAction) -> None:
         "the words that say where objects start: each reference caption generated as written and with every start "
         "region mirrored through the centre of the frame, on the same seed.",
     )
-    p.add_argument("--model", default=None, help="checkpoint folder (default: the shipped assets/uvigu-shapes)")
-    _add_device_argument(p)
+    _add_checkpoint_arguments(p)
     p.add_argument("--num", type=int, default=200, help="main-set clips [%(default)s]")
     p.add_argument("--sigma", type=float, action="append", default=None,
                    help="noise level in (0, 1]; repeat for more [0.3, 0.6, 0.9]")

@@ -171,11 +171,11 @@ def check_device(device: str | None, *, zero_gpu: bool = False) -> torch.device:
     try:
         chosen = torch.device(name)
     except RuntimeError:
-        raise ValueError(f"device must be auto, cpu, cuda or cuda:N, got {device!r}.") from None
+        chosen = None
+    if chosen is None or chosen.type not in ("cpu", "cuda"):
+        raise ValueError(f"device must be auto, cpu, cuda or cuda:N, got {device!r}.")
     if chosen.type == "cpu":
         return chosen
-    if chosen.type != "cuda":
-        raise ValueError(f"device must be auto, cpu, cuda or cuda:N, got {device!r}.")
     count = torch.cuda.device_count() if torch.cuda.is_available() else 0
     if count == 0:
         raise ValueError(f"device {device!r} asks for a GPU, but this torch sees none "
