@@ -38,7 +38,10 @@ def add_train_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--steps-codec", type=int, help="codec steps (learned-codec presets only)")
     p.add_argument("--steps-recall", type=int, help="Knowledge Recall steps (text target: the prompt)")
     p.add_argument("--steps-refine", type=int, help="Capability Refinement steps (text target: the caption)")
-    p.add_argument("--batch-size", type=int, help="batch size per process")
+    p.add_argument("--batch-size", type=int, help="batch size per process (and per micro-batch)")
+    p.add_argument("--grad-accum", type=int, metavar="N",
+                   help="micro-batches summed into one optimizer step (default 1): the step's batch is "
+                        "batch size × N × processes, at the memory of one micro-batch")
     p.add_argument("--lr", type=float, help="peak learning rate")
     p.add_argument(
         "--task-probs", type=float, nargs=3, metavar=("GENERATE", "CAPTION", "JOINT"),
@@ -83,6 +86,7 @@ def run_train(args: argparse.Namespace) -> int:
             "steps_recall": args.steps_recall,
             "steps_refine": args.steps_refine,
             "batch_size": args.batch_size,
+            "grad_accum": args.grad_accum,
             "lr": args.lr,
             "task_probs": tuple(args.task_probs) if args.task_probs else None,
             "text_swap": args.text_swap,

@@ -104,3 +104,74 @@ def test_batch_stream_resumes_at_its_position():
     full = list(islice(ShuffledStream(5, seed=3), 12))
     assert sorted(full[:5]) == list(range(5)) and sorted(full[5:10]) == list(range(5))
     assert list(islice(ShuffledStream(5, seed=3, start=7), 5)) == full[7:12]
+
+
+def test_gradient_accumulation_steps_on_the_mean_gradient_of_its_micro_batches(tmp_path, monkeypatch):
+    """One optimizer step over two micro-batches of 2 equals AdamW on the mean of their two
+    gradients, computed here by hand from the same clips and the same objective draws."""
+    import uvigu.training.trainer as trainer_module
+    from uvigu.data.shapes import shapes_vocabulary
+    from uvigu.models.presets import build_pipeline
+    from uvigu.training.objective import compute_loss
+    from uvigu.training.trainer import build_optimizer
+
+    calls = []
+
+    def spy(**kwargs):
+        calls.append({"state": kwargs["generator"].get_state(),
+                      **{k: kwargs[k].clone() if k == "frames" else list(kwargs[k]) for k in ("frames", "prompts", "captions")}})
+        return compute_loss(**kwargs)
+
+    monkeypatch.setattr(trainer_module, "compute_loss", spy)
+    config = get_train_preset("tiny", out_dir=str(tmp_path), steps_recall=1, steps_refine=0, batch_size=2,
+                              grad_accum=2, ckpt_every=1000, log_every=1)
+    trained = {}
+    train(config, on_trained=lambda accelerator, models: trained.update(
+        {f"{i}.{k}": v.detach().clone() for i, m in enumerate(models) for k, v in m.state_dict().items()}))
+    assert len(calls) == 2  # two micro-batches, one step
+    assert calls[0]["prompts"] != calls[1]["prompts"]  # of different clips
+    (record,) = read_log(tmp_path)
+    summary = json.loads((tmp_path / "pipeline" / "training_summary.json").read_text())
+    assert summary["examples_seen"] == 4
+
+    pipe = build_pipeline("tiny", shapes_vocabulary(), seed=config.seed)  # the trainer's starting model
+    models = [pipe.transformer.train(), pipe.text_encoder.train()]
+    optimizer = build_optimizer(models, config)
+    for group in optimizer.param_groups:
+        group["lr"] = learning_rate(0, config)
+    for call in calls:
+        generator = torch.Generator()
+        generator.set_state(call["state"])
+        result = compute_loss(
+            transformer=models[0], text_encoder=models[1], tokenizer=pipe.tokenizer, codec=pipe.codec,
+            frames=call["frames"], prompts=call["prompts"], captions=call["captions"], config=config.objective("recall"),
+            text_flow=pipe.text_flow, max_text_len=pipe.config.max_text_len, max_prompt_len=pipe.config.max_prompt_len,
+            generator=generator,
+        )
+        (result.loss / 2).backward()
+    params = [p for m in models for p in m.parameters()]
+    norm = torch.nn.utils.clip_grad_norm_(params, config.grad_clip)
+    assert record["grad_norm"] == pytest.approx(float(norm), rel=1e-4)  # the mean's norm, not the sum's
+    optimizer.step()
+    expected = {f"{i}.{k}": v for i, m in enumerate(models) for k, v in m.state_dict().items()}
+    assert trained.keys() == expected.keys()
+    for name, value in expected.items():
+        torch.testing.assert_close(trained[name], value, msg=name)
+
+
+def test_an_accumulating_run_resumes_where_it_stopped(tmp_path):
+    config = get_train_preset("tiny", out_dir=str(tmp_path), steps_recall=2, steps_refine=2, batch_size=2,
+                              grad_accum=3, ckpt_every=2)
+    final = train(config)
+    straight_weights, straight_log = weights(final), read_log(tmp_path)
+    shutil.rmtree(checkpoint_dir(tmp_path, 4))
+    shutil.rmtree(final)
+    resumed = train(config, resume=True)
+    assert read_log(tmp_path)[:2] == straight_log[:2] and len(read_log(tmp_path)) == 4
+    for name, value in weights(resumed).items():
+        torch.testing.assert_close(value, straight_weights[name], rtol=0, atol=0, msg=name)
+
+
+def test_grad_accum_must_be_at_least_one():
+    with pytest.raises(ValueError, match="grad_accum"):
+        get_train_preset("tiny", grad_accum=0)

@@ -39,9 +39,9 @@ ShapesDataset.__getitem__ = spy_getitem  # this process only: records which clip
 trainer_module.train_codec = spy_train_codec
 
 
-def main(out: Path, run_dir: Path, steps_recall: int, steps_refine: int) -> None:
+def main(out: Path, run_dir: Path, steps_recall: int, steps_refine: int, grad_accum: int) -> None:
     config = get_train_preset("tiny-latent", out_dir=str(run_dir), steps_recall=steps_recall,
-                              steps_refine=steps_refine, ckpt_every=steps_recall + steps_refine)
+                              steps_refine=steps_refine, ckpt_every=steps_recall + steps_refine, grad_accum=grad_accum)
 
     def dump(accelerator, models):
         transformer, text_encoder = models
@@ -58,4 +58,4 @@ def main(out: Path, run_dir: Path, steps_recall: int, steps_refine: int) -> None
 
 
 if __name__ == "__main__":
-    main(Path(sys.argv[1]), Path(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]))
+    main(Path(sys.argv[1]), Path(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]))

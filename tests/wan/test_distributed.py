@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 
 from uvigu import UniViGUPipeline
@@ -25,7 +26,10 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_two_cpu_ranks_of_the_trainer_hold_identical_weights(tmp_path):
+@pytest.mark.parametrize("grad_accum", [1, 2])
+def test_two_cpu_ranks_of_the_trainer_hold_identical_weights(tmp_path, grad_accum):
+    # With grad_accum 2 the ranks exchange gradients on a step's last micro-batch only (no_sync on
+    # the first): they agree afterwards only if that exchange still averages the whole step.
     launcher = Path(sys.executable).with_name("accelerate")
     run_dir = tmp_path / "run"
     # --multi_gpu selects accelerate's torchrun launcher (its --cpu flag would start a single
@@ -33,7 +37,7 @@ def test_two_cpu_ranks_of_the_trainer_hold_identical_weights(tmp_path):
     # without it each rank would train alone, as if launched on its own.
     cmd = [str(launcher), "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
            "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(free_port()),
-           str(WORKER), str(tmp_path), str(run_dir), str(STEPS_RECALL), str(STEPS_REFINE)]
+           str(WORKER), str(tmp_path), str(run_dir), str(STEPS_RECALL), str(STEPS_REFINE), str(grad_accum)]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": "", "ACCELERATE_USE_CPU": "true"}
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-3000:]
@@ -42,7 +46,7 @@ def test_two_cpu_ranks_of_the_trainer_hold_identical_weights(tmp_path):
     assert all(i["world_size"] == 2 and i["backend"] == "gloo" for i in info)
     steps = STEPS_RECALL + STEPS_REFINE
     clips = [set(i["clips"]) for i in info]
-    assert all(len(i["clips"]) >= steps * BATCH for i in info)  # accelerate's loader reads a batch ahead
+    assert all(len(i["clips"]) >= steps * BATCH * grad_accum for i in info)  # accelerate's loader reads a batch ahead
     assert not clips[0] & clips[1]  # the ranks read different shares of the batch stream
     codec_clips = [set(i["codec_clips"]) for i in info]
     assert all(codec_clips) and not codec_clips[0] & codec_clips[1]  # in the codec stage too
@@ -63,6 +67,6 @@ def test_two_cpu_ranks_of_the_trainer_hold_identical_weights(tmp_path):
     assert {p.name for p in checkpoint.glob("rng_*.safetensors")} == {"rng_0.safetensors", "rng_1.safetensors"}
     final = run_dir / "pipeline"
     summary = json.loads((final / "training_summary.json").read_text())
-    assert summary["examples_seen"] == steps * BATCH * 2 and "2 process(es)" in summary["device"]
+    assert summary["examples_seen"] == steps * BATCH * grad_accum * 2 and "2 process(es)" in summary["device"]
     shipped = UniViGUPipeline.from_pretrained(final).transformer.state_dict()
     assert shipped.keys() == {k.removeprefix("transformer.") for k in a if k.startswith("transformer.")}

@@ -35,7 +35,11 @@ class TrainConfig:
     # Refinement (text target = detailed caption); steps are optimizer steps
     steps_recall: int = 1000
     steps_refine: int = 1000
-    batch_size: int = 16  # per process; the global batch is batch_size × number of processes
+    batch_size: int = 16  # per process and micro-batch
+    # micro-batches whose gradients are summed into one optimizer step: the global batch is
+    # batch_size × grad_accum × number of processes, so a small machine can take a GPU preset's
+    # batch (e.g. 16 × 16 = shapes-gpu's 256) at the memory of batch_size
+    grad_accum: int = 1
     # --- optimizer: AdamW, linear warmup then cosine decay over both stages together, so the
     # refine stage continues at the lower learning rate of a fine-tuning stage
     lr: float = 1e-3
@@ -76,7 +80,7 @@ class TrainConfig:
             )
         if self.steps_codec < 0 or self.codec_latent_noise < 0 or not self.codec_lr > 0:
             raise ValueError("steps_codec and codec_latent_noise must be >= 0 and codec_lr positive.")
-        for name in ("batch_size", "log_every", "ckpt_every", "keep_checkpoints", "shapes_clips"):
+        for name in ("batch_size", "grad_accum", "log_every", "ckpt_every", "keep_checkpoints", "shapes_clips"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}.")
         if not self.lr > 0:
@@ -95,6 +99,10 @@ class TrainConfig:
     @property
     def total_steps(self) -> int:
         return self.steps_recall + self.steps_refine
+
+    def examples_per_step(self, num_processes: int = 1) -> int:
+        """Examples in one optimizer step: batch_size × grad_accum × processes."""
+        return self.batch_size * self.grad_accum * num_processes
 
     def stage_at(self, step: int) -> Literal["recall", "refine"]:
         """The stage that optimizer step ``step`` (0-based) belongs to."""

@@ -20,6 +20,7 @@ Outputs under ``config.out_dir``::
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
@@ -132,7 +133,7 @@ def train(
 
     # Every process reads its share of one endless, seeded stream of batches; starting the stream
     # at the step's position makes a resumed run see the batches an uninterrupted one would.
-    stream = ShuffledStream(len(dataset), config.seed, start=step * config.batch_size * accelerator.num_processes)
+    stream = ShuffledStream(len(dataset), config.seed, start=step * config.examples_per_step(accelerator.num_processes))
     loader = DataLoader(dataset, batch_size=config.batch_size, sampler=stream, num_workers=config.num_workers,
                         drop_last=True, persistent_workers=config.num_workers > 0,
                         pin_memory=accelerator.device.type == "cuda")
@@ -144,9 +145,9 @@ def train(
     objectives = {stage: config.objective(stage) for stage in ("recall", "refine")}
 
     logger.info(
-        "training %s on %s: %d recall + %d refine steps, batch %d × %d process(es), %s, %.2fM parameters",
-        config.preset, config.data, config.steps_recall, config.steps_refine, config.batch_size,
-        accelerator.num_processes, accelerator.device, sum(p.numel() for p in params) / 1e6,
+        "training %s on %s: %d recall + %d refine steps, batch %d × %d micro-batch(es) × %d process(es), %s, "
+        "%.2fM parameters", config.preset, config.data, config.steps_recall, config.steps_refine, config.batch_size,
+        config.grad_accum, accelerator.num_processes, accelerator.device, sum(p.numel() for p in params) / 1e6,
     )
     window = LossWindow()
     session_start = time.perf_counter()
@@ -156,21 +157,30 @@ def train(
         lr = learning_rate(step, config)
         for group in optimizer.param_groups:
             group["lr"] = lr
-        batch = next(batches)
-        with accelerator.autocast():
-            result = compute_loss(
-                transformer=transformer, text_encoder=text_encoder, tokenizer=pipe.tokenizer, codec=pipe.codec,
-                frames=batch["frames"], prompts=batch["prompt"], captions=batch["caption"],
-                config=objectives[stage], text_flow=text_flow, max_text_len=pipe.config.max_text_len,
-                max_prompt_len=pipe.config.max_prompt_len, generator=generator,
-            )
-        accelerator.backward(result.loss)
+        # grad_accum micro-batches, each loss scaled so the gradients sum to the mean over all of
+        # them; data-parallel processes exchange gradients on the last micro-batch only.
+        for micro in range(config.grad_accum):
+            batch = next(batches)
+            last = micro == config.grad_accum - 1
+            with contextlib.ExitStack() as no_sync:
+                if not last:
+                    for model in (transformer, text_encoder):
+                        no_sync.enter_context(accelerator.no_sync(model))
+                with accelerator.autocast():
+                    result = compute_loss(
+                        transformer=transformer, text_encoder=text_encoder, tokenizer=pipe.tokenizer,
+                        codec=pipe.codec, frames=batch["frames"], prompts=batch["prompt"], captions=batch["caption"],
+                        config=objectives[stage], text_flow=text_flow, max_text_len=pipe.config.max_text_len,
+                        max_prompt_len=pipe.config.max_prompt_len, generator=generator,
+                    )
+                accelerator.backward(result.loss / config.grad_accum)
+            window.add(result)
         grad_norm = accelerator.clip_grad_norm_(params, config.grad_clip) if config.grad_clip > 0 else None
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         ema.update(models, step)
         step += 1
-        window.add(result, None if grad_norm is None else float(grad_norm))
+        window.end_step(None if grad_norm is None else float(grad_norm))
 
         stage_done = step == config.steps_recall or step == config.total_steps
         if main and (step % config.log_every == 0 or stage_done):
@@ -255,26 +265,37 @@ def learning_rate(step: int, config: TrainConfig) -> float:
 
 
 class LossWindow:
-    """Running means of the losses between two log lines; per-task means weighted by task counts."""
+    """Running means of the losses between two log lines (over micro-batches); per-task means
+    weighted by task counts; grad norm and speed per optimizer step."""
 
     def __init__(self) -> None:
         self.steps, self.start = 0, time.perf_counter()
         self.sums: dict[str, float] = defaultdict(float)
         self.weights: dict[str, float] = defaultdict(float)
+        self.step_twins: int | None = None  # twins of the optimizer step under way (None: twins off)
 
-    def add(self, result: LossOutput, grad_norm: float | None) -> None:
-        self.steps += 1
-        values = {"loss": (float(result.loss.detach()), 1), "video_loss": (result.video_loss, 1),
-                  "text_loss": (result.text_loss, 1)}
-        if grad_norm is not None:
-            values["grad_norm"] = (grad_norm, 1)
+    def _add(self, key: str, value: float, weight: float = 1) -> None:
+        self.sums[key] += value * weight
+        self.weights[key] += weight
+
+    def add(self, result: LossOutput) -> None:
+        """One micro-batch's losses."""
+        self._add("loss", float(result.loss.detach()))
+        self._add("video_loss", result.video_loss)
+        self._add("text_loss", result.text_loss)
         if result.twins is not None:
-            values["twins"] = (result.twins, 1)  # logged as twins per step
+            self.step_twins = (self.step_twins or 0) + result.twins
         for key, value in result.per_task.items():
-            values[key] = (value, result.task_counts[key.split("/")[0]])
-        for key, (value, weight) in values.items():
-            self.sums[key] += value * weight
-            self.weights[key] += weight
+            self._add(key, value, result.task_counts[key.split("/")[0]])
+
+    def end_step(self, grad_norm: float | None) -> None:
+        """An optimizer step is done."""
+        self.steps += 1
+        if grad_norm is not None:
+            self._add("grad_norm", grad_norm)
+        if self.step_twins is not None:
+            self._add("twins", self.step_twins)  # logged as twins per optimizer step
+            self.step_twins = None
 
     def summary(self) -> dict[str, float]:
         seconds = time.perf_counter() - self.start
@@ -337,7 +358,7 @@ def summarize(config: TrainConfig, log_file: Path, wall_s: float, accelerator: A
     return {
         "steps": steps,
         **codec,
-        "examples_seen": config.total_steps * config.batch_size * accelerator.num_processes,
+        "examples_seen": config.total_steps * config.examples_per_step(accelerator.num_processes),
         "final_losses": final_losses,
         "wall_time_s": round(wall_s, 1),
         "mean_steps_per_s": round(config.total_steps / wall_s, 4) if wall_s > 0 else None,
