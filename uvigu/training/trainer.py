@@ -157,8 +157,8 @@ def train(
         lr = learning_rate(step, config)
         for group in optimizer.param_groups:
             group["lr"] = lr
-        # grad_accum micro-batches, each loss scaled so the gradients sum to the mean over all of
-        # them; data-parallel processes exchange gradients on the last micro-batch only.
+        # grad_accum micro-batches, each loss divided by grad_accum, so the step follows the mean of
+        # their losses; data-parallel processes exchange gradients on the last micro-batch only.
         for micro in range(config.grad_accum):
             batch = next(batches)
             last = micro == config.grad_accum - 1
