@@ -43,6 +43,7 @@ def add_train_parser(subparsers: argparse._SubParsersAction) -> None:
                    help="micro-batches summed into one optimizer step (default 1): the step's batch is "
                         "batch size × N × processes, at the memory of one micro-batch")
     p.add_argument("--lr", type=float, help="peak learning rate")
+    p.add_argument("--warmup-steps", type=int, help="steps of linear warm-up to the peak learning rate")
     p.add_argument(
         "--task-probs", type=float, nargs=3, metavar=("GENERATE", "CAPTION", "JOINT"),
         help="weights of the three tasks per example",
@@ -88,6 +89,7 @@ def run_train(args: argparse.Namespace) -> int:
             "batch_size": args.batch_size,
             "grad_accum": args.grad_accum,
             "lr": args.lr,
+            "warmup_steps": args.warmup_steps,
             "task_probs": tuple(args.task_probs) if args.task_probs else None,
             "text_swap": args.text_swap,
             "reverse_twins": args.reverse_twins,
