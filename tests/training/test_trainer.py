@@ -7,10 +7,14 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+import uvigu.training.trainer as trainer_module
 from uvigu import UniViGUPipeline
+from uvigu.data.shapes import shapes_vocabulary
+from uvigu.models.presets import build_pipeline
 from uvigu.training.checkpoint import checkpoint_dir, list_checkpoints
 from uvigu.training.config import TrainConfig, get_train_preset
-from uvigu.training.trainer import LOG_FILE, ShuffledStream, learning_rate, train
+from uvigu.training.objective import compute_loss
+from uvigu.training.trainer import LOG_FILE, ShuffledStream, build_optimizer, learning_rate, train
 
 
 def read_log(out):
@@ -109,12 +113,6 @@ def test_batch_stream_resumes_at_its_position():
 def test_gradient_accumulation_steps_on_the_mean_gradient_of_its_micro_batches(tmp_path, monkeypatch):
     """One optimizer step over two micro-batches of 2 equals AdamW on the mean of their two
     gradients, computed here by hand from the same clips and the same objective draws."""
-    import uvigu.training.trainer as trainer_module
-    from uvigu.data.shapes import shapes_vocabulary
-    from uvigu.models.presets import build_pipeline
-    from uvigu.training.objective import compute_loss
-    from uvigu.training.trainer import build_optimizer
-
     calls = []
 
     def spy(**kwargs):
