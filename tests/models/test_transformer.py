@@ -4,7 +4,7 @@ import pytest
 import torch
 from diffusers import WanTransformer3DModel
 
-from uvigu.models.transformer import UniViGUTransformer3DModel
+from uvigu.models.transformer import UniViGUTransformer3DModel, place_features
 
 
 def tiny_wan(seed: int = 0) -> WanTransformer3DModel:
@@ -134,3 +134,63 @@ def test_sample_prediction_reports_a_velocity():
     assert torch.allclose(out.video_velocity, x_t / 0.5, atol=1e-6)
     with pytest.raises(ValueError, match="prediction_type"):
         UniViGUTransformer3DModel(num_layers=1, prediction_type="epsilon")
+
+
+def small_model(position_features: int = 0, seed: int = 0) -> UniViGUTransformer3DModel:
+    torch.manual_seed(seed)
+    return UniViGUTransformer3DModel(
+        patch_size=(1, 2, 2), num_attention_heads=2, attention_head_dim=12, in_channels=3, out_channels=3,
+        text_dim=8, ffn_dim=16, num_layers=2, vocab_size=10, mask_token_id=9, position_features=position_features,
+    ).eval()
+
+
+def test_place_features_tell_every_token_from_its_mirror_and_end_from_start():
+    k = 3
+    places = place_features(4, 3, 5, k).reshape(4, 3, 5, 6 * k)
+    assert places.shape == (4, 3, 5, 18) and places.abs().max() <= 1.0
+    t, h, w = places[..., : 2 * k], places[..., 2 * k: 4 * k], places[..., 4 * k:]
+    # each axis's features depend on that axis only
+    assert torch.equal(t[:, :1].expand(-1, 3, -1, -1), t) and torch.equal(t[:, :, :1].expand(-1, -1, 5, -1), t)
+    assert torch.equal(w[:1].expand(4, -1, -1, -1), w) and torch.equal(h[..., :1, :].expand(-1, -1, 5, -1), h)
+    # cos(πu) changes sign between a cell and its mirror (the first frame and the last, left and right)
+    assert torch.allclose(t[0, 0, 0, k], -t[-1, 0, 0, k]) and t[0, 0, 0, k] > 0.5
+    assert torch.allclose(w[0, 0, 0, k], -w[0, 0, -1, k])
+    assert len({tuple(w[0, 0, i].tolist()) for i in range(5)}) == 5
+    # fractions of the clip, not token counts: the centres of 2 cells are those of cells 1 and 4 of 6
+    two, six = place_features(2, 1, 1, k), place_features(6, 1, 1, k)
+    torch.testing.assert_close(two[[0, 1], :2 * k], six[[1, 4], :2 * k])
+
+
+def test_without_position_features_a_uniform_clip_gives_every_token_the_same_output():
+    """RoPE tells attention only how far apart two tokens are: with no text tokens (whose RoPE
+    positions would be a reference), a clip with the same content everywhere gives every video
+    token the same output. Position features let the output depend on the place."""
+    x = torch.full((1, 3, 4, 8, 8), 0.3)
+    no_text = torch.zeros(1, 0, dtype=torch.long)
+    args = (no_text, torch.tensor([0.9]), torch.zeros(1), torch.randn(1, 2, 8))
+    plain = small_model()
+    plain.proj_out.weight.data.normal_(std=0.1)  # a trained head: not the zero of initialisation
+    with torch.no_grad():
+        out = plain(x, *args).video_velocity
+    tokens = out.reshape(1, 3, 4, 1, 4, 2, 4, 2).permute(0, 2, 4, 6, 1, 3, 5, 7).flatten(4)  # (b, f, h, w, patch)
+    assert torch.allclose(tokens, tokens[:, :1, :1, :1].expand_as(tokens), atol=1e-5)
+
+    placed = small_model(position_features=2)
+    assert placed.pos_embedding.weight.shape == (placed.config.num_attention_heads * 12, 12)
+    assert torch.count_nonzero(placed.pos_embedding.weight) == 0  # zero at init: starts as the plain model
+    placed.load_state_dict({**plain.state_dict(), **{k: v for k, v in placed.state_dict().items() if "pos_" in k}})
+    with torch.no_grad():
+        torch.testing.assert_close(placed(x, *args).video_velocity, out, rtol=0, atol=1e-6)
+        placed.pos_embedding.weight.normal_()
+        tokens = placed(x, *args).video_velocity.reshape(1, 3, 4, 1, 4, 2, 4, 2).permute(0, 2, 4, 6, 1, 3, 5, 7).flatten(4)
+    first, last = tokens[0, 0, 0, 0], tokens[0, -1, 0, 0]
+    left, right = tokens[0, 0, 1, 0], tokens[0, 0, 1, -1]
+    assert (first - last).abs().max() > 1e-3 and (left - right).abs().max() > 1e-3
+
+
+def test_position_features_are_off_by_default_and_for_wan_weights(models):
+    _, uni = models
+    assert uni.config.position_features == 0 and uni.pos_embedding is None
+    assert not any(k.startswith("pos_") for k in small_model().state_dict())
+    with pytest.raises(ValueError, match="position_features"):
+        small_model(position_features=-1)

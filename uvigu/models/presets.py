@@ -1,6 +1,7 @@
 """Named model sizes and a builder for a fresh (randomly initialised) pipeline.
 
-``tiny`` is for tests (seconds on a CPU), ``shapes`` is the shipped Shapes-world model (pixel space),
+``tiny`` is for tests (seconds on a CPU), ``lab`` for experiments on the tiny model's 16-pixel world
+(minutes), ``shapes`` is the shipped Shapes-world model (pixel space),
 ``shapes-latent`` the same transformer on the latents of a small learned codec (as Wan pairs its
 VAE with its DiT; ``tiny-latent`` tests it), ``wan-1.3b``
 is the transformer of Wan2.1-T2V-1.3B extended with a text stream (for the GPU benchmark; real
@@ -10,7 +11,7 @@ Wan-scale pipelines are loaded from a Wan folder instead).
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import torch
@@ -41,6 +42,7 @@ class ModelPreset:
     text_ffn_dim: int | None = None  # None: same as ffn_dim
     shared_ffn: bool = False
     prediction_type: str = "sample"  # x-prediction: pixel patches are wider than the model
+    position_features: int = 0  # > 0: each video token's place in the clip (transformer.place_features)
     # prompt encoder (small T5)
     encoder_dim: int = 128
     encoder_layers: int = 2
@@ -103,6 +105,12 @@ PRESETS: dict[str, ModelPreset] = {
                           caption_verify_draws=1),
     # the same transformer on the latents of a learned codec (stage 0 of its training run trains it)
     "shapes-latent": ModelPreset(name="shapes-latent", **_LATENT),
+    # a laboratory: the tiny model's Shapes world (16×16 px, 4 frames, 32 tokens) with a model
+    # wide enough to learn it (width 96, 4 layers), for trying a training change in minutes on a CPU
+    "lab": ModelPreset(name="lab", patch_size=(2, 4, 4), **{
+        **_TINY, "num_attention_heads": 4, "attention_head_dim": 24, "ffn_dim": 384, "num_layers": 4,
+        "encoder_dim": 64, "encoder_layers": 2, "encoder_heads": 4, "encoder_ff": 128,
+    }),
 }
 
 # Wan2.1-T2V-1.3B transformer sizes (diffusers config of Wan-AI/Wan2.1-T2V-1.3B-Diffusers).
@@ -129,8 +137,9 @@ def get_preset(name: str) -> ModelPreset:
     return PRESETS[name]
 
 
-def build_pipeline(preset: str | ModelPreset, words: Iterable[str], seed: int = 0):
-    """A randomly initialised pipeline of ``preset`` with a word-level vocabulary over ``words``."""
+def build_pipeline(preset: str | ModelPreset, words: Iterable[str], seed: int = 0, **changes):
+    """A randomly initialised pipeline of ``preset`` with a word-level vocabulary over ``words``;
+    ``changes`` replace fields of the preset (e.g. ``position_features=4``)."""
     from ..pipeline import UniViGUPipeline
     from .autoencoder import VideoAutoencoder
     from .codec import PixelCodec
@@ -139,6 +148,7 @@ def build_pipeline(preset: str | ModelPreset, words: Iterable[str], seed: int = 
     from .transformer import UniViGUTransformer3DModel
 
     p = get_preset(preset) if isinstance(preset, str) else preset
+    p = replace(p, **changes) if changes else p
     if p.codec not in ("autoencoder", "pixel"):
         raise ValueError(f"preset {p.name!r} asks for codec {p.codec!r}; choose 'autoencoder' or 'pixel'.")
     torch.manual_seed(seed)
@@ -169,6 +179,7 @@ def build_pipeline(preset: str | ModelPreset, words: Iterable[str], seed: int = 
         shared_ffn=p.shared_ffn,
         max_text_len=p.max_text_len,
         prediction_type=p.prediction_type,
+        position_features=p.position_features,
     ).eval()
     return UniViGUPipeline(
         transformer=transformer,

@@ -61,6 +61,36 @@ class TimeEmbedding(nn.Module):
         return temb, self.time_proj(self.act_fn(temb)).unflatten(1, (6, -1))
 
 
+def place_features(frames: int, height: int, width: int, k: int, device=None) -> torch.Tensor:
+    """Where each token of a (frames, height, width) token grid sits in the clip: (n, 6k) features,
+    tokens in the patch embedding's order (frame-major).
+
+    Per axis, the token's centre u in (0, 1) — a fraction of the clip's length, height or width, so
+    "the left third" or "the last frames" mean the same at any size — as sin(πju) and cos(πju) for
+    j = 1..k (cos(πu) alone tells left from right). RoPE, Wan's only position signal, gives
+    attention the *relative* offsets of tokens: on a clip that looks the same everywhere — pure
+    noise, on average — every video token gets the same output, and the only absolute reference
+    left is the text tokens' own RoPE positions in the joint attention. Putting an object where a
+    caption says it starts, or making its expected path run the way the text says, needs to know
+    where a token is (``uvigu probe --means`` measures whether a model does).
+    """
+    axes = []
+    for n in (frames, height, width):
+        u = (torch.arange(n, device=device, dtype=torch.float32) + 0.5) / n
+        angle = math.pi * u[:, None] * torch.arange(1, k + 1, device=device, dtype=torch.float32)
+        axes.append(torch.cat([angle.sin(), angle.cos()], dim=-1))  # (n, 2k)
+    t, h, w = axes
+    grid = torch.cat(
+        [
+            t[:, None, None].expand(frames, height, width, -1),
+            h[None, :, None].expand(frames, height, width, -1),
+            w[None, None, :].expand(frames, height, width, -1),
+        ],
+        dim=-1,
+    )
+    return grid.reshape(frames * height * width, 6 * k)
+
+
 def rotary_1d(head_dim: int, length: int, theta: float = 10000.0) -> tuple[torch.Tensor, torch.Tensor]:
     """1-D RoPE tables (l, head_dim) for the text positions 0..l-1, interleaved as Wan's 3-D tables."""
     return get_1d_rotary_pos_embed(
@@ -239,12 +269,15 @@ class UniViGUTransformer3DModel(ModelMixin, ConfigMixin):
         prediction_type: str = "velocity",  # "velocity" (Wan) or "sample": see _to_velocity
         text_rope_layout: str = "interleaved",  # "half": the official release's rotate-half text RoPE
         text_head_norm_affine: bool = False,  # True: the official text head's LayerNorm (learned weight, eps 1e-5)
+        position_features: int = 0,  # > 0: where each video token sits in the clip, added (see place_features)
     ):
         super().__init__()
         if prediction_type not in ("velocity", "sample"):
             raise ValueError(f"prediction_type must be 'velocity' or 'sample', got {prediction_type!r}.")
         if text_rope_layout not in ("interleaved", "half"):
             raise ValueError(f"text_rope_layout must be 'interleaved' or 'half', got {text_rope_layout!r}.")
+        if position_features < 0:
+            raise ValueError(f"position_features must be 0 (off) or positive, got {position_features}.")
         dim = num_attention_heads * attention_head_dim
         text_ffn_dim = ffn_dim if text_ffn_dim is None else text_ffn_dim
 
@@ -252,6 +285,8 @@ class UniViGUTransformer3DModel(ModelMixin, ConfigMixin):
         self.rope = WanRotaryPosEmbed(attention_head_dim, patch_size, rope_max_seq_len)
         self.patch_embedding = nn.Conv3d(in_channels, dim, kernel_size=patch_size, stride=patch_size)
         self.condition_embedder = _WanConditionEmbedder(dim, freq_dim, text_dim)
+        # Absolute place of each video token (off for Wan): a learned map of place_features, zero at init
+        self.pos_embedding = nn.Linear(6 * position_features, dim) if position_features else None
         # Text stream
         self.token_embedding = nn.Embedding(vocab_size, dim)
         self.time_embedding_t = TimeEmbedding(dim, freq_dim)
@@ -294,9 +329,10 @@ class UniViGUTransformer3DModel(ModelMixin, ConfigMixin):
         for embedder in (self.condition_embedder, self.time_embedding_t):
             nn.init.normal_(embedder.time_embedder.linear_1.weight, std=0.02)
             nn.init.normal_(embedder.time_embedder.linear_2.weight, std=0.02)
-        for head in (self.proj_out, self.proj_out_t):
-            nn.init.zeros_(head.weight)
-            nn.init.zeros_(head.bias)
+        for head in (self.proj_out, self.proj_out_t, self.pos_embedding):
+            if head is not None:
+                nn.init.zeros_(head.weight)
+                nn.init.zeros_(head.bias)
 
     # -----------------------------------------------------------------------------------------
 
@@ -327,6 +363,9 @@ class UniViGUTransformer3DModel(ModelMixin, ConfigMixin):
 
         rope_v = self.rope(video_latents)  # 2 × (1, n, 1, head_dim)
         video = self.patch_embedding(video_latents).flatten(2).transpose(1, 2)  # (b, n, d)
+        if self.pos_embedding is not None:
+            places = place_features(pf, ph, pw, self.config.position_features, video.device)
+            video = video + self.pos_embedding(places.to(self.pos_embedding.weight.dtype)).to(video.dtype)
         n = video.shape[1]
         text = self.token_embedding(text_ids).to(video.dtype)  # (b, l, d)
         rotary = (

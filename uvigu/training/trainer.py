@@ -98,7 +98,8 @@ def train(
     elif config.init_from:
         source = load_source(config.init_from)
         words = sorted(set(words) | set(source_words(source)))
-    pipe = build_pipeline(config.preset, words, seed=config.seed)
+    changes = {} if config.position_features is None else {"position_features": config.position_features}
+    pipe = build_pipeline(config.preset, words, seed=config.seed, **changes)
     if source is not None:
         new_words = copy_weights(pipe, source, config.init_from)
         logger.info("starting from the weights of %s%s", config.init_from,

@@ -17,6 +17,10 @@ import torch
 from ..models.autoencoder import VideoAutoencoder
 from ..models.tokenizer import SPECIAL_TOKENS
 
+# Transformer settings a run may add to a saved model that lacks them (its value there: 0), with the
+# parameters they bring; these start as initialised — zero, so the model starts as the saved one.
+ADDABLE = {"position_features": ("pos_embedding.weight", "pos_embedding.bias")}
+
 # Parameters with one row per vocabulary id, by component.
 VOCAB_TABLES = {
     "transformer": ("token_embedding.weight", "proj_out_t.weight", "proj_out_t.bias"),
@@ -49,7 +53,15 @@ def copy_weights(target, source, source_name: str = "the saved pipeline") -> lis
     (pipelines of the same architecture); vocabulary tables row by word. Returns the words ``target`` knows and
     ``source`` does not (their rows stay as initialised)."""
     settings = {k: v for k, v in target.transformer.config.items() if not k.startswith("_") and k != "vocab_size"}
-    differ = sorted(k for k, v in settings.items() if _plain(source.transformer.config.get(k)) != _plain(v))
+    saved = lambda key: source.transformer.config.get(key, 0 if key in ADDABLE else None)  # noqa: E731
+    differ = sorted(k for k, v in settings.items() if _plain(saved(k)) != _plain(v))
+    # settings the run adds (the saved model has none): their parameters keep their zero init below
+    gained = [key for key in ADDABLE if key in differ and not saved(key)]
+    differ = [key for key in differ if key not in gained]
+    added = {parameter for key in gained for parameter in ADDABLE[key]}
+    if "position_features" in differ:
+        raise ValueError(f"{source_name} was trained with position_features {saved('position_features')}; "
+                         f"pass --position-features {saved('position_features')} to keep what they learned.")
     if differ:
         raise ValueError(f"{source_name}'s transformer differs from this preset's in {', '.join(differ)}; "
                          "choose the preset it was trained with.")
@@ -62,11 +74,13 @@ def copy_weights(target, source, source_name: str = "the saved pipeline") -> lis
         new_module, old_module = getattr(target, name), getattr(source, name)
         new_state, old_state = new_module.state_dict(), old_module.state_dict()
         extra = sorted(set(old_state) - set(new_state))
-        missing = sorted(set(new_state) - set(old_state))
+        missing = sorted(k for k in set(new_state) - set(old_state) if not (name == "transformer" and k in added))
         if extra or missing:
             raise ValueError(f"{source_name} has a different {name} architecture than this preset (missing: "
                              f"{missing[:3]}, unexpected: {extra[:3]}); choose the preset it was trained with.")
         for key, value in new_state.items():
+            if key not in old_state:  # a parameter the run adds: as initialised (zero)
+                continue
             old = old_state[key].to(value.dtype)
             by_word = key in tables
             compared = 1 if by_word else 0  # a by-word table's row count is its vocabulary's
