@@ -28,13 +28,18 @@ def add_train_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--preset", default="shapes",
                    help="training preset: shapes (2-core CPU), shapes-gpu (one GPU: the shipped model), "
-                        "shapes-latent / shapes-latent-gpu (the learned-codec model) or tiny")
+                        "shapes-latent / shapes-latent-gpu (the learned-codec model), lab (a 16-pixel world for "
+                        "experiments in minutes) or tiny")
     p.add_argument("--data", default=None, help="'shapes' or a folder with metadata.jsonl (default: the preset's)")
     p.add_argument("--out", default=None, help="output folder (default: the preset's, e.g. runs/shapes)")
     p.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in OUT")
     p.add_argument("--init-from", metavar="PIPELINE",
                    help="start from the weights of a saved pipeline (e.g. assets/uvigu-shapes) of the preset's "
                         "architecture, to fine-tune or continue it; new words of the data get fresh embeddings")
+    p.add_argument("--position-features", type=int, metavar="K",
+                   help="give each video token its place in the clip (K sine/cosine frequencies per axis; 0: "
+                        "RoPE only, as Wan; default: the preset's); with --init-from they may be added to a "
+                        "model without them, starting at zero")
     p.add_argument("--steps-codec", type=int, help="codec steps (learned-codec presets only)")
     p.add_argument("--steps-recall", type=int, help="Knowledge Recall steps (text target: the prompt)")
     p.add_argument("--steps-refine", type=int, help="Capability Refinement steps (text target: the caption)")
@@ -82,6 +87,7 @@ def run_train(args: argparse.Namespace) -> int:
         for name, value in {
             "data": args.data,
             "init_from": args.init_from,
+            "position_features": args.position_features,
             "out_dir": args.out,
             "steps_codec": args.steps_codec,
             "steps_recall": args.steps_recall,
@@ -423,12 +429,14 @@ def add_probe_parser(subparsers: argparse._SubParsersAction) -> None:
         "With --directions, whether generation follows the motion words: each prompt that names motion generated "
         "as written and with every direction turned round, on the same seed. With --placement, whether it follows "
         "the words that say where objects start: each reference caption generated as written and with every start "
-        "region mirrored through the centre of the frame, on the same seed.",
+        "region mirrored through the centre of the frame, on the same seed. With --means, where the model expects "
+        "each object from pure noise: its clean estimate (asked at σ 0.95 unless --sigma says) with the reference "
+        "caption, against the path the Shapes world gives an object so described.",
     )
     _add_checkpoint_arguments(p)
     p.add_argument("--num", type=int, default=200, help="main-set clips [%(default)s]")
     p.add_argument("--sigma", type=float, action="append", default=None,
-                   help="noise level in (0, 1]; repeat for more [0.3, 0.6, 0.9]")
+                   help="noise level in (0, 1]; repeat for more [0.3, 0.6, 0.9]; with --means, one [0.95]")
     p.add_argument("--words", action="store_true", help="probe the caption's shape words instead (see above)")
     p.add_argument("--num-heldout", type=int, default=100, help="held-out-set clips, with --words [%(default)s]")
     p.add_argument("--levels", action="store_true",
@@ -439,6 +447,8 @@ def add_probe_parser(subparsers: argparse._SubParsersAction) -> None:
                    help="whether generation follows the prompt's motion words instead (see above)")
     p.add_argument("--placement", action="store_true",
                    help="whether generation follows the caption's start regions instead (see above)")
+    p.add_argument("--means", action="store_true",
+                   help="where the clean estimate from pure noise puts each object instead (see above)")
     p.set_defaults(func=run_probe_command)
 
 
@@ -446,26 +456,31 @@ def run_probe_command(args: argparse.Namespace) -> int:
     from .eval.probe import (
         DEFAULT_LEVEL_STRENGTHS,
         DEFAULT_SIGMAS,
+        MEANS_SIGMA,
         patch_floors,
         render_direction_probe,
         render_level_probe,
+        render_means_probe,
         render_patch_floors,
         render_placement_probe,
         render_probe,
         render_word_probe,
         run_direction_probe,
         run_level_probe,
+        run_means_probe,
         run_placement_probe,
         run_probe,
         run_word_probe,
     )
     from .eval.report import EvalConfig
 
-    for name in ("directions", "placement"):
-        others = [flag for flag in ("directions", "placement", "words", "levels") if flag != name and getattr(args, flag)]
-        if getattr(args, name) and (others or args.sigma or args.strength):
-            raise ValueError(f"--{name} takes no other probe's flags (--directions, --placement, --words, --levels, "
-                             "--sigma, --strength).")
+    for name in ("directions", "placement", "means"):
+        others = [flag for flag in ("directions", "placement", "means", "words", "levels")
+                  if flag != name and getattr(args, flag)]
+        sigmas = args.sigma and (name != "means" or len(args.sigma) > 1)  # --means takes one
+        if getattr(args, name) and (others or sigmas or args.strength):
+            raise ValueError(f"--{name} takes no other probe's flags (--directions, --placement, --means, --words, "
+                             "--levels, --strength, --sigma but one with --means).")
     if args.levels and (args.words or args.sigma):
         raise ValueError("--levels takes --strength, not --words or --sigma.")
     if args.strength and not args.levels:
@@ -479,6 +494,9 @@ def run_probe_command(args: argparse.Namespace) -> int:
             print(render_direction_probe(run_direction_probe(pipe, config, progress=progress)))
         elif args.placement:
             print(render_placement_probe(run_placement_probe(pipe, config, progress=progress)))
+        elif args.means:
+            sigma = args.sigma[0] if args.sigma else MEANS_SIGMA
+            print(render_means_probe(run_means_probe(pipe, config, sigma, progress=progress)))
         elif args.levels:
             rows = run_level_probe(pipe, config, tuple(args.strength or DEFAULT_LEVEL_STRENGTHS), progress=progress)
             print(render_level_probe(rows) + "\n\n" + render_patch_floors(patch_floors(pipe, config)))

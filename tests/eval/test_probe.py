@@ -3,26 +3,40 @@
 from dataclasses import replace
 from types import SimpleNamespace
 
+import numpy as np
 import pytest
 import torch
 
 from uvigu.cli import main
-from uvigu.data.shapes import render_scene, reversed_prompt, reversed_scene
+from uvigu.data.shapes import (
+    MOTION_DIRECTIONS,
+    object_center,
+    region_of,
+    render_scene,
+    reversed_prompt,
+    reversed_scene,
+    travel_px,
+)
 from uvigu.eval.analyzer import analyze_clip, match_objects
 from uvigu.eval.grammar import parse_caption, scene_mentions
 from uvigu.eval.probe import (
+    MEANS_SIGMA,
     WORD_CONDITIONS,
+    colour_centroids,
+    expected_path,
     patch_floors,
     MIRRORED_REGIONS,
     mirrored_caption,
     render_direction_probe,
     render_level_probe,
+    render_means_probe,
     render_patch_floors,
     render_placement_probe,
     render_probe,
     render_word_probe,
     run_direction_probe,
     run_level_probe,
+    run_means_probe,
     run_placement_probe,
     run_probe,
     run_word_probe,
@@ -363,3 +377,93 @@ def test_the_placement_probe_command(tmp_path, capsys):
     for other in ("--directions", "--words", "--levels"):
         assert main(["probe", "--placement", other, "--model", str(tmp_path)]) == 2
     assert main(["probe", "--placement", "--sigma", "0.5", "--model", str(tmp_path)]) == 2
+
+
+def _path_scene(scene, shapes, shift=None):
+    """``scene`` with each object starting at the world's expected start for its caption (or its
+    true start moved to the frame's centre and kept still, with ``shift="centre"``)."""
+    objects = []
+    for k, obj in enumerate(scene.objects):
+        if shift == "centre":
+            objects.append(replace(obj, start=((shapes.size - 1) / 2, (shapes.size - 1) / 2), motion="still", speed=None))
+        else:
+            objects.append(replace(obj, start=tuple(expected_path(obj, shapes, seed=k)[0])))
+    return replace(scene, objects=tuple(objects))
+
+
+class _MeanPipe(_FakePipe):
+    """A clean estimate from pure noise: the clip of the caption's objects on the world's expected
+    paths (a denoiser that has learned where a caption puts things), or each object still at the
+    centre of the frame (one that cannot tell places apart)."""
+
+    def __init__(self, pipe, config, knows):
+        super().__init__(pipe)
+        self.codec = pipe.codec
+        shapes = clip_config(pipe)
+        self.scenes = {e.caption: _path_scene(e.scene, shapes, None if knows else "centre")
+                       for e in self.examples(pipe, config)}
+
+    def clean_estimate(self, noise, captions, sigma):
+        self.calls.append((tuple(noise.shape), len(set(captions)), sigma))
+        frames = torch.from_numpy(render_scene(self.scenes[captions[0]]))[None]
+        return self.codec.encode(frames).expand(len(captions), *noise.shape[1:])
+
+
+def test_the_means_probe_tells_a_denoiser_that_places_objects_from_one_that_cannot(pipe):
+    examples = _FakePipe.examples(pipe, DIRECTION_CONFIG)
+    objects = [o for e in examples for o in e.scene.objects]
+    off_centre = sum(o.region != "center" for o in objects)
+    moving = [o for o in objects if o.motion != "still"]
+
+    knows = _MeanPipe(pipe, DIRECTION_CONFIG, knows=True)
+    row = run_means_probe(knows, DIRECTION_CONFIG, draws=2)
+    assert knows.calls and all(call[1:] == (1, MEANS_SIGMA) and call[0][0] == 2 for call in knows.calls)
+    assert row.clips == DIRECTION_CONFIG.num_clips and row.objects == len(objects)
+    assert row.off_centre == off_centre > 0 and row.moving == len(moving) > 0
+    assert row.start_error < 1.0 < row.start_error_centre  # the drawn shape's centroid is its box's centre
+    assert row.start_cell >= off_centre - 1  # (a start near a cell's edge may land a pixel across)
+    assert row.travel_world == pytest.approx(
+        np.mean([travel_px(o.speed, clip_config(pipe).size) for o in moving]))
+    assert abs(row.travel_along - row.travel_world) < 1.0 and row.travel_across < 1.0
+
+    lost = run_means_probe(_MeanPipe(pipe, DIRECTION_CONFIG, knows=False), DIRECTION_CONFIG, sigma=1.0)
+    assert lost.start_error == pytest.approx(lost.start_error_centre, abs=1.0)
+    assert lost.start_cell == 0 and abs(lost.travel_along) < 0.5
+    table = render_means_probe(lost).splitlines()
+    assert table[0].startswith("| clips | objects | first frame:") and len(table) == 3
+    assert table[2].startswith(f"| {lost.clips} | {lost.objects} | ")
+
+
+def test_the_expected_path_starts_in_the_captioned_cell_and_moves_as_captioned(pipe):
+    shapes = clip_config(pipe)
+    for example in _FakePipe.examples(pipe, DIRECTION_CONFIG):
+        for obj in example.scene.objects:
+            path = expected_path(obj, shapes)
+            assert path.shape == (shapes.num_frames, 2)
+            assert region_of(*path[0], shapes.size) == obj.region
+            dx, dy = MOTION_DIRECTIONS[obj.motion]
+            travel = travel_px(obj.speed, shapes.size)
+            np.testing.assert_allclose(path[-1] - path[0], (dx * travel, dy * travel), atol=1e-9)
+
+
+def test_colour_centroids_find_each_object_of_a_rendered_clip(pipe):
+    shapes = clip_config(pipe)
+    for example in _FakePipe.examples(pipe, DIRECTION_CONFIG):
+        for obj in example.scene.objects:
+            found = colour_centroids(example.frames, obj.color, example.scene.background)
+            truth = [object_center(obj, t, shapes.num_frames, shapes.size) for t in range(shapes.num_frames)]
+            np.testing.assert_allclose(found, truth, atol=1.0)
+    blank = np.zeros((2, 8, 8, 3), np.uint8)
+    assert np.isnan(colour_centroids(blank, "red", "black")).all()
+
+
+def test_the_means_probe_command(tmp_path, capsys):
+    tiny_pipeline().save_pretrained(tmp_path)
+    assert main(["probe", "--means", "--model", str(tmp_path), "--num", "2"]) == 0
+    out = capsys.readouterr().out.strip().splitlines()
+    assert out[0].startswith("| clips | objects | first frame:") and len(out) == 3
+    for other in ("--directions", "--placement", "--words", "--levels"):
+        assert main(["probe", "--means", other, "--model", str(tmp_path)]) == 2
+    assert main(["probe", "--means", "--sigma", "1", "--model", str(tmp_path), "--num", "1"]) == 0
+    assert main(["probe", "--means", "--sigma", "1", "--sigma", "0.9", "--model", str(tmp_path)]) == 2
+    assert main(["probe", "--means", "--sigma", "1.5", "--model", str(tmp_path), "--num", "1"]) == 2

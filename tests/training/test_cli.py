@@ -1,5 +1,6 @@
 import json
 
+from uvigu import UniViGUPipeline
 from uvigu.cli import main
 from uvigu.training.trainer import LOG_FILE
 
@@ -50,3 +51,15 @@ def test_uvigu_train_logs_the_twins_a_step_gained(tmp_path):
     with_twins = records("--reverse-twins", "1")
     assert len(with_twins) == 3 and all(r["twins"] >= 0 for r in with_twins) and sum(r["twins"] for r in with_twins) > 0
     assert not any("twins" in r for r in records())
+
+
+def test_uvigu_train_position_features_from_scratch_and_on_resume(tmp_path):
+    out = tmp_path / "run"
+    base = ["train", "--preset", "tiny", "--out", str(out), "--steps-recall", "2", "--ckpt-every", "1"]
+    assert main([*base, "--steps-refine", "1", "--position-features", "2"]) == 0
+    assert main([*base, "--steps-refine", "2", "--resume"]) == 0  # keeps the run's features
+    pipe = UniViGUPipeline.from_pretrained(out / "pipeline")
+    assert pipe.transformer.config.position_features == 2
+    assert pipe.transformer.pos_embedding.weight.abs().max() > 0  # trained from their zero start
+    assert json.loads((out / "pipeline" / "training_config.json").read_text())["position_features"] == 2
+    assert main(["train", "--preset", "tiny", "--out", str(tmp_path / "bad"), "--position-features", "-1"]) == 2

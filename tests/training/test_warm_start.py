@@ -105,3 +105,26 @@ def test_a_pipeline_with_another_tokenizer_is_refused():
 
     with pytest.raises(ValueError, match="word-level vocabulary"):
         source_words(SimpleNamespace(tokenizer=SubwordTokenizer()))
+
+
+def test_a_run_may_add_position_features_to_a_model_without_them(source, tmp_path):
+    """--position-features on a model trained without them: the new map starts at zero, so the run
+    starts from the saved model's outputs; the saved pipeline keeps them. The other way round (a
+    model that has them, into a run without) would drop what they learned, and is refused."""
+    assert load(source).transformer.config.position_features == 0
+    out = tmp_path / "placed"
+    assert main(["train", "--preset", "tiny", "--out", str(out), "--init-from", str(source), "--position-features",
+                 "2", "--steps-recall", "1", "--steps-refine", "0", "--lr", "1e-12", "--warmup-steps", "0"]) == 0
+    assert json.loads((out / "training_config.json").read_text())["position_features"] == 2
+    before, after = load(source), load(out / "pipeline")
+    assert after.transformer.config.position_features == 2
+    assert after.transformer.pos_embedding.weight.abs().max() < 1e-9
+    shared = state(before)
+    for key, value in state(after).items():
+        if key.startswith("pos_embedding."):
+            continue
+        torch.testing.assert_close(value, shared.pop(key), rtol=0, atol=1e-6, msg=key)
+    assert not shared  # nothing of the saved model left behind
+
+    with pytest.raises(ValueError, match="trained with position_features 2; pass --position-features 2"):
+        train(get_train_preset("tiny", out_dir=str(tmp_path / "back"), init_from=str(out / "pipeline"), **STILL))
