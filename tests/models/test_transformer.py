@@ -174,6 +174,10 @@ def test_without_position_features_a_uniform_clip_gives_every_token_the_same_out
         out = plain(x, *args).video_velocity
     tokens = out.reshape(1, 3, 4, 1, 4, 2, 4, 2).permute(0, 2, 4, 6, 1, 3, 5, 7).flatten(4)  # (b, f, h, w, patch)
     assert torch.allclose(tokens, tokens[:, :1, :1, :1].expand_as(tokens), atol=1e-5)
+    # text tokens sit at RoPE positions of their own: the one absolute reference the video has
+    with torch.no_grad():
+        texted = plain(x, torch.arange(5)[None], *args[1:]).video_velocity
+    assert not torch.allclose(texted, texted[..., :1, :1, :1].expand_as(texted), atol=1e-4)
 
     placed = small_model(position_features=2)
     assert placed.pos_embedding.weight.shape == (placed.config.num_attention_heads * 12, 12)
