@@ -201,17 +201,22 @@ def _sample_object(
     else:
         motion = MOTIONS[rng.integers(4)]
         speed = SPEEDS[rng.integers(len(SPEEDS))]
+    x, y = (float(rng.uniform(a, b)) for a, b in start_ranges(size, motion, speed, config))
+    return ShapeObject(color, shape, size, motion, speed, (x, y), region_of(x, y, config.size))
+
+
+def start_ranges(
+    size: str, motion: str, speed: str | None, config: ShapesConfig
+) -> tuple[tuple[float, float], tuple[float, float]]:
+    """The (low, high) ranges of an object's start centre in x and y: the box stays in frame,
+    ``border_px`` from the edge, along its whole path. Starts are drawn uniformly over them."""
     half = box_px(size, config.size) / 2
     travel = travel_px(speed, config.size)
     lo = half + config.border_px - 0.5
     hi = config.size - 0.5 - half - config.border_px
     dx, dy = MOTION_DIRECTIONS[motion]
-    start = []
-    for d in (dx, dy):
-        a, b = (lo, hi - travel) if d > 0 else (lo + travel, hi) if d < 0 else (lo, hi)
-        start.append(float(rng.uniform(a, b)))
-    x, y = start
-    return ShapeObject(color, shape, size, motion, speed, (x, y), region_of(x, y, config.size))
+    x_range, y_range = ((lo, hi - travel) if d > 0 else (lo + travel, hi) if d < 0 else (lo, hi) for d in (dx, dy))
+    return x_range, y_range
 
 
 def _near_grid_line(obj: ShapeObject, config: ShapesConfig) -> bool:

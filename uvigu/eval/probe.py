@@ -64,12 +64,12 @@ from uvigu.data.shapes import (
     Scene,
     ShapeObject,
     ShapesConfig,
-    box_px,
     region_of,
     render_scene,
     reversed_prompt,
     reversed_scene,
     scene_caption,
+    start_ranges,
     travel_px,
 )
 from uvigu.eval.analyzer import analyze_clip, match_objects
@@ -569,11 +569,9 @@ def expected_path(obj: ShapeObject, config: ShapesConfig, samples: int = 256, se
     the caption's start cell. What a denoiser that has learned the world predicts from pure noise,
     up to the constraints between a clip's objects."""
     rng = np.random.default_rng(seed)
-    half = box_px(obj.size, config.size) / 2
     travel = travel_px(obj.speed, config.size)
-    lo, hi = half + config.border_px - 0.5, config.size - 0.5 - half - config.border_px
     dx, dy = MOTION_DIRECTIONS[obj.motion]
-    ranges = [(lo, hi - travel) if d > 0 else (lo + travel, hi) if d < 0 else (lo, hi) for d in (dx, dy)]
+    ranges = start_ranges(obj.size, obj.motion, obj.speed, config)
     starts: list[tuple[float, float]] = []
     for _ in range(200):  # batches of draws until enough land in the cell
         xs = rng.uniform(*ranges[0], size=samples)

@@ -59,9 +59,10 @@ def copy_weights(target, source, source_name: str = "the saved pipeline") -> lis
     gained = [key for key in ADDABLE if key in differ and not saved(key)]
     differ = [key for key in differ if key not in gained]
     added = {parameter for key in gained for parameter in ADDABLE[key]}
-    if "position_features" in differ:
-        raise ValueError(f"{source_name} was trained with position_features {saved('position_features')}; "
-                         f"pass --position-features {saved('position_features')} to keep what they learned.")
+    for key in ADDABLE:
+        if key in differ:  # the saved model has them: a run without would drop what they learned
+            raise ValueError(f"{source_name} was trained with {key} {saved(key)}; pass "
+                             f"--{key.replace('_', '-')} {saved(key)} to keep what they learned.")
     if differ:
         raise ValueError(f"{source_name}'s transformer differs from this preset's in {', '.join(differ)}; "
                          "choose the preset it was trained with.")
