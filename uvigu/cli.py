@@ -63,9 +63,19 @@ def add_train_parser(subparsers: argparse._SubParsersAction) -> None:
              "motion words turned round, on the same noise (0: off)",
     )
     p.add_argument(
+        "--video-sigma-shift", type=float, metavar="S",
+        help="shift of the video's training noise levels (σ' = Sσ / (1 + (S − 1)σ) of a logit-normal σ; "
+             "larger S trains more at high noise; default: the preset's, 3 for the Shapes presets)",
+    )
+    p.add_argument(
         "--video-sigma-min", type=float, metavar="SIGMA",
         help="train the video at noise levels in [SIGMA, 1) only (the usual σ distribution mapped into that "
              "range; 0: all levels), e.g. to fine-tune the high-noise steps where a clip's layout is decided",
+    )
+    p.add_argument(
+        "--video-loss-cap", type=float, metavar="W",
+        help="cap the 1/σ² weight the velocity loss gives a video example's clean-clip error at W, so low noise "
+             "levels no longer outweigh the high ones where a clip's layout is decided (0: no cap)",
     )
     p.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=None, help="bf16 autocast")
     p.add_argument("--gradient-checkpointing", action=argparse.BooleanOptionalAction, default=None)
@@ -99,7 +109,9 @@ def run_train(args: argparse.Namespace) -> int:
             "task_probs": tuple(args.task_probs) if args.task_probs else None,
             "text_swap": args.text_swap,
             "reverse_twins": args.reverse_twins,
+            "video_sigma_shift": args.video_sigma_shift,
             "video_sigma_min": args.video_sigma_min,
+            "video_loss_cap": args.video_loss_cap,
             "bf16": args.bf16,
             "gradient_checkpointing": args.gradient_checkpointing,
             "num_workers": args.num_workers,

@@ -7,7 +7,8 @@ from uvigu.models.presets import build_pipeline
 from uvigu.models.prompt_encoder import encode_prompt
 from uvigu.models.tokenizer import encode_text
 from uvigu.training.config import get_train_preset
-from uvigu.training.objective import ObjectiveConfig, compute_loss, swap_words
+from uvigu.flows import velocity_target
+from uvigu.training.objective import ObjectiveConfig, compute_loss, swap_words, video_loss_weights
 
 
 def test_swap_words_changes_only_kept_words_of_the_chosen_rows_into_batch_words():
@@ -80,7 +81,7 @@ def _recorded_loss(pipe, frames, prompts, tasks, reverse_twins, stage="recall", 
     forward = pipe.transformer.forward
 
     def recording(x_t, text_t, sigma_v, sigma_t, context, text_mask):
-        seen.update(x_t=x_t, text_t=text_t, sigma_v=sigma_v, sigma_t=sigma_t, context=context)
+        seen.update(x_t=x_t, text_t=text_t, sigma_v=sigma_v, sigma_t=sigma_t, context=context, text_mask=text_mask)
         return forward(x_t, text_t, sigma_v, sigma_t, context, text_mask)
 
     pipe.transformer.forward = recording
@@ -176,3 +177,44 @@ def test_video_sigma_min_maps_the_video_noise_levels_into_its_range():
         sigma = seen["sigma_v"][noisy].view(-1, 1, 1, 1, 1)
         seen["noise"] = (seen["x_t"][noisy] - (1 - sigma) * clean[noisy]) / sigma
     torch.testing.assert_close(high["noise"], full["noise"], atol=1e-4, rtol=0)
+
+
+def test_video_loss_weights_cap_the_clean_clip_error_weight():
+    sigma = torch.tensor([0.05, 0.1, 0.25, 0.5, 0.7, 1.0])
+    assert torch.equal(video_loss_weights(sigma, 0.0), torch.ones(6))
+    weights = video_loss_weights(sigma, 4.0)
+    torch.testing.assert_close(weights, torch.tensor([0.01, 0.04, 0.25, 1.0, 1.0, 1.0]))
+    # the clean-clip error's weight, 1/σ² times this, is min(1/σ², 4)
+    torch.testing.assert_close(weights / sigma**2, torch.minimum(1 / sigma**2, torch.tensor(4.0)))
+    with pytest.raises(ValueError, match="video_loss_cap"):
+        ObjectiveConfig(video_loss_cap=-1.0)
+    with pytest.raises(ValueError, match="video_sigma_shift"):
+        get_train_preset("tiny", video_sigma_shift=0.0)
+
+
+def test_video_loss_cap_reweighs_the_video_examples_and_logs_the_plain_mse():
+    torch.manual_seed(0)
+    pipe = build_pipeline("tiny", shapes_vocabulary(), seed=0)
+    examples = [make_example(s, ShapesConfig(size=16, num_frames=4)) for s in range(8)]
+    frames = torch.from_numpy(np.stack([e.frames for e in examples]))
+    prompts = [e.prompt for e in examples]
+    tasks = ["generate", "joint", "caption", "generate"] * 2
+    plain, seen = _recorded_loss(pipe, frames, prompts, tasks, reverse_twins=0.0)
+    capped, seen_capped = _recorded_loss(pipe, frames, prompts, tasks, reverse_twins=0.0, video_loss_cap=4.0)
+    assert all(torch.equal(seen[k], seen_capped[k]) for k in seen)  # the same draws
+    assert capped.video_loss == plain.video_loss and capped.text_loss == plain.text_loss  # logged as is
+
+    # the loss is the text term plus the per-example MSE of the noisy videos weighed min(1, 4σ²)
+    noisy = torch.tensor([t != "caption" for t in tasks])
+    sigma = seen["sigma_v"][noisy]
+    assert bool((sigma < 0.5).any()) and bool((sigma > 0.5).any())  # both sides of the cap in the batch
+    clean = pipe.codec.encode(frames)[noisy]
+    noise = (seen["x_t"][noisy] - (1 - sigma.view(-1, 1, 1, 1, 1)) * clean) / sigma.view(-1, 1, 1, 1, 1)
+    with torch.no_grad():
+        v_pred = pipe.transformer(seen["x_t"], seen["text_t"], seen["sigma_v"], seen["sigma_t"], seen["context"],
+                                  seen["text_mask"]).video_velocity[noisy]
+    mse = ((v_pred - velocity_target(clean, noise)) ** 2).flatten(1).mean(1)
+    torch.testing.assert_close(torch.tensor(plain.video_loss), mse.mean(), rtol=1e-4, atol=0)
+    expected = (mse * (4.0 * sigma**2).clamp(max=1.0)).mean() + capped.text_loss
+    torch.testing.assert_close(capped.loss.detach(), expected, rtol=1e-4, atol=0)
+    assert capped.loss.item() < plain.loss.item()  # low noise levels count for less

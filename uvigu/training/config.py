@@ -61,6 +61,7 @@ class TrainConfig:
     caption_as_condition: float = 0.5  # refine: chance a generate example is conditioned on the caption
     video_sigma_shift: float = 1.0  # shift of the logit-normal training σ of the video
     video_sigma_min: float = 0.0  # the video's training σ mapped into [this, 1) (objective); 0: all of it
+    video_loss_cap: float = 0.0  # cap on the 1/σ² weight of a video example's clean-clip error (objective); 0: none
     text_loss: Literal["ce", "gkl"] = "ce"
     text_swap: float = 0.0  # chance a clean word of a noisy text is swapped for a batch word (objective.swap_words)
     reverse_twins: float = 0.0  # Shapes only: chance a generate example brings its time-reversed twin (objective)
@@ -123,6 +124,7 @@ class TrainConfig:
             caption_as_condition=self.caption_as_condition,
             video_sigma_shift=self.video_sigma_shift,
             video_sigma_min=self.video_sigma_min,
+            video_loss_cap=self.video_loss_cap,
             text_loss=self.text_loss,
             text_swap=self.text_swap,
             reverse_twins=self.reverse_twins,

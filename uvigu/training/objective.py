@@ -11,6 +11,11 @@ Refinement) targets its detailed caption, and generate examples then take the pr
 caption as their text, so an edited caption works as a prompt in the studio's edit loop.
 Loss = video MSE + λ · text cross entropy, each averaged over the examples that have it.
 
+The video MSE is on the velocity, whichever the network predicts: with x̂₀ = x_t − σ v̂ its error
+is ‖x̂₀ − x₀‖² / σ², so an example at σ = 0.1 weighs a hundred times one at σ = 1 (JiT, arXiv
+2511.13720, finds this weighting best for an x-predicting model's image quality). ``video_loss_cap``
+W multiplies each example's MSE by min(1, W σ²): its clean-clip error then weighs min(1/σ², W).
+
 Tensor vocabulary: b batch, f frames, h/w height and width, l text tokens.
 """
 
@@ -49,6 +54,9 @@ class ObjectiveConfig:
     reverse_twins: float = 0.0
     # the video's training σ mapped into [video_sigma_min, 1): σ' = min + (1 − min) σ; 0: the whole range
     video_sigma_min: float = 0.0
+    # the video MSE weighs an example's clean-clip error by 1/σ² (module doc); a cap W > 0 limits that
+    # weight to W, so low σ no longer outweighs the high σ where a clip's layout is decided; 0: no cap
+    video_loss_cap: float = 0.0
 
     def __post_init__(self) -> None:
         if self.stage not in ("recall", "refine"):
@@ -61,6 +69,10 @@ class ObjectiveConfig:
             raise ValueError(f"reverse_twins is a probability in [0, 1], got {self.reverse_twins}.")
         if not 0.0 <= self.video_sigma_min < 1.0:
             raise ValueError(f"video_sigma_min must be in [0, 1), got {self.video_sigma_min}.")
+        if not self.video_sigma_shift > 0.0:
+            raise ValueError(f"video_sigma_shift must be positive, got {self.video_sigma_shift}.")
+        if not self.video_loss_cap >= 0.0:
+            raise ValueError(f"video_loss_cap must be >= 0 (0: no cap), got {self.video_loss_cap}.")
 
 
 @dataclass(frozen=True)
@@ -108,6 +120,14 @@ def swap_words(
     pick = torch.randint(0, pool.numel(), text_t.shape, generator=generator)
     swap = (u < prob) & (text_t == text_clean) & valid & rows[:, None]
     return torch.where(swap, pool[pick], text_t)
+
+
+def video_loss_weights(sigma: torch.Tensor, cap: float) -> torch.Tensor:
+    """Per-example weights (b,) of the velocity MSE at video noise levels ``sigma`` (b,): min(1, cap · σ²),
+    so the clean-clip error weighs at most ``cap`` (module doc); all ones when ``cap`` is 0."""
+    if cap <= 0:
+        return torch.ones_like(sigma, dtype=torch.float)
+    return (cap * sigma.float() ** 2).clamp(max=1.0)
 
 
 def device_randn(shape: torch.Size, generator: torch.Generator | None, device: torch.device) -> torch.Tensor:
@@ -208,14 +228,15 @@ def compute_loss(
 
     v_pred, logits = transformer(x_t, text_t, sigma_v, sigma_t, context, text_mask)
     video_mse = F.mse_loss(v_pred.float(), velocity_target(x, noise).float(), reduction="none").flatten(1).mean(1)
+    video_weight = video_loss_weights(sigma_v, config.video_loss_cap)
     text_ce = flow.loss(logits, text_clean, text_t, sigma_t, kind=config.text_loss)
 
     def masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         return (values * mask).sum() / mask.sum().clamp_min(1)
 
-    video_loss = masked_mean(video_mse, video_noisy.float())
+    video_loss = masked_mean(video_mse, video_noisy.float())  # logged as is, comparable across caps
     text_loss = masked_mean(text_ce, text_noisy.float())
-    loss = video_loss + config.text_loss_weight * text_loss
+    loss = masked_mean(video_mse * video_weight, video_noisy.float()) + config.text_loss_weight * text_loss
 
     per_task: dict[str, float] = {}
     counts = {t: tasks.count(t) for t in TASKS}
