@@ -298,6 +298,9 @@ def test_the_direction_probe_tells_following_the_words_from_the_seed_deciding(pi
     assert row.clips == sum(reversed_prompt(e.prompt) is not None for e in examples) > 0
     assert row.objects == moving > 0
     assert row.as_prompted == row.as_reversed == row.both == moving and row.same_way == 0
+    # the colour centroids: clips that follow the words go the world's way, there and back
+    assert row.centroid_objects == moving
+    assert row.contrast == pytest.approx(row.world_contrast, rel=0.1) and row.world_contrast > 1
     # every prompt with motion is generated twice, as written and turned round, on the clip's seed
     expected = [(p, DIRECTION_CONFIG.pipeline_seed("main", i))
                 for i, e in enumerate(examples) if reversed_prompt(e.prompt) is not None
@@ -307,16 +310,22 @@ def test_the_direction_probe_tells_following_the_words_from_the_seed_deciding(pi
     ignores = run_direction_probe(_ScenePipe(pipe, DIRECTION_CONFIG, follows=False), DIRECTION_CONFIG)
     assert ignores.as_prompted == ignores.same_way == moving
     assert ignores.as_reversed == ignores.both == 0
+    assert ignores.centroid_objects == moving and ignores.contrast == pytest.approx(0, abs=1e-9)  # the same clip twice
+    assert ignores.world_contrast == row.world_contrast
     table = render_direction_probe(ignores).splitlines()
     assert table[0].startswith("| clips | moving objects |")
     assert table[2] == f"| {row.clips} | {moving} | 1.000 ({moving}/{moving}) | 0.000 (0/{moving}) | 0.000 (0/{moving}) | 1.000 ({moving}/{moving}) |"
+    assert table[3] == "" and table[4].startswith("| moving objects whose colour shows in both clips |")
+    assert ignores.contrast_error == pytest.approx(0, abs=1e-9) and row.contrast_error > 0
+    assert table[6] == f"| {moving} | +0.00 ± 0.00 | {row.world_contrast:.2f} |"
 
 
 def test_the_direction_probe_command(tmp_path, capsys):
     tiny_pipeline().save_pretrained(tmp_path)
     assert main(["probe", "--directions", "--model", str(tmp_path), "--num", "2"]) == 0
     out = capsys.readouterr().out.strip().splitlines()
-    assert out[0].startswith("| clips | moving objects |") and len(out) == 3
+    assert out[0].startswith("| clips | moving objects |") and len(out) == 7
+    assert out[4].startswith("| moving objects whose colour shows in both clips |")
     assert main(["probe", "--directions", "--levels", "--model", str(tmp_path)]) == 2
     assert main(["probe", "--directions", "--words", "--model", str(tmp_path)]) == 2
 

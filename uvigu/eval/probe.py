@@ -423,6 +423,15 @@ class DirectionRow:
     as_reversed: int  # in the clip of the turned-round prompt, it moves as that says (the other way)
     both: int
     same_way: int  # its colour found once in each clip, moving, and the same way in both
+    # Without the analyzer (which must find an object whole to read its motion): the first-to-last
+    # frame displacement of the object's colour centroid (colour_centroids) along the prompted
+    # direction, in the prompt's clip minus in the turned-round prompt's, averaged over the objects
+    # whose colour shows in both clips — 0 when the words make no difference, twice the world's
+    # travel when the clips follow them exactly. NaN when no object's colour shows in both.
+    centroid_objects: int = 0
+    contrast: float = float("nan")  # px
+    contrast_error: float = float("nan")  # px: the standard error of that mean over the objects
+    world_contrast: float = float("nan")  # px: twice the world's expected travel of the same objects
 
 
 def _attribute_of_color(found, color: str, attribute: str) -> str | None:
@@ -444,7 +453,9 @@ def run_direction_probe(
     without the shape); "same way" compares the motions of the object of its colour in the two clips."""
     shapes = clip_config(pipe)
     fields = ("color", "motion")
-    clips = objects = as_prompted = as_reversed = both = same_way = 0
+    clips = objects = as_prompted = as_reversed = both = same_way = centroid_objects = 0
+    contrasts: list[float] = []
+    world_contrast = 0.0
     for index in range(config.num_clips):
         example = eval_example(config, "main", index, shapes)
         back_prompt = reversed_prompt(example.prompt)
@@ -452,14 +463,23 @@ def run_direction_probe(
             seed = config.pipeline_seed("main", index)
             truth = scene_mentions(example.scene)
             truth_back = scene_mentions(reversed_scene(example.scene))
-            found = analyze_clip(pipe.generate(example.prompt, seed=seed).frames).objects
-            found_back = analyze_clip(pipe.generate(back_prompt, seed=seed).frames).objects
+            frames = pipe.generate(example.prompt, seed=seed).frames
+            frames_back = pipe.generate(back_prompt, seed=seed).frames
+            found, found_back = analyze_clip(frames).objects, analyze_clip(frames_back).objects
             clips += 1
-            for mention, right, right_back in zip(
-                truth, match_objects(truth, found, fields), match_objects(truth_back, found_back, fields)
-            ):
+            for k, (obj, mention, right, right_back) in enumerate(zip(
+                example.scene.objects, truth, match_objects(truth, found, fields),
+                match_objects(truth_back, found_back, fields),
+            )):
                 if mention.motion == "still":
                     continue
+                direction = np.asarray(MOTION_DIRECTIONS[obj.motion], dtype=np.float64)
+                tracks = [colour_centroids(f, obj.color, example.scene.background) for f in (frames, frames_back)]
+                if not any(np.isnan(t).any() for t in tracks):
+                    centroid_objects += 1
+                    contrasts.append(float((tracks[0][-1] - tracks[0][0] - tracks[1][-1] + tracks[1][0]) @ direction))
+                    path = expected_path(obj, shapes, seed=index * 8 + k)
+                    world_contrast += 2 * float(np.linalg.norm(path[-1] - path[0]))
                 objects += 1
                 as_prompted += right
                 as_reversed += right_back
@@ -468,7 +488,11 @@ def run_direction_probe(
                 same_way += first is not None and first == second and first != "still"
         if progress is not None:
             progress(index + 1, config.num_clips)
-    return DirectionRow(clips, objects, as_prompted, as_reversed, both, same_way)
+    nan = float("nan")
+    contrast = float(np.mean(contrasts)) if contrasts else nan
+    error = float(np.std(contrasts, ddof=1) / np.sqrt(len(contrasts))) if len(contrasts) > 1 else nan
+    return DirectionRow(clips, objects, as_prompted, as_reversed, both, same_way, centroid_objects, contrast, error,
+                        world_contrast / centroid_objects if centroid_objects else nan)
 
 
 def _pair_table(headers: Sequence[str], clips: int, objects: int, counts: Sequence[int]) -> str:
@@ -485,10 +509,19 @@ def _pair_table(headers: Sequence[str], clips: int, objects: int, counts: Sequen
 
 
 def render_direction_probe(row: DirectionRow) -> str:
-    """A markdown table of the direction probe."""
+    """Markdown tables of the direction probe: the analyzer's reading, then the colour centroids'."""
     headers = ("clips", "moving objects", "moves as prompted", "moves as the turned-round prompt says", "both",
                "the same way in both clips")
-    return _pair_table(headers, row.clips, row.objects, (row.as_prompted, row.as_reversed, row.both, row.same_way))
+    analyzer = _pair_table(headers, row.clips, row.objects, (row.as_prompted, row.as_reversed, row.both, row.same_way))
+    centroids = "\n".join([
+        "| moving objects whose colour shows in both clips | colour centroid along the prompted direction, "
+        "prompt's clip minus turned-round prompt's (px, ± its standard error) | the same for clips that "
+        "follow the words: twice the world's travel (px) |",
+        "|---:|---:|---:|",
+        f"| {row.centroid_objects} | {round(row.contrast, 2) + 0.0:+.2f} ± {row.contrast_error:.2f} | "  # no "-0.00"
+        f"{row.world_contrast:.2f} |"
+    ])
+    return analyzer + "\n\n" + centroids
 
 
 # Each cell of the 3x3 grid and its mirror through the centre of the frame (the centre is its own).
@@ -692,5 +725,5 @@ def render_means_probe(row: MeansRow) -> str:
         "first to last frame (px) | the estimate's, along the captioned direction (px) | across it (px) |",
         "|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
         f"| {row.clips} | {row.objects} | {row.start_error:.1f} | {row.start_error_centre:.1f} | {share} | "
-        f"{row.moving} | {row.travel_world:.1f} | {row.travel_along:+.1f} | {row.travel_across:.1f} |",
+        f"{row.moving} | {row.travel_world:.1f} | {round(row.travel_along, 1) + 0.0:+.1f} | {row.travel_across:.1f} |",
     ])
