@@ -155,12 +155,16 @@ def test_video_sigma_min_must_be_below_one(value):
         ObjectiveConfig(video_sigma_min=value)
 
 
-def test_video_sigma_min_maps_the_video_noise_levels_into_its_range():
+def _tiny_batch(n):
+    """A tiny model and the first ``n`` clips of its Shapes world with their prompts."""
     torch.manual_seed(0)
     pipe = build_pipeline("tiny", shapes_vocabulary(), seed=0)
-    examples = [make_example(s, ShapesConfig(size=16, num_frames=4)) for s in range(12)]
-    frames = torch.from_numpy(np.stack([e.frames for e in examples]))
-    prompts = [e.prompt for e in examples]
+    examples = [make_example(s, ShapesConfig(size=16, num_frames=4)) for s in range(n)]
+    return pipe, torch.from_numpy(np.stack([e.frames for e in examples])), [e.prompt for e in examples]
+
+
+def test_video_sigma_min_maps_the_video_noise_levels_into_its_range():
+    pipe, frames, prompts = _tiny_batch(12)
     tasks = ["generate", "caption", "joint"] * 4
     _, full = _recorded_loss(pipe, frames, prompts, tasks, reverse_twins=0.0)
     _, high = _recorded_loss(pipe, frames, prompts, tasks, reverse_twins=0.0, video_sigma_min=0.8)
@@ -193,11 +197,7 @@ def test_video_loss_weights_cap_the_clean_clip_error_weight():
 
 
 def test_video_loss_cap_reweighs_the_video_examples_and_logs_the_plain_mse():
-    torch.manual_seed(0)
-    pipe = build_pipeline("tiny", shapes_vocabulary(), seed=0)
-    examples = [make_example(s, ShapesConfig(size=16, num_frames=4)) for s in range(8)]
-    frames = torch.from_numpy(np.stack([e.frames for e in examples]))
-    prompts = [e.prompt for e in examples]
+    pipe, frames, prompts = _tiny_batch(8)
     tasks = ["generate", "joint", "caption", "generate"] * 2
     plain, seen = _recorded_loss(pipe, frames, prompts, tasks, reverse_twins=0.0)
     capped, seen_capped = _recorded_loss(pipe, frames, prompts, tasks, reverse_twins=0.0, video_loss_cap=4.0)
