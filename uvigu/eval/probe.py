@@ -473,11 +473,10 @@ def run_direction_probe(
             )):
                 if mention.motion == "still":
                     continue
-                direction = np.asarray(MOTION_DIRECTIONS[obj.motion], dtype=np.float64)
                 tracks = [colour_centroids(f, obj.color, example.scene.background) for f in (frames, frames_back)]
                 if not any(np.isnan(t).any() for t in tracks):
                     centroid_objects += 1
-                    contrasts.append(float((tracks[0][-1] - tracks[0][0] - tracks[1][-1] + tracks[1][0]) @ direction))
+                    contrasts.append(displacement(tracks[0], obj.motion)[0] - displacement(tracks[1], obj.motion)[0])
                     path = expected_path(obj, shapes, seed=index * 8 + k)
                     world_contrast += 2 * float(np.linalg.norm(path[-1] - path[0]))
                 objects += 1
@@ -637,6 +636,14 @@ def colour_centroids(frames: np.ndarray, color: str, background: str) -> np.ndar
     return np.stack([cx, cy], axis=-1)
 
 
+def displacement(track: np.ndarray, motion: str) -> tuple[float, float]:
+    """First-to-last frame displacement (px) of a (f, 2) track of (x, y) along ``motion``'s direction
+    and across it (a moving motion: one axis)."""
+    shift = track[-1] - track[0]
+    direction = np.asarray(MOTION_DIRECTIONS[motion], dtype=np.float64)
+    return float(shift @ direction), float(shift @ direction[::-1])
+
+
 @dataclass(frozen=True)
 class MeansRow:
     """Over the objects of the main-set clips, the denoiser's clean estimate from pure noise
@@ -702,11 +709,10 @@ def run_means_probe(
                 start_cell += region_of(*found[0], shapes.size) == obj.region
             if obj.motion != "still":
                 moving += 1
-                direction = np.asarray(MOTION_DIRECTIONS[obj.motion], dtype=np.float64)
-                shift = found[-1] - found[0]
+                along, across = displacement(found, obj.motion)
                 travel_world += float(np.linalg.norm(path[-1] - path[0]))
-                travel_along += float(shift @ direction)
-                travel_across += abs(float(shift @ direction[::-1]))
+                travel_along += along
+                travel_across += abs(across)
         if progress is not None:
             progress(index + 1, config.num_clips)
     mean = lambda total, n: total / n if n else float("nan")  # noqa: E731
