@@ -1,4 +1,4 @@
-"""The ``uvigu`` command: ``uvigu train | generate | caption | edit | eval | sweep | probe | bench``.
+"""The ``uvigu`` command: ``uvigu train | generate | caption | edit | eval | sweep | probe | bench | export | convert-official``.
 
 Each subcommand is one ``add_<name>_parser(subparsers)`` function that declares its arguments and
 sets ``func`` to the function that runs it; ``main`` only wires them. To add a subcommand, write
@@ -82,7 +82,9 @@ def add_train_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--num-workers", type=int, help="dataloader worker processes")
     p.add_argument("--seed", type=int)
     p.add_argument("--log-every", type=int)
-    p.add_argument("--ckpt-every", type=int)
+    p.add_argument("--ckpt-every", type=int, help="steps between checkpoints (one is also written at the end)")
+    p.add_argument("--keep-checkpoints", type=int, metavar="N",
+                   help="how many of the latest checkpoints to keep (older ones are deleted; default 2)")
     p.add_argument("--sample-every", type=int, help="steps between EMA samples; 0: never")
     p.set_defaults(func=run_train)
 
@@ -118,6 +120,7 @@ def run_train(args: argparse.Namespace) -> int:
             "seed": args.seed,
             "log_every": args.log_every,
             "ckpt_every": args.ckpt_every,
+            "keep_checkpoints": args.keep_checkpoints,
             "sample_every": args.sample_every,
         }.items()
         if value is not None
@@ -138,7 +141,9 @@ def run_train(args: argparse.Namespace) -> int:
 
 def _add_checkpoint_arguments(p: argparse.ArgumentParser) -> None:
     """The checkpoint a model command loads and where it runs (``_load_pipeline``'s two arguments)."""
-    p.add_argument("--model", default=None, help="checkpoint folder (default: the shipped assets/uvigu-shapes)")
+    p.add_argument("--model", default=None,
+                   help="pipeline folder, or a training checkpoint (<run>/checkpoints/step_N, its EMA weights) "
+                        "(default: the shipped assets/uvigu-shapes)")
     p.add_argument("--device", default="auto",
                    help="where the model runs: auto (the GPU when torch sees one, else the CPU), cpu, cuda or "
                    "cuda:N [%(default)s]")
@@ -219,13 +224,17 @@ def _load_pipeline(model: str | None, device: str | None = "auto"):
     from .models.presets import SHIPPED_MODEL_DIR
     from .pipeline import UniViGUPipeline
 
+    from .training.export import is_checkpoint, load_checkpoint_pipeline
+
     path = Path(model) if model else SHIPPED_MODEL_DIR
-    if not (path / "model_index.json").is_file():
-        raise ValueError(f"no checkpoint at {path} (model_index.json is missing); pass --model DIR.")
+    checkpoint = is_checkpoint(path)
+    if not checkpoint and not (path / "model_index.json").is_file():
+        raise ValueError(f"no model at {path} (neither a pipeline folder with model_index.json nor a training "
+                         "checkpoint with state.json); pass --model DIR.")
     device = check_device(device)
     diffusers.utils.logging.disable_progress_bar()
     transformers.utils.logging.disable_progress_bar()
-    pipe = UniViGUPipeline.from_pretrained(path).to(device)
+    pipe = (load_checkpoint_pipeline(path) if checkpoint else UniViGUPipeline.from_pretrained(path)).to(device)
     pipe.set_progress_bar_config(disable=True)
     return pipe
 
@@ -519,6 +528,33 @@ def run_probe_command(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- export ------------------------------------------------------------------------------------
+
+
+def add_export_parser(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "export",
+        help="write a training checkpoint as a pipeline folder (its EMA weights), to use or share mid-run",
+        description="A run saves its pipeline when it ends; this writes the pipeline it would have saved at a "
+        "checkpoint's step (EMA weights, vocabulary, model settings), with the run's training_config.json "
+        "and checkpoint.json (step, training time). Model commands also take a checkpoint folder as --model.",
+    )
+    p.add_argument("checkpoint", help="a checkpoint folder, e.g. runs/shapes/checkpoints/step_0000500")
+    p.add_argument("--out", required=True, help="new pipeline folder (loads with UniViGUPipeline.from_pretrained)")
+    p.set_defaults(func=run_export)
+
+
+def run_export(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from .training.export import export_checkpoint
+
+    if Path(args.out).exists() and any(Path(args.out).iterdir()):
+        raise ValueError(f"{args.out} already exists and is not empty; choose a new folder.")
+    print(f"exported pipeline: {export_checkpoint(args.checkpoint, args.out)}")
+    return 0
+
+
 # --- convert-official ---------------------------------------------------------------------------
 
 
@@ -560,6 +596,7 @@ SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
     add_sweep_parser,
     add_probe_parser,
     add_bench_parser,
+    add_export_parser,
     add_convert_official_parser,
 ]
 
