@@ -68,6 +68,11 @@ def gpu_decorator() -> Callable[[Callable], Callable]:
 
 
 def check_model(path: Path) -> None:
+    if (path / "state.json").is_file() and not (path / "model_index.json").is_file():
+        raise SystemExit(
+            f"{path} is a training checkpoint, not a pipeline folder: write it as one with "
+            f"`uvigu export {path} --out FOLDER` and pass --model FOLDER."
+        )
     if not (path / "model_index.json").is_file():
         raise SystemExit(
             f"No Uni-ViGU checkpoint at {path} (model_index.json is missing).\n"

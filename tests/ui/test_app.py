@@ -30,6 +30,10 @@ def test_defaults_serve_the_shipped_model_locally(monkeypatch):
 def test_a_missing_model_fails_with_how_to_get_it(tmp_path):
     with pytest.raises(SystemExit, match=r"(?s)No Uni-ViGU checkpoint.*--model"):
         app.check_model(tmp_path / "nothing")
+    (tmp_path / "step_0000500").mkdir()
+    (tmp_path / "step_0000500" / "state.json").write_text("{}")
+    with pytest.raises(SystemExit, match="training checkpoint.*uvigu export"):
+        app.check_model(tmp_path / "step_0000500")
     (tmp_path / "model_index.json").write_text("{}")
     app.check_model(tmp_path)
 
