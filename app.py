@@ -68,19 +68,20 @@ def gpu_decorator() -> Callable[[Callable], Callable]:
 
 
 def check_model(path: Path) -> None:
-    if (path / "state.json").is_file() and not (path / "model_index.json").is_file():
+    if (path / "model_index.json").is_file():
+        return
+    if (path / "state.json").is_file():  # uvigu.training.checkpoint's layout, without importing torch here
         raise SystemExit(
             f"{path} is a training checkpoint, not a pipeline folder: write it as one with "
             f"`uvigu export {path} --out FOLDER` and pass --model FOLDER."
         )
-    if not (path / "model_index.json").is_file():
-        raise SystemExit(
-            f"No Uni-ViGU checkpoint at {path} (model_index.json is missing).\n"
-            f"The default model ships in the repository as {DEFAULT_MODEL.relative_to(ROOT)}; "
-            "reproduce it with `uvigu train --preset shapes-gpu` (or `--preset shapes` on a CPU) and copy "
-            "OUT/pipeline there, or point "
-            "--model (or UVIGU_MODEL) at any Uni-ViGU checkpoint folder saved with save_pretrained()."
-        )
+    raise SystemExit(
+        f"No Uni-ViGU checkpoint at {path} (model_index.json is missing).\n"
+        f"The default model ships in the repository as {DEFAULT_MODEL.relative_to(ROOT)}; "
+        "reproduce it with `uvigu train --preset shapes-gpu` (or `--preset shapes` on a CPU) and copy "
+        "OUT/pipeline there, or point "
+        "--model (or UVIGU_MODEL) at any Uni-ViGU checkpoint folder saved with save_pretrained()."
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -223,8 +223,8 @@ def _load_pipeline(model: str | None, device: str | None = "auto"):
     from .inputs import check_device
     from .models.presets import SHIPPED_MODEL_DIR
     from .pipeline import UniViGUPipeline
-
-    from .training.export import is_checkpoint, load_checkpoint_pipeline
+    from .training.checkpoint import is_checkpoint
+    from .training.export import load_checkpoint_pipeline
 
     path = Path(model) if model else SHIPPED_MODEL_DIR
     checkpoint = is_checkpoint(path)

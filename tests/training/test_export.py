@@ -8,10 +8,10 @@ from safetensors.torch import load_file
 
 from uvigu import UniViGUPipeline
 from uvigu.cli import main
-from uvigu.training.checkpoint import checkpoint_dir, list_checkpoints
+from uvigu.training.checkpoint import checkpoint_dir, is_checkpoint, list_checkpoints
 from uvigu.training.codec_stage import CODEC_DIR
 from uvigu.training.config import get_train_preset
-from uvigu.training.export import export_checkpoint, is_checkpoint, load_checkpoint_pipeline
+from uvigu.training.export import export_checkpoint, load_checkpoint_pipeline
 from uvigu.training.trainer import train
 
 PROMPT = "a red circle moving right"

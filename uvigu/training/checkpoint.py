@@ -33,6 +33,7 @@ logger = logging.getLogger(__name__)
 
 CHECKPOINTS_DIR = "checkpoints"
 MODULE_NAMES = ("transformer", "text_encoder")
+STATE_FILE = "state.json"
 _STEP_DIR = re.compile(r"^step_(\d+)$")
 
 
@@ -53,7 +54,7 @@ def list_checkpoints(out_dir: str | Path) -> list[Path]:
     root = Path(out_dir) / CHECKPOINTS_DIR
     if not root.is_dir():
         return []
-    found = [(int(m.group(1)), p) for p in root.iterdir() if (m := _STEP_DIR.match(p.name)) and (p / "state.json").is_file()]
+    found = [(int(m.group(1)), p) for p in root.iterdir() if (m := _STEP_DIR.match(p.name)) and is_checkpoint(p)]
     return [p for _, p in sorted(found)]
 
 
@@ -62,8 +63,13 @@ def latest_checkpoint(out_dir: str | Path) -> Path | None:
     return found[-1] if found else None
 
 
+def is_checkpoint(path: str | Path) -> bool:
+    """Whether ``path`` is a complete checkpoint folder (its ``state.json`` is written last)."""
+    return (Path(path) / STATE_FILE).is_file()
+
+
 def read_state(path: str | Path) -> CheckpointState:
-    return CheckpointState(**json.loads((Path(path) / "state.json").read_text(encoding="utf-8")))
+    return CheckpointState(**json.loads((Path(path) / STATE_FILE).read_text(encoding="utf-8")))
 
 
 def staging_dir(out_dir: str | Path, step: int) -> Path:
@@ -82,7 +88,7 @@ def save_weights(
     for name, model, ema_model in zip(MODULE_NAMES, models, ema_models, strict=True):
         # save_model handles the tied embeddings of the T5 encoder (save_file refuses shared tensors).
         save_model(model, str(path / f"{name}.safetensors"))
-        save_model(ema_model, str(path / f"ema_{name}.safetensors"))
+        save_model(ema_model, str(_ema_file(path, name)))
     torch.save(optimizer.state_dict(), path / "optimizer.pt")
 
 
@@ -98,13 +104,23 @@ def commit_checkpoint(out_dir: str | Path, state: CheckpointState, keep: int) ->
     """Write ``state.json`` into the staging folder, rename it to its final name and prune all but
     the last ``keep`` checkpoints; main process only, after every process has saved its RNG."""
     staged, final = staging_dir(out_dir, state.step), checkpoint_dir(out_dir, state.step)
-    (staged / "state.json").write_text(json.dumps(asdict(state), indent=2) + "\n", encoding="utf-8")
+    (staged / STATE_FILE).write_text(json.dumps(asdict(state), indent=2) + "\n", encoding="utf-8")
     if final.exists():
         shutil.rmtree(final)
     staged.rename(final)
     for old in list_checkpoints(out_dir)[:-keep]:
         shutil.rmtree(old)
     return final
+
+
+def _ema_file(path: Path, name: str) -> Path:
+    return path / f"ema_{name}.safetensors"
+
+
+def load_ema(path: str | Path, ema_models: Sequence[nn.Module]) -> None:
+    """Load a checkpoint's EMA weights into ``ema_models`` (``MODULE_NAMES`` order), on their devices."""
+    for name, model in zip(MODULE_NAMES, ema_models, strict=True):
+        load_model(model, _ema_file(Path(path), name), device=str(next(model.parameters()).device))
 
 
 def load_checkpoint(
@@ -118,10 +134,9 @@ def load_checkpoint(
 ) -> CheckpointState:
     """Restore models, EMA, optimizer and this process's RNG states; returns the saved state."""
     path = Path(path)
-    for name, model, ema_model in zip(MODULE_NAMES, models, ema_models, strict=True):
-        device = next(model.parameters()).device
-        load_model(model, path / f"{name}.safetensors", device=str(device))
-        load_model(ema_model, path / f"ema_{name}.safetensors", device=str(device))
+    for name, model in zip(MODULE_NAMES, models, strict=True):
+        load_model(model, path / f"{name}.safetensors", device=str(next(model.parameters()).device))
+    load_ema(path, ema_models)
     optimizer.load_state_dict(torch.load(path / "optimizer.pt", map_location="cpu", weights_only=True))
     rng_file = path / f"rng_{process_index}.safetensors"
     if rng_file.is_file():

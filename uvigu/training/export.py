@@ -13,21 +13,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from safetensors.torch import load_model
-
 from ..models.autoencoder import VideoAutoencoder
 from ..models.presets import build_pipeline
-from .checkpoint import MODULE_NAMES, read_state
+from .checkpoint import STATE_FILE, is_checkpoint, load_ema, read_state
 from .codec_stage import CODEC_DIR
 from .config import TrainConfig
-
-STATE_FILE = "state.json"
-
-
-def is_checkpoint(path: str | Path) -> bool:
-    """Whether ``path`` is a training checkpoint folder (it holds ``state.json``)."""
-    return (Path(path) / STATE_FILE).is_file()
-
 
 def load_checkpoint_pipeline(path: str | Path):
     """The pipeline of the checkpoint at ``path`` with its EMA weights, in eval mode, on the CPU.
@@ -35,7 +25,11 @@ def load_checkpoint_pipeline(path: str | Path):
     A preset with a learned codec takes the run's codec from ``<out>/codec`` (written when the
     codec stage ends, before the first checkpoint).
     """
-    path = Path(path)
+    return _load(Path(path))[0]
+
+
+def _load(path: Path):
+    """(the checkpoint's pipeline, its saved state)."""
     if not is_checkpoint(path):
         raise ValueError(f"{path} is not a training checkpoint ({STATE_FILE} is missing); pass a "
                          "<run>/checkpoints/step_<step> folder.")
@@ -48,19 +42,17 @@ def load_checkpoint_pipeline(path: str | Path):
         if not (codec_dir / "config.json").is_file():
             raise ValueError(f"{path} comes from a run with a learned codec, but {codec_dir} is missing.")
         pipe.codec.load_state_dict(VideoAutoencoder.from_pretrained(codec_dir).state_dict())
-    for name in MODULE_NAMES:
-        load_model(getattr(pipe, name), path / f"ema_{name}.safetensors")
+    load_ema(path, [pipe.transformer, pipe.text_encoder])
     for module in (pipe.transformer, pipe.text_encoder, pipe.codec):
         module.eval()
-    return pipe
+    return pipe, state
 
 
 def export_checkpoint(path: str | Path, out: str | Path) -> Path:
     """Write the checkpoint at ``path`` as a pipeline folder ``out`` (EMA weights, safetensors),
     with the run's ``training_config.json`` and ``checkpoint.json`` (the step and training time)."""
     path, out = Path(path), Path(out)
-    pipe = load_checkpoint_pipeline(path)
-    state = read_state(path)
+    pipe, state = _load(path)
     pipe.save_pretrained(out)
     TrainConfig.from_dict(state.config).save(out / "training_config.json")
     record = {"checkpoint": str(path), "step": state.step, "wall_s": state.wall_s}
