@@ -152,6 +152,9 @@ def test_generate_critique_edit_regenerate_and_history(studio_app, browser):
         count = page.locator("#count input[type=number]")
         count.fill("2")
         count.press("Enter")
+        # The slider reads the box back once the component has taken the value; a Generate click
+        # before that could send the old count (one take, and no "Take #5" to wait for).
+        page.wait_for_function("() => document.querySelector('#count input[type=range]').value === '2'")
         textarea(page, "prompt").fill("a blue square moving up")
         page.locator("#generate-btn").click()
         page.locator("#take-title", has_text="Take #5").wait_for()
