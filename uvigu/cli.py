@@ -33,6 +33,9 @@ def add_train_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--data", default=None, help="'shapes' or a folder with metadata.jsonl (default: the preset's)")
     p.add_argument("--out", default=None, help="output folder (default: the preset's, e.g. runs/shapes)")
     p.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in OUT")
+    p.add_argument("--stop-after", type=float, metavar="MINUTES",
+                   help="stop this session after MINUTES (at the end of a step, with a checkpoint there; "
+                        "--resume continues the run as if it had not stopped). Ctrl-C does the same")
     p.add_argument("--init-from", metavar="PIPELINE",
                    help="start from the weights of a saved pipeline (e.g. assets/uvigu-shapes) of the preset's "
                         "architecture, to fine-tune or continue it; new words of the data get fresh embeddings")
@@ -90,7 +93,7 @@ def add_train_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_train(args: argparse.Namespace) -> int:
-    from .training.checkpoint import latest_checkpoint, read_state
+    from .training.checkpoint import is_checkpoint, latest_checkpoint, read_state
     from .training.config import TrainConfig, get_train_preset
     from .training.trainer import train
 
@@ -131,8 +134,16 @@ def run_train(args: argparse.Namespace) -> int:
         # A resumed run keeps the settings it was started with, except those given again here.
         saved = {**read_state(checkpoint).config, **overrides}
         config = TrainConfig.from_dict(saved)
-    final = train(config, resume=args.resume)
-    print(f"trained pipeline: {final}")
+    if args.stop_after is not None and args.stop_after < 0:
+        raise ValueError(f"--stop-after must be 0 or more minutes, not {args.stop_after:g}.")
+    stop_after_s = None if args.stop_after is None else args.stop_after * 60
+    final = train(config, resume=args.resume, stop_after_s=stop_after_s)
+    if is_checkpoint(final):
+        state = read_state(final)
+        print(f"stopped at step {state.step} of {config.total_steps}; checkpoint: {final}\n"
+              f"continue with: uvigu train --resume --out {config.out_dir}  (or use the checkpoint as --model)")
+    else:
+        print(f"trained pipeline: {final}")
     return 0
 
 

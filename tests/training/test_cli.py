@@ -64,3 +64,19 @@ def test_uvigu_train_position_features_from_scratch_and_on_resume(tmp_path):
     assert pipe.transformer.pos_embedding.weight.abs().max() > 0  # trained from their zero start
     assert json.loads((out / "pipeline" / "training_config.json").read_text())["position_features"] == 2
     assert main(["train", "--preset", "tiny", "--out", str(tmp_path / "bad"), "--position-features", "-1"]) == 2
+
+
+def test_uvigu_train_stop_after_checkpoints_says_how_to_continue_and_resume_finishes(tmp_path, capsys):
+    out = tmp_path / "run"
+    base = ["train", "--preset", "tiny", "--out", str(out), "--steps-recall", "1", "--steps-refine", "2"]
+    assert main([*base, "--stop-after", "0"]) == 0
+    printed = capsys.readouterr().out
+    assert f"stopped at step 1 of 3; checkpoint: {out / 'checkpoints' / 'step_0000001'}" in printed
+    assert f"uvigu train --resume --out {out}" in printed
+    assert not (out / "pipeline").exists()
+    assert main([*base, "--resume"]) == 0
+    assert f"trained pipeline: {out / 'pipeline'}" in capsys.readouterr().out
+    assert [json.loads(line)["step"] for line in (out / LOG_FILE).read_text().splitlines()] == [1, 2, 3]
+
+    assert main([*base, "--stop-after", "-1"]) == 2
+    assert "--stop-after must be 0 or more minutes, not -1" in capsys.readouterr().err

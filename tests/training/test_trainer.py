@@ -1,5 +1,6 @@
 import json
 import shutil
+import signal
 from dataclasses import replace
 from itertools import islice
 
@@ -14,6 +15,7 @@ from uvigu.models.presets import build_pipeline
 from uvigu.training.checkpoint import checkpoint_dir, list_checkpoints
 from uvigu.training.config import TrainConfig, get_train_preset
 from uvigu.training.objective import compute_loss
+from uvigu.training.export import load_checkpoint_pipeline
 from uvigu.training.trainer import LOG_FILE, ShuffledStream, build_optimizer, learning_rate, train
 
 
@@ -173,3 +175,58 @@ def test_an_accumulating_run_resumes_where_it_stopped(tmp_path):
 def test_grad_accum_must_be_at_least_one():
     with pytest.raises(ValueError, match="grad_accum"):
         get_train_preset("tiny", grad_accum=0)
+
+
+def test_a_run_stopped_by_its_time_limit_checkpoints_and_resumes_as_if_it_had_not(tiny_run, tmp_path):
+    config, straight_out, straight_final = tiny_run
+    # No checkpoint or log record but the stop's.
+    stopped_config = replace(config, out_dir=str(tmp_path), ckpt_every=1000, log_every=4)
+    stopped = train(stopped_config, stop_after_s=0)  # the limit is checked after each step: one step
+    assert stopped == checkpoint_dir(tmp_path, 1) and list_checkpoints(tmp_path) == [stopped]
+    assert not (tmp_path / "pipeline").exists()
+    assert [r["step"] for r in read_log(tmp_path)] == [1]  # the step it made is logged
+    frames = load_checkpoint_pipeline(stopped).generate("a red circle moving right", seed=0, num_inference_steps=2).frames
+    assert frames.shape == (4, 16, 16, 3)  # the checkpoint is a model already
+
+    final = train(stopped_config, resume=True)
+    assert [r["step"] for r in read_log(tmp_path)] == [1, 3, 4, 6]  # stop, end of recall, every 4th, end
+    for name, value in weights(straight_final).items():
+        torch.testing.assert_close(weights(final)[name], value, rtol=0, atol=0, msg=name)
+
+
+def test_ctrl_c_ends_the_step_checkpoints_and_a_second_one_stops_at_once(tiny_run, tmp_path, monkeypatch):
+    config, _, straight_final = tiny_run
+    before = signal.getsignal(signal.SIGINT)
+    calls = []
+
+    def interrupted_at_third_step(**kwargs):
+        calls.append(1)
+        if len(calls) == 3:
+            signal.raise_signal(signal.SIGINT)  # mid-step: the step still ends
+        return compute_loss(**kwargs)
+
+    monkeypatch.setattr(trainer_module, "compute_loss", interrupted_at_third_step)
+    stopped = train(replace(config, out_dir=str(tmp_path / "a")), resume=False)
+    assert stopped == checkpoint_dir(tmp_path / "a", 3) and len(calls) == 3
+    assert signal.getsignal(signal.SIGINT) is before  # the handler is put back
+
+    monkeypatch.setattr(trainer_module, "compute_loss", compute_loss)
+    final = train(replace(config, out_dir=str(tmp_path / "a")), resume=True)
+    for name, value in weights(straight_final).items():
+        torch.testing.assert_close(weights(final)[name], value, rtol=0, atol=0, msg=name)
+
+    def interrupted_twice(**kwargs):
+        signal.raise_signal(signal.SIGINT)
+        signal.raise_signal(signal.SIGINT)
+        return compute_loss(**kwargs)
+
+    monkeypatch.setattr(trainer_module, "compute_loss", interrupted_twice)
+    with pytest.raises(KeyboardInterrupt):
+        train(replace(config, out_dir=str(tmp_path / "b")))
+    assert signal.getsignal(signal.SIGINT) is before
+    assert not list_checkpoints(tmp_path / "b")
+
+
+def test_a_negative_time_limit_is_refused(tmp_path):
+    with pytest.raises(ValueError, match="stop_after_s"):
+        train(get_train_preset("tiny", out_dir=str(tmp_path)), stop_after_s=-1)

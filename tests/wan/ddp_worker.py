@@ -4,10 +4,14 @@ Calls ``uvigu.training.trainer.train`` on the ``tiny-latent`` model (a codec sta
 stages of the transformer). Each rank reads its own share of the
 batches, so the ranks agree afterwards only if gradients were averaged. Writes ``rank<i>.pt`` (the
 trained transformer and text-encoder weights, keys prefixed ``transformer.`` / ``text_encoder.``)
-and ``rank<i>.json`` (the process group and the Shapes clips the rank read in the codec stage and after).
+and ``rank<i>.json`` (the process group and the Shapes clips the rank read in the codec stage and
+after), then ``rank<i>.result`` (what ``train`` returned). With ``UVIGU_TEST_SIGINT_AT=RANK,CALL``
+in the environment, that rank is sent SIGINT during its CALL-th loss computation.
 """
 
 import json
+import os
+import signal
 import sys
 from pathlib import Path
 
@@ -54,7 +58,19 @@ def main(out: Path, run_dir: Path, steps_recall: int, steps_refine: int, grad_ac
              "backend": accelerator.state.backend, "clips": seen, "codec_clips": codec_seen}
         ))
 
-    train(config, on_trained=dump)
+    if "UVIGU_TEST_SIGINT_AT" in os.environ:  # "RANK,CALL": that rank gets Ctrl-C in that loss call
+        rank, call = map(int, os.environ["UVIGU_TEST_SIGINT_AT"].split(","))
+        compute_loss, calls = trainer_module.compute_loss, []
+
+        def interrupted(**kwargs):
+            calls.append(1)
+            if int(os.environ["RANK"]) == rank and len(calls) == call:
+                signal.raise_signal(signal.SIGINT)
+            return compute_loss(**kwargs)
+
+        trainer_module.compute_loss = interrupted
+    result = train(config, on_trained=dump)
+    (out / f"rank{os.environ['RANK']}.result").write_text(str(result))
 
 
 if __name__ == "__main__":

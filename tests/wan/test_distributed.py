@@ -13,7 +13,7 @@ import torch
 from uvigu import UniViGUPipeline
 from uvigu.data.shapes import shapes_vocabulary
 from uvigu.models.presets import build_pipeline
-from uvigu.training.checkpoint import list_checkpoints
+from uvigu.training.checkpoint import checkpoint_dir, list_checkpoints
 from uvigu.training.trainer import LOG_FILE
 
 WORKER = Path(__file__).with_name("ddp_worker.py")
@@ -26,21 +26,25 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.mark.parametrize("grad_accum", [1, 2])
-def test_two_cpu_ranks_of_the_trainer_hold_identical_weights(tmp_path, grad_accum):
-    # With grad_accum 2 the ranks exchange gradients on a step's last micro-batch only (no_sync on
-    # the first): they agree afterwards only if that exchange still averages the whole step.
+def launch_two_ranks(tmp_path: Path, run_dir: Path, grad_accum: int, **env_vars: str) -> None:
     launcher = Path(sys.executable).with_name("accelerate")
-    run_dir = tmp_path / "run"
     # --multi_gpu selects accelerate's torchrun launcher (its --cpu flag would start a single
     # process); ACCELERATE_USE_CPU makes the trainer's Accelerator() join the ranks over gloo —
     # without it each rank would train alone, as if launched on its own.
     cmd = [str(launcher), "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
            "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(free_port()),
            str(WORKER), str(tmp_path), str(run_dir), str(STEPS_RECALL), str(STEPS_REFINE), str(grad_accum)]
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": "", "ACCELERATE_USE_CPU": "true"}
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": "", "ACCELERATE_USE_CPU": "true", **env_vars}
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-3000:]
+
+
+@pytest.mark.parametrize("grad_accum", [1, 2])
+def test_two_cpu_ranks_of_the_trainer_hold_identical_weights(tmp_path, grad_accum):
+    # With grad_accum 2 the ranks exchange gradients on a step's last micro-batch only (no_sync on
+    # the first): they agree afterwards only if that exchange still averages the whole step.
+    run_dir = tmp_path / "run"
+    launch_two_ranks(tmp_path, run_dir, grad_accum)
 
     info = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
     assert all(i["world_size"] == 2 and i["backend"] == "gloo" for i in info)
@@ -70,3 +74,12 @@ def test_two_cpu_ranks_of_the_trainer_hold_identical_weights(tmp_path, grad_accu
     assert summary["examples_seen"] == steps * BATCH * grad_accum * 2 and "2 process(es)" in summary["device"]
     shipped = UniViGUPipeline.from_pretrained(final).transformer.state_dict()
     assert shipped.keys() == {k.removeprefix("transformer.") for k in a if k.startswith("transformer.")}
+
+
+def test_ctrl_c_on_one_rank_stops_both_at_the_same_step_with_one_checkpoint(tmp_path):
+    run_dir = tmp_path / "run"
+    launch_two_ranks(tmp_path, run_dir, 1, UVIGU_TEST_SIGINT_AT="1,2")  # rank 1 only, in step 2
+    stopped = checkpoint_dir(run_dir, 2)
+    assert [(tmp_path / f"rank{r}.result").read_text() for r in (0, 1)] == [str(stopped)] * 2
+    assert list_checkpoints(run_dir) == [stopped] and not (run_dir / "pipeline").exists()
+    assert {p.name for p in stopped.glob("rng_*.safetensors")} == {"rng_0.safetensors", "rng_1.safetensors"}

@@ -6,7 +6,8 @@ dataloader with ``accelerate`` (so one CPU, one GPU or many GPUs run the same co
 codec first when the preset's is learned (stage 0, ``uvigu.training.codec_stage``), optionally
 resume, then one loop over both stages — Knowledge Recall (text target = prompt), then Capability
 Refinement (text target = detailed caption) — with EMA, logging, samples and checkpoints. The EMA
-weights are what ``<out>/pipeline`` holds at the end.
+weights are what ``<out>/pipeline`` holds at the end. A run stopped early (a time limit, Ctrl-C,
+SIGTERM; ``StopRequest``) ends its step and checkpoints there instead, so nothing is lost.
 
 Outputs under ``config.out_dir``::
 
@@ -25,6 +26,8 @@ import json
 import logging
 import math
 import platform
+import signal
+import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator
@@ -43,6 +46,7 @@ from ..models.tokenizer import build_word_tokenizer, split_words
 from ..videoio import write_strip_png
 from .checkpoint import (
     CheckpointState,
+    checkpoint_dir,
     commit_checkpoint,
     latest_checkpoint,
     list_checkpoints,
@@ -69,6 +73,7 @@ def train(
     config: TrainConfig,
     *,
     resume: bool = False,
+    stop_after_s: float | None = None,
     on_trained: Callable[[Accelerator, list[torch.nn.Module]], None] | None = None,
 ) -> Path:
     """Train per ``config``; returns the folder of the final pipeline (``<out_dir>/pipeline``).
@@ -79,7 +84,14 @@ def train(
     process after the last step with the accelerator and the unwrapped ``[transformer,
     text_encoder]`` holding the trained (not yet EMA) weights — e.g. to check that data-parallel
     processes agree.
+
+    A run can stop early without losing work: after ``stop_after_s`` seconds of this call, or on
+    Ctrl-C / SIGTERM (a second one stops at once), it ends the step it is in, writes a checkpoint
+    there and returns that checkpoint's folder instead of the pipeline; ``resume=True`` continues
+    it as if it had not stopped (same schedule, same batches), and the checkpoint is a model
+    already (``--model``, ``uvigu export``).
     """
+    call_start, stop = time.perf_counter(), StopRequest(stop_after_s)
     out = Path(config.out_dir)
     checkpoint = latest_checkpoint(out) if resume else None
     if not resume and list_checkpoints(out):
@@ -136,7 +148,7 @@ def train(
     # at the step's position makes a resumed run see the batches an uninterrupted one would.
     stream = ShuffledStream(len(dataset), config.seed, start=step * config.examples_per_step(accelerator.num_processes))
     loader = DataLoader(dataset, batch_size=config.batch_size, sampler=stream, num_workers=config.num_workers,
-                        drop_last=True, persistent_workers=config.num_workers > 0,
+                        drop_last=True, persistent_workers=config.num_workers > 0, worker_init_fn=_ignore_ctrl_c,
                         pin_memory=accelerator.device.type == "cuda")
     transformer, text_encoder, optimizer, loader = accelerator.prepare(transformer, text_encoder, optimizer, loader)
     models = [accelerator.unwrap_model(transformer), accelerator.unwrap_model(text_encoder)]
@@ -153,48 +165,60 @@ def train(
     window = LossWindow()
     session_start = time.perf_counter()
     batches: Iterator[dict] = iter(loader)
-    while step < config.total_steps:
-        stage = config.stage_at(step)
-        lr = learning_rate(step, config)
-        for group in optimizer.param_groups:
-            group["lr"] = lr
-        # grad_accum micro-batches, each loss divided by grad_accum, so the step follows the mean of
-        # their losses; data-parallel processes exchange gradients on the last micro-batch only.
-        for micro in range(config.grad_accum):
-            batch = next(batches)
-            last = micro == config.grad_accum - 1
-            with contextlib.ExitStack() as no_sync:
-                if not last:
-                    for model in (transformer, text_encoder):
-                        no_sync.enter_context(accelerator.no_sync(model))
-                with accelerator.autocast():
-                    result = compute_loss(
-                        transformer=transformer, text_encoder=text_encoder, tokenizer=pipe.tokenizer,
-                        codec=pipe.codec, frames=batch["frames"], prompts=batch["prompt"], captions=batch["caption"],
-                        config=objectives[stage], text_flow=text_flow, max_text_len=pipe.config.max_text_len,
-                        max_prompt_len=pipe.config.max_prompt_len, generator=generator,
-                    )
-                accelerator.backward(result.loss / config.grad_accum)
-            window.add(result)
-        grad_norm = accelerator.clip_grad_norm_(params, config.grad_clip) if config.grad_clip > 0 else None
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        ema.update(models, step)
-        step += 1
-        window.end_step(None if grad_norm is None else float(grad_norm))
+    with stop.on_signals():
+        while step < config.total_steps:
+            stage = config.stage_at(step)
+            lr = learning_rate(step, config)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            # grad_accum micro-batches, each loss divided by grad_accum, so the step follows the mean of
+            # their losses; data-parallel processes exchange gradients on the last micro-batch only.
+            for micro in range(config.grad_accum):
+                batch = next(batches)
+                last = micro == config.grad_accum - 1
+                with contextlib.ExitStack() as no_sync:
+                    if not last:
+                        for model in (transformer, text_encoder):
+                            no_sync.enter_context(accelerator.no_sync(model))
+                    with accelerator.autocast():
+                        result = compute_loss(
+                            transformer=transformer, text_encoder=text_encoder, tokenizer=pipe.tokenizer,
+                            codec=pipe.codec, frames=batch["frames"], prompts=batch["prompt"], captions=batch["caption"],
+                            config=objectives[stage], text_flow=text_flow, max_text_len=pipe.config.max_text_len,
+                            max_prompt_len=pipe.config.max_prompt_len, generator=generator,
+                        )
+                    accelerator.backward(result.loss / config.grad_accum)
+                window.add(result)
+            grad_norm = accelerator.clip_grad_norm_(params, config.grad_clip) if config.grad_clip > 0 else None
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            ema.update(models, step)
+            step += 1
+            window.end_step(None if grad_norm is None else float(grad_norm))
 
-        stage_done = step == config.steps_recall or step == config.total_steps
-        if main and (step % config.log_every == 0 or stage_done):
-            record = {"step": step, "stage": stage, "lr": lr, **window.summary(),
-                      "elapsed_s": round(wall_before + time.perf_counter() - session_start, 2)}
-            _append_log(out / LOG_FILE, record)
-            logger.info(_format_record(record))
-            window = LossWindow()
-        if config.sample_every and step % config.sample_every == 0 and main:
-            write_samples(pipe, ema.modules, dataset, config, out / "samples", step)
-        if step % config.ckpt_every == 0 or step == config.total_steps:
+            stage_done = step == config.steps_recall or step == config.total_steps
+            if main and (step % config.log_every == 0 or stage_done):
+                record = {"step": step, "stage": stage, "lr": lr, **window.summary(),
+                          "elapsed_s": round(wall_before + time.perf_counter() - session_start, 2)}
+                _append_log(out / LOG_FILE, record)
+                logger.info(_format_record(record))
+                window = LossWindow()
+            if config.sample_every and step % config.sample_every == 0 and main:
+                write_samples(pipe, ema.modules, dataset, config, out / "samples", step)
             wall_s = wall_before + time.perf_counter() - session_start
-            _save_checkpoint(accelerator, out, step, wall_s, words, config, models, ema, optimizer, generator)
+            stopping = step < config.total_steps and stop.now(accelerator, time.perf_counter() - call_start)
+            if main and stopping and window.steps:  # the steps since the last record, so none go unlogged
+                _append_log(out / LOG_FILE, {"step": step, "stage": stage, "lr": lr, **window.summary(),
+                                             "elapsed_s": round(wall_s, 2)})
+            if step % config.ckpt_every == 0 or step == config.total_steps or stopping:
+                _save_checkpoint(accelerator, out, step, wall_s, words, config, models, ema, optimizer, generator)
+            if stopping:
+                stopped = checkpoint_dir(out, step)
+                logger.info("stopped at step %d of %d (%s); continue with --resume, or use %s as a model",
+                            step, config.total_steps, stop.reason, stopped)
+                accelerator.wait_for_everyone()
+                accelerator.end_training()
+                return stopped
 
     # --- the final pipeline: EMA weights, eval mode, with the run's config and summary beside them
     wall_s = wall_before + time.perf_counter() - session_start
@@ -219,6 +243,54 @@ def train(
 
 
 # --- pieces of the loop ------------------------------------------------------------------------
+
+
+class StopRequest:
+    """When a run should stop early: after ``after_s`` seconds, or once SIGINT / SIGTERM arrived.
+
+    The first signal only asks (the step in progress ends, a checkpoint is written); the handlers
+    are then put back, so a second Ctrl-C stops at once. Processes of a data-parallel run agree on
+    the step to stop at (one of them asking is enough), so they all write the same checkpoint.
+    """
+
+    def __init__(self, after_s: float | None = None) -> None:
+        if after_s is not None and after_s < 0:
+            raise ValueError(f"stop_after_s must be >= 0, not {after_s}.")
+        self.after_s = after_s
+        self.signal_name: str | None = None
+        self.reason = ""
+        self._previous: dict[int, Any] = {}
+
+    @contextlib.contextmanager
+    def on_signals(self) -> Iterator[None]:
+        if threading.current_thread() is threading.main_thread():  # only the main thread may set handlers
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                self._previous[signum] = signal.signal(signum, self._ask)
+        try:
+            yield
+        finally:
+            self._restore()
+
+    def _ask(self, signum: int, frame: Any) -> None:
+        self.signal_name = signal.Signals(signum).name
+        self._restore()
+        logger.warning("%s: stopping after this step, with a checkpoint (again to stop at once)", self.signal_name)
+
+    def _restore(self) -> None:
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+        self._previous.clear()
+
+    def now(self, accelerator: Accelerator, elapsed_s: float) -> bool:
+        timed_out = self.after_s is not None and elapsed_s >= self.after_s
+        asked = self.signal_name is not None or timed_out
+        if accelerator.num_processes > 1:
+            asked = bool(accelerator.reduce(torch.tensor(float(asked), device=accelerator.device), "sum").item() > 0)
+        if asked and not self.reason:
+            self.reason = (f"{self.signal_name} received" if self.signal_name is not None
+                           else f"time limit of {self.after_s / 60:.1f} min reached" if timed_out
+                           else "another process asked")
+        return asked
 
 
 def build_dataset(config: TrainConfig) -> tuple[Dataset, list[str]]:
@@ -398,6 +470,11 @@ def _check_resumable(config: TrainConfig, saved: CheckpointState, words: list[st
     if sorted(saved.words) != sorted(words):
         logger.warning("the data's vocabulary changed since the checkpoint; keeping the checkpoint's")
     return list(saved.words)
+
+
+def _ignore_ctrl_c(worker_id: int) -> None:
+    """Data workers leave Ctrl-C to the training process, which ends its step and checkpoints."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def _cpu_name() -> str:
