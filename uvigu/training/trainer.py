@@ -197,7 +197,9 @@ def train(
             window.end_step(None if grad_norm is None else float(grad_norm))
 
             stage_done = step == config.steps_recall or step == config.total_steps
-            if main and (step % config.log_every == 0 or stage_done):
+            stopping = step < config.total_steps and stop.now(accelerator, time.perf_counter() - call_start)
+            # A stopping run logs the steps since its last record too, so none go unlogged.
+            if main and (step % config.log_every == 0 or stage_done or stopping):
                 record = {"step": step, "stage": stage, "lr": lr, **window.summary(),
                           "elapsed_s": round(wall_before + time.perf_counter() - session_start, 2)}
                 _append_log(out / LOG_FILE, record)
@@ -206,10 +208,6 @@ def train(
             if config.sample_every and step % config.sample_every == 0 and main:
                 write_samples(pipe, ema.modules, dataset, config, out / "samples", step)
             wall_s = wall_before + time.perf_counter() - session_start
-            stopping = step < config.total_steps and stop.now(accelerator, time.perf_counter() - call_start)
-            if main and stopping and window.steps:  # the steps since the last record, so none go unlogged
-                _append_log(out / LOG_FILE, {"step": step, "stage": stage, "lr": lr, **window.summary(),
-                                             "elapsed_s": round(wall_s, 2)})
             if step % config.ckpt_every == 0 or step == config.total_steps or stopping:
                 _save_checkpoint(accelerator, out, step, wall_s, words, config, models, ema, optimizer, generator)
             if stopping:
