@@ -80,6 +80,11 @@ def add_train_parser(subparsers: argparse._SubParsersAction) -> None:
         help="cap the 1/σ² weight the velocity loss gives a video example's clean-clip error at W, so low noise "
              "levels no longer outweigh the high ones where a clip's layout is decided (0: no cap)",
     )
+    p.add_argument(
+        "--text-loss-weight", type=float, metavar="LAMBDA",
+        help="λ in loss = video MSE + λ · text cross entropy (default: the preset's, 1); below 1 the text "
+             "examples' gradients weigh less beside the video's in the weights both streams share",
+    )
     p.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=None, help="bf16 autocast")
     p.add_argument("--gradient-checkpointing", action=argparse.BooleanOptionalAction, default=None)
     p.add_argument("--num-workers", type=int, help="dataloader worker processes")
@@ -117,6 +122,7 @@ def run_train(args: argparse.Namespace) -> int:
             "video_sigma_shift": args.video_sigma_shift,
             "video_sigma_min": args.video_sigma_min,
             "video_loss_cap": args.video_loss_cap,
+            "text_loss_weight": args.text_loss_weight,
             "bf16": args.bf16,
             "gradient_checkpointing": args.gradient_checkpointing,
             "num_workers": args.num_workers,

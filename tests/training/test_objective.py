@@ -196,6 +196,19 @@ def test_video_loss_weights_cap_the_clean_clip_error_weight():
         get_train_preset("tiny", video_sigma_shift=0.0)
 
 
+def test_text_loss_weight_scales_the_text_term_only():
+    pipe, frames, prompts = _tiny_batch(8)
+    tasks = ["generate", "joint", "caption", "generate"] * 2
+    one, seen = _recorded_loss(pipe, frames, prompts, tasks, reverse_twins=0.0)
+    tenth, seen_tenth = _recorded_loss(pipe, frames, prompts, tasks, reverse_twins=0.0, text_loss_weight=0.1)
+    assert all(torch.equal(seen[k], seen_tenth[k]) for k in seen)  # the same draws
+    assert tenth.video_loss == one.video_loss and tenth.text_loss == one.text_loss > 0  # logged as is
+    video_term = one.loss.detach() - one.text_loss
+    torch.testing.assert_close(tenth.loss.detach(), video_term + 0.1 * one.text_loss, rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="text_loss_weight"):
+        ObjectiveConfig(text_loss_weight=-1.0)
+
+
 def test_video_loss_cap_reweighs_the_video_examples_and_logs_the_plain_mse():
     pipe, frames, prompts = _tiny_batch(8)
     tasks = ["generate", "joint", "caption", "generate"] * 2

@@ -73,6 +73,8 @@ class ObjectiveConfig:
             raise ValueError(f"video_sigma_shift must be positive, got {self.video_sigma_shift}.")
         if not self.video_loss_cap >= 0.0:
             raise ValueError(f"video_loss_cap must be >= 0 (0: no cap), got {self.video_loss_cap}.")
+        if not self.text_loss_weight >= 0.0:
+            raise ValueError(f"text_loss_weight must be >= 0, got {self.text_loss_weight}.")
 
 
 @dataclass(frozen=True)
