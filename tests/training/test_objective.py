@@ -228,6 +228,8 @@ def test_video_loss_cap_reweighs_the_video_examples_and_logs_the_plain_mse():
                                   seen["text_mask"]).video_velocity[noisy]
     mse = ((v_pred - velocity_target(clean, noise)) ** 2).flatten(1).mean(1)
     torch.testing.assert_close(torch.tensor(plain.video_loss), mse.mean(), rtol=1e-4, atol=0)
+    # without a cap the loss is the logged video MSE plus the text term, exactly
+    assert plain.loss.item() == (torch.tensor(plain.video_loss) + torch.tensor(plain.text_loss)).item()
     expected = (mse * (4.0 * sigma**2).clamp(max=1.0)).mean() + capped.text_loss
     torch.testing.assert_close(capped.loss.detach(), expected, rtol=1e-4, atol=0)
     assert capped.loss.item() < plain.loss.item()  # low noise levels count for less
