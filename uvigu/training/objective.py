@@ -230,6 +230,7 @@ def compute_loss(
 
     v_pred, logits = transformer(x_t, text_t, sigma_v, sigma_t, context, text_mask)
     video_mse = F.mse_loss(v_pred.float(), velocity_target(x, noise).float(), reduction="none").flatten(1).mean(1)
+    video_weight = video_loss_weights(sigma_v, config.video_loss_cap)
     text_ce = flow.loss(logits, text_clean, text_t, sigma_t, kind=config.text_loss)
 
     def masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -237,11 +238,7 @@ def compute_loss(
 
     video_loss = masked_mean(video_mse, video_noisy.float())  # logged as is, comparable across caps
     text_loss = masked_mean(text_ce, text_noisy.float())
-    if config.video_loss_cap > 0:  # weighted as the module doc says; without a cap every weight is 1
-        video_term = masked_mean(video_mse * video_loss_weights(sigma_v, config.video_loss_cap), video_noisy.float())
-    else:
-        video_term = video_loss
-    loss = video_term + config.text_loss_weight * text_loss
+    loss = masked_mean(video_mse * video_weight, video_noisy.float()) + config.text_loss_weight * text_loss
 
     per_task: dict[str, float] = {}
     counts = {t: tasks.count(t) for t in TASKS}
