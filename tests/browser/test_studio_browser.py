@@ -149,12 +149,7 @@ def test_generate_critique_edit_regenerate_and_history(studio_app, browser):
         # Two takes per click: both saved, seeds one apart, the second one open.
         page.get_by_role("tab", name="Studio").click()
         page.get_by_role("button", name="Settings ▼").click()
-        count = page.locator("#count input[type=number]")
-        count.fill("2")
-        count.press("Enter")
-        # The slider reads the box back once the component has taken the value; a Generate click
-        # before that could send the old count (one take, and no "Take #5" to wait for).
-        page.wait_for_function("() => document.querySelector('#count input[type=range]').value === '2'")
+        type_into_slider(page, "count", 2)
         textarea(page, "prompt").fill("a blue square moving up")
         page.locator("#generate-btn").click()
         page.locator("#take-title", has_text="Take #5").wait_for()
@@ -208,6 +203,28 @@ def test_a_session_exported_in_one_browser_is_imported_in_another(studio_app, br
         assert page.locator("#history-gallery img").count() == 2
     finally:
         context.close()
+
+
+def type_into_slider(page, elem_id, value, tries=3):
+    """Type ``value`` into a slider's number box, as a user does, until the slider reads it back.
+
+    A click that follows before the component has taken the value sends the old one (with the
+    takes-per-click slider: one take, and no "Take #5" to wait for). Now and then — twice in CI
+    runs, never on a rerun — the typed value never reached the slider, so the typing is tried
+    again, a few times at most, and the last miss fails the test.
+    """
+    box = page.locator(f"#{elem_id} input[type=number]")
+    taken = f"() => document.querySelector('#{elem_id} input[type=range]').value === '{value}'"
+    for attempt in range(tries):
+        box.fill(str(value))
+        box.press("Enter")
+        box.blur()
+        try:
+            page.wait_for_function(taken, timeout=10_000)
+            return
+        except playwright_error():
+            if attempt == tries - 1:
+                raise
 
 
 def the_only_session(studio):
