@@ -211,7 +211,8 @@ def type_into_slider(page, elem_id, value, tries=3):
     A click that follows before the component has taken the value sends the old one (with the
     takes-per-click slider: one take, and no "Take #5" to wait for). Now and then — twice in CI
     runs, never on a rerun — the typed value never reached the slider, so the typing is tried
-    again, a few times at most, and the last miss fails the test.
+    again, a few times at most, and the last miss fails the test. The tries together wait as long
+    as the one wait before them did (60 s), so a slow machine gets no less time.
     """
     box = page.locator(f"#{elem_id} input[type=number]")
     taken = f"() => document.querySelector('#{elem_id} input[type=range]').value === '{value}'"
@@ -220,7 +221,7 @@ def type_into_slider(page, elem_id, value, tries=3):
         box.press("Enter")
         box.blur()
         try:
-            page.wait_for_function(taken, timeout=10_000)
+            page.wait_for_function(taken, timeout=60_000 / tries)
             return
         except playwright_error():
             if attempt == tries - 1:
