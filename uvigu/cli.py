@@ -41,8 +41,8 @@ def add_train_parser(subparsers: argparse._SubParsersAction) -> None:
                         "architecture, to fine-tune or continue it; new words of the data get fresh embeddings")
     p.add_argument("--position-features", type=int, metavar="K",
                    help="give each video token its place in the clip (K sine/cosine frequencies per axis; 0: "
-                        "RoPE only, as Wan; default: the preset's); with --init-from they may be added to a "
-                        "model without them, starting at zero")
+                        "RoPE only, as Wan; default: the preset's, or with --init-from the saved model's); with "
+                        "--init-from they may be added to a model without them, starting at zero")
     p.add_argument("--steps-codec", type=int, help="codec steps (learned-codec presets only)")
     p.add_argument("--steps-recall", type=int, help="Knowledge Recall steps (text target: the prompt)")
     p.add_argument("--steps-refine", type=int, help="Capability Refinement steps (text target: the caption)")

@@ -109,8 +109,9 @@ def test_a_pipeline_with_another_tokenizer_is_refused():
 
 def test_a_run_may_add_position_features_to_a_model_without_them(source, tmp_path):
     """--position-features on a model trained without them: the new map starts at zero, so the run
-    starts from the saved model's outputs; the saved pipeline keeps them. The other way round (a
-    model that has them, into a run without) would drop what they learned, and is refused."""
+    starts from the saved model's outputs; the saved pipeline keeps them, and so does a later run
+    from it that does not set them. Turning them off (a model that has them, into a run with 0)
+    would drop what they learned, and is refused."""
     assert load(source).transformer.config.position_features == 0
     out = tmp_path / "placed"
     assert main(["train", "--preset", "tiny", "--out", str(out), "--init-from", str(source), "--position-features",
@@ -126,5 +127,12 @@ def test_a_run_may_add_position_features_to_a_model_without_them(source, tmp_pat
         torch.testing.assert_close(value, shared.pop(key), rtol=0, atol=1e-6, msg=key)
     assert not shared  # nothing of the saved model left behind
 
+    # a run from it that does not mention them keeps them (the shipped model has them: fine-tuning
+    # it with the README's command must work); one that turns them off is refused
+    kept = train(get_train_preset("tiny", out_dir=str(tmp_path / "on"), init_from=str(out / "pipeline"), **STILL))
+    assert json.loads((tmp_path / "on" / "training_config.json").read_text())["position_features"] == 2
+    torch.testing.assert_close(load(kept).transformer.pos_embedding.weight, after.transformer.pos_embedding.weight,
+                               rtol=0, atol=1e-6)
     with pytest.raises(ValueError, match="trained with position_features 2; pass --position-features 2"):
-        train(get_train_preset("tiny", out_dir=str(tmp_path / "back"), init_from=str(out / "pipeline"), **STILL))
+        train(get_train_preset("tiny", out_dir=str(tmp_path / "back"), init_from=str(out / "pipeline"),
+                               position_features=0, **STILL))

@@ -27,8 +27,8 @@ class TrainConfig:
     # fine-tune or continue it; None: random weights. Its architecture must be the preset's.
     init_from: str | None = None
     # the transformer's position features (uvigu.models.transformer.place_features); None: the
-    # preset's. A run from init_from may add them to a model without: they start at zero, so the
-    # run starts from exactly the saved model's outputs
+    # preset's, or with init_from the saved model's. A run from init_from may add them to a model
+    # without: they start at zero, so the run starts from exactly the saved model's outputs
     position_features: int | None = None
     # --- stage 0, for presets with a learned codec (uvigu.models.autoencoder): train it by
     # reconstruction, then freeze it (skipped with init_from, which brings its own codec)

@@ -22,6 +22,7 @@ Outputs under ``config.out_dir``::
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import logging
 import math
@@ -61,7 +62,7 @@ from .codec_stage import CODEC_LOG, train_codec
 from .ema import EMA
 from .objective import LossOutput, compute_loss
 from .stream import ShuffledStream
-from .warm_start import copy_weights, load_source, source_words
+from .warm_start import copy_weights, load_source, saved_addable, source_words
 
 logger = logging.getLogger(__name__)
 
@@ -92,6 +93,8 @@ def train(
     already (``--model``, ``uvigu export``).
     """
     call_start, stop = time.perf_counter(), StopRequest(stop_after_s)
+    if config.init_from and config.position_features is None:  # unset: the saved model's, not the preset's
+        config = dataclasses.replace(config, **saved_addable(config.init_from))
     out = Path(config.out_dir)
     checkpoint = latest_checkpoint(out) if resume else None
     if not resume and list_checkpoints(out):

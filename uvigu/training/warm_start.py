@@ -10,6 +10,7 @@ keep their fresh random rows.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import torch
@@ -36,6 +37,17 @@ def load_source(path: str | Path):
     if not (folder / "model_index.json").is_file():
         raise ValueError(f"--init-from needs a saved pipeline folder (with model_index.json); {folder} is not one.")
     return UniViGUPipeline.from_pretrained(folder)
+
+
+def saved_addable(path: str | Path) -> dict[str, int]:
+    """The ADDABLE settings the saved pipeline at ``path`` was trained with (those it has, > 0), read
+    from its transformer's config; {} where there is none to read (``load_source`` says why later).
+    A run from it that does not set one keeps the saved model's, so what they learned is kept."""
+    config_file = Path(path) / "transformer" / "config.json"
+    if not config_file.is_file():
+        return {}
+    saved = json.loads(config_file.read_text(encoding="utf-8"))
+    return {key: saved[key] for key in ADDABLE if saved.get(key)}
 
 
 def source_words(source) -> list[str]:
