@@ -27,7 +27,7 @@ def add_train_parser(subparsers: argparse._SubParsersAction) -> None:
         "(EMA weights) is written to OUT/pipeline.",
     )
     p.add_argument("--preset", default="shapes",
-                   help="training preset: shapes (2-core CPU), shapes-gpu (one GPU: the shipped model), "
+                   help="training preset: shapes (2-core CPU), shapes-gpu (one GPU: the shipped model's first run), "
                         "shapes-latent / shapes-latent-gpu (the learned-codec model), lab (a 16-pixel world for "
                         "experiments in minutes) or tiny")
     p.add_argument("--data", default=None, help="'shapes' or a folder with metadata.jsonl (default: the preset's)")

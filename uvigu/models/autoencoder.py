@@ -9,8 +9,9 @@ scale by construction (Wan normalises its VAE latents with stored statistics; he
 storing) and training can add noise of a known size to them (decoders that tolerate it are what a
 diffusion model needs: its samples are never exactly on the encoder's manifold).
 
-Why: the shipped pixel-space model (2×8×8 patches of raw pixels into a width-192 transformer) draws
-blobs that jump between its 2-frame patches even after 1.87 M training clips. With a codec, a
+Why: the shipped pixel-space model (2×8×8 patches of raw pixels into a width-192 transformer) drew
+blobs that jump between its 2-frame patches after 1.87 M training clips, and after 2.5 M still
+loses a third of the prompted shapes (docs/EVAL.md). With a codec, a
 decoder trained by plain reconstruction does the drawing, and the transformer has half the tokens
 (256) to place objects on a 4×16×16 grid. How well the codec keeps a clip is measured by the
 evaluation (`uvigu.eval.tasks`: the analyzer on clips passed through the codec).

@@ -1,8 +1,8 @@
 """What a training run does: one frozen config with commented defaults, and named presets.
 
 ``tiny`` trains the tiny model for a few steps (tests); ``shapes`` trains the Shapes world model
-on a 2-core CPU in about 100 minutes; ``shapes-gpu`` reproduces the shipped model on one GPU in
-about 23 minutes; ``shapes-latent`` / ``shapes-latent-gpu`` train the learned-codec variant (codec,
+on a 2-core CPU in about 100 minutes; ``shapes-gpu`` trains the shipped model's first run on one
+GPU in about 23 minutes (its model card has the second); ``shapes-latent`` / ``shapes-latent-gpu`` train the learned-codec variant (codec,
 then transformer). The config is written beside the weights
 (``training_config.json``) and into every checkpoint, so a run describes itself.
 """
@@ -211,9 +211,10 @@ TRAIN_PRESETS: dict[str, TrainConfig] = {
         sample_every=300,
         out_dir="runs/shapes",
     ),
-    # The shipped model: the same model trained on one GPU, 16× the batch, bf16 autocast, Shapes
-    # clips drawn by 12 dataloader workers (~0.9 ms each). Measured on one H100: 5.3 steps/s
-    # (≈ 1,360 clips/s), so 7,300 steps (1.87 M clips) took 22.8 minutes.
+    # The shipped model's first run (its model card has the second): the same model trained on one
+    # GPU, 16× the batch, bf16 autocast, Shapes clips drawn by 12 dataloader workers (~0.9 ms each).
+    # Measured on one H100: 5.3 steps/s (≈ 1,360 clips/s), so 7,300 steps (1.87 M clips) took 22.8
+    # minutes.
     "shapes-gpu": TrainConfig(
         preset="shapes",
         steps_recall=1800,
