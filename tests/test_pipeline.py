@@ -342,6 +342,27 @@ def test_every_task_runs_the_network_without_building_a_graph(pipe, monkeypatch)
     assert len(grad_enabled) >= 9 and not any(grad_enabled)
 
 
+def test_the_plain_edit_strength_is_a_setting_of_the_saved_model(tmp_path):
+    # The shipped model's model_index.json sets its own (docs/EVAL.md); a folder without the key,
+    # as saved before it existed, gets 0.6.
+    import json
+
+    pipe = tiny_pipeline()
+    clip = np.zeros((4, 16, 16, 3), np.uint8)
+    pipe.register_to_config(edit_strength=0.75)
+    pipe.save_pretrained(tmp_path / "set")
+    loaded = UniViGUPipeline.from_pretrained(tmp_path / "set")
+    assert loaded.default_edit_strength == 0.75
+    steps = loaded.config.num_inference_steps
+    assert len(loaded.edit(clip, "a blue square", seed=0, return_trajectory=True).trajectory) == int(steps * 0.75)
+    index = json.loads((tmp_path / "set" / "model_index.json").read_text())
+    del index["edit_strength"]
+    (tmp_path / "set" / "model_index.json").write_text(json.dumps(index))
+    assert UniViGUPipeline.from_pretrained(tmp_path / "set").default_edit_strength == 0.6
+    with pytest.raises(ValueError, match="strength must be in"):
+        UniViGUPipeline(**{**loaded.components, "edit_strength": 1.5})
+
+
 def test_an_edit_with_a_source_text_starts_later_and_guides_harder_by_default(pipe, monkeypatch):
     clip = np.zeros((4, 16, 16, 3), np.uint8)
     out = pipe.edit(clip, "a blue square", source_prompt=PROMPT, seed=0, return_trajectory=True)

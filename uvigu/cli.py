@@ -224,7 +224,8 @@ def add_edit_parser(subparsers: argparse._SubParsersAction) -> None:
                    help="the caption or prompt before the change: the edit then follows the difference of the two "
                    "texts (FlowEdit), keeping what they agree on")
     p.add_argument("--strength", type=float, default=None,
-                   help="0: keep the clip … 1: ignore it [0.6; 0.9 with --source-prompt]")
+                   help="0: keep the clip … 1: ignore it [the model's edit_strength, 0.7 on the shipped model; "
+                   "0.9 with --source-prompt]")
     p.add_argument("--guidance", type=float, default=None,
                    help="classifier-free guidance scale [the model's; 6 for the edited text with --source-prompt]")
     _add_output_arguments(p, "edited.mp4")

@@ -59,7 +59,7 @@ from .models.transformer import UniViGUTransformer3DModel
 
 Task = Literal["generate", "caption", "joint", "edit"]
 VERIFY_SIGMA = 0.5  # noise level at which candidate captions are judged by the video stream
-EDIT_STRENGTH = 0.6  # an edit's default start level: regenerated from the clip noised this far
+EDIT_STRENGTH = 0.6  # a plain edit's default start level, unless the pipeline's config sets edit_strength
 # An edit given the text before the change follows the difference of the two texts' flows
 # (flows.flow_edit). It keeps what the texts agree on by construction, so it can start from more
 # noise and push the change harder; these defaults were chosen on clips the evaluation does not
@@ -152,6 +152,7 @@ class UniViGUPipeline(DiffusionPipeline):
         caption_verify_weight: float = 0.0,  # the video stream's say on unsure caption words (flows.verify); 0: none
         caption_verify_max_texts: int = VERIFY_MAX_TEXTS,  # candidate captions the check judges at most
         caption_verify_draws: int = VERIFY_DRAWS,  # noise draws of the clip per candidate caption
+        edit_strength: float = EDIT_STRENGTH,  # a plain edit's start level: regenerated from the clip noised this far
     ):
         super().__init__()
         self.register_modules(
@@ -176,6 +177,7 @@ class UniViGUPipeline(DiffusionPipeline):
             caption_verify_weight=caption_verify_weight,
             caption_verify_max_texts=caption_verify_max_texts,
             caption_verify_draws=caption_verify_draws,
+            edit_strength=check_strength(edit_strength),
         )
 
     @classmethod
@@ -196,8 +198,8 @@ class UniViGUPipeline(DiffusionPipeline):
 
     @property
     def default_edit_strength(self) -> float:
-        """The plain edit's start level (``edit`` without ``source_prompt``)."""
-        return EDIT_STRENGTH
+        """The plain edit's start level (``edit`` without ``source_prompt``): the config's ``edit_strength``."""
+        return self.config.edit_strength
 
     @property
     def default_flow_edit_strength(self) -> float:
@@ -299,7 +301,8 @@ class UniViGUPipeline(DiffusionPipeline):
         """Regenerate ``video`` (uint8 (f, h, w, 3) or a file) conditioned on ``prompt``, starting at
         noise level ``strength`` (0 keeps the clip, 1 ignores it).
 
-        Without ``source_prompt`` the clip is noised to ``strength`` (default 0.6) and denoised
+        Without ``source_prompt`` the clip is noised to ``strength`` (default: the pipeline's
+        ``edit_strength``, 0.6 unless its ``model_index.json`` says otherwise) and denoised
         with ``prompt`` (SDEdit): everything the noise hides is drawn again. With it — the text
         the clip was made from or captioned as, before the change — the clip follows the
         difference between the two texts' flows (FlowEdit, `uvigu.flows.flow_edit`): what the

@@ -236,8 +236,8 @@ class Studio:
         With ``keep_rest`` the take's own caption is the text before the change (the pipeline's
         ``source_prompt``): the edit moves the clip only by what the two captions disagree on
         (FlowEdit), keeping more of the rest, at about 2.5 times the time. Left out, ``strength``
-        is the model's default for the kind of edit (``model_defaults``: 0.6 plain, 0.9 keeping
-        the rest, since what the captions share is not redrawn)."""
+        is the model's default for the kind of edit (``model_defaults``: its ``edit_strength``
+        plain, 0.9 keeping the rest, since what the captions share is not redrawn)."""
         sid = self._sid(token)
         parent = self.store.get_take(sid, take_id)
         frames_path = self.store.take_file(sid, take_id, "frames.npy")
