@@ -1,3 +1,5 @@
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -345,8 +347,6 @@ def test_every_task_runs_the_network_without_building_a_graph(pipe, monkeypatch)
 def test_the_plain_edit_strength_is_a_setting_of_the_saved_model(tmp_path):
     # The shipped model's model_index.json sets its own (docs/EVAL.md); a folder without the key,
     # as saved before it existed, gets 0.6.
-    import json
-
     pipe = tiny_pipeline()
     clip = np.zeros((4, 16, 16, 3), np.uint8)
     pipe.register_to_config(edit_strength=0.75)

@@ -2,9 +2,9 @@
 
 ``tiny`` trains the tiny model for a few steps (tests); ``shapes`` trains the Shapes world model
 on a 2-core CPU in about 100 minutes; ``shapes-gpu`` trains the shipped model's first run on one
-GPU in about 23 minutes (its model card has the second); ``shapes-latent`` / ``shapes-latent-gpu`` train the learned-codec variant (codec,
-then transformer). The config is written beside the weights
-(``training_config.json``) and into every checkpoint, so a run describes itself.
+GPU in about 23 minutes (its model card has the second); ``shapes-latent`` / ``shapes-latent-gpu``
+train the learned-codec variant (codec, then transformer). The config is written beside the
+weights (``training_config.json``) and into every checkpoint, so a run describes itself.
 """
 
 from __future__ import annotations

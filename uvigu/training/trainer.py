@@ -93,8 +93,9 @@ def train(
     already (``--model``, ``uvigu export``).
     """
     call_start, stop = time.perf_counter(), StopRequest(stop_after_s)
-    if config.init_from and config.position_features is None:  # unset: the saved model's, not the preset's
-        config = dataclasses.replace(config, **saved_addable(config.init_from))
+    if config.init_from:  # settings the run leaves unset take the saved model's, not the preset's
+        inherited = {k: v for k, v in saved_addable(config.init_from).items() if getattr(config, k) is None}
+        config = dataclasses.replace(config, **inherited)
     out = Path(config.out_dir)
     checkpoint = latest_checkpoint(out) if resume else None
     if not resume and list_checkpoints(out):
