@@ -363,6 +363,21 @@ def test_the_plain_edit_strength_is_a_setting_of_the_saved_model(tmp_path):
         UniViGUPipeline(**{**loaded.components, "edit_strength": 1.5})
 
 
+def test_the_flow_edit_guidance_is_a_setting_of_the_saved_model(tmp_path):
+    # As edit_strength: the shipped model sets its own (docs/EVAL.md); a folder without the key gets 6.
+    pipe = tiny_pipeline()
+    pipe.register_to_config(flow_edit_guidance=3.0)
+    pipe.save_pretrained(tmp_path / "set")
+    assert UniViGUPipeline.from_pretrained(tmp_path / "set").default_flow_edit_guidance == 3.0
+    index = json.loads((tmp_path / "set" / "model_index.json").read_text())
+    del index["flow_edit_guidance"]
+    (tmp_path / "set" / "model_index.json").write_text(json.dumps(index))
+    loaded = UniViGUPipeline.from_pretrained(tmp_path / "set")
+    assert loaded.default_flow_edit_guidance == 6.0
+    with pytest.raises(ValueError, match="flow_edit_guidance must be between"):
+        UniViGUPipeline(**{**loaded.components, "flow_edit_guidance": -1.0})
+
+
 def test_an_edit_with_a_source_text_starts_later_and_guides_harder_by_default(pipe, monkeypatch):
     clip = np.zeros((4, 16, 16, 3), np.uint8)
     out = pipe.edit(clip, "a blue square", source_prompt=PROMPT, seed=0, return_trajectory=True)
@@ -391,12 +406,18 @@ def test_an_edit_with_a_source_text_starts_later_and_guides_harder_by_default(pi
         return x
 
     monkeypatch.setattr("uvigu.pipeline.flow_edit", keep_delta)
-    for guidance in (None, 2.0):
-        calls.clear()
-        pipe.edit(clip, "a blue square", source_prompt=PROMPT, guidance_scale=guidance, seed=0)
+    # (the model's flow_edit_guidance, when it sets one; the given guidance_scale wins over both)
+    for model_setting, guidance, expected in ((None, None, 6.0), (None, 2.0, 2.0), (4.0, None, 4.0), (4.0, 2.0, 2.0)):
+        if model_setting is not None:
+            pipe.register_to_config(flow_edit_guidance=model_setting)
+        try:
+            calls.clear()
+            pipe.edit(clip, "a blue square", source_prompt=PROMPT, guidance_scale=guidance, seed=0)
+        finally:
+            pipe.register_to_config(flow_edit_guidance=6.0)
         (v,) = calls  # one call on the four rows: source and edit, conditioned then not
         src = v[2] + pipe.config.guidance_scale * (v[0] - v[2])
-        tar = v[3] + (6.0 if guidance is None else guidance) * (v[1] - v[3])
+        tar = v[3] + expected * (v[1] - v[3])
         assert torch.allclose(deltas[-1], (tar - src)[None], atol=1e-5)
 
 

@@ -58,6 +58,8 @@ def test_its_sampling_defaults_are_those_its_evaluation_ran_with(pipe):
     assert (pipe.config.num_inference_steps, pipe.config.guidance_scale, pipe.config.caption_steps) == (20, 3.0, 12)
     # plain edits start from the clip noised to 0.7 (chosen on clips the evaluation does not score)
     assert pipe.default_edit_strength == 0.7 and pipe.default_flow_edit_strength == 0.9
+    # an edit given the text before the change guides the edited text at 3 (chosen the same way)
+    assert pipe.default_flow_edit_guidance == 3.0
     # the training preset writes the same sampling defaults into a new model's config
     fresh = build_pipeline("shapes", ["a", "red", "circle"]).config
     assert (fresh.caption_steps, fresh.caption_reread_period, fresh.caption_verify_weight) == (12, 8, 300.0)

@@ -227,7 +227,8 @@ def add_edit_parser(subparsers: argparse._SubParsersAction) -> None:
                    help="0: keep the clip … 1: ignore it [the model's edit_strength, 0.7 on the shipped model; "
                    "0.9 with --source-prompt]")
     p.add_argument("--guidance", type=float, default=None,
-                   help="classifier-free guidance scale [the model's; 6 for the edited text with --source-prompt]")
+                   help="classifier-free guidance scale [the model's; with --source-prompt the edited text's is the "
+                   "model's flow_edit_guidance, 3 on the shipped model]")
     _add_output_arguments(p, "edited.mp4")
     p.set_defaults(func=run_edit)
 

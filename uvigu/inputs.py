@@ -57,10 +57,10 @@ def check_prompt(tokenizer, prompt: str, max_tokens: int, name: str = "prompt") 
     return prompt
 
 
-def check_guidance(guidance: float | None, default: float) -> float:
+def check_guidance(guidance: float | None, default: float, name: str = "guidance_scale") -> float:
     guidance = float(default if guidance is None else guidance)
     if not 0.0 <= guidance <= MAX_GUIDANCE:
-        raise ValueError(f"guidance_scale must be between 0 and {MAX_GUIDANCE:g}, got {guidance}.")
+        raise ValueError(f"{name} must be between 0 and {MAX_GUIDANCE:g}, got {guidance}.")
     return guidance
 
 

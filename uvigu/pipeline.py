@@ -65,7 +65,7 @@ EDIT_STRENGTH = 0.6  # a plain edit's default start level, unless the pipeline's
 # noise and push the change harder; these defaults were chosen on clips the evaluation does not
 # score (docs/EVAL.md).
 FLOW_EDIT_STRENGTH = 0.9
-FLOW_EDIT_GUIDANCE = 6.0  # the edited text's guidance; the source text's is the pipeline's guidance_scale
+FLOW_EDIT_GUIDANCE = 6.0  # the edited text's guidance, unless the config sets flow_edit_guidance; the source text's is guidance_scale
 
 
 class Cancelled(Exception):
@@ -153,6 +153,7 @@ class UniViGUPipeline(DiffusionPipeline):
         caption_verify_max_texts: int = VERIFY_MAX_TEXTS,  # candidate captions the check judges at most
         caption_verify_draws: int = VERIFY_DRAWS,  # noise draws of the clip per candidate caption
         edit_strength: float = EDIT_STRENGTH,  # a plain edit's start level: regenerated from the clip noised this far
+        flow_edit_guidance: float = FLOW_EDIT_GUIDANCE,  # the edited text's guidance in an edit given source_prompt
     ):
         super().__init__()
         self.register_modules(
@@ -178,6 +179,7 @@ class UniViGUPipeline(DiffusionPipeline):
             caption_verify_max_texts=caption_verify_max_texts,
             caption_verify_draws=caption_verify_draws,
             edit_strength=check_strength(edit_strength),
+            flow_edit_guidance=check_guidance(flow_edit_guidance, FLOW_EDIT_GUIDANCE, "flow_edit_guidance"),
         )
 
     @classmethod
@@ -205,6 +207,12 @@ class UniViGUPipeline(DiffusionPipeline):
     def default_flow_edit_strength(self) -> float:
         """The start level of an edit given ``source_prompt`` (FlowEdit)."""
         return FLOW_EDIT_STRENGTH
+
+    @property
+    def default_flow_edit_guidance(self) -> float:
+        """The edited text's guidance in an edit given ``source_prompt`` (FlowEdit): the config's
+        ``flow_edit_guidance``, 6 for folders saved without it."""
+        return self.config.flow_edit_guidance
 
     @property
     def default_num_frames(self) -> int:
@@ -307,7 +315,8 @@ class UniViGUPipeline(DiffusionPipeline):
         the clip was made from or captioned as, before the change — the clip follows the
         difference between the two texts' flows (FlowEdit, `uvigu.flows.flow_edit`): what the
         two texts agree on stays as it was and what they disagree on changes. Its defaults are
-        ``strength`` 0.9 and ``guidance_scale`` 6 for ``prompt`` (the source text is guided at the
+        ``strength`` 0.9 and, for ``prompt``, ``guidance_scale`` the pipeline's ``flow_edit_guidance``
+        (6 unless its ``model_index.json`` says otherwise; the source text is guided at the
         pipeline's ``guidance_scale``); each step runs the network on both texts.
         """
         if strength is None:
@@ -534,7 +543,7 @@ class UniViGUPipeline(DiffusionPipeline):
         prompt = check_prompt(self.tokenizer, prompt, self.max_text_tokens)
         source_prompt = check_prompt(self.tokenizer, source_prompt, self.max_text_tokens, "source_prompt")
         steps = check_steps(num_inference_steps, self.config.num_inference_steps)
-        target_guidance = check_guidance(guidance_scale, FLOW_EDIT_GUIDANCE)
+        target_guidance = check_guidance(guidance_scale, self.default_flow_edit_guidance)
         source_guidance = float(self.config.guidance_scale)
         seed = check_seed(seed)
         frames, notes = prepare_video(video, self.config)
