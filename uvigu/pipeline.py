@@ -65,7 +65,8 @@ EDIT_STRENGTH = 0.6  # a plain edit's default start level, unless the pipeline's
 # noise and push the change harder; these defaults were chosen on clips the evaluation does not
 # score (docs/EVAL.md).
 FLOW_EDIT_STRENGTH = 0.9
-FLOW_EDIT_GUIDANCE = 6.0  # the edited text's guidance, unless the config sets flow_edit_guidance; the source text's is guidance_scale
+# The edited text's guidance, unless the config sets flow_edit_guidance; the source text's is guidance_scale.
+FLOW_EDIT_GUIDANCE = 6.0
 
 
 class Cancelled(Exception):
