@@ -194,7 +194,17 @@ def test_a_run_stopped_by_its_time_limit_checkpoints_and_resumes_as_if_it_had_no
         torch.testing.assert_close(weights(final)[name], value, rtol=0, atol=0, msg=name)
 
 
-def test_ctrl_c_ends_the_step_checkpoints_and_a_second_one_stops_at_once(tiny_run, tmp_path, monkeypatch):
+@pytest.fixture
+def python_sigint():
+    """SIGINT raising KeyboardInterrupt, as in a terminal, even where pytest was started with it
+    ignored (a shell's background job); the handler found is put back afterwards."""
+    found = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, found)
+
+
+def test_ctrl_c_ends_the_step_checkpoints_and_a_second_one_stops_at_once(tiny_run, tmp_path, monkeypatch,
+                                                                         python_sigint):
     config, _, straight_final = tiny_run
     before = signal.getsignal(signal.SIGINT)
     calls = []
