@@ -344,38 +344,29 @@ def test_every_task_runs_the_network_without_building_a_graph(pipe, monkeypatch)
     assert len(grad_enabled) >= 9 and not any(grad_enabled)
 
 
-def test_the_plain_edit_strength_is_a_setting_of_the_saved_model(tmp_path):
+@pytest.mark.parametrize("key, value, fallback, bad, message", [
+    ("edit_strength", 0.75, 0.6, 1.5, "strength must be in"),
+    ("flow_edit_guidance", 3.0, 6.0, -1.0, "flow_edit_guidance must be between"),
+])
+def test_an_edit_default_is_a_setting_of_the_saved_model(tmp_path, key, value, fallback, bad, message):
     # The shipped model's model_index.json sets its own (docs/EVAL.md); a folder without the key,
-    # as saved before it existed, gets 0.6.
+    # as saved before it existed, gets the fallback. The edit reads it (here for the plain edit's
+    # strength; test_an_edit_with_a_source_text_... for the guidance).
     pipe = tiny_pipeline()
-    clip = np.zeros((4, 16, 16, 3), np.uint8)
-    pipe.register_to_config(edit_strength=0.75)
+    pipe.register_to_config(**{key: value})
     pipe.save_pretrained(tmp_path / "set")
     loaded = UniViGUPipeline.from_pretrained(tmp_path / "set")
-    assert loaded.default_edit_strength == 0.75
-    steps = loaded.config.num_inference_steps
-    assert len(loaded.edit(clip, "a blue square", seed=0, return_trajectory=True).trajectory) == int(steps * 0.75)
+    assert getattr(loaded, f"default_{key}") == value
+    if key == "edit_strength":
+        clip = np.zeros((4, 16, 16, 3), np.uint8)
+        steps = loaded.config.num_inference_steps
+        assert len(loaded.edit(clip, "a blue square", seed=0, return_trajectory=True).trajectory) == int(steps * value)
     index = json.loads((tmp_path / "set" / "model_index.json").read_text())
-    del index["edit_strength"]
+    del index[key]
     (tmp_path / "set" / "model_index.json").write_text(json.dumps(index))
-    assert UniViGUPipeline.from_pretrained(tmp_path / "set").default_edit_strength == 0.6
-    with pytest.raises(ValueError, match="strength must be in"):
-        UniViGUPipeline(**{**loaded.components, "edit_strength": 1.5})
-
-
-def test_the_flow_edit_guidance_is_a_setting_of_the_saved_model(tmp_path):
-    # As edit_strength: the shipped model sets its own (docs/EVAL.md); a folder without the key gets 6.
-    pipe = tiny_pipeline()
-    pipe.register_to_config(flow_edit_guidance=3.0)
-    pipe.save_pretrained(tmp_path / "set")
-    assert UniViGUPipeline.from_pretrained(tmp_path / "set").default_flow_edit_guidance == 3.0
-    index = json.loads((tmp_path / "set" / "model_index.json").read_text())
-    del index["flow_edit_guidance"]
-    (tmp_path / "set" / "model_index.json").write_text(json.dumps(index))
-    loaded = UniViGUPipeline.from_pretrained(tmp_path / "set")
-    assert loaded.default_flow_edit_guidance == 6.0
-    with pytest.raises(ValueError, match="flow_edit_guidance must be between"):
-        UniViGUPipeline(**{**loaded.components, "flow_edit_guidance": -1.0})
+    assert getattr(UniViGUPipeline.from_pretrained(tmp_path / "set"), f"default_{key}") == fallback
+    with pytest.raises(ValueError, match=message):
+        UniViGUPipeline(**{**loaded.components, key: bad})
 
 
 def test_an_edit_with_a_source_text_starts_later_and_guides_harder_by_default(pipe, monkeypatch):
@@ -407,6 +398,7 @@ def test_an_edit_with_a_source_text_starts_later_and_guides_harder_by_default(pi
 
     monkeypatch.setattr("uvigu.pipeline.flow_edit", keep_delta)
     # (the model's flow_edit_guidance, when it sets one; the given guidance_scale wins over both)
+    found = pipe.config.flow_edit_guidance
     for model_setting, guidance, expected in ((None, None, 6.0), (None, 2.0, 2.0), (4.0, None, 4.0), (4.0, 2.0, 2.0)):
         if model_setting is not None:
             pipe.register_to_config(flow_edit_guidance=model_setting)
@@ -414,7 +406,7 @@ def test_an_edit_with_a_source_text_starts_later_and_guides_harder_by_default(pi
             calls.clear()
             pipe.edit(clip, "a blue square", source_prompt=PROMPT, guidance_scale=guidance, seed=0)
         finally:
-            pipe.register_to_config(flow_edit_guidance=6.0)
+            pipe.register_to_config(flow_edit_guidance=found)
         (v,) = calls  # one call on the four rows: source and edit, conditioned then not
         src = v[2] + pipe.config.guidance_scale * (v[0] - v[2])
         tar = v[3] + expected * (v[1] - v[3])
