@@ -35,8 +35,17 @@ def launch_two_ranks(tmp_path: Path, run_dir: Path, grad_accum: int, **env_vars:
            "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(free_port()),
            str(WORKER), str(tmp_path), str(run_dir), str(STEPS_RECALL), str(STEPS_REFINE), str(grad_accum)]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": "", "ACCELERATE_USE_CPU": "true", **env_vars}
-    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stderr[-3000:]
+    # Past the limit, SIGTERM lets the launcher stop both ranks (torchrun starts each in a session of
+    # its own, so killing the launcher alone would leave them running), and the failure shows what
+    # they printed.
+    launched = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        _, stderr = launched.communicate(timeout=120)
+    except subprocess.TimeoutExpired:
+        launched.terminate()
+        _, stderr = launched.communicate(timeout=60)
+        pytest.fail(f"the two ranks did not finish within 120 s:\n{stderr[-3000:]}")
+    assert launched.returncode == 0, stderr[-3000:]
 
 
 @pytest.mark.parametrize("grad_accum", [1, 2])
