@@ -15,6 +15,7 @@ from uvigu.eval.report import (
     TARGETS,
     EvalConfig,
     RunInfo,
+    edit_records,
     eval_example,
     evaluate,
     pipeline_settings,
@@ -69,8 +70,10 @@ class OraclePipeline:
     def caption(self, frames, *, seed):
         return SimpleNamespace(text=self.caption_of(self.by_frames[_key(frames)]))
 
-    def edit(self, frames, prompt, *, strength=0.6, seed):
+    def edit(self, frames, prompt, *, strength=0.6, seed, source_prompt=None):
         scene = self.by_frames[_key(frames)]
+        if source_prompt is not None:  # the caption before the change is the clip's own
+            assert source_prompt == scene_caption(scene)
         said = parse_caption(prompt).objects
         assert len(said) == len(scene.objects)
         objects = tuple(
@@ -93,8 +96,17 @@ class WrongCaptions(OraclePipeline):
 class KeepsClip(OraclePipeline):
     """The oracle, except that an edit returns the clip it was given unchanged."""
 
-    def edit(self, frames, prompt, *, strength=0.6, seed):
+    def edit(self, frames, prompt, *, strength=0.6, seed, source_prompt=None):
         return SimpleNamespace(frames=frames)
+
+
+class PlainEditKeepsClip(OraclePipeline):
+    """The oracle, except that an edit given only the edited caption returns the clip unchanged."""
+
+    def edit(self, frames, prompt, *, strength=0.6, seed, source_prompt=None):
+        if source_prompt is None:
+            return SimpleNamespace(frames=frames)
+        return super().edit(frames, prompt, strength=strength, seed=seed, source_prompt=source_prompt)
 
 
 CONFIG = EvalConfig(num_clips=6, num_heldout=3, num_examples=1)
@@ -109,11 +121,11 @@ def test_oracle_scores_one(oracle_records):
     summary = summarize(oracle_records)
     for key in ("caption", "generation", "round_trip", "edit", "caption_color", "caption_shape", "caption_motion",
                 "joint_generation", "joint_caption", "analyzer_reference", "analyzer_codec", "edit_changed",
-                "edit_kept"):
+                "edit_kept", "edit_plain", "edit_plain_changed", "edit_plain_kept"):
         row = summary.row(key)
         assert row.main.value == 1.0, key
         assert row.heldout.value == 1.0, key
-    assert summary.row("edit_stale").main.value == 0.0
+    assert summary.row("edit_stale").main.value == summary.row("edit_plain_stale").main.value == 0.0
     assert summary.row("bleu4").main.value == pytest.approx(1.0)
     assert all(summary.target_status(t) for t in TARGETS)
     # Every edit attribute was exercised on the main set (6 clips cycle colour, shape, motion).
@@ -147,10 +159,36 @@ def test_edit_that_changes_nothing_fails():
     config = EvalConfig(num_clips=3, num_heldout=0)
     records = evaluate(KeepsClip(config), config)
     for r in records:
-        edit = r["edit"]
-        # The unchanged clip keeps the other objects but shows the old version, not the new one.
-        assert edit["kept"] and not edit["changed"] and edit["stale"] and not edit["success"]
-    assert summarize(records).row("edit").main.value == 0.0
+        for edit in (r["edit"], r["edit_plain"]):
+            # The unchanged clip keeps the other objects but shows the old version, not the new one.
+            assert edit["kept"] and not edit["changed"] and edit["stale"] and not edit["success"]
+    assert summarize(records).row("edit").main.value == summarize(records).row("edit_plain").main.value == 0.0
+
+
+def test_both_kinds_of_edit_are_scored_apart():
+    config = EvalConfig(num_clips=3, num_heldout=1)
+    records = evaluate(PlainEditKeepsClip(config), config)
+    assert all(r["edit"]["with_source"] and not r["edit_plain"]["with_source"] for r in records)
+    summary = summarize(records)
+    # the target row scores the edit the studio makes (keeping the rest), the plain rows the other
+    assert (summary.row("edit").main.value, summary.row("edit").heldout.value) == (1.0, 1.0)
+    assert (summary.row("edit_plain").main.value, summary.row("edit_plain").heldout.value) == (0.0, 0.0)
+    assert summary.row("edit_plain_stale").main.value == 1.0 and summary.row("edit_stale").main.value == 0.0
+    assert all(summary.target_status(t) for t in TARGETS if t.metric == "edit")
+
+
+def test_results_from_before_both_edits_were_scored_read_as_plain_edits():
+    config = EvalConfig(num_clips=2, num_heldout=0)
+    records = evaluate(PlainEditKeepsClip(config), config)
+    old = []  # a record of that time: one plain edit under "edit", without "with_source" or "edit_plain"
+    for r in records:
+        plain = {k: v for k, v in r["edit_plain"].items() if k != "with_source"}
+        old.append({k: v for k, v in r.items() if k != "edit_plain"} | {"edit": plain})
+    assert edit_records(old[0]) == {"keep_rest": None, "plain": old[0]["edit"]}
+    summary = summarize(old)
+    assert summary.row("edit_plain").main.value == 0.0 and summary.row("edit_plain").main.count == 2
+    assert summary.row("edit").main.value is None  # not measured, rather than the plain edit's figure
+    assert summary.target_status(next(t for t in TARGETS if t.metric == "edit")) is None
 
 
 def test_edit_scene_changes_one_attribute_validly():
@@ -200,6 +238,8 @@ def test_markdown_marks_targets(oracle_records):
     assert "| caption object accuracy (colour, shape, motion) | 1.000 (" in text
     assert "main ≥ 0.95; held-out ≥ 0.85" in text
     assert "**not met**" not in text and "Targets not met: none." in text
+    assert "| edit success (keeping the rest, as the studio edits) | 1.000 (6/6) | 1.000 (3/3) |" in text
+    assert "| plain edit (the edited caption alone): success | 1.000 (6/6) | 1.000 (3/3) |" in text
 
     broken = [dict(r, objects=[dict(o, generation=False) for o in r["objects"]]) for r in oracle_records]
     text = render_markdown(broken, info, notes="the model is small")
@@ -222,10 +262,12 @@ def test_tiny_pipeline_run_writes_report(tmp_path):
     text = report.report_path.read_text()
     assert "## Targets" in text and "![generated from the prompt](eval/main-000-generated.png)" in text
     assert (tmp_path / "docs" / "eval" / "main-000-edited.png").is_file()
+    assert "* edit, keeping the rest (" in text and "* edit, plain (" in text  # the examples show both
+    assert "![edited reference clip, keeping the rest](eval/main-000-edited.png)" in text
     records = read_results(report.results_path)
     assert [r["set"] for r in records] == ["main", "heldout"]
     assert summarize(records).rows == report.summary.rows
-    assert set(records[0]["seconds"]) == {"caption", "generate", "caption_generated", "edit", "joint"}
+    assert set(records[0]["seconds"]) == {"caption", "generate", "caption_generated", "edit", "edit_plain", "joint"}
     # the header names the settings the tasks ran at, the caption's re-read among them
     c = pipe.config
     assert (f"caption_steps {c.caption_steps}, caption_reread {c.caption_reread}, "
@@ -276,7 +318,9 @@ def test_the_codec_row_shows_what_the_codec_loses():
 def test_the_report_names_the_settings_its_calls_ran_at():
     pipe = tiny_pipeline()
     settings = pipeline_settings(pipe)
-    # the evaluation's edits give no strength, so the plain edit's default is the one they ran at
-    assert settings["edit strength"] == 0.6 == pipe.default_edit_strength
+    # the evaluation's edits give no strength or guidance, so each kind of edit ran at its defaults
+    assert settings["plain edit strength"] == 0.6 == pipe.default_edit_strength
+    assert settings["keep-the-rest edit strength"] == 0.9 == pipe.default_flow_edit_strength
+    assert settings["keep-the-rest edit guidance"] == pipe.default_flow_edit_guidance
     assert settings["guidance_scale"] == pipe.config.guidance_scale
     assert settings["caption_verify_draws"] == pipe.config.caption_verify_draws

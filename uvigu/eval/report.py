@@ -246,6 +246,16 @@ def _objects(records: Sequence[dict], set_name: str) -> list[dict]:
     return objs if set_name == "main" else [o for o in objs if o["heldout_pair"]]
 
 
+def edit_records(record: dict) -> dict[str, dict | None]:
+    """A clip's two scored edits: ``keep_rest`` (given the caption before the change too, as the
+    studio edits by default) and ``plain`` (the edited caption alone). Records written before both
+    were scored hold one plain edit under ``edit``; their ``keep_rest`` is None."""
+    edit = record.get("edit")
+    if edit is not None and not edit.get("with_source", False):
+        return {"keep_rest": None, "plain": edit}
+    return {"keep_rest": edit, "plain": record.get("edit_plain")}
+
+
 def summarize(records: Sequence[dict]) -> Summary:
     """The report's numbers, from the per-clip records alone."""
     by_set = {s: [r for r in records if r["set"] == s] for s in SETS}
@@ -271,9 +281,9 @@ def summarize(records: Sequence[dict]) -> Summary:
             scores.append(Score(value, len(clips)))
         rows.append(Row(key, label, *scores, group))
 
-    def edit_flag(name: str, attribute: str | None = None) -> Callable[[dict], bool | None]:
+    def edit_flag(name: str, attribute: str | None = None, kind: str = "keep_rest") -> Callable[[dict], bool | None]:
         def pick(r: dict) -> bool | None:
-            e = r["edit"]
+            e = edit_records(r)[kind]
             if e is None or (attribute is not None and e["attribute"] != attribute):
                 return None
             return e[name]
@@ -282,7 +292,7 @@ def summarize(records: Sequence[dict]) -> Summary:
     object_row("caption", "caption object accuracy (colour, shape, motion)", "caption", "targets")
     object_row("generation", "generation object accuracy (analyzer)", "generation", "targets")
     object_row("round_trip", "round trip (caption of the generated clip)", "round_trip", "targets")
-    clip_row("edit", "edit success", edit_flag("success"), "targets")
+    clip_row("edit", "edit success (keeping the rest, as the studio edits)", edit_flag("success"), "targets")
     for f in CORE_FIELDS:
         object_row(f"caption_{f}", f"caption {f} accuracy", f"caption_{f}", "caption")
     corpus_row("bleu4", "caption BLEU-4", bleu4, "caption")
@@ -292,6 +302,12 @@ def summarize(records: Sequence[dict]) -> Summary:
     clip_row("edit_changed", "edit: the changed object shows as edited", edit_flag("changed"), "edit")
     clip_row("edit_kept", "edit: the other objects are kept", edit_flag("kept"), "edit")
     clip_row("edit_stale", "edit: the old version is still seen (lower is better)", edit_flag("stale"), "edit")
+    clip_row("edit_plain", "plain edit (the edited caption alone): success", edit_flag("success", kind="plain"), "edit")
+    clip_row("edit_plain_changed", "plain edit: the changed object shows as edited", edit_flag("changed", kind="plain"),
+             "edit")
+    clip_row("edit_plain_kept", "plain edit: the other objects are kept", edit_flag("kept", kind="plain"), "edit")
+    clip_row("edit_plain_stale", "plain edit: the old version is still seen (lower is better)",
+             edit_flag("stale", kind="plain"), "edit")
     object_row("joint_generation", "joint: generation object accuracy", "joint_generation", "joint")
     object_row("joint_caption", "joint: its caption names the prompted object", "joint_caption", "joint")
     object_row("analyzer_reference", "analyzer on the reference clips", "analyzer_reference", "reference")
@@ -329,8 +345,13 @@ def pipeline_settings(pipe) -> dict[str, object]:
             "caption_reread_threshold", "caption_verify_weight", "caption_verify_max_texts", "caption_verify_draws",
             "num_frames", "height", "width")
     settings = {k: config[k] for k in keys if k in config}
-    if hasattr(pipe, "default_edit_strength"):  # the evaluation's edits give no strength: the plain edit's default
-        settings["edit strength"] = pipe.default_edit_strength
+    # The evaluation's edits give no strength or guidance: each kind of edit runs at its defaults.
+    if hasattr(pipe, "default_flow_edit_strength"):
+        settings["keep-the-rest edit strength"] = pipe.default_flow_edit_strength
+    if hasattr(pipe, "default_flow_edit_guidance"):
+        settings["keep-the-rest edit guidance"] = pipe.default_flow_edit_guidance
+    if hasattr(pipe, "default_edit_strength"):
+        settings["plain edit strength"] = pipe.default_edit_strength
     return settings
 
 
@@ -379,13 +400,18 @@ def _example_lines(records: Sequence[dict], strips_link: str) -> list[str]:
         lines.append(f"* reference caption: `{r['reference']}`")
         lines.append(f"* model's caption of the reference clip: `{r['caption']}`")
         lines.append(f"* model's caption of the generated clip: `{r['round_trip_caption']}`")
-        if r["edit"] is not None:
-            e = r["edit"]
-            verdict = "success" if e["success"] else "failed"
-            lines.append(f"* edit ({e['attribute']} {e['old']} → {e['new']}, {verdict}): `{e['edited_caption']}`")
+        edits = edit_records(r)
+        for kind, e in edits.items():
+            if e is not None:
+                how = "keeping the rest" if kind == "keep_rest" else "plain"
+                verdict = "success" if e["success"] else "failed"
+                lines.append(f"* edit, {how} ({e['attribute']} {e['old']} → {e['new']}, {verdict}): "
+                             f"`{e['edited_caption']}`")
         lines.append(f"* joint caption: `{r['joint_caption']}`")
         lines.append("")
-        labels = {"reference": "reference clip", "generated": "generated from the prompt", "edited": "edited reference clip", "joint": "joint generation"}
+        edited_label = "edited reference clip" + (", keeping the rest" if edits["keep_rest"] is not None else "")
+        labels = {"reference": "reference clip", "generated": "generated from the prompt", "edited": edited_label,
+                  "joint": "joint generation"}
         for kind, label in labels.items():
             if kind in r["strips"]:
                 lines.append(f"{label}:  ")
@@ -432,7 +458,10 @@ def render_markdown(records: Sequence[dict], info: RunInfo, strips_link: str = "
         "",
         "Each clip's reference caption gets one attribute of one object changed (colour, shape, motion in "
         "turn, by clip index; position, size, speed and the other objects unchanged; on the main set no "
-        "edit creates a held-out pair) and the reference clip is edited with it at the default strength. "
+        "edit creates a held-out pair) and the reference clip is edited with it twice, at each kind of "
+        "edit's default settings: keeping the rest, as the studio edits by default (the caption before the "
+        "change goes too, as `pipe.edit`'s `source_prompt`; the rows without a prefix and the target), and "
+        "plain, given the edited caption alone (`uvigu edit` without `--source-prompt`). "
         "Success: the analyzer sees the edited object with its new attributes, every other object kept, "
         "and no longer the old version of the edited object.",
         "",
@@ -512,6 +541,6 @@ def write_report(
 
 __all__ = [
     "DEFAULT_MODEL_DIR", "EvalConfig", "EvalReport", "Row", "RunInfo", "Score", "Summary", "TARGETS", "Target",
-    "clip_config", "eval_example", "evaluate", "pipeline_settings", "read_results",
+    "clip_config", "edit_records", "eval_example", "evaluate", "pipeline_settings", "read_results",
     "render_markdown", "summarize", "write_report", "write_results",
 ]

@@ -8,7 +8,9 @@ Through the pipeline's public methods at their default settings, with one fixed 
 3. round trip: the caption of the generated clip names each prompted object;
 4. edit: change one attribute of one object in the reference caption (`uvigu.eval.edits`) and edit
    the reference clip with it; success = the changed object is seen as edited, every other object
-   is kept, and the old version of the edited object is gone;
+   is kept, and the old version of the edited object is gone. Scored twice: as the studio edits by
+   default (*Keep the rest*: the caption before the change goes too, as ``source_prompt``;
+   ``edit``) and as a plain edit given only the edited caption (``edit_plain``);
 5. joint: `generate_with_caption`; generation accuracy and whether its caption names the objects.
 The analyzer's accuracy on the reference clip itself, and on the clip passed through the pipeline's
 codec (encoded and decoded), is recorded beside them.
@@ -100,7 +102,10 @@ def evaluate_clip(
     round_trip_caption = _timed(lambda: pipe.caption(generated, seed=seed).text, timings, "caption_generated")
     round_trip_ok = match_objects(truth, parse_caption(round_trip_caption).objects, CORE_FIELDS)
 
-    edit_record, edited = _edit(pipe, example, index=index, set_name=set_name, seed=seed, timings=timings)
+    edit_record, edited = _edit(pipe, example, index=index, set_name=set_name, seed=seed, timings=timings,
+                                with_source=True)
+    plain_edit_record, _ = _edit(pipe, example, index=index, set_name=set_name, seed=seed, timings=timings,
+                                 timing="edit_plain")
 
     joint = _timed(lambda: pipe.generate_with_caption(example.prompt, seed=seed), timings, "joint")
     joint_generation_ok = match_objects(truth, analyze_clip(joint.frames).objects, CORE_FIELDS)
@@ -146,6 +151,7 @@ def evaluate_clip(
         "generation_found": _mentions_json(generation_found),
         "round_trip_caption": round_trip_caption,
         "edit": edit_record,
+        "edit_plain": plain_edit_record,
         "joint_caption": joint.caption,
         "objects": objects,
         "seconds": timings,
@@ -154,11 +160,11 @@ def evaluate_clip(
 
 
 def _edit(pipe, example: ShapesExample, *, index: int, set_name: str, seed: int, timings: dict,
-          with_source: bool = False, **edit_kwargs) -> tuple[dict | None, np.ndarray | None]:
+          with_source: bool = False, timing: str = "edit", **edit_kwargs) -> tuple[dict | None, np.ndarray | None]:
     """Edit one attribute of one object of the clip's caption (by clip index), regenerate from the
     clip (``edit_kwargs`` go to ``pipe.edit``; ``with_source``: the caption before the change goes
-    too, as its ``source_prompt``) and score it; ``(None, None)`` when the scene has no valid edit
-    of that attribute."""
+    too, as its ``source_prompt``) and score it, timed in ``timings[timing]``; ``(None, None)`` when
+    the scene has no valid edit of that attribute."""
     attribute = ATTRIBUTES[index % len(ATTRIBUTES)]
     rng = np.random.default_rng([seed, index])
     change = edit_scene(example.scene, attribute, rng, allow_heldout=set_name == "heldout")
@@ -168,7 +174,7 @@ def _edit(pipe, example: ShapesExample, *, index: int, set_name: str, seed: int,
     text = scene_caption(change.edited)
     if with_source:
         edit_kwargs["source_prompt"] = scene_caption(change.scene)
-    frames = _timed(lambda: pipe.edit(example.frames, text, seed=seed, **edit_kwargs).frames, timings, "edit")
+    frames = _timed(lambda: pipe.edit(example.frames, text, seed=seed, **edit_kwargs).frames, timings, timing)
     found = analyze_clip(frames).objects
     ok = match_objects(scene_mentions(change.edited), found, CORE_FIELDS)
     old = scene_mentions(change.scene)[change.object_index]
@@ -181,6 +187,7 @@ def _edit(pipe, example: ShapesExample, *, index: int, set_name: str, seed: int,
         "old": change.old,
         "new": change.new,
         "edited_caption": text,
+        "with_source": with_source,
         "found": _mentions_json(found),
         "changed": changed,
         "kept": kept,
