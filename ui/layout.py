@@ -104,13 +104,14 @@ def build_demo(studio: Studio, gpu: Callable[[Callable], Callable] | None = None
                         )
                         strength = gr.Slider(
                             settings.min_strength, settings.max_strength, step=0.05,
-                            value=min(max(defaults.edit_strength, settings.min_strength), settings.max_strength),
+                            # Keep the rest starts ticked, so the slider starts at that edit's default.
+                            value=min(max(defaults.keep_rest_strength, settings.min_strength), settings.max_strength),
                             label="Strength (how much of the previous clip to repaint)", elem_id="strength",
                         )
                         keep_rest = gr.Checkbox(
                             label="Keep the rest: change only what you edited (compares with the "
-                                  "model's caption; about 2.5× slower)",
-                            value=False, elem_id="keep-rest",
+                                  "model's caption; about 2.5× slower; untick to redraw more freely)",
+                            value=True, elem_id="keep-rest",
                         )
                         regenerate_btn = gr.Button(
                             "Regenerate with edits", variant="primary", elem_id="regenerate-btn"

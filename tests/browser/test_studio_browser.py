@@ -104,6 +104,9 @@ def test_generate_critique_edit_regenerate_and_history(studio_app, browser):
         assert "shorten it" in page.locator("#edited-warning").inner_text()
         textarea(page, "edited-caption").fill("a green circle moving right")
         page.locator("#caption-diff", has_text="green").wait_for()
+        # Keep the rest is ticked from the start, and the strength slider shows that edit's default.
+        assert page.locator("#keep-rest input[type=checkbox]").is_checked()
+        assert page.locator("#strength input[type=number]").input_value() == "0.9"
         page.locator("#edited-warning", has_text=f"{tokens} / {limit} tokens").wait_for()
         shot(page, "03-edited")
         page.locator("#regenerate-btn").click()
@@ -119,7 +122,7 @@ def test_generate_critique_edit_regenerate_and_history(studio_app, browser):
         # History: two takes, the second regenerated from the first with the edit and critique.
         page.get_by_role("tab", name="History").click()
         timeline = page.locator("#history-timeline")
-        timeline.get_by_text("regenerated with edits from #1").wait_for()
+        timeline.get_by_text("regenerated with edits from #1, keeping the rest").wait_for()
         text = timeline.inner_text()
         assert "#1" in text and "#2" in text
         assert "Edited caption: a green circle moving right" in text
@@ -127,24 +130,27 @@ def test_generate_critique_edit_regenerate_and_history(studio_app, browser):
         _, takes = the_only_session(studio)
         assert [(t.seq, t.mode, t.parent_id) for t in takes] == [(1, "generate", None), (2, "edit", takes[0].id)]
         assert takes[0].critique == "the circle should be green"
+        # compared with take #1's caption, at that edit's strength
+        assert takes[1].settings["keep_rest"] is True and takes[1].settings["strength"] == 0.9
         assert page.locator("#history-gallery img").count() == 2
         shot(page, "05-history")
 
-        # Keep the rest: the strength slider moves to that edit's default, the edit is compared
-        # with take #2's caption, and the history says so.
+        # Untick Keep the rest: the strength slider moves to a plain edit's default, and the edit
+        # is made from the edited caption alone.
         page.get_by_role("tab", name="Studio").click()
-        page.locator("#keep-rest input[type=checkbox]").check()
-        page.wait_for_function("() => document.querySelector('#strength input[type=number]').value === '0.9'")
+        page.locator("#keep-rest input[type=checkbox]").uncheck()
+        page.wait_for_function("() => document.querySelector('#strength input[type=number]').value === '0.6'")
         textarea(page, "edited-caption").fill("a green square moving right")
         page.locator("#regenerate-btn").click()
         page.locator("#take-title", has_text="Take #3").wait_for()
         _, takes = the_only_session(studio)
         assert takes[2].parent_id == takes[1].id
-        assert takes[2].settings["keep_rest"] is True and takes[2].settings["strength"] == 0.9
-        page.locator("#keep-rest input[type=checkbox]").uncheck()  # back to a plain edit's strength
-        page.wait_for_function("() => document.querySelector('#strength input[type=number]').value === '0.6'")
+        assert "keep_rest" not in takes[2].settings and takes[2].settings["strength"] == 0.6
+        page.locator("#keep-rest input[type=checkbox]").check()  # back to that edit's strength
+        page.wait_for_function("() => document.querySelector('#strength input[type=number]').value === '0.9'")
         page.get_by_role("tab", name="History").click()
-        timeline.get_by_text("regenerated with edits from #2, keeping the rest").wait_for()
+        timeline.get_by_text("regenerated with edits from #2").wait_for()
+        assert "regenerated with edits from #2, keeping the rest" not in timeline.inner_text()
 
         # Two takes per click: both saved, seeds one apart, the second one open.
         page.get_by_role("tab", name="Studio").click()
