@@ -46,13 +46,15 @@ def _positive_timing(t):
 
 
 def test_task_rows(result, pipe):
-    assert [r.task for r in result.tasks] == ["generate", "caption", "edit", "generate_with_caption"]
+    assert [r.task for r in result.tasks] == ["generate", "caption", "edit", "edit_keep_rest", "generate_with_caption"]
     by_task = {r.task: r for r in result.tasks}
     steps, caption_steps = pipe.config.num_inference_steps, pipe.config.caption_steps
     assert by_task["generate"].denoiser_calls == steps  # CFG: both branches in one batch-2 call
     assert by_task["generate_with_caption"].denoiser_calls == steps
     assert by_task["caption"].denoiser_calls == caption_steps + pipe.config.caption_reread  # + one per re-read pass
     assert 1 <= by_task["edit"].denoiser_calls < steps  # starts part-way (strength 0.6)
+    # keeping the rest starts further up (strength 0.9), one call on both texts per step
+    assert by_task["edit"].denoiser_calls < by_task["edit_keep_rest"].denoiser_calls < steps
     for row in result.tasks:
         _positive_timing(row.timing)
         assert row.seconds_per_call > 0
@@ -152,8 +154,9 @@ def test_markdown_has_the_tables_and_provenance(result):
     text = format_markdown(result, machine, "uvigu bench --model x")
     assert "`uvigu bench --model x`" in text
     assert "tiny (test)" in text and machine.cpu in text and torch.__version__ in text
-    for task in ("`generate`", "`caption`", "`edit`", "`generate_with_caption`"):
-        assert task in text
+    for task in ("`generate`", "`caption`", "`edit`", "`edit_keep_rest`", "`generate_with_caption`"):
+        assert f"| {task} |" in text
+    assert "`edit_keep_rest`: `edit` also given what the clip shows before the change" in text
     assert "plain matmul float32" in text and "plain matmul bfloat16" in text
     assert text.count("diffusers Wan") == 3
 
@@ -227,6 +230,6 @@ def test_gpu_flag_explains_itself_without_cuda(capsys):
 
 def test_task_and_forward_functions_standalone(pipe):
     rows = bench_tasks(pipe, repeats=1, warmup=0)
-    assert len(rows) == 4
+    assert len(rows) == 5
     forwards, costs = bench_forwards(pipe, repeats=1, warmup=0)
     assert len(forwards) == 2 and len(costs) == 3

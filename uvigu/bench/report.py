@@ -125,6 +125,9 @@ def format_markdown(
             f"| `{row.task}` | {row.denoiser_calls} | {t.median_s:.2f} | {t.min_s:.2f} | {t.max_s:.2f} | "
             f"{t.repeats} | {row.seconds_per_call:.3f} |"
         )
+    if any(row.task == "edit_keep_rest" for row in result.tasks):
+        lines += ["", "`edit_keep_rest`: `edit` also given what the clip shows before the change (`source_prompt`; "
+                      "the studio's *Keep the rest*, ticked by default): both texts in every denoiser call."]
     fp32 = next((m for m in result.matmuls if m.dtype == "float32"), None)
     bf16 = next((m for m in result.matmuls if m.dtype == "bfloat16"), None)
     lines += [

@@ -130,8 +130,7 @@ def _fallback_pipeline():
     return build_pipeline("shapes", shapes_vocabulary())
 
 
-def example_clip(pipe) -> np.ndarray:
-    """A Shapes clip at the pipeline's default size, uint8 (f, h, w, 3), for caption and edit."""
+def _example(pipe):
     from ..data.shapes import ShapesConfig, make_example
 
     f, h, w = pipe.default_num_frames, pipe.default_height, pipe.default_width
@@ -139,7 +138,12 @@ def example_clip(pipe) -> np.ndarray:
         config = ShapesConfig(size=min(h, w), num_frames=f)
     except ValueError:  # too small a frame for the grammar's sizes: let the pipeline resize
         config = ShapesConfig()
-    return make_example(0, config).frames
+    return make_example(0, config)
+
+
+def example_clip(pipe) -> np.ndarray:
+    """A Shapes clip at the pipeline's default size, uint8 (f, h, w, 3), for caption and edit."""
+    return _example(pipe).frames
 
 
 # ---------------------------------------------------------------------------------------------
@@ -158,13 +162,18 @@ def _count_calls(module: torch.nn.Module, fn: Callable[[], object]) -> int:
 
 
 def bench_tasks(pipe, *, repeats: int = 3, warmup: int = 1, clip: np.ndarray | None = None) -> list[TaskRow]:
-    """Median / min / max wall time of generate, caption, edit and generate_with_caption at the
-    pipeline's default steps and guidance (seed 0). The first warm-up call also counts forwards."""
-    clip = example_clip(pipe) if clip is None else clip
+    """Median / min / max wall time of generate, caption, edit, edit_keep_rest (``edit`` also given
+    the text before the change, ``source_prompt``: the studio's default edit) and
+    generate_with_caption at the pipeline's default steps and guidance (seed 0). The first warm-up
+    call also counts forwards."""
+    example = _example(pipe)
+    clip = example.frames if clip is None else clip
+    source = example.caption  # what the example clip shows (for another clip it only sets the text's length)
     tasks: dict[str, Callable[[], object]] = {
         "generate": lambda: pipe.generate(PROMPT, seed=0),
         "caption": lambda: pipe.caption(clip, seed=0),
         "edit": lambda: pipe.edit(clip, EDITED_PROMPT, seed=0),
+        "edit_keep_rest": lambda: pipe.edit(clip, EDITED_PROMPT, source_prompt=source, seed=0),
         "generate_with_caption": lambda: pipe.generate_with_caption(PROMPT, seed=0),
     }
     rows = []
