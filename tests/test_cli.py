@@ -69,6 +69,34 @@ def test_an_edit_with_a_source_prompt_reaches_the_pipeline(model_dir, tmp_path, 
     assert probe_video(edited).num_frames > 0
 
 
+def test_keep_rest_edits_against_the_models_own_caption(model_dir, tmp_path, monkeypatch, capsys):
+    clip = tmp_path / "clip.mp4"
+    assert main(["generate", "a red circle", "--model", str(model_dir), "--no-caption", "--out", str(clip)]) == 0
+    caption = UniViGUPipeline.from_pretrained(model_dir).caption(str(clip), seed=3).text
+    assert caption.strip()  # something to compare the edit with
+    seen = []
+
+    def recording(self, video, prompt, **kwargs):
+        seen.append(kwargs)
+        return original(self, video, prompt, **kwargs)
+
+    original = UniViGUPipeline.edit
+    monkeypatch.setattr(UniViGUPipeline, "edit", recording)
+    edited = tmp_path / "edited.mp4"
+    capsys.readouterr()
+    assert main(["edit", str(clip), "a blue circle", "--keep-rest", "--model", str(model_dir), "--seed", "3",
+                 "--out", str(edited)]) == 0
+    assert seen == [dict(seen[0], source_prompt=caption, strength=None, seed=3)]  # the caption with the edit's seed
+    assert f"caption before the change: {caption}\n" in capsys.readouterr().out
+    assert probe_video(edited).num_frames > 0
+    # the caption itself as the prompt: nothing to change, said, and no edit is made
+    assert main(["edit", str(clip), caption, "--keep-rest", "--model", str(model_dir), "--seed", "3",
+                 "--out", str(tmp_path / "same.mp4")]) == 2
+    assert "nothing to change" in capsys.readouterr().err and len(seen) == 1
+    with pytest.raises(SystemExit):  # one source at a time
+        main(["edit", str(clip), "a blue circle", "--keep-rest", "--source-prompt", "a red circle"])
+
+
 def test_joint_generation_prints_its_caption(model_dir, tmp_path, capsys):
     assert main(["generate", "a blue square moving up", "--model", str(model_dir), "--joint", "--seed", "0",
                  "--out", str(tmp_path / "j.mp4")]) == 0

@@ -220,15 +220,19 @@ def add_edit_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("video", help="the clip to start from")
     p.add_argument("prompt", help="the edited caption or prompt")
     _add_model_arguments(p)
-    p.add_argument("--source-prompt", default=None, metavar="TEXT",
-                   help="the caption or prompt before the change: the edit then follows the difference of the two "
-                   "texts (FlowEdit), keeping what they agree on")
+    source = p.add_mutually_exclusive_group()
+    source.add_argument("--source-prompt", default=None, metavar="TEXT",
+                        help="the caption or prompt before the change: the edit then follows the difference of the "
+                        "two texts (FlowEdit), keeping what they agree on")
+    source.add_argument("--keep-rest", action="store_true",
+                        help="caption the clip first and use that caption as --source-prompt (the studio's Keep the "
+                        "rest): write the prompt as that caption with your change")
     p.add_argument("--strength", type=float, default=None,
                    help="0: keep the clip … 1: ignore it [the model's edit_strength, 0.7 on the shipped model; "
-                   "0.9 with --source-prompt]")
+                   "0.9 with --source-prompt or --keep-rest]")
     p.add_argument("--guidance", type=float, default=None,
-                   help="classifier-free guidance scale [the model's; with --source-prompt the edited text's is the "
-                   "model's flow_edit_guidance, 3 on the shipped model]")
+                   help="classifier-free guidance scale [the model's; with --source-prompt or --keep-rest the edited "
+                   "text's is the model's flow_edit_guidance, 3 on the shipped model]")
     _add_output_arguments(p, "edited.mp4")
     p.set_defaults(func=run_edit)
 
@@ -339,8 +343,16 @@ def run_caption(args: argparse.Namespace) -> int:
 
 def run_edit(args: argparse.Namespace) -> int:
     pipe = _load_pipeline(args.model, args.device)
+    source_prompt = args.source_prompt
+    if args.keep_rest:
+        # What the clip shows before the change, in the model's words, as the studio's Keep the rest.
+        source_prompt = pipe.caption(args.video, seed=args.seed, callback=_progress("caption")).text
+        print(f"caption before the change: {source_prompt}")
+        if source_prompt.split() == args.prompt.split():
+            raise ValueError("the prompt is the clip's caption unchanged, so keeping the rest leaves nothing to "
+                             "change; edit the caption, or drop --keep-rest for a variation.")
     result = pipe.edit(
-        args.video, args.prompt, strength=args.strength, source_prompt=args.source_prompt, seed=args.seed,
+        args.video, args.prompt, strength=args.strength, source_prompt=source_prompt, seed=args.seed,
         num_inference_steps=args.steps, guidance_scale=args.guidance, callback=_progress("edit"),
     )
     for note in result.input_notes:
