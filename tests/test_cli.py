@@ -48,17 +48,24 @@ def test_generate_caption_and_edit_write_playable_clips(model_dir, tmp_path, cap
     assert probe_video(edited).width == 16
 
 
-def test_an_edit_with_a_source_prompt_reaches_the_pipeline(model_dir, tmp_path, monkeypatch):
+@pytest.fixture
+def recorded_edits(model_dir, tmp_path, monkeypatch):
+    """A generated clip, and the keyword arguments of every ``pipe.edit`` call the test makes after."""
     clip = tmp_path / "clip.mp4"
     assert main(["generate", "a red circle", "--model", str(model_dir), "--no-caption", "--out", str(clip)]) == 0
     seen = []
+    original = UniViGUPipeline.edit
 
     def recording(self, video, prompt, **kwargs):
         seen.append(kwargs)
         return original(self, video, prompt, **kwargs)
 
-    original = UniViGUPipeline.edit
     monkeypatch.setattr(UniViGUPipeline, "edit", recording)
+    return clip, seen
+
+
+def test_an_edit_with_a_source_prompt_reaches_the_pipeline(model_dir, tmp_path, recorded_edits):
+    clip, seen = recorded_edits
     edited = tmp_path / "edited.mp4"
     assert main(["edit", str(clip), "a blue circle", "--source-prompt", "a red circle", "--model", str(model_dir),
                  "--seed", "1", "--out", str(edited)]) == 0
@@ -69,19 +76,10 @@ def test_an_edit_with_a_source_prompt_reaches_the_pipeline(model_dir, tmp_path, 
     assert probe_video(edited).num_frames > 0
 
 
-def test_keep_rest_edits_against_the_models_own_caption(model_dir, tmp_path, monkeypatch, capsys):
-    clip = tmp_path / "clip.mp4"
-    assert main(["generate", "a red circle", "--model", str(model_dir), "--no-caption", "--out", str(clip)]) == 0
+def test_keep_rest_edits_against_the_models_own_caption(model_dir, tmp_path, recorded_edits, capsys):
+    clip, seen = recorded_edits
     caption = UniViGUPipeline.from_pretrained(model_dir).caption(str(clip), seed=3).text
     assert caption.strip()  # something to compare the edit with
-    seen = []
-
-    def recording(self, video, prompt, **kwargs):
-        seen.append(kwargs)
-        return original(self, video, prompt, **kwargs)
-
-    original = UniViGUPipeline.edit
-    monkeypatch.setattr(UniViGUPipeline, "edit", recording)
     edited = tmp_path / "edited.mp4"
     capsys.readouterr()
     assert main(["edit", str(clip), "a blue circle", "--keep-rest", "--model", str(model_dir), "--seed", "3",
