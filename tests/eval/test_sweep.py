@@ -119,6 +119,20 @@ def test_with_source_gives_each_edit_the_caption_before_its_change():
     assert all(k == {} for k in plain)  # with_source=0: the plain edit, as the defaults
 
 
+def test_with_source_2_gives_each_edit_the_models_own_caption():
+    pipe = Recording(WrongCaptions(CONFIG))  # its captions name every object in a colour it is not
+    rows = run_sweep(pipe, "edit", [{"with_source": 2}], CONFIG)
+    assert sum(r.total for r in rows) > 0
+    captions = [task for task, _, _ in pipe.calls if task == "caption"]
+    edits = [kwargs for task, _, kwargs in pipe.calls if task == "edit"]
+    assert len(captions) == len(edits) > 0  # one caption of the clip per edit, made first
+    references = {scene_caption(eval_example(CONFIG, s, i).scene)
+                  for s in ("main", "heldout") for i in range(CONFIG.count(s))}
+    wrong = {WrongCaptions.caption_of(None, eval_example(CONFIG, s, i).scene)
+             for s in ("main", "heldout") for i in range(CONFIG.count(s))}
+    assert all(k["source_prompt"] in wrong and k["source_prompt"] not in references for k in edits)
+
+
 def test_wrong_colours_are_counted_per_field():
     rows = run_sweep(Recording(WrongCaptions(CONFIG)), "caption", [{}], CONFIG)
     for row in rows:
@@ -149,8 +163,9 @@ def test_settings_parse_and_bad_ones_are_named():
         parse_setting("generate", "num_inference_steps=many")
     assert parse_setting("edit", "strength=0.7,guidance_scale=4") == {"strength": 0.7, "guidance_scale": 4.0}
     assert parse_setting("edit", "with_source=1,strength=0.8") == {"with_source": 1, "strength": 0.8}
-    with pytest.raises(ValueError, match="with_source is 0 or 1"):
-        parse_setting("edit", "with_source=2")
+    assert parse_setting("edit", "with_source=2") == {"with_source": 2}
+    with pytest.raises(ValueError, match="with_source is 0, 1 or 2"):
+        parse_setting("edit", "with_source=3")
 
 
 def test_the_command_prints_a_table(tmp_path, capsys):

@@ -5,7 +5,9 @@
 ``caption`` (the caption of the reference clip names each object), ``round_trip`` (the caption of
 the clip generated from the prompt names each prompted object; the settings are the caption's) and
 ``edit`` (the edited attribute shows, the rest is kept, the old version is gone; ``with_source=1``
-gives each edit the caption before the change too, as ``pipe.edit``'s ``source_prompt``). The clips, the
+gives each edit the caption before the change too, as ``pipe.edit``'s ``source_prompt``, and
+``with_source=2`` the model's own caption of the clip instead, as the studio's *Keep the rest*
+does; its seconds include that caption). The clips, the
 pipeline seeds and the counting are the evaluation's (`uvigu.eval.report`): for generate, caption
 and round trip the main column counts every object of the main set, the held-out column the objects
 with a held-out colour–shape pair; edits count the clips of each set. A row at the default settings
@@ -36,7 +38,8 @@ SETTINGS: dict[str, dict[str, type]] = {
     "generate": {"guidance_scale": float, "num_inference_steps": int},
     "caption": {"num_inference_steps": int, "temperature": float, "reread": int, "reread_threshold": float,
                 "reread_period": int, "verify_weight": float, "verify_max_texts": int, "verify_draws": int},
-    # with_source=1: the edit is also given the caption before the change (pipe.edit's source_prompt)
+    # with_source=1: the edit is also given the caption before the change (pipe.edit's source_prompt);
+    # 2: the model's own caption of the clip, as the studio's Keep the rest
     "edit": {"strength": float, "guidance_scale": float, "num_inference_steps": int, "with_source": int},
 }
 SETTINGS["round_trip"] = SETTINGS["caption"]  # the caption of the generated clip, under caption settings
@@ -61,8 +64,8 @@ def parse_setting(task: str, text: str) -> dict[str, int | float]:
             values[name] = SETTINGS[task][name](value.strip())
         except ValueError:
             raise ValueError(f"{name} needs a number, got {value.strip()!r}.") from None
-        if name == "with_source" and values[name] not in (0, 1):
-            raise ValueError(f"with_source is 0 or 1, got {value.strip()!r}.")
+        if name == "with_source" and values[name] not in (0, 1, 2):
+            raise ValueError(f"with_source is 0, 1 or 2, got {value.strip()!r}.")
     return values
 
 

@@ -103,7 +103,7 @@ def evaluate_clip(
     round_trip_ok = match_objects(truth, parse_caption(round_trip_caption).objects, CORE_FIELDS)
 
     edit_record, edited = _edit(pipe, example, index=index, set_name=set_name, seed=seed, timings=timings,
-                                with_source=True)
+                                with_source=1)
     plain_edit_record, _ = _edit(pipe, example, index=index, set_name=set_name, seed=seed, timings=timings,
                                  timing="edit_plain")
 
@@ -160,11 +160,12 @@ def evaluate_clip(
 
 
 def _edit(pipe, example: ShapesExample, *, index: int, set_name: str, seed: int, timings: dict,
-          with_source: bool = False, timing: str = "edit", **edit_kwargs) -> tuple[dict | None, np.ndarray | None]:
+          with_source: int = 0, timing: str = "edit", **edit_kwargs) -> tuple[dict | None, np.ndarray | None]:
     """Edit one attribute of one object of the clip's caption (by clip index), regenerate from the
-    clip (``edit_kwargs`` go to ``pipe.edit``; ``with_source``: the caption before the change goes
-    too, as its ``source_prompt``) and score it, timed in ``timings[timing]``; ``(None, None)`` when
-    the scene has no valid edit of that attribute."""
+    clip (``edit_kwargs`` go to ``pipe.edit``; ``with_source`` 1: the reference caption before the
+    change goes too, as its ``source_prompt``; 2: the model's own caption of the clip does, as in the
+    studio, captioned within the timing) and score it, timed in ``timings[timing]``; ``(None, None)``
+    when the scene has no valid edit of that attribute."""
     attribute = ATTRIBUTES[index % len(ATTRIBUTES)]
     rng = np.random.default_rng([seed, index])
     change = edit_scene(example.scene, attribute, rng, allow_heldout=set_name == "heldout")
@@ -172,9 +173,17 @@ def _edit(pipe, example: ShapesExample, *, index: int, set_name: str, seed: int,
         logger.warning("%s clip %d: no valid %s edit of its scene; edit not scored", set_name, index, attribute)
         return None, None
     text = scene_caption(change.edited)
-    if with_source:
-        edit_kwargs["source_prompt"] = scene_caption(change.scene)
-    frames = _timed(lambda: pipe.edit(example.frames, text, seed=seed, **edit_kwargs).frames, timings, timing)
+    if with_source not in (0, 1, 2):
+        raise ValueError(f"with_source is 0, 1 or 2, got {with_source!r}.")
+
+    def run() -> np.ndarray:
+        if with_source == 2:
+            edit_kwargs["source_prompt"] = pipe.caption(example.frames, seed=seed).text
+        elif with_source == 1:
+            edit_kwargs["source_prompt"] = scene_caption(change.scene)
+        return pipe.edit(example.frames, text, seed=seed, **edit_kwargs).frames
+
+    frames = _timed(run, timings, timing)
     found = analyze_clip(frames).objects
     ok = match_objects(scene_mentions(change.edited), found, CORE_FIELDS)
     old = scene_mentions(change.scene)[change.object_index]
@@ -187,7 +196,7 @@ def _edit(pipe, example: ShapesExample, *, index: int, set_name: str, seed: int,
         "old": change.old,
         "new": change.new,
         "edited_caption": text,
-        "with_source": with_source,
+        "with_source": bool(with_source),
         "found": _mentions_json(found),
         "changed": changed,
         "kept": kept,
@@ -198,10 +207,11 @@ def _edit(pipe, example: ShapesExample, *, index: int, set_name: str, seed: int,
     return record, frames
 
 
-def score_edit(pipe, example: ShapesExample, *, index: int, set_name: str, seed: int, with_source: bool = False,
+def score_edit(pipe, example: ShapesExample, *, index: int, set_name: str, seed: int, with_source: int = 0,
                **edit_kwargs) -> dict | None:
     """The evaluation's edit of clip ``index`` with ``edit_kwargs`` for ``pipe.edit`` (and, with
-    ``with_source``, the caption before the change as its ``source_prompt``): its record
+    ``with_source`` 1, the reference caption before the change as its ``source_prompt``; 2, the
+    model's own caption of the clip): its record
     (``success``, ``changed``, ``kept``, ``stale``, ...), or None when the scene has no valid edit."""
     return _edit(pipe, example, index=index, set_name=set_name, seed=seed, timings={}, with_source=with_source,
                  **edit_kwargs)[0]
