@@ -130,7 +130,9 @@ def _fallback_pipeline():
     return build_pipeline("shapes", shapes_vocabulary())
 
 
-def _example(pipe):
+def example(pipe):
+    """A Shapes example at the pipeline's default size: its clip (uint8 (f, h, w, 3)) for caption
+    and edit, and its caption as the text before the change for the edit that keeps the rest."""
     from ..data.shapes import ShapesConfig, make_example
 
     f, h, w = pipe.default_num_frames, pipe.default_height, pipe.default_width
@@ -139,11 +141,6 @@ def _example(pipe):
     except ValueError:  # too small a frame for the grammar's sizes: let the pipeline resize
         config = ShapesConfig()
     return make_example(0, config)
-
-
-def example_clip(pipe) -> np.ndarray:
-    """A Shapes clip at the pipeline's default size, uint8 (f, h, w, 3), for caption and edit."""
-    return _example(pipe).frames
 
 
 # ---------------------------------------------------------------------------------------------
@@ -166,9 +163,9 @@ def bench_tasks(pipe, *, repeats: int = 3, warmup: int = 1, clip: np.ndarray | N
     the text before the change, ``source_prompt``: the studio's default edit) and
     generate_with_caption at the pipeline's default steps and guidance (seed 0). The first warm-up
     call also counts forwards."""
-    example = _example(pipe)
-    clip = example.frames if clip is None else clip
-    source = example.caption  # what the example clip shows (for another clip it only sets the text's length)
+    shapes = example(pipe)
+    clip = shapes.frames if clip is None else clip
+    source = shapes.caption  # what the example clip shows (for another clip it only sets the text's length)
     tasks: dict[str, Callable[[], object]] = {
         "generate": lambda: pipe.generate(PROMPT, seed=0),
         "caption": lambda: pipe.caption(clip, seed=0),
