@@ -29,7 +29,7 @@ from uvigu.data.shapes import HELD_OUT_PAIRS
 from uvigu.eval.analyzer import analyze_clip, match_objects
 from uvigu.eval.grammar import parse_caption, scene_mentions
 from uvigu.eval.report import SETS, EvalConfig, clip_config, eval_example
-from uvigu.eval.tasks import score_edit
+from uvigu.eval.tasks import WITH_SOURCE, score_edit
 
 FIELDS = ("color", "shape", "motion")
 EDIT_FIELDS = ("changed", "kept", "stale")  # the edit record's parts: shows, rest kept, old still seen
@@ -64,7 +64,7 @@ def parse_setting(task: str, text: str) -> dict[str, int | float]:
             values[name] = SETTINGS[task][name](value.strip())
         except ValueError:
             raise ValueError(f"{name} needs a number, got {value.strip()!r}.") from None
-        if name == "with_source" and values[name] not in (0, 1, 2):
+        if name == "with_source" and values[name] not in WITH_SOURCE:
             raise ValueError(f"with_source is 0, 1 or 2, got {value.strip()!r}.")
     return values
 

@@ -37,6 +37,8 @@ logger = logging.getLogger(__name__)
 
 CORE_FIELDS = ("color", "shape", "motion")
 STRIP_KINDS = ("reference", "generated", "edited", "joint")
+# An edit's text before the change: 0 none (plain), 1 the reference caption, 2 the model's caption of the clip.
+WITH_SOURCE = (0, 1, 2)
 _MAX_ALIGNED = 12  # found objects considered by align_fields (a scene has at most two)
 
 
@@ -173,7 +175,7 @@ def _edit(pipe, example: ShapesExample, *, index: int, set_name: str, seed: int,
         logger.warning("%s clip %d: no valid %s edit of its scene; edit not scored", set_name, index, attribute)
         return None, None
     text = scene_caption(change.edited)
-    if with_source not in (0, 1, 2):
+    if with_source not in WITH_SOURCE:
         raise ValueError(f"with_source is 0, 1 or 2, got {with_source!r}.")
 
     def run() -> np.ndarray:
@@ -217,4 +219,4 @@ def score_edit(pipe, example: ShapesExample, *, index: int, set_name: str, seed:
                  **edit_kwargs)[0]
 
 
-__all__ = ["CORE_FIELDS", "STRIP_KINDS", "align_fields", "evaluate_clip", "score_edit"]
+__all__ = ["CORE_FIELDS", "STRIP_KINDS", "WITH_SOURCE", "align_fields", "evaluate_clip", "score_edit"]
