@@ -6,6 +6,7 @@ import torch
 
 from uvigu import Cancelled, UniViGUPipeline
 from uvigu.data.shapes import ShapesConfig, make_example, shapes_vocabulary
+from uvigu.judge import JUDGES
 from uvigu.models.autoencoder import reconstruction_loss
 from uvigu.models.presets import build_pipeline
 from uvigu.models.tokenizer import count_tokens, decode_text
@@ -413,6 +414,86 @@ def test_an_edit_with_a_source_text_starts_later_and_guides_harder_by_default(pi
         assert torch.allclose(deltas[-1], (tar - src)[None], atol=1e-5)
 
 
+def test_best_of_keeps_the_take_whose_caption_the_judge_scores_highest(pipe):
+    judged = []
+
+    def judge(prompt, caption):  # the second take wins
+        judged.append((prompt, caption))
+        return [0.2, 0.9, 0.5][len(judged) - 1]
+
+    steps = []
+    out = pipe.generate(PROMPT, seed=7, num_inference_steps=2, best_of=3, judge=judge, callback=steps.append,
+                        return_trajectory=True)
+    assert [c.seed for c in out.candidates] == [7, 8, 9] and [c.score for c in out.candidates] == [0.2, 0.9, 0.5]
+    assert [prompt for prompt, _ in judged] == [PROMPT] * 3
+    assert [c.caption for c in out.candidates] == [caption for _, caption in judged]
+    # the chosen take is an ordinary generation with its seed, and its caption the ordinary caption
+    again = pipe.generate(PROMPT, seed=8, num_inference_steps=2)
+    assert out.seed == 8 and np.array_equal(out.frames, again.frames)
+    assert out.caption == out.candidates[1].caption == pipe.caption(again.frames, seed=8).text
+    assert len(out.trajectory) == 2 and out.caption_trajectory[-1].text == out.caption
+    # progress counts every call of every take: per take 2 steps, then the caption's calls
+    per_take = pipe.config.caption_steps + pipe.config.caption_reread + int(pipe.config.caption_verify_weight > 0)
+    total = 3 * (2 + per_take)
+    assert [s.index for s in steps] == list(range(total)) and {s.num_steps for s in steps} == {total}
+    assert steps[-1].text == out.candidates[-1].caption
+
+
+@pytest.mark.parametrize("source_prompt", [None, "a red circle moving right"])
+def test_an_edit_can_keep_the_best_of_several_tries_too(pipe, source_prompt):
+    clip = pipe.generate(PROMPT, seed=0, num_inference_steps=2).frames
+    scores = iter([0.1, 0.7])
+    steps = []
+    out = pipe.edit(clip, "a blue circle moving right", source_prompt=source_prompt, strength=0.5, seed=3,
+                    num_inference_steps=4, best_of=2, judge=lambda p, c: next(scores), callback=steps.append)
+    again = pipe.edit(clip, "a blue circle moving right", source_prompt=source_prompt, strength=0.5, seed=4,
+                      num_inference_steps=4)
+    assert out.seed == 4 and np.array_equal(out.frames, again.frames)
+    assert [c.seed for c in out.candidates] == [3, 4] and out.caption == pipe.caption(again.frames, seed=4).text
+    # strength 0.5 of 4 steps runs 2 per edit; then the caption's calls
+    per_take = 2 + pipe.config.caption_steps + pipe.config.caption_reread + int(pipe.config.caption_verify_weight > 0)
+    assert [s.index for s in steps] == list(range(2 * per_take)) and {s.num_steps for s in steps} == {2 * per_take}
+
+
+def test_best_of_breaks_ties_towards_the_first_take_and_wraps_the_seed(pipe):
+    out = pipe.generate(PROMPT, seed=2**31 - 2, num_inference_steps=1, best_of=3, judge=lambda p, c: 1.0)
+    assert [c.seed for c in out.candidates] == [2**31 - 2, 2**31 - 1, 0] and out.seed == 2**31 - 2
+    plain = pipe.generate(PROMPT, seed=3, num_inference_steps=1)
+    assert plain.candidates == [] and plain.caption is None
+
+
+def test_best_of_stops_when_cancelled_in_a_later_take(pipe):
+    seen = []
+
+    def stop_in_the_second_take(step):
+        seen.append(step.index)
+        if step.index == 3:
+            raise Cancelled()
+
+    with pytest.raises(Cancelled):
+        pipe.generate(PROMPT, seed=0, num_inference_steps=1, best_of=4, callback=stop_in_the_second_take)
+    assert seen == [0, 1, 2, 3]
+
+
+def test_the_take_judge_is_a_setting_of_the_saved_model(tmp_path, monkeypatch):
+    pipe = tiny_pipeline()
+    assert pipe.config.take_judge == "shapes"  # every preset learns the Shapes world
+    calls = []
+    pipe.register_to_config(take_judge="words")
+    pipe.save_pretrained(tmp_path / "set")
+    loaded = UniViGUPipeline.from_pretrained(tmp_path / "set")
+    assert loaded.config.take_judge == "words"
+    monkeypatch.setitem(JUDGES, "words", lambda prompt, caption: calls.append(caption) or 0.0)
+    loaded.generate(PROMPT, seed=0, num_inference_steps=1, best_of=2)
+    assert len(calls) == 2  # the saved model's judge read both takes
+    index = json.loads((tmp_path / "set" / "model_index.json").read_text())
+    del index["take_judge"]
+    (tmp_path / "set" / "model_index.json").write_text(json.dumps(index))
+    assert UniViGUPipeline.from_pretrained(tmp_path / "set").config.take_judge == "words"  # a model of any world
+    with pytest.raises(ValueError, match="take_judge must be one of"):
+        UniViGUPipeline(**{**loaded.components, "take_judge": "vibes"})
+
+
 def test_count_tokens_is_what_the_prompt_limit_counts(pipe):
     """The studio's token counter uses count_tokens: the text it counts as max_text_tokens runs,
     one token more is refused, whatever the spacing and punctuation."""
@@ -438,6 +519,12 @@ def test_count_tokens_is_what_the_prompt_limit_counts(pipe):
         (lambda p: p.generate(PROMPT, guidance_scale=100.0), "guidance_scale"),
         (lambda p: p.generate(PROMPT, height=15), "height"),
         (lambda p: p.generate(PROMPT, num_frames=3), "num_frames"),
+        (lambda p: p.generate(PROMPT, best_of=0), "best_of must be a whole number of takes from 1 to 16"),
+        (lambda p: p.generate(PROMPT, best_of=17), "best_of"),
+        (lambda p: p.generate(PROMPT, best_of=2.0), "best_of"),
+        (lambda p: p.generate(PROMPT, best_of=True), "best_of"),
+        (lambda p: p.generate(PROMPT, best_of=2, judge="vibes"), "take_judge must be one of"),
+        (lambda p: p.generate("", best_of=2), "empty"),
         (lambda p: p.edit(np.zeros((4, 16, 16, 3), np.uint8), PROMPT, strength=0.0), "strength"),
         (lambda p: p.edit(np.zeros((4, 16, 16, 3), np.uint8), PROMPT, source_prompt=PROMPT, strength=1.5), "strength"),
         (lambda p: p.edit(np.zeros((4, 16, 16, 3), np.uint8), PROMPT, source_prompt="  "), "source_prompt is empty"),

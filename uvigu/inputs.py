@@ -32,6 +32,7 @@ MAX_REREAD_PERIOD = 16  # copies per re-read pass (its batch size)
 MAX_VERIFY_WEIGHT = 1e6  # past a few thousand the text's probabilities no longer count
 MAX_VERIFY_DRAWS = 8  # noise draws of the clip per candidate caption (the check's batch: captions × draws)
 MAX_VERIFY_TEXTS = 64  # candidate captions a check may judge
+MAX_BEST_OF = 16  # takes of one best-of-N generation (each a generation and a caption)
 
 
 def prompt_tokens(tokenizer, text: str) -> tuple[str, int]:
@@ -69,6 +70,11 @@ def check_steps(steps: int | None, default: int) -> int:
     if not isinstance(steps, (int, np.integer)) or not 1 <= steps <= MAX_STEPS:
         raise ValueError(f"num_inference_steps must be a whole number from 1 to {MAX_STEPS}, got {steps!r}.")
     return int(steps)
+
+
+def check_best_of(best_of: int) -> int:
+    """Takes of a best-of-N generation: a whole number from 1 (a plain generation) to MAX_BEST_OF."""
+    return whole_in_range(best_of, "best_of", 1, MAX_BEST_OF, "a whole number of takes")
 
 
 def check_strength(strength: float) -> float:

@@ -16,7 +16,7 @@ text → one denoising loop with a step callback → decode → a result datacla
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
 
@@ -40,8 +40,10 @@ from .flows import (
 from .flows import reread as reread_text
 from .flows import verify as verify_text
 from .inputs import (
+    MAX_SEED,
     VideoInput,
     caption_settings,
+    check_best_of,
     check_guidance,
     check_prompt,
     check_seed,
@@ -56,6 +58,7 @@ from .models import wan_codec as _wan_codec  # noqa: F401  classes only from mod
 from .models.prompt_encoder import encode_prompt
 from .models.tokenizer import decode_text, encode_text, unknown_words
 from .models.transformer import UniViGUTransformer3DModel
+from .judge import TakeJudge, get_judge
 
 Task = Literal["generate", "caption", "joint", "edit"]
 VERIFY_SIGMA = 0.5  # noise level at which candidate captions are judged by the video stream
@@ -83,13 +86,25 @@ class TrajectoryStep:
 
 
 @dataclass(frozen=True)
+class Candidate:
+    """One take of a best-of-N generation: its seed, the model's caption of it, and how well that
+    caption agrees with the prompt (the judge's score, 0 to 1; `uvigu.judge`)."""
+
+    seed: int
+    caption: str
+    score: float
+
+
+@dataclass(frozen=True)
 class VideoResult:
     frames: np.ndarray  # uint8 (f, h, w, 3)
-    seed: int
-    caption: str | None = None  # filled by generate_with_caption
+    seed: int  # the seed that makes these frames (with best_of, the chosen take's)
+    caption: str | None = None  # filled by generate_with_caption, and by generate with best_of > 1
     trajectory: list[TrajectoryStep] | None = None
     unknown_words: list[str] = field(default_factory=list)  # prompt words the model does not know
     input_notes: list[str] = field(default_factory=list)  # what was changed to fit an input clip
+    candidates: list[Candidate] = field(default_factory=list)  # best_of > 1: every take, in seed order
+    caption_trajectory: list[TrajectoryStep] | None = None  # best_of > 1: the chosen take's caption steps
 
 
 @dataclass(frozen=True)
@@ -155,6 +170,7 @@ class UniViGUPipeline(DiffusionPipeline):
         caption_verify_draws: int = VERIFY_DRAWS,  # noise draws of the clip per candidate caption
         edit_strength: float = EDIT_STRENGTH,  # a plain edit's start level: regenerated from the clip noised this far
         flow_edit_guidance: float = FLOW_EDIT_GUIDANCE,  # the edited text's guidance in an edit given source_prompt
+        take_judge: str = "words",  # how best-of-N generation compares a take's caption with the prompt (uvigu.judge)
     ):
         super().__init__()
         self.register_modules(
@@ -181,7 +197,9 @@ class UniViGUPipeline(DiffusionPipeline):
             caption_verify_draws=caption_verify_draws,
             edit_strength=check_strength(edit_strength),
             flow_edit_guidance=check_guidance(flow_edit_guidance, FLOW_EDIT_GUIDANCE, "flow_edit_guidance"),
+            take_judge=take_judge,
         )
+        get_judge(take_judge)  # an unknown name fails at load, not at the first best-of generation
 
     @classmethod
     def from_wan_pretrained(cls, path: str | Path, **kwargs) -> "UniViGUPipeline":
@@ -266,14 +284,29 @@ class UniViGUPipeline(DiffusionPipeline):
         num_frames: int | None = None,
         height: int | None = None,
         width: int | None = None,
+        best_of: int = 1,
+        judge: str | TakeJudge | None = None,
         callback: StepCallback | None = None,
         return_trajectory: bool = False,
     ) -> VideoResult:
-        """Text → clip. Returns uint8 frames (f, h, w, 3)."""
-        return self._run_video(
-            "generate", prompt, None, 1.0, seed, num_inference_steps, guidance_scale,
-            num_frames, height, width, callback, return_trajectory,
-        )
+        """Text → clip. Returns uint8 frames (f, h, w, 3).
+
+        ``best_of`` > 1 makes that many takes, from ``seed``, ``seed`` + 1, …, captions each with
+        the same network (`caption`, at its defaults, with the take's seed) and returns the take
+        whose caption agrees best with the prompt, its caption and every take's score in
+        ``candidates`` (a tie goes to the earlier take). ``judge`` compares the two texts: a name
+        of `uvigu.judge.JUDGES` or a callable (prompt, caption) → score; default: the pipeline's
+        ``take_judge``. The result's ``seed`` is the chosen take's, so ``generate(prompt,
+        seed=result.seed)`` makes the same clip again. Each take costs a generation and a caption;
+        the callback counts the calls of all of them.
+        """
+        def make(take_seed: int | None, take_callback: StepCallback | None) -> VideoResult:
+            return self._run_video("generate", prompt, None, 1.0, take_seed, num_inference_steps, guidance_scale,
+                                   num_frames, height, width, take_callback, return_trajectory)
+
+        if check_best_of(best_of) > 1:
+            return self._best_of(prompt, best_of, judge, seed, make, callback, return_trajectory)
+        return make(seed, callback)
 
     def generate_with_caption(
         self,
@@ -304,6 +337,8 @@ class UniViGUPipeline(DiffusionPipeline):
         seed: int | None = None,
         num_inference_steps: int | None = None,
         guidance_scale: float | None = None,
+        best_of: int = 1,
+        judge: str | TakeJudge | None = None,
         callback: StepCallback | None = None,
         return_trajectory: bool = False,
     ) -> VideoResult:
@@ -319,17 +354,24 @@ class UniViGUPipeline(DiffusionPipeline):
         ``strength`` 0.9 and, for ``prompt``, ``guidance_scale`` the pipeline's ``flow_edit_guidance``
         (6 unless its ``model_index.json`` says otherwise; the source text is guided at the
         pipeline's ``guidance_scale``); each step runs the network on both texts.
+
+        ``best_of`` and ``judge`` work as in `generate`: that many edits from seeds one apart, each
+        captioned, the one whose caption agrees best with ``prompt`` kept.
         """
         if strength is None:
             strength = self.default_edit_strength if source_prompt is None else self.default_flow_edit_strength
         strength = check_strength(strength)
-        if source_prompt is not None:
-            return self._run_flow_edit(video, prompt, source_prompt, strength, seed, num_inference_steps,
-                                       guidance_scale, callback, return_trajectory)
-        return self._run_video(
-            "edit", prompt, video, strength, seed, num_inference_steps, guidance_scale,
-            None, None, None, callback, return_trajectory,
-        )
+
+        def make(take_seed: int | None, take_callback: StepCallback | None) -> VideoResult:
+            if source_prompt is not None:
+                return self._run_flow_edit(video, prompt, source_prompt, strength, take_seed, num_inference_steps,
+                                           guidance_scale, take_callback, return_trajectory)
+            return self._run_video("edit", prompt, video, strength, take_seed, num_inference_steps, guidance_scale,
+                                   None, None, None, take_callback, return_trajectory)
+
+        if check_best_of(best_of) > 1:
+            return self._best_of(prompt, best_of, judge, seed, make, callback, return_trajectory)
+        return make(seed, callback)
 
     @torch.no_grad()
     def caption(
@@ -455,6 +497,52 @@ class UniViGUPipeline(DiffusionPipeline):
         velocity = self.transformer(x_t, ids, level, torch.zeros(b, device=self._device), context,
                                     None if bool(mask.all()) else mask).video_velocity
         return predict_clean(x_t.float(), velocity.float(), level)
+
+    def _best_of(
+        self,
+        prompt: str,
+        best_of: int,
+        judge: str | TakeJudge | None,
+        seed: int | None,
+        make: Callable[[int, StepCallback | None], VideoResult],
+        callback: StepCallback | None,
+        return_trajectory: bool,
+    ) -> VideoResult:
+        """``best_of`` takes ``make(seed, callback)`` from seeds one apart, each captioned and judged
+        against ``prompt``; the best one, with its caption and every take's score (see `generate`)."""
+        judge_fn = get_judge(self.config.take_judge if judge is None else judge)
+        check_prompt(self.tokenizer, prompt, self.max_text_tokens)  # before any take is made
+        seed = check_seed(seed)
+        reading = caption_settings(self.config)
+        reading_calls = reading.steps + reading.reread + int(reading.verify_weight > 0)
+        video_calls: list[int] = []  # a take's video steps, read from its first callback
+
+        def part(k: int, reading_part: bool) -> StepCallback | None:
+            if callback is None:
+                return None
+
+            def relay(step: PipelineStep) -> None:
+                if not video_calls:
+                    video_calls.append(step.num_steps)
+                per_take = video_calls[0] + reading_calls
+                step.index += k * per_take + (video_calls[0] if reading_part else 0)
+                step.num_steps = best_of * per_take
+                callback(step)
+
+            return relay
+
+        candidates: list[Candidate] = []
+        best: tuple[float, VideoResult, CaptionResult] | None = None
+        for k in range(best_of):
+            take_seed = (seed + k) % (MAX_SEED + 1)
+            out = make(take_seed, part(k, False))
+            read = self.caption(out.frames, seed=take_seed, callback=part(k, True), return_trajectory=return_trajectory)
+            score = float(judge_fn(prompt, read.text))
+            candidates.append(Candidate(take_seed, read.text, score))
+            if best is None or score > best[0]:
+                best = (score, out, read)
+        _, out, read = best
+        return replace(out, caption=read.text, candidates=candidates, caption_trajectory=read.trajectory)
 
     # --- the shared video path -----------------------------------------------------------------
 
@@ -638,3 +726,16 @@ class UniViGUPipeline(DiffusionPipeline):
     @property
     def _dtype(self) -> torch.dtype:
         return self.transformer.dtype
+
+
+def _shifted(callback: StepCallback | None, offset: int, total: int) -> StepCallback | None:
+    """``callback`` for one part of a longer run: its steps counted from ``offset`` of ``total``."""
+    if callback is None:
+        return None
+
+    def relay(step: PipelineStep) -> None:
+        step.index += offset
+        step.num_steps = total
+        callback(step)
+
+    return relay

@@ -66,6 +66,7 @@ class ModelPreset:
     shift: float = 3.0  # Wan's inference shift
     text_source: str = "uniform"
     text_exponent: float = 1.0
+    take_judge: str = "shapes"  # best-of-N generation reads its takes' captions with the Shapes grammar (uvigu.judge)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -202,4 +203,5 @@ def build_pipeline(preset: str | ModelPreset, words: Iterable[str], seed: int = 
         guidance_scale=p.guidance_scale,
         text_source=p.text_source,
         text_exponent=p.text_exponent,
+        take_judge=p.take_judge,
     )

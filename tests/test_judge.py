@@ -1,0 +1,48 @@
+import pytest
+
+from uvigu.judge import JUDGES, get_judge, shapes_judge, words_judge
+
+
+def test_words_judge_counts_the_prompts_distinct_words_the_caption_repeats():
+    assert words_judge("a red circle moving left", "a red circle moves slowly left.") == pytest.approx(4 / 5)
+    assert words_judge("Red red CIRCLE", "a red circle") == 1.0  # case and repeats do not count twice
+    assert words_judge("a red circle", "a blue square") == pytest.approx(1 / 3)
+    assert words_judge("", "a red circle") == 0.0
+
+
+def test_shapes_judge_reads_colour_shape_and_motion_through_the_grammar():
+    prompt = "a small red diamond moving down"
+    right = "a small red diamond moves slowly down from the left on a gray background."
+    wrong_way = "a small red diamond moves slowly up from the left on a gray background."
+    wrong_shape = "a small red circle moves slowly down from the left on a gray background."
+    # the place words of a caption ("from the bottom") are not read as its motion
+    placed = "a small red diamond moves slowly up from the bottom on a gray background."
+    assert shapes_judge(prompt, right) == 1.0
+    assert shapes_judge(prompt, wrong_way) == shapes_judge(prompt, wrong_shape) == pytest.approx(2 / 6)
+    assert shapes_judge(prompt, placed) == shapes_judge(prompt, wrong_way)
+    # the words judge counts "left" whether the object goes left or starts there
+    went = "a red circle moves slowly left from the right."
+    started = "a red circle moves slowly up from the left."
+    assert words_judge("a red circle moving left", went) == words_judge("a red circle moving left", started)
+    assert shapes_judge("a red circle moving left", went) > shapes_judge("a red circle moving left", started)
+
+
+def test_shapes_judge_prefers_one_object_fully_named_over_two_half_named():
+    prompt = "a red circle moving left and a blue square staying still"
+    one_right = "a large red circle moves slowly left from the right, while a small green triangle moves quickly up from the bottom on a gray background."
+    two_halves = "a large red triangle moves slowly up from the right, while a small blue circle stays still near the top on a gray background."
+    assert shapes_judge(prompt, one_right) > shapes_judge(prompt, two_halves)
+    assert 0.0 < shapes_judge(prompt, two_halves) < shapes_judge(prompt, one_right) < 1.0
+
+
+def test_shapes_judge_falls_back_to_words_where_the_grammar_names_no_object():
+    assert shapes_judge("sunset over the sea", "a sunset over a calm sea") == words_judge(
+        "sunset over the sea", "a sunset over a calm sea")
+
+
+def test_get_judge_by_name_or_callable():
+    assert get_judge("words") is JUDGES["words"] and get_judge("shapes") is JUDGES["shapes"]
+    mine = lambda prompt, caption: 0.5  # noqa: E731
+    assert get_judge(mine) is mine
+    with pytest.raises(ValueError, match="take_judge must be one of words, shapes"):
+        get_judge("vibes")

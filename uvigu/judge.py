@@ -1,0 +1,69 @@
+"""How well a take's caption agrees with the prompt it was made from: the judge of best-of-N generation.
+
+``pipe.generate(prompt, best_of=N)`` makes N takes from N seeds, captions each with the same
+network, and keeps the take whose caption agrees best with the prompt — the model's understanding
+checks its own generation. A judge reads two texts only, never the pixels, so the rule-based
+analyzer the evaluation scores clips with stays independent of the choice (docs/EVAL.md).
+
+A judge maps (prompt, caption) to a score from 0 to 1; higher agrees more, and a tie goes to the
+earlier take. Two are built in, named by the pipeline's ``take_judge`` setting:
+
+* ``"words"`` — the share of the prompt's distinct words that the caption also uses. It knows no
+  grammar, so it suits any model; it cannot tell which object a word belongs to, and in the Shapes
+  world "left" is both a direction ("moving left") and a place ("near the left").
+* ``"shapes"`` — the Shapes world's grammar (DESIGN §4; `uvigu.eval.grammar`): each object of the
+  prompt paired with one of the caption's, scored on colour, shape and motion, a fully right object
+  weighing more than right fields spread over several. A prompt the grammar names no object in is
+  scored as ``"words"`` does. The shipped Shapes model uses this one (its ``model_index.json``).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+
+TakeJudge = Callable[[str, str], float]
+
+_WORD = re.compile(r"[a-z0-9]+")
+_FIELDS = ("color", "shape", "motion")
+_FULL_WEIGHT = 3  # a fully right object adds this beyond its three fields: one beats two half-right ones
+
+
+def _words(text: str) -> set[str]:
+    return set(_WORD.findall(text.lower()))
+
+
+def words_judge(prompt: str, caption: str) -> float:
+    """The share of the prompt's distinct words the caption uses too (0 for an empty prompt)."""
+    asked = _words(prompt)
+    return len(asked & _words(caption)) / len(asked) if asked else 0.0
+
+
+def shapes_judge(prompt: str, caption: str) -> float:
+    """The prompt's objects as the caption names them, by the Shapes grammar: per object of the
+    prompt, its fields (colour, shape, motion) that agree with its partner in the caption, plus
+    ``_FULL_WEIGHT`` when all three do, over the most that ``n`` objects could score. A prompt in
+    which the grammar finds no object falls back to :func:`words_judge`."""
+    from uvigu.eval.analyzer import match_objects
+    from uvigu.eval.grammar import parse_caption, parse_prompt
+    from uvigu.eval.tasks import align_fields
+
+    asked = parse_prompt(prompt).objects
+    if not asked:
+        return words_judge(prompt, caption)
+    named = parse_caption(caption).objects
+    fields = sum(sum(agree) for agree in align_fields(asked, named, _FIELDS).values())
+    full = sum(match_objects(asked, named, _FIELDS))
+    return (fields + _FULL_WEIGHT * full) / ((len(_FIELDS) + _FULL_WEIGHT) * len(asked))
+
+
+JUDGES: dict[str, TakeJudge] = {"words": words_judge, "shapes": shapes_judge}
+
+
+def get_judge(judge: str | TakeJudge) -> TakeJudge:
+    """A judge by name (``JUDGES``), or the callable itself."""
+    if callable(judge):
+        return judge
+    if judge not in JUDGES:
+        raise ValueError(f"take_judge must be one of {', '.join(JUDGES)} or a callable, got {judge!r}.")
+    return JUDGES[judge]
