@@ -1,10 +1,11 @@
+import numpy as np
 import pytest
 import torch
 
 from uvigu import UniViGUPipeline
 from uvigu.cli import main
 from uvigu.testing import tiny_pipeline
-from uvigu.videoio import probe_video
+from uvigu.videoio import probe_video, read_video
 
 
 @pytest.fixture(scope="module")
@@ -101,6 +102,27 @@ def test_joint_generation_prints_its_caption(model_dir, tmp_path, capsys):
     assert "caption: " in capsys.readouterr().out
 
 
+def test_best_of_prints_every_take_and_keeps_the_one_it_names(model_dir, tmp_path, capsys):
+    clip = tmp_path / "best.mp4"
+    assert main(["generate", "a red circle moving right", "--model", str(model_dir), "--seed", "5", "--steps", "2",
+                 "--best-of", "3", "--out", str(clip), "--scale", "1"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    takes = [line for line in lines if line.startswith("take: ")]
+    assert [t.split(",")[0] for t in takes] == ["take: seed 5", "take: seed 6", "take: seed 7"]
+    kept = [t for t in takes if t.endswith("<- kept")]
+    assert len(kept) == 1
+    seed = int(kept[0].split(",")[0].split()[-1])
+    assert f"seed: {seed}" in lines
+    # the written clip is the kept take, which its seed alone makes again: nearer to it than to the others
+    pipe = UniViGUPipeline.from_pretrained(model_dir)
+    written = read_video(clip).frames.astype(float)
+    error = {s: np.abs(written - pipe.generate("a red circle moving right", seed=s, num_inference_steps=2).frames)
+             .mean() for s in (5, 6, 7)}
+    assert min(error, key=error.get) == seed
+    kept_caption = kept[0].split(": ", 2)[2].removesuffix("  <- kept")
+    assert f"caption: {kept_caption}" in lines
+
+
 def test_the_caption_options_reach_the_pipeline(model_dir, tmp_path, capsys, monkeypatch):
     clip = tmp_path / "clip.mp4"
     assert main(["generate", "a red circle", "--model", str(model_dir), "--no-caption", "--out", str(clip)]) == 0
@@ -127,6 +149,8 @@ def test_the_caption_options_reach_the_pipeline(model_dir, tmp_path, capsys, mon
     [
         (["generate", "", "--seed", "0"], "prompt is empty"),
         (["generate", "a red circle", "--steps", "0"], "num_inference_steps"),
+        (["generate", "a red circle", "--best-of", "0"], "best_of must be a whole number of takes from 1 to 16"),
+        (["generate", "a red circle", "--best-of", "2", "--joint"], "--best-of judges each take by its own caption"),
         (["caption", "missing.mp4"], "missing.mp4"),
         (["caption", "missing.mp4", "--temperature", "-1"], "temperature"),
         (["caption", "missing.mp4", "--reread", "-1"], "reread"),

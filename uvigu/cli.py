@@ -186,6 +186,9 @@ def add_generate_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--guidance", type=float, default=None, help="classifier-free guidance scale")
     p.add_argument("--joint", action="store_true", help="generate clip and caption in one joint pass")
     p.add_argument("--no-caption", action="store_true", help="skip captioning the new clip")
+    p.add_argument("--best-of", type=int, default=1, metavar="N",
+                   help="make N takes (seeds SEED, SEED+1, …), caption each and keep the one whose caption agrees "
+                        "best with the prompt; each take costs a generation and a caption [%(default)s]")
     _add_output_arguments(p, "clip.mp4")
     p.set_defaults(func=run_generate)
 
@@ -310,13 +313,20 @@ def _warn_unknown(words: list[str]) -> None:
 
 
 def run_generate(args: argparse.Namespace) -> int:
+    if args.joint and args.best_of != 1:
+        raise ValueError("--best-of judges each take by its own caption; --joint writes the caption with the clip, "
+                         "from the prompt, so the two do not go together.")
     pipe = _load_pipeline(args.model, args.device)
-    method = pipe.generate_with_caption if args.joint else pipe.generate
-    result = method(
-        args.prompt, seed=args.seed, num_inference_steps=args.steps, guidance_scale=args.guidance,
-        callback=_progress("generate"),
-    )
+    options = dict(seed=args.seed, num_inference_steps=args.steps, guidance_scale=args.guidance)
+    if args.joint:
+        result = pipe.generate_with_caption(args.prompt, callback=_progress("generate"), **options)
+    else:
+        desc = "generate" if args.best_of == 1 else f"{args.best_of} takes"
+        result = pipe.generate(args.prompt, best_of=args.best_of, callback=_progress(desc), **options)
     _warn_unknown(result.unknown_words)
+    for take in result.candidates:
+        chosen = "  <- kept" if take.seed == result.seed else ""
+        print(f"take: seed {take.seed}, agrees {take.score:.2f}: {take.caption}{chosen}")
     print(f"seed: {result.seed}")
     _write_outputs(result.frames, args, pipe.fps)
     caption = result.caption

@@ -35,12 +35,14 @@ FIELDS = ("color", "shape", "motion")
 EDIT_FIELDS = ("changed", "kept", "stale")  # the edit record's parts: shows, rest kept, old still seen
 # The settings each task takes, and their types (the pipeline checks their ranges).
 SETTINGS: dict[str, dict[str, type]] = {
-    "generate": {"guidance_scale": float, "num_inference_steps": int},
+    # best_of=N: N takes, the one whose caption agrees best with the prompt kept (pipe.generate)
+    "generate": {"guidance_scale": float, "num_inference_steps": int, "best_of": int},
     "caption": {"num_inference_steps": int, "temperature": float, "reread": int, "reread_threshold": float,
                 "reread_period": int, "verify_weight": float, "verify_max_texts": int, "verify_draws": int},
     # with_source=1: the edit is also given the caption before the change (pipe.edit's source_prompt);
     # 2: the model's own caption of the clip, as the studio's Keep the rest
-    "edit": {"strength": float, "guidance_scale": float, "num_inference_steps": int, "with_source": int},
+    "edit": {"strength": float, "guidance_scale": float, "num_inference_steps": int, "with_source": int,
+             "best_of": int},
 }
 SETTINGS["round_trip"] = SETTINGS["caption"]  # the caption of the generated clip, under caption settings
 
