@@ -100,11 +100,14 @@ class Handlers:
         token: str | None,
         progress: gr.Progress = gr.Progress(),
         count: float = 1,  # after progress: Gradio puts its Progress at the parameter's place
+        best_of: float = 1,
     ) -> Iterator[tuple]:
-        """Create → ``count`` new takes (seeds one apart). Yields, as each take is made: token,
-        seed used (the first take's), take panel (that take), history, trajectory."""
+        """Create → ``count`` new takes (seeds one apart), each kept from ``best_of`` tries (the one
+        whose caption matches the prompt best). Yields, as each take is made: token, seed used (the
+        first take's), take panel (that take), history, trajectory."""
         token = self.studio.open_session(token)
-        options = {"mode": mode, "num_inference_steps": _int(steps, "steps"), "guidance_scale": _float(guidance)}
+        options = {"mode": mode, "num_inference_steps": _int(steps, "steps"), "guidance_scale": _float(guidance),
+                   "best_of": _tries_value(best_of)}
         yield from self._run_takes(
             token, lambda s: self.studio.submit_generate(token, prompt, seed=s, **options),
             count, seed, randomize, progress,
@@ -125,16 +128,18 @@ class Handlers:
         token: str | None,
         progress: gr.Progress = gr.Progress(),
         count: float = 1,  # after progress: Gradio puts its Progress at the parameter's place
+        best_of: float = 1,
     ) -> Iterator[tuple]:
         """Take → "Regenerate with edits": saves the critique, then makes ``count`` edits of the
         take (with ``keep_rest``, compared with the take's caption so that only what was edited
-        changes); yields as :meth:`generate` does."""
+        changes), each kept from ``best_of`` tries; yields as :meth:`generate` does."""
         token = self.studio.open_session(token)
         if not current:
             raise ValueError("There is no take to regenerate from yet; generate a clip first.")
         self.studio.set_critique(token, current, critique)
         options = {"strength": _float(strength), "keep_rest": bool(keep_rest),
-                   "num_inference_steps": _int(steps, "steps"), "guidance_scale": _float(guidance)}
+                   "num_inference_steps": _int(steps, "steps"), "guidance_scale": _float(guidance),
+                   "best_of": _tries_value(best_of)}
         yield from self._run_takes(
             token, lambda s: self.studio.submit_edit(token, current, edited, seed=s, **options),
             count, seed, randomize, progress,
@@ -403,11 +408,17 @@ def _timeline(takes: list[Take]) -> str:
     for take in reversed(takes):
         parent = f" from #{numbers[take.parent_id]}" if take.parent_id in numbers else ""
         kept = ", keeping the rest" if take.settings.get("keep_rest") else ""
-        lines.append(f"**#{take.seq}** · {MODE_LABELS[take.mode]}{parent}{kept} · seed {take.seed}")
+        tries = take.settings.get("tries") or []
+        best = f", best of {len(tries)} tries" if tries else ""
+        lines.append(f"**#{take.seq}** · {MODE_LABELS[take.mode]}{parent}{kept}{best} · seed {take.seed}")
         if take.prompt:
             label = "Edited caption" if take.mode == "edit" else "Prompt"
             lines.append(f"- {label}: {_md(take.prompt)}")
         lines.append(f"- Model's caption: {_md(take.caption)}")
+        if tries:
+            lines.append("- Tries (how well each one's caption matches the prompt): " + "; ".join(
+                f"seed {t['seed']} {float(t['score']):.2f}{' (kept)' if t['seed'] == take.seed else ''}"
+                for t in tries))
         if take.critique:
             lines.append(f"- Critique: {_md(take.critique)}")
         lines.append("")
@@ -452,6 +463,10 @@ def _int(value: float | None, what: str) -> int | None:
     if isinstance(value, float) and not value.is_integer():
         raise ValueError(f"The {what} must be a whole number, not {value}.")
     return int(value)
+
+
+def _tries_value(value: float | None) -> int:
+    return _int(1 if value is None else value, "number of tries")
 
 
 def _float(value: float | None) -> float | None:

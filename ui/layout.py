@@ -65,6 +65,13 @@ def build_demo(studio: Studio, gpu: Callable[[Callable], Callable] | None = None
                                 label="Takes per click (Generate and Regenerate; seeds one apart)",
                                 elem_id="count",
                             )
+                            best_of = gr.Slider(
+                                1, settings.max_best_of, step=1, value=1,
+                                label="Tries per take: the model captions each try and keeps the clip whose "
+                                      "caption matches the prompt (or the edited caption) best; each try costs a "
+                                      "clip and a caption (not in Joint mode)",
+                                elem_id="best-of",
+                            )
                         with gr.Row():
                             generate_btn = gr.Button("Generate", variant="primary", elem_id="generate-btn")
                             stop_btn = gr.Button("Stop", variant="stop", elem_id="stop-btn")
@@ -177,13 +184,13 @@ def build_demo(studio: Studio, gpu: Callable[[Callable], Callable] | None = None
         prompt.change(handlers.check_words, [prompt], [prompt_warning], trigger_mode="always_last", **QUICK, **private)
         gr.on(
             [generate_btn.click, prompt.submit], gpu(handlers.generate),
-            [prompt, mode, seed, randomize, steps, guidance, token, count],
+            [prompt, mode, seed, randomize, steps, guidance, token, count, best_of],
             [token, seed, *take, *history, *trajectory], api_name="ui_generate", **MODEL, **private,
         )
         regenerate_btn.click(
             gpu(handlers.regenerate),
             [ui["current"], ui["edited"], ui["critique"], strength, keep_rest, seed, randomize, steps, guidance,
-             token, count],
+             token, count, best_of],
             [token, seed, *take, *history, *trajectory], api_name="ui_regenerate", **MODEL, **private,
         )
         understand_btn.click(

@@ -166,6 +166,23 @@ def test_generate_critique_edit_regenerate_and_history(studio_app, browser):
         assert not page.locator("#before-video").is_visible()  # a new clip was made from nothing before it
         shot(page, "06-two-takes")
 
+        # Two tries per take: one take kept, the one whose caption matched best, the tries listed.
+        type_into_slider(page, "count", 1)
+        type_into_slider(page, "best-of", 2)
+        page.locator("#generate-btn").click()
+        page.locator("#take-title", has_text="Take #6").wait_for()
+        _, takes = the_only_session(studio)
+        assert len(takes) == 6 and takes[5].settings["best_of"] == 2
+        tries = takes[5].settings["tries"]
+        assert [t["seed"] for t in tries] == [tries[0]["seed"], tries[0]["seed"] + 1]
+        assert takes[5].seed in (tries[0]["seed"], tries[1]["seed"])
+        assert takes[5].caption == next(t["caption"] for t in tries if t["seed"] == takes[5].seed)
+        page.get_by_role("tab", name="History").click()
+        timeline.get_by_text("generated, best of 2 tries").wait_for()
+        assert "(kept)" in timeline.inner_text()
+        page.get_by_role("tab", name="Studio").click()
+        type_into_slider(page, "best-of", 1)
+
         # Trajectory: the slider scrubs the steps of the last run.
         page.get_by_role("tab", name="Trajectory").click()
         page.locator("#traj-info", has_text="Step").wait_for()

@@ -6,11 +6,12 @@ import threading
 import time
 import zlib
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from uvigu import Cancelled
+from uvigu.judge import words_judge
 
 VOCAB = set(
     "a an the and on of to from near while large small red green blue yellow purple orange "
@@ -39,11 +40,20 @@ class FakeTrajectoryStep:
 
 
 @dataclass
+class FakeCandidate:
+    seed: int
+    caption: str
+    score: float
+
+
+@dataclass
 class FakeVideoResult:
     frames: np.ndarray
     caption: str | None
     seed: int
     trajectory: list[FakeTrajectoryStep] | None = None
+    candidates: list[FakeCandidate] = field(default_factory=list)
+    caption_trajectory: list[FakeTrajectoryStep] | None = None
 
 
 @dataclass
@@ -58,6 +68,7 @@ class FakePipeline:
 
     ``step_delay`` slows every step; ``on_step(kind, index)`` is called at each step (tests
     block or fail there); ``max_active`` records the most calls ever running at once.
+    ``judge(prompt, caption)`` scores the tries of a best-of-N generation (default: the words judge).
     """
 
     fps = 8
@@ -133,10 +144,27 @@ class FakePipeline:
 
     # -- the pipeline interface ------------------------------------------------------------
 
+    judge = staticmethod(words_judge)
+
+    def _best_of(self, prompt, seed, best_of, callback, return_trajectory, make):
+        """As the pipeline: tries from seeds one apart, each captioned, the best-judged one kept."""
+        tries = []
+        for k in range(best_of):
+            out = make((seed or 0) + k)
+            cap = self.caption(out.frames, seed=out.seed, callback=callback, return_trajectory=return_trajectory)
+            tries.append((self.judge(prompt, cap.text), -k, out, cap))
+        _, _, out, cap = max(tries, key=lambda t: t[:2])
+        return FakeVideoResult(out.frames, cap.text, out.seed, out.trajectory,
+                               [FakeCandidate(o.seed, c.text, score) for score, _, o, c in tries], cap.trajectory)
+
     def generate(self, prompt, *, seed=None, num_inference_steps=None, guidance_scale=None,
-                 num_frames=None, height=None, width=None, callback=None,
+                 num_frames=None, height=None, width=None, best_of=1, callback=None,
                  return_trajectory=False):
         self._check_prompt(prompt)
+        if best_of > 1:
+            return self._best_of(prompt, seed, best_of, callback, return_trajectory, lambda s: self.generate(
+                prompt, seed=s, num_inference_steps=num_inference_steps, callback=callback,
+                return_trajectory=return_trajectory))
         frames = self.frames_for(prompt, seed or 0)
         seed, traj = self._run("generate", prompt, seed, num_inference_steps, callback,
                                return_trajectory, frames, None)
@@ -162,9 +190,13 @@ class FakePipeline:
         return FakeCaptionResult(caption, seed, traj)
 
     def edit(self, video, prompt, *, strength=0.6, source_prompt=None, seed=None,
-             num_inference_steps=None, guidance_scale=None, callback=None,
+             num_inference_steps=None, guidance_scale=None, best_of=1, callback=None,
              return_trajectory=False):
         self._check_prompt(prompt)
+        if best_of > 1:
+            return self._best_of(prompt, seed, best_of, callback, return_trajectory, lambda s: self.edit(
+                video, prompt, strength=strength, source_prompt=source_prompt, seed=s,
+                num_inference_steps=num_inference_steps, callback=callback, return_trajectory=return_trajectory))
         if source_prompt is not None:
             self._check_prompt(source_prompt)
         self.source_prompts.append(source_prompt)

@@ -142,6 +142,63 @@ def test_critique_is_saved_with_the_take(make_studio):
     assert studio.take(token, take.id).critique == "too slow"
 
 
+def test_tries_keep_the_clip_whose_caption_matches_the_prompt_best(make_studio):
+    pipe = FakePipeline()
+    prompt = "a red circle moving right"
+    # the judge prefers the try whose caption's number is highest
+    pipe.judge = lambda p, caption: int(caption.split()[-1]) / 255
+    studio = make_studio(pipe)
+    token = studio.new_session()
+    take = generate(studio, token, prompt, seed=40, num_inference_steps=2, best_of=3)
+
+    assert [kind for kind, _ in pipe.calls] == ["generate", "caption"] * 3  # a clip and its caption per try
+    captions = {s: FakePipeline.caption_for(FakePipeline.frames_for(prompt, s)) for s in (40, 41, 42)}
+    best = max(captions, key=lambda s: int(captions[s].split()[-1]))
+    assert take.seed == best and take.caption == captions[best]
+    assert take.settings["best_of"] == 3
+    assert [(t["seed"], t["caption"]) for t in take.settings["tries"]] == list(captions.items())
+    # the kept clip is the chosen try's, and the trajectory is its clip's steps, then its caption's
+    stored = studio.takes(token)[-1]
+    assert stored.settings["tries"] == take.settings["tries"]
+    assert [s.stage for s in studio.trajectory(token).steps] == ["generate"] * 2 + ["caption"] * 3
+    assert studio.trajectory(token).steps[-1].text == take.caption
+    assert set(take.timings) == {"queued", "generate"}
+
+
+def test_a_regeneration_can_keep_the_best_of_several_tries(make_studio):
+    pipe = FakePipeline()
+    pipe.judge = lambda p, caption: -int(caption.split()[-1])  # the lowest number wins
+    studio = make_studio(pipe)
+    token = studio.new_session()
+    first = generate(studio, token, seed=1)
+    take = studio.submit_edit(token, first.id, "a blue circle moves slowly to the right", keep_rest=True, seed=10,
+                              best_of=2).result(timeout=30)
+    assert [kind for kind, _ in pipe.calls[2:]] == ["edit", "caption"] * 2
+    assert pipe.source_prompts == [first.caption] * 2  # both tries keep the rest
+    tries = take.settings["tries"]
+    assert [t["seed"] for t in tries] == [10, 11] and take.settings["best_of"] == 2
+    kept = min(tries, key=lambda t: int(t["caption"].split()[-1]))
+    assert (take.seed, take.caption, take.parent_id) == (kept["seed"], kept["caption"], first.id)
+    assert take.settings["keep_rest"] is True
+    assert [s.stage for s in studio.trajectory(token).steps] == ["edit"] * 3 + ["caption"] * 3
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"best_of": 0}, "Tries per take must be a whole number from 1 to 4, not 0"),
+    ({"best_of": 5}, "from 1 to 4, not 5"),
+    ({"best_of": 2.5}, "not 2.5"),
+    ({"best_of": True}, "not True"),
+    ({"best_of": 2, "mode": "joint"}, "need the “Generate, then caption” mode"),
+])
+def test_bad_tries_are_refused_before_queueing(make_studio, kwargs, message):
+    pipe = FakePipeline()
+    studio = make_studio(pipe)
+    token = studio.new_session()
+    with pytest.raises(ValueError, match=message):
+        studio.submit_generate(token, "a red circle", **kwargs)
+    assert pipe.calls == [] and studio.takes(token) == []
+
+
 def test_progress_events_cover_both_stages(make_studio):
     studio = make_studio()
     token = studio.new_session()

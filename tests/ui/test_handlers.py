@@ -141,7 +141,7 @@ def test_generate_passes_settings_and_returns_the_new_take(studio):
     out = final(Handlers(studio).generate("a red circle", "joint", 7.0, False, 12.0, 4.5, None, progress))
 
     assert studio.calls == [("generate", ("tok", "a red circle"), {
-        "mode": "joint", "seed": 7, "num_inference_steps": 12, "guidance_scale": 4.5})]
+        "mode": "joint", "seed": 7, "num_inference_steps": 12, "guidance_scale": 4.5, "best_of": 1})]
     assert len(out) == RUN_OUTPUTS
     token, seed, *rest = out
     view = dict(zip(TAKE_OUTPUTS, rest))
@@ -150,6 +150,21 @@ def test_generate_passes_settings_and_returns_the_new_take(studio):
     assert view["caption"] == view["edited"] == "a red circle moves right"
     assert "zzfoo" in view["unknown"] and view["current"] == take.id
     assert progress.calls[1:] == [((1, 2), "Generating video"), ((2, 2), "Generating video")]
+
+
+def test_tries_per_take_are_passed_on_and_listed_in_history(studio):
+    tries = [{"seed": 7, "score": 0.3333, "caption": "a red circle moves left"},
+             {"seed": 8, "score": 1.0, "caption": "a red circle moves right"}]
+    take = make_take(seed=8, settings={"best_of": 2, "tries": tries})
+    studio.takes_ = [take]
+    studio.next_job = FakeJob(take)
+    out = final(Handlers(studio).generate("a red circle", "generate", 7.0, False, 12.0, 4.5, None, Progress(), 1, 2.0))
+    assert studio.calls[0][2]["best_of"] == 2
+    timeline = out[2 + len(TAKE_OUTPUTS) + 1]
+    assert "· generated, best of 2 tries · seed 8" in timeline
+    assert "- Tries (how well each one's caption matches the prompt): seed 7 0.33; seed 8 1.00 (kept)" in timeline
+    with pytest.raises(gr.Error, match="number of tries must be a whole number"):
+        final(Handlers(studio).generate("a red circle", "generate", 7.0, False, 12.0, 4.5, None, Progress(), 1, 1.5))
 
 
 def test_randomize_sends_no_seed(studio):
@@ -250,11 +265,12 @@ def test_regenerate_saves_the_critique_then_edits_from_the_current_take(studio):
     studio.takes_ = [parent, child]
     studio.next_job = FakeJob(child)
     out = final(Handlers(studio).regenerate(parent.id, "a blue circle", "too red", 0.4, False, 3, False, 8, 2.0,
-                                      "tok", Progress()))
+                                      "tok", Progress(), 1, 3))
     assert studio.calls == [
         ("set_critique", parent.id, "too red"),
         ("edit", ("tok", parent.id, "a blue circle"),
-         {"strength": 0.4, "keep_rest": False, "seed": 3, "num_inference_steps": 8, "guidance_scale": 2.0}),
+         {"strength": 0.4, "keep_rest": False, "seed": 3, "num_inference_steps": 8, "guidance_scale": 2.0,
+          "best_of": 3}),
     ]
     timeline = out[2 + len(TAKE_OUTPUTS) + 1]
     assert "#2** · regenerated with edits from #1" in timeline

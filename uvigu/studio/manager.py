@@ -170,9 +170,12 @@ class Studio:
         seed: int | None = None,
         num_inference_steps: int | None = None,
         guidance_scale: float | None = None,
+        best_of: int = 1,
     ) -> Job[Take]:
         """Queue text → clip, then clip → caption (``mode="generate"``) or both in one pass
-        (``mode="joint"``). The job's result is the new take."""
+        (``mode="joint"``). The job's result is the new take. ``best_of`` > 1 (generate mode) makes
+        that many tries, seeds one apart, and keeps the one whose caption agrees best with the
+        prompt (``pipe.generate(best_of=…)``); the take's settings list every try."""
         sid = self._sid(token)
         if mode not in GENERATE_MODES:
             raise ValueError(f"Mode must be one of {', '.join(GENERATE_MODES)}, not {mode!r}.")
@@ -180,6 +183,7 @@ class Studio:
         seed = self._check_seed(seed)
         steps = self._check_steps(num_inference_steps)
         guidance = self._check_guidance(guidance_scale)
+        best_of = self._check_best_of(best_of, mode)
         self._check_room(sid)
         options = {"num_inference_steps": steps, "guidance_scale": guidance}
 
@@ -194,6 +198,15 @@ class Studio:
                 )
                 caption, timings = out.caption or "", {"generate": time.monotonic() - t0}
                 trajectory += _frames_of("joint", out.trajectory)
+            elif best_of > 1:
+                out = self.pipe.generate(
+                    prompt, seed=seed, best_of=best_of, callback=_relay(job, f"Trying {best_of} clips"),
+                    return_trajectory=True, **_given(options),
+                )
+                caption = out.caption or ""
+                timings = {"generate": time.monotonic() - t0}  # the tries' clips and captions together
+                trajectory += _frames_of("generate", out.trajectory)
+                trajectory += _frames_of("caption", out.caption_trajectory, still=out.frames)
             else:
                 out = self.pipe.generate(
                     prompt, seed=seed, callback=_relay(job, "Generating video"),
@@ -210,7 +223,8 @@ class Studio:
                 trajectory += _frames_of("caption", cap.trajectory, still=out.frames)
             take = Take(
                 id=new_take_id(), seq=0, parent_id=None, mode=mode, prompt=prompt,
-                caption=caption, critique="", seed=int(out.seed), settings=_given(options),
+                caption=caption, critique="", seed=int(out.seed),
+                settings={**_given(options), **_tries(best_of, out)},
                 unknown_words=tuple(unknown), timings={"queued": job.waited_s, **timings},
                 created=time.time(),
             )
@@ -229,9 +243,12 @@ class Studio:
         seed: int | None = None,
         num_inference_steps: int | None = None,
         guidance_scale: float | None = None,
+        best_of: int = 1,
     ) -> Job[Take]:
         """Queue a regeneration of take ``take_id`` conditioned on ``prompt`` (the edited
-        caption), then caption the result. The new take's parent is ``take_id``.
+        caption), then caption the result. The new take's parent is ``take_id``. ``best_of`` > 1
+        makes that many tries and keeps the one whose caption agrees best with ``prompt``, as
+        ``submit_generate`` does.
 
         With ``keep_rest`` the take's own caption is the text before the change (the pipeline's
         ``source_prompt``): the edit moves the clip only by what the two captions disagree on
@@ -258,7 +275,7 @@ class Studio:
         return self._submit_edit(
             sid, lambda: np.load(frames_path, allow_pickle=False), prompt, parent_id=take_id,
             notes=(), strength=strength, seed=seed, num_inference_steps=num_inference_steps,
-            guidance_scale=guidance_scale, source_prompt=source_prompt,
+            guidance_scale=guidance_scale, source_prompt=source_prompt, best_of=best_of,
         )
 
     def submit_edit_upload(
@@ -300,6 +317,7 @@ class Studio:
         num_inference_steps: int | None,
         guidance_scale: float | None,
         source_prompt: str | None = None,
+        best_of: int = 1,
     ) -> Job[Take]:
         if strength is None:
             defaults = self.model_defaults()
@@ -308,6 +326,7 @@ class Studio:
         seed = self._check_seed(seed)
         steps = self._check_steps(num_inference_steps)
         guidance = self._check_guidance(guidance_scale)
+        best_of = self._check_best_of(best_of, "edit")
         self._check_room(sid)
         options = {"num_inference_steps": steps, "guidance_scale": guidance}
 
@@ -315,27 +334,36 @@ class Studio:
             source = load()
             unknown = self.unknown_words(prompt)
             t0 = time.monotonic()
-            out = self.pipe.edit(
-                source, prompt, strength=strength, source_prompt=source_prompt, seed=seed,
-                callback=_relay(job, "Regenerating"), return_trajectory=True, **_given(options),
-            )
-            t1 = time.monotonic()
-            cap = self.pipe.caption(
-                out.frames, seed=out.seed, callback=_relay(job, "Captioning"),
-                return_trajectory=True,
-            )
+            if best_of > 1:
+                out = self.pipe.edit(
+                    source, prompt, strength=strength, source_prompt=source_prompt, seed=seed, best_of=best_of,
+                    callback=_relay(job, f"Trying {best_of} edits"), return_trajectory=True, **_given(options),
+                )
+                caption, caption_steps = out.caption or "", out.caption_trajectory
+                timings = {"generate": time.monotonic() - t0}  # the tries' clips and captions together
+            else:
+                out = self.pipe.edit(
+                    source, prompt, strength=strength, source_prompt=source_prompt, seed=seed,
+                    callback=_relay(job, "Regenerating"), return_trajectory=True, **_given(options),
+                )
+                t1 = time.monotonic()
+                cap = self.pipe.caption(
+                    out.frames, seed=out.seed, callback=_relay(job, "Captioning"),
+                    return_trajectory=True,
+                )
+                caption, caption_steps = cap.text, cap.trajectory
+                timings = {"generate": t1 - t0, "caption": time.monotonic() - t1}
             take = Take(
                 id=new_take_id(), seq=0, parent_id=parent_id, mode="edit", prompt=prompt,
-                caption=cap.text, critique="", seed=int(out.seed),
+                caption=caption, critique="", seed=int(out.seed),
                 settings={**_given(options), "strength": strength,
-                          **({"keep_rest": True} if source_prompt is not None else {})},
+                          **({"keep_rest": True} if source_prompt is not None else {}), **_tries(best_of, out)},
                 unknown_words=tuple(unknown), notes=notes,
-                timings={"queued": job.waited_s, "generate": t1 - t0,
-                         "caption": time.monotonic() - t1},
+                timings={"queued": job.waited_s, **timings},
                 created=time.time(),
             )
             trajectory = _frames_of("edit", out.trajectory)
-            trajectory += _frames_of("caption", cap.trajectory, still=out.frames)
+            trajectory += _frames_of("caption", caption_steps, still=out.frames)
             return self._save(sid, take, out.frames, trajectory, job)
 
         return self.jobs.submit(sid, work)
@@ -640,6 +668,17 @@ class Studio:
             raise ValueError(f"Guidance must be between 0 and {hi:g}, not {guidance}.")
         return float(guidance)
 
+    def _check_best_of(self, best_of: int | float, mode: str) -> int:
+        hi = self.settings.max_best_of
+        if isinstance(best_of, float) and best_of.is_integer():
+            best_of = int(best_of)
+        if not isinstance(best_of, int) or isinstance(best_of, bool) or not 1 <= best_of <= hi:
+            raise ValueError(f"Tries per take must be a whole number from 1 to {hi}, not {best_of}.")
+        if best_of > 1 and mode == "joint":
+            raise ValueError("Tries are judged by the model's caption of each clip, so they need the "
+                             "“Generate, then caption” mode; switch to it, or set tries per take to 1.")
+        return best_of
+
     def _check_strength(self, strength: float) -> float:
         lo, hi = self.settings.min_strength, self.settings.max_strength
         if not isinstance(strength, (int, float)) or not lo <= float(strength) <= hi:
@@ -654,6 +693,14 @@ def _session_id(token: str) -> str:
 def _given(options: dict[str, Any]) -> dict[str, Any]:
     """Only the options the user set; the rest fall back to the pipeline's defaults."""
     return {key: value for key, value in options.items() if value is not None}
+
+
+def _tries(best_of: int, out: Any) -> dict[str, Any]:
+    """A take's record of its tries (none for a single try): how many, and each one's seed, score and caption."""
+    if best_of <= 1:
+        return {}
+    return {"best_of": best_of, "tries": [{"seed": int(c.seed), "score": round(float(c.score), 4), "caption": c.caption}
+                                          for c in out.candidates]}
 
 
 def _relay(job: Job, stage: str) -> Callable[[Any], None]:

@@ -25,6 +25,7 @@ class StudioSettings:
     max_seed: int = 2**31 - 1  # seeds are 0..max_seed; "randomize" draws from the same range
     max_queue: int = 16  # model jobs waiting or running, across all sessions
     max_jobs_per_session: int = 4  # of those, at most this many from one session
+    max_best_of: int = 4  # tries per generated take (each a clip and its caption; the best-matching one is kept)
     max_upload_bytes: int = 50 * 1024 * 1024
     max_upload_duration_s: float = 60.0  # longer uploads are refused, shorter ones resampled
     max_upload_side: int = 4096  # pixels; larger frames are refused rather than decoded
@@ -42,3 +43,5 @@ class StudioSettings:
             raise ValueError("need 0 < min_strength <= max_strength <= 1")
         if self.max_queue < 1 or self.max_jobs_per_session < 1:
             raise ValueError("the queue must hold at least one job")
+        if self.max_best_of < 1:
+            raise ValueError("need max_best_of >= 1")
