@@ -158,16 +158,21 @@ def test_trajectory_holds_frames_and_text_per_step(pipe):
     assert [t.sigma for t in cap.trajectory] == pytest.approx([1.0, 2 / 3, 1 / 3, 0.0])
 
 
-def test_cancel_stops_between_steps(pipe):
-    seen = []
+def stop_at(index, seen):
+    """A step callback that records each step's index and cancels the run at ``index``."""
 
-    def stop_after_two(step):
+    def callback(step):
         seen.append(step.index)
-        if step.index == 1:
+        if step.index == index:
             raise Cancelled()
 
+    return callback
+
+
+def test_cancel_stops_between_steps(pipe):
+    seen = []
     with pytest.raises(Cancelled):
-        pipe.generate(PROMPT, seed=0, num_inference_steps=4, callback=stop_after_two)
+        pipe.generate(PROMPT, seed=0, num_inference_steps=4, callback=stop_at(1, seen))
     assert seen == [0, 1]
 
 
@@ -464,15 +469,10 @@ def test_best_of_breaks_ties_towards_the_first_take_and_wraps_the_seed(pipe):
 
 def test_best_of_stops_when_cancelled_in_a_later_take(pipe):
     seen = []
-
-    def stop_in_the_second_take(step):
-        seen.append(step.index)
-        if step.index == 3:
-            raise Cancelled()
-
-    with pytest.raises(Cancelled):
-        pipe.generate(PROMPT, seed=0, num_inference_steps=1, best_of=4, callback=stop_in_the_second_take)
-    assert seen == [0, 1, 2, 3]
+    per_take = 1 + pipe.config.caption_steps + pipe.config.caption_reread  # 1 video step, then the caption's calls
+    with pytest.raises(Cancelled):  # at the second take's first step
+        pipe.generate(PROMPT, seed=0, num_inference_steps=1, best_of=4, callback=stop_at(per_take, seen))
+    assert seen == list(range(per_take + 1))
 
 
 def test_the_take_judge_is_a_setting_of_the_saved_model(tmp_path, monkeypatch):
