@@ -52,13 +52,13 @@ from .inputs import (
     prepare_video,
     prompt_tokens,
 )
+from .judge import TakeJudge, get_judge
 from .models import autoencoder as _autoencoder  # noqa: F401  diffusers' loader resolves saved component
 from .models import codec as _pixel_codec  # noqa: F401
 from .models import wan_codec as _wan_codec  # noqa: F401  classes only from modules already imported
 from .models.prompt_encoder import encode_prompt
 from .models.tokenizer import decode_text, encode_text, unknown_words
 from .models.transformer import UniViGUTransformer3DModel
-from .judge import TakeJudge, get_judge
 
 Task = Literal["generate", "caption", "joint", "edit"]
 VERIFY_SIGMA = 0.5  # noise level at which candidate captions are judged by the video stream
@@ -99,7 +99,7 @@ class Candidate:
 class VideoResult:
     frames: np.ndarray  # uint8 (f, h, w, 3)
     seed: int  # the seed that makes these frames (with best_of, the chosen take's)
-    caption: str | None = None  # filled by generate_with_caption, and by generate with best_of > 1
+    caption: str | None = None  # filled by generate_with_caption, and by generate or edit with best_of > 1
     trajectory: list[TrajectoryStep] | None = None
     unknown_words: list[str] = field(default_factory=list)  # prompt words the model does not know
     input_notes: list[str] = field(default_factory=list)  # what was changed to fit an input clip
