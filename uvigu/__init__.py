@@ -14,6 +14,7 @@ _EXPORTS = {
     "UniViGUPipeline": "uvigu.pipeline",
     "Cancelled": "uvigu.pipeline",
     "VideoResult": "uvigu.pipeline",
+    "Candidate": "uvigu.pipeline",
     "CaptionResult": "uvigu.pipeline",
     "TrajectoryStep": "uvigu.pipeline",
     "PipelineStep": "uvigu.pipeline",
