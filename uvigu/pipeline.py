@@ -726,16 +726,3 @@ class UniViGUPipeline(DiffusionPipeline):
     @property
     def _dtype(self) -> torch.dtype:
         return self.transformer.dtype
-
-
-def _shifted(callback: StepCallback | None, offset: int, total: int) -> StepCallback | None:
-    """``callback`` for one part of a longer run: its steps counted from ``offset`` of ``total``."""
-    if callback is None:
-        return None
-
-    def relay(step: PipelineStep) -> None:
-        step.index += offset
-        step.num_steps = total
-        callback(step)
-
-    return relay
