@@ -11,9 +11,22 @@ from uvigu.videoio import probe_video
 
 
 @pytest.fixture(scope="module")
-def app_url(tmp_path_factory):
-    with launched_studio(tmp_path_factory) as (url, _):
-        yield url
+def app(tmp_path_factory):
+    with launched_studio(tmp_path_factory) as launched:
+        yield launched
+
+
+@pytest.fixture(scope="module")
+def app_url(app):
+    return app[0]
+
+
+def saved_take(studio, prompt):
+    """The one take, in any session, made from ``prompt``."""
+    found = [take for sid in studio.store.sessions_unused_since(float("inf"))
+             for take in studio.store.list_takes(sid) if take.prompt == prompt]
+    assert len(found) == 1
+    return found[0]
 
 
 @pytest.fixture(scope="module")
@@ -45,6 +58,25 @@ def test_generate_with_a_random_seed_reports_the_seed_it_used(client):
     assert isinstance(seed, int) and 0 <= seed < 2**31
 
 
+def test_generate_with_tries_returns_the_kept_try_which_its_seed_remakes(app, client):
+    prompt = "a red circle moving right near the top"
+    _, caption, seed = client.predict(prompt, 40, 1, 3.0, 3, api_name="/generate")
+    take = saved_take(app[1], prompt)
+    tries = take.settings["tries"]
+    assert take.settings["best_of"] == 3 and [t["seed"] for t in tries] == [40, 41, 42]
+    kept = max(tries, key=lambda t: t["score"])  # max keeps the first of equals, as the studio does
+    assert (seed, caption) == (kept["seed"], kept["caption"]) == (take.seed, take.caption)
+    _, again, same_seed = client.predict(prompt, seed, 1, 3.0, 1, api_name="/generate")
+    assert (again, same_seed) == (caption, seed)
+
+
+def test_tries_out_of_range_get_a_clear_error(client, generated):
+    with pytest.raises(AppError, match="Tries per take must be a whole number from 1 to 4"):
+        client.predict("a red circle", 0, 1, 3.0, 9, api_name="/generate")
+    with pytest.raises(AppError, match="Tries per take must be a whole number from 1 to 4"):
+        client.predict(handle_file(generated[0]), "a green circle", 0.5, 1, "", 0, api_name="/edit")
+
+
 def test_caption_describes_an_uploaded_clip(client, generated):
     caption = client.predict(handle_file(generated[0]), api_name="/caption")
     assert isinstance(caption, str) and caption.strip()
@@ -60,6 +92,15 @@ def test_edit_given_the_text_before_the_change_keeps_the_rest(client, generated)
     clip, caption = client.predict(handle_file(generated[0]), "a green circle moving right", None, 1,
                                    generated[1], api_name="/edit")  # strength: the model's for such an edit
     assert probe_video(clip).codec == "h264" and caption.strip()
+
+
+def test_edit_with_tries_keeps_one(app, client, generated):
+    prompt = "a green circle moving right near the bottom"
+    clip, caption = client.predict(handle_file(generated[0]), prompt, 0.5, 7, "", 2, api_name="/edit")
+    assert probe_video(clip).codec == "h264"
+    take = saved_take(app[1], prompt)
+    assert [t["seed"] for t in take.settings["tries"]] == [7, 8]
+    assert caption == take.caption == max(take.settings["tries"], key=lambda t: t["score"])["caption"]
 
 
 def test_an_empty_prompt_gets_a_clear_error(client):

@@ -170,7 +170,9 @@ def test_tries_per_take_are_passed_on_and_listed_in_history(studio):
 def test_randomize_sends_no_seed(studio):
     studio.next_job = FakeJob(make_take())
     final(Handlers(studio).generate("a red circle", "generate", 7, True, 4, 3, "tok", Progress()))
-    assert studio.calls[0][2]["seed"] is None
+    assert studio.calls[0][2]["seed"] is None and studio.calls[0][2]["best_of"] == 1
+    Handlers(studio).api_generate("a red circle", 5, 4, 3.0, 2.0, None)
+    assert studio.calls[1][2]["best_of"] == 2
 
 
 @pytest.mark.parametrize("error, title", [
@@ -298,11 +300,11 @@ def test_keeping_the_rest_is_passed_on_shown_in_history_and_sets_its_strength(st
 def test_the_edit_endpoint_passes_the_text_before_the_change_and_leaves_blanks_to_the_model(studio):
     studio.next_job = FakeJob(make_take(mode="edit"))
     handlers = Handlers(studio)
-    handlers.api_edit("/uploads/clip.mp4", "a blue circle", None, -1, "  a red circle ", "tok")
-    handlers.api_edit("/uploads/clip.mp4", "a blue circle", 0.5, 7, "", "tok")
+    handlers.api_edit("/uploads/clip.mp4", "a blue circle", None, -1, "  a red circle ", None, "tok")
+    handlers.api_edit("/uploads/clip.mp4", "a blue circle", 0.5, 7, "", 3.0, "tok")
     assert [call[2] for call in studio.calls] == [
-        {"strength": None, "source_prompt": "a red circle", "seed": None},
-        {"strength": 0.5, "source_prompt": None, "seed": 7},
+        {"strength": None, "source_prompt": "a red circle", "seed": None, "best_of": 1},
+        {"strength": 0.5, "source_prompt": None, "seed": 7, "best_of": 3},
     ]
 
 
@@ -389,6 +391,6 @@ def test_restore_starts_a_session_for_a_new_browser(studio):
 def test_api_generate_returns_clip_caption_and_seed(studio):
     take = make_take()
     studio.next_job = FakeJob(take)
-    clip, caption, seed, token = Handlers(studio).api_generate("a red circle", -1, 4, 3.0, None)
+    clip, caption, seed, token = Handlers(studio).api_generate("a red circle", -1, 4, 3.0, None, None)
     assert (clip, caption, seed) == (f"/clips/{take.id}.mp4", take.caption, 42)
     assert studio.calls[0][2]["seed"] is None

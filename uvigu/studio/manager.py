@@ -289,10 +289,11 @@ class Studio:
         seed: int | None = None,
         num_inference_steps: int | None = None,
         guidance_scale: float | None = None,
+        best_of: int = 1,
     ) -> Job[Take]:
         """Queue an edit of an uploaded clip (fitted to the model first; see ``load_upload``).
         Given ``source_prompt`` — what the clip shows, before the change — the edit keeps the rest
-        of the clip as ``submit_edit``'s ``keep_rest`` does."""
+        of the clip as ``submit_edit``'s ``keep_rest`` does; ``best_of`` as ``submit_edit``'s."""
         sid = self._sid(token)
         prompt = self._check_text(prompt, "prompt")
         if source_prompt is not None:
@@ -301,7 +302,7 @@ class Studio:
         return self._submit_edit(
             sid, lambda: frames, prompt, parent_id=None, notes=tuple(notes), strength=strength,
             seed=seed, num_inference_steps=num_inference_steps, guidance_scale=guidance_scale,
-            source_prompt=source_prompt,
+            source_prompt=source_prompt, best_of=best_of,
         )
 
     def _submit_edit(
@@ -653,12 +654,7 @@ class Studio:
     def _check_steps(self, steps: int | float | None) -> int | None:
         if steps is None:
             return None
-        lo, hi = self.settings.min_steps, self.settings.max_steps
-        if isinstance(steps, float) and steps.is_integer():
-            steps = int(steps)
-        if not isinstance(steps, int) or isinstance(steps, bool) or not lo <= steps <= hi:
-            raise ValueError(f"Steps must be a whole number from {lo} to {hi}, not {steps}.")
-        return steps
+        return _whole_number(steps, self.settings.min_steps, self.settings.max_steps, "Steps")
 
     def _check_guidance(self, guidance: float | None) -> float | None:
         if guidance is None:
@@ -669,11 +665,7 @@ class Studio:
         return float(guidance)
 
     def _check_best_of(self, best_of: int | float, mode: str) -> int:
-        hi = self.settings.max_best_of
-        if isinstance(best_of, float) and best_of.is_integer():
-            best_of = int(best_of)
-        if not isinstance(best_of, int) or isinstance(best_of, bool) or not 1 <= best_of <= hi:
-            raise ValueError(f"Tries per take must be a whole number from 1 to {hi}, not {best_of}.")
+        best_of = _whole_number(best_of, 1, self.settings.max_best_of, "Tries per take")
         if best_of > 1 and mode == "joint":
             raise ValueError("Tries are judged by the model's caption of each clip, so they need the "
                              "“Generate, then caption” mode; switch to it, or set tries per take to 1.")
@@ -684,6 +676,15 @@ class Studio:
         if not isinstance(strength, (int, float)) or not lo <= float(strength) <= hi:
             raise ValueError(f"Strength must be between {lo:g} and {hi:g}, not {strength}.")
         return float(strength)
+
+
+def _whole_number(value: int | float, lo: int, hi: int, what: str) -> int:
+    """``value`` as an int from ``lo`` to ``hi`` (a float only when whole, as number boxes send)."""
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if not isinstance(value, int) or isinstance(value, bool) or not lo <= value <= hi:
+        raise ValueError(f"{what} must be a whole number from {lo} to {hi}, not {value}.")
+    return value
 
 
 def _session_id(token: str) -> str:
