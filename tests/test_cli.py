@@ -123,6 +123,23 @@ def test_best_of_prints_every_take_and_keeps_the_one_it_names(model_dir, tmp_pat
     assert f"caption: {kept_caption}" in lines
 
 
+def test_where_and_how_takes_are_judged_reach_the_pipeline(model_dir, tmp_path, capsys, monkeypatch):
+    seen = []
+
+    def recording(self, prompt, **kwargs):
+        seen.append({k: kwargs[k] for k in ("best_of", "judge_at", "judge_steps")})
+        return original(self, prompt, **kwargs)
+
+    original = UniViGUPipeline.generate
+    monkeypatch.setattr(UniViGUPipeline, "generate", recording)
+    args = ["generate", "a red circle", "--model", str(model_dir), "--steps", "2", "--out", str(tmp_path / "c.mp4")]
+    assert main([*args, "--best-of", "2", "--judge-at", "0.5", "--judge-steps", "3"]) == 0
+    assert main([*args, "--best-of", "2"]) == 0
+    assert seen == [{"best_of": 2, "judge_at": 0.5, "judge_steps": 3},
+                    {"best_of": 2, "judge_at": None, "judge_steps": None}]  # None: the model's settings
+    assert capsys.readouterr().out.count("<- kept") == 2
+
+
 def test_the_caption_options_reach_the_pipeline(model_dir, tmp_path, capsys, monkeypatch):
     clip = tmp_path / "clip.mp4"
     assert main(["generate", "a red circle", "--model", str(model_dir), "--no-caption", "--out", str(clip)]) == 0

@@ -444,20 +444,60 @@ def test_best_of_keeps_the_take_whose_caption_the_judge_scores_highest(pipe):
     assert steps[-1].text == out.candidates[-1].caption
 
 
+def test_best_of_judged_part_way_finishes_only_the_chosen_take(pipe):
+    """judge_at 0.5 of 4 steps: each take is judged by a quick caption (judge_steps) of its clean
+    estimate after 2 steps; the chosen one is then made in full and captioned at the defaults."""
+    scores = iter([0.2, 0.9, 0.5])
+    steps = []
+    out = pipe.generate(PROMPT, seed=7, num_inference_steps=4, best_of=3, judge=lambda p, c: next(scores),
+                        judge_at=0.5, judge_steps=3, callback=steps.append, return_trajectory=True)
+    estimates = {}
+    for seed in (7, 8, 9):
+        pipe.generate(PROMPT, seed=seed, num_inference_steps=4,
+                      callback=lambda step, seed=seed: step.index == 1 and estimates.setdefault(seed, step.preview()))
+    quick = [pipe.caption(estimates[seed], seed=seed, num_inference_steps=3, reread=0, verify_weight=0).text
+             for seed in (7, 8, 9)]
+    assert [c.caption for c in out.candidates] == quick and [c.seed for c in out.candidates] == [7, 8, 9]
+    again = pipe.generate(PROMPT, seed=8, num_inference_steps=4)
+    assert out.seed == 8 and np.array_equal(out.frames, again.frames)  # made again, to the end: the same clip
+    assert out.caption == pipe.caption(again.frames, seed=8).text
+    assert len(out.trajectory) == 4 and out.caption_trajectory[-1].text == out.caption
+    # progress: 3 × (2 steps + 3 caption steps), then the chosen take's 4 steps and its full caption
+    full = pipe.config.caption_steps + pipe.config.caption_reread + int(pipe.config.caption_verify_weight > 0)
+    total = 3 * (2 + 3) + 4 + full
+    assert [s.index for s in steps] == list(range(total)) and {s.num_steps for s in steps} == {total}
+
+
+def test_a_quick_judge_of_finished_takes_reads_the_chosen_one_again_in_full(pipe):
+    steps = []
+    out = pipe.generate(PROMPT, seed=3, num_inference_steps=2, best_of=2, judge=lambda p, c: 0.0, judge_steps=2,
+                        callback=steps.append)
+    plain = pipe.generate(PROMPT, seed=3, num_inference_steps=2)
+    assert np.array_equal(out.frames, plain.frames)
+    assert out.candidates[0].caption == pipe.caption(plain.frames, seed=3, num_inference_steps=2, reread=0,
+                                                     verify_weight=0).text
+    assert out.caption == pipe.caption(plain.frames, seed=3).text
+    full = pipe.config.caption_steps + pipe.config.caption_reread + int(pipe.config.caption_verify_weight > 0)
+    assert len(steps) == steps[0].num_steps == 2 * (2 + 2) + full  # nothing made again: only the caption
+
+
+@pytest.mark.parametrize("judge_at", [1.0, 0.5])
 @pytest.mark.parametrize("source_prompt", [None, "a red circle moving right"])
-def test_an_edit_can_keep_the_best_of_several_tries_too(pipe, source_prompt):
+def test_an_edit_can_keep_the_best_of_several_tries_too(pipe, source_prompt, judge_at):
     clip = pipe.generate(PROMPT, seed=0, num_inference_steps=2).frames
     scores = iter([0.1, 0.7])
     steps = []
     out = pipe.edit(clip, "a blue circle moving right", source_prompt=source_prompt, strength=0.5, seed=3,
-                    num_inference_steps=4, best_of=2, judge=lambda p, c: next(scores), callback=steps.append)
+                    num_inference_steps=4, best_of=2, judge=lambda p, c: next(scores), judge_at=judge_at,
+                    callback=steps.append)
     again = pipe.edit(clip, "a blue circle moving right", source_prompt=source_prompt, strength=0.5, seed=4,
                       num_inference_steps=4)
     assert out.seed == 4 and np.array_equal(out.frames, again.frames)
     assert [c.seed for c in out.candidates] == [3, 4] and out.caption == pipe.caption(again.frames, seed=4).text
-    # strength 0.5 of 4 steps runs 2 per edit; then the caption's calls
-    per_take = 2 + pipe.config.caption_steps + pipe.config.caption_reread + int(pipe.config.caption_verify_weight > 0)
-    assert [s.index for s in steps] == list(range(2 * per_take)) and {s.num_steps for s in steps} == {2 * per_take}
+    # strength 0.5 of 4 steps runs 2 per edit (judged after 1 of them at 0.5); then the caption's calls
+    reading = pipe.config.caption_steps + pipe.config.caption_reread + int(pipe.config.caption_verify_weight > 0)
+    total = 2 * (2 + reading) if judge_at == 1 else 2 * (1 + reading) + 2 + reading
+    assert [s.index for s in steps] == list(range(total)) and {s.num_steps for s in steps} == {total}
 
 
 def test_best_of_breaks_ties_towards_the_first_take_and_wraps_the_seed(pipe):
@@ -494,6 +534,22 @@ def test_the_take_judge_is_a_setting_of_the_saved_model(tmp_path, monkeypatch):
         UniViGUPipeline(**{**loaded.components, "take_judge": "vibes"})
 
 
+def test_where_and_how_takes_are_judged_are_settings_of_the_saved_model(tmp_path):
+    pipe = tiny_pipeline()
+    assert (pipe.config.take_judge_at, pipe.config.take_judge_steps) == (1.0, 0)  # judged finished, in full
+    pipe.register_to_config(take_judge_at=0.5, take_judge_steps=2)
+    pipe.save_pretrained(tmp_path / "set")
+    loaded = UniViGUPipeline.from_pretrained(tmp_path / "set")
+    steps = []
+    out = loaded.generate(PROMPT, seed=0, num_inference_steps=2, best_of=2, callback=steps.append)
+    full = pipe.config.caption_steps + pipe.config.caption_reread + int(pipe.config.caption_verify_weight > 0)
+    assert len(steps) == steps[0].num_steps == 2 * (1 + 2) + 2 + full  # judged after 1 of 2 steps, by 2
+    assert np.array_equal(out.frames, loaded.generate(PROMPT, seed=out.seed, num_inference_steps=2).frames)
+    for bad, match in [({"take_judge_at": 0.0}, "judge_at must be in"), ({"take_judge_steps": -2}, "judge_steps")]:
+        with pytest.raises(ValueError, match=match):
+            UniViGUPipeline(**{**loaded.components, **bad})
+
+
 def test_count_tokens_is_what_the_prompt_limit_counts(pipe):
     """The studio's token counter uses count_tokens: the text it counts as max_text_tokens runs,
     one token more is refused, whatever the spacing and punctuation."""
@@ -524,6 +580,11 @@ def test_count_tokens_is_what_the_prompt_limit_counts(pipe):
         (lambda p: p.generate(PROMPT, best_of=2.0), "best_of"),
         (lambda p: p.generate(PROMPT, best_of=True), "best_of"),
         (lambda p: p.generate(PROMPT, best_of=2, judge="vibes"), "take_judge must be one of"),
+        (lambda p: p.generate(PROMPT, best_of=2, judge_at=0), r"judge_at must be in \(0, 1\]"),
+        (lambda p: p.generate(PROMPT, best_of=2, judge_at=1.5), "judge_at"),
+        (lambda p: p.generate(PROMPT, best_of=2, judge_at=True), "judge_at"),
+        (lambda p: p.generate(PROMPT, best_of=2, judge_steps=-1), "judge_steps must be a whole number"),
+        (lambda p: p.generate(PROMPT, best_of=2, judge_steps=2.5), "judge_steps"),
         (lambda p: p.generate("", best_of=2), "empty"),
         (lambda p: p.edit(np.zeros((4, 16, 16, 3), np.uint8), PROMPT, strength=0.0), "strength"),
         (lambda p: p.edit(np.zeros((4, 16, 16, 3), np.uint8), PROMPT, source_prompt=PROMPT, strength=1.5), "strength"),

@@ -189,6 +189,12 @@ def add_generate_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--best-of", type=int, default=1, metavar="N",
                    help="make N takes (seeds SEED, SEED+1, …), caption each and keep the one whose caption agrees "
                         "best with the prompt; each take costs a generation and a caption [%(default)s]")
+    p.add_argument("--judge-at", type=float, default=None, metavar="SHARE",
+                   help="with --best-of: judge each take after this share of its steps (0 to 1), then finish "
+                        "only the kept one [the model's take_judge_at]")
+    p.add_argument("--judge-steps", type=int, default=None, metavar="N",
+                   help="with --best-of: judge each take by a quick caption of N steps (0: the full caption) "
+                        "[the model's take_judge_steps]")
     _add_output_arguments(p, "clip.mp4")
     p.set_defaults(func=run_generate)
 
@@ -322,7 +328,8 @@ def run_generate(args: argparse.Namespace) -> int:
         result = pipe.generate_with_caption(args.prompt, callback=_progress("generate"), **options)
     else:
         desc = "generate" if args.best_of == 1 else f"{args.best_of} takes"
-        result = pipe.generate(args.prompt, best_of=args.best_of, callback=_progress(desc), **options)
+        result = pipe.generate(args.prompt, best_of=args.best_of, judge_at=args.judge_at,
+                               judge_steps=args.judge_steps, callback=_progress(desc), **options)
     _warn_unknown(result.unknown_words)
     for take in result.candidates:
         chosen = "  <- kept" if take.seed == result.seed else ""

@@ -77,6 +77,21 @@ def check_best_of(best_of: int) -> int:
     return whole_in_range(best_of, "best_of", 1, MAX_BEST_OF, "a whole number of takes")
 
 
+def check_judge_at(judge_at: float) -> float:
+    """The share of a take's denoising steps after which best-of-N judges it, in (0, 1] (1: the
+    finished take)."""
+    if isinstance(judge_at, bool) or not isinstance(judge_at, (int, float)) or not 0.0 < judge_at <= 1.0:
+        raise ValueError(f"judge_at must be in (0, 1] (the share of a take's steps made before it is judged), "
+                         f"got {judge_at!r}.")
+    return float(judge_at)
+
+
+def check_judge_steps(judge_steps: int) -> int:
+    """Steps of the quick caption best-of-N judges a take by; 0: the full caption at its defaults."""
+    return whole_in_range(judge_steps, "judge_steps", 0, MAX_STEPS,
+                          "a whole number of caption steps (0: the caption at its defaults)")
+
+
 def check_strength(strength: float) -> float:
     """An edit's start level, in (0, 1]."""
     if not isinstance(strength, (int, float)) or not 0.0 < strength <= 1.0:

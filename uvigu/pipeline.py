@@ -15,6 +15,7 @@ text → one denoising loop with a step callback → decode → a result datacla
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -45,6 +46,8 @@ from .inputs import (
     caption_settings,
     check_best_of,
     check_guidance,
+    check_judge_at,
+    check_judge_steps,
     check_prompt,
     check_seed,
     check_steps,
@@ -115,6 +118,14 @@ class CaptionResult:
     input_notes: list[str] = field(default_factory=list)
 
 
+class _Judged(Exception):
+    """Raised from a best-of take's callback to stop it once it has been made far enough to judge."""
+
+    def __init__(self, frames: np.ndarray):
+        super().__init__("judged")
+        self.frames = frames
+
+
 class PipelineStep:
     """What a step callback receives: progress, the current text, and a preview on request.
 
@@ -171,6 +182,8 @@ class UniViGUPipeline(DiffusionPipeline):
         edit_strength: float = EDIT_STRENGTH,  # a plain edit's start level: regenerated from the clip noised this far
         flow_edit_guidance: float = FLOW_EDIT_GUIDANCE,  # the edited text's guidance in an edit given source_prompt
         take_judge: str = "words",  # how best-of-N generation compares a take's caption with the prompt (uvigu.judge)
+        take_judge_at: float = 1.0,  # best-of-N judges each take after this share of its steps; 1: finished
+        take_judge_steps: int = 0,  # ... by a quick caption of this many steps; 0: the caption at its defaults
     ):
         super().__init__()
         self.register_modules(
@@ -198,6 +211,8 @@ class UniViGUPipeline(DiffusionPipeline):
             edit_strength=check_strength(edit_strength),
             flow_edit_guidance=check_guidance(flow_edit_guidance, FLOW_EDIT_GUIDANCE, "flow_edit_guidance"),
             take_judge=take_judge,
+            take_judge_at=check_judge_at(take_judge_at),
+            take_judge_steps=check_judge_steps(take_judge_steps),
         )
         get_judge(take_judge)  # an unknown name fails at load, not at the first best-of generation
 
@@ -286,6 +301,8 @@ class UniViGUPipeline(DiffusionPipeline):
         width: int | None = None,
         best_of: int = 1,
         judge: str | TakeJudge | None = None,
+        judge_at: float | None = None,
+        judge_steps: int | None = None,
         callback: StepCallback | None = None,
         return_trajectory: bool = False,
     ) -> VideoResult:
@@ -299,13 +316,22 @@ class UniViGUPipeline(DiffusionPipeline):
         ``take_judge``. The result's ``seed`` is the chosen take's, so ``generate(prompt,
         seed=result.seed)`` makes the same clip again. Each take costs a generation and a caption;
         the callback counts the calls of all of them.
+
+        Judging can stop short (default: the pipeline's ``take_judge_at`` and ``take_judge_steps``):
+        ``judge_at`` < 1 judges each take by the clean estimate after that share of its steps —
+        which way things move and what they are is settled well before the end — and then makes
+        the chosen take again from its seed to the end; ``judge_steps`` > 0 reads each take with a
+        quick caption of that many steps (no re-read, no check; 0: the caption at its defaults).
+        The chosen clip's ``caption`` is then read at the caption's defaults, and each candidate's
+        caption is the one it was judged by.
         """
         def make(take_seed: int | None, take_callback: StepCallback | None) -> VideoResult:
             return self._run_video("generate", prompt, None, 1.0, take_seed, num_inference_steps, guidance_scale,
                                    num_frames, height, width, take_callback, return_trajectory)
 
         if check_best_of(best_of) > 1:
-            return self._best_of(prompt, best_of, judge, seed, make, callback, return_trajectory)
+            return self._best_of(prompt, best_of, judge, judge_at, judge_steps, seed, make, callback,
+                                 return_trajectory)
         return make(seed, callback)
 
     def generate_with_caption(
@@ -339,6 +365,8 @@ class UniViGUPipeline(DiffusionPipeline):
         guidance_scale: float | None = None,
         best_of: int = 1,
         judge: str | TakeJudge | None = None,
+        judge_at: float | None = None,
+        judge_steps: int | None = None,
         callback: StepCallback | None = None,
         return_trajectory: bool = False,
     ) -> VideoResult:
@@ -355,8 +383,9 @@ class UniViGUPipeline(DiffusionPipeline):
         (6 unless its ``model_index.json`` says otherwise; the source text is guided at the
         pipeline's ``guidance_scale``); each step runs the network on both texts.
 
-        ``best_of`` and ``judge`` work as in `generate`: that many edits from seeds one apart, each
-        captioned, the one whose caption agrees best with ``prompt`` kept.
+        ``best_of``, ``judge``, ``judge_at`` and ``judge_steps`` work as in `generate`: that many
+        edits from seeds one apart, each captioned, the one whose caption agrees best with
+        ``prompt`` kept.
         """
         if strength is None:
             strength = self.default_edit_strength if source_prompt is None else self.default_flow_edit_strength
@@ -370,7 +399,8 @@ class UniViGUPipeline(DiffusionPipeline):
                                    None, None, None, take_callback, return_trajectory)
 
         if check_best_of(best_of) > 1:
-            return self._best_of(prompt, best_of, judge, seed, make, callback, return_trajectory)
+            return self._best_of(prompt, best_of, judge, judge_at, judge_steps, seed, make, callback,
+                                 return_trajectory)
         return make(seed, callback)
 
     @torch.no_grad()
@@ -503,45 +533,88 @@ class UniViGUPipeline(DiffusionPipeline):
         prompt: str,
         best_of: int,
         judge: str | TakeJudge | None,
+        judge_at: float | None,
+        judge_steps: int | None,
         seed: int | None,
         make: Callable[[int, StepCallback | None], VideoResult],
         callback: StepCallback | None,
         return_trajectory: bool,
     ) -> VideoResult:
-        """``best_of`` takes ``make(seed, callback)`` from seeds one apart, each captioned and judged
-        against ``prompt``; the best one, with its caption and every take's score (see `generate`)."""
+        """``best_of`` takes ``make(seed, callback)`` from seeds one apart, each judged against
+        ``prompt`` by its caption; the best one, with its caption and every take's score (see
+        `generate`).
+
+        A take stopped short (``judge_at`` < 1) ends with `_Judged` raised from its callback after
+        its clean estimate is taken; the chosen one is then made again in full, which gives the
+        same clip as an uninterrupted run from its seed (the later steps draw no noise the earlier
+        ones did not)."""
         judge_fn = get_judge(self.config.take_judge if judge is None else judge)
+        judge_at = check_judge_at(self.config.take_judge_at if judge_at is None else judge_at)
+        judge_steps = check_judge_steps(self.config.take_judge_steps if judge_steps is None else judge_steps)
         check_prompt(self.tokenizer, prompt, self.max_text_tokens)  # before any take is made
         seed = check_seed(seed)
-        reading = caption_settings(self.config)
-        reading_calls = reading.steps + reading.reread + int(reading.verify_weight > 0)
-        video_calls: list[int] = []  # a take's video steps, read from its first callback
+        # The reading each take is judged by; the kept take's caption is read in full when that differs.
+        quick = {"num_inference_steps": judge_steps, "reread": 0, "verify_weight": 0.0} if judge_steps else {}
+        full = caption_settings(self.config)
+        full_calls = full.steps + full.reread + int(full.verify_weight > 0)
+        reading_calls = judge_steps or full_calls
+        plan: dict[str, int] = {}  # a take's video steps (from its first callback) and the steps judged
 
-        def part(k: int, reading_part: bool) -> StepCallback | None:
+        def judged_steps(num_steps: int) -> int:
+            return min(num_steps, max(1, math.ceil(judge_at * num_steps - 1e-9)))
+
+        def finishing() -> tuple[int, int]:
+            """Calls after the takes: the chosen take made again, and its caption read again."""
+            part_way = plan["judged"] < plan["video"]
+            return (plan["video"] if part_way else 0), (full_calls if part_way or quick else 0)
+
+        def progress(step: PipelineStep, done: int) -> None:
+            """Pass ``step`` on to the caller as call ``done`` + its index of the whole run."""
+            step.index += done
+            step.num_steps = best_of * (plan["judged"] + reading_calls) + sum(finishing())
+            callback(step)
+
+        def take_hook(k: int) -> StepCallback:
+            def hook(step: PipelineStep) -> None:
+                if not plan:
+                    plan.update(video=step.num_steps, judged=judged_steps(step.num_steps))
+                judged, last = plan["judged"], step.index + 1 == plan["judged"] < step.num_steps
+                if callback is not None:  # renumbers the step
+                    progress(step, k * (judged + reading_calls))
+                if last:
+                    raise _Judged(step.preview())
+            return hook
+
+        def reading_hook(k: int) -> StepCallback | None:
             if callback is None:
                 return None
-
-            def relay(step: PipelineStep) -> None:
-                if not video_calls:
-                    video_calls.append(step.num_steps)
-                per_take = video_calls[0] + reading_calls
-                step.index += k * per_take + (video_calls[0] if reading_part else 0)
-                step.num_steps = best_of * per_take
-                callback(step)
-
-            return relay
+            return lambda step: progress(step, k * (plan["judged"] + reading_calls) + plan["judged"])
 
         candidates: list[Candidate] = []
-        best: tuple[float, VideoResult, CaptionResult] | None = None
+        best: tuple[float, int, VideoResult | None, CaptionResult] | None = None
         for k in range(best_of):
             take_seed = (seed + k) % (MAX_SEED + 1)
-            out = make(take_seed, part(k, False))
-            read = self.caption(out.frames, seed=take_seed, callback=part(k, True), return_trajectory=return_trajectory)
+            out: VideoResult | None = None
+            try:
+                out = make(take_seed, take_hook(k))
+                frames = out.frames
+            except _Judged as judged:
+                frames = judged.frames
+            read = self.caption(frames, seed=take_seed, callback=reading_hook(k),
+                                return_trajectory=return_trajectory and not quick and out is not None, **quick)
             score = float(judge_fn(prompt, read.text))
             candidates.append(Candidate(take_seed, read.text, score))
             if best is None or score > best[0]:
-                best = (score, out, read)
-        _, out, read = best
+                best = (score, take_seed, out, read)
+        _, take_seed, out, read = best
+        remake, reread = finishing()
+        done = best_of * (plan["judged"] + reading_calls)
+        if remake:  # judged part-way: made again, to the end
+            out = make(take_seed, None if callback is None else lambda step: progress(step, done))
+            done += remake
+        if reread:  # the caption it was judged by is not the finished clip's full one
+            read = self.caption(out.frames, seed=take_seed, return_trajectory=return_trajectory,
+                                callback=None if callback is None else lambda step: progress(step, done))
         return replace(out, caption=read.text, candidates=candidates, caption_trajectory=read.trajectory)
 
     # --- the shared video path -----------------------------------------------------------------

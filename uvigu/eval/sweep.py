@@ -35,14 +35,16 @@ FIELDS = ("color", "shape", "motion")
 EDIT_FIELDS = ("changed", "kept", "stale")  # the edit record's parts: shows, rest kept, old still seen
 # The settings each task takes, and their types (the pipeline checks their ranges).
 SETTINGS: dict[str, dict[str, type]] = {
-    # best_of=N: N takes, the one whose caption agrees best with the prompt kept (pipe.generate)
-    "generate": {"guidance_scale": float, "num_inference_steps": int, "best_of": int},
+    # best_of=N: N takes, the one whose caption agrees best with the prompt kept (pipe.generate), each
+    # judged after the share judge_at of its steps by a caption of judge_steps steps (0: the full caption)
+    "generate": {"guidance_scale": float, "num_inference_steps": int, "best_of": int, "judge_at": float,
+                 "judge_steps": int},
     "caption": {"num_inference_steps": int, "temperature": float, "reread": int, "reread_threshold": float,
                 "reread_period": int, "verify_weight": float, "verify_max_texts": int, "verify_draws": int},
     # with_source=1: the edit is also given the caption before the change (pipe.edit's source_prompt);
     # 2: the model's own caption of the clip, as the studio's Keep the rest
     "edit": {"strength": float, "guidance_scale": float, "num_inference_steps": int, "with_source": int,
-             "best_of": int},
+             "best_of": int, "judge_at": float, "judge_steps": int},
 }
 SETTINGS["round_trip"] = SETTINGS["caption"]  # the caption of the generated clip, under caption settings
 
