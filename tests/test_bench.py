@@ -32,7 +32,9 @@ BEGIN_MARKER, END_MARKER = markers("cpu")
 
 @pytest.fixture(scope="module")
 def pipe():
-    return tiny_pipeline()
+    pipe = tiny_pipeline()
+    pipe.register_to_config(take_judge_at=0.5, take_judge_steps=2)  # best-of judged half-way, by 2 steps
+    return pipe
 
 
 @pytest.fixture(scope="module")
@@ -46,9 +48,14 @@ def _positive_timing(t):
 
 
 def test_task_rows(result, pipe):
-    assert [r.task for r in result.tasks] == ["generate", "caption", "edit", "edit_keep_rest", "generate_with_caption"]
+    assert [r.task for r in result.tasks] == ["generate", "caption", "edit", "edit_keep_rest", "generate_with_caption",
+                                              "generate_best_of_4", "generate_best_of_4_full"]
     by_task = {r.task: r for r in result.tasks}
     steps, caption_steps = pipe.config.num_inference_steps, pipe.config.caption_steps
+    reading = by_task["caption"].denoiser_calls
+    # four takes judged after half their steps by 2 caption steps, then the kept one made and read again
+    assert by_task["generate_best_of_4"].denoiser_calls == 4 * (-(-steps // 2) + 2) + steps + reading
+    assert by_task["generate_best_of_4_full"].denoiser_calls == 4 * (steps + reading)
     assert by_task["generate"].denoiser_calls == steps  # CFG: both branches in one batch-2 call
     assert by_task["generate_with_caption"].denoiser_calls == steps
     assert by_task["caption"].denoiser_calls == caption_steps + pipe.config.caption_reread  # + one per re-read pass
@@ -157,6 +164,8 @@ def test_markdown_has_the_tables_and_provenance(result):
     for task in ("`generate`", "`caption`", "`edit`", "`edit_keep_rest`", "`generate_with_caption`"):
         assert f"| {task} |" in text
     assert "`edit_keep_rest`: `edit` also given what the clip shows before the change" in text
+    assert "| `generate_best_of_4` |" in text and "| `generate_best_of_4_full` |" in text
+    assert "`generate_best_of_4_full`: every take finished and captioned in full" in text
     assert "plain matmul float32" in text and "plain matmul bfloat16" in text
     assert text.count("diffusers Wan") == 3
 
@@ -230,6 +239,6 @@ def test_gpu_flag_explains_itself_without_cuda(capsys):
 
 def test_task_and_forward_functions_standalone(pipe):
     rows = bench_tasks(pipe, repeats=1, warmup=0)
-    assert len(rows) == 5
+    assert len(rows) == 7
     forwards, costs = bench_forwards(pipe, repeats=1, warmup=0)
     assert len(forwards) == 2 and len(costs) == 3

@@ -68,8 +68,8 @@ def build_demo(studio: Studio, gpu: Callable[[Callable], Callable] | None = None
                             best_of = gr.Slider(
                                 1, settings.max_best_of, step=1, value=1,
                                 label="Tries per take: the model captions each try and keeps the clip whose "
-                                      "caption matches the prompt (or the edited caption) best; each try costs a "
-                                      "clip and a caption (not in Joint mode)",
+                                      "caption matches the prompt (or the edited caption) best; each try costs up to "
+                                      "a clip and a caption (not in Joint mode)",
                                 elem_id="best-of",
                             )
                         with gr.Row():

@@ -128,6 +128,12 @@ def format_markdown(
     if any(row.task == "edit_keep_rest" for row in result.tasks):
         lines += ["", "`edit_keep_rest`: `edit` also given what the clip shows before the change (`source_prompt`; "
                       "the studio's *Keep the rest*, ticked by default): both texts in every denoiser call."]
+    best_of = [row.task for row in result.tasks if row.task.startswith("generate_best_of_")]
+    if best_of:
+        lines += ["", f"`{best_of[0]}`: `generate` with `best_of`, each take judged by its caption as the model's "
+                      "`take_judge_at` / `take_judge_steps` say, the kept one then finished and captioned"
+                      + (f"; `{best_of[-1]}`: every take finished and captioned in full (judge_at 1, judge_steps 0)."
+                         if len(best_of) > 1 else ".")]
     fp32 = next((m for m in result.matmuls if m.dtype == "float32"), None)
     bf16 = next((m for m in result.matmuls if m.dtype == "bfloat16"), None)
     lines += [

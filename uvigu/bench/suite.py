@@ -28,6 +28,7 @@ logger = logging.getLogger(__name__)
 
 PROMPT = "a red circle moving right"
 EDITED_PROMPT = "a blue circle moving right"
+BEST_OF = 4  # takes of the best-of rows: the studio's most tries per take
 SIGMA = 0.5  # noise level of the noisy modality in the forward benchmarks (cost does not depend on it)
 
 
@@ -160,9 +161,11 @@ def _count_calls(module: torch.nn.Module, fn: Callable[[], object]) -> int:
 
 def bench_tasks(pipe, *, repeats: int = 3, warmup: int = 1, clip: np.ndarray | None = None) -> list[TaskRow]:
     """Median / min / max wall time of generate, caption, edit, edit_keep_rest (``edit`` also given
-    the text before the change, ``source_prompt``: the studio's default edit) and
-    generate_with_caption at the pipeline's default steps and guidance (seed 0). The first warm-up
-    call also counts forwards."""
+    the text before the change, ``source_prompt``: the studio's default edit),
+    generate_with_caption, and generate with ``best_of`` takes — judged where and how the model's
+    ``take_judge_at`` / ``take_judge_steps`` say, and (``_full``) every take finished and captioned
+    at the defaults — at the pipeline's default steps and guidance (seed 0). The first warm-up call
+    also counts forwards."""
     shapes = example(pipe)
     clip = shapes.frames if clip is None else clip
     source = shapes.caption  # what the example clip shows (for another clip it only sets the text's length)
@@ -172,6 +175,10 @@ def bench_tasks(pipe, *, repeats: int = 3, warmup: int = 1, clip: np.ndarray | N
         "edit": lambda: pipe.edit(clip, EDITED_PROMPT, seed=0),
         "edit_keep_rest": lambda: pipe.edit(clip, EDITED_PROMPT, source_prompt=source, seed=0),
         "generate_with_caption": lambda: pipe.generate_with_caption(PROMPT, seed=0),
+        # best of BEST_OF takes, judged as the model's settings say, and every take finished and read in full
+        f"generate_best_of_{BEST_OF}": lambda: pipe.generate(PROMPT, seed=0, best_of=BEST_OF),
+        f"generate_best_of_{BEST_OF}_full": lambda: pipe.generate(PROMPT, seed=0, best_of=BEST_OF, judge_at=1.0,
+                                                                   judge_steps=0),
     }
     rows = []
     for name, fn in tasks.items():
