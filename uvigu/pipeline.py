@@ -325,14 +325,14 @@ class UniViGUPipeline(DiffusionPipeline):
         The chosen clip's ``caption`` is then read at the caption's defaults, and each candidate's
         caption is the one it was judged by.
         """
-        def make(take_seed: int | None, take_callback: StepCallback | None) -> VideoResult:
+        def make(take_seed: int | None, take_callback: StepCallback | None, trajectory: bool) -> VideoResult:
             return self._run_video("generate", prompt, None, 1.0, take_seed, num_inference_steps, guidance_scale,
-                                   num_frames, height, width, take_callback, return_trajectory)
+                                   num_frames, height, width, take_callback, trajectory)
 
         if check_best_of(best_of) > 1:
             return self._best_of(prompt, best_of, judge, judge_at, judge_steps, seed, make, callback,
                                  return_trajectory)
-        return make(seed, callback)
+        return make(seed, callback, return_trajectory)
 
     def generate_with_caption(
         self,
@@ -391,17 +391,17 @@ class UniViGUPipeline(DiffusionPipeline):
             strength = self.default_edit_strength if source_prompt is None else self.default_flow_edit_strength
         strength = check_strength(strength)
 
-        def make(take_seed: int | None, take_callback: StepCallback | None) -> VideoResult:
+        def make(take_seed: int | None, take_callback: StepCallback | None, trajectory: bool) -> VideoResult:
             if source_prompt is not None:
                 return self._run_flow_edit(video, prompt, source_prompt, strength, take_seed, num_inference_steps,
-                                           guidance_scale, take_callback, return_trajectory)
+                                           guidance_scale, take_callback, trajectory)
             return self._run_video("edit", prompt, video, strength, take_seed, num_inference_steps, guidance_scale,
-                                   None, None, None, take_callback, return_trajectory)
+                                   None, None, None, take_callback, trajectory)
 
         if check_best_of(best_of) > 1:
             return self._best_of(prompt, best_of, judge, judge_at, judge_steps, seed, make, callback,
                                  return_trajectory)
-        return make(seed, callback)
+        return make(seed, callback, return_trajectory)
 
     @torch.no_grad()
     def caption(
@@ -536,18 +536,18 @@ class UniViGUPipeline(DiffusionPipeline):
         judge_at: float | None,
         judge_steps: int | None,
         seed: int | None,
-        make: Callable[[int, StepCallback | None], VideoResult],
+        make: Callable[[int, StepCallback | None, bool], VideoResult],
         callback: StepCallback | None,
         return_trajectory: bool,
     ) -> VideoResult:
-        """``best_of`` takes ``make(seed, callback)`` from seeds one apart, each judged against
+        """``best_of`` takes ``make(seed, callback, trajectory)`` from seeds one apart, each judged against
         ``prompt`` by its caption; the best one, with its caption and every take's score (see
         `generate`).
 
-        A take stopped short (``judge_at`` < 1) ends with `_Judged` raised from its callback after
-        its clean estimate is taken; the chosen one is then made again in full, which gives the
-        same clip as an uninterrupted run from its seed (the later steps draw no noise the earlier
-        ones did not)."""
+        A take judged part-way (``judge_at`` < 1) ends with `_Judged` raised from its callback after
+        its clean estimate is taken, and keeps no trajectory; the chosen one is then made again in
+        full, which gives the same clip as an uninterrupted run from its seed (the later steps draw
+        no noise the earlier ones did not)."""
         judge_fn = get_judge(self.config.take_judge if judge is None else judge)
         judge_at = check_judge_at(self.config.take_judge_at if judge_at is None else judge_at)
         judge_steps = check_judge_steps(self.config.take_judge_steps if judge_steps is None else judge_steps)
@@ -563,9 +563,10 @@ class UniViGUPipeline(DiffusionPipeline):
         def judged_steps(num_steps: int) -> int:
             return min(num_steps, max(1, math.ceil(judge_at * num_steps - 1e-9)))
 
+        part_way = judge_at < 1  # the takes are judged unfinished (or, of very few steps, finished) and made again
+
         def finishing() -> tuple[int, int]:
             """Calls after the takes: the chosen take made again, and its caption read again."""
-            part_way = plan["judged"] < plan["video"]
             return (plan["video"] if part_way else 0), (full_calls if part_way or quick else 0)
 
         def progress(step: PipelineStep, done: int) -> None:
@@ -596,12 +597,12 @@ class UniViGUPipeline(DiffusionPipeline):
             take_seed = (seed + k) % (MAX_SEED + 1)
             out: VideoResult | None = None
             try:
-                out = make(take_seed, take_hook(k))
+                out = make(take_seed, take_hook(k), return_trajectory and not part_way)
                 frames = out.frames
             except _Judged as judged:
                 frames = judged.frames
             read = self.caption(frames, seed=take_seed, callback=reading_hook(k),
-                                return_trajectory=return_trajectory and not quick and out is not None, **quick)
+                                return_trajectory=return_trajectory and not quick and not part_way, **quick)
             score = float(judge_fn(prompt, read.text))
             candidates.append(Candidate(take_seed, read.text, score))
             if best is None or score > best[0]:
@@ -610,7 +611,7 @@ class UniViGUPipeline(DiffusionPipeline):
         remake, reread = finishing()
         done = best_of * (plan["judged"] + reading_calls)
         if remake:  # judged part-way: made again, to the end
-            out = make(take_seed, None if callback is None else lambda step: progress(step, done))
+            out = make(take_seed, None if callback is None else lambda step: progress(step, done), return_trajectory)
             done += remake
         if reread:  # the caption it was judged by is not the finished clip's full one
             read = self.caption(out.frames, seed=take_seed, return_trajectory=return_trajectory,
