@@ -278,7 +278,7 @@ class Handlers:
         """/edit: video, prompt, strength (blank: the model's default for the kind of edit), seed
         (blank or negative: random), source_prompt (what the clip shows before the change: the
         edit then keeps the rest; blank: a plain edit), best_of (tries, as /generate's) → clip,
-        caption."""
+        caption, seed used (the kept try's)."""
         token = self.studio.open_session(token)
         seed_value = None if seed is None or seed < 0 else _int(seed, "seed")
         take = self._wait(self.studio.submit_edit_upload(
@@ -287,7 +287,7 @@ class Handlers:
         ))
         if take is None:
             raise gr.Error("Stopped.")
-        return str(self.studio.clip_path(token, take.id)), take.caption, token
+        return str(self.studio.clip_path(token, take.id)), take.caption, take.seed, token
 
     # -- views -----------------------------------------------------------------------------
 

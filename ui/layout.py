@@ -225,7 +225,7 @@ def build_demo(studio: Studio, gpu: Callable[[Callable], Callable] | None = None
         api_edit_btn.click(
             gpu(handlers.api_edit),
             [api_video_in, api_prompt, api_strength, api_seed, api_source, api_best_of, api_token],
-            [api_video_out, api_caption, api_token], api_name="edit", **MODEL,
+            [api_video_out, api_caption, api_seed_out, api_token], api_name="edit", **MODEL,
         )
     demo.queue(max_size=settings.max_queue, default_concurrency_limit=1)
     return demo

@@ -83,24 +83,25 @@ def test_caption_describes_an_uploaded_clip(client, generated):
 
 
 def test_edit_regenerates_an_uploaded_clip(client, generated):
-    clip, caption = client.predict(handle_file(generated[0]), "a green circle moving right", 0.5, 1,
-                                   api_name="/edit")
-    assert probe_video(clip).codec == "h264" and caption.strip()
+    clip, caption, seed = client.predict(handle_file(generated[0]), "a green circle moving right", 0.5, 1,
+                                         api_name="/edit")
+    assert probe_video(clip).codec == "h264" and caption.strip() and seed == 1
 
 
 def test_edit_given_the_text_before_the_change_keeps_the_rest(client, generated):
-    clip, caption = client.predict(handle_file(generated[0]), "a green circle moving right", None, 1,
-                                   generated[1], api_name="/edit")  # strength: the model's for such an edit
+    clip, caption, _ = client.predict(handle_file(generated[0]), "a green circle moving right", None, 1,
+                                      generated[1], api_name="/edit")  # strength: the model's for such an edit
     assert probe_video(clip).codec == "h264" and caption.strip()
 
 
 def test_edit_with_tries_keeps_one(app, client, generated):
     prompt = "a green circle moving right near the bottom"
-    clip, caption = client.predict(handle_file(generated[0]), prompt, 0.5, 7, "", 2, api_name="/edit")
+    clip, caption, seed = client.predict(handle_file(generated[0]), prompt, 0.5, 7, "", 2, api_name="/edit")
     assert probe_video(clip).codec == "h264"
     take = saved_take(app[1], prompt)
     assert [t["seed"] for t in take.settings["tries"]] == [7, 8]
-    assert caption == take.caption == max(take.settings["tries"], key=lambda t: t["score"])["caption"]
+    kept = max(take.settings["tries"], key=lambda t: t["score"])
+    assert caption == take.caption == kept["caption"] and seed == take.seed == kept["seed"]
 
 
 def test_an_empty_prompt_gets_a_clear_error(client):
