@@ -54,7 +54,8 @@ def test_task_rows(result, pipe):
     steps, caption_steps = pipe.config.num_inference_steps, pipe.config.caption_steps
     reading = by_task["caption"].denoiser_calls
     # four takes judged after half their steps by 2 caption steps, then the kept one made and read again
-    assert by_task["generate_best_of_4"].denoiser_calls == 4 * (-(-steps // 2) + 2) + steps + reading
+    judged = -(-steps // 2)  # each take judged half-way by 2 caption steps; the kept one goes on from there
+    assert by_task["generate_best_of_4"].denoiser_calls == 4 * (judged + 2) + (steps - judged) + reading
     assert by_task["generate_best_of_4_full"].denoiser_calls == 4 * (steps + reading)
     assert by_task["generate"].denoiser_calls == steps  # CFG: both branches in one batch-2 call
     assert by_task["generate_with_caption"].denoiser_calls == steps

@@ -446,7 +446,8 @@ def test_best_of_keeps_the_take_whose_caption_the_judge_scores_highest(pipe):
 
 def test_best_of_judged_part_way_finishes_only_the_chosen_take(pipe):
     """judge_at 0.5 of 4 steps: each take is judged by a quick caption (judge_steps) of its clean
-    estimate after 2 steps; the chosen one is then made in full and captioned at the defaults."""
+    estimate after 2 steps; the chosen one then goes on from there to the end and is captioned at
+    the defaults."""
     scores = iter([0.2, 0.9, 0.5])
     steps = []
     out = pipe.generate(PROMPT, seed=7, num_inference_steps=4, best_of=3, judge=lambda p, c: next(scores),
@@ -458,14 +459,30 @@ def test_best_of_judged_part_way_finishes_only_the_chosen_take(pipe):
     quick = [pipe.caption(estimates[seed], seed=seed, num_inference_steps=3, reread=0, verify_weight=0).text
              for seed in (7, 8, 9)]
     assert [c.caption for c in out.candidates] == quick and [c.seed for c in out.candidates] == [7, 8, 9]
-    again = pipe.generate(PROMPT, seed=8, num_inference_steps=4)
-    assert out.seed == 8 and np.array_equal(out.frames, again.frames)  # made again, to the end: the same clip
+    again = pipe.generate(PROMPT, seed=8, num_inference_steps=4, return_trajectory=True)
+    assert out.seed == 8 and np.array_equal(out.frames, again.frames)  # gone on to the end: the same clip
     assert out.caption == pipe.caption(again.frames, seed=8).text
-    assert len(out.trajectory) == 4 and out.caption_trajectory[-1].text == out.caption
-    # progress: 3 × (2 steps + 3 caption steps), then the chosen take's 4 steps and its full caption
+    # its trajectory is the uninterrupted run's, the steps before it stopped included
+    assert [s.sigma for s in out.trajectory] == [s.sigma for s in again.trajectory]
+    assert all(np.array_equal(a.frames, b.frames) for a, b in zip(out.trajectory, again.trajectory, strict=True))
+    assert out.caption_trajectory[-1].text == out.caption
+    # progress: 3 × (2 steps + 3 caption steps), then the chosen take's last 2 steps and its full caption
     full = pipe.config.caption_steps + pipe.config.caption_reread + int(pipe.config.caption_verify_weight > 0)
-    total = 3 * (2 + 3) + 4 + full
+    total = 3 * (2 + 3) + 2 + full
     assert [s.index for s in steps] == list(range(total)) and {s.num_steps for s in steps} == {total}
+
+
+def test_a_take_judged_part_way_after_its_last_step_is_kept_as_it_is(pipe):
+    """1 step at judge_at 0.5 is judged after that step: nothing is left to make, and the kept take's
+    clip and trajectory are its own run's."""
+    steps = []
+    out = pipe.generate(PROMPT, seed=5, num_inference_steps=1, best_of=2, judge=lambda p, c: 0.0, judge_at=0.5,
+                        judge_steps=2, callback=steps.append, return_trajectory=True)
+    plain = pipe.generate(PROMPT, seed=5, num_inference_steps=1, return_trajectory=True)
+    assert out.seed == 5 and np.array_equal(out.frames, plain.frames)
+    assert len(out.trajectory) == 1 and np.array_equal(out.trajectory[0].frames, plain.trajectory[0].frames)
+    full = pipe.config.caption_steps + pipe.config.caption_reread + int(pipe.config.caption_verify_weight > 0)
+    assert [s.index for s in steps] == list(range(2 * (1 + 2) + full))  # no step made twice
 
 
 def test_a_quick_judge_of_finished_takes_reads_the_chosen_one_again_in_full(pipe):
@@ -494,9 +511,10 @@ def test_an_edit_can_keep_the_best_of_several_tries_too(pipe, source_prompt, jud
                       num_inference_steps=4)
     assert out.seed == 4 and np.array_equal(out.frames, again.frames)
     assert [c.seed for c in out.candidates] == [3, 4] and out.caption == pipe.caption(again.frames, seed=4).text
-    # strength 0.5 of 4 steps runs 2 per edit (judged after 1 of them at 0.5); then the caption's calls
+    # strength 0.5 of 4 steps runs 2 per edit (judged after 1 of them at 0.5, the kept one going on
+    # from there for its second); then the caption's calls
     reading = pipe.config.caption_steps + pipe.config.caption_reread + int(pipe.config.caption_verify_weight > 0)
-    total = 2 * (2 + reading) if judge_at == 1 else 2 * (1 + reading) + 2 + reading
+    total = 2 * (2 + reading) if judge_at == 1 else 2 * (1 + reading) + 1 + reading
     assert [s.index for s in steps] == list(range(total)) and {s.num_steps for s in steps} == {total}
 
 
@@ -543,7 +561,7 @@ def test_where_and_how_takes_are_judged_are_settings_of_the_saved_model(tmp_path
     steps = []
     out = loaded.generate(PROMPT, seed=0, num_inference_steps=2, best_of=2, callback=steps.append)
     full = pipe.config.caption_steps + pipe.config.caption_reread + int(pipe.config.caption_verify_weight > 0)
-    assert len(steps) == steps[0].num_steps == 2 * (1 + 2) + 2 + full  # judged after 1 of 2 steps, by 2
+    assert len(steps) == steps[0].num_steps == 2 * (1 + 2) + 1 + full  # judged after 1 of 2 steps, by 2
     assert np.array_equal(out.frames, loaded.generate(PROMPT, seed=out.seed, num_inference_steps=2).frames)
     for bad, match in [({"take_judge_at": 0.0}, "judge_at must be in"), ({"take_judge_steps": -2}, "judge_steps")]:
         with pytest.raises(ValueError, match=match):

@@ -118,12 +118,35 @@ class CaptionResult:
     input_notes: list[str] = field(default_factory=list)
 
 
-class _Judged(Exception):
-    """Raised from a best-of take's callback to stop it once it has been made far enough to judge."""
+@dataclass(frozen=True)
+class _TakeState:
+    """A best-of take stopped part-way: what going on from there needs (`UniViGUPipeline._best_of`)."""
 
-    def __init__(self, frames: np.ndarray):
+    done: int  # sampler steps made
+    video: torch.Tensor  # the sampler's video after them (x at the next σ; for FlowEdit, the edit)
+    generator: torch.Tensor  # the generator's state after them (FlowEdit draws noise at every step)
+    steps: list[tuple[float, torch.Tensor, str | None]]  # when recorded: each step's σ, clean estimate, text
+
+
+@dataclass(frozen=True)
+class _Take:
+    """How `_best_of` runs a take: stopped after ``stop_at(num_steps)`` of its steps, with `_Judged`
+    raised after the step's callback (``record``: each step's clean estimate kept in the state, so a
+    trajectory can be decoded for the take that is kept), or going on from ``resume``."""
+
+    stop_at: Callable[[int], int] | None = None
+    record: bool = False
+    resume: _TakeState | None = None
+
+
+class _Judged(Exception):
+    """Raised from a best-of take's step hook to stop it once it has been made far enough to judge:
+    its clean estimate there, and its state to go on from."""
+
+    def __init__(self, frames: np.ndarray, state: _TakeState):
         super().__init__("judged")
         self.frames = frames
+        self.state = state
 
 
 class PipelineStep:
@@ -319,15 +342,17 @@ class UniViGUPipeline(DiffusionPipeline):
 
         Judging can stop short (default: the pipeline's ``take_judge_at`` and ``take_judge_steps``):
         ``judge_at`` < 1 judges each take by the clean estimate after that share of its steps —
-        which way things move and what they are is settled well before the end — and then makes
-        the chosen take again from its seed to the end; ``judge_steps`` > 0 reads each take with a
+        which way things move and what they are is settled well before the end — and then takes
+        only the chosen one on from there to the end (the clip, and the trajectory, an
+        uninterrupted run from its seed makes); ``judge_steps`` > 0 reads each take with a
         quick caption of that many steps (no re-read, no check; 0: the caption at its defaults).
         The chosen clip's ``caption`` is then read at the caption's defaults, and each candidate's
         caption is the one it was judged by.
         """
-        def make(take_seed: int | None, take_callback: StepCallback | None, trajectory: bool) -> VideoResult:
+        def make(take_seed: int | None, take_callback: StepCallback | None, trajectory: bool,
+                 take: _Take | None = None) -> VideoResult:
             return self._run_video("generate", prompt, None, 1.0, take_seed, num_inference_steps, guidance_scale,
-                                   num_frames, height, width, take_callback, trajectory)
+                                   num_frames, height, width, take_callback, trajectory, take)
 
         if check_best_of(best_of) > 1:
             return self._best_of(prompt, best_of, judge, judge_at, judge_steps, seed, make, callback,
@@ -391,12 +416,13 @@ class UniViGUPipeline(DiffusionPipeline):
             strength = self.default_edit_strength if source_prompt is None else self.default_flow_edit_strength
         strength = check_strength(strength)
 
-        def make(take_seed: int | None, take_callback: StepCallback | None, trajectory: bool) -> VideoResult:
+        def make(take_seed: int | None, take_callback: StepCallback | None, trajectory: bool,
+                 take: _Take | None = None) -> VideoResult:
             if source_prompt is not None:
                 return self._run_flow_edit(video, prompt, source_prompt, strength, take_seed, num_inference_steps,
-                                           guidance_scale, take_callback, trajectory)
+                                           guidance_scale, take_callback, trajectory, take)
             return self._run_video("edit", prompt, video, strength, take_seed, num_inference_steps, guidance_scale,
-                                   None, None, None, take_callback, trajectory)
+                                   None, None, None, take_callback, trajectory, take)
 
         if check_best_of(best_of) > 1:
             return self._best_of(prompt, best_of, judge, judge_at, judge_steps, seed, make, callback,
@@ -536,18 +562,19 @@ class UniViGUPipeline(DiffusionPipeline):
         judge_at: float | None,
         judge_steps: int | None,
         seed: int | None,
-        make: Callable[[int, StepCallback | None, bool], VideoResult],
+        make: Callable[[int, StepCallback | None, bool, _Take | None], VideoResult],
         callback: StepCallback | None,
         return_trajectory: bool,
     ) -> VideoResult:
-        """``best_of`` takes ``make(seed, callback, trajectory)`` from seeds one apart, each judged against
-        ``prompt`` by its caption; the best one, with its caption and every take's score (see
+        """``best_of`` takes ``make(seed, callback, trajectory, take)`` from seeds one apart, each judged
+        against ``prompt`` by its caption; the best one, with its caption and every take's score (see
         `generate`).
 
-        A take judged part-way (``judge_at`` < 1) ends with `_Judged` raised from its callback after
-        its clean estimate is taken, and keeps no trajectory; the chosen one is then made again in
-        full, which gives the same clip as an uninterrupted run from its seed (the later steps draw
-        no noise the earlier ones did not)."""
+        A take judged part-way (``judge_at`` < 1) ends with `_Judged` raised after the step it is
+        judged at, with its clean estimate there and its state (the sampler's video, the generator's
+        state and, for a trajectory, each step's clean estimate); the chosen one then goes on from
+        its state to the end, which gives the same clip, step for step, as an uninterrupted run from
+        its seed."""
         judge_fn = get_judge(self.config.take_judge if judge is None else judge)
         judge_at = check_judge_at(self.config.take_judge_at if judge_at is None else judge_at)
         judge_steps = check_judge_steps(self.config.take_judge_steps if judge_steps is None else judge_steps)
@@ -558,16 +585,18 @@ class UniViGUPipeline(DiffusionPipeline):
         full = caption_settings(self.config)
         full_calls = full.steps + full.reread + int(full.verify_weight > 0)
         reading_calls = judge_steps or full_calls
-        plan: dict[str, int] = {}  # a take's video steps (from its first callback) and the steps judged
+        plan: dict[str, int] = {}  # a take's video steps and the steps it is judged after (from its first step)
 
-        def judged_steps(num_steps: int) -> int:
-            return min(num_steps, max(1, math.ceil(judge_at * num_steps - 1e-9)))
+        def judged_after(num_steps: int) -> int:
+            if not plan:
+                plan.update(video=num_steps, judged=min(num_steps, max(1, math.ceil(judge_at * num_steps - 1e-9))))
+            return plan["judged"]
 
-        part_way = judge_at < 1  # the takes are judged unfinished (or, of very few steps, finished) and made again
+        part_way = judge_at < 1  # each take stops where it is judged (at the latest, after its last step)
 
         def finishing() -> tuple[int, int]:
-            """Calls after the takes: the chosen take made again, and its caption read again."""
-            return (plan["video"] if part_way else 0), (full_calls if part_way or quick else 0)
+            """Calls after the takes: the chosen take's steps after its judged one, and its caption read again."""
+            return plan["video"] - plan["judged"], (full_calls if part_way or quick else 0)
 
         def progress(step: PipelineStep, done: int) -> None:
             """Pass ``step`` on to the caller as call ``done`` + its index of the whole run."""
@@ -577,13 +606,9 @@ class UniViGUPipeline(DiffusionPipeline):
 
         def take_hook(k: int) -> StepCallback:
             def hook(step: PipelineStep) -> None:
-                if not plan:
-                    plan.update(video=step.num_steps, judged=judged_steps(step.num_steps))
-                judged, last = plan["judged"], step.index + 1 == plan["judged"] < step.num_steps
-                if callback is not None:  # renumbers the step
+                judged = judged_after(step.num_steps)
+                if callback is not None:
                     progress(step, k * (judged + reading_calls))
-                if last:
-                    raise _Judged(step.preview())
             return hook
 
         def reading_hook(k: int) -> StepCallback | None:
@@ -592,26 +617,30 @@ class UniViGUPipeline(DiffusionPipeline):
             return lambda step: progress(step, k * (plan["judged"] + reading_calls) + plan["judged"])
 
         candidates: list[Candidate] = []
-        best: tuple[float, int, VideoResult | None, CaptionResult] | None = None
+        best: tuple[float, int, VideoResult | None, _TakeState | None, CaptionResult] | None = None
         for k in range(best_of):
             take_seed = (seed + k) % (MAX_SEED + 1)
             out: VideoResult | None = None
+            state: _TakeState | None = None
             try:
-                out = make(take_seed, take_hook(k), return_trajectory and not part_way)
+                out = make(take_seed, take_hook(k), return_trajectory and not part_way,
+                           _Take(stop_at=judged_after, record=return_trajectory) if part_way else None)
                 frames = out.frames
             except _Judged as judged:
-                frames = judged.frames
+                frames, state = judged.frames, judged.state
             read = self.caption(frames, seed=take_seed, callback=reading_hook(k),
                                 return_trajectory=return_trajectory and not quick and not part_way, **quick)
             score = float(judge_fn(prompt, read.text))
             candidates.append(Candidate(take_seed, read.text, score))
             if best is None or score > best[0]:
-                best = (score, take_seed, out, read)
-        _, take_seed, out, read = best
+                best = (score, take_seed, out, state, read)
+        _, take_seed, out, state, read = best
         remake, reread = finishing()
         done = best_of * (plan["judged"] + reading_calls)
-        if remake:  # judged part-way: made again, to the end
-            out = make(take_seed, None if callback is None else lambda step: progress(step, done), return_trajectory)
+        if state is not None:  # judged part-way: made to the end from where it stopped
+            at = done - state.done  # its steps report their index in the take
+            out = make(take_seed, None if callback is None else lambda step: progress(step, at), return_trajectory,
+                       _Take(resume=state))
             done += remake
         if reread:  # the caption it was judged by is not the finished clip's full one
             read = self.caption(out.frames, seed=take_seed, return_trajectory=return_trajectory,
@@ -635,6 +664,7 @@ class UniViGUPipeline(DiffusionPipeline):
         width: int | None,
         callback: StepCallback | None,
         return_trajectory: bool,
+        take: _Take | None = None,
     ) -> VideoResult:
         prompt = check_prompt(self.tokenizer, prompt, self.max_text_tokens)
         steps = check_steps(num_inference_steps, self.config.num_inference_steps)
@@ -679,12 +709,12 @@ class UniViGUPipeline(DiffusionPipeline):
             return v_uncond + guidance * (v_cond - v_uncond), logits[:1]
 
         trajectory: list[TrajectoryStep] | None = [] if return_trajectory else None
+        latents, sigmas = self._resume_take(take, latents, sigmas, generator, trajectory)
         result = sample(
             model_fn, video=latents, text=text, sigmas=sigmas, denoise_video=True, denoise_text=task == "joint",
             text_flow=flow, generator=generator, text_temperature=self.config.text_temperature,
-            callback=self._step_callback(
-                callback, trajectory, lambda s: self._decode(s.video_clean), text_denoised=task == "joint"
-            ),
+            callback=self._step_callback(callback, trajectory, lambda s: self._decode(s.video_clean),
+                                         text_denoised=task == "joint", take=take, generator=generator),
         )
         frames = self._decode(result.video)
         caption = self._caption_text(result.text[0]) if task == "joint" else None
@@ -702,6 +732,7 @@ class UniViGUPipeline(DiffusionPipeline):
         guidance_scale: float | None,
         callback: StepCallback | None,
         return_trajectory: bool,
+        take: _Take | None = None,
     ) -> VideoResult:
         prompt = check_prompt(self.tokenizer, prompt, self.max_text_tokens)
         source_prompt = check_prompt(self.tokenizer, source_prompt, self.max_text_tokens, "source_prompt")
@@ -735,8 +766,10 @@ class UniViGUPipeline(DiffusionPipeline):
             return v_tar - v_src, predict_clean(x_tar, v_tar, level)
 
         trajectory: list[TrajectoryStep] | None = [] if return_trajectory else None
-        on_step = self._step_callback(callback, trajectory, lambda s: self._decode(s.video_clean), text_denoised=False)
-        edited = flow_edit(delta_fn, source=source, text=ids[1:2], sigmas=sigmas, generator=generator,
+        edited, sigmas = self._resume_take(take, source, sigmas, generator, trajectory)
+        on_step = self._step_callback(callback, trajectory, lambda s: self._decode(s.video_clean), text_denoised=False,
+                                      take=take, generator=generator)
+        edited = flow_edit(delta_fn, source=source, edit=edited, text=ids[1:2], sigmas=sigmas, generator=generator,
                            callback=on_step)
         frames = self._decode(edited)
         return VideoResult(frames, seed, None, trajectory, self.unknown_words(prompt), notes)
@@ -750,22 +783,53 @@ class UniViGUPipeline(DiffusionPipeline):
         preview: Callable[[SamplerStep], np.ndarray],
         text_denoised: bool,
         extra_steps: int = 0,
+        take: _Take | None = None,
+        generator: torch.Generator | None = None,
     ) -> Callable[[SamplerStep], None] | None:
         """The sampler's per-step hook: a trajectory entry and the caller's callback, which counts
         ``extra_steps`` more calls after the sampler's ``num_steps`` (see PipelineStep); those calls
-        report through the same hook, with indices from ``num_steps`` on."""
-        if callback is None and trajectory is None:
+        report through the same hook, with indices from ``num_steps`` on. A best-of ``take`` going on
+        from a state reports its steps as the steps of the whole run (indices from the state's
+        ``done``); one to be stopped raises `_Judged` after its step with the state (and ``generator``'s)."""
+        resume = take.resume if take is not None else None
+        offset = resume.done if resume is not None else 0
+        stop_at = take.stop_at if take is not None else None
+        recorded: list[tuple[float, torch.Tensor, str | None]] = []
+        if callback is None and trajectory is None and stop_at is None:
             return None
 
         def on_step(step: SamplerStep) -> None:
+            if offset:
+                step = replace(step, index=step.index + offset, num_steps=step.num_steps + offset)
+            stop = stop_at is not None and step.index + 1 == stop_at(step.num_steps)
             # cut as the finished caption is (_caption_text), so that the last step shows the result
             text = self._caption_text(step.text[0], show_mask=True) if text_denoised else None
             if trajectory is not None:
                 trajectory.append(TrajectoryStep(step.sigma, preview(step), text))
+            if take is not None and take.record:
+                recorded.append((step.sigma, step.video_clean.clone(), text))
             if callback is not None:
                 callback(PipelineStep(step, text, lambda: preview(step), step.num_steps + extra_steps))
+            if stop:
+                state = _TakeState(step.index + 1, step.video.clone(), generator.get_state(), recorded)
+                raise _Judged(preview(step), state)
 
         return on_step
+
+    def _resume_take(
+        self, take: _Take | None, video: torch.Tensor, sigmas: torch.Tensor, generator: torch.Generator,
+        trajectory: list[TrajectoryStep] | None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The sampler's start (video, sigmas): as given, or where a best-of ``take``'s state left off
+        — its video, the σ still to go, the generator's state, and its recorded steps decoded into
+        ``trajectory``."""
+        if take is None or take.resume is None:
+            return video, sigmas
+        state = take.resume
+        generator.set_state(state.generator)
+        if trajectory is not None:
+            trajectory.extend(TrajectoryStep(sigma, self._decode(clean), text) for sigma, clean, text in state.steps)
+        return state.video.to(video.device, video.dtype), sigmas[state.done:]
 
     def _clean_text_stream(self, texts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
         """The text stream of ``texts`` held clean: ids and mask (b, l) on the pipeline's device, cut

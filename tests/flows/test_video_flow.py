@@ -115,3 +115,31 @@ def test_flow_edit_moves_only_by_the_difference_of_the_two_flows():
     out = flow_edit(constant, source=source, text=torch.zeros(1, 3, dtype=torch.long), sigmas=sigmas,
                     generator=torch.Generator().manual_seed(0))
     assert torch.allclose(out, source + float(sigmas[0]) * shift, atol=1e-5)  # integrated from the start level to 0
+
+
+def test_flow_edit_goes_on_from_part_way_as_if_never_stopped():
+    """A run stopped after 3 steps and given its edit, the σ still to go and the generator's state
+    there ends where the uninterrupted run does (best-of takes go on this way)."""
+    g = torch.Generator().manual_seed(4)
+    source, pull = torch.randn(1, 3, 2, 4, 4, generator=g), torch.randn(1, 3, 2, 4, 4, generator=g)
+    sigmas = inference_sigmas(FlowMatchEulerDiscreteScheduler(shift=3.0), 8, 0.9)
+    text = torch.zeros(1, 3, dtype=torch.long)
+
+    def delta(x_src, x_tar, level):  # depends on the step's fresh noise, so a wrong draw shows
+        return pull * x_src.mean() - x_tar, x_tar
+
+    whole = flow_edit(delta, source=source, text=text, sigmas=sigmas, generator=torch.Generator().manual_seed(1))
+    generator, states = torch.Generator().manual_seed(1), []
+
+    def stop(step):
+        states.append((step.video.clone(), generator.get_state()))
+        if step.index == 2:
+            raise StopIteration
+
+    with pytest.raises(StopIteration):
+        flow_edit(delta, source=source, text=text, sigmas=sigmas, generator=generator, callback=stop)
+    edit, state = states[-1]
+    generator = torch.Generator().manual_seed(99)
+    generator.set_state(state)
+    rest = flow_edit(delta, source=source, edit=edit, text=text, sigmas=sigmas[3:], generator=generator)
+    assert torch.equal(rest, whole) and not torch.allclose(whole, source)

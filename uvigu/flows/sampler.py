@@ -95,6 +95,7 @@ def flow_edit(
     source: torch.Tensor,
     text: torch.Tensor,
     sigmas: torch.Tensor,
+    edit: torch.Tensor | None = None,
     generator: torch.Generator | None = None,
     callback: Callable[[SamplerStep], None] | None = None,
 ) -> torch.Tensor:
@@ -106,9 +107,10 @@ def flow_edit(
     v(x_tar | target text) − v(x_src | source text) (``delta_fn``). Where the two texts agree the
     difference is near zero and the clip stays as it was; what the texts disagree on is what
     changes. Noising from scratch (the plain edit) instead redraws everything the noise level
-    hides. ``text`` (b, l) is only reported through ``callback``.
+    hides. ``text`` (b, l) is only reported through ``callback``. ``edit`` is the edit at
+    ``sigmas[0]`` when going on from part-way (default: the source, as an edit starts).
     """
-    edit = source.clone()
+    edit = (source if edit is None else edit).clone()
     num_steps = len(sigmas) - 1
     for i in range(num_steps):
         sigma, sigma_next = float(sigmas[i]), float(sigmas[i + 1])
