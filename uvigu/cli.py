@@ -394,7 +394,8 @@ def add_eval_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--num", type=int, default=200, help="main-set clips (training distribution) [%(default)s]")
     p.add_argument("--num-heldout", type=int, default=100, help="clips with held-out colour–shape pairs [%(default)s]")
     p.add_argument("--examples", type=int, default=2, help="clips per set shown as strips [%(default)s]")
-    p.add_argument("--notes", default=None, help="a markdown file included in the report under 'Notes'")
+    p.add_argument("--notes", default=None, help="a markdown file included in the report under 'Notes' (notes written below the "
+                   "end-of-report marker of an existing report are kept without it)")
     p.add_argument("--out", default="docs/EVAL.md", help="report to write [%(default)s]")
     p.set_defaults(func=run_eval)
 
@@ -432,6 +433,9 @@ def run_eval(args: argparse.Namespace) -> int:
     elapsed = time.perf_counter() - start
     print(f"report: {report.report_path}")
     print(f"per-clip results: {report.results_path}")
+    if report.kept_lines:
+        print(f"kept the {report.kept_lines} lines of notes below the report's end; they were written for "
+              "the run before this one, so check what they say against the new tables")
     print(f"elapsed: {elapsed:.0f} s ({elapsed / (args.num + args.num_heldout):.1f} s per clip)")
     for row in report.summary.rows:
         if row.group == "targets":

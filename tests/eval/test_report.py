@@ -295,6 +295,35 @@ def test_eval_command_writes_report(tmp_path, monkeypatch):
     assert loaded == ["auto", "cuda:0"]
 
 
+def test_a_new_report_keeps_the_notes_below_the_old_ones_end(tmp_path, monkeypatch, capsys):
+    from uvigu import cli
+    from uvigu.eval.report import NOTES_MARKER
+
+    monkeypatch.setattr(cli, "_load_pipeline", lambda model, device: OraclePipeline(EvalConfig(num_clips=2, num_heldout=1)))
+    monkeypatch.chdir(tmp_path)
+    report = tmp_path / "docs" / "EVAL.md"
+    # a report from before the marker: its notes cannot be told from its tables, so it is backed up whole
+    report.parent.mkdir()
+    report.write_text("# Evaluation report\n\nold tables\n\n## Notes\n\nhand-written, no marker\n")
+    args = ["eval", "--num", "2", "--num-heldout", "1", "--out", "docs/EVAL.md"]
+    assert cli.main(args) == 0
+    assert "hand-written, no marker" in (tmp_path / "docs" / "EVAL.md.bak").read_text()
+    first = report.read_text()
+    assert "old tables" not in first and "hand-written" not in first
+    assert first.rstrip().endswith(NOTES_MARKER)  # the generated report ends with the marker
+    assert "kept the" not in capsys.readouterr().out
+
+    notes = "## Notes: this model\n\nWritten after the run: captions are fine.\n"
+    report.write_text(first.replace("Targets not met: none.", "Targets not met: edited by hand.") + "\n" + notes)
+    assert cli.main(args) == 0
+    second = report.read_text()
+    tables, kept = second.split(NOTES_MARKER)
+    assert "Targets not met: none." in tables and "by hand" not in tables  # the tables are made again
+    assert kept == "\n\n" + notes  # the notes below the marker kept as they were
+    assert "kept the 3 lines of notes" in capsys.readouterr().out
+    assert cli.main(args) == 0 and report.read_text().split(NOTES_MARKER)[1] == kept  # and again: nothing doubles
+
+
 def test_clip_config_follows_the_pipeline():
     from uvigu.eval.report import clip_config
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 import statistics
 import time
 from collections.abc import Callable, Sequence
@@ -32,6 +33,9 @@ from uvigu.eval.tasks import CORE_FIELDS, STRIP_KINDS, evaluate_clip
 logger = logging.getLogger(__name__)
 
 DEFAULT_MODEL_DIR = "assets/uvigu-shapes"
+# Ends the generated report. Notes written below it (what a run showed, what was tried) are kept
+# when `write_report` writes the report again; everything above it is replaced.
+NOTES_MARKER = "<!-- uvigu eval: the generated report ends here; what follows is kept when it is written again -->"
 SETS = ("main", "heldout")
 SET_SPLITS = {"main": "train", "heldout": "heldout"}
 ProgressCallback = Callable[[int, int], None]
@@ -420,8 +424,11 @@ def _example_lines(records: Sequence[dict], strips_link: str) -> list[str]:
     return lines
 
 
-def render_markdown(records: Sequence[dict], info: RunInfo, strips_link: str = "eval", notes: str | None = None) -> str:
-    """The whole `docs/EVAL.md`; `strips_link` is the strips folder relative to the report."""
+def render_markdown(
+    records: Sequence[dict], info: RunInfo, strips_link: str = "eval", notes: str | None = None, kept: str = ""
+) -> str:
+    """The whole `docs/EVAL.md`; `strips_link` is the strips folder relative to the report, `notes`
+    a section of the report, `kept` the text that goes below its end marker (see `kept_text`)."""
     summary = summarize(records)
     c = info.config
     settings = ", ".join(f"{k} {v}" for k, v in info.settings.items()) or "the pipeline's defaults"
@@ -492,7 +499,25 @@ def render_markdown(records: Sequence[dict], info: RunInfo, strips_link: str = "
     examples = _example_lines(records, strips_link)
     if examples:
         lines += ["## Examples", "", *examples]
-    return "\n".join(lines).rstrip() + "\n"
+    report = "\n".join(lines).rstrip() + "\n\n" + NOTES_MARKER + "\n"
+    return report + ("\n" + kept.strip("\n") + "\n" if kept.strip() else "")
+
+
+def kept_text(path: str | Path) -> str:
+    """What a report at ``path`` holds below its end marker: the notes a new report keeps ("" when
+    there is no report or nothing below the marker). A report without the marker (written before
+    it, or edited) cannot tell its notes from its tables, so it is copied to ``<name>.bak`` before
+    it is replaced, and nothing is kept from it."""
+    path = Path(path)
+    if not path.exists():
+        return ""
+    text = path.read_text(encoding="utf-8")
+    if NOTES_MARKER in text:
+        return text.split(NOTES_MARKER, 1)[1].strip("\n")
+    backup = path.with_name(path.name + ".bak")
+    shutil.copyfile(path, backup)
+    logger.warning("%s has no end-of-report marker, so its notes cannot be told apart: copied to %s", path, backup)
+    return ""
 
 
 @dataclass(frozen=True)
@@ -503,6 +528,7 @@ class EvalReport:
     report_path: Path
     results_path: Path
     elapsed_s: float
+    kept_lines: int = 0  # lines of notes kept from the report it replaced, below the end marker
 
 
 def write_report(
@@ -515,7 +541,8 @@ def write_report(
     notes: str | None = None,
     progress: ProgressCallback | None = None,
 ) -> EvalReport:
-    """Evaluate `pipe` and write the report to `out`, the strips and `results.jsonl` to `<out dir>/eval/`."""
+    """Evaluate `pipe` and write the report to `out`, the strips and `results.jsonl` to `<out dir>/eval/`.
+    The notes below the end marker of a report already at `out` are kept (`kept_text`)."""
     out = Path(out)
     strips_dir = out.parent / "eval"
     start = time.perf_counter()
@@ -530,13 +557,14 @@ def write_report(
         settings=pipeline_settings(pipe),
         config=config,
     )
-    text = render_markdown(records, info, strips_link="eval", notes=notes)
+    kept = kept_text(out)  # read once the run is done: notes edited while it ran are kept too
+    text = render_markdown(records, info, strips_link="eval", notes=notes, kept=kept)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_suffix(out.suffix + ".tmp")
     tmp.write_text(text, encoding="utf-8")
     os.replace(tmp, out)
     logger.info("wrote %s and %s in %.0f s", out, results, elapsed)
-    return EvalReport(summarize(records), out, results, elapsed)
+    return EvalReport(summarize(records), out, results, elapsed, len(kept.splitlines()))
 
 
 __all__ = [
