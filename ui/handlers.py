@@ -418,13 +418,21 @@ def _timeline(takes: list[Take]) -> str:
             lines.append(f"- {label}: {_md(take.prompt)}")
         lines.append(f"- Model's caption: {_md(take.caption)}")
         if tries:
-            lines.append("- Tries (how well each one's caption matches the prompt): " + "; ".join(
-                f"seed {t['seed']} {float(t['score']):.2f}{' (kept)' if t['seed'] == take.seed else ''}"
-                for t in tries))
+            against = "edited caption" if take.mode == "edit" else "prompt"
+            lines.append(f"- Tries, each read by the model and scored against the {against} (a try's seed, "
+                         "with *Tries per take* at 1, makes that try again):")
+            lines += [_try_line(t, kept=t["seed"] == take.seed) for t in tries]
         if take.critique:
             lines.append(f"- Critique: {_md(take.critique)}")
         lines.append("")
     return "\n".join(lines)
+
+
+def _try_line(item: dict, kept: bool) -> str:
+    """One try of a take in its History entry: seed, score and what the model read in it (records
+    from before the captions were kept have none)."""
+    caption = f" · “{_md(item['caption'])}”" if item.get("caption") else ""
+    return f"  - seed {item['seed']} · {float(item['score']):.2f}{caption}{' (kept)' if kept else ''}"
 
 
 def _take_title(take: Take) -> str:

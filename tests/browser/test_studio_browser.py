@@ -179,7 +179,12 @@ def test_generate_critique_edit_regenerate_and_history(studio_app, browser):
         assert takes[5].caption == next(t["caption"] for t in tries if t["seed"] == takes[5].seed)
         page.get_by_role("tab", name="History").click()
         timeline.get_by_text("generated, best of 2 tries").wait_for()
-        assert "(kept)" in timeline.inner_text()
+        items = timeline.locator("li li")  # each try a list item under its take, with what the model read in it
+        assert items.count() == 2
+        for item, one_try in zip(items.all(), tries):
+            text = item.inner_text()
+            assert text.startswith(f"seed {one_try['seed']} · ") and one_try["caption"] in text
+            assert text.endswith("(kept)") == (one_try["seed"] == takes[5].seed)
         page.get_by_role("tab", name="Studio").click()
         type_into_slider(page, "best-of", 1)
 

@@ -6,7 +6,7 @@ from types import SimpleNamespace
 import gradio as gr
 import pytest
 
-from ui.handlers import HISTORY_OUTPUTS, TAKE_OUTPUTS, TRAJECTORY_OUTPUTS, Handlers
+from ui.handlers import HISTORY_OUTPUTS, TAKE_OUTPUTS, TRAJECTORY_OUTPUTS, Handlers, _timeline
 from uvigu import Cancelled
 from uvigu.studio import ProgressEvent, StudioBusy, Take
 
@@ -162,7 +162,16 @@ def test_tries_per_take_are_passed_on_and_listed_in_history(studio):
     assert studio.calls[0][2]["best_of"] == 2
     timeline = out[2 + len(TAKE_OUTPUTS) + 1]
     assert "· generated, best of 2 tries · seed 8" in timeline
-    assert "- Tries (how well each one's caption matches the prompt): seed 7 0.33; seed 8 1.00 (kept)" in timeline
+    assert ("- Tries, each read by the model and scored against the prompt (a try's seed, with *Tries per take* "
+            "at 1, makes that try again):\n"
+            "  - seed 7 · 0.33 · “a red circle moves left”\n"
+            "  - seed 8 · 1.00 · “a red circle moves right” (kept)\n") in timeline
+    # an edit's tries are scored against its edited caption; a record without captions lists seeds and scores
+    edit = make_take(seq=2, mode="edit", seed=7, settings={"best_of": 2, "tries": [
+        {"seed": 7, "score": 0.5}, {"seed": 8, "score": 0.25}]})
+    timeline = _timeline([take, edit])
+    assert "scored against the edited caption" in timeline
+    assert "  - seed 7 · 0.50 (kept)\n  - seed 8 · 0.25\n" in timeline
     with pytest.raises(gr.Error, match="number of tries must be a whole number"):
         final(Handlers(studio).generate("a red circle", "generate", 7.0, False, 12.0, 4.5, None, Progress(), 1, 1.5))
 
