@@ -40,4 +40,10 @@ EXAMPLE_PROMPTS = [
 CSS = """
 #take-video video, #before-video video, #traj-video video, #history-gallery img { image-rendering: pixelated; }
 #caption-diff { min-height: 3em; }
+/* Gradio gives a gallery as many columns as it has images, up to `columns`: with two takes each
+   thumbnail would be half the page wide. Fixed-width columns keep a first take as small as the
+   twentieth, and fewer columns on a phone; without Gradio's fixed minimum height, one row of them
+   leaves no empty box below. */
+#history-gallery .grid-container { grid-template-columns: repeat(auto-fill, minmax(160px, 1fr)) !important; }
+#history-gallery .grid-wrap { min-height: 12rem !important; }
 """

@@ -132,7 +132,13 @@ def test_generate_critique_edit_regenerate_and_history(studio_app, browser):
         assert takes[0].critique == "the circle should be green"
         # compared with take #1's caption, at that edit's strength
         assert takes[1].settings["keep_rest"] is True and takes[1].settings["strength"] == 0.9
-        assert page.locator("#history-gallery img").count() == 2
+        thumbs = page.locator("#history-gallery img")
+        assert thumbs.count() == 2
+        # two takes are shown as small as many: a thumbnail is a column of several, not half the page
+        gallery = page.locator("#history-gallery").bounding_box()
+        thumb = thumbs.first.bounding_box()
+        assert thumb["width"] < gallery["width"] / 4
+        assert gallery["height"] < 2 * thumb["height"] + 100  # one row of takes, no tall empty box below it
         shot(page, "05-history")
 
         # Untick Keep the rest: the strength slider moves to a plain edit's default, and the edit
