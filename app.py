@@ -1,9 +1,9 @@
 """Serve Uni-ViGU Studio: ``python app.py [--model DIR] [--host H] [--port P] [--data-dir DIR] [--share]
-[--device D]``.
+[--device D] [--dtype T]``.
 
 Every flag has an environment variable alternative (for Hugging Face Spaces and containers):
 ``UVIGU_MODEL``, ``GRADIO_SERVER_NAME``, ``GRADIO_SERVER_PORT``, ``UVIGU_DATA_DIR``,
-``GRADIO_SHARE``, ``UVIGU_DEVICE``; and ``UVIGU_SESSION_MAX_AGE_DAYS`` for how long unused sessions are
+``GRADIO_SHARE``, ``UVIGU_DEVICE``, ``UVIGU_DTYPE``; and ``UVIGU_SESSION_MAX_AGE_DAYS`` for how long unused sessions are
 kept.
 """
 
@@ -47,6 +47,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--device", default=env.get("UVIGU_DEVICE", "auto"),
                         help="where the model runs: auto (the GPU when torch sees one, except on ZeroGPU; else the "
                         "CPU), cpu, cuda or cuda:N [env UVIGU_DEVICE; default: %(default)s]")
+    parser.add_argument("--dtype", default=env.get("UVIGU_DTYPE", "float32"),
+                        help="precision of the denoiser's weights: float32 or bfloat16 (faster on CPUs with bf16 "
+                        "units and on GPUs; docs/BENCHMARKS.md) [env UVIGU_DTYPE; default: %(default)s]")
     parser.add_argument("--session-max-age-days", type=float,
                         default=float(env.get("UVIGU_SESSION_MAX_AGE_DAYS", "30")),
                         help="delete sessions unused for this long [env UVIGU_SESSION_MAX_AGE_DAYS]")
@@ -91,15 +94,21 @@ def main(argv: Sequence[str] | None = None) -> None:
 
     from ui import build_demo, launch_options
     from uvigu import UniViGUPipeline
-    from uvigu.inputs import check_device
+    from uvigu.inputs import check_device, check_dtype
+    from uvigu.models.wan_loading import cast_keeping_fp32_modules
     from uvigu.studio import Studio, StudioSettings
 
     try:
         device = check_device(args.device, zero_gpu=on_zero_gpu())
     except ValueError as error:
         raise SystemExit(f"--device: {error}") from None
-    logger.info("loading %s on %s", args.model, device)
+    try:
+        dtype = check_dtype(args.dtype)
+    except ValueError as error:
+        raise SystemExit(f"--dtype: {error}") from None
+    logger.info("loading %s on %s in %s", args.model, device, str(dtype).removeprefix("torch."))
     pipe = UniViGUPipeline.from_pretrained(args.model).to(device)
+    cast_keeping_fp32_modules(pipe.transformer, dtype)
     settings = StudioSettings(data_dir=args.data_dir, session_max_age_days=args.session_max_age_days)
     studio = Studio(pipe, settings)
     studio.cleanup()

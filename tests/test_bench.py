@@ -3,6 +3,7 @@ outside its markers, and the analytic FLOP count agrees with torch's counter. No
 assertions (STYLE: benchmarks are scripts)."""
 
 import argparse
+import copy
 
 import pytest
 import torch
@@ -11,6 +12,7 @@ from uvigu.bench import (
     ForwardShape,
     bench_forwards,
     bench_matmuls,
+    bench_precision,
     bench_tasks,
     count_flops,
     format_markdown,
@@ -169,6 +171,22 @@ def test_markdown_has_the_tables_and_provenance(result):
     assert "`generate_best_of_4_full`: every take finished and captioned in full" in text
     assert "plain matmul float32" in text and "plain matmul bfloat16" in text
     assert text.count("diffusers Wan") == 3
+    assert "### The same tasks with the denoiser's weights in bfloat16" in text
+    row = next(line for line in text.splitlines() if line.startswith("| `caption` | ") and line.endswith("× |"))
+    assert float(row.split("|")[-2].strip().rstrip("×")) > 0
+
+
+def test_precision_rows_time_both_weights_and_leave_the_pipeline_in_float32(result, pipe):
+    assert [r.task for r in result.precision] == ["generate", "caption", "edit", "edit_keep_rest"]
+    for row in result.precision:
+        _positive_timing(row.float32)
+        _positive_timing(row.bfloat16)
+        assert row.speedup == row.float32.median_s / row.bfloat16.median_s
+    assert all(p.dtype == torch.float32 for p in pipe.transformer.parameters())  # the copy was cast, not it
+    low = copy.deepcopy(pipe)
+    low.transformer.to(torch.bfloat16)
+    with pytest.raises(ValueError, match="compares with float32 weights"):
+        bench_precision(low, repeats=1, warmup=0)
 
 
 def test_write_section_replaces_only_the_marked_part(tmp_path):

@@ -190,6 +190,25 @@ def test_a_missing_model_is_named(tmp_path, capsys):
     assert "model_index.json" in capsys.readouterr().err
 
 
+def test_the_dtype_flag_loads_the_denoiser_in_bfloat16(model_dir, tmp_path, capsys):
+    from uvigu.cli import _load_pipeline
+
+    pipe = _load_pipeline(str(model_dir), "cpu", "bf16")
+    dtypes = {name: p.dtype for name, p in pipe.transformer.named_parameters()}
+    assert pipe.transformer.dtype == torch.bfloat16 and dtypes["patch_embedding.weight"] == torch.bfloat16
+    # as diffusers loads a model in low precision: norms, modulation tables and the timestep embedder stay fp32
+    kept = [name for name in dtypes if any(k in name for k in pipe.transformer._keep_in_fp32_modules)]
+    assert kept and all(dtypes[name] == torch.float32 for name in kept)
+    assert next(pipe.text_encoder.parameters()).dtype == torch.float32
+    assert _load_pipeline(str(model_dir), "cpu").transformer.dtype == torch.float32  # the default
+    out = tmp_path / "a.mp4"
+    assert main(["generate", "a red circle", "--model", str(model_dir), "--dtype", "bfloat16", "--seed", "0",
+                 "--out", str(out)]) == 0
+    assert out.is_file()
+    assert main(["caption", str(out), "--model", str(model_dir), "--dtype", "float16"]) == 2
+    assert "dtype must be float32 or bfloat16" in capsys.readouterr().err
+
+
 def test_the_device_flag_moves_the_model_and_a_missing_gpu_is_an_error(model_dir, tmp_path, capsys, monkeypatch):
     from uvigu.cli import _load_pipeline
 

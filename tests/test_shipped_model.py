@@ -102,3 +102,20 @@ def test_outputs_have_the_documented_shapes(pipe):
     edited = pipe.edit(example.frames, example.caption, strength=0.5, seed=0, num_inference_steps=4)
     assert edited.frames.shape == (16, 64, 64, 3)
     assert pipe.unknown_words(example.caption) == []
+
+
+def test_it_loads_with_the_denoiser_in_bfloat16_as_the_readme_shows():
+    import torch
+
+    from uvigu.models.wan_loading import cast_keeping_fp32_modules
+
+    low = UniViGUPipeline.from_pretrained(SHIPPED_MODEL_DIR, dtype={"transformer": torch.bfloat16,
+                                                                   "default": torch.float32})
+    dtypes = {name: p.dtype for name, p in low.transformer.named_parameters()}
+    assert low.transformer.dtype == torch.bfloat16 and next(low.text_encoder.parameters()).dtype == torch.float32
+    # the same weights in the same dtypes as the CLI's and studio's --dtype bfloat16 cast
+    cast = cast_keeping_fp32_modules(UniViGUPipeline.from_pretrained(SHIPPED_MODEL_DIR).transformer, torch.bfloat16)
+    assert {name: p.dtype for name, p in cast.named_parameters()} == dtypes
+    assert torch.float32 in dtypes.values()  # norms, modulation tables and the timestep embedder
+    out = low.generate("a red circle moving right", seed=0, num_inference_steps=4)
+    assert out.frames.shape == (16, 64, 64, 3) and out.frames.dtype == np.uint8

@@ -157,13 +157,17 @@ def run_train(args: argparse.Namespace) -> int:
 
 
 def _add_checkpoint_arguments(p: argparse.ArgumentParser) -> None:
-    """The checkpoint a model command loads and where it runs (``_load_pipeline``'s two arguments)."""
+    """The checkpoint a model command loads, where it runs and in what precision (``_load_pipeline``'s
+    three arguments)."""
     p.add_argument("--model", default=None,
                    help="pipeline folder, or a training checkpoint (<run>/checkpoints/step_N, its EMA weights) "
                         "(default: the shipped assets/uvigu-shapes)")
     p.add_argument("--device", default="auto",
                    help="where the model runs: auto (the GPU when torch sees one, else the CPU), cpu, cuda or "
                    "cuda:N [%(default)s]")
+    p.add_argument("--dtype", default="float32",
+                   help="precision of the denoiser's weights: float32 or bfloat16 (faster on CPUs with bf16 units "
+                   "and on GPUs; docs/BENCHMARKS.md) [%(default)s]")
 
 
 def _add_model_arguments(p: argparse.ArgumentParser) -> None:
@@ -246,14 +250,15 @@ def add_edit_parser(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run_edit)
 
 
-def _load_pipeline(model: str | None, device: str | None = "auto"):
+def _load_pipeline(model: str | None, device: str | None = "auto", dtype: str | None = "float32"):
     from pathlib import Path
 
     import diffusers
     import transformers
 
-    from .inputs import check_device
+    from .inputs import check_device, check_dtype
     from .models.presets import SHIPPED_MODEL_DIR
+    from .models.wan_loading import cast_keeping_fp32_modules
     from .pipeline import UniViGUPipeline
     from .training.checkpoint import is_checkpoint
     from .training.export import load_checkpoint_pipeline
@@ -263,10 +268,11 @@ def _load_pipeline(model: str | None, device: str | None = "auto"):
     if not checkpoint and not (path / "model_index.json").is_file():
         raise ValueError(f"no model at {path} (neither a pipeline folder with model_index.json nor a training "
                          "checkpoint with state.json); pass --model DIR.")
-    device = check_device(device)
+    device, dtype = check_device(device), check_dtype(dtype)
     diffusers.utils.logging.disable_progress_bar()
     transformers.utils.logging.disable_progress_bar()
     pipe = (load_checkpoint_pipeline(path) if checkpoint else UniViGUPipeline.from_pretrained(path)).to(device)
+    cast_keeping_fp32_modules(pipe.transformer, dtype)
     pipe.set_progress_bar_config(disable=True)
     return pipe
 
@@ -322,7 +328,7 @@ def run_generate(args: argparse.Namespace) -> int:
     if args.joint and args.best_of != 1:
         raise ValueError("--best-of judges each take by its own caption; --joint writes the caption with the clip, "
                          "from the prompt, so the two do not go together.")
-    pipe = _load_pipeline(args.model, args.device)
+    pipe = _load_pipeline(args.model, args.device, args.dtype)
     options = dict(seed=args.seed, num_inference_steps=args.steps, guidance_scale=args.guidance)
     if args.joint:
         result = pipe.generate_with_caption(args.prompt, callback=_progress("generate"), **options)
@@ -345,7 +351,7 @@ def run_generate(args: argparse.Namespace) -> int:
 
 
 def run_caption(args: argparse.Namespace) -> int:
-    pipe = _load_pipeline(args.model, args.device)
+    pipe = _load_pipeline(args.model, args.device, args.dtype)
     result = pipe.caption(args.video, seed=args.seed, num_inference_steps=args.steps, temperature=args.temperature,
                           reread=args.reread, reread_threshold=args.reread_threshold,
                           reread_period=args.reread_period, verify_weight=args.verify_weight,
@@ -359,7 +365,7 @@ def run_caption(args: argparse.Namespace) -> int:
 
 
 def run_edit(args: argparse.Namespace) -> int:
-    pipe = _load_pipeline(args.model, args.device)
+    pipe = _load_pipeline(args.model, args.device, args.dtype)
     source_prompt = args.source_prompt
     if args.keep_rest:
         # What the clip shows before the change, in the model's words, as the studio's Keep the rest.
@@ -418,15 +424,18 @@ def run_eval(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from .eval.report import EvalConfig, write_report
+    from .inputs import check_dtype
     from .models.presets import SHIPPED_MODEL_DIR
 
     config = EvalConfig(num_clips=args.num, num_heldout=args.num_heldout, num_examples=args.examples)
     notes = Path(args.notes).read_text(encoding="utf-8") if args.notes else None
-    pipe = _load_pipeline(args.model, args.device)
+    pipe = _load_pipeline(args.model, args.device, args.dtype)
     model = _shown_path(args.model or SHIPPED_MODEL_DIR)
     command = f"uvigu eval --model {model} --num {args.num} --num-heldout {args.num_heldout} --out {_shown_path(args.out)}"
     if pipe.device.type != "cpu":  # a GPU's numbers differ from the CPU's in the last digits: say where they ran
         command += f" --device {pipe.device}"
+    if args.dtype != "float32":  # and so do another precision's (checked by the loader)
+        command += f" --dtype {str(check_dtype(args.dtype)).removeprefix('torch.')}"
     start = time.perf_counter()
     with _clip_progress(args.num + args.num_heldout, "eval") as progress:
         report = write_report(pipe, args.out, config, command=command, model=model, notes=notes, progress=progress)
@@ -479,7 +488,7 @@ def run_sweep_command(args: argparse.Namespace) -> int:
 
     settings = [parse_setting(args.task, text) for text in (args.setting or ["defaults"])]
     config = EvalConfig(num_clips=args.num, num_heldout=args.num_heldout).starting_at(args.first_clip)
-    pipe = _load_pipeline(args.model, args.device)
+    pipe = _load_pipeline(args.model, args.device, args.dtype)
     with _clip_progress((args.num + args.num_heldout) * len(settings), "sweep") as progress:
         rows = run_sweep(pipe, args.task, settings, config, progress=progress)
     print(render_table(rows, args.task))
@@ -562,7 +571,7 @@ def run_probe_command(args: argparse.Namespace) -> int:
     if args.words and args.sigma:
         raise ValueError("--sigma is for the video probe; the word probe reads the clean clip.")
     config = EvalConfig(num_clips=args.num, num_heldout=args.num_heldout if args.words else 0)
-    pipe = _load_pipeline(args.model, args.device)
+    pipe = _load_pipeline(args.model, args.device, args.dtype)
     with _clip_progress(config.num_clips + config.num_heldout, "probe") as progress:
         if args.directions:
             print(render_direction_probe(run_direction_probe(pipe, config, progress=progress)))

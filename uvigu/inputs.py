@@ -180,6 +180,22 @@ def prepare_video(video: VideoInput, config) -> tuple[np.ndarray, list[str]]:
     return np.ascontiguousarray(conformed.frames), list(conformed.notes)
 
 
+# The precisions the denoiser can compute in, by the names the command line and the studio take.
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
+DTYPE_ALIASES = {"fp32": "float32", "bf16": "bfloat16"}
+
+
+def check_dtype(dtype: str | None) -> torch.dtype:
+    """The precision of the denoiser's weights: ``float32`` (or None; the default) or ``bfloat16``
+    (``fp32``/``bf16`` too). Its norms, modulation tables and timestep embedder stay float32
+    (``_keep_in_fp32_modules``), as diffusers loads a model in low precision."""
+    name = "float32" if dtype is None else str(dtype).strip().lower()
+    name = DTYPE_ALIASES.get(name, name)
+    if name not in DTYPES:
+        raise ValueError(f"dtype must be float32 or bfloat16 (fp32, bf16), got {dtype!r}.")
+    return DTYPES[name]
+
+
 def check_device(device: str | None, *, zero_gpu: bool = False) -> torch.device:
     """The torch device to run the model on: ``auto`` (or None) is the first GPU when torch sees one,
     else the CPU; ``cpu``, ``cuda`` or ``cuda:N`` ask for one. A GPU that is not there is a

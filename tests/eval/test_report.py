@@ -279,7 +279,7 @@ def test_eval_command_writes_report(tmp_path, monkeypatch):
 
     config = EvalConfig(num_clips=2, num_heldout=1)
     loaded = []
-    monkeypatch.setattr(cli, "_load_pipeline", lambda model, device: loaded.append(device) or OraclePipeline(config))
+    monkeypatch.setattr(cli, "_load_pipeline", lambda model, device, dtype: loaded.append(device) or OraclePipeline(config))
     monkeypatch.chdir(tmp_path)
     model = tmp_path / "model"
     assert cli.main(["eval", "--model", str(model), "--num", "2", "--num-heldout", "1", "--out", "docs/EVAL.md"]) == 0
@@ -292,14 +292,18 @@ def test_eval_command_writes_report(tmp_path, monkeypatch):
     monkeypatch.setattr(OraclePipeline, "device", torch.device("cuda", 0))
     assert cli.main(["eval", "--model", str(model), "--num", "2", "--num-heldout", "1", "--device", "cuda:0"]) == 0
     assert "--out docs/EVAL.md --device cuda:0`" in (tmp_path / "docs" / "EVAL.md").read_text()
-    assert loaded == ["auto", "cuda:0"]
+    # and one made in another precision says that too
+    assert cli.main(["eval", "--model", str(model), "--num", "2", "--num-heldout", "1", "--device", "cuda:0",
+                     "--dtype", "bf16"]) == 0
+    assert "--device cuda:0 --dtype bfloat16`" in (tmp_path / "docs" / "EVAL.md").read_text()
+    assert loaded == ["auto", "cuda:0", "cuda:0"]
 
 
 def test_a_new_report_keeps_the_notes_below_the_old_ones_end(tmp_path, monkeypatch, capsys):
     from uvigu import cli
     from uvigu.eval.report import NOTES_MARKER
 
-    monkeypatch.setattr(cli, "_load_pipeline", lambda model, device: OraclePipeline(EvalConfig(num_clips=2, num_heldout=1)))
+    monkeypatch.setattr(cli, "_load_pipeline", lambda model, device, dtype: OraclePipeline(EvalConfig(num_clips=2, num_heldout=1)))
     monkeypatch.chdir(tmp_path)
     report = tmp_path / "docs" / "EVAL.md"
     # a report from before the marker: its notes cannot be told from its tables, so it is backed up whole

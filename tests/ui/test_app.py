@@ -12,19 +12,20 @@ def test_flags_fall_back_to_environment_variables(monkeypatch, tmp_path):
     monkeypatch.setenv("GRADIO_SERVER_PORT", "7861")
     monkeypatch.setenv("GRADIO_SHARE", "true")
     monkeypatch.setenv("UVIGU_DEVICE", "cuda:1")
+    monkeypatch.setenv("UVIGU_DTYPE", "bfloat16")
     args = app.parse_args([])
-    assert (args.model, args.data_dir, args.host, args.port, args.share, args.device) == (
-        tmp_path / "model", tmp_path / "data", "0.0.0.0", 7861, True, "cuda:1")
+    assert (args.model, args.data_dir, args.host, args.port, args.share, args.device, args.dtype) == (
+        tmp_path / "model", tmp_path / "data", "0.0.0.0", 7861, True, "cuda:1", "bfloat16")
     assert app.parse_args(["--port", "9000", "--model", "m"]).port == 9000
 
 
 def test_defaults_serve_the_shipped_model_locally(monkeypatch):
     for name in ("UVIGU_MODEL", "UVIGU_DATA_DIR", "GRADIO_SERVER_NAME", "GRADIO_SERVER_PORT", "GRADIO_SHARE",
-                 "UVIGU_DEVICE"):
+                 "UVIGU_DEVICE", "UVIGU_DTYPE"):
         monkeypatch.delenv(name, raising=False)
     args = app.parse_args([])
     assert args.model == app.DEFAULT_MODEL and app.DEFAULT_MODEL.parts[-2:] == ("assets", "uvigu-shapes")
-    assert (args.host, args.port, args.share, args.device) == ("127.0.0.1", 7860, False, "auto")
+    assert (args.host, args.port, args.share, args.device, args.dtype) == ("127.0.0.1", 7860, False, "auto", "float32")
 
 
 def test_a_missing_model_fails_with_how_to_get_it(tmp_path):
@@ -47,6 +48,31 @@ def test_a_gpu_that_is_not_there_stops_the_app_before_the_model_loads(monkeypatc
     monkeypatch.setattr(UniViGUPipeline, "from_pretrained", lambda *a, **k: pytest.fail("the model was loaded"))
     with pytest.raises(SystemExit, match="--device: device 'cuda' asks for a GPU, but this torch sees none"):
         app.main(["--device", "cuda"])
+
+
+def test_the_dtype_flag_serves_the_denoiser_in_bfloat16(monkeypatch, tmp_path):
+    import torch
+
+    import ui
+    from uvigu import UniViGUPipeline
+    from uvigu.testing import tiny_pipeline
+
+    served = []
+
+    class Demo:
+        def launch(self, **kwargs):
+            served.append(kwargs)
+
+    monkeypatch.setattr(UniViGUPipeline, "from_pretrained", lambda *a, **k: tiny_pipeline())
+    monkeypatch.setattr(ui, "build_demo", lambda studio, gpu=None: served.append(studio) or Demo())
+    monkeypatch.setattr(app, "check_model", lambda path: None)
+    app.main(["--dtype", "bf16", "--device", "cpu", "--data-dir", str(tmp_path)])
+    studio, launched = served
+    studio.close()
+    assert studio.pipe.transformer.dtype == torch.bfloat16 and launched["server_port"] == 7860
+    monkeypatch.setattr(UniViGUPipeline, "from_pretrained", lambda *a, **k: pytest.fail("the model was loaded"))
+    with pytest.raises(SystemExit, match="--dtype: dtype must be float32 or bfloat16"):
+        app.main(["--dtype", "half", "--data-dir", str(tmp_path)])
 
 
 def test_zero_gpu_is_read_from_the_space_environment(monkeypatch):

@@ -1,5 +1,6 @@
 """Benchmarks (``uvigu bench``): task wall times, the denoiser's achieved GFLOP/s against a plain
-matmul, and the unified model's step cost against diffusers' plain Wan transformer — each against a
+matmul, the unified model's step cost against diffusers' plain Wan transformer, and the tasks with
+the denoiser's weights in bfloat16 against float32 — each against a
 baseline timed in the same run, written into ``docs/BENCHMARKS.md``.
 
 Modules: ``timing`` (repeat-and-summarise), ``flops`` (analytic and measured FLOP counts),
@@ -13,10 +14,12 @@ from .suite import (
     BenchmarkResult,
     ForwardRow,
     MatmulRow,
+    PrecisionRow,
     StepCost,
     TaskRow,
     bench_forwards,
     bench_matmuls,
+    bench_precision,
     bench_tasks,
     load_benchmark_pipeline,
     plain_wan_like,
@@ -25,7 +28,7 @@ from .suite import (
 from .timing import Timing, time_call
 
 __all__ = [
-    "BenchmarkResult", "ForwardRow", "ForwardShape", "MatmulRow", "StepCost", "TaskRow", "Timing",
-    "bench_forwards", "bench_matmuls", "bench_tasks", "count_flops", "format_markdown", "load_benchmark_pipeline",
+    "BenchmarkResult", "ForwardRow", "ForwardShape", "MatmulRow", "PrecisionRow", "StepCost", "TaskRow", "Timing",
+    "bench_forwards", "bench_matmuls", "bench_precision", "bench_tasks", "count_flops", "format_markdown", "load_benchmark_pipeline",
     "machine_info", "plain_wan_like", "run_benchmarks", "time_call", "transformer_flops", "video_tokens", "write_section",
 ]

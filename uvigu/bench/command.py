@@ -23,8 +23,9 @@ def add_bench_parser(subparsers: argparse._SubParsersAction) -> None:
         "bench",
         help="time generate / caption / edit, the denoiser's GFLOP/s and its step cost against plain Wan",
         description="Measure, in one run: the pipeline tasks at default settings, the denoiser's achieved "
-        "GFLOP/s against a plain matmul, and the unified model's step cost against diffusers' "
-        "WanTransformer3DModel of the same size. Prints markdown and writes it into --output.",
+        "GFLOP/s against a plain matmul, the unified model's step cost against diffusers' "
+        "WanTransformer3DModel of the same size, and generate / caption / edit with the denoiser's weights in "
+        "bfloat16 against float32. Prints markdown and writes it into --output.",
     )
     parser.add_argument("--model", default=None,
                         help="pipeline folder (default: the shipped assets/uvigu-shapes; without a saved pipeline "

@@ -134,6 +134,19 @@ def format_markdown(
                       "`take_judge_at` / `take_judge_steps` say, the kept one then finished and captioned"
                       + (f"; `{best_of[-1]}`: every take finished and captioned in full (judge_at 1, judge_steps 0)."
                          if len(best_of) > 1 else ".")]
+    if result.precision:
+        lines += [
+            "",
+            "### The same tasks with the denoiser's weights in bfloat16 (same run, called in turn)",
+            "",
+            "| task | float32 median (s) | bfloat16 median (s) | float32 / bfloat16 |",
+            "|---|---:|---:|---:|",
+            *[f"| `{row.task}` | {row.float32.median_s:.2f} | {row.bfloat16.median_s:.2f} | {row.speedup:.2f}× |"
+              for row in result.precision],
+            "",
+            "bfloat16: `--dtype bfloat16` (every model command and the studio); norms, modulation tables and "
+            "the timestep embedder stay float32, as diffusers loads a model in low precision.",
+        ]
     fp32 = next((m for m in result.matmuls if m.dtype == "float32"), None)
     bf16 = next((m for m in result.matmuls if m.dtype == "bfloat16"), None)
     lines += [

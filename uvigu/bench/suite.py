@@ -1,5 +1,6 @@
-"""The measurements of ``uvigu bench``: task wall times, denoiser throughput, and step cost
-against diffusers' plain Wan transformer, all in one run on one pipeline.
+"""The measurements of ``uvigu bench``: task wall times, denoiser throughput, step cost against
+diffusers' plain Wan transformer, and the tasks with the denoiser's weights in bfloat16 against
+float32, all in one run on one pipeline.
 
 Every number is compared with a baseline timed in the same run (STYLE: benchmarks are scripts);
 the functions return rows, ``report`` turns them into markdown.
@@ -9,10 +10,11 @@ Tensor vocabulary: b batch, c/f/h/w latent dims, l text tokens, s prompt-encoder
 
 from __future__ import annotations
 
+import copy
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -93,6 +95,19 @@ class StepCost:
 
 
 @dataclass(frozen=True)
+class PrecisionRow:
+    """One task with the denoiser's weights in float32 and in bfloat16, called in turn."""
+
+    task: str
+    float32: Timing
+    bfloat16: Timing
+
+    @property
+    def speedup(self) -> float:
+        return self.float32.median_s / self.bfloat16.median_s
+
+
+@dataclass(frozen=True)
 class BenchmarkResult:
     model: str  # what was measured: a model dir, or the fallback's description
     tasks: list[TaskRow]
@@ -100,6 +115,7 @@ class BenchmarkResult:
     matmuls: list[MatmulRow]
     step_costs: list[StepCost]
     elapsed_s: float
+    precision: list[PrecisionRow] = field(default_factory=list)  # float32 against bfloat16 weights
 
 
 # ---------------------------------------------------------------------------------------------
@@ -166,10 +182,21 @@ def bench_tasks(pipe, *, repeats: int = 3, warmup: int = 1, clip: np.ndarray | N
     ``take_judge_at`` / ``take_judge_steps`` say, and (``_full``) every take finished and captioned
     at the defaults — at the pipeline's default steps and guidance (seed 0). The first warm-up call
     also counts forwards."""
+    rows = []
+    for name, fn in _task_calls(pipe, clip).items():
+        calls = _count_calls(pipe.transformer, fn)
+        timing = time_call(fn, repeats=repeats, warmup=max(0, warmup - 1), synchronize=_sync(pipe.transformer))
+        logger.info("%s: median %.3f s over %d", name, timing.median_s, repeats)
+        rows.append(TaskRow(name, calls, timing))
+    return rows
+
+
+def _task_calls(pipe, clip: np.ndarray | None = None) -> dict[str, Callable[[], object]]:
+    """The calls ``bench_tasks`` times, by task name, on the example clip (or ``clip``)."""
     shapes = example(pipe)
     clip = shapes.frames if clip is None else clip
     source = shapes.caption  # what the example clip shows (for another clip it only sets the text's length)
-    tasks: dict[str, Callable[[], object]] = {
+    return {
         "generate": lambda: pipe.generate(PROMPT, seed=0),
         "caption": lambda: pipe.caption(clip, seed=0),
         "edit": lambda: pipe.edit(clip, EDITED_PROMPT, seed=0),
@@ -180,12 +207,29 @@ def bench_tasks(pipe, *, repeats: int = 3, warmup: int = 1, clip: np.ndarray | N
         f"generate_best_of_{BEST_OF}_full": lambda: pipe.generate(PROMPT, seed=0, best_of=BEST_OF, judge_at=1.0,
                                                                    judge_steps=0),
     }
+
+
+PRECISION_TASKS = ("generate", "caption", "edit", "edit_keep_rest")
+
+
+def bench_precision(pipe, *, repeats: int = 3, warmup: int = 1) -> list[PrecisionRow]:
+    """generate, caption, edit and edit_keep_rest at their defaults with the denoiser's weights as
+    loaded (float32) and in bfloat16 — a copy cast as ``--dtype bfloat16`` casts it (norms,
+    modulation tables and timestep embedder kept float32) — the two called in turn."""
+    from ..models.wan_loading import cast_keeping_fp32_modules
+
+    if pipe.transformer.dtype != torch.float32:
+        raise ValueError(f"bench_precision compares with float32 weights; this pipeline's are {pipe.transformer.dtype}.")
+    low = copy.deepcopy(pipe)
+    cast_keeping_fp32_modules(low.transformer, torch.bfloat16)
+    full_calls, low_calls = _task_calls(pipe), _task_calls(low)
     rows = []
-    for name, fn in tasks.items():
-        calls = _count_calls(pipe.transformer, fn)
-        timing = time_call(fn, repeats=repeats, warmup=max(0, warmup - 1), synchronize=_sync(pipe.transformer))
-        logger.info("%s: median %.3f s over %d", name, timing.median_s, repeats)
-        rows.append(TaskRow(name, calls, timing))
+    for name in PRECISION_TASKS:
+        timings = time_interleaved({"float32": full_calls[name], "bfloat16": low_calls[name]}, repeats=repeats,
+                                   warmup=warmup, synchronize=_sync(pipe.transformer))
+        logger.info("%s: float32 %.3f s, bfloat16 %.3f s", name, timings["float32"].median_s,
+                    timings["bfloat16"].median_s)
+        rows.append(PrecisionRow(name, timings["float32"], timings["bfloat16"]))
     return rows
 
 
@@ -347,4 +391,5 @@ def run_benchmarks(
         device=pipe.transformer.device,
     )
     tasks = bench_tasks(pipe, repeats=repeats, warmup=warmup)
-    return BenchmarkResult(model, tasks, forwards, matmuls, step_costs, time.perf_counter() - start)
+    precision = bench_precision(pipe, repeats=repeats, warmup=warmup)
+    return BenchmarkResult(model, tasks, forwards, matmuls, step_costs, time.perf_counter() - start, precision)

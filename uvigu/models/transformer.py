@@ -243,7 +243,8 @@ class UniViGUTransformer3DModel(ModelMixin, ConfigMixin):
 
     _supports_gradient_checkpointing = True
     _no_split_modules = ["UniViGUBlock"]
-    _keep_in_fp32_modules = ["time_embedder", "scale_shift_table", "norm1", "norm2", "norm3"]
+    # Wan's, and the text stream's modulation table beside the video's (diffusers matches whole name parts)
+    _keep_in_fp32_modules = ["time_embedder", "scale_shift_table", "scale_shift_table_t", "norm1", "norm2", "norm3"]
 
     @register_to_config
     def __init__(
