@@ -3,8 +3,8 @@
 
 Every flag has an environment variable alternative (for Hugging Face Spaces and containers):
 ``UVIGU_MODEL``, ``GRADIO_SERVER_NAME``, ``GRADIO_SERVER_PORT``, ``UVIGU_DATA_DIR``,
-``GRADIO_SHARE``, ``UVIGU_DEVICE``, ``UVIGU_DTYPE``; and ``UVIGU_SESSION_MAX_AGE_DAYS`` for how long unused sessions are
-kept.
+``GRADIO_SHARE``, ``UVIGU_DEVICE``, ``UVIGU_DTYPE``; and ``UVIGU_SESSION_MAX_AGE_DAYS`` for how long
+unused sessions are kept.
 """
 
 from __future__ import annotations
@@ -48,8 +48,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                         help="where the model runs: auto (the GPU when torch sees one, except on ZeroGPU; else the "
                         "CPU), cpu, cuda or cuda:N [env UVIGU_DEVICE; default: %(default)s]")
     parser.add_argument("--dtype", default=env.get("UVIGU_DTYPE", "float32"),
-                        help="precision of the denoiser's weights: float32 or bfloat16 (faster on CPUs with bf16 "
-                        "units and on GPUs; docs/BENCHMARKS.md) [env UVIGU_DTYPE; default: %(default)s]")
+                        help="precision of the denoiser's weights: float32 or bfloat16 (its norms and modulation "
+                        "stay float32; docs/BENCHMARKS.md times both) [env UVIGU_DTYPE; default: %(default)s]")
     parser.add_argument("--session-max-age-days", type=float,
                         default=float(env.get("UVIGU_SESSION_MAX_AGE_DAYS", "30")),
                         help="delete sessions unused for this long [env UVIGU_SESSION_MAX_AGE_DAYS]")

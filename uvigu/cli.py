@@ -166,8 +166,8 @@ def _add_checkpoint_arguments(p: argparse.ArgumentParser) -> None:
                    help="where the model runs: auto (the GPU when torch sees one, else the CPU), cpu, cuda or "
                    "cuda:N [%(default)s]")
     p.add_argument("--dtype", default="float32",
-                   help="precision of the denoiser's weights: float32 or bfloat16 (faster on CPUs with bf16 units "
-                   "and on GPUs; docs/BENCHMARKS.md) [%(default)s]")
+                   help="precision of the denoiser's weights: float32 or bfloat16 (its norms and modulation stay "
+                   "float32; docs/BENCHMARKS.md times both) [%(default)s]")
 
 
 def _add_model_arguments(p: argparse.ArgumentParser) -> None:
@@ -400,8 +400,9 @@ def add_eval_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--num", type=int, default=200, help="main-set clips (training distribution) [%(default)s]")
     p.add_argument("--num-heldout", type=int, default=100, help="clips with held-out colour–shape pairs [%(default)s]")
     p.add_argument("--examples", type=int, default=2, help="clips per set shown as strips [%(default)s]")
-    p.add_argument("--notes", default=None, help="a markdown file included in the report under 'Notes' (notes written below the "
-                   "end-of-report marker of an existing report are kept without it)")
+    p.add_argument("--notes", default=None,
+                   help="a markdown file included in the report under 'Notes' (notes written below the end-of-report "
+                   "marker of an existing report are kept without it)")
     p.add_argument("--out", default="docs/EVAL.md", help="report to write [%(default)s]")
     p.set_defaults(func=run_eval)
 

@@ -29,6 +29,7 @@ from .timing import Timing, time_call
 
 __all__ = [
     "BenchmarkResult", "ForwardRow", "ForwardShape", "MatmulRow", "PrecisionRow", "StepCost", "TaskRow", "Timing",
-    "bench_forwards", "bench_matmuls", "bench_precision", "bench_tasks", "count_flops", "format_markdown", "load_benchmark_pipeline",
-    "machine_info", "plain_wan_like", "run_benchmarks", "time_call", "transformer_flops", "video_tokens", "write_section",
+    "bench_forwards", "bench_matmuls", "bench_precision", "bench_tasks", "count_flops", "format_markdown",
+    "load_benchmark_pipeline", "machine_info", "plain_wan_like", "run_benchmarks", "time_call", "transformer_flops",
+    "video_tokens", "write_section",
 ]
