@@ -31,6 +31,10 @@ TAKE_OUTPUTS = ("take_title", "video", "caption", "unknown", "critique", "edited
 HISTORY_OUTPUTS = ("gallery", "timeline")
 # The trajectory tab: step slider, step description, step clip, step text.
 TRAJECTORY_OUTPUTS = ("traj_slider", "traj_info", "traj_video", "traj_text")
+# Deleting takes asks first: the open take's confirmation (Studio tab: panel, question), every
+# take's (History tab: panel, question), and the ids the shown question is about.
+CONFIRM_OUTPUTS = ("delete_take_panel", "delete_take_question", "delete_all_panel", "delete_all_question",
+                   "delete_target")
 
 _MARKDOWN_SYNTAX = re.compile(r"([\\`*_{}\[\]<>#|~!])")
 
@@ -206,6 +210,59 @@ class Handlers:
         else:
             length = f"{tokens} / {limit} tokens"
         return _unknown_warning(unknown) + length
+
+    # -- deleting takes --------------------------------------------------------------------
+
+    @user_errors
+    def ask_delete_take(self, current: str | None, token: str | None) -> tuple:
+        """Take → Delete take…: show the Studio tab's question about the open take."""
+        if not current:
+            raise ValueError("There is no take to delete.")
+        take = self.studio.take(token, current)
+        children = sum(t.parent_id == take.id for t in self.studio.takes(token))
+        made_from = (f" The {children} take{'s' if children > 1 else ''} made from it "
+                     f"{'stay' if children > 1 else 'stays'}." if children else "")
+        question = (f"**Delete take #{take.seq}**, its clip, caption and critique? This cannot be undone "
+                    f"(**Export session** in the History tab keeps a copy).{made_from}")
+        return gr.Column(visible=True), question, gr.Column(visible=False), "", [take.id]
+
+    @user_errors
+    def ask_delete_all(self, token: str | None) -> tuple:
+        """History → Delete all takes…: show the History tab's question about every take there is
+        now (a take made after the question is not deleted with them)."""
+        takes = self.studio.takes(token) if self.studio.has_session(token) else []
+        if not takes:
+            raise ValueError("This session has no takes to delete.")
+        n = len(takes)
+        question = (f"**Delete all {n} take{'s' if n > 1 else ''}** of this session, with their clips, captions "
+                    "and critiques? This cannot be undone; **Export session** first to keep a copy.")
+        return gr.Column(visible=False), "", gr.Column(visible=True), question, [t.id for t in takes]
+
+    @staticmethod
+    def cancel_delete() -> tuple:
+        return gr.Column(visible=False), "", gr.Column(visible=False), "", None
+
+    @user_errors
+    def delete(self, target: list[str] | None, current: str | None, token: str | None) -> tuple:
+        """Confirmed: delete the takes the question named. The open take stays open unless it was
+        one of them; then the take before it opens (else the one after, else none). Returns take
+        panel, history, trajectory, and the confirmations hidden."""
+        takes = self.studio.takes(token) if self.studio.has_session(token) else []
+        doomed = set(target or ()) & {t.id for t in takes}
+        if not doomed:
+            raise ValueError("Those takes are no longer in this session.")
+        n = self.studio.delete_takes(token, [t.id for t in takes if t.id in doomed])
+        gr.Info(f"Take #{next(t.seq for t in takes if t.id in doomed)} deleted." if n == 1
+                else f"Deleted {n} takes.")
+        rest = [t for t in takes if t.id not in doomed]
+        at = next((i for i, t in enumerate(takes) if t.id == current), len(takes))
+        before = [t for t in takes[:at] if t.id not in doomed]
+        after = [t for t in takes[at:] if t.id not in doomed]
+        shown = (after[0] if after and after[0].id == current else before[-1] if before
+                 else after[0] if after else None)
+        take_view = self._take_view(token, shown) if shown is not None else self._empty_take()
+        return (*take_view, *self._history_view(token, rest), *self._trajectory_view(token),
+                *self.cancel_delete())
 
     # -- history ---------------------------------------------------------------------------
 
@@ -408,7 +465,8 @@ def _timeline(takes: list[Take]) -> str:
     numbers = {take.id: take.seq for take in takes}
     lines = []
     for take in reversed(takes):
-        parent = f" from #{numbers[take.parent_id]}" if take.parent_id in numbers else ""
+        parent = (f" from #{numbers[take.parent_id]}" if take.parent_id in numbers
+                  else " from a deleted take" if take.parent_id else "")
         kept = ", keeping the rest" if take.settings.get("keep_rest") else ""
         tries = take.settings.get("tries") or []
         best = f", best of {len(tries)} tries" if tries else ""

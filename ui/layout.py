@@ -8,7 +8,7 @@ from typing import Any
 import gradio as gr
 
 from ui import text
-from ui.handlers import HISTORY_OUTPUTS, TAKE_OUTPUTS, TRAJECTORY_OUTPUTS, Handlers
+from ui.handlers import CONFIRM_OUTPUTS, HISTORY_OUTPUTS, TAKE_OUTPUTS, TRAJECTORY_OUTPUTS, Handlers
 from uvigu.studio import Studio
 
 SESSION_STORAGE_KEY = "uvigu-studio-session"
@@ -99,7 +99,18 @@ def build_demo(studio: Studio, gpu: Callable[[Callable], Callable] | None = None
                             label="Your critique (saved with the take)", lines=2,
                             max_length=settings.max_critique_chars, elem_id="critique",
                         )
-                        save_critique_btn = gr.Button("Save critique", size="sm", elem_id="save-critique-btn")
+                        with gr.Row():
+                            save_critique_btn = gr.Button("Save critique", size="sm", elem_id="save-critique-btn")
+                            delete_take_btn = gr.Button("Delete take…", size="sm", elem_id="delete-take-btn")
+                        ui["delete_take_panel"] = gr.Column(visible=False, variant="panel", elem_id="delete-take-panel")
+                        with ui["delete_take_panel"]:
+                            ui["delete_take_question"] = gr.Markdown(padding=True)
+                            with gr.Row():
+                                confirm_delete_take_btn = gr.Button(
+                                    "Delete", variant="stop", size="sm", elem_id="confirm-delete-take-btn"
+                                )
+                                cancel_delete_take_btn = gr.Button("Keep it", size="sm")
+                        ui["delete_target"] = gr.State(None)
                         ui["edited"] = gr.Textbox(
                             label="Edited caption: the prompt for the next take", lines=2,
                             max_length=settings.max_prompt_chars, elem_id="edited-caption",
@@ -131,12 +142,22 @@ def build_demo(studio: Studio, gpu: Callable[[Callable], Callable] | None = None
                     elem_id="history-gallery",
                 )
                 with gr.Row():
-                    export_btn = gr.Button("Export session (.zip)", elem_id="export-btn")
+                    with gr.Column():
+                        export_btn = gr.Button("Export session (.zip)", elem_id="export-btn")
+                        delete_all_btn = gr.Button("Delete all takes…", size="sm", elem_id="delete-all-btn")
                     export_file = gr.File(label="Session export", elem_id="export-file")
                     import_file = gr.File(
                         label="Import a session export (.zip)", file_types=[".zip"], type="filepath",
                         elem_id="import-file",
                     )
+                ui["delete_all_panel"] = gr.Column(visible=False, variant="panel", elem_id="delete-all-panel")
+                with ui["delete_all_panel"]:
+                    ui["delete_all_question"] = gr.Markdown(padding=True)
+                    with gr.Row():
+                        confirm_delete_all_btn = gr.Button(
+                            "Delete all", variant="stop", size="sm", elem_id="confirm-delete-all-btn"
+                        )
+                        cancel_delete_all_btn = gr.Button("Keep them", size="sm")
                 ui["timeline"] = gr.Markdown(elem_id="history-timeline")
             with gr.Tab("Understand", id="understand"):
                 gr.Markdown(text.UNDERSTAND_HELP)
@@ -179,6 +200,7 @@ def build_demo(studio: Studio, gpu: Callable[[Callable], Callable] | None = None
         take = [ui[name] for name in TAKE_OUTPUTS]
         history = [ui[name] for name in HISTORY_OUTPUTS]
         trajectory = [ui[name] for name in TRAJECTORY_OUTPUTS]
+        confirms = [ui[name] for name in CONFIRM_OUTPUTS]
         private = {"api_visibility": "private"}
 
         demo.load(handlers.restore, [token], [token, *take, *history], **private)
@@ -209,6 +231,14 @@ def build_demo(studio: Studio, gpu: Callable[[Callable], Callable] | None = None
         )
         ui["gallery"].select(handlers.open_take, [token], take, **private)
         export_btn.click(handlers.export, [token], [export_file], **private)
+        delete_take_btn.click(handlers.ask_delete_take, [ui["current"], token], confirms, **private)
+        delete_all_btn.click(handlers.ask_delete_all, [token], confirms, **private)
+        for cancel in (cancel_delete_take_btn, cancel_delete_all_btn):
+            cancel.click(handlers.cancel_delete, None, confirms, **QUICK, **private)
+        gr.on(
+            [confirm_delete_take_btn.click, confirm_delete_all_btn.click], handlers.delete,
+            [ui["delete_target"], ui["current"], token], [*take, *history, *trajectory, *confirms], **private,
+        )
         import_file.upload(
             handlers.import_session, [import_file, token], [token, *take, *history, import_file], **private
         )

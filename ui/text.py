@@ -25,7 +25,8 @@ HISTORY_HELP = """\
 Click a take to open it in the Studio tab, then edit or branch from it. **Export** saves the
 session as a zip (clips, frames and every take's prompt, caption and critique); **Import** adds the
 takes of such a zip to this session — to move your work to another browser or studio, or to keep
-it when the studio's storage is wiped.
+it when the studio's storage is wiped. **Delete all takes…** empties the session (it asks first;
+*Delete take…* in the Studio tab removes only the open take).
 """
 
 EXAMPLE_PROMPTS = [

@@ -239,6 +239,64 @@ def test_a_session_exported_in_one_browser_is_imported_in_another(studio_app, br
         context.close()
 
 
+def test_takes_are_deleted_only_after_asking(studio_app, browser):
+    url, studio = studio_app
+    token = studio.new_session()  # takes made directly for speed, then imported into the page's session
+    root = studio.submit_generate(token, "a red circle moving right", seed=1, num_inference_steps=2).result(60)
+    studio.submit_edit(token, root.id, "a green circle moving right", seed=1, num_inference_steps=2).result(60)
+    studio.submit_generate(token, "a blue square moving up", seed=2, num_inference_steps=2).result(60)
+    export = studio.export_session(token)
+
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    page = context.new_page()
+    page.set_default_timeout(60_000)
+    try:
+        page.goto(url)
+        page.locator("#take-title", has_text="No take yet").wait_for()
+        page.get_by_role("tab", name="History").click()
+        page.locator("#import-file input[type=file]").set_input_files(str(export))
+        page.locator("#history-gallery img").nth(2).wait_for()
+        gallery = page.locator("#history-gallery img")
+        timeline = page.locator("#history-timeline")
+
+        # The open take (#3): asked first; "Keep it" deletes nothing.
+        page.get_by_role("tab", name="Studio").click()
+        page.locator("#take-title", has_text="Take #3").wait_for()
+        page.locator("#delete-take-btn").click()
+        page.locator("#delete-take-panel", has_text="Delete take #3").wait_for()
+        page.get_by_role("button", name="Keep it").click()
+        page.locator("#delete-take-panel").wait_for(state="hidden")
+        assert gallery.count() == 3
+
+        # Take #1, opened from History, deleted: its edit stays, "from a deleted take".
+        page.get_by_role("tab", name="History").click()
+        gallery.nth(0).click()
+        page.get_by_role("tab", name="Studio").click()
+        page.locator("#take-title", has_text="Take #1").wait_for()
+        page.locator("#delete-take-btn").click()
+        page.locator("#delete-take-panel", has_text="The 1 take made from it stays.").wait_for()
+        shot(page, "09-delete-take")
+        page.locator("#confirm-delete-take-btn").click()
+        page.locator("#take-title", has_text="Take #2").wait_for()  # no take before it: the one after opens
+        page.locator("#delete-take-panel").wait_for(state="hidden")
+        page.get_by_role("tab", name="History").click()
+        timeline.get_by_text("regenerated with edits from a deleted take").wait_for()
+        assert gallery.count() == 2 and "#1 ·" not in timeline.inner_text()
+
+        # Every take, from the History tab.
+        page.locator("#delete-all-btn").click()
+        page.locator("#delete-all-panel", has_text="Delete all 2 takes").wait_for()
+        shot(page, "10-delete-all")
+        page.locator("#confirm-delete-all-btn").click()
+        timeline.get_by_text("No takes yet.").wait_for()
+        assert gallery.count() == 0
+        page.get_by_role("tab", name="Studio").click()
+        page.locator("#take-title", has_text="No take yet").wait_for()
+        assert len(studio.takes(token)) == 3  # the other session's takes are untouched
+    finally:
+        context.close()
+
+
 def type_into_slider(page, elem_id, value, tries=3):
     """Type ``value`` into a slider's number box, as a user does, until the slider reads it back.
 

@@ -539,6 +539,118 @@ def test_critique_and_takes_per_session_are_limited(make_studio):
         studio.submit_generate(token, "a blue circle")
 
 
+def test_deleting_a_take_removes_its_record_and_files_and_keeps_its_children(make_studio):
+    studio = make_studio()
+    token = studio.new_session()
+    root = generate(studio, token, seed=1)
+    child = studio.submit_edit(token, root.id, "a green circle moves right", seed=2).result(timeout=30)
+    other = generate(studio, token, seed=3)
+    sid = studio._sid(token)
+    folder = studio.store.take_dir(sid, root.id)
+    assert folder.is_dir()
+    assert studio.delete_takes(token, [root.id]) == 1
+    assert [t.id for t in studio.takes(token)] == [child.id, other.id]
+    assert not folder.exists()
+    assert studio.take(token, child.id).parent_id == root.id  # kept, with a parent no longer there
+    with pytest.raises(ValueError, match="No such take"):
+        studio.clip_path(token, root.id)
+    # Its children are still edited and exported as any take.
+    studio.submit_edit(token, child.id, "a blue circle moves right", seed=4).result(timeout=30)
+    with zipfile.ZipFile(studio.export_session(token)) as archive:
+        record = json.loads(archive.read("takes.json"))
+    assert [t["seq"] for t in record["takes"]] == [2, 3, 4]
+
+
+def test_deleting_takes_frees_room_in_a_full_session(make_studio):
+    studio = make_studio(max_takes_per_session=2)
+    token = studio.new_session()
+    first, second = generate(studio, token), generate(studio, token)
+    with pytest.raises(ValueError, match="limit of 2 takes; export it to keep a copy and delete takes"):
+        studio.submit_generate(token, "a blue circle")
+    assert studio.delete_takes(token) == 2  # every take
+    assert studio.takes(token) == []
+    assert not list((studio.store.session_dir(studio._sid(token)) / "takes").iterdir())
+    assert generate(studio, token).seq == 1
+
+
+def test_deleting_a_take_of_another_session_or_an_unknown_one_is_refused(make_studio):
+    studio = make_studio()
+    mine, theirs = studio.new_session(), studio.new_session()
+    take = generate(studio, theirs)
+    kept = generate(studio, mine)
+    for ids in ([take.id], [kept.id, take.id], ["0" * 16]):
+        with pytest.raises(ValueError, match="No such take in this session"):
+            studio.delete_takes(mine, ids)
+    assert [t.id for t in studio.takes(mine)] == [kept.id]  # nothing deleted when one id is wrong
+    assert studio.take(theirs, take.id) == take
+
+
+def test_takes_are_not_deleted_while_one_is_being_made(make_studio):
+    started, release = threading.Event(), threading.Event()
+
+    def step(kind, index):
+        started.set()
+        release.wait(10)
+
+    studio = make_studio(FakePipeline(on_step=step))
+    token = studio.new_session()
+    release.set()
+    take = generate(studio, token)
+    release.clear()
+    started.clear()
+    job = studio.submit_generate(token, "a blue circle")
+    assert started.wait(10)
+    with pytest.raises(ValueError, match="still being made; wait for it"):
+        studio.delete_takes(token, [take.id])
+    release.set()
+    job.result(timeout=30)
+    assert studio.delete_takes(token, [take.id]) == 1
+
+
+def test_an_edit_waiting_in_the_queue_survives_the_deletion_of_its_take(make_studio):
+    studio = make_studio()
+    token = studio.new_session()
+    take = generate(studio, token, seed=1)
+    source = np.load(studio.store.take_file(studio._sid(token), take.id, "frames.npy"))
+    studio.jobs.unfinished = lambda owner: 0  # the check is passed: the edit is queued, not yet run
+    worker = threading.Lock()
+    with worker:
+        studio.jobs.submit("someone else", lambda job: worker.acquire() and worker.release())
+        edit = studio.submit_edit(token, take.id, "a green circle moves right", strength=0.5, seed=2)
+        studio.delete_takes(token, [take.id])
+    child = edit.result(timeout=30)
+    expected = studio.pipe.edit(source, "a green circle moves right", strength=0.5, seed=2).frames
+    assert np.array_equal(np.load(studio.store.take_file(studio._sid(token), child.id, "frames.npy")), expected)
+
+
+def test_deleting_the_take_of_the_last_run_forgets_its_trajectory(make_studio):
+    studio = make_studio()
+    token = studio.new_session()
+    older = generate(studio, token, num_inference_steps=2)
+    newer = generate(studio, token, num_inference_steps=2)
+    studio.trajectory_clip(token, 0)
+    studio.delete_takes(token, [older.id])
+    assert studio.trajectory(token).take_id == newer.id
+    studio.delete_takes(token, [newer.id])
+    assert studio.trajectory(token) is None
+    assert not (studio.store.session_dir(studio._sid(token)) / "trajectory").exists()
+
+
+def test_a_crash_between_deleting_the_record_and_the_files_is_mended_on_restart(make_studio, monkeypatch):
+    studio = make_studio()
+    token = studio.new_session()
+    take, kept = generate(studio, token), generate(studio, token)
+    sid = studio._sid(token)
+    monkeypatch.setattr("uvigu.studio.store.shutil.rmtree", lambda *a, **k: None)  # killed before the files go
+    studio.delete_takes(token, [take.id])
+    monkeypatch.undo()
+    assert studio.store.take_dir(sid, take.id).is_dir()
+    studio.close()
+    reopened = make_studio()
+    assert [t.id for t in reopened.takes(token)] == [kept.id]
+    assert not reopened.store.take_dir(sid, take.id).exists()
+
+
 def test_cleanup_removes_only_old_sessions(make_studio):
     studio = make_studio()
     old, new = studio.new_session(), studio.new_session()

@@ -6,7 +6,7 @@ from types import SimpleNamespace
 import gradio as gr
 import pytest
 
-from ui.handlers import HISTORY_OUTPUTS, TAKE_OUTPUTS, TRAJECTORY_OUTPUTS, Handlers, _timeline
+from ui.handlers import CONFIRM_OUTPUTS, HISTORY_OUTPUTS, TAKE_OUTPUTS, TRAJECTORY_OUTPUTS, Handlers, _timeline
 from uvigu import Cancelled
 from uvigu.studio import ProgressEvent, StudioBusy, Take
 
@@ -72,6 +72,15 @@ class FakeStudio:
 
     def set_critique(self, token, take_id, critique):
         self.calls.append(("set_critique", take_id, critique))
+
+    def has_session(self, token):
+        return token == "tok"
+
+    def delete_takes(self, token, take_ids=None):
+        ids = [t.id for t in self.takes_] if take_ids is None else take_ids
+        self.calls.append(("delete", token, list(ids)))
+        self.takes_ = [t for t in self.takes_ if t.id not in ids]
+        return len(ids)
 
     def export_session(self, token):
         return "/exports/session.zip"
@@ -403,3 +412,76 @@ def test_api_generate_returns_clip_caption_and_seed(studio):
     clip, caption, seed, token = Handlers(studio).api_generate("a red circle", -1, 4, 3.0, None, None)
     assert (clip, caption, seed) == (f"/clips/{take.id}.mp4", take.caption, 42)
     assert studio.calls[0][2]["seed"] is None
+
+
+# -- deleting takes ----------------------------------------------------------------------------
+
+DELETE_OUTPUTS = TAKE_OUTPUTS + HISTORY_OUTPUTS + TRAJECTORY_OUTPUTS + CONFIRM_OUTPUTS
+
+
+def test_deleting_the_open_take_asks_first_then_opens_the_take_before_it(studio, monkeypatch):
+    infos = []
+    monkeypatch.setattr(gr, "Info", infos.append)
+    one, two, three = make_take(1), make_take(2, mode="edit", parent_id=make_take(1).id), make_take(3)
+    studio.takes_ = [one, two, three]
+    handlers = Handlers(studio)
+    asked = dict(zip(CONFIRM_OUTPUTS, handlers.ask_delete_take(one.id, "tok")))
+    assert asked["delete_take_panel"].visible is True and asked["delete_all_panel"].visible is False
+    assert "Delete take #1" in asked["delete_take_question"]
+    assert "The 1 take made from it stays." in asked["delete_take_question"]
+    assert asked["delete_target"] == [one.id] and studio.calls == []  # nothing deleted by asking
+
+    asked = dict(zip(CONFIRM_OUTPUTS, handlers.ask_delete_take(two.id, "tok")))
+    out = dict(zip(DELETE_OUTPUTS, handlers.delete(asked["delete_target"], two.id, "tok")))
+    assert studio.calls == [("delete", "tok", [two.id])] and infos == ["Take #2 deleted."]
+    assert out["current"] == one.id and "Take #1" in out["take_title"]
+    assert [label for _, label in out["gallery"]] == ["#1 · generated", "#3 · generated"]
+    assert out["delete_take_panel"].visible is False and out["delete_target"] is None
+
+    out = dict(zip(DELETE_OUTPUTS, handlers.delete([one.id], one.id, "tok")))
+    assert out["current"] == three.id  # no take before it: the one after opens
+    out = dict(zip(DELETE_OUTPUTS, handlers.delete([three.id], three.id, "tok")))
+    assert out["current"] is None and "No take yet" in out["take_title"] and out["gallery"] == []
+
+
+def test_deleting_another_take_leaves_the_open_one_open(studio, monkeypatch):
+    monkeypatch.setattr(gr, "Info", lambda message: None)
+    studio.takes_ = [make_take(1), make_take(2), make_take(3)]
+    out = dict(zip(DELETE_OUTPUTS, Handlers(studio).delete([make_take(3).id], make_take(1).id, "tok")))
+    assert out["current"] == make_take(1).id
+
+
+def test_delete_all_deletes_the_takes_the_question_counted(studio, monkeypatch):
+    infos = []
+    monkeypatch.setattr(gr, "Info", infos.append)
+    studio.takes_ = [make_take(1), make_take(2)]
+    handlers = Handlers(studio)
+    asked = dict(zip(CONFIRM_OUTPUTS, handlers.ask_delete_all("tok")))
+    assert asked["delete_all_panel"].visible is True and "Delete all 2 takes" in asked["delete_all_question"]
+    studio.takes_.append(make_take(3))  # made while the question was shown: not deleted with them
+    out = dict(zip(DELETE_OUTPUTS, handlers.delete(asked["delete_target"], make_take(2).id, "tok")))
+    assert studio.calls == [("delete", "tok", [make_take(1).id, make_take(2).id])] and infos == ["Deleted 2 takes."]
+    assert out["current"] == make_take(3).id and len(out["gallery"]) == 1
+    assert out["delete_all_panel"].visible is False
+
+
+def test_deleting_says_why_when_there_is_nothing_to_delete(studio):
+    handlers = Handlers(studio)
+    with pytest.raises(gr.Error, match="no take to delete"):
+        handlers.ask_delete_take(None, "tok")
+    with pytest.raises(gr.Error, match="no takes to delete"):
+        handlers.ask_delete_all("tok")
+    with pytest.raises(gr.Error, match="no longer in this session"):
+        handlers.delete([make_take(1).id], None, "tok")  # deleted already (a second click)
+    assert studio.calls == []
+
+
+def test_cancelling_a_deletion_hides_the_question(studio):
+    out = dict(zip(CONFIRM_OUTPUTS, Handlers(studio).cancel_delete()))
+    assert out["delete_take_panel"].visible is False and out["delete_all_panel"].visible is False
+    assert out["delete_target"] is None
+
+
+def test_history_says_when_a_take_was_made_from_a_deleted_one():
+    child = make_take(2, mode="edit", parent_id="f" * 16)
+    assert "**#2** · regenerated with edits from a deleted take · seed 42" in _timeline([child])

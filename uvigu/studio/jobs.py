@@ -153,6 +153,11 @@ class JobQueue:
             job.cancel()
         return len(jobs)
 
+    def unfinished(self, owner: str) -> int:
+        """How many of ``owner``'s jobs are queued or running."""
+        with self._lock:
+            return sum(job.owner == owner for job in self._active)
+
     def position(self, job: Job) -> int:
         """How many jobs run before this one (0 when it is running or done)."""
         with self._lock:

@@ -257,7 +257,8 @@ class Studio:
         plain, 0.9 keeping the rest, since what the captions share is not redrawn)."""
         sid = self._sid(token)
         parent = self.store.get_take(sid, take_id)
-        frames_path = self.store.take_file(sid, take_id, "frames.npy")
+        # Read now, so deleting the take while the edit waits in the queue leaves the edit whole.
+        frames = np.load(self.store.take_file(sid, take_id, "frames.npy"), allow_pickle=False)
         prompt = self._check_text(prompt, "edited caption")
         source_prompt = None
         if keep_rest:
@@ -273,7 +274,7 @@ class Studio:
                     "edit the caption, or untick Keep the rest for a variation."
                 )
         return self._submit_edit(
-            sid, lambda: np.load(frames_path, allow_pickle=False), prompt, parent_id=take_id,
+            sid, frames, prompt, parent_id=take_id,
             notes=(), strength=strength, seed=seed, num_inference_steps=num_inference_steps,
             guidance_scale=guidance_scale, source_prompt=source_prompt, best_of=best_of,
         )
@@ -300,7 +301,7 @@ class Studio:
             source_prompt = self._check_text(source_prompt, "text before the change")
         frames, notes = self.load_upload(video_path)
         return self._submit_edit(
-            sid, lambda: frames, prompt, parent_id=None, notes=tuple(notes), strength=strength,
+            sid, frames, prompt, parent_id=None, notes=tuple(notes), strength=strength,
             seed=seed, num_inference_steps=num_inference_steps, guidance_scale=guidance_scale,
             source_prompt=source_prompt, best_of=best_of,
         )
@@ -308,7 +309,7 @@ class Studio:
     def _submit_edit(
         self,
         sid: str,
-        load: Callable[[], np.ndarray],
+        source: np.ndarray,
         prompt: str,
         *,
         parent_id: str | None,
@@ -332,7 +333,6 @@ class Studio:
         options = {"num_inference_steps": steps, "guidance_scale": guidance}
 
         def work(job: Job[Take]) -> Take:
-            source = load()
             unknown = self.unknown_words(prompt)
             t0 = time.monotonic()
             if best_of > 1:
@@ -469,6 +469,30 @@ class Studio:
                 f"{self.settings.max_critique_chars}."
             )
         return self.store.set_critique(self._sid(token), take_id, critique)
+
+    def delete_takes(self, token: str, take_ids: list[str] | None = None) -> int:
+        """Delete takes of this session (``None``: all of them), with their clips, captions and
+        critiques; takes made from a deleted one are kept. Refused while a take of this session is
+        being made (it may be an edit of one of them). Returns how many were deleted."""
+        sid = self._sid(token)
+        if self.jobs.unfinished(sid):
+            raise ValueError(
+                "A take of this session is still being made; wait for it (or press Stop) before "
+                "deleting takes."
+            )
+        if take_ids is None:
+            take_ids = [take.id for take in self.store.list_takes(sid)]
+        else:
+            for take_id in take_ids:
+                self.store.get_take(sid, take_id)  # "No such take in this session." before any goes
+        deleted = self.store.delete_takes(sid, take_ids)
+        with self._trajectory_lock:
+            trajectory = self._trajectories.get(sid)
+            if trajectory is not None and trajectory.take_id in take_ids:
+                del self._trajectories[sid]  # its steps showed a clip that is gone
+                shutil.rmtree(self.store.session_dir(sid) / "trajectory", ignore_errors=True)
+        logger.info("deleted %d takes of a session", deleted)
+        return deleted
 
     def export_session(self, token: str) -> Path:
         """A zip of the session (``uvigu.studio.archive``): ``takes.json``, and every take's clip
@@ -623,8 +647,8 @@ class Studio:
         limit = self.settings.max_takes_per_session
         if self.store.count_takes(sid) >= limit:
             raise ValueError(
-                f"This session has reached its limit of {limit} takes; export it and start "
-                "a new session."
+                f"This session has reached its limit of {limit} takes; export it to keep a copy "
+                "and delete takes you no longer need (History tab)."
             )
 
     def _check_text(self, text: str | None, what: str) -> str:

@@ -291,6 +291,29 @@ class TakeStore:
             )
         return self.get_take(session_id, take_id)
 
+    def delete_takes(self, session_id: str, take_ids: list[str]) -> int:
+        """Delete takes of a session, their records first and then their folders (a crash between
+        the two leaves folders without records, which :meth:`recover` removes). Takes made from a
+        deleted one keep their records, with a parent that is no longer there. Returns how many
+        were deleted; ids not in the session are ignored."""
+        check_session_id(session_id)
+        ids = [check_take_id(take_id) for take_id in take_ids]
+        if not ids:
+            return 0
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                deleted = self._db.executemany(
+                    "DELETE FROM takes WHERE session_id = ? AND id = ?", [(session_id, i) for i in ids]
+                ).rowcount
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+        for take_id in ids:
+            shutil.rmtree(self.take_dir(session_id, take_id), ignore_errors=True)
+        return deleted
+
     def instance_secret(self) -> str:
         """A random secret made once per data directory (e.g. to encrypt browser-held state),
         so it stays the same across restarts."""
