@@ -184,10 +184,10 @@ def test_a_regeneration_can_keep_the_best_of_several_tries(make_studio):
 
 
 @pytest.mark.parametrize("kwargs, message", [
-    ({"best_of": 0}, "Tries per take must be a whole number from 1 to 4, not 0"),
-    ({"best_of": 5}, "from 1 to 4, not 5"),
-    ({"best_of": 2.5}, "not 2.5"),
-    ({"best_of": True}, "not True"),
+    ({"best_of": 0}, "Tries per take must be a whole number from 1 to 4, got 0"),
+    ({"best_of": 5}, "from 1 to 4, got 5"),
+    ({"best_of": 2.5}, "got 2.5"),
+    ({"best_of": True}, "got True"),
     ({"best_of": 2, "mode": "joint"}, "need the “Generate, then caption” mode"),
 ])
 def test_bad_tries_are_refused_before_queueing(make_studio, kwargs, message):

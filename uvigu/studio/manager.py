@@ -30,6 +30,7 @@ from typing import Any, Protocol
 import numpy as np
 from PIL import Image
 
+from uvigu.inputs import whole_in_range
 from uvigu.studio.archive import ArchivedTake, ArchiveLimits, read_archive, write_archive
 from uvigu.studio.jobs import Job, JobQueue, ProgressEvent
 from uvigu.studio.settings import StudioSettings
@@ -706,9 +707,7 @@ def _whole_number(value: int | float, lo: int, hi: int, what: str) -> int:
     """``value`` as an int from ``lo`` to ``hi`` (a float only when whole, as number boxes send)."""
     if isinstance(value, float) and value.is_integer():
         value = int(value)
-    if not isinstance(value, int) or isinstance(value, bool) or not lo <= value <= hi:
-        raise ValueError(f"{what} must be a whole number from {lo} to {hi}, not {value}.")
-    return value
+    return whole_in_range(value, what, lo, hi)
 
 
 def _session_id(token: str) -> str:
