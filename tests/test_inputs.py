@@ -5,7 +5,10 @@ import numpy as np
 import pytest
 import torch
 
-from uvigu.inputs import CaptionSettings, caption_settings, check_device, check_prompt, check_seed, prepare_video
+from uvigu.inputs import (
+    CaptionSettings, caption_settings, check_device, check_judge_at, check_prompt, check_seed, check_steps,
+    check_strength, prepare_video,
+)
 from uvigu.testing import tiny_pipeline
 
 CONFIG = SimpleNamespace(
@@ -67,6 +70,25 @@ def test_a_seed_is_drawn_when_none_is_given_and_numpy_integers_are_accepted():
     assert check_seed(np.int64(7)) == 7 and isinstance(check_seed(np.int64(7)), int)
     with pytest.raises(ValueError, match="seed"):
         check_seed(-1)
+
+
+@pytest.mark.parametrize("check, value, message", [
+    (lambda v: check_seed(v), True, "seed must be a whole number from 0 to 2147483647, got True"),
+    (lambda v: check_steps(v, 20), True, "num_inference_steps must be a whole number from 1 to 1000, got True"),
+    (lambda v: check_steps(v, 20), 2.5, "num_inference_steps must be a whole number"),
+    (check_strength, True, r"strength must be in \(0, 1\], got True"),
+    (check_strength, 0.0, r"strength must be in \(0, 1\], got 0.0"),
+    (check_judge_at, 1.5, r"judge_at must be in \(0, 1\] \(the share of a take's steps"),
+])
+def test_a_flag_or_an_out_of_range_value_is_not_taken_for_a_number(check, value, message):
+    with pytest.raises(ValueError, match=message):
+        check(value)
+
+
+def test_numbers_in_range_come_back_as_python_numbers():
+    assert check_steps(np.int32(12), 20) == 12 and check_steps(None, 20) == 20
+    assert check_strength(np.float32(0.5)) == 0.5 and type(check_strength(np.float32(0.5))) is float
+    assert check_judge_at(1) == 1.0
 
 
 def test_a_clip_is_brought_to_the_model_size_with_notes():

@@ -66,10 +66,7 @@ def check_guidance(guidance: float | None, default: float, name: str = "guidance
 
 
 def check_steps(steps: int | None, default: int) -> int:
-    steps = default if steps is None else steps
-    if not isinstance(steps, (int, np.integer)) or not 1 <= steps <= MAX_STEPS:
-        raise ValueError(f"num_inference_steps must be a whole number from 1 to {MAX_STEPS}, got {steps!r}.")
-    return int(steps)
+    return whole_in_range(default if steps is None else steps, "num_inference_steps", 1, MAX_STEPS)
 
 
 def check_best_of(best_of: int) -> int:
@@ -80,10 +77,7 @@ def check_best_of(best_of: int) -> int:
 def check_judge_at(judge_at: float) -> float:
     """The share of a take's denoising steps after which best-of-N judges it, in (0, 1] (1: the
     finished take)."""
-    if isinstance(judge_at, bool) or not isinstance(judge_at, (int, float)) or not 0.0 < judge_at <= 1.0:
-        raise ValueError(f"judge_at must be in (0, 1] (the share of a take's steps made before it is judged), "
-                         f"got {judge_at!r}.")
-    return float(judge_at)
+    return share_of_one(judge_at, "judge_at", " (the share of a take's steps made before it is judged)")
 
 
 def check_judge_steps(judge_steps: int) -> int:
@@ -94,18 +88,14 @@ def check_judge_steps(judge_steps: int) -> int:
 
 def check_strength(strength: float) -> float:
     """An edit's start level, in (0, 1]."""
-    if not isinstance(strength, (int, float)) or not 0.0 < strength <= 1.0:
-        raise ValueError(f"strength must be in (0, 1], got {strength}.")
-    return float(strength)
+    return share_of_one(strength, "strength")
 
 
 def check_seed(seed: int | None) -> int:
     """``seed``, or a fresh random one when it is None (the result reports it, so a take can be redone)."""
     if seed is None:
         return secrets.randbelow(MAX_SEED + 1)
-    if not isinstance(seed, (int, np.integer)) or not 0 <= seed <= MAX_SEED:
-        raise ValueError(f"seed must be a whole number from 0 to {MAX_SEED}, got {seed!r}.")
-    return int(seed)
+    return whole_in_range(seed, "seed", 0, MAX_SEED)
 
 
 @dataclass(frozen=True)
@@ -229,6 +219,15 @@ def whole_in_range(value, name: str, low: int, high: int, what: str = "a whole n
     if not whole or not low <= value <= high:
         raise ValueError(f"{name} must be {what} from {low} to {high}, got {value!r}.")
     return int(value)
+
+
+def share_of_one(value, name: str, meaning: str = "") -> float:
+    """``value`` as a float when it is a number (not a bool) in (0, 1]; else a ValueError naming it
+    (and saying what it means, when given)."""
+    number = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
+    if not number or not 0.0 < value <= 1.0:
+        raise ValueError(f"{name} must be in (0, 1]{meaning}, got {value!r}.")
+    return float(value)
 
 
 def number_in_range(value, name: str, low: float, high: float, what: str = "a number") -> float:
