@@ -127,16 +127,16 @@ def test_where_and_how_takes_are_judged_reach_the_pipeline(model_dir, tmp_path, 
     seen = []
 
     def recording(self, prompt, **kwargs):
-        seen.append({k: kwargs[k] for k in ("best_of", "judge_at", "judge_steps")})
+        seen.append({k: kwargs[k] for k in ("best_of", "judge_at", "judge_steps", "read_guidance")})
         return original(self, prompt, **kwargs)
 
     original = UniViGUPipeline.generate
     monkeypatch.setattr(UniViGUPipeline, "generate", recording)
     args = ["generate", "a red circle", "--model", str(model_dir), "--steps", "2", "--out", str(tmp_path / "c.mp4")]
-    assert main([*args, "--best-of", "2", "--judge-at", "0.5", "--judge-steps", "3"]) == 0
+    assert main([*args, "--best-of", "2", "--judge-at", "0.5", "--judge-steps", "3", "--read-guidance", "2"]) == 0
     assert main([*args, "--best-of", "2"]) == 0
-    assert seen == [{"best_of": 2, "judge_at": 0.5, "judge_steps": 3},
-                    {"best_of": 2, "judge_at": None, "judge_steps": None}]  # None: the model's settings
+    assert seen == [{"best_of": 2, "judge_at": 0.5, "judge_steps": 3, "read_guidance": 2.0},
+                    {"best_of": 2, "judge_at": None, "judge_steps": None, "read_guidance": None}]  # the model's
     assert capsys.readouterr().out.count("<- kept") == 2
 
 
@@ -168,6 +168,8 @@ def test_the_caption_options_reach_the_pipeline(model_dir, tmp_path, capsys, mon
         (["generate", "a red circle", "--steps", "0"], "num_inference_steps"),
         (["generate", "a red circle", "--best-of", "0"], "best_of must be a whole number of takes from 1 to 16"),
         (["generate", "a red circle", "--best-of", "2", "--joint"], "--best-of judges each take by its own caption"),
+        (["generate", "a red circle", "--read-guidance", "2", "--joint"], "--read-guidance steers a clip by reading"),
+        (["generate", "a red circle", "--read-guidance", "-2"], "read_guidance must be between 0 and 30"),
         (["caption", "missing.mp4"], "missing.mp4"),
         (["caption", "missing.mp4", "--temperature", "-1"], "temperature"),
         (["caption", "missing.mp4", "--reread", "-1"], "reread"),

@@ -1,6 +1,6 @@
 import pytest
 
-from uvigu.judge import JUDGES, get_judge, shapes_judge, words_judge
+from uvigu.judge import JUDGES, get_judge, prompt_words, shapes_judge, words_judge
 
 
 def test_words_judge_counts_the_prompts_distinct_words_the_caption_repeats():
@@ -46,3 +46,13 @@ def test_get_judge_by_name_or_callable():
     assert get_judge(mine) is mine
     with pytest.raises(ValueError, match="take_judge must be one of words, shapes"):
         get_judge("vibes")
+
+
+def test_prompt_words_are_what_the_judge_reads_and_the_directions_it_must_not():
+    assert prompt_words("shapes", "a red circle moving left and a small blue square staying still") == (
+        ["red", "circle", "left", "blue", "square", "still"], ["right"])
+    # two objects going opposite ways: each direction is wanted, so neither is unwanted
+    assert prompt_words("shapes", "a red circle moving left and a blue square moving right") == (
+        ["red", "circle", "left", "blue", "square", "right"], [])
+    assert prompt_words("shapes", "something shiny") == (["shiny", "something"], [])  # no object: words
+    assert prompt_words("words", "A red circle, moving up") == (["a", "circle", "moving", "red", "up"], [])

@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from uvigu import Cancelled, UniViGUPipeline
+from uvigu.pipeline import READ_GUIDANCE_SIGMAS, ReadGuidance
 from uvigu.data.shapes import ShapesConfig, make_example, shapes_vocabulary
 from uvigu.judge import JUDGES
 from uvigu.models.autoencoder import reconstruction_loss
@@ -568,6 +569,57 @@ def test_where_and_how_takes_are_judged_are_settings_of_the_saved_model(tmp_path
             UniViGUPipeline(**{**loaded.components, **bad})
 
 
+def test_read_guidance_steers_the_steps_between_its_noise_levels_only(pipe, monkeypatch):
+    plain = pipe.generate(PROMPT, seed=5, num_inference_steps=4)
+    assert np.array_equal(plain.frames, pipe.generate(PROMPT, seed=5, num_inference_steps=4, read_guidance=0).frames)
+    read = pipe.generate(PROMPT, seed=5, num_inference_steps=4, read_guidance=3.0)
+    assert not np.array_equal(plain.frames, read.frames)
+    assert np.array_equal(read.frames, pipe.generate(PROMPT, seed=5, num_inference_steps=4, read_guidance=3.0).frames)
+    levels = []
+    original = ReadGuidance.gradient
+
+    def recording(self, x, ids, sigma, context):
+        levels.append(float(sigma[0]))
+        return original(self, x, ids, sigma, context)
+
+    monkeypatch.setattr(ReadGuidance, "gradient", recording)
+    steps = []
+    pipe.generate(PROMPT, seed=5, num_inference_steps=8, read_guidance=1.0, callback=steps.append)
+    low, high = READ_GUIDANCE_SIGMAS
+    inside = [s.sigma for s in steps if low <= s.sigma <= high]
+    assert levels and levels == pytest.approx(inside)
+    assert len(inside) < len(steps)  # the first and last steps are not steered
+
+
+def test_read_guidance_moves_the_clip_the_way_that_reads_the_prompt_s_words_more(pipe):
+    reader = pipe._reader("a red circle moving right", seed=0)
+    assert reader.wanted == pipe.tokenizer.convert_tokens_to_ids(["red", "circle", "right"])
+    assert reader.unwanted == pipe.tokenizer.convert_tokens_to_ids(["left"])
+    ids, _ = pipe._clean_text_stream([PROMPT])
+    context = pipe._encode_prompts([PROMPT])
+    x = torch.randn((1, *pipe.codec.latent_shape(4, 16, 16)), generator=torch.Generator().manual_seed(0))
+    sigma = torch.tensor([0.7])
+    g = reader.gradient(x, ids, sigma, context)
+    assert g.shape == x.shape and g.pow(2).mean().sqrt().item() == pytest.approx(1.0, rel=1e-4)
+    with torch.no_grad():
+        score = lambda y: reader.score(y, ids, sigma, context).item()  # noqa: E731
+        assert score(x - 1e-2 * g) < score(x) < score(x + 1e-2 * g)
+    assert pipe._reader("zebra", seed=0) is None  # no word of the prompt in the vocabulary: nothing to steer by
+
+
+def test_read_guidance_is_a_setting_of_the_saved_model(tmp_path):
+    pipe = tiny_pipeline()
+    assert pipe.config.read_guidance == 0.0  # off unless a model asks for it
+    pipe.register_to_config(read_guidance=2.0)
+    pipe.save_pretrained(tmp_path / "set")
+    loaded = UniViGUPipeline.from_pretrained(tmp_path / "set")
+    assert loaded.config.read_guidance == 2.0
+    assert np.array_equal(loaded.generate(PROMPT, seed=1, num_inference_steps=3).frames,
+                          pipe.generate(PROMPT, seed=1, num_inference_steps=3, read_guidance=2.0).frames)
+    with pytest.raises(ValueError, match="read_guidance must be between 0 and"):
+        UniViGUPipeline(**{**loaded.components, "read_guidance": -1.0})
+
+
 def test_count_tokens_is_what_the_prompt_limit_counts(pipe):
     """The studio's token counter uses count_tokens: the text it counts as max_text_tokens runs,
     one token more is refused, whatever the spacing and punctuation."""
@@ -604,6 +656,8 @@ def test_count_tokens_is_what_the_prompt_limit_counts(pipe):
         (lambda p: p.generate(PROMPT, best_of=2, judge_steps=-1), "judge_steps must be a whole number"),
         (lambda p: p.generate(PROMPT, best_of=2, judge_steps=2.5), "judge_steps"),
         (lambda p: p.generate("", best_of=2), "empty"),
+        (lambda p: p.generate(PROMPT, read_guidance=-1.0), "read_guidance must be between 0 and"),
+        (lambda p: p.generate(PROMPT, read_guidance="hard"), "read_guidance"),
         (lambda p: p.edit(np.zeros((4, 16, 16, 3), np.uint8), PROMPT, strength=0.0), "strength"),
         (lambda p: p.edit(np.zeros((4, 16, 16, 3), np.uint8), PROMPT, source_prompt=PROMPT, strength=1.5), "strength"),
         (lambda p: p.edit(np.zeros((4, 16, 16, 3), np.uint8), PROMPT, source_prompt="  "), "source_prompt is empty"),

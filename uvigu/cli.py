@@ -199,6 +199,10 @@ def add_generate_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--judge-steps", type=int, default=None, metavar="N",
                    help="with --best-of: judge each take by a quick caption of N steps (0: the full caption) "
                         "[the model's take_judge_steps]")
+    p.add_argument("--read-guidance", type=float, default=None, metavar="S",
+                   help="steer the clip by the model's own reading of it towards the prompt's words (0: off; "
+                        "each steered step costs about three more network calls; docs/EVAL.md) [the model's "
+                        "read_guidance]")
     _add_output_arguments(p, "clip.mp4")
     p.set_defaults(func=run_generate)
 
@@ -328,6 +332,9 @@ def run_generate(args: argparse.Namespace) -> int:
     if args.joint and args.best_of != 1:
         raise ValueError("--best-of judges each take by its own caption; --joint writes the caption with the clip, "
                          "from the prompt, so the two do not go together.")
+    if args.joint and args.read_guidance:
+        raise ValueError("--read-guidance steers a clip by reading it as a caption would; --joint writes the "
+                         "caption with the clip, so the two do not go together.")
     pipe = _load_pipeline(args.model, args.device, args.dtype)
     options = dict(seed=args.seed, num_inference_steps=args.steps, guidance_scale=args.guidance)
     if args.joint:
@@ -335,7 +342,8 @@ def run_generate(args: argparse.Namespace) -> int:
     else:
         desc = "generate" if args.best_of == 1 else f"{args.best_of} takes"
         result = pipe.generate(args.prompt, best_of=args.best_of, judge_at=args.judge_at,
-                               judge_steps=args.judge_steps, callback=_progress(desc), **options)
+                               judge_steps=args.judge_steps, read_guidance=args.read_guidance,
+                               callback=_progress(desc), **options)
     _warn_unknown(result.unknown_words)
     for take in result.candidates:
         chosen = "  <- kept" if take.seed == result.seed else ""

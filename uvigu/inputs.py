@@ -59,10 +59,11 @@ def check_prompt(tokenizer, prompt: str, max_tokens: int, name: str = "prompt") 
 
 
 def check_guidance(guidance: float | None, default: float, name: str = "guidance_scale") -> float:
-    guidance = float(default if guidance is None else guidance)
-    if not 0.0 <= guidance <= MAX_GUIDANCE:
-        raise ValueError(f"{name} must be between 0 and {MAX_GUIDANCE:g}, got {guidance}.")
-    return guidance
+    guidance = default if guidance is None else guidance
+    number = isinstance(guidance, (int, float, np.integer, np.floating)) and not isinstance(guidance, bool)
+    if not number or not 0.0 <= guidance <= MAX_GUIDANCE:
+        raise ValueError(f"{name} must be between 0 and {MAX_GUIDANCE:g}, got {guidance!r}.")
+    return float(guidance)
 
 
 def check_steps(steps: int | None, default: int) -> int:

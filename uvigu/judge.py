@@ -67,3 +67,23 @@ def get_judge(judge: str | TakeJudge) -> TakeJudge:
     if judge not in JUDGES:
         raise ValueError(f"take_judge must be one of {', '.join(JUDGES)} or a callable, got {judge!r}.")
     return JUDGES[judge]
+
+
+_OPPOSITE = {"left": "right", "right": "left", "up": "down", "down": "up"}
+
+
+def prompt_words(judge: str, prompt: str) -> tuple[list[str], list[str]]:
+    """The words a caption of a clip made from ``prompt`` should use, and those it should not, as
+    the judge named ``judge`` reads a caption — what read guidance (``pipe.generate(...,
+    read_guidance=)``) pushes the clip towards. ``"shapes"``: each object's colour, shape and
+    motion, and the direction opposite to each motion; ``"words"`` (or a prompt the grammar names
+    no object in): the prompt's distinct words, none unwanted."""
+    if judge == "shapes":
+        from uvigu.eval.grammar import parse_prompt
+
+        asked = parse_prompt(prompt).objects
+        if asked:
+            wanted = [w for o in asked for w in (o.color, o.shape, o.motion) if w]
+            unwanted = [_OPPOSITE[o.motion] for o in asked if o.motion in _OPPOSITE]
+            return list(dict.fromkeys(wanted)), [w for w in dict.fromkeys(unwanted) if w not in wanted]
+    return sorted(_words(prompt)), []

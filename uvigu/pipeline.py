@@ -55,7 +55,7 @@ from .inputs import (
     prepare_video,
     prompt_tokens,
 )
-from .judge import TakeJudge, get_judge
+from .judge import TakeJudge, get_judge, prompt_words
 from .models import autoencoder as _autoencoder  # noqa: F401  diffusers' loader resolves saved component
 from .models import codec as _pixel_codec  # noqa: F401
 from .models import wan_codec as _wan_codec  # noqa: F401  classes only from modules already imported
@@ -73,6 +73,44 @@ EDIT_STRENGTH = 0.6  # a plain edit's default start level, unless the pipeline's
 FLOW_EDIT_STRENGTH = 0.9
 # The edited text's guidance, unless the config sets flow_edit_guidance; the source text's is guidance_scale.
 FLOW_EDIT_GUIDANCE = 6.0
+# Read guidance (generate's read_guidance) acts at these noise levels: where which way things move
+# is decided (a best-of take is judged half-way, docs/EVAL.md) and the clean estimate is a clip the
+# text stream can read.
+READ_GUIDANCE_SIGMAS = (0.4, 0.95)
+
+
+@dataclass
+class ReadGuidance:
+    """How strongly the text stream reads a prompt's words in a step's clean estimate, and the
+    direction that strengthens it: generate's ``read_guidance``.
+
+    The reading is the caption task's call — the clean estimate as a clean clip, the text all
+    ``source`` tokens, no prompt (``empty``) — and its score is the log of each wanted word's
+    expected count over the text's positions, summed, less the same for the unwanted words."""
+
+    transformer: UniViGUTransformer3DModel
+    dtype: torch.dtype
+    source: torch.Tensor  # (1, l) text source tokens
+    empty: torch.Tensor  # (1, p, d) the empty prompt's encoding
+    wanted: list[int]
+    unwanted: list[int]
+
+    def score(self, x: torch.Tensor, ids: torch.Tensor, sigma: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
+        """The reading's score of the clean estimate from latents ``x`` (1, c, f, h, w) at ``sigma``
+        (1,), with the prompt's text ids (1, l) and encoding ``context`` (1, p, d) as the condition."""
+        zero = torch.zeros(1, device=x.device)
+        velocity = self.transformer(x.to(self.dtype), ids, sigma, zero, context, None).video_velocity
+        clean = predict_clean(x.float(), velocity.float(), sigma)
+        logits = self.transformer(clean.to(self.dtype), self.source, zero, zero + 1, self.empty, None).text_logits
+        counts = torch.logsumexp(torch.log_softmax(logits[0].float(), dim=-1), dim=0)
+        return counts[self.wanted].sum() - counts[self.unwanted].sum()
+
+    def gradient(self, x: torch.Tensor, ids: torch.Tensor, sigma: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
+        """d score / d x, scaled to unit RMS (float32, x's shape)."""
+        with torch.enable_grad():
+            x = x.detach().float().requires_grad_(True)
+            (grad,) = torch.autograd.grad(self.score(x, ids, sigma, context), x)
+        return grad / grad.pow(2).mean().sqrt().clamp_min(1e-12)
 
 
 class Cancelled(Exception):
@@ -207,6 +245,7 @@ class UniViGUPipeline(DiffusionPipeline):
         take_judge: str = "words",  # how best-of-N generation compares a take's caption with the prompt (uvigu.judge)
         take_judge_at: float = 1.0,  # best-of-N judges each take after this share of its steps; 1: finished
         take_judge_steps: int = 0,  # ... by a quick caption of this many steps; 0: the caption at its defaults
+        read_guidance: float = 0.0,  # generate: how hard the model's own reading of the clip steers it; 0: off
     ):
         super().__init__()
         self.register_modules(
@@ -236,6 +275,7 @@ class UniViGUPipeline(DiffusionPipeline):
             take_judge=take_judge,
             take_judge_at=check_judge_at(take_judge_at),
             take_judge_steps=check_judge_steps(take_judge_steps),
+            read_guidance=check_guidance(read_guidance, 0.0, "read_guidance"),
         )
         get_judge(take_judge)  # an unknown name fails at load, not at the first best-of generation
 
@@ -326,10 +366,19 @@ class UniViGUPipeline(DiffusionPipeline):
         judge: str | TakeJudge | None = None,
         judge_at: float | None = None,
         judge_steps: int | None = None,
+        read_guidance: float | None = None,
         callback: StepCallback | None = None,
         return_trajectory: bool = False,
     ) -> VideoResult:
         """Text → clip. Returns uint8 frames (f, h, w, 3).
+
+        ``read_guidance`` > 0 (default: the pipeline's ``read_guidance``, 0 — off) lets the model's
+        own understanding steer the clip: at the steps between σ 0.95 and 0.4
+        (``READ_GUIDANCE_SIGMAS``) the text stream reads the clean estimate as a caption would, and
+        the step moves the clip along the gradient that makes that reading use the prompt's words
+        (`uvigu.judge.prompt_words`: for the Shapes model each object's colour, shape and motion,
+        and not the opposite direction), scaled to this size against a velocity of unit RMS. Each
+        such step costs about three more network calls, forward and backward.
 
         ``best_of`` > 1 makes that many takes, from ``seed``, ``seed`` + 1, …, captions each with
         the same network (`caption`, at its defaults, with the take's seed) and returns the take
@@ -352,7 +401,7 @@ class UniViGUPipeline(DiffusionPipeline):
         def make(take_seed: int | None, take_callback: StepCallback | None, trajectory: bool,
                  take: _Take | None = None) -> VideoResult:
             return self._run_video("generate", prompt, None, 1.0, take_seed, num_inference_steps, guidance_scale,
-                                   num_frames, height, width, take_callback, trajectory, take)
+                                   num_frames, height, width, take_callback, trajectory, take, read_guidance)
 
         if check_best_of(best_of) > 1:
             return self._best_of(prompt, best_of, judge, judge_at, judge_steps, seed, make, callback,
@@ -665,8 +714,10 @@ class UniViGUPipeline(DiffusionPipeline):
         callback: StepCallback | None,
         return_trajectory: bool,
         take: _Take | None = None,
+        read_guidance: float | None = None,
     ) -> VideoResult:
         prompt = check_prompt(self.tokenizer, prompt, self.max_text_tokens)
+        read_scale = check_guidance(read_guidance, self.config.read_guidance, "read_guidance")
         steps = check_steps(num_inference_steps, self.config.num_inference_steps)
         guidance = check_guidance(guidance_scale, self.config.guidance_scale)
         seed = check_seed(seed)
@@ -700,13 +751,24 @@ class UniViGUPipeline(DiffusionPipeline):
         else:
             latents = noise
 
-        def model_fn(x, ids, sv, st):
+        def guided_fn(x, ids, sv, st):
             if not cfg:
                 return self.transformer(x, ids, sv, st, context, None)  # no attention mask (see above)
             twice = lambda t: torch.cat([t, t])  # noqa: E731
             v, logits = self.transformer(twice(x), twice(ids), twice(sv), twice(st), context, None)
             v_cond, v_uncond = v.chunk(2)
             return v_uncond + guidance * (v_cond - v_uncond), logits[:1]
+
+        model_fn = guided_fn
+        reader = self._reader(prompt, seed) if task == "generate" and read_scale > 0 else None
+        if reader is not None:
+            low, high = READ_GUIDANCE_SIGMAS
+
+            def model_fn(x, ids, sv, st):
+                v, logits = guided_fn(x, ids, sv, st)
+                if low <= float(sv[0]) <= high:
+                    v = v - read_scale * reader.gradient(x, ids, sv, context[:1]).to(v.dtype)
+                return v, logits
 
         trajectory: list[TrajectoryStep] | None = [] if return_trajectory else None
         latents, sigmas = self._resume_take(take, latents, sigmas, generator, trajectory)
@@ -830,6 +892,21 @@ class UniViGUPipeline(DiffusionPipeline):
         if trajectory is not None:
             trajectory.extend(TrajectoryStep(sigma, self._decode(clean), text) for sigma, clean, text in state.steps)
         return state.video.to(video.device, video.dtype), sigmas[state.done:]
+
+    def _reader(self, prompt: str, seed: int) -> ReadGuidance | None:
+        """Read guidance for ``prompt`` (`ReadGuidance`): None when the prompt has none of the words
+        it would push for in the vocabulary. Its text source is drawn from ``seed`` on its own
+        generator, so the main one draws what it would without guidance."""
+        wanted, unwanted = (
+            [i for i in self.tokenizer.convert_tokens_to_ids(words) if i != self.tokenizer.unk_token_id]
+            for words in prompt_words(self.config.take_judge, prompt)
+        )
+        if not wanted:
+            return None
+        source = self.text_flow.sample_source(
+            (1, self.config.max_text_len), generator=torch.Generator("cpu").manual_seed(seed)
+        ).to(self._device)
+        return ReadGuidance(self.transformer, self._dtype, source, self._encode_prompts([""]), wanted, unwanted)
 
     def _clean_text_stream(self, texts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
         """The text stream of ``texts`` held clean: ids and mask (b, l) on the pipeline's device, cut

@@ -148,6 +148,7 @@ def test_settings_parse_and_bad_ones_are_named():
     assert parse_setting("generate", "best_of=4,judge_at=0.5,judge_steps=6") == {
         "best_of": 4, "judge_at": 0.5, "judge_steps": 6}
     assert parse_setting("edit", "best_of=2,judge_at=0.5") == {"best_of": 2, "judge_at": 0.5}
+    assert parse_setting("generate", "read_guidance=2") == {"read_guidance": 2.0}
     assert parse_setting("caption", "defaults") == parse_setting("caption", "") == {}
     assert parse_setting("caption", "temperature=0.5,num_inference_steps=24") == {
         "temperature": 0.5, "num_inference_steps": 24}
