@@ -90,6 +90,7 @@ class ReadGuidance:
 
     transformer: UniViGUTransformer3DModel
     dtype: torch.dtype
+    clean_estimate: Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
     source: torch.Tensor  # (1, l) text source tokens
     empty: torch.Tensor  # (1, p, d) the empty prompt's encoding
     wanted: list[int]
@@ -98,9 +99,8 @@ class ReadGuidance:
     def score(self, x: torch.Tensor, ids: torch.Tensor, sigma: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
         """The reading's score of the clean estimate from latents ``x`` (1, c, f, h, w) at ``sigma``
         (1,), with the prompt's text ids (1, l) and encoding ``context`` (1, p, d) as the condition."""
-        zero = torch.zeros(1, device=x.device)
-        velocity = self.transformer(x.to(self.dtype), ids, sigma, zero, context, None).video_velocity
-        clean = predict_clean(x.float(), velocity.float(), sigma)
+        clean = self.clean_estimate(x, ids, sigma, context)
+        zero = torch.zeros(1, device=clean.device)
         logits = self.transformer(clean.to(self.dtype), self.source, zero, zero + 1, self.empty, None).text_logits
         counts = torch.logsumexp(torch.log_softmax(logits[0].float(), dim=-1), dim=0)
         return counts[self.wanted].sum() - counts[self.unwanted].sum()
@@ -906,7 +906,11 @@ class UniViGUPipeline(DiffusionPipeline):
         source = self.text_flow.sample_source(
             (1, self.config.max_text_len), generator=torch.Generator("cpu").manual_seed(seed)
         ).to(self._device)
-        return ReadGuidance(self.transformer, self._dtype, source, self._encode_prompts([""]), wanted, unwanted)
+        def clean_estimate(x, ids, sigma, context):  # generate's text stream: the whole prompt, no mask
+            return self._clean_estimate(x, ids, torch.ones_like(ids, dtype=torch.bool), context, float(sigma[0]))
+
+        return ReadGuidance(self.transformer, self._dtype, clean_estimate, source, self._encode_prompts([""]),
+                            wanted, unwanted)
 
     def _clean_text_stream(self, texts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
         """The text stream of ``texts`` held clean: ids and mask (b, l) on the pipeline's device, cut
