@@ -102,14 +102,8 @@ def build_demo(studio: Studio, gpu: Callable[[Callable], Callable] | None = None
                         with gr.Row():
                             save_critique_btn = gr.Button("Save critique", size="sm", elem_id="save-critique-btn")
                             delete_take_btn = gr.Button("Delete take…", size="sm", elem_id="delete-take-btn")
-                        ui["delete_take_panel"] = gr.Column(visible=False, variant="panel", elem_id="delete-take-panel")
-                        with ui["delete_take_panel"]:
-                            ui["delete_take_question"] = gr.Markdown(padding=True)
-                            with gr.Row():
-                                confirm_delete_take_btn = gr.Button(
-                                    "Delete", variant="stop", size="sm", elem_id="confirm-delete-take-btn"
-                                )
-                                cancel_delete_take_btn = gr.Button("Keep it", size="sm")
+                        confirm_delete_take_btn, cancel_delete_take_btn = _confirmation(ui, "delete_take", "Delete",
+                                                                                         "Keep it")
                         ui["delete_target"] = gr.State(None)
                         ui["edited"] = gr.Textbox(
                             label="Edited caption: the prompt for the next take", lines=2,
@@ -150,14 +144,7 @@ def build_demo(studio: Studio, gpu: Callable[[Callable], Callable] | None = None
                         label="Import a session export (.zip)", file_types=[".zip"], type="filepath",
                         elem_id="import-file",
                     )
-                ui["delete_all_panel"] = gr.Column(visible=False, variant="panel", elem_id="delete-all-panel")
-                with ui["delete_all_panel"]:
-                    ui["delete_all_question"] = gr.Markdown(padding=True)
-                    with gr.Row():
-                        confirm_delete_all_btn = gr.Button(
-                            "Delete all", variant="stop", size="sm", elem_id="confirm-delete-all-btn"
-                        )
-                        cancel_delete_all_btn = gr.Button("Keep them", size="sm")
+                confirm_delete_all_btn, cancel_delete_all_btn = _confirmation(ui, "delete_all", "Delete all", "Keep them")
                 ui["timeline"] = gr.Markdown(elem_id="history-timeline")
             with gr.Tab("Understand", id="understand"):
                 gr.Markdown(text.UNDERSTAND_HELP)
@@ -259,6 +246,20 @@ def build_demo(studio: Studio, gpu: Callable[[Callable], Callable] | None = None
         )
     demo.queue(max_size=settings.max_queue, default_concurrency_limit=1)
     return demo
+
+
+def _confirmation(ui: dict[str, Any], name: str, yes: str, no: str) -> tuple[gr.Button, gr.Button]:
+    """A hidden panel asking before ``name`` is done: ``ui[name + "_panel"]`` (id ``name-panel``, in
+    dashes) holding the question ``ui[name + "_question"]`` and a row of the two buttons returned,
+    the one that does it (id ``confirm-name-btn``) and the one that does not."""
+    slug = name.replace("_", "-")
+    ui[f"{name}_panel"] = gr.Column(visible=False, variant="panel", elem_id=f"{slug}-panel")
+    with ui[f"{name}_panel"]:
+        ui[f"{name}_question"] = gr.Markdown(padding=True)
+        with gr.Row():
+            confirm = gr.Button(yes, variant="stop", size="sm", elem_id=f"confirm-{slug}-btn")
+            cancel = gr.Button(no, size="sm")
+    return confirm, cancel
 
 
 def launch_options() -> dict[str, Any]:
