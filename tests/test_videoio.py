@@ -190,6 +190,51 @@ def test_first_s_decodes_only_the_start(tmp_path: Path) -> None:
     np.testing.assert_array_equal(decoded.frames, read_video(path).frames[:8])
 
 
+def gray_ramp(num_frames: int, height: int, width: int) -> np.ndarray:
+    """uint8 (f, h, w, 3): frame t is uniformly gray at level 10·t, so a decoded frame says which it is."""
+    return np.broadcast_to((np.arange(num_frames, dtype=np.uint8) * 10)[:, None, None, None],
+                           (num_frames, height, width, 3)).copy()
+
+
+def frame_numbers(frames: np.ndarray) -> list[int]:
+    return [round(float(f.mean()) / 10) for f in frames]
+
+
+def test_start_s_decodes_from_that_time_on(tmp_path: Path) -> None:
+    path = write_mp4(gray_ramp(24, 16, 16), tmp_path / "ramp.mp4", fps=8)  # 3 s
+    assert frame_numbers(read_video(path, start_s=1.0, first_s=1.0).frames) == list(range(8, 16))
+    # 1.3 s falls in frame 10 (1.25 s to 1.375 s): ffmpeg starts there or at the next frame.
+    numbers = frame_numbers(read_video(path, start_s=1.3).frames)
+    assert numbers[0] in (10, 11) and numbers == list(range(numbers[0], 24))
+    for start in (-0.5, 3.0):
+        with pytest.raises(ValueError, match="start_s must be in"):
+            read_video(path, start_s=start)
+
+
+def test_cover_shrinks_to_the_smallest_covering_size_and_never_enlarges(tmp_path: Path) -> None:
+    path = write_mp4(gray_ramp(8, 32, 64), tmp_path / "wide.mp4", fps=8)
+    full = read_video(path).frames
+    shrunk = read_video(path, cover=(8, 8)).frames
+    assert shrunk.shape == (8, 8, 16, 3)  # aspect kept: 64×32 → 16×8, whose height just covers 8
+    assert frame_numbers(shrunk) == frame_numbers(full) == list(range(8))
+    assert read_video(path, cover=(16, 24)).frames.shape == (8, 16, 32, 3)
+    assert read_video(path, cover=(64, 64)).frames.shape == full.shape  # never larger than the file
+
+
+def test_cover_applies_to_the_rotated_frame(tmp_path: Path) -> None:
+    frames = np.zeros((8, 40, 80, 3), np.uint8)
+    frames[:, :, :40] = 255  # left half white
+    source = write_mp4(frames, tmp_path / "source.mp4", fps=8)
+    rotated = tmp_path / "rotated.mp4"  # the same stream, shown turned by 90 degrees
+    subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-display_rotation:v:0", "90", "-i",
+                    str(source), "-c", "copy", str(rotated)], check=True)
+    full, shrunk = read_video(rotated).frames, read_video(rotated, cover=(20, 10)).frames
+    assert full.shape == (8, 80, 40, 3) and shrunk.shape == (8, 20, 10, 3)
+    # The white half is the same half of the shown frame at both sizes.
+    assert (full[0, :40, :, 0].mean() > 128) == (shrunk[0, :10, :, 0].mean() > 128)
+    assert (full[0, 40:, :, 0].mean() > 128) == (shrunk[0, 10:, :, 0].mean() > 128)
+
+
 # --- conforming --------------------------------------------------------------------------------
 
 

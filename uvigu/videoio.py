@@ -214,15 +214,22 @@ def read_video(
     max_side: int | None = None,
     *,
     first_s: float | None = None,
+    start_s: float = 0.0,
+    cover: tuple[int, int] | None = None,
+    info: VideoInfo | None = None,
 ) -> DecodedVideo:
     """Decode ``path`` to RGB frames uint8 (f, h, w, 3) and its frame rate.
 
     ``max_frames``, ``max_duration_s`` and ``max_side`` are limits on the whole file: a file
     over any of them is refused with a ``ValueError`` (nothing is decoded). ``first_s`` decodes
-    only the first ``first_s`` seconds (for taking a short clip from a long file). Missing,
-    empty, non-video, corrupt and truncated files raise ``ValueError`` too.
+    only the first ``first_s`` seconds (for taking a short clip from a long file), counted from
+    ``start_s`` (0: the file's start). ``cover=(height, width)`` has the decoder shrink each frame,
+    keeping its aspect, to the smallest size that still covers ``height``×``width`` (never
+    enlarging it), so that a large file is not piped out at full size when it is to be conformed
+    to a small one. ``info`` is the file's ``probe_video`` when the caller already has it.
+    Missing, empty, non-video, corrupt and truncated files raise ``ValueError`` too.
     """
-    info = probe_video(path)
+    info = info if info is not None else probe_video(path)
     name = Path(path).name
     if max_duration_s is not None and info.duration_s > max_duration_s + 1e-6:
         raise ValueError(f"{name} is {info.duration_s:.1f} s long; the limit is "
@@ -235,32 +242,54 @@ def read_video(
                          f"{max_side} px. Downscale the clip and try again")
     if first_s is not None and not first_s > 0:
         raise ValueError(f"first_s must be positive, got {first_s!r}")
+    if start_s < 0 or (start_s > 0 and start_s >= info.duration_s):
+        raise ValueError(f"start_s must be in [0, {info.duration_s:g}) s, the length of {name}; "
+                         f"got {start_s!r}")
 
-    args = ["-i", _ffmpeg_input(Path(path)), "-map", "0:V:0"]
+    # -ss before -i seeks the input (from the keyframe before, decoding up to start_s exactly).
+    args = (["-ss", f"{start_s:.6f}"] if start_s > 0 else []) + ["-i", _ffmpeg_input(Path(path)), "-map", "0:V:0"]
     if first_s is not None:
         args += ["-t", f"{first_s:.6f}"]
+    width, height = info.width, info.height
+    if cover is not None:
+        width, height = _covering_size(width, height, cover)
+        if (width, height) != (info.width, info.height):
+            args += ["-vf", f"scale={width}:{height}:flags=area"]
     # passthrough: one output frame per decoded frame, no frame-rate conversion by ffmpeg.
     args += ["-fps_mode", "passthrough", "-f", "rawvideo", "-pix_fmt", "rgb24", "-"]
     result = _run_ffmpeg(args, timeout=_DECODE_TIMEOUT_S)
     log = result.stderr.decode("utf-8", errors="replace")
-    frame_bytes = info.width * info.height * 3
+    frame_bytes = width * height * 3
     count, remainder = divmod(len(result.stdout), frame_bytes)
     if result.returncode != 0 or remainder:
         raise ValueError(f"{name} could not be decoded: {_first_error(log) or 'ffmpeg failed'}")
     if count == 0:
-        raise ValueError(f"{name} contains no decodable video frames")
+        raise ValueError(f"{name} contains no decodable video frames"
+                         + (f" from {start_s:.3f} s on" if start_s > 0 else ""))
     expected = info.num_frames
     if first_s is not None:
         expected = min(expected, math.floor(first_s * info.fps))
+    if start_s > 0:  # the frames from start_s on, give or take the one it falls in
+        expected = min(expected, info.num_frames - math.ceil(start_s * info.fps)) - 1
     if count < expected:
         detail = _first_error(log)
         raise ValueError(f"{name} is corrupt or truncated: only {count} of {expected} frames "
                          f"decode{f' ({detail})' if detail else ''}; re-export the file")
     for line in _error_lines(log):
         logger.warning("%s: %s", name, _strip_prefix(line))
-    frames = np.frombuffer(result.stdout, dtype=np.uint8).reshape(
-        count, info.height, info.width, 3)  # (f, h, w, 3)
+    frames = np.frombuffer(result.stdout, dtype=np.uint8).reshape(count, height, width, 3)  # (f, h, w, 3)
     return DecodedVideo(frames=frames.copy(), fps=info.fps)
+
+
+def _covering_size(width: int, height: int, cover: tuple[int, int]) -> tuple[int, int]:
+    """The smallest ``width``×``height`` frame, same aspect, that covers ``cover`` = (h, w); never larger."""
+    cover_height, cover_width = cover
+    if cover_height < 1 or cover_width < 1:
+        raise ValueError(f"cover must be a positive (height, width), got {cover!r}")
+    scale = max(cover_height / height, cover_width / width)
+    if scale >= 1:
+        return width, height
+    return max(cover_width, round(width * scale)), max(cover_height, round(height * scale))
 
 
 # ---------------------------------------------------------------------------------------------

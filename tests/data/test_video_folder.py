@@ -9,6 +9,7 @@ import torch
 from torch.utils.data import default_collate
 
 from uvigu.data.video_folder import VideoFolderDataset
+from uvigu.training.stream import ShuffledStream
 from uvigu.videoio import write_mp4
 
 
@@ -106,9 +107,73 @@ def test_missing_or_empty_metadata(folder: Path, tmp_path: Path) -> None:
         VideoFolderDataset(tmp_path / "nowhere")
 
 
-def test_corrupt_clip_fails_with_its_name(folder: Path) -> None:
+def test_unreadable_clips_are_all_named_by_line_before_any_is_used(folder: Path) -> None:
     (folder / "broken.mp4").write_text("not a video")
-    write_metadata(folder, [{"video": "broken.mp4", "prompt": "broken"}])
-    dataset = VideoFolderDataset(folder)  # files are decoded per item, not at construction
-    with pytest.raises(ValueError, match="broken.mp4 is not a video file"):
-        dataset[0]
+    (folder / "empty.mp4").write_bytes(b"")
+    write_metadata(folder, [{"video": "broken.mp4", "prompt": "broken"}, {"video": "red.mp4", "prompt": "red"},
+                            {"video": "empty.mp4", "prompt": "empty"}])
+    with pytest.raises(ValueError, match=r"metadata.jsonl: 2 of 3 clips cannot be read; fix or remove their lines:\n"
+                                         r"  line 1: broken.mp4 is not a video file.*\n  line 3: empty.mp4"):
+        VideoFolderDataset(folder)
+
+
+def test_a_clip_that_fails_to_decode_later_names_its_line(folder: Path) -> None:
+    write_metadata(folder, [{"video": "red.mp4", "prompt": "red"}, {"video": "sub/blue.mp4", "prompt": "blue"}])
+    dataset = VideoFolderDataset(folder)
+    (folder / "sub" / "blue.mp4").write_text("replaced by something else")
+    with pytest.raises(ValueError, match="metadata.jsonl, line 2: blue.mp4"):
+        dataset[1]
+
+
+def test_describes_its_footage(folder: Path) -> None:
+    write_metadata(folder, [{"video": "red.mp4", "prompt": "red"}, {"video": "sub/blue.mp4", "prompt": "blue"}])
+    assert VideoFolderDataset(folder, seed=0).describe() == (
+        "2 clips, 0.1 min of footage (2.0–3.0 s each); an item is 16 frames at 8 fps (2 s) from a random start, "
+        "64×64")
+    write_metadata(folder, [{"video": "red.mp4", "prompt": "red"}])
+    assert VideoFolderDataset(folder).describe().startswith("1 clip, 0.0 min of footage (2.0 s each); an item "
+                                                            "is 16 frames at 8 fps (2 s) from its start")
+
+
+def test_file_name_stands_for_video(folder: Path) -> None:
+    write_metadata(folder, [{"file_name": "red.mp4", "prompt": "red"}])
+    assert VideoFolderDataset(folder)[0]["frames"].shape == (16, 64, 64, 3)
+    write_metadata(folder, [{"file_name": "", "prompt": "red"}])
+    with pytest.raises(ValueError, match="missing or empty field 'video'.*'file_name' works too"):
+        VideoFolderDataset(folder)
+
+
+def window_starts(dataset: VideoFolderDataset, indices) -> list[int]:
+    """The source frame each item starts at (the clip's frame t is gray at level 5·t), checking
+    that each item is a run of frames two apart (4 fps sampled from 8)."""
+    starts = []
+    for index in indices:
+        numbers = [round(float(frame.mean()) / 5) for frame in dataset[index]["frames"]]
+        assert numbers == list(range(numbers[0], numbers[0] + 8, 2)), numbers
+        starts.append(numbers[0])
+    return starts
+
+
+def test_seeded_items_take_their_window_anywhere_in_the_clip_the_same_for_the_same_index(tmp_path: Path) -> None:
+    root = tmp_path / "long"
+    root.mkdir()
+    levels = np.arange(48, dtype=np.uint8) * 5  # 6 s at 8 fps
+    write_mp4(np.broadcast_to(levels[:, None, None, None], (48, 16, 16, 3)).copy(), root / "ramp.mp4", fps=8)
+    write_metadata(root, [{"video": "ramp.mp4", "prompt": "a ramp"}])
+
+    def dataset(seed):  # items of 1 s: 4 frames at 4 fps
+        return VideoFolderDataset(root, num_frames=4, height=16, width=16, fps=4, seed=seed)
+
+    first = dataset(None)
+    assert window_starts(first, [0, 0]) == [0, 0]  # no seed: the clip's first second, every time
+    with pytest.raises(IndexError):
+        first[1]
+
+    draws = range(16)  # one clip: index e is its draw in epoch e
+    starts = window_starts(dataset(0), draws)
+    assert all(0 <= s <= 40 for s in starts)  # a 1 s window fits from frame 0 to frame 40
+    assert len(set(starts)) >= 8 and max(starts) - min(starts) >= 20  # spread over the clip
+    assert window_starts(dataset(0), draws) == starts  # same seed and index: same item
+    assert window_starts(dataset(1), draws) != starts
+    # The trainer's stream numbers a seeded folder's items by draw, and a first-seconds one's not.
+    assert ShuffledStream.over(dataset(0), seed=0).tag_epochs and not ShuffledStream.over(first, seed=0).tag_epochs

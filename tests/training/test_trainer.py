@@ -110,6 +110,10 @@ def test_batch_stream_resumes_at_its_position():
     full = list(islice(ShuffledStream(5, seed=3), 12))
     assert sorted(full[:5]) == list(range(5)) and sorted(full[5:10]) == list(range(5))
     assert list(islice(ShuffledStream(5, seed=3, start=7), 5)) == full[7:12]
+    # Tagged with their epoch, for datasets whose items differ from draw to draw; same order.
+    tagged = list(islice(ShuffledStream(5, seed=3, tag_epochs=True), 12))
+    assert tagged == [i + 5 * (position // 5) for position, i in enumerate(full)]
+    assert list(islice(ShuffledStream(5, seed=3, start=7, tag_epochs=True), 5)) == tagged[7:12]
 
 
 def test_gradient_accumulation_steps_on_the_mean_gradient_of_its_micro_batches(tmp_path, monkeypatch):

@@ -7,8 +7,11 @@ Layout::
                          {"video": "clips/a.mp4", "prompt": "...", "caption": "..."}
       clips/a.mp4 ...
 
-``caption`` is optional and falls back to the prompt. Every clip is decoded and conformed to
-the model's format (``num_frames`` at ``fps``, ``height``×``width``) when it is read.
+``caption`` is optional and falls back to the prompt; ``file_name`` (the name Hugging Face's
+video and image folders use) may stand for ``video``. Every clip is decoded and conformed to the
+model's format (``num_frames`` at ``fps``, ``height``×``width``) when it is read: the
+``num_frames / fps`` seconds from its start, or, when the dataset has a ``seed``, from a start
+drawn anew each time the clip is drawn, so that training sees the whole of a long clip.
 """
 
 from __future__ import annotations
@@ -16,17 +19,21 @@ from __future__ import annotations
 import json
 import logging
 import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from torch.utils.data import Dataset
 
-from uvigu.videoio import conform_video, read_video
+from uvigu.videoio import VideoInfo, conform_video, probe_video, read_video
 
 logger = logging.getLogger(__name__)
 
 METADATA_FILE = "metadata.jsonl"
+_PROGRESS_FROM = 100  # clips: a progress bar while checking this many or more
+_PROBLEMS_SHOWN = 10  # unreadable clips listed by line in the error
 
 
 @dataclass(frozen=True)
@@ -36,6 +43,7 @@ class VideoFolderEntry:
     video: Path
     prompt: str
     caption: str
+    line: int  # its line in metadata.jsonl, for messages
 
 
 class VideoFolderDataset(Dataset):
@@ -43,7 +51,15 @@ class VideoFolderDataset(Dataset):
 
     ``frames`` is a uint8 numpy array (num_frames, height, width, 3). The metadata is validated
     when the dataset is built (``ValueError`` naming the line for bad JSON, a missing field, a
-    missing file or a path outside ``root``); the clips themselves are decoded per item.
+    missing file or a path outside ``root``), and so is every clip, by ``probe_video`` (one
+    ``ValueError`` listing the lines of all that cannot be read); the frames are decoded per item,
+    and a clip that fails then is a ``ValueError`` naming its line too.
+
+    Without a ``seed`` item ``i`` is the first ``num_frames / fps`` seconds of clip ``i``. With
+    one, an item index may be any ``i >= 0``: it is clip ``i % len(self)`` in its ``i // len(self)``-th
+    draw (the epoch), and its window starts at a time drawn from ``(seed, epoch, clip)``, uniform
+    over the starts that fit in the clip — the same item for the same index, so a resumed run reads
+    what an uninterrupted one would (``ShuffledStream.over`` makes such indices).
     """
 
     def __init__(
@@ -54,6 +70,7 @@ class VideoFolderDataset(Dataset):
         height: int = 64,
         width: int = 64,
         fps: int = 8,  # items are resampled to this frame rate
+        seed: int | None = None,  # None: every item from its clip's start; else random windows
     ) -> None:
         if num_frames < 1 or height < 1 or width < 1 or not fps > 0:
             raise ValueError(f"num_frames, height, width and fps must be positive, got "
@@ -63,16 +80,44 @@ class VideoFolderDataset(Dataset):
         self.height = height
         self.width = width
         self.fps = fps
+        self.seed = seed
         self.entries: list[VideoFolderEntry] = _read_metadata(self.root)
+        self.infos: list[VideoInfo] = _probe_clips(self.entries, self.root / METADATA_FILE)
 
     def __len__(self) -> int:
         return len(self.entries)
 
+    @property
+    def draws_differ(self) -> bool:
+        """Whether one clip's items differ from draw to draw (random windows: with a seed)."""
+        return self.seed is not None
+
+    def describe(self) -> str:
+        """One line for the training log: how much footage, and what an item takes from it."""
+        lengths = [info.duration_s for info in self.infos]
+        window = f"{self.num_frames} frames at {self.fps:g} fps ({self.num_frames / self.fps:g} s)"
+        shortest, longest = f"{min(lengths):.1f}", f"{max(lengths):.1f}"
+        each = shortest if shortest == longest else f"{shortest}–{longest}"
+        return (f"{len(lengths)} clip{'s' if len(lengths) != 1 else ''}, {sum(lengths) / 60:.1f} min of footage "
+                f"({each} s each); an item is {window} from "
+                f"{'a random start' if self.draws_differ else 'its start'}, {self.height}×{self.width}")
+
     def __getitem__(self, index: int) -> dict[str, Any]:
-        entry = self.entries[index]
-        # Decode a little more than the clip needs (one extra target frame) so that the
-        # nearest-frame resampling never runs past the decoded part of a long file.
-        decoded = read_video(entry.video, first_s=(self.num_frames + 1) / self.fps)
+        epoch, clip = divmod(index, len(self.entries))
+        if epoch and self.seed is None:
+            raise IndexError(f"index {index} is out of range for {len(self.entries)} clips")
+        entry, info = self.entries[clip], self.infos[clip]
+        try:
+            window_s = self.num_frames / self.fps
+            start_s = 0.0
+            if self.seed is not None and info.duration_s > window_s:
+                start_s = (info.duration_s - window_s) * np.random.default_rng([self.seed, epoch, clip]).random()
+            # Decode a little more than the clip needs (one extra target frame) so that the
+            # nearest-frame resampling never runs past the decoded part of a long file.
+            decoded = read_video(entry.video, first_s=window_s + 1 / self.fps, start_s=start_s, info=info,
+                                 cover=(self.height, self.width))
+        except ValueError as error:
+            raise ValueError(f"{self.root / METADATA_FILE}, line {entry.line}: {error}") from error
         conformed = conform_video(decoded.frames, decoded.fps, num_frames=self.num_frames,
                                   target_fps=self.fps, height=self.height, width=self.width)
         if conformed.notes:
@@ -100,16 +145,40 @@ def _read_metadata(root: Path) -> list[VideoFolderEntry]:
                 raise ValueError(f"{where}: not valid JSON ({error.msg})") from error
             if not isinstance(record, dict):
                 raise ValueError(f"{where}: expected a JSON object, got {type(record).__name__}")
-            entries.append(_parse_record(record, where, root, real_root))
+            entries.append(_parse_record(record, where, number, root, real_root))
     if not entries:
         raise ValueError(f"{metadata} lists no videos")
     return entries
 
 
-def _parse_record(record: dict, where: str, root: Path, real_root: Path) -> VideoFolderEntry:
-    for key in ("video", "prompt"):
+def _probe_clips(entries: list[VideoFolderEntry], metadata: Path) -> list[VideoInfo]:
+    """Every clip's ``probe_video``, found before training starts; one error lists every clip
+    that cannot be read, by its line (the probes run in threads: each is an ffmpeg process)."""
+    from tqdm.auto import tqdm
+
+    def probe(entry: VideoFolderEntry) -> VideoInfo | str:
+        try:
+            return probe_video(entry.video)
+        except ValueError as error:
+            return str(error)
+
+    with ThreadPoolExecutor(max_workers=min(8, 2 * (os.cpu_count() or 1))) as pool:
+        results = list(tqdm(pool.map(probe, entries), total=len(entries), desc="checking clips", unit="clip",
+                            disable=len(entries) < _PROGRESS_FROM))
+    problems = [f"  line {entry.line}: {result}" for entry, result in zip(entries, results) if isinstance(result, str)]
+    if problems:
+        more = f"\n  and {len(problems) - _PROBLEMS_SHOWN} more" if len(problems) > _PROBLEMS_SHOWN else ""
+        raise ValueError(f"{metadata}: {len(problems)} of {len(entries)} clips cannot be read; fix or remove "
+                         f"their lines:\n" + "\n".join(problems[:_PROBLEMS_SHOWN]) + more)
+    return results
+
+
+def _parse_record(record: dict, where: str, line: int, root: Path, real_root: Path) -> VideoFolderEntry:
+    if "video" not in record and "file_name" in record:
+        record = {**record, "video": record["file_name"]}
+    for key, what in (("video", "the clip's path; 'file_name' works too"), ("prompt", "a non-empty string")):
         if not isinstance(record.get(key), str) or not record[key].strip():
-            raise ValueError(f"{where}: missing or empty field {key!r} (a non-empty string)")
+            raise ValueError(f"{where}: missing or empty field {key!r} ({what})")
     caption = record.get("caption")
     if caption is not None and not isinstance(caption, str):
         raise ValueError(f"{where}: field 'caption' must be a string")
@@ -124,4 +193,4 @@ def _parse_record(record: dict, where: str, root: Path, real_root: Path) -> Vide
         raise ValueError(f"{where}: video file not found: {relative}")
     prompt = record["prompt"].strip()
     caption = caption.strip() if caption and caption.strip() else prompt
-    return VideoFolderEntry(video=video, prompt=prompt, caption=caption)
+    return VideoFolderEntry(video=video, prompt=prompt, caption=caption, line=line)

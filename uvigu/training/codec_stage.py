@@ -71,7 +71,7 @@ def train_codec(codec: VideoAutoencoder, dataset: Dataset, config: TrainConfig, 
     codec.train()
     optimizer = torch.optim.AdamW(codec.parameters(), lr=config.codec_lr, weight_decay=0.0,
                                   betas=(config.beta1, config.beta2))
-    stream = ShuffledStream(len(dataset), config.seed + 1, start=0)  # its own order, apart from the later stages'
+    stream = ShuffledStream.over(dataset, config.seed + 1)  # its own order, apart from the later stages'
     loader = DataLoader(dataset, batch_size=config.batch_size, sampler=stream, num_workers=config.num_workers,
                         drop_last=True, pin_memory=accelerator.device.type == "cuda")
     model, optimizer, loader = accelerator.prepare(codec, optimizer, loader)

@@ -150,7 +150,7 @@ def train(
 
     # Every process reads its share of one endless, seeded stream of batches; starting the stream
     # at the step's position makes a resumed run see the batches an uninterrupted one would.
-    stream = ShuffledStream(len(dataset), config.seed, start=step * config.examples_per_step(accelerator.num_processes))
+    stream = ShuffledStream.over(dataset, config.seed, start=step * config.examples_per_step(accelerator.num_processes))
     loader = DataLoader(dataset, batch_size=config.batch_size, sampler=stream, num_workers=config.num_workers,
                         drop_last=True, persistent_workers=config.num_workers > 0, worker_init_fn=_ignore_ctrl_c,
                         pin_memory=accelerator.device.type == "cuda")
@@ -308,7 +308,8 @@ def build_dataset(config: TrainConfig) -> tuple[Dataset, list[str]]:
     if not root.is_dir():
         raise ValueError(f"--data must be 'shapes' or a folder with metadata.jsonl; {root} is neither.")
     dataset = VideoFolderDataset(root, num_frames=preset.num_frames, height=preset.height, width=preset.width,
-                                 fps=preset.fps)
+                                 fps=preset.fps, seed=config.seed)
+    logger.info("%s: %s", root, dataset.describe())
     splitter = build_word_tokenizer([])
     words = sorted({w for e in dataset.entries for text in (e.prompt, e.caption) for w in split_words(splitter, text)})
     return dataset, words
