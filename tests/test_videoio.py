@@ -235,6 +235,32 @@ def test_cover_applies_to_the_rotated_frame(tmp_path: Path) -> None:
     assert (full[0, 40:, :, 0].mean() > 128) == (shrunk[0, 10:, :, 0].mean() > 128)
 
 
+def test_read_clip_decodes_only_what_the_model_takes_and_its_notes_tell_of_the_file(tmp_path: Path,
+                                                                                      monkeypatch) -> None:
+    rng = np.random.default_rng(0)
+    blocks = (rng.random((8, 16, 16, 3)) * 255).astype(np.uint8)  # a colour per pixel: no blur hides
+    frames = np.concatenate([blocks] * 10)  # 80 frames at 8 fps: 10 s
+    path = write_mp4(frames, tmp_path / "long.mp4", fps=8, scale=8)  # shown 128×128
+    piped = []
+    run = videoio._run_ffmpeg
+
+    def counting(args, timeout):
+        result = run(args, timeout)
+        piped.append(len(result.stdout))
+        return result
+
+    monkeypatch.setattr(videoio, "_run_ffmpeg", counting)
+    clip = videoio.read_clip(path, num_frames=4, fps=8, height=16, width=16)
+    assert clip.frames.shape == (4, 16, 16, 3)
+    # Colours survive the smaller decode (it scales in RGB, not in 4:2:0 chroma).
+    assert mean_abs_error(clip.frames, blocks[:4]) < 5
+    assert clip.notes == ["used the first 0.5 s (4 frames)", "resized 128×128 → 16×16"]
+    assert sum(piped) <= 8 * 16 * 16 * 3  # a few small frames, not 80 frames of 128×128
+    later = videoio.read_clip(path, num_frames=4, fps=8, height=16, width=16, start_s=2.0)
+    assert mean_abs_error(later.frames, frames[16:20]) < 5
+    assert later.notes == ["used 0.5 s from 2.0 s (4 frames)", "resized 128×128 → 16×16"]
+
+
 # --- conforming --------------------------------------------------------------------------------
 
 

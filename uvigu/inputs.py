@@ -152,22 +152,20 @@ def prepare_video(video: VideoInput, config) -> tuple[np.ndarray, list[str]]:
     """A clip (a video file path or uint8 frames (f, h, w, 3)) at the size of the pipeline
     ``config`` — frames, fps, height, width — as uint8 (f, h, w, 3), and notes on what was changed
     to fit."""
-    from .videoio import conform_video, read_video
+    from .videoio import conform_video, read_clip
 
     if isinstance(video, (str, Path)):
-        decoded = read_video(video)
-        frames, fps = decoded.frames, decoded.fps
+        conformed = read_clip(video, num_frames=config.num_frames, fps=config.fps, height=config.height,
+                              width=config.width)
     elif isinstance(video, np.ndarray):
         if video.dtype != np.uint8 or video.ndim != 4 or video.shape[-1] != 3 or video.shape[0] == 0:
             raise ValueError(
                 f"a clip must be uint8 frames shaped (frames, height, width, 3), got {video.dtype} {video.shape}."
             )
-        frames, fps = video, float(config.fps)
+        conformed = conform_video(video, float(config.fps), num_frames=config.num_frames, target_fps=config.fps,
+                                  height=config.height, width=config.width)
     else:
         raise ValueError(f"a clip must be a video file path or a uint8 array, got {type(video).__name__}.")
-    conformed = conform_video(
-        frames, fps, num_frames=config.num_frames, target_fps=config.fps, height=config.height, width=config.width,
-    )
     return np.ascontiguousarray(conformed.frames), list(conformed.notes)
 
 

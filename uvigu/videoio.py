@@ -254,7 +254,7 @@ def read_video(
     if cover is not None:
         width, height = _covering_size(width, height, cover)
         if (width, height) != (info.width, info.height):
-            args += ["-vf", f"scale={width}:{height}:flags=area"]
+            args += ["-vf", f"format=gbrp,scale={width}:{height}:flags=area"]  # in RGB: 4:2:0 chroma at the small size would blur colours
     # passthrough: one output frame per decoded frame, no frame-rate conversion by ffmpeg.
     args += ["-fps_mode", "passthrough", "-f", "rawvideo", "-pix_fmt", "rgb24", "-"]
     result = _run_ffmpeg(args, timeout=_DECODE_TIMEOUT_S)
@@ -297,6 +297,33 @@ def _covering_size(width: int, height: int, cover: tuple[int, int]) -> tuple[int
 # ---------------------------------------------------------------------------------------------
 
 
+def read_clip(
+    path: str | os.PathLike,
+    *,
+    num_frames: int,
+    fps: float,
+    height: int,
+    width: int,
+    start_s: float = 0.0,
+    info: VideoInfo | None = None,
+    max_duration_s: float | None = None,
+    max_side: int | None = None,
+) -> ConformedVideo:
+    """The clip of ``path`` a model of ``num_frames`` at ``fps``, ``height``×``width`` takes, from
+    ``start_s`` on: ``conform_video`` of only the seconds it needs, decoded at the smallest size
+    that covers the model's (so a minute of 4K costs what two seconds of a small clip do), with
+    notes that describe the file. ``info``, ``max_duration_s`` and ``max_side`` as ``read_video``'s.
+    """
+    info = info if info is not None else probe_video(path)
+    # One target frame and one source frame more than the clip needs, so that the nearest-frame
+    # resampling never runs past what was decoded, and can tell the file goes on.
+    decoded = read_video(path, max_duration_s=max_duration_s, max_side=max_side,
+                         first_s=(num_frames + 1) / fps + 1 / info.fps, start_s=start_s,
+                         cover=(height, width), info=info)
+    return conform_video(decoded.frames, decoded.fps, num_frames=num_frames, target_fps=fps, height=height,
+                         width=width, source=info, source_start_s=start_s)
+
+
 def conform_video(
     frames: np.ndarray,
     fps: float,
@@ -305,13 +332,18 @@ def conform_video(
     target_fps: float,
     height: int,
     width: int,
+    source: VideoInfo | None = None,
+    source_start_s: float = 0.0,
 ) -> ConformedVideo:
     """Bring ``frames`` uint8 (f, h, w, 3) at ``fps`` to (num_frames, height, width, 3).
 
     Time: frames are sampled at ``target_fps`` from the start (nearest source frame); a longer
     clip keeps its first ``num_frames / target_fps`` seconds, a shorter one repeats its last
     frame. Space: center-crop to the target aspect, then resize (area interpolation). ``notes``
-    lists every change in plain words; it is empty when the clip already fits.
+    lists every change in plain words; it is empty when the clip already fits. When ``frames``
+    are only part of a file, decoded smaller (``read_clip``), ``source`` is the file's
+    ``probe_video`` and ``source_start_s`` where the frames start in it: the notes then say what
+    changed from the file.
     """
     frames = _check_frames(frames)
     if not fps > 0 or not target_fps > 0:
@@ -322,6 +354,8 @@ def conform_video(
                          f"{num_frames}, {height}, {width}")
     notes: list[str] = []
     src_count = frames.shape[0]
+    # The file's frames from where these start: whether the clip leaves some of it unused.
+    file_count = src_count if source is None else source.num_frames - math.floor(source_start_s * source.fps + 1e-9)
 
     # Time. Target frame i shows the source at t = i / target_fps.
     ratio = fps / target_fps
@@ -331,19 +365,17 @@ def conform_video(
     available = int(np.count_nonzero(positions < src_count))
     # A source frame exists beyond the last one used: the clip is longer than needed.
     next_position = math.floor(num_frames * ratio + 0.5 + 1e-9)
-    if available == num_frames and next_position < src_count:
-        notes.append(f"used the first {_fmt_s(num_frames / target_fps)} s "
-                     f"({num_frames} frames)")
+    if available == num_frames and next_position < max(src_count, file_count):
+        where = "the first " if source_start_s == 0 else ""
+        since = f" from {_fmt_s(source_start_s)} s" if source_start_s else ""
+        notes.append(f"used {where}{_fmt_s(num_frames / target_fps)} s{since} ({num_frames} frames)")
     elif available < num_frames:
         notes.append(f"padded {available} → {num_frames} frames by repeating the last frame")
     frames = frames[np.minimum(positions, src_count - 1)]  # (num_frames, h, w, 3)
 
     # Space.
     src_h, src_w = frames.shape[1:3]
-    if src_w * height > width * src_h:  # too wide: crop the sides
-        crop_h, crop_w = src_h, max(1, round(src_h * width / height))
-    else:  # too tall: crop top and bottom
-        crop_h, crop_w = max(1, round(src_w * height / width)), src_w
+    crop_h, crop_w = _crop_size(src_h, src_w, height, width)
     cropped = (crop_h, crop_w) != (src_h, src_w)
     if cropped:
         top, left = (src_h - crop_h) // 2, (src_w - crop_w) // 2
@@ -352,6 +384,10 @@ def conform_video(
     if resized:
         frames = np.stack([cv2.resize(frame, (width, height), interpolation=cv2.INTER_AREA)
                            for frame in frames])
+    if source is not None:  # the notes tell of the file, not of the smaller frames decoded from it
+        src_h, src_w = source.height, source.width
+        crop_h, crop_w = _crop_size(src_h, src_w, height, width)
+        cropped, resized = (crop_h, crop_w) != (src_h, src_w), (crop_h, crop_w) != (height, width)
     if resized:
         crop_note = f" (center-cropped to {_fmt_aspect(width, height)})" if cropped else ""
         notes.append(f"resized {src_w}×{src_h} → {width}×{height}{crop_note}")
@@ -363,6 +399,13 @@ def conform_video(
 # ---------------------------------------------------------------------------------------------
 # Helpers
 # ---------------------------------------------------------------------------------------------
+
+
+def _crop_size(src_h: int, src_w: int, height: int, width: int) -> tuple[int, int]:
+    """The centered crop of a ``src_h``×``src_w`` frame with the aspect of ``height``×``width``."""
+    if src_w * height > width * src_h:  # too wide: crop the sides
+        return src_h, max(1, round(src_h * width / height))
+    return max(1, round(src_w * height / width)), src_w  # too tall: crop top and bottom
 
 
 def _check_frames(frames: np.ndarray) -> np.ndarray:

@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 from torch.utils.data import Dataset
 
-from uvigu.videoio import VideoInfo, conform_video, probe_video, read_video
+from uvigu.videoio import VideoInfo, probe_video, read_clip
 
 logger = logging.getLogger(__name__)
 
@@ -112,14 +112,10 @@ class VideoFolderDataset(Dataset):
             start_s = 0.0
             if self.seed is not None and info.duration_s > window_s:
                 start_s = (info.duration_s - window_s) * np.random.default_rng([self.seed, epoch, clip]).random()
-            # Decode a little more than the clip needs (one extra target frame) so that the
-            # nearest-frame resampling never runs past the decoded part of a long file.
-            decoded = read_video(entry.video, first_s=window_s + 1 / self.fps, start_s=start_s, info=info,
-                                 cover=(self.height, self.width))
+            conformed = read_clip(entry.video, num_frames=self.num_frames, fps=self.fps, height=self.height,
+                                  width=self.width, start_s=start_s, info=info)
         except ValueError as error:
             raise ValueError(f"{self.root / METADATA_FILE}, line {entry.line}: {error}") from error
-        conformed = conform_video(decoded.frames, decoded.fps, num_frames=self.num_frames,
-                                  target_fps=self.fps, height=self.height, width=self.width)
         if conformed.notes:
             logger.debug("%s: %s", entry.video, "; ".join(conformed.notes))
         return {"frames": conformed.frames, "prompt": entry.prompt, "caption": entry.caption}

@@ -35,7 +35,7 @@ from uvigu.studio.archive import ArchivedTake, ArchiveLimits, read_archive, writ
 from uvigu.studio.jobs import Job, JobQueue, ProgressEvent
 from uvigu.studio.settings import StudioSettings
 from uvigu.studio.store import Take, TakeStore, new_take_id
-from uvigu.videoio import conform_video, read_video, write_mp4
+from uvigu.videoio import read_clip, write_mp4
 
 logger = logging.getLogger(__name__)
 
@@ -429,14 +429,10 @@ class Studio:
                 f"The video is {size / 2**20:.1f} MB; the limit is "
                 f"{self.settings.max_upload_bytes / 2**20:.0f} MB."
             )
-        decoded = read_video(
-            path, max_duration_s=self.settings.max_upload_duration_s,
-            max_side=self.settings.max_upload_side,
-        )
-        conformed = conform_video(
-            decoded.frames, decoded.fps, num_frames=self.pipe.default_num_frames,
-            target_fps=self.pipe.fps, height=self.pipe.default_height,
-            width=self.pipe.default_width,
+        conformed = read_clip(
+            path, num_frames=self.pipe.default_num_frames, fps=self.pipe.fps,
+            height=self.pipe.default_height, width=self.pipe.default_width,
+            max_duration_s=self.settings.max_upload_duration_s, max_side=self.settings.max_upload_side,
         )
         return conformed.frames, list(conformed.notes)
 
