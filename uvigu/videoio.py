@@ -254,7 +254,8 @@ def read_video(
     if cover is not None:
         width, height = _covering_size(width, height, cover)
         if (width, height) != (info.width, info.height):
-            args += ["-vf", f"format=gbrp,scale={width}:{height}:flags=area"]  # in RGB: 4:2:0 chroma at the small size would blur colours
+            # Scaled in RGB: the file's 4:2:0 chroma, kept to the small size, would blur small colours.
+            args += ["-vf", f"format=gbrp,scale={width}:{height}:flags=area"]
     # passthrough: one output frame per decoded frame, no frame-rate conversion by ffmpeg.
     args += ["-fps_mode", "passthrough", "-f", "rawvideo", "-pix_fmt", "rgb24", "-"]
     result = _run_ffmpeg(args, timeout=_DECODE_TIMEOUT_S)
@@ -311,8 +312,8 @@ def read_clip(
 ) -> ConformedVideo:
     """The clip of ``path`` a model of ``num_frames`` at ``fps``, ``height``×``width`` takes, from
     ``start_s`` on: ``conform_video`` of only the seconds it needs, decoded at the smallest size
-    that covers the model's (so a minute of 4K costs what two seconds of a small clip do), with
-    notes that describe the file. ``info``, ``max_duration_s`` and ``max_side`` as ``read_video``'s.
+    that covers the model's (a minute of 4K is read as its first seconds at about the model's size,
+    not decoded whole at 4K into memory), with notes that describe the file. ``info``, ``max_duration_s`` and ``max_side`` as ``read_video``'s.
     """
     info = info if info is not None else probe_video(path)
     # One target frame and one source frame more than the clip needs, so that the nearest-frame
