@@ -406,7 +406,7 @@ def add_eval_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     _add_checkpoint_arguments(p)
     p.add_argument("--num", type=int, default=200, help="main-set clips (training distribution) [%(default)s]")
-    p.add_argument("--num-heldout", type=int, default=100, help="clips with held-out colour–shape pairs [%(default)s]")
+    p.add_argument("--num-heldout", type=int, default=200, help="clips with held-out colour–shape pairs [%(default)s]")
     p.add_argument("--examples", type=int, default=2, help="clips per set shown as strips [%(default)s]")
     p.add_argument("--notes", default=None,
                    help="a markdown file included in the report under 'Notes' (notes written below the end-of-report "
