@@ -177,3 +177,18 @@ def test_seeded_items_take_their_window_anywhere_in_the_clip_the_same_for_the_sa
     assert window_starts(dataset(1), draws) != starts
     # The trainer's stream numbers a seeded folder's items by draw, and a first-seconds one's not.
     assert ShuffledStream.over(dataset(0), seed=0).tag_epochs and not ShuffledStream.over(first, seed=0).tag_epochs
+
+
+def test_texts_too_long_for_the_model_are_all_named_by_line(folder: Path) -> None:
+    write_metadata(folder, [
+        {"video": "red.mp4", "prompt": "a red screen", "caption": "the screen is red."},
+        {"video": "red.mp4", "prompt": "one two three four five six"},  # its caption is its prompt: named once
+        {"video": "red.mp4", "prompt": "red", "caption": "a b c d e f g"},
+    ])
+    dataset = VideoFolderDataset(folder)
+    words = lambda text: len(text.split())  # noqa: E731
+    dataset.check_text_lengths(words, 7)  # every text fits
+    with pytest.raises(ValueError, match=r"metadata.jsonl: 2 texts are longer than the 5 tokens the model's text "
+                                         r"stream holds; shorten them:\n  line 2: the prompt is 6 tokens long\n"
+                                         r"  line 3: the caption is 7 tokens long$"):
+        dataset.check_text_lengths(words, 5)

@@ -4,6 +4,7 @@ import signal
 from dataclasses import replace
 from itertools import islice
 
+import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
@@ -17,6 +18,7 @@ from uvigu.training.config import TrainConfig, get_train_preset
 from uvigu.training.objective import compute_loss
 from uvigu.training.export import load_checkpoint_pipeline
 from uvigu.training.trainer import LOG_FILE, ShuffledStream, build_optimizer, learning_rate, train
+from uvigu.videoio import write_mp4
 
 
 def read_log(out):
@@ -244,3 +246,15 @@ def test_ctrl_c_ends_the_step_checkpoints_and_a_second_one_stops_at_once(tiny_ru
 def test_a_negative_time_limit_is_refused(tmp_path):
     with pytest.raises(ValueError, match="stop_after_s"):
         train(get_train_preset("tiny", out_dir=str(tmp_path)), stop_after_s=-1)
+
+
+def test_a_folder_with_a_caption_too_long_for_the_model_stops_before_the_first_step(tmp_path):
+    clips = tmp_path / "clips"
+    clips.mkdir()
+    write_mp4(np.zeros((8, 16, 16, 3), np.uint8), clips / "a.mp4", fps=8)
+    record = {"video": "a.mp4", "prompt": "a dark screen", "caption": " ".join(["dark"] * 200)}
+    (clips / "metadata.jsonl").write_text(json.dumps(record) + "\n")
+    config = get_train_preset("tiny", data=str(clips), batch_size=1, out_dir=str(tmp_path / "run"))
+    with pytest.raises(ValueError, match="line 1: the caption is 200 tokens long"):
+        train(config)
+    assert not (tmp_path / "run" / LOG_FILE).exists()  # refused before the recall stage, not at refine's turn

@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -92,6 +93,18 @@ class VideoFolderDataset(Dataset):
         """Whether one clip's items differ from draw to draw (random windows: with a seed)."""
         return self.seed is not None
 
+    def check_text_lengths(self, count_tokens: Callable[[str], int], max_tokens: int) -> None:
+        """Refuse, before training starts, prompts and captions longer than ``max_tokens`` (as
+        ``count_tokens`` counts them): one ``ValueError`` lists each by its line."""
+        problems = [f"  line {entry.line}: the {name} is {n} tokens long"
+                    for entry in self.entries
+                    for name, text in (("prompt", entry.prompt), ("caption", entry.caption))
+                    if (n := count_tokens(text)) > max_tokens and (name == "prompt" or entry.caption != entry.prompt)]
+        if problems:
+            texts = "1 text is" if len(problems) == 1 else f"{len(problems)} texts are"
+            raise ValueError(_listed(f"{self.root / METADATA_FILE}: {texts} longer than the {max_tokens} tokens the "
+                                     "model's text stream holds; shorten them:", problems))
+
     def describe(self) -> str:
         """One line for the training log: how much footage, and what an item takes from it."""
         lengths = [info.duration_s for info in self.infos]
@@ -163,10 +176,15 @@ def _probe_clips(entries: list[VideoFolderEntry], metadata: Path) -> list[VideoI
                             disable=len(entries) < _PROGRESS_FROM))
     problems = [f"  line {entry.line}: {result}" for entry, result in zip(entries, results) if isinstance(result, str)]
     if problems:
-        more = f"\n  and {len(problems) - _PROBLEMS_SHOWN} more" if len(problems) > _PROBLEMS_SHOWN else ""
-        raise ValueError(f"{metadata}: {len(problems)} of {len(entries)} clips cannot be read; fix or remove "
-                         f"their lines:\n" + "\n".join(problems[:_PROBLEMS_SHOWN]) + more)
+        raise ValueError(_listed(f"{metadata}: {len(problems)} of {len(entries)} clips cannot be read; fix or remove "
+                                 "their lines:", problems))
     return results
+
+
+def _listed(headline: str, problems: list[str]) -> str:
+    """``headline`` and the first problems, a line each (and how many more)."""
+    more = [f"  and {len(problems) - _PROBLEMS_SHOWN} more"] if len(problems) > _PROBLEMS_SHOWN else []
+    return "\n".join([headline, *problems[:_PROBLEMS_SHOWN], *more])
 
 
 def _parse_record(record: dict, where: str, line: int, root: Path, real_root: Path) -> VideoFolderEntry:

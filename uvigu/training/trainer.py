@@ -32,6 +32,7 @@ import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +44,7 @@ from ..data.shapes import ShapesConfig, ShapesDataset, shapes_vocabulary
 from ..data.video_folder import VideoFolderDataset
 from ..models.autoencoder import VideoAutoencoder
 from ..models.presets import build_pipeline, get_preset
-from ..models.tokenizer import build_word_tokenizer, split_words
+from ..models.tokenizer import build_word_tokenizer, count_tokens, split_words
 from ..videoio import write_strip_png
 from .checkpoint import (
     CheckpointState,
@@ -116,6 +117,8 @@ def train(
         words = sorted(set(words) | set(source_words(source)))
     changes = {} if config.position_features is None else {"position_features": config.position_features}
     pipe = build_pipeline(config.preset, words, seed=config.seed, **changes)
+    if isinstance(dataset, VideoFolderDataset):  # texts the text stream cannot hold stop the run now, not at their turn
+        dataset.check_text_lengths(partial(count_tokens, pipe.tokenizer), pipe.config.max_text_len - 1)
     if source is not None:
         new_words = copy_weights(pipe, source, config.init_from)
         logger.info("starting from the weights of %s%s", config.init_from,
