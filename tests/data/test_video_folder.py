@@ -1,8 +1,10 @@
 """VideoFolderDataset: real MP4s listed in metadata.jsonl, conformed; bad metadata refused."""
 
 import json
+import subprocess
 from pathlib import Path
 
+import imageio_ffmpeg
 import numpy as np
 import pytest
 import torch
@@ -192,3 +194,17 @@ def test_texts_too_long_for_the_model_are_all_named_by_line(folder: Path) -> Non
                                          r"stream holds; shorten them:\n  line 2: the prompt is 6 tokens long\n"
                                          r"  line 3: the caption is 7 tokens long$"):
         dataset.check_text_lengths(words, 5)
+
+
+def test_windows_stay_within_the_video_when_the_audio_runs_longer(tmp_path: Path) -> None:
+    root = tmp_path / "av"
+    root.mkdir()
+    # 1 s of video and 4 s of audio: the file's duration is the audio's.
+    subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-f", "lavfi", "-i", "color=c=red:s=16x16:r=8:d=1",
+                    "-f", "lavfi", "-i", "anullsrc=r=8000:cl=mono", "-t", "4", "-c:v", "libx264", "-pix_fmt", "yuv420p",
+                    "-c:a", "aac", str(root / "av.mp4")], check=True)
+    write_metadata(root, [{"video": "av.mp4", "prompt": "red"}])
+    dataset = VideoFolderDataset(root, num_frames=4, height=16, width=16, fps=8, seed=0)
+    assert dataset.describe().startswith("1 clip, 0.0 min of footage (1.0 s each)")
+    for index in range(12):  # every draw decodes: its window starts within the video's second
+        assert dataset[index]["frames"].shape == (4, 16, 16, 3)

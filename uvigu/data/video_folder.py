@@ -107,7 +107,7 @@ class VideoFolderDataset(Dataset):
 
     def describe(self) -> str:
         """One line for the training log: how much footage, and what an item takes from it."""
-        lengths = [info.duration_s for info in self.infos]
+        lengths = [_video_seconds(info) for info in self.infos]
         window = f"{self.num_frames} frames at {self.fps:g} fps ({self.num_frames / self.fps:g} s)"
         shortest, longest = f"{min(lengths):.1f}", f"{max(lengths):.1f}"
         each = shortest if shortest == longest else f"{shortest}–{longest}"
@@ -123,8 +123,8 @@ class VideoFolderDataset(Dataset):
         try:
             window_s = self.num_frames / self.fps
             start_s = 0.0
-            if self.seed is not None and info.duration_s > window_s:
-                start_s = (info.duration_s - window_s) * np.random.default_rng([self.seed, epoch, clip]).random()
+            if self.seed is not None and _video_seconds(info) > window_s:
+                start_s = (_video_seconds(info) - window_s) * np.random.default_rng([self.seed, epoch, clip]).random()
             conformed = read_clip(entry.video, num_frames=self.num_frames, fps=self.fps, height=self.height,
                                   width=self.width, start_s=start_s, info=info)
         except ValueError as error:
@@ -179,6 +179,11 @@ def _probe_clips(entries: list[VideoFolderEntry], metadata: Path) -> list[VideoI
         raise ValueError(_listed(f"{metadata}: {len(problems)} of {len(entries)} clips cannot be read; fix or remove "
                                  "their lines:", problems))
     return results
+
+
+def _video_seconds(info: VideoInfo) -> float:
+    """How long the clip's video lasts: a file's duration also counts a longer audio track."""
+    return min(info.duration_s, info.num_frames / info.fps)
 
 
 def _listed(headline: str, problems: list[str]) -> str:
