@@ -312,8 +312,9 @@ def read_clip(
 ) -> ConformedVideo:
     """The clip of ``path`` a model of ``num_frames`` at ``fps``, ``height``×``width`` takes, from
     ``start_s`` on: ``conform_video`` of only the seconds it needs, decoded at the smallest size
-    that covers the model's (a minute of 4K is read as its first seconds at about the model's size,
-    not decoded whole at 4K into memory), with notes that describe the file. ``info``, ``max_duration_s`` and ``max_side`` as ``read_video``'s.
+    that covers the model's (a minute of 4K is read as its first seconds at about the model's
+    size, not decoded whole at 4K into memory), with notes that describe the file. ``info``,
+    ``max_duration_s`` and ``max_side`` as ``read_video``'s.
     """
     info = info if info is not None else probe_video(path)
     # One target frame and one source frame more than the clip needs, so that the nearest-frame

@@ -121,10 +121,10 @@ class VideoFolderDataset(Dataset):
             raise IndexError(f"index {index} is out of range for {len(self.entries)} clips")
         entry, info = self.entries[clip], self.infos[clip]
         try:
-            window_s = self.num_frames / self.fps
+            room_s = _video_seconds(info) - self.num_frames / self.fps  # how late a window may start
             start_s = 0.0
-            if self.seed is not None and _video_seconds(info) > window_s:
-                start_s = (_video_seconds(info) - window_s) * np.random.default_rng([self.seed, epoch, clip]).random()
+            if self.seed is not None and room_s > 0:
+                start_s = room_s * np.random.default_rng([self.seed, epoch, clip]).random()
             conformed = read_clip(entry.video, num_frames=self.num_frames, fps=self.fps, height=self.height,
                                   width=self.width, start_s=start_s, info=info)
         except ValueError as error:
