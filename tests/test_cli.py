@@ -5,7 +5,7 @@ import torch
 from uvigu import UniViGUPipeline
 from uvigu.cli import main
 from uvigu.testing import tiny_pipeline
-from uvigu.videoio import probe_video, read_video
+from uvigu.videoio import probe_video, read_video, write_mp4
 
 
 @pytest.fixture(scope="module")
@@ -94,6 +94,34 @@ def test_keep_rest_edits_against_the_models_own_caption(model_dir, tmp_path, rec
     assert "nothing to change" in capsys.readouterr().err and len(seen) == 1
     with pytest.raises(SystemExit):  # one source at a time
         main(["edit", str(clip), "a blue circle", "--keep-rest", "--source-prompt", "a red circle"])
+
+
+def test_start_takes_the_clip_from_that_time_for_caption_and_edit(model_dir, tmp_path, capsys, monkeypatch):
+    pipe = UniViGUPipeline.from_pretrained(model_dir)
+    fps, frames = pipe.config.fps, pipe.config.num_frames
+    levels = np.arange(6 * fps, dtype=np.uint8) * 5  # 6 s; frame t is gray at level 5·t
+    ramp = write_mp4(np.broadcast_to(levels[:, None, None, None], (len(levels), 16, 16, 3)).copy(),
+                     tmp_path / "ramp.mp4", fps=fps)
+    seen = []
+    for name in ("caption", "edit"):
+        original = getattr(UniViGUPipeline, name)
+
+        def recording(self, video, *args, original=original, **kwargs):
+            seen.append(video)
+            return original(self, video, *args, **kwargs)
+
+        monkeypatch.setattr(UniViGUPipeline, name, recording)
+
+    assert main(["caption", str(ramp), "--start", "2", "--model", str(model_dir), "--seed", "0"]) == 0
+    assert f"note: used {frames / fps:.1f} s from 2.0 s ({frames} frames)" in capsys.readouterr().err
+    assert main(["edit", str(ramp), "a red circle", "--start", "3", "--model", str(model_dir), "--seed", "0",
+                 "--out", str(tmp_path / "edited.mp4")]) == 0
+    starts = [round(float(video[0].mean()) / 5) for video in seen]
+    assert starts == [2 * fps, 3 * fps]  # the frames shown at 2 s and at 3 s
+    assert main(["caption", str(ramp), "--model", str(model_dir), "--seed", "0"]) == 0
+    assert seen[-1] == str(ramp)  # without --start the pipeline reads the file itself, from its start
+    assert main(["caption", str(ramp), "--start", "7", "--model", str(model_dir)]) == 2
+    assert "the start, 7 s, is not within ramp.mp4, which lasts 6 s" in capsys.readouterr().err
 
 
 def test_joint_generation_prints_its_caption(model_dir, tmp_path, capsys):

@@ -176,6 +176,25 @@ def _add_model_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--steps", type=int, default=None, help="denoising steps (default: the model's)")
 
 
+def _add_start_argument(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--start", type=float, default=0.0, metavar="SECONDS",
+                   help="where in the video file the model's clip starts (it takes the model's length from there) "
+                        "[%(default)s]")
+
+
+def _read_video_arg(pipe, args: argparse.Namespace):
+    """The ``video`` argument as the pipeline takes it: the file itself, or with ``--start`` its
+    clip from there (uint8 frames), and notes on what was changed to fit."""
+    if not args.start:
+        return args.video, []
+    from .videoio import read_clip
+
+    config = pipe.config
+    clip = read_clip(args.video, num_frames=config.num_frames, fps=config.fps, height=config.height,
+                     width=config.width, start_s=args.start)
+    return clip.frames, clip.notes
+
+
 def _add_output_arguments(p: argparse.ArgumentParser, default: str) -> None:
     p.add_argument("--out", default=default, help="MP4 to write (H.264, yuv420p) [%(default)s]")
     p.add_argument("--scale", type=int, default=4, help="enlarge frames N× without blur [%(default)s]")
@@ -210,6 +229,7 @@ def add_generate_parser(subparsers: argparse._SubParsersAction) -> None:
 def add_caption_parser(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("caption", help="describe a video file in text")
     p.add_argument("video", help="a video file (resized / resampled to the model's clip size)")
+    _add_start_argument(p)
     _add_model_arguments(p)
     p.add_argument("--temperature", type=float, default=None,
                    help="of the token draws: lower is more literal, 0 the most likely token (default: the model's)")
@@ -236,6 +256,7 @@ def add_edit_parser(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("edit", help="regenerate a clip conditioned on an edited caption")
     p.add_argument("video", help="the clip to start from")
     p.add_argument("prompt", help="the edited caption or prompt")
+    _add_start_argument(p)
     _add_model_arguments(p)
     source = p.add_mutually_exclusive_group()
     source.add_argument("--source-prompt", default=None, metavar="TEXT",
@@ -360,12 +381,13 @@ def run_generate(args: argparse.Namespace) -> int:
 
 def run_caption(args: argparse.Namespace) -> int:
     pipe = _load_pipeline(args.model, args.device, args.dtype)
-    result = pipe.caption(args.video, seed=args.seed, num_inference_steps=args.steps, temperature=args.temperature,
+    video, notes = _read_video_arg(pipe, args)
+    result = pipe.caption(video, seed=args.seed, num_inference_steps=args.steps, temperature=args.temperature,
                           reread=args.reread, reread_threshold=args.reread_threshold,
                           reread_period=args.reread_period, verify_weight=args.verify_weight,
                           verify_max_texts=args.verify_max_texts, verify_draws=args.verify_draws,
                           callback=_progress("caption"))
-    for note in result.input_notes:
+    for note in [*notes, *result.input_notes]:
         print(f"note: {note}", file=sys.stderr)
     print(f"seed: {result.seed}")
     print(f"caption: {result.text}")
@@ -374,19 +396,20 @@ def run_caption(args: argparse.Namespace) -> int:
 
 def run_edit(args: argparse.Namespace) -> int:
     pipe = _load_pipeline(args.model, args.device, args.dtype)
+    video, notes = _read_video_arg(pipe, args)
     source_prompt = args.source_prompt
     if args.keep_rest:
         # What the clip shows before the change, in the model's words, as the studio's Keep the rest.
-        source_prompt = pipe.caption(args.video, seed=args.seed, callback=_progress("caption")).text
+        source_prompt = pipe.caption(video, seed=args.seed, callback=_progress("caption")).text
         print(f"caption before the change: {source_prompt}")
         if source_prompt.split() == args.prompt.split():
             raise ValueError("the prompt is the clip's caption unchanged, so keeping the rest leaves nothing to "
                              "change; edit the caption, or drop --keep-rest for a variation.")
     result = pipe.edit(
-        args.video, args.prompt, strength=args.strength, source_prompt=source_prompt, seed=args.seed,
+        video, args.prompt, strength=args.strength, source_prompt=source_prompt, seed=args.seed,
         num_inference_steps=args.steps, guidance_scale=args.guidance, callback=_progress("edit"),
     )
-    for note in result.input_notes:
+    for note in [*notes, *result.input_notes]:
         print(f"note: {note}", file=sys.stderr)
     _warn_unknown(result.unknown_words)
     print(f"seed: {result.seed}")

@@ -243,8 +243,7 @@ def read_video(
     if first_s is not None and not first_s > 0:
         raise ValueError(f"first_s must be positive, got {first_s!r}")
     if start_s < 0 or (start_s > 0 and start_s >= info.duration_s):
-        raise ValueError(f"start_s must be in [0, {info.duration_s:g}) s, the length of {name}; "
-                         f"got {start_s!r}")
+        raise ValueError(f"the start, {start_s:g} s, is not within {name}, which lasts {info.duration_s:g} s")
 
     # -ss before -i seeks the input (from the keyframe before, decoding up to start_s exactly).
     args = (["-ss", f"{start_s:.6f}"] if start_s > 0 else []) + ["-i", _ffmpeg_input(Path(path)), "-map", "0:V:0"]
