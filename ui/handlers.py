@@ -157,12 +157,12 @@ class Handlers:
 
     @user_errors
     def understand(
-        self, video: str | None, token: str | None, progress: gr.Progress = gr.Progress()
+        self, video: str | None, start: float | None, token: str | None, progress: gr.Progress = gr.Progress()
     ) -> tuple:
-        """Understand → caption an upload. Returns token, caption, notes, take panel, history,
-        trajectory."""
+        """Understand → caption an upload, from ``start`` seconds in (blank: its start). Returns
+        token, caption, notes, take panel, history, trajectory."""
         token = self.studio.open_session(token)
-        take = self._wait(self.studio.submit_caption_upload(token, video), progress)
+        take = self._wait(self.studio.submit_caption_upload(token, video, start_s=start), progress)
         if take is None:
             return _skip(3 + len(TAKE_OUTPUTS) + len(HISTORY_OUTPUTS) + len(TRAJECTORY_OUTPUTS))
         notes = (

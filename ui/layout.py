@@ -151,6 +151,10 @@ def build_demo(studio: Studio, gpu: Callable[[Callable], Callable] | None = None
                 with gr.Row():
                     upload = gr.Video(label="Your clip", sources=["upload"], elem_id="upload-video")
                     with gr.Column():
+                        upload_start = gr.Number(
+                            label="Start at (seconds into your clip)", value=0, minimum=0, elem_id="upload-start",
+                            info="The model takes its clip length from here.",
+                        )
                         understand_btn = gr.Button("Caption this clip", variant="primary", elem_id="understand-btn")
                         understand_caption = gr.Textbox(
                             label="What the model says the clip shows", interactive=False,
@@ -204,7 +208,7 @@ def build_demo(studio: Studio, gpu: Callable[[Callable], Callable] | None = None
             [token, seed, *take, *history, *trajectory], api_name="ui_regenerate", **MODEL, **private,
         )
         understand_btn.click(
-            gpu(handlers.understand), [upload, token],
+            gpu(handlers.understand), [upload, upload_start, token],
             [token, understand_caption, understand_notes, *take, *history, *trajectory],
             api_name="ui_understand", **MODEL, **private,
         )

@@ -11,8 +11,9 @@ the previous clip, as often as you like. Your takes are kept for this browser.
 
 UNDERSTAND_HELP = """\
 Upload a clip and the model describes it. Clips of another size, length or frame rate are
-fitted to the model (you are told what changed); files that are too long or too large are
-refused with the reason. The captioned clip becomes a take you can edit like any other.
+fitted to the model (you are told what changed); from a longer clip it takes its own length from
+the start time you give. Files that are too long or too large are refused with the reason. The
+captioned clip becomes a take you can edit like any other.
 """
 
 TRAJECTORY_HELP = """\

@@ -3,10 +3,11 @@
 import warnings
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from tests.launched_studio import launched_studio
-from uvigu.videoio import probe_video
+from uvigu.videoio import probe_video, write_mp4
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
@@ -295,6 +296,38 @@ def test_takes_are_deleted_only_after_asking(studio_app, browser):
         assert len(studio.takes(token)) == 3  # the other session's takes are untouched
     finally:
         context.close()
+
+
+def test_an_upload_is_captioned_from_the_start_time_given(studio_app, browser, tmp_path):
+    url, studio = studio_app
+    levels = np.arange(48, dtype=np.uint8) * 5  # 6 s at 8 fps; frame t is gray at level 5·t
+    clip = write_mp4(np.broadcast_to(levels[:, None, None, None], (48, 32, 32, 3)).copy(), tmp_path / "ramp.mp4",
+                     fps=8)
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    page = context.new_page()
+    page.set_default_timeout(60_000)
+    try:
+        page.goto(url)
+        page.locator("#take-title", has_text="No take yet").wait_for()
+        page.get_by_role("tab", name="Understand").click()
+        page.locator("#upload-video input[type=file]").set_input_files(str(clip))
+        page.wait_for_function("() => { const v = document.querySelector('#upload-video video');"
+                               " return v && (v.currentSrc || v.src); }")
+        page.locator("#upload-start input").fill("2")
+        page.locator("#understand-btn").click()
+        page.locator("#understand-notes", has_text="from 2.0 s").wait_for()
+        shot(page, "11-understand-from-a-start")
+        page.get_by_role("tab", name="Studio").click()
+        page.locator("#take-title", has_text="Take #1").wait_for()  # the captioned clip is a take
+        (take,) = [t for sid in sessions(studio) for t in studio.store.list_takes(sid) if t.mode == "caption"]
+        assert textarea(page, "model-caption").input_value() == take.caption
+        assert any("from 2.0 s" in note for note in take.notes)
+    finally:
+        context.close()
+
+
+def sessions(studio):
+    return [row["id"] for row in studio.store._db.execute("SELECT id FROM sessions").fetchall()]
 
 
 def type_into_slider(page, elem_id, value, tries=3):

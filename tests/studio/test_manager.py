@@ -685,6 +685,21 @@ def test_an_upload_is_fitted_to_the_model_and_captioned(make_studio, clip):
     assert edited.parent_id == take.id
 
 
+def test_an_upload_is_taken_from_the_start_time_given(make_studio, tmp_path):
+    studio = make_studio()
+    token = studio.new_session()
+    levels = np.arange(48, dtype=np.uint8) * 5  # 6 s at 8 fps; frame t is gray at level 5·t
+    path = write_mp4(np.broadcast_to(levels[:, None, None, None], (48, 8, 8, 3)).copy(), tmp_path / "ramp.mp4", fps=8)
+    frames, notes = studio.load_upload(path, 2.0)
+    assert round(float(frames[0].mean()) / 5) == 16  # the frame shown at 2 s
+    assert any("from 2.0 s" in note for note in notes)
+    take = studio.submit_caption_upload(token, path, start_s=3.0).result(timeout=30)
+    assert any("from 3.0 s" in note for note in take.notes)
+    for start, message in [(-1, "The start must be a time in seconds"), (7, "is not within ramp.mp4")]:
+        with pytest.raises(ValueError, match=message):
+            studio.load_upload(path, start)
+
+
 def test_an_upload_can_be_edited_directly(make_studio, clip):
     studio = make_studio()
     token = studio.new_session()

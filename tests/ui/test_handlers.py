@@ -329,10 +329,10 @@ def test_the_edit_endpoint_passes_the_text_before_the_change_and_leaves_blanks_t
 def test_understand_reports_what_was_changed_to_fit(studio):
     take = make_take(mode="caption", prompt="", notes=("resampled 30 fps → 8 fps",))
     studio.next_job = FakeJob(take)
-    out = Handlers(studio).understand("/uploads/clip.mp4", "tok", Progress())
+    out = Handlers(studio).understand("/uploads/clip.mp4", 2.5, "tok", Progress())
     assert out[1] == take.caption
     assert out[2] == "Fitted to the model: resampled 30 fps → 8 fps."
-    assert studio.calls[0][1] == ("tok", "/uploads/clip.mp4")
+    assert studio.calls[0][1:] == (("tok", "/uploads/clip.mp4"), {"start_s": 2.5})
 
 
 def test_history_lists_takes_newest_first_with_thumbnails(studio):

@@ -30,7 +30,7 @@ from typing import Any, Protocol
 import numpy as np
 from PIL import Image
 
-from uvigu.inputs import whole_in_range
+from uvigu.inputs import number_in_range, whole_in_range
 from uvigu.studio.archive import ArchivedTake, ArchiveLimits, read_archive, write_archive
 from uvigu.studio.jobs import Job, JobQueue, ProgressEvent
 from uvigu.studio.settings import StudioSettings
@@ -375,15 +375,17 @@ class Studio:
         token: str,
         video_path: str | os.PathLike,
         *,
+        start_s: float | None = 0.0,
         seed: int | None = None,
         num_inference_steps: int | None = None,
     ) -> Job[Take]:
-        """Queue captioning of an uploaded clip; it becomes a take of mode ``caption`` (whose
-        ``notes`` say how the upload was fitted to the model), which can be edited like any."""
+        """Queue captioning of an uploaded clip, the model's length of it from ``start_s``; it
+        becomes a take of mode ``caption`` (whose ``notes`` say how the upload was fitted to the
+        model), which can be edited like any."""
         sid = self._sid(token)
         seed = self._check_seed(seed)
         steps = self._check_steps(num_inference_steps)
-        frames, notes = self.load_upload(video_path)
+        frames, notes = self.load_upload(video_path, start_s)
         self._check_room(sid)
         options = {"num_inference_steps": steps}
 
@@ -411,8 +413,9 @@ class Studio:
             return 0
         return self.jobs.cancel(_session_id(token))
 
-    def load_upload(self, video_path: str | os.PathLike) -> tuple[np.ndarray, list[str]]:
-        """Decode an uploaded clip and fit it to the model's size, length and frame rate.
+    def load_upload(self, video_path: str | os.PathLike, start_s: float | None = 0.0) -> tuple[np.ndarray, list[str]]:
+        """Decode an uploaded clip, from ``start_s`` seconds in (None: its start), and fit it to
+        the model's size, length and frame rate.
 
         Returns the frames uint8 (f, h, w, 3) and notes naming every change. Refuses (with a
         ``ValueError`` saying why) files that are not videos, corrupt, empty, too large or
@@ -429,9 +432,11 @@ class Studio:
                 f"The video is {size / 2**20:.1f} MB; the limit is "
                 f"{self.settings.max_upload_bytes / 2**20:.0f} MB."
             )
+        start_s = 0.0 if start_s is None else number_in_range(
+            start_s, "The start", 0.0, self.settings.max_upload_duration_s, "a time in seconds")
         conformed = read_clip(
             path, num_frames=self.pipe.default_num_frames, fps=self.pipe.fps,
-            height=self.pipe.default_height, width=self.pipe.default_width,
+            height=self.pipe.default_height, width=self.pipe.default_width, start_s=start_s,
             max_duration_s=self.settings.max_upload_duration_s, max_side=self.settings.max_upload_side,
         )
         return conformed.frames, list(conformed.notes)
