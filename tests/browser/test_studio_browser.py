@@ -1,6 +1,7 @@
 """The creative loop in a real browser: Debian's Chromium, headless, driven by Playwright."""
 
 import warnings
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -36,6 +37,20 @@ def browser():
         browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
         yield browser
         browser.close()
+
+
+@contextmanager
+def new_visitor(browser, url):
+    """A page of the studio in a browser of its own (so a session of its own), showing no take yet."""
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    page = context.new_page()
+    page.set_default_timeout(60_000)
+    try:
+        page.goto(url)
+        page.locator("#take-title", has_text="No take yet").wait_for()
+        yield page
+    finally:
+        context.close()
 
 
 def shot(page, name):
@@ -211,12 +226,7 @@ def test_a_session_exported_in_one_browser_is_imported_in_another(studio_app, br
     studio.submit_edit(token, root.id, "a green circle moving right", seed=1, num_inference_steps=2).result(60)
     export = studio.export_session(token)
 
-    context = browser.new_context(viewport={"width": 1400, "height": 1000})  # another browser: its own session
-    page = context.new_page()
-    page.set_default_timeout(60_000)
-    try:
-        page.goto(url)
-        page.locator("#take-title", has_text="No take yet").wait_for()
+    with new_visitor(browser, url) as page:  # another browser: its own session
         page.get_by_role("tab", name="History").click()
         page.locator("#import-file input[type=file]").set_input_files(str(export))
         page.locator("#history-gallery img").nth(1).wait_for()
@@ -236,8 +246,6 @@ def test_a_session_exported_in_one_browser_is_imported_in_another(studio_app, br
         page.locator("#import-file input[type=file]").set_input_files(str(bad))
         page.get_by_text("The file notes.zip is not a zip file").first.wait_for()
         assert page.locator("#history-gallery img").count() == 2
-    finally:
-        context.close()
 
 
 def test_takes_are_deleted_only_after_asking(studio_app, browser):
@@ -248,12 +256,7 @@ def test_takes_are_deleted_only_after_asking(studio_app, browser):
     studio.submit_generate(token, "a blue square moving up", seed=2, num_inference_steps=2).result(60)
     export = studio.export_session(token)
 
-    context = browser.new_context(viewport={"width": 1400, "height": 1000})
-    page = context.new_page()
-    page.set_default_timeout(60_000)
-    try:
-        page.goto(url)
-        page.locator("#take-title", has_text="No take yet").wait_for()
+    with new_visitor(browser, url) as page:
         page.get_by_role("tab", name="History").click()
         page.locator("#import-file input[type=file]").set_input_files(str(export))
         page.locator("#history-gallery img").nth(2).wait_for()
@@ -294,8 +297,6 @@ def test_takes_are_deleted_only_after_asking(studio_app, browser):
         page.get_by_role("tab", name="Studio").click()
         page.locator("#take-title", has_text="No take yet").wait_for()
         assert len(studio.takes(token)) == 3  # the other session's takes are untouched
-    finally:
-        context.close()
 
 
 def test_an_upload_is_captioned_from_the_start_time_given(studio_app, browser, tmp_path):
@@ -303,12 +304,7 @@ def test_an_upload_is_captioned_from_the_start_time_given(studio_app, browser, t
     levels = np.arange(48, dtype=np.uint8) * 5  # 6 s at 8 fps; frame t is gray at level 5·t
     clip = write_mp4(np.broadcast_to(levels[:, None, None, None], (48, 32, 32, 3)).copy(), tmp_path / "ramp.mp4",
                      fps=8)
-    context = browser.new_context(viewport={"width": 1400, "height": 1000})
-    page = context.new_page()
-    page.set_default_timeout(60_000)
-    try:
-        page.goto(url)
-        page.locator("#take-title", has_text="No take yet").wait_for()
+    with new_visitor(browser, url) as page:
         page.get_by_role("tab", name="Understand").click()
         page.locator("#upload-video input[type=file]").set_input_files(str(clip))
         page.wait_for_function("() => { const v = document.querySelector('#upload-video video');"
@@ -322,8 +318,6 @@ def test_an_upload_is_captioned_from_the_start_time_given(studio_app, browser, t
         (take,) = [t for sid in sessions(studio) for t in studio.store.list_takes(sid) if t.mode == "caption"]
         assert textarea(page, "model-caption").input_value() == take.caption
         assert any("from 2.0 s" in note for note in take.notes)
-    finally:
-        context.close()
 
 
 def sessions(studio):
