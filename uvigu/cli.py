@@ -187,12 +187,9 @@ def _read_video_arg(pipe, args: argparse.Namespace):
     clip from there (uint8 frames), and notes on what was changed to fit."""
     if not args.start:
         return args.video, []
-    from .videoio import read_clip
+    from .inputs import prepare_video
 
-    config = pipe.config
-    clip = read_clip(args.video, num_frames=config.num_frames, fps=config.fps, height=config.height,
-                     width=config.width, start_s=args.start)
-    return clip.frames, clip.notes
+    return prepare_video(args.video, pipe.config, start_s=args.start)
 
 
 def _add_output_arguments(p: argparse.ArgumentParser, default: str) -> None:
