@@ -246,7 +246,8 @@ def test_read_clip_decodes_only_what_the_model_takes_and_its_notes_tell_of_the_f
 
     def counting(args, timeout):
         result = run(args, timeout)
-        piped.append(len(result.stdout))
+        if "rawvideo" in args:  # the decode (the probe pipes a listing of the packets)
+            piped.append(len(result.stdout))
         return result
 
     monkeypatch.setattr(videoio, "_run_ffmpeg", counting)
@@ -259,6 +260,76 @@ def test_read_clip_decodes_only_what_the_model_takes_and_its_notes_tell_of_the_f
     later = videoio.read_clip(path, num_frames=4, fps=8, height=16, width=16, start_s=2.0)
     assert mean_abs_error(later.frames, frames[16:20]) < 5
     assert later.notes == ["used 0.5 s from 2.0 s (4 frames)", "resized 128×128 → 16×16"]
+
+
+# --- frames not evenly spaced in time ----------------------------------------------------------
+
+# 90 frames: the first 30 a fifteenth of a second apart (0 to 2 s), the next 60 a thirtieth (2 to 4 s),
+# as a phone writes when the light changes, or a screen recorder when the screen does.
+def uneven_time(number: int) -> float:
+    return (2 * number if number < 30 else number + 30) / 30
+
+
+def shown_at(t: float) -> int:
+    """The frame of the uneven clip nearest ``t`` seconds in time."""
+    return min(range(90), key=lambda n: abs(uneven_time(n) - t))
+
+
+def write_uneven(path: Path, *extra: str) -> Path:
+    """The uneven clip, frame n uniformly gray at level 2·n, written by ffmpeg with each frame's time."""
+    frames = np.broadcast_to((np.arange(90) * 2).astype(np.uint8)[:, None, None, None], (90, 32, 32, 3))
+    subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-f", "rawvideo", "-pix_fmt", "rgb24",
+                    "-s", "32x32", "-r", "30", "-i", "-", "-vf", "setpts='if(lt(N,30),2*N,N+30)/30/TB'",
+                    "-fps_mode", "vfr", *extra, str(path)], input=frames.tobytes(), check=True)
+    return path
+
+
+def uneven_numbers(frames: np.ndarray) -> np.ndarray:
+    """Which frame each one is, as a float: the conversion to YUV and back moves a level by one."""
+    return frames.mean(axis=(1, 2, 3)) / 2
+
+
+@pytest.mark.parametrize("name, extra", [
+    ("uneven.mp4", ("-c:v", "libx264", "-qp", "0")),
+    # A browser's recording: WebM that states neither its duration nor its real rate (30 fps here).
+    ("uneven.webm", ("-c:v", "libvpx", "-b:v", "2M", "-live", "1")),
+])
+def test_frames_not_evenly_spaced_are_read_by_their_times(tmp_path: Path, name: str, extra: tuple) -> None:
+    path = write_uneven(tmp_path / name, *extra)
+    info = probe_video(path)
+    assert info.variable_rate and info.num_frames == 90
+    assert info.fps == pytest.approx(89 / uneven_time(89), rel=0.01)  # their average rate, about 22.4
+    assert info.duration_s == pytest.approx(4.0, abs=0.1)
+    decoded = read_video(path)
+    times = np.arange(len(decoded.frames)) / decoded.fps
+    expected = np.array([shown_at(t) for t in times])
+    # Frame i is what shows at i / fps, give or take one frame; read by index, frame 45 (2.0 s)
+    # would be frame 45 where frame 30 shows.
+    assert len(decoded.frames) in (89, 90, 91)
+    assert np.abs(uneven_numbers(decoded.frames) - expected).max() <= 1.5
+    clip = videoio.read_clip(path, num_frames=16, fps=8, height=16, width=16, start_s=1.0)
+    expected = np.array([shown_at(1.0 + i / 8) for i in range(16)])
+    assert np.abs(uneven_numbers(clip.frames) - expected).max() <= 1.5
+    assert clip.notes[0] == f"resampled a variable frame rate ({info.fps:.4g} fps on average) → 8 fps, by the frames' times"
+
+
+def test_a_gif_with_mixed_delays_is_read_by_time(tmp_path: Path) -> None:
+    from PIL import Image
+
+    path = tmp_path / "mixed.gif"
+    images = [Image.new("RGB", (16, 16), (level, level, level)) for level in (0, 60, 120, 180, 240)]
+    images[0].save(path, save_all=True, append_images=images[1:], duration=[500, 100, 100, 100, 200], loop=0)
+    info = probe_video(path)
+    assert info.variable_rate and info.fps == pytest.approx(4 / 0.8)
+    numbers = [round(float(f.mean()) / 60) for f in read_video(path).frames]
+    # Frames shown at 0, 0.5, 0.6, 0.7 and 0.8 s; read at 0, 0.2, 0.4, 0.6 and 0.8 s (by index: 0 to 4).
+    assert numbers == [0, 0, 0, 2, 4]
+
+
+def test_evenly_spaced_frames_are_not_variable(tmp_path: Path) -> None:
+    path = write_mp4(moving_square(16, 16, 16), tmp_path / "clip.mp4", fps=8)  # H.264 with B-frames
+    assert not probe_video(path).variable_rate
+    assert not probe_video(write_gif(moving_square(8, 16, 16), tmp_path / "clip.gif", fps=10)).variable_rate
 
 
 # --- conforming --------------------------------------------------------------------------------

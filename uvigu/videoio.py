@@ -49,6 +49,9 @@ class VideoInfo:
     fps: float
     num_frames: int
     duration_s: float
+    # The frames are not evenly spaced in time (phone and screen recordings, browser WebM, GIFs
+    # with mixed delays): ``fps`` is then their average rate, and decoding places them by time.
+    variable_rate: bool = False
 
 
 @dataclass(frozen=True)
@@ -162,10 +165,10 @@ def probe_video(path: str | os.PathLike) -> VideoInfo:
     ``ValueError`` for a missing, empty, non-video, corrupt or truncated file.
     """
     path = _check_file(path)
-    # Stream copy into the null muxer reads every packet: it counts frames and surfaces
-    # truncation ("partial file") without the cost of decoding.
+    # Stream copy reads every packet without the cost of decoding: it counts frames, surfaces
+    # truncation ("partial file") and, through the framecrc muxer, lists each frame's time.
     result = _run_ffmpeg(["-i", _ffmpeg_input(path), "-map", "0:V:0", "-c", "copy",
-                          "-f", "null", "-"], timeout=_PROBE_TIMEOUT_S)
+                          "-f", "framecrc", "-"], timeout=_PROBE_TIMEOUT_S)
     log = result.stderr.decode("utf-8", errors="replace")
     input_section = re.split(r"^\[info\] (?:Stream mapping:|Output #0)", log, maxsplit=1,
                              flags=re.MULTILINE)[0]
@@ -193,6 +196,10 @@ def probe_video(path: str | os.PathLike) -> VideoInfo:
     num_frames = int(frame_counts[-1]) if frame_counts else 0
     if num_frames == 0:
         raise ValueError(f"{path.name} contains no video frames")
+    # The stream's stated rate, unless its frames are not evenly spaced: then their average rate.
+    average_fps = _variable_rate(_frame_times(result.stdout))
+    if average_fps is not None:
+        fps = average_fps
     duration = re.search(r"Duration: (\d+):(\d+):(\d+(?:\.\d+)?)", input_section)
     if duration:
         hours, minutes, seconds = duration.groups()
@@ -204,7 +211,41 @@ def probe_video(path: str | os.PathLike) -> VideoInfo:
     if fps <= 0:
         raise ValueError(f"{path.name} has no usable frame rate")
     return VideoInfo(codec=codec, pix_fmt=pix_fmt, width=width, height=height, fps=fps,
-                     num_frames=num_frames, duration_s=duration_s)
+                     num_frames=num_frames, duration_s=duration_s, variable_rate=average_fps is not None)
+
+
+def _frame_times(framecrc: bytes) -> np.ndarray | None:
+    """Presentation times in seconds, in display order, of the packets ffmpeg's framecrc muxer
+    listed (``#tb 0: num/den``, then ``stream, dts, pts, duration, size, crc`` a line); ``None``
+    when the listing gives no time base or a packet has no time."""
+    text = framecrc.decode("ascii", errors="replace")
+    time_base = re.search(r"^#tb 0: (\d+)/(\d+)", text, flags=re.MULTILINE)
+    if time_base is None or int(time_base.group(2)) == 0:
+        return None
+    pts = []
+    for line in text.splitlines():
+        fields = line.split(",")
+        if line.startswith("#") or len(fields) < 6:
+            continue
+        try:
+            value = int(fields[2])
+        except ValueError:
+            return None
+        if value <= -(2**62):  # AV_NOPTS_VALUE: the container keeps no times
+            return None
+        pts.append(value)
+    return np.sort(np.asarray(pts, dtype=np.int64)) * int(time_base.group(1)) / int(time_base.group(2))
+
+
+def _variable_rate(times: np.ndarray | None) -> float | None:
+    """The average rate of frames shown at ``times`` (seconds, sorted) when they are not evenly
+    spaced, that is when frame i is more than half a frame from ``i / rate`` (where reading
+    frames by their index would show another frame than reading them by time); else ``None``."""
+    if times is None or len(times) < 3 or not times[-1] > times[0]:
+        return None
+    rate = (len(times) - 1) / (times[-1] - times[0])
+    drift = np.abs(times - times[0] - np.arange(len(times)) / rate).max()
+    return float(rate) if drift > 0.5 / rate else None
 
 
 def read_video(
@@ -249,13 +290,17 @@ def read_video(
     args = (["-ss", f"{start_s:.6f}"] if start_s > 0 else []) + ["-i", _ffmpeg_input(Path(path)), "-map", "0:V:0"]
     if first_s is not None:
         args += ["-t", f"{first_s:.6f}"]
+    # Frames not evenly spaced are read by time: frame i is what shows at i / fps.
+    filters = [f"fps={info.fps:.6f}"] if info.variable_rate else []
     width, height = info.width, info.height
     if cover is not None:
         width, height = _covering_size(width, height, cover)
         if (width, height) != (info.width, info.height):
             # Scaled in RGB: the file's 4:2:0 chroma, kept to the small size, would blur small colours.
-            args += ["-vf", f"format=gbrp,scale={width}:{height}:flags=area"]
-    # passthrough: one output frame per decoded frame, no frame-rate conversion by ffmpeg.
+            filters += ["format=gbrp", f"scale={width}:{height}:flags=area"]
+    if filters:
+        args += ["-vf", ",".join(filters)]
+    # passthrough: one output frame per filtered frame, no further frame-rate conversion by ffmpeg.
     args += ["-fps_mode", "passthrough", "-f", "rawvideo", "-pix_fmt", "rgb24", "-"]
     result = _run_ffmpeg(args, timeout=_DECODE_TIMEOUT_S)
     log = result.stderr.decode("utf-8", errors="replace")
@@ -271,6 +316,8 @@ def read_video(
         expected = min(expected, math.floor(first_s * info.fps))
     if start_s > 0:  # the frames from start_s on, give or take the one it falls in
         expected = min(expected, info.num_frames - math.ceil(start_s * info.fps)) - 1
+    if info.variable_rate:  # placed by time, the last frame may round away
+        expected -= 1
     if count < expected:
         detail = _first_error(log)
         raise ValueError(f"{name} is corrupt or truncated: only {count} of {expected} frames "
@@ -360,7 +407,10 @@ def conform_video(
 
     # Time. Target frame i shows the source at t = i / target_fps.
     ratio = fps / target_fps
-    if abs(fps - target_fps) > 1e-3:
+    if source is not None and source.variable_rate:
+        notes.append(f"resampled a variable frame rate ({_fmt_fps(fps)} fps on average) → "
+                     f"{_fmt_fps(target_fps)} fps, by the frames' times")
+    elif abs(fps - target_fps) > 1e-3:
         notes.append(f"resampled {_fmt_fps(fps)} fps → {_fmt_fps(target_fps)} fps")
     positions = np.floor(np.arange(num_frames) * ratio + 0.5 + 1e-9).astype(int)
     available = int(np.count_nonzero(positions < src_count))
