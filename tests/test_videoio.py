@@ -376,6 +376,8 @@ def test_conform_pads_a_short_clip_with_its_last_frame() -> None:
     assert result.notes == ["padded 9 → 16 frames by repeating the last frame"]
     np.testing.assert_array_equal(result.frames[:9], frames)
     np.testing.assert_array_equal(result.frames[9:], np.repeat(frames[-1:], 7, axis=0))
+    from_later = conform_video(frames, 8, num_frames=16, target_fps=8, height=8, width=8, source_start_s=1.5)
+    assert from_later.notes == ["padded the 9 frames from 1.5 s → 16 frames by repeating the last frame"]
 
 
 def test_conform_notes_every_change_at_once() -> None:

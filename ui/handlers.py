@@ -319,10 +319,10 @@ class Handlers:
         return str(self.studio.clip_path(token, take.id)), take.caption, take.seed, token
 
     @user_errors
-    def api_caption(self, video: str | None, token: str | None) -> tuple:
-        """/caption: video → caption."""
+    def api_caption(self, video: str | None, start: float | None, token: str | None) -> tuple:
+        """/caption: video, start (seconds into it where the model's clip begins; blank: 0) → caption."""
         token = self.studio.open_session(token)
-        take = self._wait(self.studio.submit_caption_upload(token, video))
+        take = self._wait(self.studio.submit_caption_upload(token, video, start_s=start))
         if take is None:
             raise gr.Error("Stopped.")
         return take.caption, token
@@ -330,17 +330,17 @@ class Handlers:
     @user_errors
     def api_edit(
         self, video: str | None, prompt: str, strength: float | None, seed: float | None,
-        source_prompt: str | None, best_of: float | None, token: str | None,
+        source_prompt: str | None, best_of: float | None, start: float | None, token: str | None,
     ) -> tuple:
         """/edit: video, prompt, strength (blank: the model's default for the kind of edit), seed
         (blank or negative: random), source_prompt (what the clip shows before the change: the
-        edit then keeps the rest; blank: a plain edit), best_of (tries, as /generate's) → clip,
-        caption, seed used (the kept try's)."""
+        edit then keeps the rest; blank: a plain edit), best_of (tries, as /generate's), start (as
+        /caption's) → clip, caption, seed used (the kept try's)."""
         token = self.studio.open_session(token)
         seed_value = None if seed is None or seed < 0 else _int(seed, "seed")
         take = self._wait(self.studio.submit_edit_upload(
             token, video, prompt, strength=_float(strength), source_prompt=(source_prompt or "").strip() or None,
-            seed=seed_value, best_of=_tries_value(best_of),
+            seed=seed_value, best_of=_tries_value(best_of), start_s=start,
         ))
         if take is None:
             raise gr.Error("Stopped.")

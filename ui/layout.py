@@ -182,6 +182,7 @@ def build_demo(studio: Studio, gpu: Callable[[Callable], Callable] | None = None
             api_strength = gr.Number(label="strength", value=None)
             api_source = gr.Textbox(label="source_prompt", value="")
             api_best_of = gr.Number(label="best_of", value=1, precision=0)
+            api_start = gr.Number(label="start", value=0)
             api_video_in = gr.Video(label="video", sources=["upload"])
             api_video_out = gr.Video(label="clip")
             api_caption = gr.Textbox(label="caption")
@@ -240,12 +241,12 @@ def build_demo(studio: Studio, gpu: Callable[[Callable], Callable] | None = None
             [api_video_out, api_caption, api_seed_out, api_token], api_name="generate", **MODEL,
         )
         api_caption_btn.click(
-            gpu(handlers.api_caption), [api_video_in, api_token], [api_caption, api_token],
+            gpu(handlers.api_caption), [api_video_in, api_start, api_token], [api_caption, api_token],
             api_name="caption", **MODEL,
         )
         api_edit_btn.click(
             gpu(handlers.api_edit),
-            [api_video_in, api_prompt, api_strength, api_seed, api_source, api_best_of, api_token],
+            [api_video_in, api_prompt, api_strength, api_seed, api_source, api_best_of, api_start, api_token],
             [api_video_out, api_caption, api_seed_out, api_token], api_name="edit", **MODEL,
         )
     demo.queue(max_size=settings.max_queue, default_concurrency_limit=1)

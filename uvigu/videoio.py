@@ -421,7 +421,8 @@ def conform_video(
         since = f" from {_fmt_s(source_start_s)} s" if source_start_s else ""
         notes.append(f"used {where}{_fmt_s(num_frames / target_fps)} s{since} ({num_frames} frames)")
     elif available < num_frames:
-        notes.append(f"padded {available} → {num_frames} frames by repeating the last frame")
+        which = f"the {available} frames from {_fmt_s(source_start_s)} s" if source_start_s else f"{available}"
+        notes.append(f"padded {which} → {num_frames} frames by repeating the last frame")
     frames = frames[np.minimum(positions, src_count - 1)]  # (num_frames, h, w, 3)
 
     # Space.

@@ -82,6 +82,26 @@ def test_caption_describes_an_uploaded_clip(client, generated):
     assert isinstance(caption, str) and caption.strip()
 
 
+def caption_take_noting(studio, note):
+    """The one caption take, in any session, whose notes include ``note``."""
+    found = [take for sid in studio.store.sessions_unused_since(float("inf"))
+             for take in studio.store.list_takes(sid) if take.mode == "caption" and note in take.notes]
+    assert len(found) == 1
+    return found[0]
+
+
+def test_caption_and_edit_take_the_clip_from_the_start_given(app, client, generated):
+    clip = handle_file(generated[0])  # the tiny model's 4 frames at 8 fps: 0.5 s
+    caption = client.predict(clip, 0.25, api_name="/caption")
+    padded = "padded the 2 frames from 0.25 s → 4 frames by repeating the last frame"
+    assert caption_take_noting(app[1], padded).caption == caption
+    prompt = "a green circle moving left near the top"
+    client.predict(clip, prompt, 0.5, 3, "", 1, 0.25, api_name="/edit")
+    assert padded in saved_take(app[1], prompt).notes
+    with pytest.raises(AppError, match="The start, 5 s, is not within clip.mp4, which lasts 0.5 s"):
+        client.predict(clip, 5, api_name="/caption")
+
+
 def test_edit_regenerates_an_uploaded_clip(client, generated):
     clip, caption, seed = client.predict(handle_file(generated[0]), "a green circle moving right", 0.5, 1,
                                          api_name="/edit")

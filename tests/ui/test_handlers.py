@@ -318,12 +318,19 @@ def test_keeping_the_rest_is_passed_on_shown_in_history_and_sets_its_strength(st
 def test_the_edit_endpoint_passes_the_text_before_the_change_and_leaves_blanks_to_the_model(studio):
     studio.next_job = FakeJob(make_take(mode="edit"))
     handlers = Handlers(studio)
-    handlers.api_edit("/uploads/clip.mp4", "a blue circle", None, -1, "  a red circle ", None, "tok")
-    handlers.api_edit("/uploads/clip.mp4", "a blue circle", 0.5, 7, "", 3.0, "tok")
+    handlers.api_edit("/uploads/clip.mp4", "a blue circle", None, -1, "  a red circle ", None, None, "tok")
+    handlers.api_edit("/uploads/clip.mp4", "a blue circle", 0.5, 7, "", 3.0, 1.5, "tok")
     assert [call[2] for call in studio.calls] == [
-        {"strength": None, "source_prompt": "a red circle", "seed": None, "best_of": 1},
-        {"strength": 0.5, "source_prompt": None, "seed": 7, "best_of": 3},
+        {"strength": None, "source_prompt": "a red circle", "seed": None, "best_of": 1, "start_s": None},
+        {"strength": 0.5, "source_prompt": None, "seed": 7, "best_of": 3, "start_s": 1.5},
     ]
+
+
+def test_the_caption_endpoint_passes_the_start_time(studio):
+    take = make_take(mode="caption", prompt="")
+    studio.next_job = FakeJob(take)
+    assert Handlers(studio).api_caption("/uploads/clip.mp4", 4.0, "tok") == (take.caption, "tok")
+    assert studio.calls[0][1:] == (("tok", "/uploads/clip.mp4"), {"start_s": 4.0})
 
 
 def test_understand_reports_what_was_changed_to_fit(studio):

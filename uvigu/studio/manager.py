@@ -292,15 +292,17 @@ class Studio:
         num_inference_steps: int | None = None,
         guidance_scale: float | None = None,
         best_of: int = 1,
+        start_s: float | None = 0.0,
     ) -> Job[Take]:
-        """Queue an edit of an uploaded clip (fitted to the model first; see ``load_upload``).
-        Given ``source_prompt`` — what the clip shows, before the change — the edit keeps the rest
-        of the clip as ``submit_edit``'s ``keep_rest`` does; ``best_of`` as ``submit_edit``'s."""
+        """Queue an edit of an uploaded clip, the model's length of it from ``start_s`` (fitted to
+        the model first; see ``load_upload``). Given ``source_prompt`` — what the clip shows,
+        before the change — the edit keeps the rest of the clip as ``submit_edit``'s ``keep_rest``
+        does; ``best_of`` as ``submit_edit``'s."""
         sid = self._sid(token)
         prompt = self._check_text(prompt, "prompt")
         if source_prompt is not None:
             source_prompt = self._check_text(source_prompt, "text before the change")
-        frames, notes = self.load_upload(video_path)
+        frames, notes = self.load_upload(video_path, start_s)
         return self._submit_edit(
             sid, frames, prompt, parent_id=None, notes=tuple(notes), strength=strength,
             seed=seed, num_inference_steps=num_inference_steps, guidance_scale=guidance_scale,
