@@ -16,6 +16,7 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from uvigu.loading import model_kind
 from uvigu.models.presets import SHIPPED_MODEL_DIR as DEFAULT_MODEL
 
 ROOT = Path(__file__).resolve().parent
@@ -33,7 +34,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     env = os.environ
     parser = argparse.ArgumentParser(description="Serve Uni-ViGU Studio in the browser.")
     parser.add_argument("--model", type=Path, default=Path(env.get("UVIGU_MODEL", DEFAULT_MODEL)),
-                        help="checkpoint folder (diffusers layout) [env UVIGU_MODEL; default: %(default)s]")
+                        help="pipeline folder (diffusers layout), or a training checkpoint (<run>/checkpoints/step_N, "
+                        "its EMA weights) [env UVIGU_MODEL; default: %(default)s]")
     parser.add_argument("--host", default=env.get("GRADIO_SERVER_NAME", "127.0.0.1"),
                         help="address to listen on; 0.0.0.0 for all [env GRADIO_SERVER_NAME]")
     parser.add_argument("--port", type=int, default=int(env.get("GRADIO_SERVER_PORT", "7860")),
@@ -71,19 +73,16 @@ def gpu_decorator() -> Callable[[Callable], Callable]:
 
 
 def check_model(path: Path) -> None:
-    if (path / "model_index.json").is_file():
+    """Stop, saying how to get one, when ``path`` holds no model (before torch is imported)."""
+    if model_kind(path) is not None:
         return
-    if (path / "state.json").is_file():  # uvigu.training.checkpoint's layout, without importing torch here
-        raise SystemExit(
-            f"{path} is a training checkpoint, not a pipeline folder: write it as one with "
-            f"`uvigu export {path} --out FOLDER` and pass --model FOLDER."
-        )
     raise SystemExit(
-        f"No Uni-ViGU checkpoint at {path} (model_index.json is missing).\n"
+        f"No Uni-ViGU model at {path} (neither a pipeline folder with model_index.json nor a training "
+        "checkpoint with state.json).\n"
         f"The default model ships in the repository as {DEFAULT_MODEL.relative_to(ROOT)}; "
         "reproduce it with `uvigu train --preset shapes-gpu` (or `--preset shapes` on a CPU) and copy "
-        "OUT/pipeline there, or point "
-        "--model (or UVIGU_MODEL) at any Uni-ViGU checkpoint folder saved with save_pretrained()."
+        "OUT/pipeline there, or point --model (or UVIGU_MODEL) at any Uni-ViGU pipeline folder saved with "
+        "save_pretrained(), or at a training run's OUT/checkpoints/step_N."
     )
 
 
@@ -93,9 +92,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     check_model(args.model)
 
     from ui import build_demo, launch_options
-    from uvigu import UniViGUPipeline
     from uvigu.inputs import check_device, check_dtype
-    from uvigu.models.wan_loading import cast_keeping_fp32_modules
+    from uvigu.loading import load_pipeline
     from uvigu.studio import Studio, StudioSettings
 
     try:
@@ -107,8 +105,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     except ValueError as error:
         raise SystemExit(f"--dtype: {error}") from None
     logger.info("loading %s on %s in %s", args.model, device, str(dtype).removeprefix("torch."))
-    pipe = UniViGUPipeline.from_pretrained(args.model).to(device)
-    cast_keeping_fp32_modules(pipe.transformer, dtype)
+    pipe = load_pipeline(args.model, device, dtype)
     settings = StudioSettings(data_dir=args.data_dir, session_max_age_days=args.session_max_age_days)
     studio = Studio(pipe, settings)
     studio.cleanup()

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from uvigu.inputs import (
-    CaptionSettings, caption_settings, check_device, check_judge_at, check_prompt, check_seed, check_steps,
+    CaptionSettings, caption_settings, check_device, check_dtype, check_judge_at, check_prompt, check_seed, check_steps,
     check_strength, prepare_video,
 )
 from uvigu.testing import tiny_pipeline
@@ -41,6 +41,15 @@ def test_a_device_that_is_not_there_is_named_before_the_model_loads(monkeypatch)
     for name in ("gpu", "mps", "cuda:x", ""):
         with pytest.raises(ValueError, match="device must be auto, cpu, cuda or cuda:N"):
             check_device(name)
+
+
+def test_a_checked_device_or_dtype_passes_a_second_check_unchanged(monkeypatch):
+    _gpus(monkeypatch, 2)
+    for device in (torch.device("cpu"), torch.device("cuda:1")):
+        assert check_device(device) == check_device(check_device(device)) == device
+    assert [check_dtype(d) for d in ("bf16", torch.bfloat16, None, torch.float32)] == [torch.bfloat16] * 2 + [torch.float32] * 2
+    with pytest.raises(ValueError, match="dtype must be float32 or bfloat16 .*got torch.float16"):
+        check_dtype(torch.float16)
 
 
 def test_caption_settings_take_the_model_defaults_and_keep_what_is_given():

@@ -273,30 +273,9 @@ def add_edit_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _load_pipeline(model: str | None, device: str | None = "auto", dtype: str | None = "float32"):
-    from pathlib import Path
+    from .loading import load_pipeline
 
-    import diffusers
-    import transformers
-
-    from .inputs import check_device, check_dtype
-    from .models.presets import SHIPPED_MODEL_DIR
-    from .models.wan_loading import cast_keeping_fp32_modules
-    from .pipeline import UniViGUPipeline
-    from .training.checkpoint import is_checkpoint
-    from .training.export import load_checkpoint_pipeline
-
-    path = Path(model) if model else SHIPPED_MODEL_DIR
-    checkpoint = is_checkpoint(path)
-    if not checkpoint and not (path / "model_index.json").is_file():
-        raise ValueError(f"no model at {path} (neither a pipeline folder with model_index.json nor a training "
-                         "checkpoint with state.json); pass --model DIR.")
-    device, dtype = check_device(device), check_dtype(dtype)
-    diffusers.utils.logging.disable_progress_bar()
-    transformers.utils.logging.disable_progress_bar()
-    pipe = (load_checkpoint_pipeline(path) if checkpoint else UniViGUPipeline.from_pretrained(path)).to(device)
-    cast_keeping_fp32_modules(pipe.transformer, dtype)
-    pipe.set_progress_bar_config(disable=True)
-    return pipe
+    return load_pipeline(model, device, dtype)
 
 
 def _progress(desc: str):

@@ -174,10 +174,13 @@ DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 DTYPE_ALIASES = {"fp32": "float32", "bf16": "bfloat16"}
 
 
-def check_dtype(dtype: str | None) -> torch.dtype:
+def check_dtype(dtype: str | torch.dtype | None) -> torch.dtype:
     """The precision of the denoiser's weights: ``float32`` (or None; the default) or ``bfloat16``
     (``fp32``/``bf16`` too). Its norms, modulation tables and timestep embedder stay float32
-    (``_keep_in_fp32_modules``), as diffusers loads a model in low precision."""
+    (``_keep_in_fp32_modules``), as diffusers loads a model in low precision. Either of those
+    torch dtypes is returned as it is."""
+    if isinstance(dtype, torch.dtype) and dtype in DTYPES.values():
+        return dtype
     name = "float32" if dtype is None else str(dtype).strip().lower()
     name = DTYPE_ALIASES.get(name, name)
     if name not in DTYPES:
@@ -185,7 +188,7 @@ def check_dtype(dtype: str | None) -> torch.dtype:
     return DTYPES[name]
 
 
-def check_device(device: str | None, *, zero_gpu: bool = False) -> torch.device:
+def check_device(device: str | torch.device | None, *, zero_gpu: bool = False) -> torch.device:
     """The torch device to run the model on: ``auto`` (or None) is the first GPU when torch sees one,
     else the CPU; ``cpu``, ``cuda`` or ``cuda:N`` ask for one. A GPU that is not there is a
     ValueError that says so, not a crash on the first call. ``zero_gpu``: on a ZeroGPU Space, where a

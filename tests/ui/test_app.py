@@ -29,14 +29,39 @@ def test_defaults_serve_the_shipped_model_locally(monkeypatch):
 
 
 def test_a_missing_model_fails_with_how_to_get_it(tmp_path):
-    with pytest.raises(SystemExit, match=r"(?s)No Uni-ViGU checkpoint.*--model"):
+    with pytest.raises(SystemExit, match=r"(?s)No Uni-ViGU model at .*nothing.*--model"):
         app.check_model(tmp_path / "nothing")
     (tmp_path / "step_0000500").mkdir()
     (tmp_path / "step_0000500" / "state.json").write_text("{}")
-    with pytest.raises(SystemExit, match="training checkpoint.*uvigu export"):
-        app.check_model(tmp_path / "step_0000500")
+    app.check_model(tmp_path / "step_0000500")  # a training checkpoint
     (tmp_path / "model_index.json").write_text("{}")
     app.check_model(tmp_path)
+
+
+def test_the_studio_serves_a_training_checkpoint(monkeypatch, tmp_path):
+    """A run's checkpoint, as the CLI's model commands take it: the studio serves its EMA weights."""
+    import ui
+    from uvigu.training.checkpoint import checkpoint_dir
+    from uvigu.training.config import get_train_preset
+    from uvigu.training.export import load_checkpoint_pipeline
+    from uvigu.training.trainer import train
+
+    config = get_train_preset("tiny", out_dir=str(tmp_path / "run"), steps_recall=1, steps_refine=1, ckpt_every=1)
+    train(config)
+    step = checkpoint_dir(tmp_path / "run", 1)
+    served = []
+
+    class Demo:
+        def launch(self, **kwargs):
+            served.append(kwargs)
+
+    monkeypatch.setattr(ui, "build_demo", lambda studio, gpu=None: served.append(studio) or Demo())
+    app.main(["--model", str(step), "--device", "cpu", "--data-dir", str(tmp_path / "data")])
+    studio, _ = served
+    studio.close()
+    expected = load_checkpoint_pipeline(step).transformer.state_dict()
+    for key, value in studio.pipe.transformer.state_dict().items():
+        assert value.equal(expected[key]), key
 
 
 def test_a_gpu_that_is_not_there_stops_the_app_before_the_model_loads(monkeypatch):

@@ -1,0 +1,51 @@
+"""A model to run: a pipeline folder or a training checkpoint, on a device, in a precision.
+
+The CLI's model commands and the studio load through ``load_pipeline``, so both take the same
+folders: a pipeline saved with ``save_pretrained`` (the shipped ``assets/uvigu-shapes``) or a
+training run's ``<run>/checkpoints/step_N`` (its EMA weights: the model the run would have saved
+had it ended there).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .models.presets import SHIPPED_MODEL_DIR
+
+
+def model_kind(path: str | Path) -> str | None:
+    """``"pipeline"`` (``model_index.json``), ``"checkpoint"`` (``state.json``, a training
+    checkpoint) or ``None`` when ``path`` holds neither. Reads no weights and imports no torch."""
+    path = Path(path)
+    if (path / "model_index.json").is_file():
+        return "pipeline"
+    if (path / "state.json").is_file():  # uvigu.training.checkpoint's STATE_FILE
+        return "checkpoint"
+    return None
+
+
+def load_pipeline(model: str | Path | None = None, device=None, dtype=None, *, zero_gpu: bool = False):
+    """The ``UniViGUPipeline`` at ``model`` (None: the shipped one) on ``device`` (``check_device``'s:
+    auto, cpu, cuda or cuda:N; ``zero_gpu`` as there) with the denoiser's weights in ``dtype``
+    (``check_dtype``'s: float32 or bfloat16; norms and modulation stay float32), its progress bars
+    off. A ``ValueError`` says what is wrong with a folder that holds no model, a device or a dtype."""
+    import diffusers
+    import transformers
+
+    from .inputs import check_device, check_dtype
+    from .models.wan_loading import cast_keeping_fp32_modules
+    from .pipeline import UniViGUPipeline
+    from .training.export import load_checkpoint_pipeline
+
+    path = Path(model) if model else SHIPPED_MODEL_DIR
+    kind = model_kind(path)
+    if kind is None:
+        raise ValueError(f"no model at {path} (neither a pipeline folder with model_index.json nor a training "
+                         "checkpoint with state.json); pass --model DIR.")
+    device, dtype = check_device(device, zero_gpu=zero_gpu), check_dtype(dtype)
+    diffusers.utils.logging.disable_progress_bar()
+    transformers.utils.logging.disable_progress_bar()
+    pipe = (load_checkpoint_pipeline(path) if kind == "checkpoint" else UniViGUPipeline.from_pretrained(path)).to(device)
+    cast_keeping_fp32_modules(pipe.transformer, dtype)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
