@@ -906,6 +906,7 @@ class UniViGUPipeline(DiffusionPipeline):
         source = self.text_flow.sample_source(
             (1, self.config.max_text_len), generator=torch.Generator("cpu").manual_seed(seed)
         ).to(self._device)
+
         def clean_estimate(x, ids, sigma, context):  # generate's text stream: the whole prompt, no mask
             return self._clean_estimate(x, ids, torch.ones_like(ids, dtype=torch.bool), context, float(sigma[0]))
 
