@@ -147,7 +147,9 @@ def build_demo(studio: Studio, gpu: Callable[[Callable], Callable] | None = None
                 confirm_delete_all_btn, cancel_delete_all_btn = _confirmation(ui, "delete_all", "Delete all", "Keep them")
                 ui["timeline"] = gr.Markdown(elem_id="history-timeline")
             with gr.Tab("Understand", id="understand"):
-                gr.Markdown(text.UNDERSTAND_HELP)
+                gr.Markdown(text.understand_help(
+                    settings.max_upload_duration_s / 60, round(settings.max_upload_bytes / 2**20)
+                ))
                 with gr.Row():
                     upload = gr.Video(label="Your clip", sources=["upload"], elem_id="upload-video")
                     with gr.Column():

@@ -9,11 +9,12 @@ read what the model sees in its own clip, write a critique, edit the caption and
 the previous clip, as often as you like. Your takes are kept for this browser.
 """
 
-UNDERSTAND_HELP = """\
-Upload a clip and the model describes it. Clips of another size, length or frame rate are
-fitted to the model (you are told what changed); from a longer clip it takes its own length from
-the start time you give. Files that are too long or too large are refused with the reason. The
-captioned clip becomes a take you can edit like any other.
+def understand_help(max_minutes: float, max_megabytes: float) -> str:
+    return f"""\
+Upload a clip (up to {max_minutes:g} minutes and {max_megabytes:g} MB) and the model describes it. Clips
+of another size, length or frame rate are fitted to the model (you are told what changed); from a
+longer clip it takes its own length from the start time you give. The captioned clip becomes a
+take you can edit like any other.
 """
 
 TRAJECTORY_HELP = """\

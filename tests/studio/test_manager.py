@@ -700,6 +700,16 @@ def test_an_upload_is_taken_from_the_start_time_given(make_studio, tmp_path):
             studio.load_upload(path, start)
 
 
+def test_a_long_upload_is_read_from_the_start_given_within_the_default_limit(make_studio, clip):
+    studio = make_studio()
+    assert studio.settings.max_upload_duration_s == 600  # ten minutes: only the model's clip is decoded
+    long = clip("long.mp4", frames=8 * 200, size=(8, 8))  # 200 s
+    frames, notes = studio.load_upload(long, 150.0)
+    assert frames.shape[0] == 4 and "used 0.5 s from 150.0 s (4 frames)" in notes
+    with pytest.raises(ValueError, match="The start must be a time in seconds from 0 to 600"):
+        studio.load_upload(long, 601)
+
+
 def test_an_upload_can_be_edited_directly(make_studio, clip):
     studio = make_studio()
     token = studio.new_session()

@@ -51,3 +51,16 @@ def test_the_gpu_wrapper_wraps_the_model_handlers(tmp_path):
         studio.close()
     assert sorted(wrapped) == sorted(["generate", "regenerate", "understand", "api_generate",
                                       "api_caption", "api_edit"])
+
+
+def test_understand_states_the_studio_upload_limits(tmp_path):
+    import gradio as gr
+
+    studio = Studio(FakePipeline(), StudioSettings(data_dir=tmp_path, max_upload_duration_s=90,
+                                                   max_upload_bytes=20 * 2**20))
+    try:
+        demo = build_demo(studio)
+    finally:
+        studio.close()
+    texts = [block.value or "" for block in demo.blocks.values() if isinstance(block, gr.Markdown)]
+    assert any("Upload a clip (up to 1.5 minutes and 20 MB)" in text for text in texts)

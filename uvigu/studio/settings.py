@@ -27,7 +27,9 @@ class StudioSettings:
     max_jobs_per_session: int = 4  # of those, at most this many from one session
     max_best_of: int = 4  # tries per generated take (each a clip and its caption; the best-matching one is kept)
     max_upload_bytes: int = 50 * 1024 * 1024
-    max_upload_duration_s: float = 60.0  # longer uploads are refused, shorter ones resampled
+    # Longer uploads are refused. Only the model's clip of an upload is decoded (its length from the
+    # start given), so this bounds the upload, not the work: probing ten minutes takes about 0.3 s.
+    max_upload_duration_s: float = 600.0
     max_upload_side: int = 4096  # pixels; larger frames are refused rather than decoded
     max_takes_per_session: int = 500
     max_import_bytes: int = 500 * 1024 * 1024  # a session export to import, and what it unpacks to
