@@ -119,3 +119,21 @@ def test_it_loads_with_the_denoiser_in_bfloat16_as_the_readme_shows():
     assert torch.float32 in dtypes.values()  # norms, modulation tables and the timestep embedder
     out = low.generate("a red circle moving right", seed=0, num_inference_steps=4)
     assert out.frames.shape == (16, 64, 64, 3) and out.frames.dtype == np.uint8
+
+
+def test_the_evaluation_clips_written_as_files_are_captioned_as_the_evaluation_captioned_them(pipe, tmp_path):
+    """`uvigu shapes` then `uvigu eval --data`: the files, decoded and shrunk to the model's size,
+    read as the clips do (the README's 20 of 20; here the first four, allowing for a host's float
+    arithmetic to move one sampled word)."""
+    from uvigu.cli import main
+    from uvigu.eval.folder import caption_folder, folder_scores
+    from uvigu.eval.report import read_results
+
+    assert main(["shapes", str(tmp_path / "s4"), "--num", "4", "--scale", "4"]) == 0
+    records = caption_folder(pipe, tmp_path / "s4")
+    evaluated = [r for r in read_results(SHIPPED_MODEL_DIR.parents[1] / "docs" / "eval" / "results.jsonl")
+                 if r["set"] == "main"][:4]
+    assert [r["prompt"] for r in records] == [r["prompt"] for r in evaluated]
+    assert [r["reference"] for r in records] == [r["reference"] for r in evaluated]
+    assert sum(a["caption"] == b["caption"] for a, b in zip(records, evaluated)) >= 3
+    assert folder_scores(records)[0] > 0.85

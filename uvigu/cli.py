@@ -295,16 +295,23 @@ def _progress(desc: str):
 
 
 @contextmanager
-def _clip_progress(total: int, desc: str) -> Iterator[Callable[[int, int], None]]:
+def _clip_progress(total: int | None, desc: str) -> Iterator[Callable[[int, int], None]]:
     """A bar on stderr for a run over clips; yields the ``progress(done, total)`` callback the
-    evaluation, sweep and probe runs take."""
+    evaluation, sweep and probe runs take (``total`` None: the first call's)."""
     from tqdm.auto import tqdm
 
-    bar = tqdm(total=total, desc=desc, unit="clip", file=sys.stderr)
+    bars = [] if total is None else [tqdm(total=total, desc=desc, unit="clip", file=sys.stderr)]
+
+    def progress(done: int, count: int) -> None:
+        if not bars:
+            bars.append(tqdm(total=count, desc=desc, unit="clip", file=sys.stderr))
+        bars[0].update(done - bars[0].n)
+
     try:
-        yield lambda done, _total: bar.update(done - bar.n)
+        yield progress
     finally:
-        bar.close()
+        for bar in bars:
+            bar.close()
 
 
 def _write_outputs(frames, args: argparse.Namespace, fps: int) -> None:
@@ -401,16 +408,22 @@ def add_eval_parser(subparsers: argparse._SubParsersAction) -> None:
         "eval",
         help="measure caption / generation / round-trip / edit accuracy and write docs/EVAL.md",
         description="Evaluate a model on fresh Shapes clips (a main set and a held-out-pairs set) and write the "
-        "report, example strips and per-clip results (OUT's folder/eval/results.jsonl).",
+        "report, example strips and per-clip results (OUT's folder/eval/results.jsonl); or, with --data, score its "
+        "captions of your own clips against yours (BLEU-4, CIDEr-D).",
     )
     _add_checkpoint_arguments(p)
-    p.add_argument("--num", type=int, default=200, help="main-set clips (training distribution) [%(default)s]")
-    p.add_argument("--num-heldout", type=int, default=200, help="clips with held-out colour–shape pairs [%(default)s]")
-    p.add_argument("--examples", type=int, default=2, help="clips per set shown as strips [%(default)s]")
+    p.add_argument("--data", default=None, metavar="FOLDER",
+                   help="a folder of your clips with metadata.jsonl, as `uvigu train --data` reads it: caption each "
+                   "clip from its start and score the captions against the metadata's (default --out: "
+                   "FOLDER/EVAL.md, the records beside it as EVAL.jsonl)")
+    p.add_argument("--num", type=int, default=None,
+                   help="main-set clips (training distribution) [200]; with --data, the first NUM clips [all]")
+    p.add_argument("--num-heldout", type=int, default=None, help="clips with held-out colour–shape pairs [200]")
+    p.add_argument("--examples", type=int, default=None, help="clips per set shown as strips [2]")
     p.add_argument("--notes", default=None,
                    help="a markdown file included in the report under 'Notes' (notes written below the end-of-report "
                    "marker of an existing report are kept without it)")
-    p.add_argument("--out", default="docs/EVAL.md", help="report to write [%(default)s]")
+    p.add_argument("--out", default=None, help="report to write [docs/EVAL.md]")
     p.set_defaults(func=run_eval)
 
 
@@ -432,18 +445,20 @@ def run_eval(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from .eval.report import EvalConfig, write_report
-    from .inputs import check_dtype
     from .models.presets import SHIPPED_MODEL_DIR
 
+    if args.data is not None:
+        return _run_folder_eval(args)
+    args.num = 200 if args.num is None else args.num
+    args.num_heldout = 200 if args.num_heldout is None else args.num_heldout
+    args.examples = 2 if args.examples is None else args.examples
+    args.out = args.out or "docs/EVAL.md"
     config = EvalConfig(num_clips=args.num, num_heldout=args.num_heldout, num_examples=args.examples)
     notes = Path(args.notes).read_text(encoding="utf-8") if args.notes else None
     pipe = _load_pipeline(args.model, args.device, args.dtype)
     model = _shown_path(args.model or SHIPPED_MODEL_DIR)
-    command = f"uvigu eval --model {model} --num {args.num} --num-heldout {args.num_heldout} --out {_shown_path(args.out)}"
-    if pipe.device.type != "cpu":  # a GPU's numbers differ from the CPU's in the last digits: say where they ran
-        command += f" --device {pipe.device}"
-    if args.dtype != "float32":  # and so do another precision's (checked by the loader)
-        command += f" --dtype {str(check_dtype(args.dtype)).removeprefix('torch.')}"
+    command = (f"uvigu eval --model {model} --num {args.num} --num-heldout {args.num_heldout} --out {_shown_path(args.out)}"
+               + _where_it_ran(pipe, args.dtype))
     start = time.perf_counter()
     with _clip_progress(args.num + args.num_heldout, "eval") as progress:
         report = write_report(pipe, args.out, config, command=command, model=model, notes=notes, progress=progress)
@@ -457,6 +472,45 @@ def run_eval(args: argparse.Namespace) -> int:
     for row in report.summary.rows:
         if row.group == "targets":
             print(f"{row.label}: main {row.main.text()}, held-out {row.heldout.text()}")
+    return 0
+
+
+def _where_it_ran(pipe, dtype: str) -> str:
+    """The flags a report's command adds for where it ran: a GPU's numbers differ from the CPU's in
+    the last digits, and so do another precision's (checked by the loader)."""
+    from .inputs import check_dtype
+
+    flags = f" --device {pipe.device}" if pipe.device.type != "cpu" else ""
+    if dtype != "float32":
+        flags += f" --dtype {str(check_dtype(dtype)).removeprefix('torch.')}"
+    return flags
+
+
+def _run_folder_eval(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from .data.video_folder import METADATA_FILE
+    from .eval.folder import write_folder_report
+    from .models.presets import SHIPPED_MODEL_DIR
+
+    if args.notes is not None or args.num_heldout is not None or args.examples is not None:
+        raise ValueError("--num-heldout, --examples and --notes are the Shapes evaluation's; with --data, give "
+                         "--num (the first clips), --model and --out")
+    if args.num is not None and args.num < 1:
+        raise ValueError(f"--num must be at least 1, got {args.num}")
+    out = Path(args.out) if args.out else Path(args.data) / "EVAL.md"
+    pipe = _load_pipeline(args.model, args.device, args.dtype)
+    model = _shown_path(args.model or SHIPPED_MODEL_DIR)
+    command = (f"uvigu eval --data {_shown_path(args.data)} --model {model}"
+               + (f" --num {args.num}" if args.num is not None else "") + f" --out {_shown_path(out)}"
+               + _where_it_ran(pipe, args.dtype))
+    with _clip_progress(None, "captions") as progress:
+        report = write_folder_report(pipe, args.data, out, command=command, model=model,
+                                     folder=_shown_path(args.data), limit=args.num, progress=progress)
+    print(f"report: {report.report_path}")
+    print(f"per-clip results: {report.results_path}")
+    print(f"{report.num_clips} clips of {Path(args.data) / METADATA_FILE} in {report.elapsed_s:.0f} s: "
+          f"caption BLEU-4 {report.bleu4:.3f}, CIDEr-D {report.cider_d:.3f}")
     return 0
 
 
@@ -625,6 +679,44 @@ def run_export(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- shapes ------------------------------------------------------------------------------------
+
+
+def add_shapes_parser(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "shapes",
+        help="write Shapes clips as a folder of videos with metadata.jsonl, as `train --data` and `eval --data` read",
+        description="Write clips of one of the evaluation's sets (main: the training distribution; heldout: the "
+        "held-out colour–shape pairs), from --first-clip on, as MP4 files with their prompts and captions in "
+        "metadata.jsonl: the layout your own clips take, with clips whose captions are known, to try `uvigu train "
+        "--data` and `uvigu eval --data` on.",
+    )
+    p.add_argument("out", help="new folder to write")
+    p.add_argument("--set", choices=["main", "heldout"], default="main", help="[%(default)s]")
+    p.add_argument("--num", type=int, default=20, help="clips [%(default)s]")
+    p.add_argument("--first-clip", type=int, default=0,
+                   help="index of the set's first clip written (0: the evaluation's first) [%(default)s]")
+    p.add_argument("--scale", type=int, default=1,
+                   help="enlarge each pixel to SCALE×SCALE (nearest neighbour; 4: 256×256 files) [%(default)s]")
+    p.set_defaults(func=run_shapes)
+
+
+def run_shapes(args: argparse.Namespace) -> int:
+    from .data.shapes import ShapesConfig
+    from .data.video_folder import METADATA_FILE, write_video_folder
+    from .eval.report import EvalConfig, eval_example
+
+    if args.num < 1 or args.first_clip < 0 or args.scale < 1:
+        raise ValueError(f"--num and --scale must be at least 1 and --first-clip at least 0, got {args.num}, "
+                         f"{args.scale} and {args.first_clip}")
+    config = EvalConfig().starting_at(args.first_clip)
+    examples = (eval_example(config, args.set, index) for index in range(args.num))
+    clips = ((f"{args.set}_{args.first_clip + i:05d}", ex.frames, ex.prompt, ex.caption) for i, ex in enumerate(examples))
+    root = write_video_folder(args.out, clips, fps=ShapesConfig().fps, scale=args.scale)
+    print(f"{args.num} clips of the {args.set} set: {root / METADATA_FILE}")
+    return 0
+
+
 # --- convert-official ---------------------------------------------------------------------------
 
 
@@ -667,6 +759,7 @@ SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
     add_probe_parser,
     add_bench_parser,
     add_export_parser,
+    add_shapes_parser,
     add_convert_official_parser,
 ]
 

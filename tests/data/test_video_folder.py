@@ -208,3 +208,19 @@ def test_windows_stay_within_the_video_when_the_audio_runs_longer(tmp_path: Path
     assert dataset.describe().startswith("1 clip, 0.0 min of footage (1.0 s each)")
     for index in range(12):  # every draw decodes: its window starts within the video's second
         assert dataset[index]["frames"].shape == (4, 16, 16, 3)
+
+
+def test_a_written_folder_reads_back_clip_for_clip(tmp_path):
+    from uvigu.data.video_folder import write_video_folder
+
+    rng = np.random.default_rng(0)
+    blocks = [(rng.random((8, 8, 8, 3)) * 255).astype(np.uint8) for _ in range(2)]
+    root = write_video_folder(tmp_path / "folder", [("a", blocks[0], "red", "a red thing"), ("b", blocks[1], "blue", "")],
+                              fps=8, scale=4)
+    dataset = VideoFolderDataset(root, num_frames=8, height=8, width=8, fps=8)
+    assert [(e.video.name, e.prompt, e.caption) for e in dataset.entries] == [
+        ("a.mp4", "red", "a red thing"), ("b.mp4", "blue", "blue")]  # an empty caption falls back to the prompt
+    for index, frames in enumerate(blocks):
+        assert np.abs(dataset[index]["frames"].astype(int) - frames).mean() < 6  # 32×32 H.264, shrunk back
+    with pytest.raises(ValueError, match="already exists and is not empty"):
+        write_video_folder(root, [], fps=8)

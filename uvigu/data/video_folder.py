@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 from torch.utils.data import Dataset
 
-from uvigu.videoio import VideoInfo, probe_video, read_clip
+from uvigu.videoio import VideoInfo, probe_video, read_clip, write_mp4
 
 logger = logging.getLogger(__name__)
 
@@ -179,6 +179,24 @@ def _probe_clips(entries: list[VideoFolderEntry], metadata: Path) -> list[VideoI
         raise ValueError(_listed(f"{metadata}: {len(problems)} of {len(entries)} clips cannot be read; fix or remove "
                                  "their lines:", problems))
     return results
+
+
+def write_video_folder(
+    root: str | os.PathLike, clips: Iterable[tuple[str, np.ndarray, str, str]], *, fps: int, scale: int = 1,
+) -> Path:
+    """Write ``clips`` — (name, frames uint8 (f, h, w, 3), prompt, caption) — as a folder this
+    dataset reads: ``root/clips/<name>.mp4`` (H.264, enlarged ``scale`` times) and
+    ``root/metadata.jsonl``, a line per clip in order. ``root`` must be new or empty; the metadata
+    is written last, so a folder whose writing stopped part-way is not taken for a whole one."""
+    root = Path(root)
+    if root.exists() and any(root.iterdir()):
+        raise ValueError(f"{root} already exists and is not empty; choose a new folder.")
+    lines = []
+    for name, frames, prompt, caption in clips:
+        path = write_mp4(frames, root / "clips" / f"{name}.mp4", fps=fps, scale=scale)
+        lines.append(json.dumps({"video": path.relative_to(root).as_posix(), "prompt": prompt, "caption": caption}))
+    (root / METADATA_FILE).write_text("".join(line + "\n" for line in lines), encoding="utf-8")
+    return root
 
 
 def _video_seconds(info: VideoInfo) -> float:

@@ -1,0 +1,144 @@
+"""Captions of your own clips against your captions: BLEU-4 and CIDEr-D over a folder of videos.
+
+``uvigu eval --data FOLDER`` reads ``FOLDER/metadata.jsonl`` as training on your clips does
+(`uvigu.data.video_folder`: the same fields, checks and decoding), captions each clip from its
+start (the model's length of it, fitted to the model's size and frame rate) and scores the
+captions against each line's ``caption`` (its ``prompt`` where it has none): the caption figures
+``docs/EVAL.md`` gives for the Shapes world, on footage of yours. Keep the clips you measure on out
+of the folder you train on (Hugging Face's ``train/`` and ``test/`` folders), and measure a run's
+checkpoints in turn (``--model <run>/checkpoints/step_N``) to see whether training helps.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+from uvigu.data.video_folder import METADATA_FILE, VideoFolderDataset
+from uvigu.eval.metrics import bleu4, cider_d
+from uvigu.eval.report import pipeline_settings, write_results
+
+logger = logging.getLogger(__name__)
+
+ProgressCallback = Callable[[int, int], None]
+
+
+@dataclass(frozen=True)
+class FolderReport:
+    """What `write_folder_report` wrote."""
+
+    report_path: Path
+    results_path: Path
+    num_clips: int
+    bleu4: float
+    cider_d: float
+    elapsed_s: float
+
+
+def caption_folder(
+    pipe, root: str | Path, *, limit: int | None = None, progress: ProgressCallback | None = None
+) -> list[dict]:
+    """Caption the clips listed in ``root/metadata.jsonl`` (the first ``limit`` of them; None: all),
+    clip ``i`` with seed ``i``; a record per clip: its metadata line, path, prompt, reference
+    caption, the model's caption and the seconds it took."""
+    dataset = VideoFolderDataset(root, num_frames=pipe.default_num_frames, height=pipe.default_height,
+                                 width=pipe.default_width, fps=pipe.fps)
+    count = len(dataset) if limit is None else min(limit, len(dataset))
+    if progress is not None:
+        progress(0, count)
+    records = []
+    for index in range(count):
+        entry, item = dataset.entries[index], dataset[index]
+        start = time.perf_counter()
+        caption = pipe.caption(item["frames"], seed=index).text
+        records.append({
+            "line": entry.line, "video": Path(os.path.relpath(entry.video, dataset.root)).as_posix(),
+            "prompt": entry.prompt, "reference": entry.caption, "caption": caption, "seed": index,
+            "seconds": round(time.perf_counter() - start, 3),
+        })
+        if progress is not None:
+            progress(index + 1, count)
+    return records
+
+
+def folder_scores(records: list[dict]) -> tuple[float, float]:
+    """Corpus BLEU-4 and CIDEr-D of the records' captions against their references."""
+    captions, references = [r["caption"] for r in records], [[r["reference"]] for r in records]
+    return bleu4(captions, references), cider_d(captions, references)
+
+
+def _cell(text: str) -> str:
+    """``text`` as one markdown table cell."""
+    return " ".join(text.split()).replace("|", "\\|") or "*(empty)*"
+
+
+def render_folder_report(
+    records: list[dict], *, folder: str, command: str, model: str, settings: dict, clip: str, elapsed_s: float,
+) -> str:
+    bleu, cider = folder_scores(records)
+    lines = [
+        f"# Captions of `{folder}`",
+        "",
+        f"Made by `{command}` on {datetime.now(timezone.utc).date().isoformat()}, model `{model}`.",
+        f"{len(records)} clips of `{folder}/{METADATA_FILE}` in {elapsed_s / 60:.1f} min, each captioned from its "
+        f"start ({clip}); pipeline settings: "
+        + ", ".join(f"{key} {value}" for key, value in settings.items()) + ".",
+        "",
+        "| metric | value |",
+        "|---|---|",
+        f"| caption BLEU-4 | {bleu:.3f} (n={len(records)}) |",
+        f"| caption CIDEr-D | {cider:.3f} (n={len(records)}) |",
+        "",
+        "The model's caption of each clip against the clip's `caption` in the metadata (its `prompt` where it has "
+        "none), one reference per clip, as corpus scores (docs/EVAL.md scores the Shapes world's captions the same "
+        "way). Clip *i* is captioned with seed *i*.",
+        "",
+        "## Clips",
+        "",
+        "| line | clip | reference | the model's caption |",
+        "|---:|---|---|---|",
+    ]
+    lines += [f"| {r['line']} | `{_cell(r['video'])}` | {_cell(r['reference'])} | {_cell(r['caption'])} |"
+              for r in records]
+    return "\n".join(lines) + "\n"
+
+
+def write_folder_report(
+    pipe,
+    root: str | Path,
+    out: str | Path,
+    *,
+    command: str,
+    model: str,
+    folder: str | None = None,
+    limit: int | None = None,
+    progress: ProgressCallback | None = None,
+) -> FolderReport:
+    """Caption the folder's clips, write the report to ``out`` and the records beside it
+    (``out`` with the suffix ``.jsonl``). ``folder``: the folder's name as the report shows it."""
+    out = Path(out)
+    start = time.perf_counter()
+    records = caption_folder(pipe, root, limit=limit, progress=progress)
+    elapsed = time.perf_counter() - start
+    if not records:
+        raise ValueError(f"{Path(root) / METADATA_FILE} lists no clips")
+    clip = f"{pipe.default_num_frames} frames at {pipe.fps:g} fps, {pipe.default_width}×{pipe.default_height}"
+    text = render_folder_report(records, folder=folder or Path(root).name, command=command, model=model,
+                                settings={k: v for k, v in pipeline_settings(pipe).items() if k.startswith("caption_")},
+                                clip=clip, elapsed_s=elapsed)
+    results = write_results(records, out.with_suffix(".jsonl"))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_suffix(out.suffix + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, out)
+    bleu, cider = folder_scores(records)
+    logger.info("wrote %s and %s in %.0f s", out, results, elapsed)
+    return FolderReport(out, results, len(records), bleu, cider, elapsed)
+
+
+__all__ = ["FolderReport", "caption_folder", "folder_scores", "render_folder_report", "write_folder_report"]
