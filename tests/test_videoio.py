@@ -1,5 +1,6 @@
 """Video files in and out: H.264 MP4 / GIF / PNG writers, probing, decoding errors, conforming."""
 
+import math
 import subprocess
 from pathlib import Path
 
@@ -209,6 +210,24 @@ def test_start_s_decodes_from_that_time_on(tmp_path: Path) -> None:
     for start in (-0.5, 3.0):
         with pytest.raises(ValueError, match=rf"the start, {start:g} s, is not within ramp.mp4, which lasts 3 s"):
             read_video(path, start_s=start)
+
+
+@pytest.mark.parametrize("rate, starts", [(8, (0.5, 3.3, 7.0)), (30, (0.5, 3.3))])
+def test_a_seek_that_lands_elsewhere_is_read_from_the_start(tmp_path: Path, caplog, rate: int, starts) -> None:
+    """MPEG-TS has no index to seek by: in these small 10 s files ffmpeg's seek finds no frame at
+    8 fps and lands near the end at 30 fps. Frame n is gray at level 3·(n mod 80)."""
+    path = tmp_path / f"ramp{rate}.ts"
+    subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-f", "lavfi", "-i",
+                    f"color=black:s=32x32:r={rate}:d=10,format=gray,geq=lum='mod(N,80)*3',format=yuv420p",
+                    "-c:v", "libx264", str(path)], check=True)
+    for start in starts:
+        with caplog.at_level("INFO", logger="uvigu.videoio"):
+            frames = read_video(path, start_s=start).frames
+        # the frame that shows at the start, or the next one (as test_start_s_decodes_from_that_time_on)
+        first = next(n for n in (math.floor(start * rate), math.floor(start * rate) + 1) if len(frames) == 10 * rate - n)
+        assert round(float(frames[0].mean()) / 3) == first % 80
+        assert f"seeking to {start:.3f} s landed elsewhere" in caplog.text
+        caplog.clear()
 
 
 def test_cover_shrinks_to_the_smallest_covering_size_and_never_enlarges(tmp_path: Path) -> None:

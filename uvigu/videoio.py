@@ -286,10 +286,6 @@ def read_video(
     if start_s < 0 or (start_s > 0 and start_s >= info.duration_s):
         raise ValueError(f"the start, {start_s:g} s, is not within {name}, which lasts {info.duration_s:g} s")
 
-    # -ss before -i seeks the input (from the keyframe before, decoding up to start_s exactly).
-    args = (["-ss", f"{start_s:.6f}"] if start_s > 0 else []) + ["-i", _ffmpeg_input(Path(path)), "-map", "0:V:0"]
-    if first_s is not None:
-        args += ["-t", f"{first_s:.6f}"]
     # Frames not evenly spaced are read by time: frame i is what shows at i / fps.
     filters = [f"fps={info.fps:.6f}"] if info.variable_rate else []
     width, height = info.width, info.height
@@ -298,13 +294,31 @@ def read_video(
         if (width, height) != (info.width, info.height):
             # Scaled in RGB: the file's 4:2:0 chroma, kept to the small size, would blur small colours.
             filters += ["format=gbrp", f"scale={width}:{height}:flags=area"]
-    if filters:
-        args += ["-vf", ",".join(filters)]
-    # passthrough: one output frame per filtered frame, no further frame-rate conversion by ffmpeg.
-    args += ["-fps_mode", "passthrough", "-f", "rawvideo", "-pix_fmt", "rgb24", "-"]
-    result = _run_ffmpeg(args, timeout=_DECODE_TIMEOUT_S)
-    log = result.stderr.decode("utf-8", errors="replace")
     frame_bytes = width * height * 3
+
+    def decode(seek: str) -> tuple[subprocess.CompletedProcess, str]:
+        """ffmpeg's run and log. ``seek``: "input" (-ss before -i: from the keyframe before start_s,
+        decoding up to it exactly; showinfo logs each frame's time, to check where it landed) or
+        "output" (-ss after -i: decode from the file's start and drop what comes before start_s)."""
+        where = ["-ss", f"{start_s:.6f}"] if start_s > 0 else []
+        source = ["-i", _ffmpeg_input(Path(path)), "-map", "0:V:0"]
+        args = where + source if seek == "input" else source + where
+        if first_s is not None:
+            args += ["-t", f"{first_s:.6f}"]
+        chain = filters + (["showinfo"] if start_s > 0 and seek == "input" else [])
+        if chain:
+            args += ["-vf", ",".join(chain)]
+        # passthrough: one output frame per filtered frame, no further frame-rate conversion by ffmpeg.
+        args += ["-fps_mode", "passthrough", "-f", "rawvideo", "-pix_fmt", "rgb24", "-"]
+        result = _run_ffmpeg(args, timeout=_DECODE_TIMEOUT_S)
+        return result, result.stderr.decode("utf-8", errors="replace")
+
+    result, log = decode("input")
+    if start_s > 0 and result.returncode == 0 and not _landed(log, info.fps):
+        # Some containers (MPEG-TS among them) have no index to seek by, and a seek can land past
+        # start_s or nowhere; then read from the file's start, which is slower but exact.
+        logger.info("%s: seeking to %.3f s landed elsewhere; decoding from the start up to it", name, start_s)
+        result, log = decode("output")
     count, remainder = divmod(len(result.stdout), frame_bytes)
     if result.returncode != 0 or remainder:
         raise ValueError(f"{name} could not be decoded: {_first_error(log) or 'ffmpeg failed'}")
@@ -326,6 +340,13 @@ def read_video(
         logger.warning("%s: %s", name, _strip_prefix(line))
     frames = np.frombuffer(result.stdout, dtype=np.uint8).reshape(count, height, width, 3)  # (f, h, w, 3)
     return DecodedVideo(frames=frames.copy(), fps=info.fps)
+
+
+def _landed(log: str, fps: float) -> bool:
+    """Whether a seek logged by showinfo landed where asked: its first frame shows within a frame
+    and a half of the start (its time counts from there)."""
+    first = re.search(r"\bpts_time:\s*(-?[\d.]+)", log)
+    return first is not None and float(first.group(1)) < 1.5 / fps
 
 
 def _covering_size(width: int, height: int, cover: tuple[int, int]) -> tuple[int, int]:
