@@ -230,6 +230,18 @@ def test_a_seek_that_lands_elsewhere_is_read_from_the_start(tmp_path: Path, capl
         caplog.clear()
 
 
+def test_a_duration_the_container_understates_is_the_frames(tmp_path: Path) -> None:
+    """MPEG-PS estimates its duration from its bitrate: 7 s for these 10 s; the 80 frames at 8 fps say 10."""
+    path = tmp_path / "ramp.mpg"
+    subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-f", "lavfi", "-i",
+                    "color=black:s=32x32:r=8:d=10,format=gray,geq=lum='N*3',format=yuv420p",
+                    "-c:v", "mpeg2video", "-q:v", "2", str(path)], check=True)
+    info = probe_video(path)
+    assert (info.num_frames, info.fps, info.duration_s) == (80, 8.0, 10.0)
+    frames = read_video(path, start_s=8.0).frames  # past the 7 s the container states
+    assert abs(round(float(frames[0].mean()) / 3) - 64) <= 1 and abs(len(frames) - 16) <= 1
+
+
 def test_cover_shrinks_to_the_smallest_covering_size_and_never_enlarges(tmp_path: Path) -> None:
     path = write_mp4(gray_ramp(8, 32, 64), tmp_path / "wide.mp4", fps=8)
     full = read_video(path).frames

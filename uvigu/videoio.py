@@ -201,11 +201,10 @@ def probe_video(path: str | os.PathLike) -> VideoInfo:
     if average_fps is not None:
         fps = average_fps
     duration = re.search(r"Duration: (\d+):(\d+):(\d+(?:\.\d+)?)", input_section)
-    if duration:
+    duration_s = num_frames / fps if fps > 0 else 0.0
+    if duration:  # the container's, unless it says less than the frames last (MPEG-PS estimates it from its bitrate)
         hours, minutes, seconds = duration.groups()
-        duration_s = int(hours) * 3600 + int(minutes) * 60 + float(seconds)
-    else:
-        duration_s = num_frames / fps if fps > 0 else 0.0
+        duration_s = max(duration_s, int(hours) * 3600 + int(minutes) * 60 + float(seconds))
     if fps <= 0:
         fps = num_frames / duration_s if duration_s > 0 else 0.0
     if fps <= 0:
