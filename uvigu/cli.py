@@ -94,6 +94,10 @@ def add_train_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--keep-checkpoints", type=int, metavar="N",
                    help="how many of the latest checkpoints to keep (older ones are deleted; default 2)")
     p.add_argument("--sample-every", type=int, help="steps between EMA samples; 0: never")
+    p.add_argument("--eval-data", metavar="FOLDER",
+                   help="clips with metadata.jsonl kept out of training: at every sample they are captioned with the "
+                   "EMA weights and BLEU-4 / CIDEr-D against their captions logged (OUT/samples/samples.jsonl), as "
+                   "`uvigu eval --data` scores them")
     p.set_defaults(func=run_train)
 
 
@@ -131,6 +135,7 @@ def run_train(args: argparse.Namespace) -> int:
             "ckpt_every": args.ckpt_every,
             "keep_checkpoints": args.keep_checkpoints,
             "sample_every": args.sample_every,
+            "eval_data": args.eval_data,
         }.items()
         if value is not None
     }

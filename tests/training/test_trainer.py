@@ -258,3 +258,30 @@ def test_a_folder_with_a_caption_too_long_for_the_model_stops_before_the_first_s
     with pytest.raises(ValueError, match="line 1: the caption is 200 tokens long"):
         train(config)
     assert not (tmp_path / "run" / LOG_FILE).exists()  # refused before the recall stage, not at refine's turn
+
+
+def test_held_out_clips_are_captioned_at_every_sample_as_uvigu_eval_data_scores_them(tmp_path):
+    from uvigu.cli import main
+    from uvigu.eval.folder import caption_folder, folder_scores
+
+    assert main(["shapes", str(tmp_path / "held"), "--set", "heldout", "--num", "3"]) == 0
+    config = get_train_preset("tiny", out_dir=str(tmp_path / "run"), steps_recall=2, steps_refine=2, ckpt_every=2,
+                              keep_checkpoints=2, sample_every=2, eval_data=str(tmp_path / "held"))
+    train(config)
+    samples = [json.loads(line) for line in (tmp_path / "run" / "samples" / "samples.jsonl").read_text().splitlines()]
+    assert [(s["step"], s["eval_clips"]) for s in samples] == [(2, 3), (4, 3)]
+    for sample in samples:  # the EMA weights at the sample are the checkpoint's of that step
+        bleu, cider = folder_scores(caption_folder(load_checkpoint_pipeline(checkpoint_dir(tmp_path / "run", sample["step"])),
+                                                   tmp_path / "held"))
+        assert (sample["eval_bleu4"], sample["eval_cider_d"]) == (round(bleu, 4), round(cider, 4))
+
+
+def test_held_out_clips_are_checked_before_the_first_step_and_need_samples(tmp_path):
+    (tmp_path / "held").mkdir()
+    (tmp_path / "held" / "metadata.jsonl").write_text('{"video": "gone.mp4", "prompt": "a red circle"}\n')
+    config = get_train_preset("tiny", out_dir=str(tmp_path / "run"), sample_every=2, eval_data=str(tmp_path / "held"))
+    with pytest.raises(ValueError, match="line 1: video file not found: gone.mp4"):
+        train(config)
+    assert not (tmp_path / "run" / LOG_FILE).exists()
+    with pytest.raises(ValueError, match="eval_data is captioned at every sample; give sample_every"):
+        get_train_preset("tiny", sample_every=0, eval_data=str(tmp_path / "held"))

@@ -40,14 +40,20 @@ class FolderReport:
     elapsed_s: float
 
 
+def folder_dataset(pipe, root: str | Path) -> VideoFolderDataset:
+    """The clips listed in ``root/metadata.jsonl``, each the model's length from its start at its size
+    (checked as training checks them: every line and clip, before the first is captioned)."""
+    return VideoFolderDataset(root, num_frames=pipe.default_num_frames, height=pipe.default_height,
+                              width=pipe.default_width, fps=pipe.fps)
+
+
 def caption_folder(
-    pipe, root: str | Path, *, limit: int | None = None, progress: ProgressCallback | None = None
+    pipe, root: str | Path | VideoFolderDataset, *, limit: int | None = None, progress: ProgressCallback | None = None
 ) -> list[dict]:
-    """Caption the clips listed in ``root/metadata.jsonl`` (the first ``limit`` of them; None: all),
-    clip ``i`` with seed ``i``; a record per clip: its metadata line, path, prompt, reference
-    caption, the model's caption and the seconds it took."""
-    dataset = VideoFolderDataset(root, num_frames=pipe.default_num_frames, height=pipe.default_height,
-                                 width=pipe.default_width, fps=pipe.fps)
+    """Caption the clips listed in ``root/metadata.jsonl`` (or of a ``folder_dataset``; the first
+    ``limit`` of them; None: all), clip ``i`` with seed ``i``; a record per clip: its metadata line,
+    path, prompt, reference caption, the model's caption and the seconds it took."""
+    dataset = root if isinstance(root, VideoFolderDataset) else folder_dataset(pipe, root)
     count = len(dataset) if limit is None else min(limit, len(dataset))
     if progress is not None:
         progress(0, count)
@@ -141,4 +147,5 @@ def write_folder_report(
     return FolderReport(out, results, len(records), bleu, cider, elapsed)
 
 
-__all__ = ["FolderReport", "caption_folder", "folder_scores", "render_folder_report", "write_folder_report"]
+__all__ = ["FolderReport", "caption_folder", "folder_dataset", "folder_scores", "render_folder_report",
+           "write_folder_report"]

@@ -75,6 +75,9 @@ class TrainConfig:
     keep_checkpoints: int = 2  # older checkpoints are deleted
     sample_every: int = 500  # steps between EMA samples (clip strip + caption) in <out>/samples; 0: never
     sample_prompt: str = "a red circle moving right and a large blue square staying still"
+    # a folder of clips with metadata.jsonl kept out of training: at every sample its clips are
+    # captioned with the EMA weights and BLEU-4 / CIDEr-D against its captions logged (samples.jsonl)
+    eval_data: str | None = None
     seed: int = 0
     out_dir: str = "runs/shapes"
 
@@ -96,6 +99,8 @@ class TrainConfig:
             raise ValueError(f"ema_decay must be in [0, 1), got {self.ema_decay}.")
         if self.warmup_steps < 0 or self.sample_every < 0 or self.num_workers < 0:
             raise ValueError("warmup_steps, sample_every and num_workers must be >= 0.")
+        if self.eval_data is not None and self.sample_every == 0:
+            raise ValueError("eval_data is captioned at every sample; give sample_every (steps between samples).")
         self.objective("recall")  # validates the objective fields
         if self.reverse_twins > 0 and self.data != "shapes":
             raise ValueError(

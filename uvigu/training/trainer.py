@@ -42,6 +42,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from ..data.shapes import ShapesConfig, ShapesDataset, shapes_vocabulary
 from ..data.video_folder import VideoFolderDataset
+from ..eval.folder import caption_folder, folder_dataset, folder_scores
 from ..models.autoencoder import VideoAutoencoder
 from ..models.presets import build_pipeline, get_preset
 from ..models.tokenizer import build_word_tokenizer, count_tokens, split_words
@@ -119,6 +120,8 @@ def train(
     pipe = build_pipeline(config.preset, words, seed=config.seed, **changes)
     if isinstance(dataset, VideoFolderDataset):  # texts the text stream cannot hold stop the run now, not at their turn
         dataset.check_text_lengths(partial(count_tokens, pipe.tokenizer), pipe.config.max_text_len - 1)
+    # clips to caption at every sample, checked now (every line and clip) rather than at the first sample
+    eval_clips = folder_dataset(pipe, config.eval_data) if config.eval_data and main else None
     if source is not None:
         new_words = copy_weights(pipe, source, config.init_from)
         logger.info("starting from the weights of %s%s", config.init_from,
@@ -213,7 +216,7 @@ def train(
                 logger.info(_format_record(record))
                 window = LossWindow()
             if config.sample_every and step % config.sample_every == 0 and main:
-                write_samples(pipe, ema.modules, dataset, config, out / "samples", step)
+                write_samples(pipe, ema.modules, dataset, config, out / "samples", step, eval_clips)
             wall_s = wall_before + time.perf_counter() - session_start
             if step % config.ckpt_every == 0 or step == config.total_steps or stopping:
                 _save_checkpoint(accelerator, out, step, wall_s, words, config, models, ema, optimizer, generator)
@@ -383,9 +386,10 @@ class LossWindow:
 
 
 def write_samples(pipe, ema_modules: list[torch.nn.Module], dataset: Dataset, config: TrainConfig,
-                  folder: Path, step: int) -> None:
+                  folder: Path, step: int, eval_clips: VideoFolderDataset | None = None) -> None:
     """With the EMA weights: generate a clip for the first training prompt and caption it, and
-    caption the first training clip; strips and texts go to ``folder``."""
+    caption the first training clip; strips and texts go to ``folder``. With ``eval_clips`` (the
+    run's ``eval_data``), caption those too and log their BLEU-4 and CIDEr-D against their captions."""
     ema_pipe = type(pipe)(
         transformer=ema_modules[0], text_encoder=ema_modules[1], tokenizer=pipe.tokenizer, codec=pipe.codec,
         scheduler=pipe.scheduler, **{k: v for k, v in pipe.config.items() if not k.startswith("_") and k not in pipe.components},
@@ -401,9 +405,16 @@ def write_samples(pipe, ema_modules: list[torch.nn.Module], dataset: Dataset, co
         "reference_caption": item["caption"],
         "caption_of_reference": ema_pipe.caption(item["frames"], seed=0).text,
     }
+    if eval_clips is not None:
+        captions = caption_folder(ema_pipe, eval_clips)
+        bleu, cider = folder_scores(captions)
+        record.update(eval_clips=len(captions), eval_bleu4=round(bleu, 4), eval_cider_d=round(cider, 4))
     write_strip_png(generated.frames, folder / f"step_{step:07d}.png", scale=2)
     _append_log(folder / "samples.jsonl", record)
     logger.info("sample at step %d: %r → %r", step, prompt, record["caption_of_generated"])
+    if eval_clips is not None:
+        logger.info("captions of %s at step %d (%d clips): BLEU-4 %.3f, CIDEr-D %.3f", config.eval_data, step,
+                    record["eval_clips"], record["eval_bleu4"], record["eval_cider_d"])
 
 
 def summarize(config: TrainConfig, log_file: Path, wall_s: float, accelerator: Accelerator,
