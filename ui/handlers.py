@@ -190,6 +190,13 @@ class Handlers:
         gr.Info("Critique saved.")
         return self._history_view(token)
 
+    @user_errors
+    def gif(self, current: str | None, token: str | None) -> Any:
+        """Save as GIF: the open take as a looping GIF, in the file box under the take."""
+        if not current:
+            raise ValueError("There is no take to save yet; generate a clip first.")
+        return gr.File(value=str(self.studio.take_gif(token, current)), visible=True)
+
     def diff(self, caption: str | None, edited: str | None) -> list[tuple[str, str | None]]:
         """The edited caption against the model's, word by word."""
         return word_diff(caption or "", edited or "")

@@ -101,7 +101,9 @@ def build_demo(studio: Studio, gpu: Callable[[Callable], Callable] | None = None
                         )
                         with gr.Row():
                             save_critique_btn = gr.Button("Save critique", size="sm", elem_id="save-critique-btn")
+                            gif_btn = gr.Button("Save as GIF", size="sm", elem_id="gif-btn")
                             delete_take_btn = gr.Button("Delete take…", size="sm", elem_id="delete-take-btn")
+                        gif_file = gr.File(label="GIF of the take", visible=False, elem_id="gif-file")
                         confirm_delete_take_btn, cancel_delete_take_btn = _confirmation(ui, "delete_take", "Delete",
                                                                                          "Keep it")
                         ui["delete_target"] = gr.State(None)
@@ -218,6 +220,7 @@ def build_demo(studio: Studio, gpu: Callable[[Callable], Callable] | None = None
         # Its own queue (not the model's), so it runs while a model event is running.
         stop_btn.click(handlers.stop, [token], None, show_progress="hidden", **private)
         save_critique_btn.click(handlers.save_critique, [ui["current"], ui["critique"], token], history, **private)
+        gif_btn.click(handlers.gif, [ui["current"], token], [gif_file], **private)
         keep_rest.change(handlers.keep_rest_strength, [keep_rest], [strength], **QUICK, **private)
         ui["edited"].change(handlers.diff, [ui["caption"], ui["edited"]], [ui["diff"]], **QUICK, **private)
         ui["edited"].change(

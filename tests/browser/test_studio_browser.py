@@ -239,6 +239,13 @@ def test_a_session_exported_in_one_browser_is_imported_in_another(studio_app, br
         assert textarea(page, "edited-caption").input_value() == studio.takes(token)[1].caption
         shot(page, "08-imported")
 
+        # Save as GIF: the open take as a looping GIF, linked under it.
+        page.locator("#gif-btn").click()
+        link = page.locator("#gif-file a[download='uvigu-take-2.gif']")
+        link.wait_for()
+        gif = page.request.get(link.get_attribute("href"))
+        assert gif.ok and gif.body()[:6] == b"GIF89a"
+
         # A file that is not an export is refused with the reason, and nothing is added.
         page.get_by_role("tab", name="History").click()
         bad = tmp_path / "notes.zip"

@@ -245,6 +245,27 @@ def test_export_zips_clips_and_a_json_record(make_studio):
     assert {t["clip"] for t in meta["takes"]} | {t["frames"] for t in meta["takes"]} | {"takes.json"} == names
 
 
+def test_a_take_is_saved_as_a_looping_gif_of_its_frames(make_studio):
+    from PIL import Image, ImageSequence
+
+    studio = make_studio()
+    token = studio.new_session()
+    first, second = generate(studio, token), generate(studio, token, "a blue square moving up")
+    path = studio.take_gif(token, second.id)
+    assert path.name == "uvigu-take-2.gif"
+    frames = np.load(studio.store.take_file(studio._sid(token), second.id, "frames.npy"))
+    scale = 256 // 8  # enlarged as the take's clip is: the fake model's 8×8 frames to 256×256
+    with Image.open(path) as gif:
+        shown = [np.asarray(frame.convert("RGB")) for frame in ImageSequence.Iterator(gif)]
+        assert gif.info["loop"] == 0 and gif.info["duration"] in (120, 130)  # looping, 8 fps in 1/100 s steps
+    assert len(shown) == len(frames) and shown[0].shape == (256, 256, 3)
+    enlarged = frames.repeat(scale, axis=1).repeat(scale, axis=2)
+    assert np.abs(np.stack(shown).astype(int) - enlarged).mean() < 8  # a GIF's 256 colours
+    assert studio.take_gif(token, first.id).name == "uvigu-take-1.gif" and not path.exists()  # the latest kept
+    with pytest.raises(ValueError):
+        studio.take_gif(studio.new_session(), first.id)  # another session's take
+
+
 # -- persistence -----------------------------------------------------------------------------
 
 

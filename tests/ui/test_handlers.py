@@ -1,6 +1,8 @@
 """Handlers translate UI values to studio calls and back; checked against a fake studio."""
 
+import tempfile
 from dataclasses import dataclass, field
+from pathlib import Path
 from types import SimpleNamespace
 
 import gradio as gr
@@ -113,6 +115,12 @@ class FakeStudio:
 
     def submit_edit_upload(self, token, video, prompt, **kwargs):
         return self._submit("edit_upload", token, video, prompt, **kwargs)
+
+    def take_gif(self, token, take_id):
+        self.calls.append(("gif", (token, take_id), {}))
+        path = Path(tempfile.mkdtemp()) / f"uvigu-take-{take_id}.gif"
+        path.write_bytes(b"GIF89a")
+        return path
 
 
 def final(outputs):
@@ -324,6 +332,15 @@ def test_the_edit_endpoint_passes_the_text_before_the_change_and_leaves_blanks_t
         {"strength": None, "source_prompt": "a red circle", "seed": None, "best_of": 1, "start_s": None},
         {"strength": 0.5, "source_prompt": None, "seed": 7, "best_of": 3, "start_s": 1.5},
     ]
+
+
+def test_save_as_gif_shows_the_open_takes_gif_and_needs_a_take(studio):
+    handlers = Handlers(studio)
+    shown = handlers.gif("00000000000000a1", "tok")
+    assert (shown.value["path"] if isinstance(shown.value, dict) else shown.value).endswith("uvigu-take-00000000000000a1.gif")
+    assert shown.visible and studio.calls == [("gif", ("tok", "00000000000000a1"), {})]
+    with pytest.raises(gr.Error, match="no take to save yet"):
+        handlers.gif(None, "tok")
 
 
 def test_the_caption_endpoint_passes_the_start_time(studio):

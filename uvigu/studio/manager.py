@@ -35,7 +35,7 @@ from uvigu.studio.archive import ArchivedTake, ArchiveLimits, read_archive, writ
 from uvigu.studio.jobs import Job, JobQueue, ProgressEvent
 from uvigu.studio.settings import StudioSettings
 from uvigu.studio.store import Take, TakeStore, new_take_id
-from uvigu.videoio import read_clip, write_mp4
+from uvigu.videoio import read_clip, write_gif, write_mp4
 
 logger = logging.getLogger(__name__)
 
@@ -454,6 +454,17 @@ class Studio:
     def clip_path(self, token: str, take_id: str) -> Path:
         """The take's H.264 clip, enlarged for display."""
         return self.store.take_file(self._sid(token), take_id, "clip.mp4")
+
+    def take_gif(self, token: str, take_id: str) -> Path:
+        """The take as a looping GIF (``uvigu-take-<seq>.gif``) of its exact frames, enlarged as its
+        clip is and played at the model's frame rate, for slides and messages that take no MP4.
+        Written when asked; only the session's latest one is kept."""
+        sid = self._sid(token)
+        take = self.store.get_take(sid, take_id)
+        frames = np.load(self.store.take_file(sid, take_id, "frames.npy"), allow_pickle=False)
+        out_dir = self.store.session_dir(sid) / "gifs"
+        shutil.rmtree(out_dir, ignore_errors=True)
+        return write_gif(frames, out_dir / f"uvigu-take-{take.seq}.gif", self.pipe.fps, scale=self._display_scale(frames))
 
     def thumbnail_path(self, token: str, take_id: str) -> Path:
         return self.store.take_file(self._sid(token), take_id, "thumb.png")
