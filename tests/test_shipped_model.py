@@ -137,3 +137,8 @@ def test_the_evaluation_clips_written_as_files_are_captioned_as_the_evaluation_c
     assert [r["reference"] for r in records] == [r["reference"] for r in evaluated]
     assert sum(a["caption"] == b["caption"] for a, b in zip(records, evaluated)) >= 3
     assert folder_scores(records)[0] > 0.85
+
+
+def test_it_knows_the_38_words_the_readme_says(pipe):
+    words = pipe.known_words()
+    assert len(words) == 38 and {"red", "circle", "moving", "left", "background"} <= set(words)

@@ -75,6 +75,11 @@ def build_demo(studio: Studio, gpu: Callable[[Callable], Callable] | None = None
                         with gr.Row():
                             generate_btn = gr.Button("Generate", variant="primary", elem_id="generate-btn")
                             stop_btn = gr.Button("Stop", variant="stop", elem_id="stop-btn")
+                        with gr.Accordion("What this model knows", open=False, elem_id="model-help"):
+                            gr.Markdown(text.model_help(
+                                defaults.num_frames, defaults.fps, defaults.width, defaults.height,
+                                studio.text_length("")[1], studio.known_words(),
+                            ))
                         gr.Examples(
                             [[p] for p in text.EXAMPLE_PROMPTS], inputs=[prompt], cache_examples=False,
                             label="Try",

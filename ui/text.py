@@ -9,6 +9,20 @@ read what the model sees in its own clip, write a critique, edit the caption and
 the previous clip, as often as you like. Your takes are kept for this browser.
 """
 
+def model_help(num_frames: int, fps: int, width: int, height: int, max_tokens: int, words: list[str] | None) -> str:
+    """What this model makes and reads: its clip format, its prompt length and its words."""
+    lines = [
+        f"It makes clips of {num_frames} frames at {fps} fps ({num_frames / fps:g} s), {width}×{height} pixels, "
+        f"and reads prompts and captions of up to {max_tokens} tokens.",
+    ]
+    if words:
+        lines.append(f"It knows these {len(words)} words (any other is read as unknown, and is flagged under "
+                     f"the prompt): " + ", ".join(words) + ".")
+    else:
+        lines.append("Its tokenizer spells out any word, so no word is unknown to it.")
+    return "\n\n".join(lines)
+
+
 def understand_help(max_minutes: float, max_megabytes: float) -> str:
     return f"""\
 Upload a clip (up to {max_minutes:g} minutes and {max_megabytes:g} MB) and the model describes it. Clips

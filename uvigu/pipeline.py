@@ -60,7 +60,7 @@ from .models import autoencoder as _autoencoder  # noqa: F401  diffusers' loader
 from .models import codec as _pixel_codec  # noqa: F401
 from .models import wan_codec as _wan_codec  # noqa: F401  classes only from modules already imported
 from .models.prompt_encoder import encode_prompt
-from .models.tokenizer import decode_text, encode_text, unknown_words
+from .models.tokenizer import decode_text, encode_text, known_words, unknown_words
 from .models.transformer import UniViGUTransformer3DModel
 
 Task = Literal["generate", "caption", "joint", "edit"]
@@ -344,6 +344,10 @@ class UniViGUPipeline(DiffusionPipeline):
     def unknown_words(self, text: str) -> list[str]:
         """Words of ``text`` the model's tokenizer does not know."""
         return unknown_words(self.tokenizer, text)
+
+    def known_words(self) -> list[str] | None:
+        """The words the model's tokenizer knows, sorted (``None``: a subword tokenizer, which knows every word)."""
+        return known_words(self.tokenizer)
 
     def count_tokens(self, text: str) -> int:
         """Tokens of ``text`` as a prompt (its whitespace collapsed, as the tasks read it): what

@@ -62,3 +62,17 @@ def test_decode_keeps_at_most_max_tokens_of_text_padding_aside(tok):
     ids = [red, tok.pad_token_id, circle, tok.mask_token_id, moves]  # a stream with no end token
     assert decode_text(tok, ids, mask_token_id=tok.mask_token_id, max_tokens=3) == "red circle _"
     assert decode_text(tok, ids, max_tokens=None) == "red circle [MASK] moves"
+
+
+def test_known_words_are_the_vocabulary_without_special_tokens_or_punctuation():
+    from uvigu.models.tokenizer import build_word_tokenizer, known_words
+
+    tokenizer = build_word_tokenizer(["red", "circle", ".", ",", "moves"])
+    assert known_words(tokenizer) == ["circle", "moves", "red"]
+
+
+def test_a_subword_tokenizer_has_no_list_of_known_words():
+    from tests.wan.tiny_wan import tiny_tokenizer
+    from uvigu.models.tokenizer import known_words
+
+    assert known_words(tiny_tokenizer()) is None

@@ -96,6 +96,9 @@ class FakePipeline:
         words = [w.strip(".,").lower() for w in text.split()]
         return [w for w in dict.fromkeys(words) if w and w not in VOCAB]
 
+    def known_words(self) -> list[str]:
+        return sorted(VOCAB)
+
     def count_tokens(self, text: str) -> int:
         return len(text.split())
 

@@ -64,3 +64,22 @@ def test_understand_states_the_studio_upload_limits(tmp_path):
         studio.close()
     texts = [block.value or "" for block in demo.blocks.values() if isinstance(block, gr.Markdown)]
     assert any("Upload a clip (up to 1.5 minutes and 20 MB)" in text for text in texts)
+
+
+def test_the_model_help_gives_its_clip_format_prompt_length_and_words(tmp_path):
+    import gradio as gr
+
+    from tests.studio.fake_pipeline import VOCAB
+
+    studio = Studio(FakePipeline(), StudioSettings(data_dir=tmp_path))
+    try:
+        demo = build_demo(studio)
+    finally:
+        studio.close()
+    texts = [block.value or "" for block in demo.blocks.values() if isinstance(block, gr.Markdown)]
+    (help_text,) = [text for text in texts if text.startswith("It makes clips of")]
+    assert "4 frames at 8 fps (0.5 s), 8×8 pixels" in help_text and "up to 32 tokens" in help_text
+    assert f"It knows these {len(VOCAB)} words" in help_text and ", ".join(sorted(VOCAB)) in help_text
+    from ui import text
+
+    assert "spells out any word" in text.model_help(81, 16, 832, 480, 512, None)  # a Wan model's UMT5

@@ -61,6 +61,14 @@ def unknown_words(tokenizer: PreTrainedTokenizerBase, text: str) -> list[str]:
     return unknown
 
 
+def known_words(tokenizer: PreTrainedTokenizerBase) -> list[str] | None:
+    """The words a word-level tokenizer knows, sorted, without its special tokens and punctuation
+    marks; ``None`` for a subword tokenizer (UMT5), which spells out every word."""
+    if not is_word_level(tokenizer):
+        return None
+    return sorted(word for word in tokenizer.get_vocab() if word not in SPECIAL_TOKENS and any(c.isalnum() for c in word))
+
+
 def count_tokens(tokenizer: PreTrainedTokenizerBase, text: str) -> int:
     """Number of tokens of ``text`` without special tokens."""
     return len(tokenizer(text, add_special_tokens=False)["input_ids"])

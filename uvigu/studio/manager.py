@@ -157,6 +157,12 @@ class Studio:
     def unknown_words(self, text: str) -> list[str]:
         return list(self.pipe.unknown_words(text)) if text.strip() else []
 
+    def known_words(self) -> list[str] | None:
+        """The words the model knows, sorted; ``None`` when it spells out any word (a subword
+        tokenizer) or does not say."""
+        words = getattr(self.pipe, "known_words", None)
+        return None if words is None else words()
+
     def text_length(self, text: str) -> tuple[int, int]:
         """(tokens of ``text`` as a prompt, the most the model reads): a longer prompt or edited
         caption is refused."""
