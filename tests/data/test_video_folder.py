@@ -145,6 +145,17 @@ def test_file_name_stands_for_video(folder: Path) -> None:
         VideoFolderDataset(folder)
 
 
+def test_a_caption_alone_is_the_prompt_too_and_text_stands_for_caption(folder: Path) -> None:
+    write_metadata(folder, [{"file_name": "red.mp4", "text": "a red screen"},
+                            {"video": "red.mp4", "prompt": " ", "caption": "a red screen, still"},
+                            {"video": "red.mp4", "prompt": "red", "text": "a red screen"}])
+    assert [(e.prompt, e.caption) for e in VideoFolderDataset(folder).entries] == [
+        ("a red screen", "a red screen"), ("a red screen, still", "a red screen, still"), ("red", "a red screen")]
+    write_metadata(folder, [{"video": "red.mp4", "text": "  "}])
+    with pytest.raises(ValueError, match="missing or empty field 'prompt'.*'caption' or 'text' alone serves as both"):
+        VideoFolderDataset(folder)
+
+
 def window_starts(dataset: VideoFolderDataset, indices) -> list[int]:
     """The source frame each item starts at (the clip's frame t is gray at level 5·t), checking
     that each item is a run of frames two apart (4 fps sampled from 8)."""

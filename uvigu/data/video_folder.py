@@ -7,8 +7,9 @@ Layout::
                          {"video": "clips/a.mp4", "prompt": "...", "caption": "..."}
       clips/a.mp4 ...
 
-``caption`` is optional and falls back to the prompt; ``file_name`` (the name Hugging Face's
-video and image folders use) may stand for ``video``. Every clip is decoded and conformed to the
+``caption`` is optional and falls back to the prompt, and a ``caption`` alone is the prompt too;
+``file_name`` (the name Hugging Face's video and image folders use) may stand for ``video``, and
+``text`` (the name many of their datasets give it) for ``caption``. Every clip is decoded and conformed to the
 model's format (``num_frames`` at ``fps``, ``height``×``width``) when it is read: the
 ``num_frames / fps`` seconds from its start, or, when the dataset has a ``seed``, from a start
 drawn anew each time the clip is drawn, so that training sees the whole of a long clip.
@@ -213,12 +214,17 @@ def _listed(headline: str, problems: list[str]) -> str:
 def _parse_record(record: dict, where: str, line: int, root: Path, real_root: Path) -> VideoFolderEntry:
     if "video" not in record and "file_name" in record:
         record = {**record, "video": record["file_name"]}
-    for key, what in (("video", "the clip's path; 'file_name' works too"), ("prompt", "a non-empty string")):
-        if not isinstance(record.get(key), str) or not record[key].strip():
-            raise ValueError(f"{where}: missing or empty field {key!r} ({what})")
+    if "caption" not in record and "text" in record:  # the name many Hugging Face datasets give it
+        record = {**record, "caption": record["text"]}
     caption = record.get("caption")
     if caption is not None and not isinstance(caption, str):
         raise ValueError(f"{where}: field 'caption' must be a string")
+    if not (isinstance(record.get("prompt"), str) and record["prompt"].strip()) and caption and caption.strip():
+        record = {**record, "prompt": caption}  # a caption alone is the prompt too
+    for key, what in (("video", "the clip's path; 'file_name' works too"),
+                      ("prompt", "a non-empty string; a 'caption' or 'text' alone serves as both")):
+        if not isinstance(record.get(key), str) or not record[key].strip():
+            raise ValueError(f"{where}: missing or empty field {key!r} ({what})")
     relative = record["video"]
     if Path(relative).is_absolute():
         raise ValueError(f"{where}: video path {relative!r} must be relative to {root}")
