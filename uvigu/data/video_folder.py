@@ -9,9 +9,9 @@ Layout::
 
 ``caption`` is optional and falls back to the prompt, and a ``caption`` alone is the prompt too;
 ``file_name`` (the name Hugging Face's video and image folders use) may stand for ``video``, and
-``text`` (the name many of their datasets give it) for ``caption``. Every clip is decoded and conformed to the
-model's format (``num_frames`` at ``fps``, ``height``×``width``) when it is read: the
-``num_frames / fps`` seconds from its start, or, when the dataset has a ``seed``, from a start
+``text`` (the name many of their datasets give it) for ``caption``. Every clip is decoded and
+conformed to the model's format (``num_frames`` at ``fps``, ``height``×``width``) when it is read:
+the ``num_frames / fps`` seconds from its start, or, when the dataset has a ``seed``, from a start
 drawn anew each time the clip is drawn, so that training sees the whole of a long clip.
 """
 
