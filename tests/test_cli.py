@@ -124,6 +124,31 @@ def test_start_takes_the_clip_from_that_time_for_caption_and_edit(model_dir, tmp
     assert "the start, 7 s, is not within ramp.mp4, which lasts 6 s" in capsys.readouterr().err
 
 
+def test_captions_of_several_videos_become_a_folders_metadata(model_dir, tmp_path, capsys):
+    from uvigu.data.video_folder import VideoFolderDataset
+
+    folder = tmp_path / "mine"
+    clips = [write_mp4(np.full((8, 16, 16, 3), level, np.uint8), folder / "clips" / f"{level}.mp4", fps=8)
+             for level in (40, 200)]
+    metadata = folder / "metadata.jsonl"
+    assert main(["caption", *map(str, clips), "--metadata", str(metadata), "--model", str(model_dir),
+                 "--seed", "3"]) == 0
+    out = capsys.readouterr().out
+    captions = [line.removeprefix("caption: ") for line in out.splitlines() if line.startswith("caption: ")]
+    assert [line for line in out.splitlines() if line.startswith("video: ")] == [f"video: {c}" for c in clips]
+    assert f"metadata: {metadata} (2 lines)" in out
+    pipe = UniViGUPipeline.from_pretrained(model_dir)
+    assert captions == [pipe.caption(str(c), seed=3).text for c in clips]
+    dataset = VideoFolderDataset(folder)  # ready to train on: each caption is its clip's prompt too
+    assert [(e.video.name, e.prompt, e.caption) for e in dataset.entries] == [
+        ("40.mp4", captions[0], captions[0]), ("200.mp4", captions[1], captions[1])]
+    assert main(["caption", str(clips[0]), "--metadata", str(metadata), "--model", str(model_dir)]) == 2
+    assert "already exists" in capsys.readouterr().err
+    assert main(["caption", str(clips[0]), "--metadata", str(tmp_path / "other" / "m.jsonl"),
+                 "--model", str(model_dir)]) == 2
+    assert "is not inside" in capsys.readouterr().err
+
+
 def test_joint_generation_prints_its_caption(model_dir, tmp_path, capsys):
     assert main(["generate", "a blue square moving up", "--model", str(model_dir), "--joint", "--seed", "0",
                  "--out", str(tmp_path / "j.mp4")]) == 0

@@ -187,14 +187,15 @@ def _add_start_argument(p: argparse.ArgumentParser) -> None:
                         "[%(default)s]")
 
 
-def _read_video_arg(pipe, args: argparse.Namespace):
-    """The ``video`` argument as the pipeline takes it: the file itself, or with ``--start`` its
-    clip from there (uint8 frames), and notes on what was changed to fit."""
+def _read_video_arg(pipe, args: argparse.Namespace, video: str | None = None):
+    """The ``video`` argument (or ``video``) as the pipeline takes it: the file itself, or with
+    ``--start`` its clip from there (uint8 frames), and notes on what was changed to fit."""
+    video = args.video if video is None else video
     if not args.start:
-        return args.video, []
+        return video, []
     from .inputs import prepare_video
 
-    return prepare_video(args.video, pipe.config, start_s=args.start)
+    return prepare_video(video, pipe.config, start_s=args.start)
 
 
 def _add_output_arguments(p: argparse.ArgumentParser, default: str) -> None:
@@ -229,8 +230,13 @@ def add_generate_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def add_caption_parser(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser("caption", help="describe a video file in text")
-    p.add_argument("video", help="a video file (resized / resampled to the model's clip size)")
+    p = subparsers.add_parser("caption", help="describe video files in text")
+    p.add_argument("videos", nargs="+", metavar="video",
+                   help="video files (each resized / resampled to the model's clip size)")
+    p.add_argument("--metadata", metavar="FILE", default=None,
+                   help="also write the captions as a new metadata.jsonl, a line per video ({\"video\": its path "
+                   "from FILE's folder, \"caption\": ...}): a folder `uvigu train --data` reads once the videos "
+                   "are in it, after you correct the captions")
     _add_start_argument(p)
     _add_model_arguments(p)
     p.add_argument("--temperature", type=float, default=None,
@@ -368,17 +374,39 @@ def run_generate(args: argparse.Namespace) -> int:
 
 
 def run_caption(args: argparse.Namespace) -> int:
+    import json
+    import os
+    from pathlib import Path
+
+    metadata = None if args.metadata is None else Path(args.metadata)
+    if metadata is not None:
+        if metadata.exists():
+            raise ValueError(f"{metadata} already exists; choose another file or remove it.")
+        outside = [v for v in args.videos if not Path(v).resolve().is_relative_to(metadata.parent.resolve())]
+        if outside:
+            raise ValueError(f"{', '.join(outside)} {'is' if len(outside) == 1 else 'are'} not inside "
+                             f"{metadata.parent.resolve()}, the folder of {metadata.name}; a dataset's videos are.")
     pipe = _load_pipeline(args.model, args.device, args.dtype)
-    video, notes = _read_video_arg(pipe, args)
-    result = pipe.caption(video, seed=args.seed, num_inference_steps=args.steps, temperature=args.temperature,
-                          reread=args.reread, reread_threshold=args.reread_threshold,
-                          reread_period=args.reread_period, verify_weight=args.verify_weight,
-                          verify_max_texts=args.verify_max_texts, verify_draws=args.verify_draws,
-                          callback=_progress("caption"))
-    for note in [*notes, *result.input_notes]:
-        print(f"note: {note}", file=sys.stderr)
-    print(f"seed: {result.seed}")
-    print(f"caption: {result.text}")
+    lines = []
+    for path in args.videos:
+        video, notes = _read_video_arg(pipe, args, path)
+        result = pipe.caption(video, seed=args.seed, num_inference_steps=args.steps, temperature=args.temperature,
+                              reread=args.reread, reread_threshold=args.reread_threshold,
+                              reread_period=args.reread_period, verify_weight=args.verify_weight,
+                              verify_max_texts=args.verify_max_texts, verify_draws=args.verify_draws,
+                              callback=_progress("caption"))
+        for note in [*notes, *result.input_notes]:
+            print(f"note: {note}", file=sys.stderr)
+        if len(args.videos) > 1:
+            print(f"video: {path}")
+        print(f"seed: {result.seed}")
+        print(f"caption: {result.text}")
+        if metadata is not None:
+            relative = Path(os.path.relpath(Path(path).resolve(), metadata.parent.resolve())).as_posix()
+            lines.append(json.dumps({"video": relative, "caption": result.text}))
+    if metadata is not None:
+        metadata.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
+        print(f"metadata: {metadata} ({len(lines)} line{'s' if len(lines) != 1 else ''})")
     return 0
 
 
