@@ -149,6 +149,39 @@ def test_captions_of_several_videos_become_a_folders_metadata(model_dir, tmp_pat
     assert "is not inside" in capsys.readouterr().err
 
 
+def test_every_captions_a_timeline_and_srt_writes_it_as_subtitles(model_dir, tmp_path, capsys, monkeypatch):
+    pipe = UniViGUPipeline.from_pretrained(model_dir)
+    fps = pipe.config.fps
+    levels = np.arange(5 * fps, dtype=np.uint8) * 5  # 5 s; frame t is gray at level 5·t
+    ramp = write_mp4(np.broadcast_to(levels[:, None, None, None], (len(levels), 16, 16, 3)).copy(),
+                     tmp_path / "ramp.mp4", fps=fps)
+    seen = []
+    original = UniViGUPipeline.caption
+
+    def recording(self, video, **kwargs):
+        seen.append(round(float(video[0].mean()) / 5))
+        return original(self, video, **kwargs)
+
+    monkeypatch.setattr(UniViGUPipeline, "caption", recording)
+    srt = tmp_path / "ramp.srt"
+    assert main(["caption", str(ramp), "--every", "2", "--start", "0.5", "--srt", str(srt), "--model", str(model_dir),
+                 "--seed", "1"]) == 0
+    assert seen == [round(0.5 * fps), round(2.5 * fps), round(4.5 * fps)]  # the frames shown at 0.5, 2.5, 4.5 s
+    out = capsys.readouterr().out
+    timeline = [line for line in out.splitlines() if " – " in line]
+    assert [line.split("  ")[0] for line in timeline] == [
+        "00:00:00.500 – 00:00:02.500", "00:00:02.500 – 00:00:04.500", "00:00:04.500 – 00:00:05.000"]
+    cues = srt.read_text().split("\n\n")
+    texts = [line.split("  ", 1)[1] for line in timeline]
+    assert cues[0] == f"1\n00:00:00,500 --> 00:00:02,500\n{texts[0]}" and len(cues) == 3
+    assert cues[2].startswith("3\n00:00:04,500 --> 00:00:05,000\n") and f"subtitles: {srt} (3 cues)" in out
+    for argv, message in [(["--srt", str(srt)], "give one video and --every"), (["--every", "0"], "positive number"),
+                          (["--every", "2", "--start", "6"], "the start, 6 s, is not within ramp.mp4"),
+                          (["--every", "2", "--metadata", str(tmp_path / "m.jsonl")], "leave out --every")]:
+        assert main(["caption", str(ramp), *argv, "--model", str(model_dir)]) == 2
+        assert message in capsys.readouterr().err
+
+
 def test_joint_generation_prints_its_caption(model_dir, tmp_path, capsys):
     assert main(["generate", "a blue square moving up", "--model", str(model_dir), "--joint", "--seed", "0",
                  "--out", str(tmp_path / "j.mp4")]) == 0

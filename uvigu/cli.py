@@ -237,6 +237,11 @@ def add_caption_parser(subparsers: argparse._SubParsersAction) -> None:
                    help="also write the captions as a new metadata.jsonl, a line per video ({\"video\": its path "
                    "from FILE's folder, \"caption\": ...}): a folder `uvigu train --data` reads once the videos "
                    "are in it, after you correct the captions")
+    p.add_argument("--every", type=float, default=None, metavar="SECONDS",
+                   help="caption the model's clip every SECONDS, from --start to the video's end, not once: a "
+                   "timeline of captions")
+    p.add_argument("--srt", metavar="FILE", default=None,
+                   help="with --every, also write the timeline as subtitles (SubRip), a cue per caption")
     _add_start_argument(p)
     _add_model_arguments(p)
     p.add_argument("--temperature", type=float, default=None,
@@ -379,6 +384,12 @@ def run_caption(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     metadata = None if args.metadata is None else Path(args.metadata)
+    if args.every is not None and not args.every > 0:
+        raise ValueError(f"--every must be a positive number of seconds, got {args.every:g}")
+    if args.srt is not None and (args.every is None or len(args.videos) > 1):
+        raise ValueError("--srt writes the timeline of one video's captions: give one video and --every")
+    if args.every is not None and metadata is not None:
+        raise ValueError("--metadata writes one caption per video; leave out --every")
     if metadata is not None:
         if metadata.exists():
             raise ValueError(f"{metadata} already exists; choose another file or remove it.")
@@ -387,6 +398,8 @@ def run_caption(args: argparse.Namespace) -> int:
             raise ValueError(f"{', '.join(outside)} {'is' if len(outside) == 1 else 'are'} not inside "
                              f"{metadata.parent.resolve()}, the folder of {metadata.name}; a dataset's videos are.")
     pipe = _load_pipeline(args.model, args.device, args.dtype)
+    if args.every is not None:
+        return _caption_timeline(pipe, args)
     lines = []
     for path in args.videos:
         video, notes = _read_video_arg(pipe, args, path)
@@ -408,6 +421,51 @@ def run_caption(args: argparse.Namespace) -> int:
         metadata.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
         print(f"metadata: {metadata} ({len(lines)} line{'s' if len(lines) != 1 else ''})")
     return 0
+
+
+def _caption_timeline(pipe, args: argparse.Namespace) -> int:
+    """``uvigu caption --every``: each video's clip (the model's length) captioned every ``--every``
+    seconds from ``--start`` to its end, printed as a timeline, each caption shown until the next
+    (and, for one video, ``--srt`` subtitles)."""
+    import math
+    from pathlib import Path
+
+    from .inputs import prepare_video
+    from .videoio import probe_video
+
+    cues = []
+    for path in args.videos:
+        info = probe_video(path)
+        if not 0 <= args.start < info.duration_s:
+            raise ValueError(f"the start, {args.start:g} s, is not within {Path(path).name}, which lasts "
+                             f"{info.duration_s:g} s")
+        if len(args.videos) > 1:
+            print(f"video: {path}")
+        count = math.ceil((info.duration_s - args.start) / args.every - 1e-9)
+        for k in range(count):
+            start = args.start + k * args.every
+            frames, _ = prepare_video(path, pipe.config, start_s=start)
+            text = pipe.caption(frames, seed=args.seed, num_inference_steps=args.steps, temperature=args.temperature,
+                                reread=args.reread, reread_threshold=args.reread_threshold,
+                                reread_period=args.reread_period, verify_weight=args.verify_weight,
+                                verify_max_texts=args.verify_max_texts, verify_draws=args.verify_draws).text
+            end = min(start + args.every, info.duration_s)  # shown until the next caption
+            cues.append((start, end, text))
+            print(f"{_timestamp(start, '.')} – {_timestamp(end, '.')}  {text}")
+    if args.srt is not None:
+        lines = [f"{i}\n{_timestamp(a, ',')} --> {_timestamp(b, ',')}\n{text}\n" for i, (a, b, text) in
+                 enumerate(cues, start=1)]
+        Path(args.srt).write_text("\n".join(lines), encoding="utf-8")
+        print(f"subtitles: {args.srt} ({len(cues)} cues)")
+    return 0
+
+
+def _timestamp(seconds: float, decimal: str) -> str:
+    """``HH:MM:SS.mmm`` (``decimal`` ``,`` for SubRip)."""
+    millis = round(seconds * 1000)
+    hours, rest = divmod(millis, 3_600_000)
+    minutes, rest = divmod(rest, 60_000)
+    return f"{hours:02d}:{minutes:02d}:{rest // 1000:02d}{decimal}{rest % 1000:03d}"
 
 
 def run_edit(args: argparse.Namespace) -> int:
