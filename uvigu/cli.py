@@ -403,11 +403,7 @@ def run_caption(args: argparse.Namespace) -> int:
     lines = []
     for path in args.videos:
         video, notes = _read_video_arg(pipe, args, path)
-        result = pipe.caption(video, seed=args.seed, num_inference_steps=args.steps, temperature=args.temperature,
-                              reread=args.reread, reread_threshold=args.reread_threshold,
-                              reread_period=args.reread_period, verify_weight=args.verify_weight,
-                              verify_max_texts=args.verify_max_texts, verify_draws=args.verify_draws,
-                              callback=_progress("caption"))
+        result = pipe.caption(video, **_caption_options(args), callback=_progress("caption"))
         for note in [*notes, *result.input_notes]:
             print(f"note: {note}", file=sys.stderr)
         if len(args.videos) > 1:
@@ -444,11 +440,8 @@ def _caption_timeline(pipe, args: argparse.Namespace) -> int:
         count = math.ceil((info.duration_s - args.start) / args.every - 1e-9)
         for k in range(count):
             start = args.start + k * args.every
-            frames, _ = prepare_video(path, pipe.config, start_s=start)
-            text = pipe.caption(frames, seed=args.seed, num_inference_steps=args.steps, temperature=args.temperature,
-                                reread=args.reread, reread_threshold=args.reread_threshold,
-                                reread_period=args.reread_period, verify_weight=args.verify_weight,
-                                verify_max_texts=args.verify_max_texts, verify_draws=args.verify_draws).text
+            frames, _ = prepare_video(path, pipe.config, start_s=start, info=info)
+            text = pipe.caption(frames, **_caption_options(args)).text
             end = min(start + args.every, info.duration_s)  # shown until the next caption
             cues.append((start, end, text))
             print(f"{_timestamp(start, '.')} – {_timestamp(end, '.')}  {text}")
@@ -458,6 +451,14 @@ def _caption_timeline(pipe, args: argparse.Namespace) -> int:
         Path(args.srt).write_text("\n".join(lines), encoding="utf-8")
         print(f"subtitles: {args.srt} ({len(cues)} cues)")
     return 0
+
+
+def _caption_options(args: argparse.Namespace) -> dict:
+    """``uvigu caption``'s settings as ``pipe.caption`` takes them."""
+    return {"seed": args.seed, "num_inference_steps": args.steps, "temperature": args.temperature,
+            "reread": args.reread, "reread_threshold": args.reread_threshold, "reread_period": args.reread_period,
+            "verify_weight": args.verify_weight, "verify_max_texts": args.verify_max_texts,
+            "verify_draws": args.verify_draws}
 
 
 def _timestamp(seconds: float, decimal: str) -> str:

@@ -148,15 +148,16 @@ def caption_settings(
     )
 
 
-def prepare_video(video: VideoInput, config, start_s: float = 0.0) -> tuple[np.ndarray, list[str]]:
+def prepare_video(video: VideoInput, config, start_s: float = 0.0, info=None) -> tuple[np.ndarray, list[str]]:
     """A clip (a video file path or uint8 frames (f, h, w, 3)) at the size of the pipeline
     ``config`` — frames, fps, height, width — as uint8 (f, h, w, 3), and notes on what was changed
-    to fit; a file's clip is taken from ``start_s`` seconds in."""
+    to fit; a file's clip is taken from ``start_s`` seconds in (``info``: the file's
+    ``probe_video``, when the caller has it)."""
     from .videoio import conform_video, read_clip
 
     if isinstance(video, (str, Path)):
         conformed = read_clip(video, num_frames=config.num_frames, fps=config.fps, height=config.height,
-                              width=config.width, start_s=start_s)
+                              width=config.width, start_s=start_s, info=info)
     elif isinstance(video, np.ndarray):
         if video.dtype != np.uint8 or video.ndim != 4 or video.shape[-1] != 3 or video.shape[0] == 0:
             raise ValueError(
