@@ -175,6 +175,22 @@ class Handlers:
             *self._history_view(token), *self._trajectory_view(token),
         )
 
+    @user_errors
+    def understand_timeline(
+        self, video: str | None, start: float | None, every: float | None, token: str | None,
+        progress: gr.Progress = gr.Progress(),
+    ) -> tuple:
+        """Understand → the upload captioned every ``every`` seconds from ``start``: token, the
+        timeline as a table, and its subtitles file."""
+        token = self.studio.open_session(token)
+        job = self.studio.submit_caption_timeline(token, video, every_s=2.0 if every is None else every, start_s=start)
+        timeline = self._wait(job, progress)
+        if timeline is None:
+            return _skip(3)
+        rows = ["| when | what the model says |", "|---|---|"]
+        rows += [f"| {_clock(c.start_s)}–{_clock(c.end_s)} | {_md(c.text)} |" for c in timeline.cues]
+        return token, "\n".join(rows), gr.File(value=str(timeline.srt_path), visible=True)
+
     def stop(self, token: str | None) -> None:
         """Stop: the running job ends after its current step; queued ones are dropped."""
         if token and self.studio.cancel(token):
@@ -546,6 +562,12 @@ def _tries_value(value: float | None) -> int:
 
 def _float(value: float | None) -> float | None:
     return None if value is None else float(value)
+
+
+def _clock(seconds: float) -> str:
+    """``m:ss.s``, short enough for a table cell."""
+    minutes, rest = divmod(round(seconds * 10), 600)
+    return f"{minutes}:{rest / 10:04.1f}"
 
 
 def _skip(n: int) -> tuple:

@@ -170,6 +170,15 @@ def build_demo(studio: Studio, gpu: Callable[[Callable], Callable] | None = None
                             elem_id="understand-caption",
                         )
                         understand_notes = gr.Markdown(elem_id="understand-notes")
+                        with gr.Row():
+                            timeline_every = gr.Number(
+                                label="A caption every (seconds)", value=2, minimum=0.5, maximum=60,
+                                elem_id="timeline-every",
+                            )
+                            timeline_btn = gr.Button("Caption the whole clip as a timeline", elem_id="timeline-btn")
+                        timeline_table = gr.Markdown(elem_id="understand-timeline")
+                        timeline_srt = gr.File(label="The timeline as subtitles (.srt)", visible=False,
+                                               elem_id="timeline-srt")
             with gr.Tab("Trajectory", id="trajectory"):
                 gr.Markdown(text.TRAJECTORY_HELP)
                 ui["traj_slider"] = gr.Slider(0, 1, value=0, step=1, label="Step", elem_id="traj-slider")
@@ -221,6 +230,10 @@ def build_demo(studio: Studio, gpu: Callable[[Callable], Callable] | None = None
             gpu(handlers.understand), [upload, upload_start, token],
             [token, understand_caption, understand_notes, *take, *history, *trajectory],
             api_name="ui_understand", **MODEL, **private,
+        )
+        timeline_btn.click(
+            gpu(handlers.understand_timeline), [upload, upload_start, timeline_every, token],
+            [token, timeline_table, timeline_srt], api_name="ui_timeline", **MODEL, **private,
         )
         # Its own queue (not the model's), so it runs while a model event is running.
         stop_btn.click(handlers.stop, [token], None, show_progress="hidden", **private)

@@ -28,7 +28,8 @@ def understand_help(max_minutes: float, max_megabytes: float) -> str:
 Upload a clip (up to {max_minutes:g} minutes and {max_megabytes:g} MB) and the model describes it. Clips
 of another size, length or frame rate are fitted to the model (you are told what changed); from a
 longer clip it takes its own length from the start time you give. The captioned clip becomes a
-take you can edit like any other.
+take you can edit like any other. *Caption the whole clip as a timeline* captions it every few
+seconds instead, from the start time to its end, with subtitles to download.
 """
 
 TRAJECTORY_HELP = """\
@@ -63,4 +64,6 @@ CSS = """
    leaves no empty box below. */
 #history-gallery .grid-container { grid-template-columns: repeat(auto-fill, minmax(160px, 1fr)) !important; }
 #history-gallery .grid-wrap { min-height: 12rem !important; }
+/* A timeline's times on one line, however long the captions beside them. */
+#understand-timeline td:first-child, #understand-timeline th:first-child { white-space: nowrap; }
 """

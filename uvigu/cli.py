@@ -384,8 +384,6 @@ def run_caption(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     metadata = None if args.metadata is None else Path(args.metadata)
-    if args.every is not None and not args.every > 0:
-        raise ValueError(f"--every must be a positive number of seconds, got {args.every:g}")
     if args.srt is not None and (args.every is None or len(args.videos) > 1):
         raise ValueError("--srt writes the timeline of one video's captions: give one video and --every")
     if args.every is not None and metadata is not None:
@@ -420,35 +418,22 @@ def run_caption(args: argparse.Namespace) -> int:
 
 
 def _caption_timeline(pipe, args: argparse.Namespace) -> int:
-    """``uvigu caption --every``: each video's clip (the model's length) captioned every ``--every``
-    seconds from ``--start`` to its end, printed as a timeline, each caption shown until the next
-    (and, for one video, ``--srt`` subtitles)."""
-    import math
+    """``uvigu caption --every``: each video captioned every ``--every`` seconds from ``--start``
+    to its end, printed as a timeline as it is made (and, for one video, ``--srt`` subtitles)."""
     from pathlib import Path
 
-    from .inputs import prepare_video
-    from .videoio import probe_video
+    from .timeline import caption_timeline, timestamp, to_srt
+
+    def show(index: int, count: int, cue) -> None:
+        print(f"{timestamp(cue.start_s)} – {timestamp(cue.end_s)}  {cue.text}", flush=True)
 
     cues = []
     for path in args.videos:
-        info = probe_video(path)
-        if not 0 <= args.start < info.duration_s:
-            raise ValueError(f"the start, {args.start:g} s, is not within {Path(path).name}, which lasts "
-                             f"{info.duration_s:g} s")
         if len(args.videos) > 1:
             print(f"video: {path}")
-        count = math.ceil((info.duration_s - args.start) / args.every - 1e-9)
-        for k in range(count):
-            start = args.start + k * args.every
-            frames, _ = prepare_video(path, pipe.config, start_s=start, info=info)
-            text = pipe.caption(frames, **_caption_options(args)).text
-            end = min(start + args.every, info.duration_s)  # shown until the next caption
-            cues.append((start, end, text))
-            print(f"{_timestamp(start, '.')} – {_timestamp(end, '.')}  {text}")
+        cues = caption_timeline(pipe, path, args.every, start_s=args.start, on_cue=show, **_caption_options(args))
     if args.srt is not None:
-        lines = [f"{i}\n{_timestamp(a, ',')} --> {_timestamp(b, ',')}\n{text}\n" for i, (a, b, text) in
-                 enumerate(cues, start=1)]
-        Path(args.srt).write_text("\n".join(lines), encoding="utf-8")
+        Path(args.srt).write_text(to_srt(cues), encoding="utf-8")
         print(f"subtitles: {args.srt} ({len(cues)} cues)")
     return 0
 
@@ -459,14 +444,6 @@ def _caption_options(args: argparse.Namespace) -> dict:
             "reread": args.reread, "reread_threshold": args.reread_threshold, "reread_period": args.reread_period,
             "verify_weight": args.verify_weight, "verify_max_texts": args.verify_max_texts,
             "verify_draws": args.verify_draws}
-
-
-def _timestamp(seconds: float, decimal: str) -> str:
-    """``HH:MM:SS.mmm`` (``decimal`` ``,`` for SubRip)."""
-    millis = round(seconds * 1000)
-    hours, rest = divmod(millis, 3_600_000)
-    minutes, rest = divmod(rest, 60_000)
-    return f"{hours:02d}:{minutes:02d}:{rest // 1000:02d}{decimal}{rest % 1000:03d}"
 
 
 def run_edit(args: argparse.Namespace) -> int:

@@ -326,6 +326,18 @@ def test_an_upload_is_captioned_from_the_start_time_given(studio_app, browser, t
         assert textarea(page, "model-caption").input_value() == take.caption
         assert any("from 2.0 s" in note for note in take.notes)
 
+        # The whole clip from 2 s, a caption every 2 s: a table of two rows, and its subtitles.
+        page.get_by_role("tab", name="Understand").click()
+        page.locator("#timeline-btn").click()
+        page.locator("#understand-timeline td", has_text="0:04.0–0:06.0").wait_for()
+        rows = page.locator("#understand-timeline tbody tr")
+        assert rows.count() == 2 and rows.nth(0).locator("td").nth(0).inner_text() == "0:02.0–0:04.0"
+        link = page.locator("#timeline-srt a[download='ramp.srt']")
+        link.wait_for()
+        srt = page.request.get(link.get_attribute("href"))
+        assert srt.ok and srt.text().startswith("1\n00:00:02,000 --> 00:00:04,000\n")
+        shot(page, "12-understand-timeline")
+
 
 def sessions(studio):
     return [row["id"] for row in studio.store._db.execute("SELECT id FROM sessions").fetchall()]

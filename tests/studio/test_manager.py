@@ -731,6 +731,31 @@ def test_a_long_upload_is_read_from_the_start_given_within_the_default_limit(mak
         studio.load_upload(long, 601)
 
 
+def test_an_upload_is_captioned_as_a_timeline_with_subtitles(make_studio, tmp_path):
+    from uvigu.timeline import to_srt
+
+    studio = make_studio()
+    token = studio.new_session()
+    levels = np.repeat(np.array([40, 120, 200], np.uint8), 16)  # 6 s at 8 fps: 2 s of each gray
+    path = write_mp4(np.broadcast_to(levels[:, None, None, None], (48, 8, 8, 3)).copy(), tmp_path / "three.mp4", fps=8)
+    job = studio.submit_caption_timeline(token, path, every_s=2)
+    stages = [event.stage for event in job.events()]
+    timeline = job.result(timeout=30)
+    assert [(c.start_s, c.end_s) for c in timeline.cues] == [(0, 2), (2, 4), (4, 6)]
+    numbers = [int(c.text.rsplit(" ", 1)[1]) for c in timeline.cues]  # the fake model names each clip's mean
+    assert [abs(n - level) <= 2 for n, level in zip(numbers, (40, 120, 200))] == [True] * 3
+    assert timeline.srt_path.read_text() == to_srt(timeline.cues) and timeline.srt_path.name == "three.srt"
+    assert {"Caption 1 of 3", "Caption 2 of 3", "Caption 3 of 3"} == set(stages)
+    assert studio.takes(token) == []  # a timeline is read, not a take
+    later = studio.submit_caption_timeline(token, path, every_s=2.5, start_s=1).result(timeout=30)
+    assert [c.start_s for c in later.cues] == [1, 3.5] and later.srt_path.read_text() == to_srt(later.cues)
+    for kwargs, message in [({"every_s": 0.1}, "The time between captions must be a time in seconds from 0.5 to 60"),
+                            ({"every_s": 2, "start_s": 6}, "The start, 6 s, is not within three.mp4"),
+                            ({"every_s": 0.5}, "takes 12 captions; the limit is 10")]:
+        with pytest.raises(ValueError, match=message):
+            make_studio(max_timeline_captions=10).submit_caption_timeline(token, path, **kwargs)
+
+
 def test_an_upload_can_be_edited_directly(make_studio, clip):
     studio = make_studio()
     token = studio.new_session()

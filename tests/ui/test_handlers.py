@@ -116,6 +116,9 @@ class FakeStudio:
     def submit_edit_upload(self, token, video, prompt, **kwargs):
         return self._submit("edit_upload", token, video, prompt, **kwargs)
 
+    def submit_caption_timeline(self, token, video, **kwargs):
+        return self._submit("timeline", token, video, **kwargs)
+
     def take_gif(self, token, take_id):
         self.calls.append(("gif", (token, take_id), {}))
         path = Path(tempfile.mkdtemp()) / f"uvigu-take-{take_id}.gif"
@@ -341,6 +344,19 @@ def test_save_as_gif_shows_the_open_takes_gif_and_needs_a_take(studio):
     assert shown.visible and studio.calls == [("gif", ("tok", "00000000000000a1"), {})]
     with pytest.raises(gr.Error, match="no take to save yet"):
         handlers.gif(None, "tok")
+
+
+def test_a_timeline_shows_as_a_table_with_its_subtitles(studio, tmp_path):
+    from uvigu.studio import Timeline
+    from uvigu.timeline import Cue
+
+    srt = tmp_path / "clip.srt"
+    srt.write_text("1\n00:00:00,000 --> 00:00:02,000\na red circle\n")
+    studio.next_job = FakeJob(Timeline([Cue(0, 2, "a red circle"), Cue(2, 3.5, "a *blue* square")], srt))
+    token, table, file = Handlers(studio).understand_timeline("/uploads/clip.mp4", 0, 2, "tok", Progress())
+    assert studio.calls[0][1:] == (("tok", "/uploads/clip.mp4"), {"every_s": 2, "start_s": 0})
+    assert table.splitlines()[2:] == ["| 0:00.0–0:02.0 | a red circle |", "| 0:02.0–0:03.5 | a \\*blue\\* square |"]
+    assert file.visible and token == "tok"
 
 
 def test_the_caption_endpoint_passes_the_start_time(studio):

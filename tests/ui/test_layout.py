@@ -4,7 +4,7 @@ from tests.studio.fake_pipeline import FakePipeline
 from ui import build_demo, launch_options
 from uvigu.studio import Studio, StudioSettings
 
-MODEL_EVENTS = {"ui_generate", "ui_regenerate", "ui_understand", "generate", "caption", "edit"}
+MODEL_EVENTS = {"ui_generate", "ui_regenerate", "ui_understand", "ui_timeline", "generate", "caption", "edit"}
 
 
 @pytest.fixture
@@ -49,7 +49,7 @@ def test_the_gpu_wrapper_wraps_the_model_handlers(tmp_path):
         build_demo(studio, gpu=gpu)
     finally:
         studio.close()
-    assert sorted(wrapped) == sorted(["generate", "regenerate", "understand", "api_generate",
+    assert sorted(wrapped) == sorted(["generate", "regenerate", "understand", "understand_timeline", "api_generate",
                                       "api_caption", "api_edit"])
 
 

@@ -2,7 +2,7 @@
 
 from uvigu import Cancelled
 from uvigu.studio.jobs import Job, JobQueue, ProgressEvent, StudioBusy
-from uvigu.studio.manager import ModelDefaults, Studio, Trajectory, TrajectoryFrame
+from uvigu.studio.manager import ModelDefaults, Studio, Timeline, Trajectory, TrajectoryFrame
 from uvigu.studio.settings import StudioSettings
 from uvigu.studio.store import Take, TakeStore
 from uvigu.studio.textdiff import word_diff
@@ -18,6 +18,7 @@ __all__ = [
     "StudioSettings",
     "Take",
     "TakeStore",
+    "Timeline",
     "Trajectory",
     "TrajectoryFrame",
     "word_diff",

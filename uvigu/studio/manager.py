@@ -35,7 +35,8 @@ from uvigu.studio.archive import ArchivedTake, ArchiveLimits, read_archive, writ
 from uvigu.studio.jobs import Job, JobQueue, ProgressEvent
 from uvigu.studio.settings import StudioSettings
 from uvigu.studio.store import Take, TakeStore, new_take_id
-from uvigu.videoio import read_clip, write_gif, write_mp4
+from uvigu.timeline import Cue, caption_timeline, timeline_starts, to_srt
+from uvigu.videoio import probe_video, read_clip, write_gif, write_mp4
 
 logger = logging.getLogger(__name__)
 
@@ -83,6 +84,14 @@ class TrajectoryFrame:
     sigma: float
     frames: np.ndarray  # uint8 (f, h, w, 3)
     text: str | None
+
+
+@dataclass(frozen=True)
+class Timeline:
+    """An upload captioned every few seconds: the cues, and the same as SubRip subtitles."""
+
+    cues: list[Cue]
+    srt_path: Path
 
 
 @dataclass(frozen=True)
@@ -429,6 +438,69 @@ class Studio:
         ``ValueError`` saying why) files that are not videos, corrupt, empty, too large or
         too long.
         """
+        path, start_s = self._check_upload(video_path), self._check_start(start_s)
+        conformed = read_clip(
+            path, num_frames=self.pipe.default_num_frames, fps=self.pipe.fps,
+            height=self.pipe.default_height, width=self.pipe.default_width, start_s=start_s,
+            max_duration_s=self.settings.max_upload_duration_s, max_side=self.settings.max_upload_side,
+        )
+        return conformed.frames, list(conformed.notes)
+
+    def submit_caption_timeline(
+        self,
+        token: str,
+        video_path: str | os.PathLike,
+        *,
+        every_s: float,
+        start_s: float | None = 0.0,
+        seed: int | None = None,
+    ) -> Job[Timeline]:
+        """Queue captioning an upload every ``every_s`` seconds from ``start_s`` to its end
+        (`uvigu.timeline`), at most ``max_timeline_captions`` captions (refused before queueing);
+        the result's cues, and the same as SubRip subtitles in the session's folder (the latest
+        timeline's only). No take is made: a timeline is read, not edited."""
+        sid = self._sid(token)
+        seed = self._check_seed(seed)
+        path, start_s = self._check_upload(video_path), self._check_start(start_s)
+        every_s = number_in_range(every_s, "The time between captions", 0.5, 60.0, "a time in seconds")
+        info = probe_video(path)
+        if info.duration_s > self.settings.max_upload_duration_s + 1e-6:
+            raise ValueError(f"{path.name} is {info.duration_s:.1f} s long; the limit is "
+                             f"{self.settings.max_upload_duration_s:g} s. Trim the clip and try again")
+        if start_s >= info.duration_s:
+            raise ValueError(f"The start, {start_s:g} s, is not within {path.name}, which lasts {info.duration_s:g} s.")
+        count = len(timeline_starts(info.duration_s, every_s, start_s))
+        limit = self.settings.max_timeline_captions
+        if count > limit:
+            raise ValueError(f"A caption every {every_s:g} s from {start_s:g} s takes {count} captions; the limit is "
+                             f"{limit}. Caption less often or from later in the clip.")
+        self._check_room(sid)
+
+        def work(job: Job[Timeline]) -> Timeline:
+            made = [0]  # captions finished, for the progress label
+
+            def on_step(step: Any) -> None:
+                _relay(job, f"Caption {made[0] + 1} of {count}")(step)
+
+            def on_cue(index: int, total: int, cue: Cue) -> None:
+                made[0] = index + 1
+
+            cues = caption_timeline(
+                self.pipe, path, every_s, start_s=start_s, max_captions=limit,
+                max_duration_s=self.settings.max_upload_duration_s, max_side=self.settings.max_upload_side,
+                on_cue=on_cue, seed=seed, callback=on_step,
+            )
+            out_dir = self.store.session_dir(sid) / "timelines"
+            shutil.rmtree(out_dir, ignore_errors=True)
+            out_dir.mkdir(parents=True)
+            srt = out_dir / f"{path.stem}.srt"
+            srt.write_text(to_srt(cues), encoding="utf-8")
+            return Timeline(cues, srt)
+
+        return self.jobs.submit(sid, work)
+
+    def _check_upload(self, video_path: str | os.PathLike | None) -> Path:
+        """An upload's path, after checking it is there and within the size limit."""
         if video_path is None or not str(video_path).strip():
             raise ValueError("No video was uploaded; choose a video file.")
         path = Path(video_path)
@@ -440,14 +512,12 @@ class Studio:
                 f"The video is {size / 2**20:.1f} MB; the limit is "
                 f"{self.settings.max_upload_bytes / 2**20:.0f} MB."
             )
-        start_s = 0.0 if start_s is None else number_in_range(
+        return path
+
+    def _check_start(self, start_s: float | None) -> float:
+        """A start time in an upload: 0 when left out, else within the upload limit."""
+        return 0.0 if start_s is None else number_in_range(
             start_s, "The start", 0.0, self.settings.max_upload_duration_s, "a time in seconds")
-        conformed = read_clip(
-            path, num_frames=self.pipe.default_num_frames, fps=self.pipe.fps,
-            height=self.pipe.default_height, width=self.pipe.default_width, start_s=start_s,
-            max_duration_s=self.settings.max_upload_duration_s, max_side=self.settings.max_upload_side,
-        )
-        return conformed.frames, list(conformed.notes)
 
     # -- takes -----------------------------------------------------------------------------
 

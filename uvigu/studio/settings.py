@@ -31,6 +31,7 @@ class StudioSettings:
     # start given), so this bounds the upload, not the work: probing ten minutes takes about 0.3 s.
     max_upload_duration_s: float = 600.0
     max_upload_side: int = 4096  # pixels; larger frames are refused rather than decoded
+    max_timeline_captions: int = 60  # captions of one timeline (Understand; a caption every 2 s: 2 minutes)
     max_takes_per_session: int = 500
     max_import_bytes: int = 500 * 1024 * 1024  # a session export to import, and what it unpacks to
     session_max_age_days: float = 30.0  # sessions unused for longer are deleted by cleanup()
@@ -47,3 +48,5 @@ class StudioSettings:
             raise ValueError("the queue must hold at least one job")
         if self.max_best_of < 1:
             raise ValueError("need max_best_of >= 1")
+        if self.max_timeline_captions < 1:
+            raise ValueError("need max_timeline_captions >= 1")

@@ -1,0 +1,89 @@
+"""A video longer than the model's clip, captioned as a timeline: the model's clip every few seconds.
+
+``caption_timeline`` reads the model's clip length from ``start_s``, ``start_s + every_s``, … to
+the video's end and captions each; a caption is shown from its clip's start until the next one
+(``Cue``). ``to_srt`` writes the cues as SubRip subtitles. `uvigu caption --every` and the studio's
+*Understand* use it.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .videoio import probe_video, read_clip
+
+
+@dataclass(frozen=True)
+class Cue:
+    """One caption of a timeline: shown from ``start_s`` (where its clip starts) to ``end_s``."""
+
+    start_s: float
+    end_s: float
+    text: str
+
+
+def timeline_starts(duration_s: float, every_s: float, start_s: float = 0.0) -> list[float]:
+    """Where each caption's clip starts: ``start_s``, then every ``every_s`` seconds before ``duration_s``."""
+    if not every_s > 0:
+        raise ValueError(f"the time between captions must be a positive number of seconds, got {every_s:g}")
+    count = math.ceil((duration_s - start_s) / every_s - 1e-9)
+    return [start_s + k * every_s for k in range(max(count, 0))]
+
+
+def caption_timeline(
+    pipe,
+    path: str | os.PathLike,
+    every_s: float,
+    *,
+    start_s: float = 0.0,
+    max_captions: int | None = None,
+    max_duration_s: float | None = None,
+    max_side: int | None = None,
+    on_cue: Callable[[int, int, Cue], None] | None = None,
+    **caption_options: Any,
+) -> list[Cue]:
+    """Caption the video at ``path`` every ``every_s`` seconds from ``start_s`` to its end, each
+    caption ``pipe.caption(clip, **caption_options)`` of the model's clip from there, fitted to
+    the model (``read_clip``, with its ``max_duration_s`` and ``max_side``). ``on_cue(index,
+    count, cue)`` is called as each is made; more than ``max_captions`` captions are refused
+    before the first is made."""
+    info = probe_video(path)
+    name = Path(path).name
+    if not 0 <= start_s < info.duration_s:
+        raise ValueError(f"the start, {start_s:g} s, is not within {name}, which lasts {info.duration_s:g} s")
+    starts = timeline_starts(info.duration_s, every_s, start_s)
+    if max_captions is not None and len(starts) > max_captions:
+        raise ValueError(f"{name} from {start_s:g} s, a caption every {every_s:g} s, takes {len(starts)} captions; "
+                         f"the limit is {max_captions}. Caption less often or from later in the clip")
+    cues = []
+    for index, start in enumerate(starts):
+        clip = read_clip(path, num_frames=pipe.default_num_frames, fps=pipe.fps, height=pipe.default_height,
+                         width=pipe.default_width, start_s=start, info=info, max_duration_s=max_duration_s,
+                         max_side=max_side)
+        text = pipe.caption(clip.frames, **caption_options).text
+        cues.append(Cue(start, min(start + every_s, info.duration_s), text))
+        if on_cue is not None:
+            on_cue(index, len(starts), cues[-1])
+    return cues
+
+
+def timestamp(seconds: float, decimal: str = ".") -> str:
+    """``HH:MM:SS.mmm`` (``decimal=","`` as SubRip writes it)."""
+    millis = round(seconds * 1000)
+    hours, rest = divmod(millis, 3_600_000)
+    minutes, rest = divmod(rest, 60_000)
+    return f"{hours:02d}:{minutes:02d}:{rest // 1000:02d}{decimal}{rest % 1000:03d}"
+
+
+def to_srt(cues: list[Cue]) -> str:
+    """The cues as SubRip subtitles: a numbered block per cue."""
+    return "\n".join(f"{i}\n{timestamp(c.start_s, ',')} --> {timestamp(c.end_s, ',')}\n{c.text}\n"
+                     for i, c in enumerate(cues, start=1))
+
+
+__all__ = ["Cue", "caption_timeline", "timeline_starts", "timestamp", "to_srt"]
