@@ -756,6 +756,22 @@ def test_an_upload_is_captioned_as_a_timeline_with_subtitles(make_studio, tmp_pa
             make_studio(max_timeline_captions=10).submit_caption_timeline(token, path, **kwargs)
 
 
+def test_stop_ends_a_timeline_between_steps(make_studio, clip):
+    started = threading.Event()
+
+    def step(kind, index):
+        started.set()
+        threading.Event().wait(0.01)
+
+    studio = make_studio(FakePipeline(on_step=step))
+    token = studio.new_session()
+    job = studio.submit_caption_timeline(token, clip(frames=80), every_s=0.5)  # 10 s: 20 captions
+    assert started.wait(10) and studio.cancel(token) == 1
+    with pytest.raises(Cancelled):
+        job.result(timeout=10)
+    assert studio.pipe.calls.count(("caption", "")) < 20
+
+
 def test_an_upload_can_be_edited_directly(make_studio, clip):
     studio = make_studio()
     token = studio.new_session()
