@@ -54,9 +54,9 @@ def caption_timeline(
     before the first is made."""
     info = probe_video(path)
     name = Path(path).name
-    if not 0 <= start_s < info.duration_s:
-        raise ValueError(f"the start, {start_s:g} s, is not within {name}, which lasts {info.duration_s:g} s")
-    starts = timeline_starts(info.duration_s, every_s, start_s)
+    if not 0 <= start_s < info.video_s:  # a longer audio track does not count
+        raise ValueError(f"the start, {start_s:g} s, is not within {name}, which lasts {info.video_s:g} s")
+    starts = timeline_starts(info.video_s, every_s, start_s)
     if max_captions is not None and len(starts) > max_captions:
         raise ValueError(f"{name} from {start_s:g} s, a caption every {every_s:g} s, takes {len(starts)} captions; "
                          f"the limit is {max_captions}. Caption less often or from later in the clip")
@@ -66,7 +66,7 @@ def caption_timeline(
                          width=pipe.default_width, start_s=start, info=info, max_duration_s=max_duration_s,
                          max_side=max_side)
         text = pipe.caption(clip.frames, **caption_options).text
-        cues.append(Cue(start, min(start + every_s, info.duration_s), text))
+        cues.append(Cue(start, min(start + every_s, info.video_s), text))
         if on_cue is not None:
             on_cue(index, len(starts), cues[-1])
     return cues

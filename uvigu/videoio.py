@@ -53,6 +53,11 @@ class VideoInfo:
     # with mixed delays): ``fps`` is then their average rate, and decoding places them by time.
     variable_rate: bool = False
 
+    @property
+    def video_s(self) -> float:
+        """How long the video lasts: the file's duration can also count a longer audio track."""
+        return min(self.duration_s, self.num_frames / self.fps)
+
 
 @dataclass(frozen=True)
 class DecodedVideo:

@@ -108,7 +108,7 @@ class VideoFolderDataset(Dataset):
 
     def describe(self) -> str:
         """One line for the training log: how much footage, and what an item takes from it."""
-        lengths = [_video_seconds(info) for info in self.infos]
+        lengths = [info.video_s for info in self.infos]
         window = f"{self.num_frames} frames at {self.fps:g} fps ({self.num_frames / self.fps:g} s)"
         shortest, longest = f"{min(lengths):.1f}", f"{max(lengths):.1f}"
         each = shortest if shortest == longest else f"{shortest}–{longest}"
@@ -122,7 +122,7 @@ class VideoFolderDataset(Dataset):
             raise IndexError(f"index {index} is out of range for {len(self.entries)} clips")
         entry, info = self.entries[clip], self.infos[clip]
         try:
-            room_s = _video_seconds(info) - self.num_frames / self.fps  # how late a window may start
+            room_s = info.video_s - self.num_frames / self.fps  # how late a window may start
             start_s = 0.0
             if self.seed is not None and room_s > 0:
                 start_s = room_s * np.random.default_rng([self.seed, epoch, clip]).random()
@@ -198,11 +198,6 @@ def write_video_folder(
         lines.append(json.dumps({"video": path.relative_to(root).as_posix(), "prompt": prompt, "caption": caption}))
     (root / METADATA_FILE).write_text("".join(line + "\n" for line in lines), encoding="utf-8")
     return root
-
-
-def _video_seconds(info: VideoInfo) -> float:
-    """How long the clip's video lasts: a file's duration also counts a longer audio track."""
-    return min(info.duration_s, info.num_frames / info.fps)
 
 
 def _listed(headline: str, problems: list[str]) -> str:

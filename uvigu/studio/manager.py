@@ -467,9 +467,9 @@ class Studio:
         if info.duration_s > self.settings.max_upload_duration_s + 1e-6:
             raise ValueError(f"{path.name} is {info.duration_s:.1f} s long; the limit is "
                              f"{self.settings.max_upload_duration_s:g} s. Trim the clip and try again")
-        if start_s >= info.duration_s:
-            raise ValueError(f"The start, {start_s:g} s, is not within {path.name}, which lasts {info.duration_s:g} s.")
-        count = len(timeline_starts(info.duration_s, every_s, start_s))
+        if start_s >= info.video_s:
+            raise ValueError(f"The start, {start_s:g} s, is not within {path.name}, which lasts {info.video_s:g} s.")
+        count = len(timeline_starts(info.video_s, every_s, start_s))
         limit = self.settings.max_timeline_captions
         if count > limit:
             raise ValueError(f"A caption every {every_s:g} s from {start_s:g} s takes {count} captions; the limit is "
