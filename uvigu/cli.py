@@ -488,7 +488,8 @@ def add_eval_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--num", type=int, default=None,
                    help="main-set clips (training distribution) [200]; with --data, the first NUM clips [all]")
     p.add_argument("--num-heldout", type=int, default=None, help="clips with held-out colour–shape pairs [200]")
-    p.add_argument("--examples", type=int, default=None, help="clips per set shown as strips [2]")
+    p.add_argument("--examples", type=int, default=None,
+                   help="clips per set shown as strips [2]; with --data, the first clips shown [4]")
     p.add_argument("--notes", default=None,
                    help="a markdown file included in the report under 'Notes' (notes written below the end-of-report "
                    "marker of an existing report are kept without it)")
@@ -562,20 +563,24 @@ def _run_folder_eval(args: argparse.Namespace) -> int:
     from .eval.folder import write_folder_report
     from .models.presets import SHIPPED_MODEL_DIR
 
-    if args.notes is not None or args.num_heldout is not None or args.examples is not None:
-        raise ValueError("--num-heldout, --examples and --notes are the Shapes evaluation's; with --data, give "
-                         "--num (the first clips), --model and --out")
+    if args.notes is not None or args.num_heldout is not None:
+        raise ValueError("--num-heldout and --notes are the Shapes evaluation's; with --data, give --num (the first "
+                         "clips), --examples, --model and --out")
     if args.num is not None and args.num < 1:
         raise ValueError(f"--num must be at least 1, got {args.num}")
+    if args.examples is not None and args.examples < 0:
+        raise ValueError(f"--examples must be 0 or more, got {args.examples}")
     out = Path(args.out) if args.out else Path(args.data) / "EVAL.md"
     pipe = _load_pipeline(args.model, args.device, args.dtype)
     model = _shown_path(args.model or SHIPPED_MODEL_DIR)
     command = (f"uvigu eval --data {_shown_path(args.data)} --model {model}"
-               + (f" --num {args.num}" if args.num is not None else "") + f" --out {_shown_path(out)}"
+               + (f" --num {args.num}" if args.num is not None else "")
+               + (f" --examples {args.examples}" if args.examples is not None else "") + f" --out {_shown_path(out)}"
                + _where_it_ran(pipe, args.dtype))
     with _clip_progress(None, "captions") as progress:
         report = write_folder_report(pipe, args.data, out, command=command, model=model,
-                                     folder=_shown_path(args.data), limit=args.num, progress=progress)
+                                     folder=_shown_path(args.data), limit=args.num,
+                                     num_examples=4 if args.examples is None else args.examples, progress=progress)
     print(f"report: {report.report_path}")
     print(f"per-clip results: {report.results_path}")
     print(f"{report.num_clips} clips of {Path(args.data) / METADATA_FILE} in {report.elapsed_s:.0f} s: "

@@ -83,16 +83,20 @@ def test_the_eval_command_writes_the_report_and_records_beside_it(folder, tmp_pa
     assert str(tmp_path) not in text
     out = capsys.readouterr().out
     assert f"caption BLEU-4 {bleu:.3f}, CIDEr-D {cider:.3f}" in out and "report: test/EVAL.md" in out
-    # the first --num clips, to a report of one's choosing
-    assert cli.main(["eval", "--data", "test", "--num", "1", "--out", "runs/first.md"]) == 0
-    assert len(read_results(tmp_path / "runs" / "first.jsonl")) == 1
-    assert "--num 1 --out runs/first.md`" in (tmp_path / "runs" / "first.md").read_text()
+    # the first clips as the model sees them, as strips beside the report
+    assert [r.get("strip") for r in records] == ["line-1.png", "line-2.png", "line-3.png"]
+    assert "![line 2](EVAL_strips/line-2.png)" in text and (folder / "EVAL_strips" / "line-3.png").is_file()
+    # the first --num clips, to a report of one's choosing, with one example
+    assert cli.main(["eval", "--data", "test", "--num", "2", "--examples", "1", "--out", "runs/first.md"]) == 0
+    assert [r.get("strip") for r in read_results(tmp_path / "runs" / "first.jsonl")] == ["line-1.png", None]
+    assert "--num 2 --examples 1 --out runs/first.md`" in (tmp_path / "runs" / "first.md").read_text()
+    assert sorted(p.name for p in (tmp_path / "runs" / "first_strips").iterdir()) == ["line-1.png"]
 
 
 def test_the_shapes_flags_and_a_bad_folder_are_refused(folder, tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(cli, "_load_pipeline", lambda model, device, dtype: tiny_pipeline())
     assert cli.main(["eval", "--data", str(folder), "--num-heldout", "10"]) == 2
-    assert "--num-heldout, --examples and --notes are the Shapes evaluation's" in capsys.readouterr().err
+    assert "--num-heldout and --notes are the Shapes evaluation's" in capsys.readouterr().err
     assert cli.main(["eval", "--data", str(tmp_path / "nowhere")]) == 2
     assert "dataset folder not found" in capsys.readouterr().err
     (folder / "metadata.jsonl").write_text('{"video": "clips/missing.mp4", "prompt": "a"}\n')

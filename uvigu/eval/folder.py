@@ -22,6 +22,7 @@ from pathlib import Path
 from uvigu.data.video_folder import METADATA_FILE, VideoFolderDataset
 from uvigu.eval.metrics import bleu4, cider_d
 from uvigu.eval.report import pipeline_settings, write_results
+from uvigu.videoio import write_strip_png
 
 logger = logging.getLogger(__name__)
 
@@ -48,11 +49,14 @@ def folder_dataset(pipe, root: str | Path) -> VideoFolderDataset:
 
 
 def caption_folder(
-    pipe, root: str | Path | VideoFolderDataset, *, limit: int | None = None, progress: ProgressCallback | None = None
+    pipe, root: str | Path | VideoFolderDataset, *, limit: int | None = None, progress: ProgressCallback | None = None,
+    strips_dir: str | Path | None = None, num_strips: int = 0,
 ) -> list[dict]:
     """Caption the clips listed in ``root/metadata.jsonl`` (or of a ``folder_dataset``; the first
     ``limit`` of them; None: all), clip ``i`` with seed ``i``; a record per clip: its metadata line,
-    path, prompt, reference caption, the model's caption and the seconds it took."""
+    path, prompt, reference caption, the model's caption and the seconds it took. The first
+    ``num_strips`` clips, as the model sees them, are written to ``strips_dir`` as PNG strips
+    (``line-<line>.png``, its path in the record's ``strip``)."""
     dataset = root if isinstance(root, VideoFolderDataset) else folder_dataset(pipe, root)
     count = len(dataset) if limit is None else min(limit, len(dataset))
     if progress is not None:
@@ -67,6 +71,9 @@ def caption_folder(
             "prompt": entry.prompt, "reference": entry.caption, "caption": caption, "seed": index,
             "seconds": round(time.perf_counter() - start, 3),
         })
+        if strips_dir is not None and index < num_strips:
+            strip = write_strip_png(item["frames"], Path(strips_dir) / f"line-{entry.line}.png", scale=2)
+            records[-1]["strip"] = strip.name
         if progress is not None:
             progress(index + 1, count)
     return records
@@ -85,6 +92,7 @@ def _cell(text: str) -> str:
 
 def render_folder_report(
     records: list[dict], *, folder: str, command: str, model: str, settings: dict, clip: str, elapsed_s: float,
+    strips_link: str = "",
 ) -> str:
     bleu, cider = folder_scores(records)
     lines = [
@@ -111,7 +119,15 @@ def render_folder_report(
     ]
     lines += [f"| {r['line']} | `{_cell(r['video'])}` | {_cell(r['reference'])} | {_cell(r['caption'])} |"
               for r in records]
-    return "\n".join(lines) + "\n"
+    examples = [r for r in records if r.get("strip")]
+    if examples:
+        lines += ["", "## Examples", "", "Each clip as the model sees it (evenly spaced frames of its "
+                  f"{clip}), with your caption and the model's.", ""]
+        for r in examples:
+            lines += [f"### line {r['line']}: `{_cell(r['video'])}`", "",
+                      f"![line {r['line']}]({strips_link}/{r['strip']})", "",
+                      f"- yours: {_cell(r['reference'])}", f"- the model's: {_cell(r['caption'])}", ""]
+    return "\n".join(lines).rstrip("\n") + "\n"
 
 
 def write_folder_report(
@@ -123,20 +139,23 @@ def write_folder_report(
     model: str,
     folder: str | None = None,
     limit: int | None = None,
+    num_examples: int = 4,
     progress: ProgressCallback | None = None,
 ) -> FolderReport:
-    """Caption the folder's clips, write the report to ``out`` and the records beside it
-    (``out`` with the suffix ``.jsonl``). ``folder``: the folder's name as the report shows it."""
+    """Caption the folder's clips, write the report to ``out``, the records beside it (``out`` with
+    the suffix ``.jsonl``) and the first ``num_examples`` clips as strips in ``<out stem>_strips/``.
+    ``folder``: the folder's name as the report shows it."""
     out = Path(out)
+    strips_dir = out.parent / f"{out.stem}_strips"
     start = time.perf_counter()
-    records = caption_folder(pipe, root, limit=limit, progress=progress)
+    records = caption_folder(pipe, root, limit=limit, progress=progress, strips_dir=strips_dir, num_strips=num_examples)
     elapsed = time.perf_counter() - start
     if not records:
         raise ValueError(f"{Path(root) / METADATA_FILE} lists no clips")
     clip = f"{pipe.default_num_frames} frames at {pipe.fps:g} fps, {pipe.default_width}×{pipe.default_height}"
     text = render_folder_report(records, folder=folder or Path(root).name, command=command, model=model,
                                 settings={k: v for k, v in pipeline_settings(pipe).items() if k.startswith("caption_")},
-                                clip=clip, elapsed_s=elapsed)
+                                clip=clip, elapsed_s=elapsed, strips_link=strips_dir.name)
     results = write_results(records, out.with_suffix(".jsonl"))
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_suffix(out.suffix + ".tmp")
