@@ -53,6 +53,8 @@ def test_a_longer_audio_track_does_not_lengthen_the_timeline(tmp_path):
                     "-c:a", "aac", str(path)], check=True)
     cues = caption_timeline(Reader(), path, 0.5)
     assert [(c.start_s, c.end_s) for c in cues] == [(0, 0.5), (0.5, 1.0)]
+    with pytest.raises(ValueError, match="the start, 2 s, is not within av.mp4, which lasts 1 s"):
+        caption_timeline(Reader(), path, 0.5, start_s=2)  # within the audio, past the video
 
 
 def test_subrip_numbers_its_cues_with_comma_times():

@@ -276,19 +276,9 @@ def read_video(
     """
     info = info if info is not None else probe_video(path)
     name = Path(path).name
-    if max_duration_s is not None and info.duration_s > max_duration_s + 1e-6:
-        raise ValueError(f"{name} is {info.duration_s:.1f} s long; the limit is "
-                         f"{max_duration_s:g} s. Trim the clip and try again")
-    if max_frames is not None and info.num_frames > max_frames:
-        raise ValueError(f"{name} has {info.num_frames} frames; the limit is {max_frames}. "
-                         "Trim the clip or lower its frame rate and try again")
-    if max_side is not None and max(info.width, info.height) > max_side:
-        raise ValueError(f"{name} is {info.width}×{info.height}; the largest side allowed is "
-                         f"{max_side} px. Downscale the clip and try again")
+    check_video(info, name, max_duration_s=max_duration_s, max_frames=max_frames, max_side=max_side, start_s=start_s)
     if first_s is not None and not first_s > 0:
         raise ValueError(f"first_s must be positive, got {first_s!r}")
-    if start_s < 0 or (start_s > 0 and start_s >= info.duration_s):
-        raise ValueError(f"the start, {start_s:g} s, is not within {name}, which lasts {info.duration_s:g} s")
 
     # Frames not evenly spaced are read by time: frame i is what shows at i / fps.
     filters = [f"fps={info.fps:.6f}"] if info.variable_rate else []
@@ -344,6 +334,31 @@ def read_video(
         logger.warning("%s: %s", name, _strip_prefix(line))
     frames = np.frombuffer(result.stdout, dtype=np.uint8).reshape(count, height, width, 3)  # (f, h, w, 3)
     return DecodedVideo(frames=frames.copy(), fps=info.fps)
+
+
+def check_video(
+    info: VideoInfo,
+    name: str,
+    *,
+    max_duration_s: float | None = None,
+    max_frames: int | None = None,
+    max_side: int | None = None,
+    start_s: float = 0.0,
+) -> None:
+    """Refuse (``ValueError`` saying what to do) the file ``name`` described by ``info`` when it is
+    over a limit on the whole file, or when ``start_s`` is not a time within its video (a longer
+    audio track does not count)."""
+    if max_duration_s is not None and info.duration_s > max_duration_s + 1e-6:
+        raise ValueError(f"{name} is {info.duration_s:.1f} s long; the limit is "
+                         f"{max_duration_s:g} s. Trim the clip and try again")
+    if max_frames is not None and info.num_frames > max_frames:
+        raise ValueError(f"{name} has {info.num_frames} frames; the limit is {max_frames}. "
+                         "Trim the clip or lower its frame rate and try again")
+    if max_side is not None and max(info.width, info.height) > max_side:
+        raise ValueError(f"{name} is {info.width}×{info.height}; the largest side allowed is "
+                         f"{max_side} px. Downscale the clip and try again")
+    if start_s < 0 or (start_s > 0 and start_s >= info.video_s):
+        raise ValueError(f"the start, {start_s:g} s, is not within {name}, which lasts {info.video_s:g} s")
 
 
 def _landed(log: str, fps: float) -> bool:

@@ -750,7 +750,7 @@ def test_an_upload_is_captioned_as_a_timeline_with_subtitles(make_studio, tmp_pa
     later = studio.submit_caption_timeline(token, path, every_s=2.5, start_s=1).result(timeout=30)
     assert [c.start_s for c in later.cues] == [1, 3.5] and later.srt_path.read_text() == to_srt(later.cues)
     for kwargs, message in [({"every_s": 0.1}, "The time between captions must be a time in seconds from 0.5 to 60"),
-                            ({"every_s": 2, "start_s": 6}, "The start, 6 s, is not within three.mp4"),
+                            ({"every_s": 2, "start_s": 6}, "the start, 6 s, is not within three.mp4"),
                             ({"every_s": 0.5}, "takes 12 captions; the limit is 10")]:
         with pytest.raises(ValueError, match=message):
             make_studio(max_timeline_captions=10).submit_caption_timeline(token, path, **kwargs)

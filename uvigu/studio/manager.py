@@ -35,8 +35,8 @@ from uvigu.studio.archive import ArchivedTake, ArchiveLimits, read_archive, writ
 from uvigu.studio.jobs import Job, JobQueue, ProgressEvent
 from uvigu.studio.settings import StudioSettings
 from uvigu.studio.store import Take, TakeStore, new_take_id
-from uvigu.timeline import Cue, caption_timeline, timeline_starts, to_srt
-from uvigu.videoio import probe_video, read_clip, write_gif, write_mp4
+from uvigu.timeline import Cue, plan_timeline, run_timeline, to_srt
+from uvigu.videoio import read_clip, write_gif, write_mp4
 
 logger = logging.getLogger(__name__)
 
@@ -463,33 +463,22 @@ class Studio:
         seed = self._check_seed(seed)
         path, start_s = self._check_upload(video_path), self._check_start(start_s)
         every_s = number_in_range(every_s, "The time between captions", 0.5, 60.0, "a time in seconds")
-        info = probe_video(path)
-        if info.duration_s > self.settings.max_upload_duration_s + 1e-6:
-            raise ValueError(f"{path.name} is {info.duration_s:.1f} s long; the limit is "
-                             f"{self.settings.max_upload_duration_s:g} s. Trim the clip and try again")
-        if start_s >= info.video_s:
-            raise ValueError(f"The start, {start_s:g} s, is not within {path.name}, which lasts {info.video_s:g} s.")
-        count = len(timeline_starts(info.video_s, every_s, start_s))
-        limit = self.settings.max_timeline_captions
-        if count > limit:
-            raise ValueError(f"A caption every {every_s:g} s from {start_s:g} s takes {count} captions; the limit is "
-                             f"{limit}. Caption less often or from later in the clip.")
+        plan = plan_timeline(
+            path, every_s, start_s=start_s, max_captions=self.settings.max_timeline_captions,
+            max_duration_s=self.settings.max_upload_duration_s, max_side=self.settings.max_upload_side,
+        )
         self._check_room(sid)
 
         def work(job: Job[Timeline]) -> Timeline:
             made = [0]  # captions finished, for the progress label
 
             def on_step(step: Any) -> None:
-                _relay(job, f"Caption {made[0] + 1} of {count}")(step)
+                _relay(job, f"Caption {made[0] + 1} of {len(plan.starts)}")(step)
 
             def on_cue(index: int, total: int, cue: Cue) -> None:
                 made[0] = index + 1
 
-            cues = caption_timeline(
-                self.pipe, path, every_s, start_s=start_s, max_captions=limit,
-                max_duration_s=self.settings.max_upload_duration_s, max_side=self.settings.max_upload_side,
-                on_cue=on_cue, seed=seed, callback=on_step,
-            )
+            cues = run_timeline(self.pipe, plan, on_cue=on_cue, seed=seed, callback=on_step)
             out_dir = self.store.session_dir(sid) / "timelines"
             shutil.rmtree(out_dir, ignore_errors=True)
             out_dir.mkdir(parents=True)
