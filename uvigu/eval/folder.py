@@ -21,7 +21,7 @@ from pathlib import Path
 
 from uvigu.data.video_folder import METADATA_FILE, VideoFolderDataset
 from uvigu.eval.metrics import bleu4, cider_d
-from uvigu.eval.report import pipeline_settings, write_results
+from uvigu.eval.report import pipeline_settings, write_results, write_text
 from uvigu.videoio import write_strip_png
 
 logger = logging.getLogger(__name__)
@@ -91,10 +91,11 @@ def _cell(text: str) -> str:
 
 
 def render_folder_report(
-    records: list[dict], *, folder: str, command: str, model: str, settings: dict, clip: str, elapsed_s: float,
-    strips_link: str = "",
+    records: list[dict], scores: tuple[float, float], *, folder: str, command: str, model: str, settings: dict,
+    clip: str, elapsed_s: float, strips_link: str = "",
 ) -> str:
-    bleu, cider = folder_scores(records)
+    """The report: ``scores`` (``folder_scores(records)``), a row per record, the examples' strips."""
+    bleu, cider = scores
     lines = [
         f"# Captions of `{folder}`",
         "",
@@ -153,17 +154,14 @@ def write_folder_report(
     if not records:
         raise ValueError(f"{Path(root) / METADATA_FILE} lists no clips")
     clip = f"{pipe.default_num_frames} frames at {pipe.fps:g} fps, {pipe.default_width}×{pipe.default_height}"
-    text = render_folder_report(records, folder=folder or Path(root).name, command=command, model=model,
+    scores = folder_scores(records)
+    text = render_folder_report(records, scores, folder=folder or Path(root).name, command=command, model=model,
                                 settings={k: v for k, v in pipeline_settings(pipe).items() if k.startswith("caption_")},
                                 clip=clip, elapsed_s=elapsed, strips_link=strips_dir.name)
     results = write_results(records, out.with_suffix(".jsonl"))
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix(out.suffix + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, out)
-    bleu, cider = folder_scores(records)
+    write_text(out, text)
     logger.info("wrote %s and %s in %.0f s", out, results, elapsed)
-    return FolderReport(out, results, len(records), bleu, cider, elapsed)
+    return FolderReport(out, results, len(records), *scores, elapsed)
 
 
 __all__ = ["FolderReport", "caption_folder", "folder_dataset", "folder_scores", "render_folder_report",

@@ -177,10 +177,16 @@ def evaluate(
 
 def write_results(records: Sequence[dict], path: str | Path) -> Path:
     """One JSON record per line."""
+    return write_text(path, "".join(json.dumps(r, sort_keys=True) + "\n" for r in records))
+
+
+def write_text(path: str | Path, text: str) -> Path:
+    """Write ``text`` to ``path`` (its folder made if need be) whole or not at all: through a
+    temporary file beside it, moved into place."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text("".join(json.dumps(r, sort_keys=True) + "\n" for r in records), encoding="utf-8")
+    tmp.write_text(text, encoding="utf-8")
     os.replace(tmp, path)
     return path
 
@@ -558,11 +564,7 @@ def write_report(
         config=config,
     )
     kept = kept_text(out)  # read once the run is done: notes edited while it ran are kept too
-    text = render_markdown(records, info, strips_link="eval", notes=notes, kept=kept)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix(out.suffix + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, out)
+    write_text(out, render_markdown(records, info, strips_link="eval", notes=notes, kept=kept))
     logger.info("wrote %s and %s in %.0f s", out, results, elapsed)
     return EvalReport(summarize(records), out, results, elapsed, len(kept.splitlines()))
 
@@ -570,5 +572,5 @@ def write_report(
 __all__ = [
     "DEFAULT_MODEL_DIR", "EvalConfig", "EvalReport", "Row", "RunInfo", "Score", "Summary", "TARGETS", "Target",
     "clip_config", "edit_records", "eval_example", "evaluate", "pipeline_settings", "read_results",
-    "render_markdown", "summarize", "write_report", "write_results",
+    "render_markdown", "summarize", "write_report", "write_results", "write_text",
 ]
