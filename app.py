@@ -73,7 +73,7 @@ def gpu_decorator() -> Callable[[Callable], Callable]:
 
 
 def check_model(path: Path) -> None:
-    """Stop, saying how to get one, when ``path`` holds no model (before torch is imported)."""
+    """Stop, saying how to get one, when ``path`` holds no model (before any weights load)."""
     if model_kind(path) is not None:
         return
     raise SystemExit(

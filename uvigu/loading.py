@@ -11,15 +11,16 @@ from __future__ import annotations
 from pathlib import Path
 
 from .models.presets import SHIPPED_MODEL_DIR
+from .training.checkpoint import is_checkpoint
 
 
 def model_kind(path: str | Path) -> str | None:
-    """``"pipeline"`` (``model_index.json``), ``"checkpoint"`` (``state.json``, a training
-    checkpoint) or ``None`` when ``path`` holds neither. Reads no weights and imports no torch."""
+    """``"pipeline"`` (``model_index.json``), ``"checkpoint"`` (a training checkpoint,
+    ``is_checkpoint``) or ``None`` when ``path`` holds neither. Reads no weights."""
     path = Path(path)
     if (path / "model_index.json").is_file():
         return "pipeline"
-    if (path / "state.json").is_file():  # uvigu.training.checkpoint's STATE_FILE
+    if is_checkpoint(path):
         return "checkpoint"
     return None
 
