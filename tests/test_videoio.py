@@ -293,6 +293,106 @@ def test_read_clip_decodes_only_what_the_model_takes_and_its_notes_tell_of_the_f
     assert later.notes == ["used 0.5 s from 2.0 s (4 frames)", "resized 128×128 → 16×16"]
 
 
+# --- HDR: high-dynamic-range footage (phones record HLG by default) -----------------------------
+
+HDR_TAGS = {"HLG": "arib-std-b67", "PQ": "smpte2084"}
+# Red, green, blue, mid-gray and near-white, in columns.
+PALETTE = np.array([(220, 30, 30), (30, 160, 60), (40, 80, 220), (128, 128, 128), (235, 235, 235)], np.uint8)
+
+
+def palette_frames(num_frames: int, height: int, width: int) -> np.ndarray:
+    columns = np.repeat(PALETTE, -(-width // len(PALETTE)), axis=0)[:width]  # (w, 3)
+    return np.broadcast_to(columns, (num_frames, height, width, 3)).copy()
+
+
+def write_hdr(path: Path, frames: np.ndarray | None, hdr: str, *, yuv10: np.ndarray | None = None,
+              tags: tuple[str, ...] | None = None) -> Path:
+    """An HEVC 10-bit MP4 in BT.2020 with ``hdr``'s transfer, as a phone writes it: standard-range
+    ``frames`` (RGB uint8) placed with their white at HDR reference white (BT.2408, 203 cd/m²), or
+    ``yuv10`` (f, h, w) 10-bit luma codes on neutral chroma as they are. ``tags`` replaces the
+    stream's colour options."""
+    transfer = HDR_TAGS[hdr]
+    if tags is None:
+        tags = ("-color_trc", transfer, "-color_primaries", "bt2020", "-colorspace", "bt2020nc", "-color_range", "tv")
+    if yuv10 is not None:
+        f, h, w = yuv10.shape
+        chroma = np.full((h // 2, w // 2), 512, np.uint16)
+        raw = b"".join(y.astype(np.uint16).tobytes() + chroma.tobytes() * 2 for y in yuv10)
+        source = ["-f", "rawvideo", "-pix_fmt", "yuv420p10le", "-s", f"{w}x{h}", "-r", "8", *tags, "-i", "-"]
+    else:
+        f, h, w, _ = frames.shape
+        raw = frames.tobytes()
+        source = ["-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{w}x{h}", "-r", "8", "-i", "-", "-vf",
+                  f"zscale=tin=bt709:pin=bt709:min=gbr:t={transfer}:npl=203:p=bt2020:m=bt2020nc:r=tv,format=yuv420p10le"]
+    subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-y", *source, "-c:v", "libx265",
+                    "-x265-params", "log-level=error:lossless=1", *tags, "-tag:v", "hvc1", str(path)],
+                   input=raw, check=True)
+    return path
+
+
+@pytest.mark.parametrize("hdr", ["HLG", "PQ"])
+def test_hdr_video_reads_as_its_standard_range_picture(tmp_path: Path, hdr: str) -> None:
+    frames = palette_frames(4, 64, 80)
+    path = write_hdr(tmp_path / "phone.mp4", frames, hdr)
+    info = probe_video(path)
+    assert (info.hdr, info.transfer, info.primaries, info.matrix) == (hdr, HDR_TAGS[hdr], "bt2020", "bt2020nc")
+    decoded = read_video(path)
+    # Read as stored, HLG's red is (155, 66, 40): paler and darker. Tone-mapped, colours come back
+    # (in the middle of each colour's column: 4:2:0 chroma blurs their edges).
+    assert np.abs(decoded.frames[:, :, 8::16].astype(int) - frames[:, :, 8::16]).max() <= 4
+    assert decoded.notes == (f"tone-mapped HDR ({hdr}) to standard range",)
+    # Shrunk on the way (in linear light), as the model's clips are read, with the note first.
+    clip = videoio.read_clip(write_hdr(tmp_path / "large.mp4", palette_frames(4, 160, 400), hdr),
+                             num_frames=4, fps=8, height=16, width=40)
+    assert clip.notes == [f"tone-mapped HDR ({hdr}) to standard range", "resized 400×160 → 40×16"]
+    columns = clip.frames[:, 8, 4::8].astype(int)  # the middle of each colour's column
+    assert np.abs(columns - PALETTE).max() <= 4
+
+
+def hdr_grays(signals: list[float]) -> np.ndarray:
+    """(2, 16, 16 · len(signals)) 10-bit luma codes: a 16-pixel square per HDR signal level (0..1)."""
+    luma = np.concatenate([np.full((1, 16, 16), round(64 + s * 876)) for s in signals], axis=2)
+    return np.repeat(luma, 2, axis=0)
+
+
+def test_hdr_highlights_are_compressed_not_clipped(tmp_path: Path) -> None:
+    # Gray at HLG's reference white (75 % of the signal, standard range's white) and above it, to its peak.
+    decoded = read_video(write_hdr(tmp_path / "bright.mp4", None, "HLG", yuv10=hdr_grays([0.75, 0.8, 0.85, 0.9, 1.0])))
+    levels = decoded.frames[0, 8, 8::16].astype(int)  # (5, 3)
+    assert (levels[:, 0] == levels[:, 1]).all() and (levels[:, 1] == levels[:, 2]).all()  # still gray
+    assert 235 <= levels[0, 0] < levels[1, 0] < levels[2, 0] < levels[3, 0] < levels[4, 0] <= 255
+
+
+def test_hdr_without_primaries_or_matrix_is_read_as_bt2020(tmp_path: Path) -> None:
+    grays = hdr_grays([0.25, 0.5, 0.75])
+    bare = write_hdr(tmp_path / "bare.mp4", None, "HLG", yuv10=grays, tags=("-color_trc", "arib-std-b67"))
+    info = probe_video(bare)
+    assert (info.hdr, info.primaries, info.matrix) == ("HLG", "", "")
+    tagged = read_video(write_hdr(tmp_path / "tagged.mp4", None, "HLG", yuv10=grays))
+    assert np.array_equal(read_video(bare).frames, tagged.frames)
+
+
+def test_hdr_without_the_filters_to_tone_map_it_is_read_as_stored_and_says_so(tmp_path: Path, monkeypatch,
+                                                                             caplog) -> None:
+    path = write_hdr(tmp_path / "phone.mp4", palette_frames(2, 32, 40), "HLG")
+    monkeypatch.setattr(videoio, "_can_tone_map", lambda: False)
+    clip = videoio.read_clip(path, num_frames=2, fps=8, height=32, width=40)
+    assert clip.notes[0].startswith("read HDR (HLG) colours without tone mapping")
+    assert "lacks the zscale and tonemap filters" in caplog.text
+    assert tuple(clip.frames[0, 16, 4]) != (220, 30, 30)  # the stored signal, paler and darker
+
+
+def test_standard_range_colour_tags_are_read_and_not_hdr(tmp_path: Path) -> None:
+    info = probe_video(write_mp4(moving_square(4), tmp_path / "sdr.mp4", fps=8))
+    assert info.hdr is None
+    assert videoio._color_tags("yuv420p(tv, bt709, progressive)") == {
+        "matrix": "bt709", "primaries": "bt709", "transfer": "bt709"}
+    assert videoio._color_tags("yuv420p10le(tv, unknown/unknown/arib-std-b67)") == {
+        "matrix": "", "primaries": "", "transfer": "arib-std-b67"}
+    assert videoio._color_tags("yuv420p(progressive)") == videoio._color_tags("pal8") == {}
+    assert read_video(write_mp4(moving_square(4), tmp_path / "plain.mp4", fps=8)).notes == ()
+
+
 # --- frames not evenly spaced in time ----------------------------------------------------------
 
 # 90 frames: the first 30 a fifteenth of a second apart (0 to 2 s), the next 60 a thirtieth (2 to 4 s),

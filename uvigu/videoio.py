@@ -12,6 +12,7 @@ ffmpeg needed); every problem with an input file is a ``ValueError`` a user can 
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import math
 import os
@@ -36,6 +37,17 @@ _PROBE_TIMEOUT_S = 60.0
 _DECODE_TIMEOUT_S = 600.0
 # Only ffmpeg log lines tagged with these levels (by `-loglevel level+…`) count as problems.
 _ERROR_LINE = re.compile(r"^(?:\[[^\]]* @ 0x[0-9a-f]+\] )?\[(?:error|fatal|panic)\]")
+# High-dynamic-range transfers, by their ffmpeg names.
+_HDR_TRANSFERS = {"arib-std-b67": "HLG", "smpte2084": "PQ"}
+# HDR reference white, in cd/m² (ITU-R BT.2408: where both HLG and PQ put the white of a standard-
+# range picture, HLG at 75 % of its signal): linearized with it, standard-range colours come out
+# in 0..1 and only highlights above it need tone mapping.
+_HDR_REFERENCE_WHITE = 203.0
+# HLG's nominal display peak, 1000 cd/m² (BT.2100), above the reference white: the highlights' range.
+_HDR_PEAK = 1000.0 / _HDR_REFERENCE_WHITE
+# Tone mapping (ffmpeg's tonemap, on the largest channel, so hues keep): linear light up to this
+# fraction of the reference white is kept as it is, above it compressed smoothly (Möbius) into 1.
+_TONEMAP_KNEE = 0.8
 
 
 @dataclass(frozen=True)
@@ -52,6 +64,16 @@ class VideoInfo:
     # The frames are not evenly spaced in time (phone and screen recordings, browser WebM, GIFs
     # with mixed delays): ``fps`` is then their average rate, and decoding places them by time.
     variable_rate: bool = False
+    # The stream's colour tags as ffmpeg names them ("" where the file does not say): the transfer
+    # tells HDR ("arib-std-b67": HLG, "smpte2084": PQ) from standard range.
+    transfer: str = ""
+    primaries: str = ""
+    matrix: str = ""
+
+    @property
+    def hdr(self) -> str | None:
+        """``"HLG"`` or ``"PQ"`` for high-dynamic-range video (phones record HLG by default), else ``None``."""
+        return _HDR_TRANSFERS.get(self.transfer)
 
     @property
     def video_s(self) -> float:
@@ -61,10 +83,12 @@ class VideoInfo:
 
 @dataclass(frozen=True)
 class DecodedVideo:
-    """A decoded clip: ``frames`` uint8 (f, h, w, 3) RGB, played at ``fps``."""
+    """A decoded clip: ``frames`` uint8 (f, h, w, 3) RGB, played at ``fps``; ``notes`` says what
+    decoding changed beyond the size (HDR colours brought to standard range)."""
 
     frames: np.ndarray
     fps: float
+    notes: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -192,7 +216,7 @@ def probe_video(path: str | os.PathLike) -> VideoInfo:
         raise ValueError(f"{path.name} is corrupt or truncated ({_strip_prefix(errors[-1])}); "
                          "re-export or re-upload the file")
 
-    codec, pix_fmt, width, height, fps = stream
+    codec, pix_fmt, width, height, fps, color = stream
     rotation = re.search(r"display ?matrix: rotation of (-?[\d.]+) degrees", input_section,
                          flags=re.IGNORECASE)
     if rotation and round(abs(float(rotation.group(1)))) % 180 == 90:
@@ -215,7 +239,7 @@ def probe_video(path: str | os.PathLike) -> VideoInfo:
     if fps <= 0:
         raise ValueError(f"{path.name} has no usable frame rate")
     return VideoInfo(codec=codec, pix_fmt=pix_fmt, width=width, height=height, fps=fps,
-                     num_frames=num_frames, duration_s=duration_s, variable_rate=average_fps is not None)
+                     num_frames=num_frames, duration_s=duration_s, variable_rate=average_fps is not None, **color)
 
 
 def _frame_times(framecrc: bytes) -> np.ndarray | None:
@@ -283,11 +307,25 @@ def read_video(
     # Frames not evenly spaced are read by time: frame i is what shows at i / fps.
     filters = [f"fps={info.fps:.6f}"] if info.variable_rate else []
     width, height = info.width, info.height
+    scale = []
     if cover is not None:
         width, height = _covering_size(width, height, cover)
         if (width, height) != (info.width, info.height):
             # Scaled in RGB: the file's 4:2:0 chroma, kept to the small size, would blur small colours.
-            filters += ["format=gbrp", f"scale={width}:{height}:flags=area"]
+            scale = [f"scale={width}:{height}:flags=area"]
+    notes: tuple[str, ...] = ()
+    if info.hdr and _can_tone_map():
+        # Shrunk in linear light, between the two halves of the tone mapping.
+        linear, standard = _tone_mapping(info)
+        filters += linear + scale + standard
+        notes = (f"tone-mapped HDR ({info.hdr}) to standard range",)
+    else:
+        if info.hdr:
+            logger.warning("%s is HDR (%s), and this ffmpeg lacks the zscale and tonemap filters: "
+                           "its colours are read as they are stored, paler and darker", name, info.hdr)
+            notes = (f"read HDR ({info.hdr}) colours without tone mapping (ffmpeg lacks zscale): "
+                     "they look paler and darker",)
+        filters += ["format=gbrp", *scale] if scale else []
     frame_bytes = width * height * 3
 
     def decode(seek: str) -> tuple[subprocess.CompletedProcess, str]:
@@ -333,7 +371,35 @@ def read_video(
     for line in _error_lines(log):
         logger.warning("%s: %s", name, _strip_prefix(line))
     frames = np.frombuffer(result.stdout, dtype=np.uint8).reshape(count, height, width, 3)  # (f, h, w, 3)
-    return DecodedVideo(frames=frames.copy(), fps=info.fps)
+    return DecodedVideo(frames=frames.copy(), fps=info.fps, notes=notes)
+
+
+def _tone_mapping(info: VideoInfo) -> tuple[list[str], list[str]]:
+    """The ffmpeg filters that bring HDR video (``info.hdr``) to standard-range BT.709 RGB, in two
+    halves: to linear light in BT.709 primaries, scaled so that HDR reference white is 1 (standard-
+    range colours keep their values); then the highlights above it tone-mapped into range, and back
+    to BT.709's transfer as 8-bit RGB. Filters between the halves (shrinking) work in linear light."""
+    # The frames carry the file's tags; where it has none, what HDR video uses.
+    unstated = ("" if info.primaries else ":pin=bt2020") + ("" if info.matrix else ":min=bt2020nc")
+    linear = [f"zscale=tin={info.transfer}{unstated}:t=linear:npl={_HDR_REFERENCE_WHITE:g}:p=bt709",
+              "format=gbrpf32le"]
+    standard = [f"tonemap=mobius:param={_TONEMAP_KNEE:g}:desat=0:peak={_HDR_PEAK:.4f}",
+                "zscale=tin=linear:pin=bt709:t=bt709:p=bt709:r=pc", "format=gbrp"]
+    return linear, standard
+
+
+@functools.cache
+def _can_tone_map() -> bool:
+    """Whether the ffmpeg in use has the filters HDR needs (the bundled one has; a system one set
+    through ``IMAGEIO_FFMPEG_EXE`` may not)."""
+    import imageio_ffmpeg
+
+    try:
+        listing = subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-filters"],
+                                 capture_output=True, timeout=_PROBE_TIMEOUT_S, check=False).stdout.decode()
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return all(re.search(rf"^\s*\S+\s+{name}\s", listing, flags=re.MULTILINE) for name in ("zscale", "tonemap"))
 
 
 def check_video(
@@ -408,8 +474,9 @@ def read_clip(
     decoded = read_video(path, max_duration_s=max_duration_s, max_side=max_side,
                          first_s=(num_frames + 1) / fps + 1 / info.fps, start_s=start_s,
                          cover=(height, width), info=info)
-    return conform_video(decoded.frames, decoded.fps, num_frames=num_frames, target_fps=fps, height=height,
-                         width=width, source=info, source_start_s=start_s)
+    conformed = conform_video(decoded.frames, decoded.fps, num_frames=num_frames, target_fps=fps, height=height,
+                              width=width, source=info, source_start_s=start_s)
+    return ConformedVideo(frames=conformed.frames, notes=[*decoded.notes, *conformed.notes])
 
 
 def conform_video(
@@ -569,8 +636,9 @@ def _run_ffmpeg(args: list[str], timeout: float) -> subprocess.CompletedProcess:
                          "use a shorter or smaller file") from error
 
 
-def _first_video_stream(input_section: str) -> tuple[str, str, int, int, float] | None:
-    """(codec, pix_fmt, width, height, fps) of the first non-cover-art video stream, if any."""
+def _first_video_stream(input_section: str) -> tuple[str, str, int, int, float, dict[str, str]] | None:
+    """(codec, pix_fmt, width, height, fps, colour tags) of the first non-cover-art video stream, if
+    any; the tags are ``_color_tags``'."""
     for line in input_section.splitlines():
         match = re.search(r"Stream #\d+:\d+.*?: Video: (.*)$", line)
         if not match or "(attached pic)" in line:
@@ -588,8 +656,23 @@ def _first_video_stream(input_section: str) -> tuple[str, str, int, int, float] 
             if rate:
                 fps = float(rate.group(1)) * (1000 if rate.group(2) else 1)
                 break
-        return codec, pix_fmt, int(size.group(1)), int(size.group(2)), fps
+        return codec, pix_fmt, int(size.group(1)), int(size.group(2)), fps, _color_tags(parts[1] if len(parts) > 1 else "")
     return None
+
+
+def _color_tags(pixel_format: str) -> dict[str, str]:
+    """``matrix``, ``primaries`` and ``transfer`` of a stream line's pixel format part, as in
+    ``yuv420p10le(tv, bt2020nc/bt2020/arib-std-b67, progressive)``: ffmpeg writes the three names
+    once when they are the same (``yuv420p(tv, bt709)``); unstated or "unknown" ones are ""."""
+    inside = re.search(r"\((.*)\)", pixel_format)
+    for item in inside.group(1).split(",") if inside else []:
+        names = item.strip().split("/")
+        if len(names) == 1 and not re.fullmatch(r"(?:bt|smpte|gamma)[\w-]*", names[0]):
+            continue  # the range ("tv", "pc"), the field order, the chroma location
+        if len(names) in (1, 3):
+            names = [name if name != "unknown" else "" for name in names * (3 // len(names))]
+            return dict(zip(("matrix", "primaries", "transfer"), names))
+    return {}
 
 
 def _split_top_level(text: str) -> list[str]:

@@ -721,6 +721,16 @@ def test_an_upload_is_taken_from_the_start_time_given(make_studio, tmp_path):
             studio.load_upload(path, start)
 
 
+def test_a_phone_s_hdr_upload_is_read_with_its_standard_range_colours(make_studio, tmp_path):
+    from tests.test_videoio import write_hdr
+
+    studio = make_studio()
+    red = np.full((4, 32, 48, 3), (220, 30, 30), np.uint8)
+    frames, notes = studio.load_upload(write_hdr(tmp_path / "phone.mp4", red, "HLG"))
+    assert notes[0] == "tone-mapped HDR (HLG) to standard range"
+    assert np.abs(frames.astype(int) - (220, 30, 30)).max() <= 4  # read as stored: (155, 66, 40)
+
+
 def test_a_long_upload_is_read_from_the_start_given_within_the_default_limit(make_studio, clip):
     studio = make_studio()
     assert studio.settings.max_upload_duration_s == 600  # ten minutes: only the model's clip is decoded
