@@ -18,7 +18,9 @@ from typing import Any, TypeVar
 
 import gradio as gr
 
+from ui import text
 from uvigu.studio import Cancelled, Job, Studio, StudioBusy, Take, word_diff
+from uvigu.timeline import DEFAULT_EVERY_S
 
 logger = logging.getLogger(__name__)
 
@@ -175,6 +177,19 @@ class Handlers:
             *self._history_view(token), *self._trajectory_view(token),
         )
 
+    def upload_changed(self, video: str | None) -> tuple:
+        """A new clip in Understand, or none: *Start at* back to 0, with how long the clip lasts under
+        it (or why it cannot be used, before any click), and the previous clip's caption, notes and
+        timeline cleared."""
+        info = text.UPLOAD_START_INFO
+        if video:
+            try:
+                defaults = self.studio.model_defaults()
+                info = text.upload_start_info(_clock(self.studio.upload_length(video)), defaults.num_frames / defaults.fps)
+            except ValueError as error:
+                info = f"⚠️ {error}"
+        return gr.Number(value=0, info=info), "", "", "", gr.File(value=None, visible=False)
+
     @user_errors
     def understand_timeline(
         self, video: str | None, start: float | None, every: float | None, token: str | None,
@@ -183,7 +198,8 @@ class Handlers:
         """Understand → the upload captioned every ``every`` seconds from ``start``: token, the
         timeline as a table, and its subtitles file."""
         token = self.studio.open_session(token)
-        job = self.studio.submit_caption_timeline(token, video, every_s=2.0 if every is None else every, start_s=start)
+        every = DEFAULT_EVERY_S if every is None else every
+        job = self.studio.submit_caption_timeline(token, video, every_s=every, start_s=start)
         timeline = self._wait(job, progress)
         if timeline is None:
             return _skip(3)

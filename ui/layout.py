@@ -10,6 +10,7 @@ import gradio as gr
 from ui import text
 from ui.handlers import CONFIRM_OUTPUTS, HISTORY_OUTPUTS, TAKE_OUTPUTS, TRAJECTORY_OUTPUTS, Handlers
 from uvigu.studio import Studio
+from uvigu.timeline import DEFAULT_EVERY_S
 
 SESSION_STORAGE_KEY = "uvigu-studio-session"
 MODEL = {"concurrency_id": "model", "concurrency_limit": 1}  # every event that runs the model
@@ -162,7 +163,7 @@ def build_demo(studio: Studio, gpu: Callable[[Callable], Callable] | None = None
                     with gr.Column():
                         upload_start = gr.Number(
                             label="Start at (seconds into your clip)", value=0, minimum=0, elem_id="upload-start",
-                            info="The model takes its clip length from here.",
+                            info=text.UPLOAD_START_INFO,
                         )
                         understand_btn = gr.Button("Caption this clip", variant="primary", elem_id="understand-btn")
                         understand_caption = gr.Textbox(
@@ -172,7 +173,7 @@ def build_demo(studio: Studio, gpu: Callable[[Callable], Callable] | None = None
                         understand_notes = gr.Markdown(elem_id="understand-notes")
                         with gr.Row():
                             timeline_every = gr.Number(
-                                label="A caption every (seconds)", value=2, minimum=0.5, maximum=60,
+                                label="A caption every (seconds)", value=DEFAULT_EVERY_S, minimum=0.5, maximum=60,
                                 elem_id="timeline-every",
                             )
                             timeline_btn = gr.Button("Caption the whole clip as a timeline", elem_id="timeline-btn")
@@ -230,6 +231,10 @@ def build_demo(studio: Studio, gpu: Callable[[Callable], Callable] | None = None
             gpu(handlers.understand), [upload, upload_start, token],
             [token, understand_caption, understand_notes, *take, *history, *trajectory],
             api_name="ui_understand", **MODEL, **private,
+        )
+        upload.change(
+            handlers.upload_changed, [upload],
+            [upload_start, understand_caption, understand_notes, timeline_table, timeline_srt], **QUICK, **private,
         )
         timeline_btn.click(
             gpu(handlers.understand_timeline), [upload, upload_start, timeline_every, token],

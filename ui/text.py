@@ -23,6 +23,14 @@ def model_help(num_frames: int, fps: int, width: int, height: int, max_tokens: i
     return "\n\n".join(lines)
 
 
+UPLOAD_START_INFO = "The model takes its clip length from here."
+
+
+def upload_start_info(length: str, clip_s: float) -> str:
+    """Under *Start at*, once a clip is uploaded: how long its video lasts (``length``, m:ss.s)."""
+    return f"Your clip lasts {length}; the model takes {clip_s:g} s of it from here."
+
+
 def understand_help(max_minutes: float, max_megabytes: float) -> str:
     return f"""\
 Upload a clip (up to {max_minutes:g} minutes and {max_megabytes:g} MB) and the model describes it. Clips

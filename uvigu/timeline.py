@@ -28,6 +28,10 @@ class Cue:
     text: str
 
 
+# The time between captions when none is given (the studio's Understand starts with it).
+DEFAULT_EVERY_S = 2.0
+
+
 def timeline_starts(duration_s: float, every_s: float, start_s: float = 0.0) -> list[float]:
     """Where each caption's clip starts: ``start_s``, then every ``every_s`` seconds before ``duration_s``."""
     if not every_s > 0:

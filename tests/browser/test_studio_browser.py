@@ -316,6 +316,7 @@ def test_an_upload_is_captioned_from_the_start_time_given(studio_app, browser, t
         page.locator("#upload-video input[type=file]").set_input_files(str(clip))
         page.wait_for_function("() => { const v = document.querySelector('#upload-video video');"
                                " return v && (v.currentSrc || v.src); }")
+        page.locator("#upload-start", has_text="Your clip lasts 0:06.0").wait_for()  # told before any click
         page.locator("#upload-start input").fill("2")
         page.locator("#understand-btn").click()
         page.locator("#understand-notes", has_text="from 2.0 s").wait_for()
@@ -337,6 +338,15 @@ def test_an_upload_is_captioned_from_the_start_time_given(studio_app, browser, t
         srt = page.request.get(link.get_attribute("href"))
         assert srt.ok and srt.text().startswith("1\n00:00:02,000 --> 00:00:04,000\n")
         shot(page, "12-understand-timeline")
+
+        # Another clip: the start goes back to 0, and the last clip's reading is cleared.
+        short = write_mp4(np.full((12, 32, 32, 3), 90, np.uint8), tmp_path / "short.mp4", fps=8)
+        page.locator("#upload-video button[aria-label='Clear']").click()
+        page.locator("#upload-video input[type=file]").set_input_files(str(short))
+        page.locator("#upload-start", has_text="Your clip lasts 0:01.5").wait_for()
+        assert page.locator("#upload-start input").input_value() == "0"
+        assert page.locator("#understand-timeline td").count() == 0 and not page.locator("#timeline-srt a").count()
+        assert textarea(page, "understand-caption").input_value() == ""
 
 
 def sessions(studio):

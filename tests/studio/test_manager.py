@@ -721,6 +721,16 @@ def test_an_upload_is_taken_from_the_start_time_given(make_studio, tmp_path):
             studio.load_upload(path, start)
 
 
+def test_an_upload_s_length_is_told_after_the_checks_of_the_whole_file(make_studio, clip, tmp_path):
+    studio = make_studio()
+    assert studio.upload_length(clip(frames=20, fps=8)) == 2.5
+    with pytest.raises(ValueError, match="the limit is 2 s"):
+        make_studio(max_upload_duration_s=2).upload_length(clip("long.mp4", frames=24, fps=8))
+    (tmp_path / "notes.txt").write_text("not a video")
+    with pytest.raises(ValueError, match="not a video file"):
+        studio.upload_length(tmp_path / "notes.txt")
+
+
 def test_a_phone_s_hdr_upload_is_read_with_its_standard_range_colours(make_studio, tmp_path):
     from tests.test_videoio import write_hdr
 

@@ -96,7 +96,12 @@ class FakeStudio:
         return added
 
     def model_defaults(self):
-        return SimpleNamespace(edit_strength=0.6, keep_rest_strength=0.9)
+        return SimpleNamespace(edit_strength=0.6, keep_rest_strength=0.9, num_frames=16, fps=8)
+
+    def upload_length(self, video):
+        if video.endswith(".txt"):
+            raise ValueError("notes.txt is not a video file ffmpeg can read")
+        return 83.46
 
     def _submit(self, name, *args, **kwargs):
         self.calls.append((name, args, kwargs))
@@ -357,6 +362,26 @@ def test_a_timeline_shows_as_a_table_with_its_subtitles(studio, tmp_path):
     assert studio.calls[0][1:] == (("tok", "/uploads/clip.mp4"), {"every_s": 2, "start_s": 0})
     assert table.splitlines()[2:] == ["| 0:00.0–0:02.0 | a red circle |", "| 0:02.0–0:03.5 | a \\*blue\\* square |"]
     assert file.visible and token == "tok"
+
+
+def test_a_new_upload_resets_the_start_says_how_long_it_lasts_and_clears_the_last_reading(studio):
+    handlers = Handlers(studio)
+    start, caption, notes, table, srt = handlers.upload_changed("/uploads/clip.mp4")
+    assert start.value == 0 and start.info == "Your clip lasts 1:23.5; the model takes 2 s of it from here."
+    assert (caption, notes, table) == ("", "", "") and srt.visible is False and srt.value is None
+    start, *_ = handlers.upload_changed("/uploads/notes.txt")  # told on upload, before any click
+    assert start.info == "⚠️ notes.txt is not a video file ffmpeg can read"
+    start, *_ = handlers.upload_changed(None)  # the clip removed
+    assert start.value == 0 and start.info == "The model takes its clip length from here."
+
+
+def test_a_timeline_without_a_time_between_captions_takes_the_default(studio, tmp_path):
+    from uvigu.studio import Timeline
+
+    (srt := tmp_path / "clip.srt").write_text("")
+    studio.next_job = FakeJob(Timeline([], srt))
+    Handlers(studio).understand_timeline("/uploads/clip.mp4", None, None, "tok", Progress())
+    assert studio.calls[0][2] == {"every_s": 2.0, "start_s": None}
 
 
 def test_the_caption_endpoint_passes_the_start_time(studio):

@@ -36,7 +36,7 @@ from uvigu.studio.jobs import Job, JobQueue, ProgressEvent
 from uvigu.studio.settings import StudioSettings
 from uvigu.studio.store import Take, TakeStore, new_take_id
 from uvigu.timeline import Cue, plan_timeline, run_timeline, to_srt
-from uvigu.videoio import read_clip, write_gif, write_mp4
+from uvigu.videoio import check_video, probe_video, read_clip, write_gif, write_mp4
 
 logger = logging.getLogger(__name__)
 
@@ -445,6 +445,15 @@ class Studio:
             max_duration_s=self.settings.max_upload_duration_s, max_side=self.settings.max_upload_side,
         )
         return conformed.frames, list(conformed.notes)
+
+    def upload_length(self, video_path: str | os.PathLike) -> float:
+        """How long an upload's video lasts, in seconds, after the checks of the whole file that
+        ``load_upload`` makes (a ``ValueError`` saying why it cannot be used). Reads no frames."""
+        path = self._check_upload(video_path)
+        info = probe_video(path)
+        check_video(info, path.name, max_duration_s=self.settings.max_upload_duration_s,
+                    max_side=self.settings.max_upload_side)
+        return info.video_s
 
     def submit_caption_timeline(
         self,
