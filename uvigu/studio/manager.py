@@ -74,6 +74,7 @@ class ModelDefaults:
     fps: int
     edit_strength: float  # a plain edit's start level
     keep_rest_strength: float  # an edit's that keeps the rest (compared with the take's caption)
+    max_text_tokens: int  # the longest prompt or caption the model reads
 
 
 @dataclass(frozen=True)
@@ -127,6 +128,7 @@ class Studio:
             fps=int(self.pipe.fps),
             edit_strength=float(self.pipe.default_edit_strength),
             keep_rest_strength=float(self.pipe.default_flow_edit_strength),
+            max_text_tokens=int(self.pipe.max_text_tokens),
         )
 
     def browser_secret(self) -> str:
