@@ -293,6 +293,38 @@ def test_read_clip_decodes_only_what_the_model_takes_and_its_notes_tell_of_the_f
     assert later.notes == ["used 0.5 s from 2.0 s (4 frames)", "resized 128×128 → 16×16"]
 
 
+# --- non-square pixels (DV, DVD, HDV) -----------------------------------------------------------
+
+
+def red_box(frame: np.ndarray) -> tuple[int, int]:
+    """Width and height of the red area of ``frame`` (h, w, 3)."""
+    ys, xs = ((frame[..., 0] > 150) & (frame[..., 1] < 100)).nonzero()
+    return int(xs.max() - xs.min() + 1), int(ys.max() - ys.min() + 1)
+
+
+@pytest.mark.parametrize("rotated", [False, True])
+def test_non_square_pixels_are_shown_at_their_aspect(tmp_path: Path, rotated: bool) -> None:
+    # Stored 320×160 with pixels twice as wide as tall: a 40×80 box of them shows as an 80×80 square.
+    path = tmp_path / "wide.mp4"
+    subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-f", "lavfi", "-i",
+                    "color=gray:size=320x160:rate=8:duration=1,drawbox=x=140:y=40:w=40:h=80:color=red:t=fill,"
+                    "setsar=2/1", "-c:v", "libx264", "-pix_fmt", "yuv420p", str(path)], check=True)
+    if rotated:  # as a phone tags a portrait recording
+        subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-display_rotation:v:0", "90", "-i",
+                        str(path), "-c", "copy", str(tmp_path / "turned.mp4")], check=True)
+        path = tmp_path / "turned.mp4"
+    info = probe_video(path)
+    shown, stored = ((640, 160), (320, 160)) if not rotated else ((160, 640), (160, 320))
+    assert ((info.width, info.height), info.stored_size) == (shown, stored)
+    decoded = read_video(path)
+    assert decoded.frames.shape[1:3] == shown[::-1]
+    assert red_box(decoded.frames[0]) == (80, 80)
+    clip = videoio.read_clip(path, num_frames=8, fps=8, height=32, width=32)  # the shorter side to 32 px
+    assert abs(np.subtract(*red_box(clip.frames[0]))) <= 1  # square, not twice as tall
+    assert clip.notes[0] == (f"stretched non-square pixels: {stored[0]}×{stored[1]} stored, "
+                             f"{shown[0]}×{shown[1]} shown")
+
+
 # --- HDR: high-dynamic-range footage (phones record HLG by default) -----------------------------
 
 HDR_TAGS = {"HLG": "arib-std-b67", "PQ": "smpte2084"}

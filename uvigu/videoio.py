@@ -69,6 +69,9 @@ class VideoInfo:
     transfer: str = ""
     primaries: str = ""
     matrix: str = ""
+    # (width, height) of the frames as stored, when their pixels are not square (DV, DVD, HDV, some
+    # broadcast): ``width``×``height`` is then the size shown, which decoding stretches them to.
+    stored_size: tuple[int, int] | None = None
 
     @property
     def hdr(self) -> str | None:
@@ -216,11 +219,15 @@ def probe_video(path: str | os.PathLike) -> VideoInfo:
         raise ValueError(f"{path.name} is corrupt or truncated ({_strip_prefix(errors[-1])}); "
                          "re-export or re-upload the file")
 
-    codec, pix_fmt, width, height, fps, color = stream
+    codec, pix_fmt, width, height, fps, sample_aspect, color = stream
+    stored_size = None
+    if abs(sample_aspect - 1) > 1e-3:  # shown wider or narrower than stored: the width shown, even
+        stored_size, width = (width, height), max(2, 2 * round(width * sample_aspect / 2))
     rotation = re.search(r"display ?matrix: rotation of (-?[\d.]+) degrees", input_section,
                          flags=re.IGNORECASE)
     if rotation and round(abs(float(rotation.group(1)))) % 180 == 90:
         width, height = height, width  # ffmpeg auto-rotates when decoding
+        stored_size = stored_size[::-1] if stored_size else None
     frame_counts = re.findall(r"frame=\s*(\d+)", log)
     num_frames = int(frame_counts[-1]) if frame_counts else 0
     if num_frames == 0:
@@ -239,7 +246,8 @@ def probe_video(path: str | os.PathLike) -> VideoInfo:
     if fps <= 0:
         raise ValueError(f"{path.name} has no usable frame rate")
     return VideoInfo(codec=codec, pix_fmt=pix_fmt, width=width, height=height, fps=fps,
-                     num_frames=num_frames, duration_s=duration_s, variable_rate=average_fps is not None, **color)
+                     num_frames=num_frames, duration_s=duration_s, variable_rate=average_fps is not None,
+                     stored_size=stored_size, **color)
 
 
 def _frame_times(framecrc: bytes) -> np.ndarray | None:
@@ -313,18 +321,23 @@ def read_video(
         if (width, height) != (info.width, info.height):
             # Scaled in RGB: the file's 4:2:0 chroma, kept to the small size, would blur small colours.
             scale = [f"scale={width}:{height}:flags=area"]
-    notes: tuple[str, ...] = ()
+    notes = []
+    if info.stored_size is not None:  # non-square pixels: stretched to the size shown (or covering it)
+        scale = [f"scale={width}:{height}:flags={'area' if scale else 'bicubic'}", "setsar=1"]
+        stored_width, stored_height = info.stored_size
+        notes.append(f"stretched non-square pixels: {stored_width}×{stored_height} stored, "
+                     f"{info.width}×{info.height} shown")
     if info.hdr and _can_tone_map():
         # Shrunk in linear light, between the two halves of the tone mapping.
         linear, standard = _tone_mapping(info)
         filters += linear + scale + standard
-        notes = (f"tone-mapped HDR ({info.hdr}) to standard range",)
+        notes.insert(0, f"tone-mapped HDR ({info.hdr}) to standard range")
     else:
         if info.hdr:
             logger.warning("%s is HDR (%s), and this ffmpeg lacks the zscale and tonemap filters: "
                            "its colours are read as they are stored, paler and darker", name, info.hdr)
-            notes = (f"read HDR ({info.hdr}) colours without tone mapping (ffmpeg lacks zscale): "
-                     "they look paler and darker",)
+            notes.insert(0, f"read HDR ({info.hdr}) colours without tone mapping (ffmpeg lacks zscale): "
+                         "they look paler and darker")
         filters += ["format=gbrp", *scale] if scale else []
     frame_bytes = width * height * 3
 
@@ -371,7 +384,7 @@ def read_video(
     for line in _error_lines(log):
         logger.warning("%s: %s", name, _strip_prefix(line))
     frames = np.frombuffer(result.stdout, dtype=np.uint8).reshape(count, height, width, 3)  # (f, h, w, 3)
-    return DecodedVideo(frames=frames.copy(), fps=info.fps, notes=notes)
+    return DecodedVideo(frames=frames.copy(), fps=info.fps, notes=tuple(notes))
 
 
 def _tone_mapping(info: VideoInfo) -> tuple[list[str], list[str]]:
@@ -636,9 +649,9 @@ def _run_ffmpeg(args: list[str], timeout: float) -> subprocess.CompletedProcess:
                          "use a shorter or smaller file") from error
 
 
-def _first_video_stream(input_section: str) -> tuple[str, str, int, int, float, dict[str, str]] | None:
-    """(codec, pix_fmt, width, height, fps, colour tags) of the first non-cover-art video stream, if
-    any; the tags are ``_color_tags``'."""
+def _first_video_stream(input_section: str) -> tuple[str, str, int, int, float, float, dict[str, str]] | None:
+    """(codec, pix_fmt, width, height, fps, sample aspect, colour tags) of the first non-cover-art
+    video stream, if any (the size as stored; the tags are ``_color_tags``')."""
     for line in input_section.splitlines():
         match = re.search(r"Stream #\d+:\d+.*?: Video: (.*)$", line)
         if not match or "(attached pic)" in line:
@@ -646,9 +659,12 @@ def _first_video_stream(input_section: str) -> tuple[str, str, int, int, float, 
         parts = _split_top_level(match.group(1))
         codec = parts[0].split()[0] if parts and parts[0].split() else "unknown"
         pix_fmt = parts[1].split("(")[0].strip() if len(parts) > 1 else "unknown"
-        size = next((m for p in parts if (m := re.match(r"(\d+)x(\d+)", p))), None)
+        size = next((m for p in parts if (m := re.match(r"(\d+)x(\d+)(?: \[SAR (\d+):(\d+))?", p))), None)
         if size is None:
             continue
+        sample_aspect = 1.0  # "SAR 0:1" (or none): unknown, taken as square
+        if size.group(3) and int(size.group(3)) > 0 and int(size.group(4)) > 0:
+            sample_aspect = int(size.group(3)) / int(size.group(4))
         fps = 0.0
         for unit in ("fps", "tbr"):
             rate = next((m for p in parts if (m := re.fullmatch(rf"([\d.]+)(k?) {unit}", p))),
@@ -656,7 +672,8 @@ def _first_video_stream(input_section: str) -> tuple[str, str, int, int, float, 
             if rate:
                 fps = float(rate.group(1)) * (1000 if rate.group(2) else 1)
                 break
-        return codec, pix_fmt, int(size.group(1)), int(size.group(2)), fps, _color_tags(parts[1] if len(parts) > 1 else "")
+        color = _color_tags(parts[1] if len(parts) > 1 else "")
+        return codec, pix_fmt, int(size.group(1)), int(size.group(2)), fps, sample_aspect, color
     return None
 
 
