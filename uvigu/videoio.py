@@ -87,7 +87,7 @@ class VideoInfo:
 @dataclass(frozen=True)
 class DecodedVideo:
     """A decoded clip: ``frames`` uint8 (f, h, w, 3) RGB, played at ``fps``; ``notes`` says what
-    decoding changed beyond the size (HDR colours brought to standard range)."""
+    decoding changed besides shrinking (HDR tone-mapped, non-square pixels stretched)."""
 
     frames: np.ndarray
     fps: float
