@@ -242,6 +242,25 @@ def test_a_duration_the_container_understates_is_the_frames(tmp_path: Path) -> N
     assert abs(round(float(frames[0].mean()) / 3) - 64) <= 1 and abs(len(frames) - 16) <= 1
 
 
+def test_a_file_trimmed_without_re_encoding_counts_only_the_frames_it_shows(tmp_path: Path) -> None:
+    """A cut made by copying (ffmpeg -c copy, LosslessCut and the like) keeps the frames from the
+    keyframe before it, hidden by an edit list: here frames 16 to 26 of a ramp with a keyframe every
+    2 s. They were counted, and the file was refused as truncated. Frame n is gray at level 3·n."""
+    source, cut = tmp_path / "ramp.mp4", tmp_path / "cut.mp4"
+    ffmpeg = imageio_ffmpeg.get_ffmpeg_exe()
+    subprocess.run([ffmpeg, "-v", "error", "-f", "lavfi", "-i", "color=black:s=32x32:r=8:d=10,format=gray,"
+                    "geq=lum='N*3',format=yuv420p", "-c:v", "libx264", "-g", "16", str(source)], check=True)
+    subprocess.run([ffmpeg, "-v", "error", "-ss", "3.3", "-i", str(source), "-t", "4", "-c", "copy", str(cut)],
+                   check=True)
+    info = probe_video(cut)
+    numbers = [round(float(frame.mean()) / 3) for frame in read_video(cut).frames]
+    assert info.num_frames == len(numbers) and not info.variable_rate
+    assert numbers == list(range(numbers[0], numbers[0] + len(numbers))) and numbers[0] in (26, 27)
+    assert abs(info.duration_s - len(numbers) / 8) < 0.5
+    later = read_video(cut, start_s=1.0).frames
+    assert round(float(later[0].mean()) / 3) == numbers[8] and len(later) == len(numbers) - 8
+
+
 def test_cover_shrinks_to_the_smallest_covering_size_and_never_enlarges(tmp_path: Path) -> None:
     path = write_mp4(gray_ramp(8, 32, 64), tmp_path / "wide.mp4", fps=8)
     full = read_video(path).frames

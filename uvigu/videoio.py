@@ -229,11 +229,14 @@ def probe_video(path: str | os.PathLike) -> VideoInfo:
         width, height = height, width  # ffmpeg auto-rotates when decoding
         stored_size = stored_size[::-1] if stored_size else None
     frame_counts = re.findall(r"frame=\s*(\d+)", log)
-    num_frames = int(frame_counts[-1]) if frame_counts else 0
+    times, hidden = _frame_times(result.stdout)
+    # Frames an edit list hides (a file trimmed without re-encoding keeps them from the keyframe
+    # before its cut) are not shown, and the decoder drops them: they do not count.
+    num_frames = int(frame_counts[-1]) - hidden if frame_counts else 0
     if num_frames == 0:
         raise ValueError(f"{path.name} contains no video frames")
     # The stream's stated rate, unless its frames are not evenly spaced: then their average rate.
-    average_fps = _variable_rate(_frame_times(result.stdout))
+    average_fps = _variable_rate(times)
     if average_fps is not None:
         fps = average_fps
     duration = re.search(r"Duration: (\d+):(\d+):(\d+(?:\.\d+)?)", input_section)
@@ -250,27 +253,33 @@ def probe_video(path: str | os.PathLike) -> VideoInfo:
                      stored_size=stored_size, **color)
 
 
-def _frame_times(framecrc: bytes) -> np.ndarray | None:
+def _frame_times(framecrc: bytes) -> tuple[np.ndarray | None, int]:
     """Presentation times in seconds, in display order, of the packets ffmpeg's framecrc muxer
-    listed (``#tb 0: num/den``, then ``stream, dts, pts, duration, size, crc`` a line); ``None``
-    when the listing gives no time base or a packet has no time."""
+    listed (``#tb 0: num/den``, then ``stream, dts, pts, duration, size, crc[, F=flags]`` a line;
+    ``None`` when the listing gives no time base or a packet has no time), and how many packets it
+    listed as discarded (flag 0x4: hidden by an edit list), which the times leave out."""
     text = framecrc.decode("ascii", errors="replace")
     time_base = re.search(r"^#tb 0: (\d+)/(\d+)", text, flags=re.MULTILINE)
-    if time_base is None or int(time_base.group(2)) == 0:
-        return None
-    pts = []
+    pts, hidden, timed = [], 0, time_base is not None and int(time_base.group(2)) != 0
     for line in text.splitlines():
-        fields = line.split(",")
+        fields = [field.strip() for field in line.split(",")]
         if line.startswith("#") or len(fields) < 6:
+            continue
+        flags = next((int(f[2:], 16) for f in fields[6:] if f.startswith("F=")), 0)
+        if flags & 0x4:  # AV_PKT_FLAG_DISCARD
+            hidden += 1
             continue
         try:
             value = int(fields[2])
         except ValueError:
-            return None
+            timed = False
+            continue
         if value <= -(2**62):  # AV_NOPTS_VALUE: the container keeps no times
-            return None
+            timed = False
         pts.append(value)
-    return np.sort(np.asarray(pts, dtype=np.int64)) * int(time_base.group(1)) / int(time_base.group(2))
+    if not timed:
+        return None, hidden
+    return np.sort(np.asarray(pts, dtype=np.int64)) * int(time_base.group(1)) / int(time_base.group(2)), hidden
 
 
 def _variable_rate(times: np.ndarray | None) -> float | None:
