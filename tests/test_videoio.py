@@ -261,6 +261,24 @@ def test_a_file_trimmed_without_re_encoding_counts_only_the_frames_it_shows(tmp_
     assert round(float(later[0].mean()) / 3) == numbers[8] and len(later) == len(numbers) - 8
 
 
+def test_a_stream_cut_anywhere_is_read_from_its_first_keyframe(tmp_path: Path) -> None:
+    """A transport stream whose first packets lack the frames they refer to (a TV recording started
+    mid-broadcast, a segment of a longer stream): ffmpeg logged errors identifying it, and it was
+    refused as corrupt. Frame n of the 30 fps source is gray at level 3·(n mod 80); keyframes every 2 s."""
+    source = tmp_path / "full.ts"
+    subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-f", "lavfi", "-i",
+                    "color=black:s=32x32:r=30:d=10,format=gray,geq=lum='mod(N,80)*3',format=yuv420p",
+                    "-c:v", "libx264", "-g", "60", str(source)], check=True)
+    data = source.read_bytes()
+    cut = tmp_path / "cut.ts"
+    cut.write_bytes(data[len(data) // 3 // 188 * 188:])  # from a transport packet a third of the way in
+    info = probe_video(cut)
+    numbers = [round(float(frame.mean()) / 3) for frame in read_video(cut).frames]
+    assert info.num_frames == len(numbers) and 0 < len(numbers) < 300
+    assert numbers == [(numbers[0] + k) % 80 for k in range(len(numbers))]  # every frame from the first keyframe
+    assert videoio.read_clip(cut, num_frames=8, fps=8, height=16, width=16, start_s=1.0).frames.shape == (8, 16, 16, 3)
+
+
 def test_cover_shrinks_to_the_smallest_covering_size_and_never_enlarges(tmp_path: Path) -> None:
     path = write_mp4(gray_ramp(8, 32, 64), tmp_path / "wide.mp4", fps=8)
     full = read_video(path).frames

@@ -214,7 +214,11 @@ def probe_video(path: str | os.PathLike) -> VideoInfo:
                          "use a video file")
     if result.returncode != 0:
         raise ValueError(f"{path.name} could not be read: {_first_error(log) or 'ffmpeg failed'}")
-    errors = _error_lines(log)
+    # Errors logged before the input's description come from the few frames ffmpeg decodes to
+    # identify the streams: a stream cut anywhere (a TV recording, a segment of a longer one)
+    # starts with frames whose references it lacks, harmlessly, for the decoder skips to its first
+    # keyframe, and so does this count. Truncation and corruption show while the packets are copied.
+    errors = _error_lines(re.split(r"^\[info\] Input #0", log, maxsplit=1, flags=re.MULTILINE)[-1])
     if errors:
         raise ValueError(f"{path.name} is corrupt or truncated ({_strip_prefix(errors[-1])}); "
                          "re-export or re-upload the file")
