@@ -162,25 +162,26 @@ class Handlers:
         self, video: str | None, start: float | None, token: str | None, progress: gr.Progress = gr.Progress()
     ) -> tuple:
         """Understand → caption an upload, from ``start`` seconds in (blank: its start). Returns
-        token, caption, notes, take panel, history, trajectory."""
+        token, caption, notes, the clip the model read (its size and length, playable where the
+        upload may not be), take panel, history, trajectory."""
         token = self.studio.open_session(token)
         take = self._wait(self.studio.submit_caption_upload(token, video, start_s=start), progress)
         if take is None:
-            return _skip(3 + len(TAKE_OUTPUTS) + len(HISTORY_OUTPUTS) + len(TRAJECTORY_OUTPUTS))
+            return _skip(4 + len(TAKE_OUTPUTS) + len(HISTORY_OUTPUTS) + len(TRAJECTORY_OUTPUTS))
         notes = (
             "Fitted to the model: " + "; ".join(take.notes) + "."
             if take.notes
             else "The clip already had the model's size, length and frame rate."
         )
         return (
-            token, take.caption, notes, *self._take_view(token, take),
+            token, take.caption, notes, str(self.studio.clip_path(token, take.id)), *self._take_view(token, take),
             *self._history_view(token), *self._trajectory_view(token),
         )
 
     def upload_changed(self, video: str | None) -> tuple:
         """A new clip in Understand, or none: *Start at* back to 0, with how long the clip lasts under
-        it (or why it cannot be used, before any click), and the previous clip's caption, notes and
-        timeline cleared."""
+        it (or why it cannot be used, before any click), and the previous clip's caption, notes, clip
+        read and timeline cleared."""
         info = text.UPLOAD_START_INFO
         if video:
             try:
@@ -188,7 +189,7 @@ class Handlers:
                 info = text.upload_start_info(_clock(self.studio.upload_length(video)), defaults.num_frames / defaults.fps)
             except ValueError as error:
                 info = f"⚠️ {error}"
-        return gr.Number(value=0, info=info), "", "", "", gr.File(value=None, visible=False)
+        return gr.Number(value=0, info=info), "", "", None, "", gr.File(value=None, visible=False)
 
     @user_errors
     def understand_timeline(

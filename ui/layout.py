@@ -171,6 +171,10 @@ def build_demo(studio: Studio, gpu: Callable[[Callable], Callable] | None = None
                             elem_id="understand-caption",
                         )
                         understand_notes = gr.Markdown(elem_id="understand-notes")
+                        understand_clip = gr.Video(
+                            label="What the model read", interactive=False, loop=True, autoplay=True, height=192,
+                            elem_id="understand-clip",
+                        )
                         with gr.Row():
                             timeline_every = gr.Number(
                                 label="A caption every (seconds)", value=DEFAULT_EVERY_S, minimum=0.5, maximum=60,
@@ -229,12 +233,13 @@ def build_demo(studio: Studio, gpu: Callable[[Callable], Callable] | None = None
         )
         understand_btn.click(
             gpu(handlers.understand), [upload, upload_start, token],
-            [token, understand_caption, understand_notes, *take, *history, *trajectory],
+            [token, understand_caption, understand_notes, understand_clip, *take, *history, *trajectory],
             api_name="ui_understand", **MODEL, **private,
         )
         upload.change(
             handlers.upload_changed, [upload],
-            [upload_start, understand_caption, understand_notes, timeline_table, timeline_srt], **QUICK, **private,
+            [upload_start, understand_caption, understand_notes, understand_clip, timeline_table, timeline_srt],
+            **QUICK, **private,
         )
         timeline_btn.click(
             gpu(handlers.understand_timeline), [upload, upload_start, timeline_every, token],

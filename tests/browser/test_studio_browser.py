@@ -320,6 +320,8 @@ def test_an_upload_is_captioned_from_the_start_time_given(studio_app, browser, t
         page.locator("#upload-start input").fill("2")
         page.locator("#understand-btn").click()
         page.locator("#understand-notes", has_text="from 2.0 s").wait_for()
+        page.wait_for_function("() => { const v = document.querySelector('#understand-clip video');"
+                               " return v && (v.currentSrc || v.src); }")  # the clip the model read
         shot(page, "11-understand-from-a-start")
         page.get_by_role("tab", name="Studio").click()
         page.locator("#take-title", has_text="Take #1").wait_for()  # the captioned clip is a take
@@ -347,6 +349,7 @@ def test_an_upload_is_captioned_from_the_start_time_given(studio_app, browser, t
         assert page.locator("#upload-start input").input_value() == "0"
         assert page.locator("#understand-timeline td").count() == 0 and not page.locator("#timeline-srt a").count()
         assert textarea(page, "understand-caption").input_value() == ""
+        assert page.locator("#understand-clip video").count() == 0
 
 
 def sessions(studio):

@@ -366,9 +366,9 @@ def test_a_timeline_shows_as_a_table_with_its_subtitles(studio, tmp_path):
 
 def test_a_new_upload_resets_the_start_says_how_long_it_lasts_and_clears_the_last_reading(studio):
     handlers = Handlers(studio)
-    start, caption, notes, table, srt = handlers.upload_changed("/uploads/clip.mp4")
+    start, caption, notes, clip, table, srt = handlers.upload_changed("/uploads/clip.mp4")
     assert start.value == 0 and start.info == "Your clip lasts 1:23.5; the model takes 2 s of it from here."
-    assert (caption, notes, table) == ("", "", "") and srt.visible is False and srt.value is None
+    assert (caption, notes, clip, table) == ("", "", None, "") and srt.visible is False and srt.value is None
     start, *_ = handlers.upload_changed("/uploads/notes.txt")  # told on upload, before any click
     assert start.info == "⚠️ notes.txt is not a video file ffmpeg can read"
     start, *_ = handlers.upload_changed(None)  # the clip removed
@@ -397,6 +397,7 @@ def test_understand_reports_what_was_changed_to_fit(studio):
     out = Handlers(studio).understand("/uploads/clip.mp4", 2.5, "tok", Progress())
     assert out[1] == take.caption
     assert out[2] == "Fitted to the model: resampled 30 fps → 8 fps."
+    assert out[3] == f"/clips/{take.id}.mp4"  # the clip the model read, beside its caption
     assert studio.calls[0][1:] == (("tok", "/uploads/clip.mp4"), {"start_s": 2.5})
 
 
