@@ -34,13 +34,12 @@ def upload_start_info(length: str, clip_s: float) -> str:
 def understand_help(max_minutes: float, max_megabytes: float) -> str:
     return f"""\
 Upload a clip (up to {max_minutes:g} minutes and {max_megabytes:g} MB) and the model describes it. Clips
-of another size, length or frame rate are fitted to the model (you are told what changed, and
-see the clip it read); from a
-longer clip it takes its own length from the start time you give. The captioned clip becomes a
-take you can edit like any other. *Caption the whole clip as a timeline* captions it every few
-seconds instead, from the start time to its end, with subtitles to download. If your browser cannot
-play the file (HEVC from a phone in some browsers, ProRes, AVI…), the model still reads it; phones'
-HDR colours are brought to standard range first.
+of another size, length or frame rate are fitted to the model (you are told what changed, and see
+the clip it read); from a longer clip it takes its own length from the start time you give. The
+captioned clip becomes a take you can edit like any other. *Caption the whole clip as a timeline*
+captions it every few seconds instead, from the start time to its end, with subtitles to download.
+If your browser cannot play the file (HEVC from a phone in some browsers, ProRes, AVI…), the model
+still reads it; phones' HDR colours are brought to standard range first.
 """
 
 TRAJECTORY_HELP = """\
