@@ -152,6 +152,13 @@ def test_empty_file_is_refused(tmp_path: Path) -> None:
         read_video(path)
 
 
+def test_a_folder_is_refused_with_what_to_give_instead(tmp_path: Path) -> None:
+    folder = tmp_path / "clips"
+    folder.mkdir()
+    with pytest.raises(ValueError, match=r"clips is a folder, not a video file; name its videos \(for example .*clips/\*\.mp4\)"):
+        probe_video(folder)
+
+
 def test_missing_file_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="not found"):
         read_video(tmp_path / "nowhere.mp4")

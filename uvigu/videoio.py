@@ -638,6 +638,8 @@ def _check_file(path: str | os.PathLike) -> Path:
     path = Path(path)
     if not path.exists():
         raise ValueError(f"video file not found: {path}")
+    if path.is_dir():
+        raise ValueError(f"{path} is a folder, not a video file; name its videos (for example {path / '*.mp4'})")
     if not path.is_file():
         raise ValueError(f"{path} is not a file")
     if path.stat().st_size == 0:
