@@ -30,7 +30,9 @@ class StudioSettings:
     # Longer uploads are refused. Only the model's clip of an upload is decoded (its length from the
     # start given), so this bounds the upload, not the work: probing ten minutes takes about 0.3 s.
     max_upload_duration_s: float = 600.0
-    max_upload_side: int = 4096  # pixels; larger frames are refused rather than decoded
+    # Pixels; larger frames are refused rather than decoded. 8K phone video and 5K–6K screen
+    # recordings fit: the decoder shrinks the model's clip of them as it decodes it.
+    max_upload_side: int = 8192
     max_timeline_captions: int = 60  # captions of one timeline (Understand; a caption every 2 s: 2 minutes)
     max_takes_per_session: int = 500
     max_import_bytes: int = 500 * 1024 * 1024  # a session export to import, and what it unpacks to
