@@ -1,3 +1,5 @@
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -147,6 +149,50 @@ def test_captions_of_several_videos_become_a_folders_metadata(model_dir, tmp_pat
     assert main(["caption", str(clips[0]), "--metadata", str(tmp_path / "other" / "m.jsonl"),
                  "--model", str(model_dir)]) == 2
     assert "is not inside" in capsys.readouterr().err
+
+
+def test_captioning_many_videos_checks_them_all_first_and_loses_nothing(model_dir, tmp_path, capsys, monkeypatch):
+    folder = tmp_path / "mine"
+    clips = [write_mp4(np.full((8, 16, 16, 3), level, np.uint8), folder / f"{level}.mp4", fps=8)
+             for level in (40, 120, 200)]
+    broken = folder / "broken.mp4"
+    broken.write_bytes(clips[0].read_bytes()[:200])
+    metadata = folder / "metadata.jsonl"
+    common = ["--metadata", str(metadata), "--model", str(model_dir), "--seed", "3"]
+
+    # Unreadable videos are all named before any work, and nothing is written.
+    assert main(["caption", str(clips[0]), str(broken), str(folder / "gone.mp4"), *common]) == 2
+    err = capsys.readouterr().err
+    assert "2 of 3 videos cannot be read; nothing was captioned" in err
+    assert f"  {broken}: broken.mp4" in err and f"  {folder / 'gone.mp4'}: video file not found" in err
+    assert not metadata.exists()
+
+    # One that fails while it is captioned is reported, and the others are captioned and written.
+    caption = UniViGUPipeline.caption
+
+    def failing(self, video, **kwargs):
+        if str(video).endswith("120.mp4"):
+            raise ValueError("120.mp4 could not be decoded")
+        return caption(self, video, **kwargs)
+
+    monkeypatch.setattr(UniViGUPipeline, "caption", failing)
+    assert main(["caption", *map(str, clips), *common]) == 1
+    out, err = capsys.readouterr()
+    assert "120.mp4 could not be decoded; going on with the other videos" in err
+    assert f"1 of 3 videos could not be captioned: {clips[1]}" in err
+    assert [json.loads(line)["video"] for line in metadata.read_text().splitlines()] == ["40.mp4", "200.mp4"]
+
+    # Each caption is written as it is made: an interrupted run keeps those it finished.
+    def interrupted(self, video, **kwargs):
+        if str(video).endswith("120.mp4"):
+            raise KeyboardInterrupt
+        return caption(self, video, **kwargs)
+
+    metadata.unlink()
+    monkeypatch.setattr(UniViGUPipeline, "caption", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        main(["caption", *map(str, clips), *common])
+    assert [json.loads(line)["video"] for line in metadata.read_text().splitlines()] == ["40.mp4"]
 
 
 def test_every_captions_a_timeline_and_srt_writes_it_as_subtitles(model_dir, tmp_path, capsys, monkeypatch):

@@ -379,6 +379,7 @@ def run_generate(args: argparse.Namespace) -> int:
 
 
 def run_caption(args: argparse.Namespace) -> int:
+    import contextlib
     import json
     import os
     from pathlib import Path
@@ -396,25 +397,68 @@ def run_caption(args: argparse.Namespace) -> int:
             raise ValueError(f"{', '.join(outside)} {'is' if len(outside) == 1 else 'are'} not inside "
                              f"{metadata.parent.resolve()}, the folder of {metadata.name}; a dataset's videos are.")
     pipe = _load_pipeline(args.model, args.device, args.dtype)
+    from .inputs import caption_settings, check_seed
+
+    options = _caption_options(args)  # checked, then every video that cannot be read named at once, before any work
+    check_seed(options["seed"])
+    caption_settings(pipe.config, **{name: value for name, value in options.items() if name != "seed"})
+    _check_videos(args.videos, args.start)
     if args.every is not None:
         return _caption_timeline(pipe, args)
-    lines = []
-    for path in args.videos:
-        video, notes = _read_video_arg(pipe, args, path)
-        result = pipe.caption(video, **_caption_options(args), callback=_progress("caption"))
-        for note in [*notes, *result.input_notes]:
-            print(f"note: {note}", file=sys.stderr)
-        if len(args.videos) > 1:
-            print(f"video: {path}")
-        print(f"seed: {result.seed}")
-        print(f"caption: {result.text}")
-        if metadata is not None:
-            relative = Path(os.path.relpath(Path(path).resolve(), metadata.parent.resolve())).as_posix()
-            lines.append(json.dumps({"video": relative, "caption": result.text}))
+    written, failed = 0, []
+    # Each caption is written as it is made, so an interrupted run keeps the ones it finished.
+    with open(metadata, "x", encoding="utf-8") if metadata is not None else contextlib.nullcontext() as out:
+        for path in args.videos:
+            try:
+                video, notes = _read_video_arg(pipe, args, path)
+                result = pipe.caption(video, **_caption_options(args), callback=_progress("caption"))
+            except ValueError as error:
+                if len(args.videos) == 1:
+                    raise
+                print(f"uvigu caption: {error}; going on with the other videos", file=sys.stderr)
+                failed.append(path)
+                continue
+            for note in [*notes, *result.input_notes]:
+                print(f"note: {note}", file=sys.stderr)
+            if len(args.videos) > 1:
+                print(f"video: {path}")
+            print(f"seed: {result.seed}")
+            print(f"caption: {result.text}")
+            if out is not None:
+                relative = Path(os.path.relpath(Path(path).resolve(), metadata.parent.resolve())).as_posix()
+                out.write(json.dumps({"video": relative, "caption": result.text}) + "\n")
+                out.flush()
+                written += 1
     if metadata is not None:
-        metadata.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
-        print(f"metadata: {metadata} ({len(lines)} line{'s' if len(lines) != 1 else ''})")
+        print(f"metadata: {metadata} ({written} line{'s' if written != 1 else ''})")
+    if failed:
+        print(f"uvigu caption: {len(failed)} of {len(args.videos)} videos could not be captioned: "
+              f"{', '.join(failed)}", file=sys.stderr)
+        return 1
     return 0
+
+
+def _check_videos(videos: list[str], start_s: float) -> None:
+    """Refuse, before any captioning, when any of ``videos`` cannot be read from ``start_s`` on: one
+    ``ValueError`` naming each (reading the files' headers, not their frames)."""
+    from pathlib import Path
+
+    from .videoio import check_video, probe_video
+
+    def check(path: str) -> None:
+        check_video(probe_video(path), Path(path).name, start_s=start_s)
+
+    if len(videos) == 1:
+        return check(videos[0])
+    problems = []
+    for path in videos:
+        try:
+            check(path)
+        except ValueError as error:
+            problems.append(f"  {path}: {error}")
+    if problems:
+        raise ValueError(f"{len(problems)} of {len(videos)} videos cannot be read; nothing was captioned. "
+                         "Fix or leave out:\n" + "\n".join(problems))
 
 
 def _caption_timeline(pipe, args: argparse.Namespace) -> int:
