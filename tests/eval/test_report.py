@@ -2,6 +2,7 @@
 
 import dataclasses
 import hashlib
+import json
 from types import SimpleNamespace
 
 import numpy as np
@@ -357,3 +358,82 @@ def test_the_report_names_the_settings_its_calls_ran_at():
     assert settings["keep-the-rest edit guidance"] == pipe.default_flow_edit_guidance
     assert settings["guidance_scale"] == pipe.config.guidance_scale
     assert settings["caption_verify_draws"] == pipe.config.caption_verify_draws
+
+
+# --- an interrupted run goes on from its journal --------------------------------------------------
+
+
+class Interrupted(OraclePipeline):
+    """The oracle, counting the clips it generates, stopped (as by Ctrl-C) at the ``stop_at``-th one."""
+
+    def __init__(self, config, stop_at=None):
+        super().__init__(config)
+        self.generated, self.stop_at = 0, stop_at
+
+    def generate(self, prompt, *, seed):
+        self.generated += 1
+        if self.generated == self.stop_at:
+            raise KeyboardInterrupt
+        return super().generate(prompt, seed=seed)
+
+
+def _without_seconds(records):
+    """The records as results.jsonl holds them, less the time each call took."""
+    return [json.loads(json.dumps({k: v for k, v in r.items() if k != "seconds"})) for r in records]
+
+
+def test_an_interrupted_evaluation_goes_on_from_where_it_stopped(tmp_path):
+    from uvigu.eval.report import JOURNAL_NAME
+
+    whole = read_results(write_report(Interrupted(CONFIG), tmp_path / "whole" / "EVAL.md", CONFIG).results_path)
+    out = tmp_path / "docs" / "EVAL.md"
+    journal = out.parent / "eval" / JOURNAL_NAME
+    with pytest.raises(KeyboardInterrupt):
+        write_report(Interrupted(CONFIG, stop_at=5), out, CONFIG)  # stopped in the fifth clip
+    assert not out.exists() and not (out.parent / "eval" / "results.jsonl").exists()
+    assert len(journal.read_text().splitlines()) == 1 + 4  # the run's key, and the four clips it finished
+
+    again = Interrupted(CONFIG)
+    report = write_report(again, out, CONFIG)
+    assert again.generated == 9 - 4  # only the clips the first run had not finished
+    assert _without_seconds(read_results(report.results_path)) == _without_seconds(whole)  # the uninterrupted run's
+    assert not journal.exists()  # finished: the journal goes
+
+    # Stopped again, with the last line cut short as an interruption can leave it: that clip is made again.
+    with pytest.raises(KeyboardInterrupt):
+        write_report(Interrupted(CONFIG, stop_at=4), out, CONFIG)
+    lines = journal.read_text().splitlines()
+    journal.write_text("\n".join(lines[:-1] + [lines[-1][: len(lines[-1]) // 2]]))
+    again = Interrupted(CONFIG)
+    write_report(again, out, CONFIG)
+    assert again.generated == 9 - 2
+
+
+def test_a_journal_of_another_run_is_set_aside_not_mixed_in(tmp_path):
+    from uvigu.eval.report import JOURNAL_NAME
+
+    out = tmp_path / "EVAL.md"
+    with pytest.raises(KeyboardInterrupt):
+        write_report(Interrupted(CONFIG, stop_at=3), out, CONFIG)
+    other = dataclasses.replace(CONFIG, main_pipeline_seed=7)  # other seeds: other records
+    again = Interrupted(other)
+    write_report(again, out, other)
+    assert again.generated == 9
+    assert (tmp_path / "eval" / (JOURNAL_NAME + ".other")).is_file()
+
+
+def test_the_run_key_follows_the_weights_the_settings_and_the_seeds():
+    from uvigu.eval.journal import run_key
+    from uvigu.eval.report import journal_fields
+
+    fields = journal_fields(CONFIG)
+    pipe, same = tiny_pipeline(), tiny_pipeline()
+    assert run_key(pipe, fields) == run_key(same, fields)
+    assert run_key(pipe, fields) != run_key(pipe, journal_fields(dataclasses.replace(CONFIG, heldout_seed_start=5)))
+    assert run_key(pipe, fields) == run_key(pipe, journal_fields(dataclasses.replace(CONFIG, num_clips=50)))
+    with torch.no_grad():
+        next(same.transformer.parameters()).view(-1)[0] += 1e-3
+    assert run_key(pipe, fields) != run_key(same, fields)
+    same = tiny_pipeline()
+    same.register_to_config(guidance_scale=same.config.guidance_scale + 1)
+    assert run_key(pipe, fields) != run_key(same, fields)

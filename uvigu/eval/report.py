@@ -27,6 +27,7 @@ from pathlib import Path
 
 from uvigu.data.shapes import ShapesConfig, ShapesExample, make_example
 from uvigu.eval.edits import ATTRIBUTES
+from uvigu.eval.journal import RunJournal, run_key
 from uvigu.eval.metrics import bleu4, cider_d
 from uvigu.eval.tasks import CORE_FIELDS, STRIP_KINDS, evaluate_clip
 
@@ -37,6 +38,7 @@ DEFAULT_MODEL_DIR = "assets/uvigu-shapes"
 # when `write_report` writes the report again; everything above it is replaced.
 NOTES_MARKER = "<!-- uvigu eval: the generated report ends here; what follows is kept when it is written again -->"
 SETS = ("main", "heldout")
+JOURNAL_NAME = "results.partial.jsonl"  # beside results.jsonl while a run is under way
 SET_SPLITS = {"main": "train", "heldout": "heldout"}
 ProgressCallback = Callable[[int, int], None]
 
@@ -130,6 +132,13 @@ def eval_example(config: EvalConfig, set_name: str, index: int, shapes: ShapesCo
     return make_example(config.shapes_seed(set_name, index), shapes, SET_SPLITS[set_name])
 
 
+def journal_fields(config: EvalConfig) -> dict[str, int]:
+    """What of ``config`` a clip's record depends on, for ``run_key``: the seeds (not how many
+    clips, so a run with more clips also goes on from a shorter one's)."""
+    return {"main_seed_start": config.main_seed_start, "heldout_seed_start": config.heldout_seed_start,
+            "main_pipeline_seed": config.main_pipeline_seed, "heldout_pipeline_seed": config.heldout_pipeline_seed}
+
+
 # ---------------------------------------------------------------------------------------------
 # The run
 # ---------------------------------------------------------------------------------------------
@@ -141,34 +150,48 @@ def evaluate(
     *,
     strips_dir: str | Path | None = None,
     progress: ProgressCallback | None = None,
+    journal: RunJournal | None = None,
 ) -> list[dict]:
     """Evaluate `pipe` on both sets; one record per clip, main set first.
 
     The first `config.num_examples` clips of each set are written as PNG strips to `strips_dir`
-    (named '<set>-<index>-<kind>.png'). `progress(done, total)` is called after every clip.
+    (named '<set>-<index>-<kind>.png'). `progress(done, total)` is called after every clip. With a
+    `journal` (of `run_key(pipe, journal_fields(config))`), each record is kept there as it is made,
+    and the records an interrupted run left there are taken instead of being made again.
     """
     shapes = clip_config(pipe)
     total = config.num_clips + config.num_heldout
     scale = max(1, 128 // shapes.size)
     records: list[dict] = []
+    made = 0  # clips evaluated here, not taken from the journal: what the time left is reckoned by
     start = time.perf_counter()
     logger.info("evaluating %d main + %d held-out clips (%d px, %d frames)", config.num_clips, config.num_heldout, shapes.size, shapes.num_frames)
+    if journal is not None and journal.done:
+        logger.info("continuing an interrupted run: %d clips done, kept in %s",
+                    sum(journal.done.get((s, i)) is not None for s in SETS for i in range(config.count(s))), journal.path)
     for set_name in SETS:
         for index in range(config.count(set_name)):
             strips = None
             if strips_dir is not None and index < config.num_examples:
                 strips = {k: Path(strips_dir) / f"{set_name}-{index:03d}-{k}.png" for k in STRIP_KINDS}
-            example = eval_example(config, set_name, index, shapes)
-            records.append(evaluate_clip(
-                pipe, example, set_name=set_name, index=index, seed=config.pipeline_seed(set_name, index),
-                shapes_seed=config.shapes_seed(set_name, index), strip_paths=strips, strip_scale=scale,
-            ))
+            kept = journal.done.get((set_name, index)) if journal is not None else None
+            if kept is not None and all(path.is_file() for path in (strips or {}).values()):
+                records.append(kept)
+            else:
+                example = eval_example(config, set_name, index, shapes)
+                records.append(evaluate_clip(
+                    pipe, example, set_name=set_name, index=index, seed=config.pipeline_seed(set_name, index),
+                    shapes_seed=config.shapes_seed(set_name, index), strip_paths=strips, strip_scale=scale,
+                ))
+                made += 1
+                if journal is not None:
+                    journal.add(records[-1])
             done = len(records)
-            if done % config.log_every == 0 or done == total:
+            if made and (done % config.log_every == 0 or done == total):
                 elapsed = time.perf_counter() - start
                 logger.info(
                     "%d/%d clips, %.0f s elapsed, %.1f s per clip, about %.0f s left",
-                    done, total, elapsed, elapsed / done, elapsed / done * (total - done),
+                    done, total, elapsed, elapsed / made, elapsed / made * (total - done),
                 )
             if progress is not None:
                 progress(done, total)
@@ -551,9 +574,13 @@ def write_report(
     The notes below the end marker of a report already at `out` are kept (`kept_text`)."""
     out = Path(out)
     strips_dir = out.parent / "eval"
-    start = time.perf_counter()
-    records = evaluate(pipe, config, strips_dir=strips_dir, progress=progress)
-    elapsed = time.perf_counter() - start
+    # An interrupted run of the same model, settings and clips goes on from where it stopped.
+    journal = RunJournal(strips_dir / JOURNAL_NAME, run_key(pipe, journal_fields(config)))
+    try:
+        records = evaluate(pipe, config, strips_dir=strips_dir, progress=progress, journal=journal)
+    finally:
+        journal.close()
+    elapsed = journal.elapsed_s()
     results = write_results(records, strips_dir / "results.jsonl")
     info = RunInfo(
         command=command,
@@ -565,6 +592,7 @@ def write_report(
     )
     kept = kept_text(out)  # read once the run is done: notes edited while it ran are kept too
     write_text(out, render_markdown(records, info, strips_link="eval", notes=notes, kept=kept))
+    journal.finish()
     logger.info("wrote %s and %s in %.0f s", out, results, elapsed)
     return EvalReport(summarize(records), out, results, elapsed, len(kept.splitlines()))
 
