@@ -571,7 +571,9 @@ def write_report(
     progress: ProgressCallback | None = None,
 ) -> EvalReport:
     """Evaluate `pipe` and write the report to `out`, the strips and `results.jsonl` to `<out dir>/eval/`.
-    The notes below the end marker of a report already at `out` are kept (`kept_text`)."""
+    The notes below the end marker of a report already at `out` are kept (`kept_text`). While it runs,
+    each clip's record is kept in `<out dir>/eval/results.partial.jsonl` (`RunJournal`): started
+    again after an interruption, with the same model, settings and seeds, it goes on from there."""
     out = Path(out)
     strips_dir = out.parent / "eval"
     # An interrupted run of the same model, settings and clips goes on from where it stopped.
