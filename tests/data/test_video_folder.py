@@ -137,6 +137,20 @@ def test_describes_its_footage(folder: Path) -> None:
                                                             "is 16 frames at 8 fps (2 s) from its start")
 
 
+def test_describes_how_its_footage_is_read(tmp_path: Path) -> None:
+    from tests.test_videoio import palette_frames, write_hdr
+
+    root = tmp_path / "phone"
+    root.mkdir()
+    write_hdr(root / "hdr.mp4", palette_frames(16, 32, 40), "HLG")
+    subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-f", "lavfi", "-i",
+                    "color=red:s=32x16:r=8:d=2,setsar=2/1", "-c:v", "libx264", "-pix_fmt", "yuv420p",
+                    str(root / "dv.mp4")], check=True)
+    write_metadata(root, [{"video": "hdr.mp4", "prompt": "bars"}, {"video": "dv.mp4", "prompt": "red"}])
+    assert VideoFolderDataset(root).describe().startswith(
+        "2 clips, 0.1 min of footage (2.0 s each; 1 HDR (tone-mapped); 1 with non-square pixels (stretched)); an item ")
+
+
 def test_file_name_stands_for_video(folder: Path) -> None:
     write_metadata(folder, [{"file_name": "red.mp4", "prompt": "red"}])
     assert VideoFolderDataset(folder)[0]["frames"].shape == (16, 64, 64, 3)

@@ -112,8 +112,12 @@ class VideoFolderDataset(Dataset):
         window = f"{self.num_frames} frames at {self.fps:g} fps ({self.num_frames / self.fps:g} s)"
         shortest, longest = f"{min(lengths):.1f}", f"{max(lengths):.1f}"
         each = shortest if shortest == longest else f"{shortest}–{longest}"
+        kinds = [(sum(info.hdr is not None for info in self.infos), "HDR (tone-mapped)"),
+                 (sum(info.variable_rate for info in self.infos), "with frames not evenly spaced (read by time)"),
+                 (sum(info.stored_size is not None for info in self.infos), "with non-square pixels (stretched)")]
+        read = "; ".join(f"{count} {what}" for count, what in kinds if count)
         return (f"{len(lengths)} clip{'s' if len(lengths) != 1 else ''}, {sum(lengths) / 60:.1f} min of footage "
-                f"({each} s each); an item is {window} from "
+                f"({each} s each{f'; {read}' if read else ''}); an item is {window} from "
                 f"{'a random start' if self.draws_differ else 'its start'}, {self.height}×{self.width}")
 
     def __getitem__(self, index: int) -> dict[str, Any]:
