@@ -383,11 +383,12 @@ def palette_frames(num_frames: int, height: int, width: int) -> np.ndarray:
 
 def write_hdr(path: Path, frames: np.ndarray | None, hdr: str, *, yuv10: np.ndarray | None = None,
               tags: tuple[str, ...] | None = None) -> Path:
-    """An HEVC 10-bit MP4 in BT.2020 with ``hdr``'s transfer, as a phone writes it: standard-range
-    ``frames`` (RGB uint8) placed with their white at HDR reference white (BT.2408, 203 cd/m²), or
-    ``yuv10`` (f, h, w) 10-bit luma codes on neutral chroma as they are. ``tags`` replaces the
-    stream's colour options."""
-    transfer = HDR_TAGS[hdr]
+    """An HEVC 10-bit MP4 in BT.2020 with ``hdr``'s transfer (HLG, PQ, or a standard-range one
+    named as ffmpeg does, e.g. "bt2020-10"), as a phone writes it: standard-range ``frames`` (RGB
+    uint8) placed with their white at HDR reference white (BT.2408, 203 cd/m²), or ``yuv10``
+    (f, h, w) 10-bit luma codes on neutral chroma as they are. ``tags`` replaces the stream's
+    colour options."""
+    transfer = HDR_TAGS.get(hdr, hdr)
     if tags is None:
         tags = ("-color_trc", transfer, "-color_primaries", "bt2020", "-colorspace", "bt2020nc", "-color_range", "tv")
     if yuv10 is not None:
@@ -451,14 +452,30 @@ def test_hdr_without_primaries_or_matrix_is_read_as_bt2020(tmp_path: Path) -> No
     assert np.array_equal(read_video(bare).frames, tagged.frames)
 
 
-def test_hdr_without_the_filters_to_tone_map_it_is_read_as_stored_and_says_so(tmp_path: Path, monkeypatch,
-                                                                             caplog) -> None:
-    path = write_hdr(tmp_path / "phone.mp4", palette_frames(2, 32, 40), "HLG")
+@pytest.mark.parametrize("transfer", ["bt709", "bt2020-10"])
+def test_wide_gamut_standard_range_video_reads_as_its_colours(tmp_path: Path, transfer: str) -> None:
+    frames = palette_frames(4, 64, 80)
+    path = write_hdr(tmp_path / "camera.mp4", frames, transfer)
+    info = probe_video(path)
+    assert (info.hdr, info.transfer, info.primaries) == (None, transfer, "bt2020")
+    clip = videoio.read_clip(path, num_frames=4, fps=8, height=64, width=80)
+    # Read as stored, BT.2020's red is (180, 73, 46) in BT.709: paler. Converted, colours come back.
+    assert np.abs(clip.frames[:, :, 8::16].astype(int) - frames[:, :, 8::16]).max() <= 4
+    assert clip.notes == ["converted wide-gamut colours (BT.2020) to BT.709"]
+
+
+@pytest.mark.parametrize("kind, note", [("HLG", "read HDR (HLG) colours as they are stored (ffmpeg lacks zscale): "
+                                                "they look paler and darker"),
+                                        ("bt709", "read wide-gamut (BT.2020) colours as they are stored (ffmpeg "
+                                                  "lacks zscale): they look paler")])
+def test_without_the_filters_to_convert_colours_they_are_read_as_stored_and_it_says_so(
+        tmp_path: Path, monkeypatch, caplog, kind: str, note: str) -> None:
+    path = write_hdr(tmp_path / "phone.mp4", palette_frames(2, 32, 40), kind)
     monkeypatch.setattr(videoio, "_can_tone_map", lambda: False)
     clip = videoio.read_clip(path, num_frames=2, fps=8, height=32, width=40)
-    assert clip.notes[0].startswith("read HDR (HLG) colours without tone mapping")
+    assert clip.notes[0] == note
     assert "lacks the zscale and tonemap filters" in caplog.text
-    assert tuple(clip.frames[0, 16, 4]) != (220, 30, 30)  # the stored signal, paler and darker
+    assert tuple(clip.frames[0, 16, 4]) != (220, 30, 30)  # the stored signal, paler
 
 
 def test_standard_range_colour_tags_are_read_and_not_hdr(tmp_path: Path) -> None:

@@ -39,6 +39,8 @@ _DECODE_TIMEOUT_S = 600.0
 _ERROR_LINE = re.compile(r"^(?:\[[^\]]* @ 0x[0-9a-f]+\] )?\[(?:error|fatal|panic)\]")
 # High-dynamic-range transfers, by their ffmpeg names.
 _HDR_TRANSFERS = {"arib-std-b67": "HLG", "smpte2084": "PQ"}
+# Standard-range transfers BT.2020 video uses (BT.709's curve), "" where a file does not say.
+_SDR_TRANSFERS = ("", "bt709", "bt2020-10", "bt2020-12")
 # HDR reference white, in cd/m² (ITU-R BT.2408: where both HLG and PQ put the white of a standard-
 # range picture, HLG at 75 % of its signal): linearized with it, standard-range colours come out
 # in 0..1 and only highlights above it need tone mapping.
@@ -65,7 +67,8 @@ class VideoInfo:
     # with mixed delays): ``fps`` is then their average rate, and decoding places them by time.
     variable_rate: bool = False
     # The stream's colour tags as ffmpeg names them ("" where the file does not say): the transfer
-    # tells HDR ("arib-std-b67": HLG, "smpte2084": PQ) from standard range.
+    # tells HDR ("arib-std-b67": HLG, "smpte2084": PQ) from standard range, and BT.2020 primaries
+    # wide-gamut standard range from BT.709's.
     transfer: str = ""
     primaries: str = ""
     matrix: str = ""
@@ -87,7 +90,8 @@ class VideoInfo:
 @dataclass(frozen=True)
 class DecodedVideo:
     """A decoded clip: ``frames`` uint8 (f, h, w, 3) RGB, played at ``fps``; ``notes`` says what
-    decoding changed besides shrinking (HDR tone-mapped, non-square pixels stretched)."""
+    decoding changed besides shrinking (HDR tone-mapped, wide-gamut colours converted, non-square
+    pixels stretched)."""
 
     frames: np.ndarray
     fps: float
@@ -340,17 +344,25 @@ def read_video(
         stored_width, stored_height = info.stored_size
         notes.append(f"stretched non-square pixels: {stored_width}×{stored_height} stored, "
                      f"{info.width}×{info.height} shown")
+    wide_gamut = info.hdr is None and info.primaries == "bt2020" and info.transfer in _SDR_TRANSFERS
     if info.hdr and _can_tone_map():
         # Shrunk in linear light, between the two halves of the tone mapping.
         linear, standard = _tone_mapping(info)
         filters += linear + scale + standard
         notes.insert(0, f"tone-mapped HDR ({info.hdr}) to standard range")
+    elif wide_gamut and _can_tone_map():
+        # Standard range in BT.2020's wider primaries (10-bit cameras and phones): its colours, not
+        # its numbers read as BT.709's, which would make them paler.
+        unstated = "" if info.matrix else ":min=bt2020nc"
+        filters += [f"zscale=tin={info.transfer or 'bt709'}:pin=bt2020{unstated}:t=bt709:p=bt709", "format=gbrp", *scale]
+        notes.insert(0, "converted wide-gamut colours (BT.2020) to BT.709")
     else:
-        if info.hdr:
-            logger.warning("%s is HDR (%s), and this ffmpeg lacks the zscale and tonemap filters: "
-                           "its colours are read as they are stored, paler and darker", name, info.hdr)
-            notes.insert(0, f"read HDR ({info.hdr}) colours without tone mapping (ffmpeg lacks zscale): "
-                         "they look paler and darker")
+        if info.hdr or wide_gamut:
+            what = f"HDR ({info.hdr})" if info.hdr else "wide-gamut (BT.2020)"
+            logger.warning("%s is %s, and this ffmpeg lacks the zscale and tonemap filters: its colours are "
+                           "read as they are stored, paler", name, what)
+            notes.insert(0, f"read {what} colours as they are stored (ffmpeg lacks zscale): they look paler"
+                         + (" and darker" if info.hdr else ""))
         filters += ["format=gbrp", *scale] if scale else []
     frame_bytes = width * height * 3
 

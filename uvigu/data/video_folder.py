@@ -113,6 +113,8 @@ class VideoFolderDataset(Dataset):
         shortest, longest = f"{min(lengths):.1f}", f"{max(lengths):.1f}"
         each = shortest if shortest == longest else f"{shortest}–{longest}"
         kinds = [(sum(info.hdr is not None for info in self.infos), "HDR (tone-mapped)"),
+                 (sum(info.hdr is None and info.primaries == "bt2020" for info in self.infos),
+                  "in BT.2020's wide gamut (converted)"),
                  (sum(info.variable_rate for info in self.infos), "with frames not evenly spaced (read by time)"),
                  (sum(info.stored_size is not None for info in self.infos), "with non-square pixels (stretched)")]
         read = "; ".join(f"{count} {what}" for count, what in kinds if count)
