@@ -146,9 +146,12 @@ def test_describes_how_its_footage_is_read(tmp_path: Path) -> None:
     subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-f", "lavfi", "-i",
                     "color=red:s=32x16:r=8:d=2,setsar=2/1", "-c:v", "libx264", "-pix_fmt", "yuv420p",
                     str(root / "dv.mp4")], check=True)
-    write_metadata(root, [{"video": "hdr.mp4", "prompt": "bars"}, {"video": "dv.mp4", "prompt": "red"}])
+    write_hdr(root / "wide.mp4", palette_frames(16, 32, 40), "bt2020-10")
+    write_metadata(root, [{"video": "hdr.mp4", "prompt": "bars"}, {"video": "dv.mp4", "prompt": "red"},
+                          {"video": "wide.mp4", "prompt": "bars"}])
     assert VideoFolderDataset(root).describe().startswith(
-        "2 clips, 0.1 min of footage (2.0 s each; 1 HDR (tone-mapped); 1 with non-square pixels (stretched)); an item ")
+        "3 clips, 0.1 min of footage (2.0 s each; 1 HDR (tone-mapped); 1 in BT.2020's wide gamut (converted); "
+        "1 with non-square pixels (stretched)); an item ")
 
 
 def test_file_name_stands_for_video(folder: Path) -> None:
