@@ -437,3 +437,14 @@ def test_the_run_key_follows_the_weights_the_settings_and_the_seeds():
     same = tiny_pipeline()
     same.register_to_config(guidance_scale=same.config.guidance_scale + 1)
     assert run_key(pipe, fields) != run_key(same, fields)
+
+
+def test_a_second_run_writing_the_same_report_is_refused_not_interleaved(tmp_path):
+    from uvigu.eval.journal import RunJournal
+
+    first = RunJournal(tmp_path / "results.partial.jsonl", "run")
+    with pytest.raises(ValueError, match="another run is writing .*results.partial.jsonl"):
+        RunJournal(tmp_path / "results.partial.jsonl", "run")
+    first.close()
+    RunJournal(tmp_path / "results.partial.jsonl", "run").finish()  # once the first has stopped
+    assert not (tmp_path / "results.partial.jsonl").exists()

@@ -6,7 +6,8 @@ under a first line naming the run (`run_key`: the model's weights and configurat
 and the seeds that pick the clips). Started again with the same key, the run takes the journal's
 records instead of making them again; every clip's record depends only on the key and the clip's
 index, so the result is the uninterrupted run's. A journal of another run is set aside, never
-mixed in. The finished run deletes its journal.
+mixed in. A run holds its journal locked: a second run writing the same report is refused rather
+than interleaved. The finished run deletes its journal.
 """
 
 from __future__ import annotations
@@ -56,46 +57,60 @@ class RunJournal:
         self.path, self.key = Path(path), key
         self.done: dict[RecordKey, dict] = {}
         self.carried_s = 0.0
-        kept = self._read()
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_suffix(self.path.suffix + ".tmp")
-        tmp.write_text("".join(json.dumps(line, sort_keys=True) + "\n" for line in [{"key": key}, *kept]),
-                       encoding="utf-8")
-        os.replace(tmp, self.path)  # the journal as read, without a line an interruption cut short
-        self._file = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 (open until finish or close)
+        self._set_aside_another_runs()
+        self._file = open(self.path, "a+b")  # noqa: SIM115 (open, and locked, until finish or close)
+        try:
+            _lock(self._file, self.path)
+            self._read()
+        except BaseException:
+            self._file.close()
+            raise
         self._opened = time.perf_counter()
 
-    def _read(self) -> list[dict]:
-        """The lines of an interrupted run of this key (none for a missing journal or another run's)."""
+    def _set_aside_another_runs(self) -> None:
+        """Move a journal whose first line names another run out of the way (never mixed in)."""
         if not self.path.is_file():
-            return []
-        lines = self.path.read_text(encoding="utf-8").splitlines()
+            return
+        with open(self.path, "rb") as file:
+            first = file.readline()
         try:
-            header = json.loads(lines[0]) if lines else {}
+            header = json.loads(first)
         except json.JSONDecodeError:
-            header = {}
-        if header.get("key") != self.key:
+            header = None
+        if first and (not isinstance(header, dict) or header.get("key") != self.key):
             aside = self.path.with_suffix(self.path.suffix + ".other")
             os.replace(self.path, aside)
             logger.warning("%s belongs to another run (another model, settings or clips); set aside as %s, "
                            "starting over", self.path, aside.name)
-            return []
-        kept = []
+
+    def _read(self) -> None:
+        """Take the records of an interrupted run of this key, and cut the journal after the last
+        whole one (a line being written when the run stopped); a new journal gets its first line."""
+        self._file.seek(0)
+        lines = self._file.read().splitlines(keepends=True)
+        if not lines:
+            self._file.write((json.dumps({"key": self.key}) + "\n").encode())
+        kept = len(lines[0]) if lines else 0
         for line in lines[1:]:
             try:
                 entry = json.loads(line)
                 record = entry["record"]
-                self.done[(record["set"], record["index"])] = record
-                self.carried_s = float(entry["elapsed_s"])
-            except (json.JSONDecodeError, KeyError, TypeError, ValueError):
-                break  # the line being written when the run stopped, and nothing after it
-            kept.append(entry)
-        return kept
+                done, carried = (record["set"], record["index"]), float(entry["elapsed_s"])
+            except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, ValueError):
+                break
+            if not line.endswith(b"\n"):
+                break
+            self.done[done], self.carried_s = record, carried
+            kept += len(line)
+        if lines:
+            self._file.truncate(kept)
+        self._file.flush()
 
     def add(self, record: dict) -> None:
         """Append ``record`` with the run's wall time so far, on disk before this returns."""
         elapsed = self.carried_s + time.perf_counter() - self._opened
-        self._file.write(json.dumps({"elapsed_s": round(elapsed, 3), "record": record}, sort_keys=True) + "\n")
+        self._file.write((json.dumps({"elapsed_s": round(elapsed, 3), "record": record}, sort_keys=True) + "\n").encode())
         self._file.flush()
         os.fsync(self._file.fileno())
 
@@ -108,6 +123,19 @@ class RunJournal:
 
     def finish(self) -> None:
         """The run is done and its results written elsewhere: the journal goes."""
-        self.close()
         self.path.unlink(missing_ok=True)
+        self.close()
 
+
+
+def _lock(file, path: Path) -> None:
+    """Hold ``file`` for this process alone: a second run writing the same report is refused, not interleaved."""
+    try:
+        import fcntl
+    except ImportError:  # not on POSIX: no lock
+        return
+    try:
+        fcntl.flock(file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as error:
+        raise ValueError(f"another run is writing {path} (it is locked); wait for it to finish, "
+                         "or write the report somewhere else") from error
