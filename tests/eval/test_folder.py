@@ -127,3 +127,44 @@ def test_shapes_writes_the_evaluation_clips_of_a_set_as_a_folder(tmp_path, capsy
     assert cli.main(["shapes", str(tmp_path / "held")]) == 2
     assert "already exists and is not empty" in capsys.readouterr().err
     assert cli.main(["shapes", str(tmp_path / "none"), "--num", "0"]) == 2
+
+
+class StoppedReader(Reader):
+    """The Reader, stopped (as by Ctrl-C) when it is asked for its ``stop_at``-th caption."""
+
+    def __init__(self, stop_at=None):
+        super().__init__()
+        self.stop_at = stop_at
+
+    def caption(self, frames, *, seed):
+        if len(self.seeds) + 1 == self.stop_at:
+            raise KeyboardInterrupt
+        return super().caption(frames, seed=seed)
+
+
+def test_an_interrupted_folder_evaluation_goes_on_from_where_it_stopped(folder, tmp_path):
+    from uvigu.eval.folder import write_folder_report
+
+    def run(pipe, out):
+        return write_folder_report(pipe, folder, out, command="uvigu eval --data test", model="reader", num_examples=2)
+
+    whole = read_results(run(Reader(), tmp_path / "whole" / "EVAL.md").results_path)
+    out = folder / "EVAL.md"
+    with pytest.raises(KeyboardInterrupt):
+        run(StoppedReader(stop_at=3), out)  # stopped in the third clip
+    assert (folder / "EVAL.partial.jsonl").is_file() and not out.exists()
+    again = Reader()
+    report = run(again, out)
+    assert again.seeds == [2]  # only the clip the first run had not finished
+    strip = [{k: v for k, v in r.items() if k != "seconds"} for r in read_results(report.results_path)]
+    assert strip == [{k: v for k, v in r.items() if k != "seconds"} for r in whole]
+    assert not (folder / "EVAL.partial.jsonl").exists()
+
+    # A caption corrected in metadata.jsonl makes another run: it starts over.
+    with pytest.raises(KeyboardInterrupt):
+        run(StoppedReader(stop_at=3), out)
+    metadata = folder / "metadata.jsonl"
+    metadata.write_text(metadata.read_text().replace("a red ball rolls to the left", "a red ball rolls left"))
+    again = Reader()
+    run(again, out)
+    assert again.seeds == [0, 1, 2]

@@ -20,6 +20,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from uvigu.data.video_folder import METADATA_FILE, VideoFolderDataset
+from uvigu.eval.journal import RunJournal, run_key
 from uvigu.eval.metrics import bleu4, cider_d
 from uvigu.eval.report import pipeline_settings, write_results, write_text
 from uvigu.videoio import write_strip_png
@@ -50,20 +51,30 @@ def folder_dataset(pipe, root: str | Path) -> VideoFolderDataset:
 
 def caption_folder(
     pipe, root: str | Path | VideoFolderDataset, *, limit: int | None = None, progress: ProgressCallback | None = None,
-    strips_dir: str | Path | None = None, num_strips: int = 0,
+    strips_dir: str | Path | None = None, num_strips: int = 0, journal: RunJournal | None = None,
 ) -> list[dict]:
     """Caption the clips listed in ``root/metadata.jsonl`` (or of a ``folder_dataset``; the first
     ``limit`` of them; None: all), clip ``i`` with seed ``i``; a record per clip: its metadata line,
     path, prompt, reference caption, the model's caption and the seconds it took. The first
     ``num_strips`` clips, as the model sees them, are written to ``strips_dir`` as PNG strips
-    (``line-<line>.png``, its path in the record's ``strip``)."""
+    (``line-<line>.png``, its path in the record's ``strip``). With a ``journal`` (of
+    ``folder_run_key``, identifying records by ``by_line``), each record is kept there as it is
+    made, and those an interrupted run left there are taken instead of being made again."""
     dataset = root if isinstance(root, VideoFolderDataset) else folder_dataset(pipe, root)
     count = len(dataset) if limit is None else min(limit, len(dataset))
     if progress is not None:
         progress(0, count)
     records = []
     for index in range(count):
-        entry, item = dataset.entries[index], dataset[index]
+        entry = dataset.entries[index]
+        kept = journal.done.get(by_line({"line": entry.line})) if journal is not None else None
+        wants_strip = strips_dir is not None and index < num_strips
+        if kept is not None and (not wants_strip or (Path(strips_dir) / kept.get("strip", "")).is_file()):
+            records.append(kept if wants_strip else {k: v for k, v in kept.items() if k != "strip"})
+            if progress is not None:
+                progress(index + 1, count)
+            continue
+        item = dataset[index]
         start = time.perf_counter()
         caption = pipe.caption(item["frames"], seed=index).text
         records.append({
@@ -74,9 +85,24 @@ def caption_folder(
         if strips_dir is not None and index < num_strips:
             strip = write_strip_png(item["frames"], Path(strips_dir) / f"line-{entry.line}.png", scale=2)
             records[-1]["strip"] = strip.name
+        if journal is not None:
+            journal.add(records[-1])
         if progress is not None:
             progress(index + 1, count)
     return records
+
+
+def by_line(record: dict) -> tuple[str, int]:
+    """Which clip a folder record is of: its line in metadata.jsonl."""
+    return "line", record["line"]
+
+
+def folder_run_key(pipe, dataset: VideoFolderDataset) -> str:
+    """``run_key`` of captioning ``dataset``: the model, and every line of the folder's metadata
+    with its clip's size and time of change (an edited caption or clip starts the run over)."""
+    clips = [[e.line, str(e.video), e.prompt, e.caption, e.video.stat().st_size, e.video.stat().st_mtime_ns]
+             for e in dataset.entries]
+    return run_key(pipe, {"folder": clips, "clip": [dataset.num_frames, dataset.fps, dataset.height, dataset.width]})
 
 
 def folder_scores(records: list[dict]) -> tuple[float, float]:
@@ -148,10 +174,18 @@ def write_folder_report(
     ``folder``: the folder's name as the report shows it."""
     out = Path(out)
     strips_dir = out.parent / f"{out.stem}_strips"
-    start = time.perf_counter()
-    records = caption_folder(pipe, root, limit=limit, progress=progress, strips_dir=strips_dir, num_strips=num_examples)
-    elapsed = time.perf_counter() - start
+    dataset = folder_dataset(pipe, root)
+    # An interrupted run over the same clips and captions goes on from where it stopped.
+    journal = RunJournal(out.with_suffix(".partial.jsonl"), folder_run_key(pipe, dataset), identify=by_line)
+    try:
+        records = caption_folder(pipe, dataset, limit=limit, progress=progress, strips_dir=strips_dir,
+                                 num_strips=num_examples, journal=journal)
+    except BaseException:
+        journal.close()
+        raise
+    elapsed = journal.elapsed_s()
     if not records:
+        journal.finish()
         raise ValueError(f"{Path(root) / METADATA_FILE} lists no clips")
     clip = f"{pipe.default_num_frames} frames at {pipe.fps:g} fps, {pipe.default_width}×{pipe.default_height}"
     scores = folder_scores(records)
@@ -160,6 +194,7 @@ def write_folder_report(
                                 clip=clip, elapsed_s=elapsed, strips_link=strips_dir.name)
     results = write_results(records, out.with_suffix(".jsonl"))
     write_text(out, text)
+    journal.finish()
     logger.info("wrote %s and %s in %.0f s", out, results, elapsed)
     return FolderReport(out, results, len(records), *scores, elapsed)
 

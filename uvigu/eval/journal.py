@@ -1,6 +1,7 @@
 """A long evaluation's records, kept as they are made, so that an interrupted run goes on from them.
 
-`uvigu eval` takes about eleven seconds a clip on the 2-core CPU, over an hour for its 400 clips.
+`uvigu eval` takes about eleven seconds a clip on the 2-core CPU, over an hour for its 400 clips;
+`uvigu eval --data` about a second a clip, of as many as a folder holds.
 Each clip's record is appended to a journal beside the results (one JSON line, flushed to disk)
 under a first line naming the run (`run_key`: the model's weights and configuration, where it runs,
 and the seeds that pick the clips). Started again with the same key, the run takes the journal's
@@ -17,11 +18,17 @@ import json
 import logging
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 logger = logging.getLogger(__name__)
 
 RecordKey = tuple[str, int]
+
+
+def by_set_and_index(record: dict) -> RecordKey:
+    """Which clip a Shapes evaluation record is of."""
+    return record["set"], record["index"]
 
 
 def run_key(pipe, fields: dict[str, object]) -> str:
@@ -50,11 +57,12 @@ def run_key(pipe, fields: dict[str, object]) -> str:
 
 
 class RunJournal:
-    """The records of the run ``key`` at ``path``: ``done`` holds those an interrupted run left
-    (by ``(set, index)``), ``carried_s`` the wall time it had spent; ``add`` appends one as it is made."""
+    """The records of the run ``key`` at ``path``: ``done`` holds those an interrupted run left (by
+    ``identify(record)``: which clip it is of), ``carried_s`` the wall time it had spent; ``add``
+    appends one as it is made."""
 
-    def __init__(self, path: str | Path, key: str) -> None:
-        self.path, self.key = Path(path), key
+    def __init__(self, path: str | Path, key: str, identify: Callable[[dict], RecordKey] = by_set_and_index) -> None:
+        self.path, self.key, self.identify = Path(path), key, identify
         self.done: dict[RecordKey, dict] = {}
         self.carried_s = 0.0
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -96,7 +104,7 @@ class RunJournal:
             try:
                 entry = json.loads(line)
                 record = entry["record"]
-                done, carried = (record["set"], record["index"]), float(entry["elapsed_s"])
+                done, carried = self.identify(record), float(entry["elapsed_s"])
             except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, ValueError):
                 break
             if not line.endswith(b"\n"):

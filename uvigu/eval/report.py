@@ -580,8 +580,9 @@ def write_report(
     journal = RunJournal(strips_dir / JOURNAL_NAME, run_key(pipe, journal_fields(config)))
     try:
         records = evaluate(pipe, config, strips_dir=strips_dir, progress=progress, journal=journal)
-    finally:
-        journal.close()
+    except BaseException:
+        journal.close()  # kept, for the next run to go on from
+        raise
     elapsed = journal.elapsed_s()
     results = write_results(records, strips_dir / "results.jsonl")
     info = RunInfo(
