@@ -66,7 +66,6 @@ class RunJournal:
         self.done: dict[RecordKey, dict] = {}
         self.carried_s = 0.0
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._set_aside_another_runs()
         self._file = open(self.path, "a+b")  # noqa: SIM115 (open, and locked, until finish or close)
         try:
             _lock(self._file, self.path)
@@ -76,27 +75,20 @@ class RunJournal:
             raise
         self._opened = time.perf_counter()
 
-    def _set_aside_another_runs(self) -> None:
-        """Move a journal whose first line names another run out of the way (never mixed in)."""
-        if not self.path.is_file():
-            return
-        with open(self.path, "rb") as file:
-            first = file.readline()
-        try:
-            header = json.loads(first)
-        except json.JSONDecodeError:
-            header = None
-        if first and (not isinstance(header, dict) or header.get("key") != self.key):
-            aside = self.path.with_suffix(self.path.suffix + ".other")
-            os.replace(self.path, aside)
-            logger.warning("%s belongs to another run (another model, settings or clips); set aside as %s, "
-                           "starting over", self.path, aside.name)
-
     def _read(self) -> None:
         """Take the records of an interrupted run of this key, and cut the journal after the last
-        whole one (a line being written when the run stopped); a new journal gets its first line."""
+        whole one (a line being written when the run stopped). A journal of another run is copied
+        aside (``.other``) and this one starts anew, with its first line."""
         self._file.seek(0)
-        lines = self._file.read().splitlines(keepends=True)
+        data = self._file.read()
+        lines = data.splitlines(keepends=True)
+        if lines and _header_key(lines[0]) != self.key:
+            aside = self.path.with_suffix(self.path.suffix + ".other")
+            aside.write_bytes(data)
+            logger.warning("%s belongs to another run (another model, settings or clips); set aside as %s, "
+                           "starting over", self.path, aside.name)
+            self._file.truncate(0)
+            lines = []
         if not lines:
             self._file.write((json.dumps({"key": self.key}) + "\n").encode())
         kept = len(lines[0]) if lines else 0
@@ -134,6 +126,14 @@ class RunJournal:
         self.path.unlink(missing_ok=True)
         self.close()
 
+
+def _header_key(line: bytes) -> str | None:
+    """The run a journal's whole first line names (None for anything else)."""
+    try:
+        header = json.loads(line) if line.endswith(b"\n") else None
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return None
+    return header.get("key") if isinstance(header, dict) else None
 
 
 def _lock(file, path: Path) -> None:
