@@ -555,7 +555,6 @@ def _shown_path(path) -> str:
 
 
 def run_eval(args: argparse.Namespace) -> int:
-    import time
     from pathlib import Path
 
     from .eval.report import EvalConfig, write_report
@@ -573,10 +572,9 @@ def run_eval(args: argparse.Namespace) -> int:
     model = _shown_path(args.model or SHIPPED_MODEL_DIR)
     command = (f"uvigu eval --model {model} --num {args.num} --num-heldout {args.num_heldout} --out {_shown_path(args.out)}"
                + _where_it_ran(pipe, args.dtype))
-    start = time.perf_counter()
     with _clip_progress(args.num + args.num_heldout, "eval") as progress:
         report = write_report(pipe, args.out, config, command=command, model=model, notes=notes, progress=progress)
-    elapsed = time.perf_counter() - start
+    elapsed = report.elapsed_s  # the report's: with the time of the runs it went on from, if it was interrupted
     print(f"report: {report.report_path}")
     print(f"per-clip results: {report.results_path}")
     if report.kept_lines:
