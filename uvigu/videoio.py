@@ -351,10 +351,11 @@ def read_video(
         filters += linear + scale + standard
         notes.insert(0, f"tone-mapped HDR ({info.hdr}) to standard range")
     elif wide_gamut and _can_tone_map():
-        # Standard range in BT.2020's wider primaries (10-bit cameras and phones): its colours, not
-        # its numbers read as BT.709's, which would make them paler.
+        # Standard range in BT.2020's wider primaries (as some 10-bit cameras record): its colours,
+        # not its numbers read as BT.709's, which would make them paler.
         unstated = "" if info.matrix else ":min=bt2020nc"
-        filters += [f"zscale=tin={info.transfer or 'bt709'}:pin=bt2020{unstated}:t=bt709:p=bt709", "format=gbrp", *scale]
+        filters += [f"zscale=tin={info.transfer or 'bt709'}:pin=bt2020{unstated}:t=bt709:p=bt709",
+                    "format=gbrp", *scale]
         notes.insert(0, "converted wide-gamut colours (BT.2020) to BT.709")
     else:
         if info.hdr or wide_gamut:
