@@ -1,4 +1,5 @@
 import json
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -124,6 +125,18 @@ def test_start_takes_the_clip_from_that_time_for_caption_and_edit(model_dir, tmp
     assert seen[-1] == str(ramp)  # without --start the pipeline reads the file itself, from its start
     assert main(["caption", str(ramp), "--start", "7", "--model", str(model_dir)]) == 2
     assert "the start, 7 s, is not within ramp.mp4, which lasts 6 s" in capsys.readouterr().err
+
+
+def test_a_caption_off_the_models_grammar_gets_a_note(model_dir, tmp_path, capsys, monkeypatch):
+    clip = write_mp4(np.full((8, 16, 16, 3), 90, np.uint8), tmp_path / "gray.mp4", fps=8)
+    said = {"text": "a large red square stays still near the gray on, gray gray gray gray"}
+    monkeypatch.setattr(UniViGUPipeline, "caption", lambda self, video, **kw: SimpleNamespace(
+        text=said["text"], seed=0, input_notes=[]))
+    assert main(["caption", str(clip), "--model", str(model_dir)]) == 0
+    assert "note: the caption does not follow the grammar the model writes" in capsys.readouterr().err
+    said["text"] = "a large red circle moves quickly to the right from the left on a gray background."
+    assert main(["caption", str(clip), "--model", str(model_dir)]) == 0
+    assert "grammar" not in capsys.readouterr().err
 
 
 def test_captions_of_several_videos_become_a_folders_metadata(model_dir, tmp_path, capsys):

@@ -761,3 +761,11 @@ def test_a_detailed_caption_longer_than_the_prompt_encoder_works_as_a_prompt(pip
                "purple diamond moves slowly to the right from the bottom left on a white background.")
     assert pipe.config.max_prompt_len < len(pipe.tokenizer(caption, add_special_tokens=False)["input_ids"])
     assert pipe.edit(pipe.generate(PROMPT, seed=0).frames, caption, seed=0).frames.shape == (4, 16, 16, 3)
+
+
+def test_a_caption_is_checked_against_the_grammar_the_model_declares():
+    pipe = tiny_pipeline()  # its take_judge is "shapes": it writes the Shapes grammar
+    assert pipe.follows_grammar("a large red circle moves quickly to the right from the left on a gray background.")
+    assert pipe.follows_grammar("a large red square stays still near the gray on, gray gray gray gray") is False
+    pipe.register_to_config(take_judge="words")  # a model that declares no grammar
+    assert pipe.follows_grammar("a small background") is None

@@ -173,6 +173,8 @@ class Handlers:
             if take.notes
             else "The clip already had the model's size, length and frame rate."
         )
+        if self.studio.caption_follows_grammar(take.caption) is False:
+            notes += "\n\n" + text.UNGRAMMATICAL_CAPTION
         return (
             token, take.caption, notes, str(self.studio.clip_path(token, take.id)), *self._take_view(token, take),
             *self._history_view(token), *self._trajectory_view(token),

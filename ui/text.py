@@ -25,6 +25,11 @@ def model_help(num_frames: int, fps: int, width: int, height: int, max_tokens: i
 
 UPLOAD_START_INFO = "The model takes its clip length from here."
 
+UNGRAMMATICAL_CAPTION = (
+    "⚠️ This caption does not follow the grammar the model writes: your clip is probably unlike the footage it "
+    "learned from (see *What this model knows* in the Studio tab)."
+)
+
 
 def upload_start_info(length: str, clip_s: float) -> str:
     """Under *Start at*, once a clip is uploaded: how long its video lasts (``length``, m:ss.s)."""

@@ -424,6 +424,9 @@ def run_caption(args: argparse.Namespace) -> int:
                 print(f"video: {path}")
             print(f"seed: {result.seed}")
             print(f"caption: {result.text}")
+            if pipe.follows_grammar(result.text) is False:
+                print("note: the caption does not follow the grammar the model writes: the clip is probably unlike "
+                      "the footage it learned from", file=sys.stderr)
             if out is not None:
                 relative = Path(os.path.relpath(Path(path).resolve(), metadata.parent.resolve())).as_posix()
                 out.write(json.dumps({"video": relative, "caption": result.text}) + "\n")

@@ -349,6 +349,17 @@ class UniViGUPipeline(DiffusionPipeline):
         """The words the model's tokenizer knows, sorted (``None``: a subword tokenizer, which knows every word)."""
         return known_words(self.tokenizer)
 
+    def follows_grammar(self, caption: str) -> bool | None:
+        """Whether ``caption`` follows the grammar the model was trained to write — the Shapes
+        world's, for a model that judges takes by it (``take_judge`` "shapes") — or ``None`` for a
+        model that declares none. A caption that does not is a sign that the clip is unlike the
+        footage the model learned from."""
+        if self.config.take_judge != "shapes":
+            return None
+        from uvigu.eval.grammar import follows_grammar
+
+        return follows_grammar(caption)
+
     def count_tokens(self, text: str) -> int:
         """Tokens of ``text`` as a prompt (its whitespace collapsed, as the tasks read it): what
         ``max_text_tokens`` limits."""

@@ -721,6 +721,15 @@ def test_an_upload_is_taken_from_the_start_time_given(make_studio, tmp_path):
             studio.load_upload(path, start)
 
 
+def test_a_caption_is_checked_against_the_grammar_the_model_declares(make_studio):
+    from uvigu.testing import tiny_pipeline
+
+    assert make_studio().caption_follows_grammar("a small background") is None  # a model that declares none
+    studio = make_studio(pipe=tiny_pipeline())  # the Shapes grammar
+    assert studio.caption_follows_grammar("a small background") is False
+    assert studio.caption_follows_grammar("a small red circle moves slowly up from the left on a gray background.")
+
+
 def test_an_upload_s_length_is_told_after_the_checks_of_the_whole_file(make_studio, clip, tmp_path):
     studio = make_studio()
     assert studio.upload_length(clip(frames=20, fps=8)) == 2.5

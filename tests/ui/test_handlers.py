@@ -98,6 +98,9 @@ class FakeStudio:
     def model_defaults(self):
         return SimpleNamespace(edit_strength=0.6, keep_rest_strength=0.9, num_frames=16, fps=8)
 
+    def caption_follows_grammar(self, caption):
+        return None if caption is None else not caption.startswith("zz")
+
     def upload_length(self, video):
         if video.endswith(".txt"):
             raise ValueError("notes.txt is not a video file ffmpeg can read")
@@ -399,6 +402,15 @@ def test_understand_reports_what_was_changed_to_fit(studio):
     assert out[2] == "Fitted to the model: resampled 30 fps → 8 fps."
     assert out[3] == f"/clips/{take.id}.mp4"  # the clip the model read, beside its caption
     assert studio.calls[0][1:] == (("tok", "/uploads/clip.mp4"), {"start_s": 2.5})
+
+
+def test_understand_says_when_the_caption_does_not_follow_the_models_grammar(studio):
+    studio.next_job = FakeJob(make_take(mode="caption", prompt="", caption="zz gray gray gray"))
+    notes = Handlers(studio).understand("/uploads/clip.mp4", 0, "tok", Progress())[2]
+    assert notes.endswith("\n\n⚠️ This caption does not follow the grammar the model writes: your clip is probably "
+                          "unlike the footage it learned from (see *What this model knows* in the Studio tab).")
+    studio.next_job = FakeJob(make_take(mode="caption", prompt=""))  # a caption of the grammar
+    assert "⚠️" not in Handlers(studio).understand("/uploads/clip.mp4", 0, "tok", Progress())[2]
 
 
 def test_history_lists_takes_newest_first_with_thumbnails(studio):

@@ -174,6 +174,13 @@ class Studio:
         words = getattr(self.pipe, "known_words", None)
         return None if words is None else words()
 
+    def caption_follows_grammar(self, caption: str) -> bool | None:
+        """Whether ``caption`` follows the grammar the model was trained to write (``None``: the
+        model declares none): a caption of an upload that does not says the clip is unlike what it
+        learned from."""
+        check = getattr(self.pipe, "follows_grammar", None)
+        return None if check is None else check(caption)
+
     def text_length(self, text: str) -> tuple[int, int]:
         """(tokens of ``text`` as a prompt, the most the model reads): a longer prompt or edited
         caption is refused."""
