@@ -142,3 +142,19 @@ def test_the_evaluation_clips_written_as_files_are_captioned_as_the_evaluation_c
 def test_it_knows_the_38_words_the_readme_says(pipe):
     words = pipe.known_words()
     assert len(words) == 38 and {"red", "circle", "moving", "left", "background"} <= set(words)
+
+
+def test_the_readmes_count_of_captions_that_follow_the_grammar_is_the_evaluations():
+    """The README says how many of the evaluation's captions of reference clips follow the Shapes
+    grammar word for word (what Understand's warning rests on): counted here from its records."""
+    import re
+    from pathlib import Path
+
+    from uvigu.eval.grammar import follows_grammar
+    from uvigu.eval.report import read_results
+
+    root = Path(SHIPPED_MODEL_DIR).resolve().parents[1]
+    captions = [r["caption"] for r in read_results(root / "docs" / "eval" / "results.jsonl")]
+    stated = re.search(r"(\d+) of its (\d+) captions in the evaluation do", (root / "README.md").read_text())
+    assert stated is not None
+    assert (int(stated.group(1)), int(stated.group(2))) == (sum(map(follows_grammar, captions)), len(captions))
