@@ -155,7 +155,8 @@ def test_empty_file_is_refused(tmp_path: Path) -> None:
 def test_a_folder_is_refused_with_what_to_give_instead(tmp_path: Path) -> None:
     folder = tmp_path / "clips"
     folder.mkdir()
-    with pytest.raises(ValueError, match=r"clips is a folder, not a video file; name its videos \(for example .*clips/\*\.mp4\)"):
+    with pytest.raises(ValueError, match=r"clips is a folder, not a video file; name its videos "
+                                         r"\(for example .*clips/\*\.mp4\)"):
         probe_video(folder)
 
 

@@ -188,7 +188,8 @@ class Handlers:
         if video:
             try:
                 defaults = self.studio.model_defaults()
-                info = text.upload_start_info(_clock(self.studio.upload_length(video)), defaults.num_frames / defaults.fps)
+                length = self.studio.upload_length(video)
+                info = text.upload_start_info(_clock(length), defaults.num_frames / defaults.fps)
             except ValueError as error:
                 info = f"⚠️ {error}"
         return gr.Number(value=0, info=info), "", "", None, "", gr.File(value=None, visible=False)

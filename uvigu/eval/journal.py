@@ -110,7 +110,8 @@ class RunJournal:
     def add(self, record: dict) -> None:
         """Append ``record`` with the run's wall time so far, on disk before this returns."""
         elapsed = self.carried_s + time.perf_counter() - self._opened
-        self._file.write((json.dumps({"elapsed_s": round(elapsed, 3), "record": record}, sort_keys=True) + "\n").encode())
+        line = json.dumps({"elapsed_s": round(elapsed, 3), "record": record}, sort_keys=True) + "\n"
+        self._file.write(line.encode())
         self._file.flush()
         os.fsync(self._file.fileno())
 

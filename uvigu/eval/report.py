@@ -167,8 +167,8 @@ def evaluate(
     start = time.perf_counter()
     logger.info("evaluating %d main + %d held-out clips (%d px, %d frames)", config.num_clips, config.num_heldout, shapes.size, shapes.num_frames)
     if journal is not None and journal.done:
-        logger.info("continuing an interrupted run: %d clips done, kept in %s",
-                    sum(journal.done.get((s, i)) is not None for s in SETS for i in range(config.count(s))), journal.path)
+        carried = sum((s, i) in journal.done for s in SETS for i in range(config.count(s)))
+        logger.info("continuing an interrupted run: %d clips done, kept in %s", carried, journal.path)
     for set_name in SETS:
         for index in range(config.count(set_name)):
             strips = None
