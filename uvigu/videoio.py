@@ -431,12 +431,9 @@ def _tone_mapping(info: VideoInfo) -> tuple[list[str], list[str]]:
 def _can_tone_map() -> bool:
     """Whether the ffmpeg in use has the filters HDR needs (the bundled one has; a system one set
     through ``IMAGEIO_FFMPEG_EXE`` may not)."""
-    import imageio_ffmpeg
-
     try:
-        listing = subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-filters"],
-                                 capture_output=True, timeout=_PROBE_TIMEOUT_S, check=False).stdout.decode()
-    except (OSError, subprocess.TimeoutExpired):
+        listing = _run_ffmpeg(["-filters"], timeout=_PROBE_TIMEOUT_S).stdout.decode()
+    except (OSError, ValueError):  # no ffmpeg to run, or it took too long
         return False
     return all(re.search(rf"^\s*\S+\s+{name}\s", listing, flags=re.MULTILINE) for name in ("zscale", "tonemap"))
 
