@@ -100,8 +100,8 @@ def by_line(record: dict) -> tuple[str, int]:
 def folder_run_key(pipe, dataset: VideoFolderDataset) -> str:
     """``run_key`` of captioning ``dataset``: the model, and every line of the folder's metadata
     with its clip's size and time of change (an edited caption or clip starts the run over)."""
-    clips = [[e.line, str(e.video), e.prompt, e.caption, e.video.stat().st_size, e.video.stat().st_mtime_ns]
-             for e in dataset.entries]
+    clips = [[e.line, str(e.video), e.prompt, e.caption, stat.st_size, stat.st_mtime_ns]
+             for e in dataset.entries for stat in [e.video.stat()]]
     return run_key(pipe, {"folder": clips, "clip": [dataset.num_frames, dataset.fps, dataset.height, dataset.width]})
 
 
