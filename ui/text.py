@@ -73,6 +73,11 @@ EXAMPLE_PROMPTS = [
 CSS = """
 #take-video video, #before-video video, #traj-video video, #history-gallery img { image-rendering: pixelated; }
 #caption-diff { min-height: 3em; }
+/* Gradio breaks highlighted text anywhere (word-break: break-all), cutting words in two at a line's
+   end; a caption's diff wraps between words, and inside one only when it is longer than a line. */
+#caption-diff .token-container, #caption-diff .token, #caption-diff .text {
+  word-break: normal !important; overflow-wrap: anywhere;
+}
 /* Gradio gives a gallery as many columns as it has images, up to `columns`: with two takes each
    thumbnail would be half the page wide. Fixed-width columns keep a first take as small as the
    twentieth, and fewer columns on a phone; without Gradio's fixed minimum height, one row of them

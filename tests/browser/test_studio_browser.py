@@ -352,6 +352,35 @@ def test_an_upload_is_captioned_from_the_start_time_given(studio_app, browser, t
         assert page.locator("#understand-clip video").count() == 0
 
 
+def test_the_diff_of_a_long_edit_wraps_between_words(studio_app, browser):
+    url, _ = studio_app
+    edit = ("a large green square moves slowly up from the bottom, while a large blue square moves slowly down "
+            "from the top right on a gray background.")
+    with new_visitor(browser, url) as page:
+        textarea(page, "edited-caption").fill(edit)
+        page.locator("#caption-diff", has_text="gray background.").wait_for()
+        # Every word of the diff lies on one line: a word the line broke inside would have two boxes.
+        split = page.evaluate(
+            """() => {
+                const split = [];
+                const walker = document.createTreeWalker(document.querySelector('#caption-diff'), NodeFilter.SHOW_TEXT);
+                for (let node = walker.nextNode(); node; node = walker.nextNode()) {
+                    for (const word of node.data.matchAll(/\\S+/g)) {
+                        const range = document.createRange();
+                        range.setStart(node, word.index);
+                        range.setEnd(node, word.index + word[0].length);
+                        const tops = new Set(Array.from(range.getClientRects(), r => Math.round(r.top)));
+                        if (tops.size > 1) split.push(word[0]);
+                    }
+                }
+                return split;
+            }"""
+        )
+        lines = page.evaluate("() => document.querySelector('#caption-diff .token').getClientRects().length")
+        assert lines > 1, "the test's edit should wrap onto several lines"
+        assert split == []
+
+
 def sessions(studio):
     return [row["id"] for row in studio.store._db.execute("SELECT id FROM sessions").fetchall()]
 
