@@ -127,6 +127,27 @@ def test_a_clip_that_fails_to_decode_later_names_its_line(folder: Path) -> None:
         dataset[1]
 
 
+def test_a_clip_that_fails_later_can_be_skipped_with_one_warning(folder: Path, caplog) -> None:
+    write_mp4(solid_clip(16, 64, 64, (40, 200, 40)), folder / "green.mp4", fps=8)
+    write_metadata(folder, [{"video": "red.mp4", "prompt": "red"}, {"video": "sub/blue.mp4", "prompt": "blue"},
+                            {"video": "green.mp4", "prompt": "green"}])
+    dataset = VideoFolderDataset(folder, seed=0, skip_unreadable=True)
+    (folder / "sub" / "blue.mp4").write_text("replaced by something else")
+    with caplog.at_level("WARNING", logger="uvigu.data.video_folder"):
+        prompts = [dataset[i]["prompt"] for i in range(6)]  # two draws of each clip
+    assert prompts == ["red", "green", "green"] * 2  # blue's draws read the next clip, green
+    (warning,) = caplog.messages  # said once, naming the line
+    assert "metadata.jsonl, line 2: " in warning and "skipped" in warning
+    # The clip is tried again at each draw: put back, it is read.
+    write_mp4(solid_clip(48, 32, 48, (40, 90, 235)), folder / "sub" / "blue.mp4", fps=16)  # as it was
+    assert dataset[4]["prompt"] == "blue"
+    # When no clip reads any more, the item fails, saying so.
+    for name in ("red.mp4", "sub/blue.mp4", "green.mp4"):
+        (folder / name).unlink()
+    with pytest.raises(ValueError, match="no clip of .* can be read any more; the first: .*line 3: "):
+        dataset[2]
+
+
 def test_describes_its_footage(folder: Path) -> None:
     write_metadata(folder, [{"video": "red.mp4", "prompt": "red"}, {"video": "sub/blue.mp4", "prompt": "blue"}])
     assert VideoFolderDataset(folder, seed=0).describe() == (

@@ -260,6 +260,31 @@ def test_a_folder_with_a_caption_too_long_for_the_model_stops_before_the_first_s
     assert not (tmp_path / "run" / LOG_FILE).exists()  # refused before the recall stage, not at refine's turn
 
 
+def test_a_clip_damaged_after_the_start_is_skipped_and_the_run_goes_on(tmp_path, monkeypatch, caplog):
+    clips = tmp_path / "clips"
+    clips.mkdir()
+    for name, level in (("a.mp4", 40), ("b.mp4", 200)):
+        write_mp4(np.full((8, 16, 16, 3), level, np.uint8), clips / name, fps=8)
+    (clips / "metadata.jsonl").write_text("".join(json.dumps({"video": name, "prompt": f"clip {name[0]}"}) + "\n"
+                                                  for name in ("a.mp4", "b.mp4")))
+    build = trainer_module.build_dataset
+
+    def damaged_after_the_check(config):  # every clip was checked; then one file is overwritten
+        dataset, words = build(config)
+        (clips / "b.mp4").write_bytes(b"overwritten")
+        return dataset, words
+
+    monkeypatch.setattr(trainer_module, "build_dataset", damaged_after_the_check)
+    config = get_train_preset("tiny", data=str(clips), batch_size=2, steps_recall=2, steps_refine=1,
+                              out_dir=str(tmp_path / "run"))
+    with caplog.at_level("WARNING", logger="uvigu.data.video_folder"):
+        final = train(config)
+    assert [r["step"] for r in read_log(tmp_path / "run")] == [1, 2, 3]
+    assert (final / "model_index.json").is_file()
+    (warning,) = [m for m in caplog.messages if "skipped" in m]  # once, however often it was drawn
+    assert "line 2: b.mp4" in warning
+
+
 def test_held_out_clips_are_captioned_at_every_sample_as_uvigu_eval_data_scores_them(tmp_path):
     from uvigu.cli import main
     from uvigu.eval.folder import caption_folder, folder_scores

@@ -55,7 +55,10 @@ class VideoFolderDataset(Dataset):
     when the dataset is built (``ValueError`` naming the line for bad JSON, a missing field, a
     missing file or a path outside ``root``), and so is every clip, by ``probe_video`` (one
     ``ValueError`` listing the lines of all that cannot be read); the frames are decoded per item,
-    and a clip that fails then is a ``ValueError`` naming its line too.
+    and a clip that fails then is a ``ValueError`` naming its line too — or, with
+    ``skip_unreadable`` (the trainer's choice, so that one file gone bad does not end a long run),
+    a warning naming it (once) and the item taken from the next clip that reads, in the folder's
+    order (a ``ValueError`` only when none does); the clip is tried again at its next draw.
 
     Without a ``seed`` item ``i`` is the first ``num_frames / fps`` seconds of clip ``i``. With
     one, an item index may be any ``i >= 0``: it is clip ``i % len(self)`` in its ``i // len(self)``-th
@@ -73,6 +76,7 @@ class VideoFolderDataset(Dataset):
         width: int = 64,
         fps: int = 8,  # items are resampled to this frame rate
         seed: int | None = None,  # None: every item from its clip's start; else random windows
+        skip_unreadable: bool = False,  # a clip that fails to decode: warn and read the next one
     ) -> None:
         if num_frames < 1 or height < 1 or width < 1 or not fps > 0:
             raise ValueError(f"num_frames, height, width and fps must be positive, got "
@@ -83,6 +87,8 @@ class VideoFolderDataset(Dataset):
         self.width = width
         self.fps = fps
         self.seed = seed
+        self.skip_unreadable = skip_unreadable
+        self._warned: set[int] = set()  # clips that failed and were warned about, in this process
         self.entries: list[VideoFolderEntry] = _read_metadata(self.root)
         self.infos: list[VideoInfo] = _probe_clips(self.entries, self.root / METADATA_FILE)
 
@@ -126,6 +132,22 @@ class VideoFolderDataset(Dataset):
         epoch, clip = divmod(index, len(self.entries))
         if epoch and self.seed is None:
             raise IndexError(f"index {index} is out of range for {len(self.entries)} clips")
+        if not self.skip_unreadable:
+            return self._read(epoch, clip)
+        first_error, n = None, len(self.entries)
+        for other in (c % n for c in range(clip, clip + n)):  # the drawn clip, then the next ones
+            try:
+                return self._read(epoch, other)
+            except ValueError as error:
+                first_error = first_error or error
+                if other not in self._warned:
+                    self._warned.add(other)
+                    logger.warning("%s; skipped: a draw of it that fails reads the next clip instead "
+                                   "(said once per clip)", error)
+        raise ValueError(f"no clip of {self.root} can be read any more; the first: {first_error}") from first_error
+
+    def _read(self, epoch: int, clip: int) -> dict[str, Any]:
+        """Clip ``clip``'s item in draw ``epoch``; a ``ValueError`` naming its line if it fails."""
         entry, info = self.entries[clip], self.infos[clip]
         try:
             room_s = info.video_s - self.num_frames / self.fps  # how late a window may start

@@ -313,8 +313,10 @@ def build_dataset(config: TrainConfig) -> tuple[Dataset, list[str]]:
     root = Path(config.data)
     if not root.is_dir():
         raise ValueError(f"--data must be 'shapes' or a folder with metadata.jsonl; {root} is neither.")
+    # A clip that stops decoding mid-run (a file replaced or damaged after the check of every clip at
+    # the start) is skipped with a warning rather than ending the run.
     dataset = VideoFolderDataset(root, num_frames=preset.num_frames, height=preset.height, width=preset.width,
-                                 fps=preset.fps, seed=config.seed)
+                                 fps=preset.fps, seed=config.seed, skip_unreadable=True)
     logger.info("%s: %s", root, dataset.describe())
     splitter = build_word_tokenizer([])
     words = sorted({w for e in dataset.entries for text in (e.prompt, e.caption) for w in split_words(splitter, text)})
