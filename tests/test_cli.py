@@ -52,6 +52,27 @@ def test_generate_caption_and_edit_write_playable_clips(model_dir, tmp_path, cap
     assert probe_video(edited).width == 16
 
 
+def test_a_clip_written_under_its_default_name_never_replaces_an_earlier_one(model_dir, tmp_path, monkeypatch,
+                                                                            capsys):
+    monkeypatch.chdir(tmp_path)
+    generate = ["generate", "a red circle", "--model", str(model_dir), "--no-caption", "--steps", "2"]
+    assert main([*generate, "--seed", "1"]) == 0
+    first = (tmp_path / "clip.mp4").read_bytes()
+    assert main([*generate, "--seed", "2", "--gif"]) == 0  # the second clip takes the next free name
+    assert main([*generate, "--seed", "3"]) == 0
+    assert (tmp_path / "clip.mp4").read_bytes() == first
+    assert "clip: clip-2.mp4\ngif: clip-2.gif\n" in capsys.readouterr().out
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["clip-2.gif", "clip-2.mp4", "clip-3.mp4", "clip.mp4"]
+    assert main([*generate, "--seed", "4", "--strip"]) == 0  # clip-4: no clip-4.png to replace either
+    assert (tmp_path / "clip-4.png").is_file()
+    # an edit of clip.mp4 under edit's default name, twice; then named: the file named is replaced
+    edit = ["edit", "clip.mp4", "a green circle", "--model", str(model_dir), "--steps", "2", "--seed", "1"]
+    assert main(edit) == 0 and main(edit) == 0
+    assert (tmp_path / "edited.mp4").is_file() and (tmp_path / "edited-2.mp4").is_file()
+    assert main([*generate, "--seed", "5", "--out", "clip.mp4"]) == 0
+    assert (tmp_path / "clip.mp4").read_bytes() != first
+
+
 @pytest.fixture
 def recorded_edits(model_dir, tmp_path, monkeypatch):
     """A generated clip, and the keyword arguments of every ``pipe.edit`` call the test makes after."""

@@ -8,10 +8,12 @@ its two functions and append its ``add_*_parser`` to ``SUBCOMMANDS``.
 from __future__ import annotations
 
 import argparse
+import itertools
 import logging
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from pathlib import Path
 
 from .bench.command import add_bench_parser
 
@@ -199,7 +201,11 @@ def _read_video_arg(pipe, args: argparse.Namespace, video: str | None = None):
 
 
 def _add_output_arguments(p: argparse.ArgumentParser, default: str) -> None:
-    p.add_argument("--out", default=default, help="MP4 to write (H.264, yuv420p) [%(default)s]")
+    stem = Path(default).stem
+    p.add_argument("--out", default=None,
+                   help=f"MP4 to write (H.264, yuv420p), replaced if it exists [{default}, or {stem}-2.mp4, "
+                   f"{stem}-3.mp4, … where it exists: an earlier clip is kept]")
+    p.set_defaults(default_out=default)
     p.add_argument("--scale", type=int, default=4, help="enlarge frames N× without blur [%(default)s]")
     p.add_argument("--gif", action="store_true", help="also write a GIF beside the MP4")
     p.add_argument("--strip", action="store_true", help="also write a PNG strip of 8 frames beside the MP4")
@@ -331,16 +337,25 @@ def _clip_progress(total: int | None, desc: str) -> Iterator[Callable[[int, int]
 
 
 def _write_outputs(frames, args: argparse.Namespace, fps: int) -> None:
-    from pathlib import Path
-
     from .videoio import write_gif, write_mp4, write_strip_png
 
-    out = Path(args.out)
+    out = Path(args.out) if args.out else _unused_output(Path(args.default_out), args.gif, args.strip)
     print(f"clip: {write_mp4(frames, out, fps=fps, scale=args.scale)}")
     if args.gif:
         print(f"gif: {write_gif(frames, out.with_suffix('.gif'), fps, scale=args.scale)}")
     if args.strip:
         print(f"strip: {write_strip_png(frames, out.with_suffix('.png'), scale=args.scale)}")
+
+
+def _unused_output(default: Path, gif: bool, strip: bool) -> Path:
+    """``default``, or ``stem-2``, ``stem-3``, … of it: the first name under which neither the MP4
+    nor the GIF and strip written beside it would replace a file (an output not asked for by name)."""
+    suffixes = [default.suffix] + [".gif"] * gif + [".png"] * strip
+    for n in itertools.count(1):
+        out = default if n == 1 else default.with_stem(f"{default.stem}-{n}")
+        if not any(out.with_suffix(suffix).exists() for suffix in suffixes):
+            return out
+    raise AssertionError("unreachable")
 
 
 def _warn_unknown(words: list[str]) -> None:
@@ -382,7 +397,6 @@ def run_caption(args: argparse.Namespace) -> int:
     import contextlib
     import json
     import os
-    from pathlib import Path
 
     metadata = None if args.metadata is None else Path(args.metadata)
     if args.srt is not None and (args.every is None or len(args.videos) > 1):
@@ -444,8 +458,6 @@ def run_caption(args: argparse.Namespace) -> int:
 def _check_videos(videos: list[str], start_s: float) -> None:
     """Refuse, before any captioning, when any of ``videos`` cannot be read from ``start_s`` on: one
     ``ValueError`` naming each (reading the files' headers, not their frames)."""
-    from pathlib import Path
-
     from .videoio import check_video, probe_video
 
     def check(path: str) -> None:
@@ -467,8 +479,6 @@ def _check_videos(videos: list[str], start_s: float) -> None:
 def _caption_timeline(pipe, args: argparse.Namespace) -> int:
     """``uvigu caption --every``: each video captioned every ``--every`` seconds from ``--start``
     to its end, printed as a timeline as it is made (and, for one video, ``--srt`` subtitles)."""
-    from pathlib import Path
-
     from .timeline import caption_timeline, timestamp, to_srt
 
     def show(index: int, count: int, cue) -> None:
@@ -546,8 +556,6 @@ def add_eval_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def _shown_path(path) -> str:
     """``path`` relative to the working directory or the repository, so reports name no machine's paths."""
-    from pathlib import Path
-
     from .models.presets import SHIPPED_MODEL_DIR
 
     resolved = Path(path).resolve()
@@ -558,8 +566,6 @@ def _shown_path(path) -> str:
 
 
 def run_eval(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
     from .eval.report import EvalConfig, write_report
     from .models.presets import SHIPPED_MODEL_DIR
 
@@ -602,8 +608,6 @@ def _where_it_ran(pipe, dtype: str) -> str:
 
 
 def _run_folder_eval(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
     from .data.video_folder import METADATA_FILE
     from .eval.folder import write_folder_report
     from .models.presets import SHIPPED_MODEL_DIR
@@ -788,8 +792,6 @@ def add_export_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_export(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
     from .training.export import export_checkpoint
 
     if Path(args.out).exists() and any(Path(args.out).iterdir()):
