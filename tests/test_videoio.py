@@ -1,6 +1,8 @@
 """Video files in and out: H.264 MP4 / GIF / PNG writers, probing, decoding errors, conforming."""
 
 import math
+import os
+import stat
 import subprocess
 from pathlib import Path
 
@@ -83,6 +85,21 @@ def test_writes_are_atomic_and_leave_no_temp_files(tmp_path: Path) -> None:
     write_strip_png(frames, tmp_path / "a.png", num=4)
     write_mp4(frames, tmp_path / "a.mp4", fps=8)  # overwrite in place
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.gif", "a.mp4", "a.png"]
+
+
+def test_written_files_get_the_permissions_any_new_file_gets(tmp_path: Path) -> None:
+    # Written through a temporary file and moved into place, a clip is still an ordinary new file:
+    # readable by whom the umask lets read it, as open() would make it (not private to its owner).
+    frames = moving_square(4, 16, 16)
+    before = os.umask(0o022)
+    try:
+        paths = [write_mp4(frames, tmp_path / "a.mp4", fps=8), write_gif(frames, tmp_path / "a.gif", fps=8),
+                 write_strip_png(frames, tmp_path / "a.png", num=4)]
+        os.umask(0o077)
+        paths.append(write_mp4(frames, tmp_path / "private.mp4", fps=8))
+    finally:
+        os.umask(before)
+    assert [stat.S_IMODE(p.stat().st_mode) for p in paths] == [0o644, 0o644, 0o644, 0o600]
 
 
 def test_failed_write_keeps_the_old_file_and_no_temp_file(tmp_path: Path, monkeypatch) -> None:

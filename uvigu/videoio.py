@@ -18,7 +18,7 @@ import math
 import os
 import re
 import subprocess
-import tempfile
+import secrets
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -632,9 +632,13 @@ def _pad_to_even(frames: np.ndarray) -> np.ndarray:
 def _atomic_target(path: Path) -> Iterator[str]:
     """Yield a temporary path beside ``path``; move it onto ``path`` only if the body succeeds."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}",
-                                   dir=path.parent)
-    os.close(handle)
+    while True:  # a new name; made as open() makes a file (mkstemp's would be private to its owner)
+        tmp = str(path.parent / f".{path.stem}.{secrets.token_hex(4)}.tmp{path.suffix}")
+        try:
+            os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+            break
+        except FileExistsError:
+            continue
     try:
         yield tmp
         os.replace(tmp, path)
