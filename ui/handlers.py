@@ -2,7 +2,9 @@
 
 Each handler returns the values of a fixed list of output components, in the order named by
 the ``*_OUTPUTS`` tuples below; ``ui.layout`` wires the same components in the same order.
-Bad input surfaces as ``gr.Error`` with the studio's own message, never as a traceback.
+Bad input surfaces as ``gr.Error`` with the studio's own message, never as a traceback; so do a
+failure of the studio's storage (a full disk) and the model running out of memory, which are
+logged with their traceback for whoever runs the studio.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
 import gradio as gr
+import torch
 
 from ui import text
 from uvigu.studio import Cancelled, Job, Studio, StudioBusy, Take, word_diff
@@ -60,6 +63,13 @@ def user_errors(fn: F) -> F:
             raise gr.Error(str(error), title="The studio is busy") from None
         except ValueError as error:
             raise gr.Error(_sentence(str(error)), title="Please check the input") from None
+        except torch.OutOfMemoryError as error:
+            logger.exception("the model ran out of memory")
+            raise gr.Error(text.OUT_OF_MEMORY, title="Out of memory") from error
+        except OSError as error:  # a full disk, a folder no longer writable: the studio's, not the visitor's
+            logger.exception("the studio's storage failed")
+            reason = error.strerror or type(error).__name__  # no paths of the host in the browser
+            raise gr.Error(text.STORAGE_FAILED.format(reason=reason), title="The studio could not save") from error
 
     if inspect.isgeneratorfunction(fn):
         @functools.wraps(fn)

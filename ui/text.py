@@ -31,6 +31,17 @@ UNGRAMMATICAL_CAPTION = (
 )
 
 
+# Failures that are not the visitor's input, said in the browser (Gradio would show a bare "Error").
+STORAGE_FAILED = (
+    "The studio could not write or read its files ({reason}). What this action made was not kept; your earlier "
+    "takes are as they were. If the disk is full, whoever runs the studio has to free space on it."
+)
+OUT_OF_MEMORY = (
+    "The model ran out of memory. Try again with fewer takes per click or tries per take; your earlier takes "
+    "are as they were."
+)
+
+
 def upload_start_info(length: str, clip_s: float) -> str:
     """Under *Start at*, once a clip is uploaded: how long its video lasts (``length``, m:ss.s)."""
     return f"Your clip lasts {length}; the model takes {clip_s:g} s of it from here."

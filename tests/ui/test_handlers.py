@@ -7,6 +7,7 @@ from types import SimpleNamespace
 
 import gradio as gr
 import pytest
+import torch
 
 from ui.handlers import CONFIRM_OUTPUTS, HISTORY_OUTPUTS, TAKE_OUTPUTS, TRAJECTORY_OUTPUTS, Handlers, _timeline
 from uvigu import Cancelled
@@ -228,6 +229,42 @@ def test_errors_raised_while_running_also_become_gradio_errors(studio):
     studio.next_job = FakeJob(error=ValueError("the prompt is 60 tokens long; this model reads at most 47."))
     with pytest.raises(gr.Error, match="The prompt is 60 tokens long"):
         final(Handlers(studio).generate("x", "generate", 0, True, 4, 3, "tok", Progress()))
+
+
+def test_a_full_disk_is_said_plainly_and_the_earlier_takes_are_kept(tmp_path, monkeypatch, caplog):
+    import errno
+
+    import numpy as np
+
+    from uvigu.studio import Studio, StudioSettings
+    from uvigu.testing import tiny_pipeline
+
+    studio = Studio(tiny_pipeline(), StudioSettings(data_dir=tmp_path / "data"))
+    try:
+        handlers = Handlers(studio)
+        token, *_ = final(handlers.generate("a red circle", "generate", 1, False, 2, 3, None, Progress()))
+
+        def full(*args, **kwargs):
+            raise OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "data" / "take.npy"))
+
+        monkeypatch.setattr(np, "save", full)
+        with caplog.at_level("ERROR", logger="ui.handlers"), pytest.raises(gr.Error) as raised:
+            final(handlers.generate("a blue square", "generate", 2, False, 2, 3, token, Progress()))
+        assert raised.value.title == "The studio could not save"
+        assert "(No space left on device)" in raised.value.message and "earlier takes" in raised.value.message
+        assert str(tmp_path) not in raised.value.message  # no host paths in the browser
+        assert any(record.exc_info for record in caplog.records)  # the operator gets the traceback
+        assert [t.prompt for t in studio.takes(token)] == ["a red circle"]
+        assert not list((tmp_path / "data").rglob(".staging-*"))
+    finally:
+        studio.close()
+
+
+def test_running_out_of_memory_is_said_plainly(studio):
+    studio.next_job = FakeJob(error=torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB"))
+    with pytest.raises(gr.Error) as raised:
+        final(Handlers(studio).generate("x", "generate", 0, True, 4, 3, "tok", Progress(), 4, 1))
+    assert raised.value.title == "Out of memory" and "fewer takes per click" in raised.value.message
 
 
 def test_a_fractional_seed_is_refused(studio):
