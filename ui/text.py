@@ -33,12 +33,12 @@ UNGRAMMATICAL_CAPTION = (
 
 # Failures that are not the visitor's input, said in the browser (Gradio would show a bare "Error").
 STORAGE_FAILED = (
-    "The studio could not write or read its files ({reason}). What this action made was not kept; your earlier "
-    "takes are as they were. If the disk is full, whoever runs the studio has to free space on it."
+    "The studio could not write or read its files ({reason}), so what it was making was not kept; the takes "
+    "already saved are as they were. If the disk is full, whoever runs the studio has to free space on it."
 )
 OUT_OF_MEMORY = (
-    "The model ran out of memory. Try again with fewer takes per click or tries per take; your earlier takes "
-    "are as they were."
+    "The model ran out of memory. Try again with fewer takes per click or tries per take; the takes already "
+    "saved are as they were."
 )
 
 

@@ -251,7 +251,7 @@ def test_a_full_disk_is_said_plainly_and_the_earlier_takes_are_kept(tmp_path, mo
         with caplog.at_level("ERROR", logger="ui.handlers"), pytest.raises(gr.Error) as raised:
             final(handlers.generate("a blue square", "generate", 2, False, 2, 3, token, Progress()))
         assert raised.value.title == "The studio could not save"
-        assert "(No space left on device)" in raised.value.message and "earlier takes" in raised.value.message
+        assert "(No space left on device)" in raised.value.message and "takes already saved" in raised.value.message
         assert str(tmp_path) not in raised.value.message  # no host paths in the browser
         assert any(record.exc_info for record in caplog.records)  # the operator gets the traceback
         assert [t.prompt for t in studio.takes(token)] == ["a red circle"]
