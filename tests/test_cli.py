@@ -73,6 +73,36 @@ def test_a_clip_written_under_its_default_name_never_replaces_an_earlier_one(mod
     assert (tmp_path / "clip.mp4").read_bytes() != first
 
 
+def test_an_output_that_cannot_be_written_is_refused_before_the_model_runs(model_dir, tmp_path, monkeypatch,
+                                                                          capsys):
+    import uvigu.cli as cli
+
+    def no_model(*args, **kwargs):
+        raise AssertionError("the model was loaded")
+
+    monkeypatch.setattr(cli, "_load_pipeline", no_model)
+    (tmp_path / "notes.txt").write_text("a file, not a folder")
+    assert main(["generate", "a red circle", "--out", str(tmp_path)]) == 2
+    assert f"--out {tmp_path} is a folder; give the clip's file name" in capsys.readouterr().err
+    assert main(["edit", "clip.mp4", "a red circle", "--out", str(tmp_path / "notes.txt" / "x.mp4")]) == 2
+    assert f"{tmp_path / 'notes.txt'} is not a folder this user may write to" in capsys.readouterr().err
+
+
+def test_a_write_that_fails_is_said_without_a_traceback(model_dir, tmp_path, monkeypatch, capsys):
+    import errno
+
+    import uvigu.videoio as videoio
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(videoio, "write_mp4", full)
+    assert main(["generate", "a red circle", "--model", str(model_dir), "--no-caption", "--steps", "2",
+                 "--out", str(tmp_path / "clip.mp4")]) == 1
+    err = capsys.readouterr().err
+    assert "uvigu generate: [Errno 28] No space left on device" in err and "Traceback" not in err
+
+
 @pytest.fixture
 def recorded_edits(model_dir, tmp_path, monkeypatch):
     """A generated clip, and the keyword arguments of every ``pipe.edit`` call the test makes after."""

@@ -336,10 +336,25 @@ def _clip_progress(total: int | None, desc: str) -> Iterator[Callable[[int, int]
             bar.close()
 
 
-def _write_outputs(frames, args: argparse.Namespace, fps: int) -> None:
-    from .videoio import write_gif, write_mp4, write_strip_png
+def _output_path(args: argparse.Namespace) -> Path:
+    """Where the clip goes (``--out``, else the first free default name), checked before any work:
+    a ``ValueError`` when it is a folder or its folder cannot be written to."""
+    import os
 
     out = Path(args.out) if args.out else _unused_output(Path(args.default_out), args.gif, args.strip)
+    if out.is_dir():
+        raise ValueError(f"--out {out} is a folder; give the clip's file name, e.g. {out / args.default_out}")
+    folder = out.absolute().parent
+    while not folder.exists():  # the clip's folder is made if need be: its nearest existing one decides
+        folder = folder.parent
+    if not folder.is_dir() or not os.access(folder, os.W_OK | os.X_OK):
+        raise ValueError(f"cannot write {out}: {folder} is not a folder this user may write to")
+    return out
+
+
+def _write_outputs(frames, out: Path, args: argparse.Namespace, fps: int) -> None:
+    from .videoio import write_gif, write_mp4, write_strip_png
+
     print(f"clip: {write_mp4(frames, out, fps=fps, scale=args.scale)}")
     if args.gif:
         print(f"gif: {write_gif(frames, out.with_suffix('.gif'), fps, scale=args.scale)}")
@@ -370,6 +385,7 @@ def run_generate(args: argparse.Namespace) -> int:
     if args.joint and args.read_guidance:
         raise ValueError("--read-guidance steers a clip by reading it as a caption would; --joint writes the "
                          "caption with the clip, so the two do not go together.")
+    out = _output_path(args)
     pipe = _load_pipeline(args.model, args.device, args.dtype)
     options = dict(seed=args.seed, num_inference_steps=args.steps, guidance_scale=args.guidance)
     if args.joint:
@@ -384,7 +400,7 @@ def run_generate(args: argparse.Namespace) -> int:
         chosen = "  <- kept" if take.seed == result.seed else ""
         print(f"take: seed {take.seed}, agrees {take.score:.2f}: {take.caption}{chosen}")
     print(f"seed: {result.seed}")
-    _write_outputs(result.frames, args, pipe.fps)
+    _write_outputs(result.frames, out, args, pipe.fps)
     caption = result.caption
     if caption is None and not args.no_caption:
         caption = pipe.caption(result.frames, seed=result.seed, callback=_progress("caption")).text
@@ -504,6 +520,7 @@ def _caption_options(args: argparse.Namespace) -> dict:
 
 
 def run_edit(args: argparse.Namespace) -> int:
+    out = _output_path(args)
     pipe = _load_pipeline(args.model, args.device, args.dtype)
     video, notes = _read_video_arg(pipe, args)
     source_prompt = args.source_prompt
@@ -522,7 +539,7 @@ def run_edit(args: argparse.Namespace) -> int:
         print(f"note: {note}", file=sys.stderr)
     _warn_unknown(result.unknown_words)
     print(f"seed: {result.seed}")
-    _write_outputs(result.frames, args, pipe.fps)
+    _write_outputs(result.frames, out, args, pipe.fps)
     return 0
 
 
@@ -906,6 +923,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as error:
         print(f"uvigu {args.command}: {error}", file=sys.stderr)
         return 2
+    except OSError as error:  # a full disk, a file that went away: said, not a traceback (-v logs it)
+        logging.getLogger("uvigu").debug("uvigu %s failed", args.command, exc_info=True)
+        print(f"uvigu {args.command}: {error}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":
