@@ -1,6 +1,6 @@
 import pytest
 
-from uvigu.judge import JUDGES, get_judge, prompt_words, shapes_judge, words_judge
+from uvigu.judge import JUDGES, get_judge, prompt_words, read_back, shapes_judge, words_judge
 
 
 def test_words_judge_counts_the_prompts_distinct_words_the_caption_repeats():
@@ -56,3 +56,33 @@ def test_prompt_words_are_what_the_judge_reads_and_the_directions_it_must_not():
         ["red", "circle", "left", "blue", "square", "right"], [])
     assert prompt_words("shapes", "something shiny") == (["shiny", "something"], [])  # no object: words
     assert prompt_words("words", "A red circle, moving up") == (["a", "circle", "moving", "red", "up"], [])
+
+
+def test_read_back_says_what_the_caption_says_of_each_object_asked_for():
+    prompt = "a red circle moving right and a blue square moving up"
+    # the objects the other way round in the caption, the circle drawn as a square going down
+    caption = ("a small blue square moves quickly up from the left, while a large red square moves slowly down "
+               "from the center on a gray background.")
+    circle, square = read_back("shapes", prompt, caption)
+    assert circle.name == "red circle moving right" and not circle.agrees and circle.found
+    assert [(c.field, c.asked, c.said, c.agrees) for c in circle.checks] == [
+        ("color", "red", "red", True), ("shape", "circle", "square", False),
+        ("motion", "moving right", "moving down", False)]
+    assert square.name == "blue square moving up" and square.agrees
+    # the fields the prompt gives, and only those; an object the caption has no partner for
+    (plain,) = read_back("shapes", "a green triangle", "a small green triangle stays still near the top.")
+    assert plain.agrees and [c.field for c in plain.checks] == ["color", "shape"]
+    (gone,) = read_back("shapes", "a green triangle moving left", "a gray gray on")
+    assert not gone.found and not gone.agrees and all(c.said is None for c in gone.checks)
+    # an edit's caption reads as a prompt; the score of the judge and the read-back agree
+    edited = "a small red circle stays still near the center on a gray background."
+    (still,) = read_back("shapes", edited, "a small red circle moves slowly up from the center on a gray background.")
+    assert [(c.asked, c.said) for c in still.checks if not c.agrees] == [("staying still", "moving up")]
+    assert all(r.agrees for r in read_back("shapes", edited, edited)) and shapes_judge(edited, edited) == 1.0
+
+
+def test_read_back_by_words_for_other_models_and_prompts_the_grammar_cannot_read():
+    for judge in ("words", "shapes"):
+        (words,) = read_back(judge, "a lighthouse at dusk", "a lighthouse on a cliff")
+        assert words.name == "" and [(c.asked, c.agrees) for c in words.checks] == [
+            ("a", True), ("at", False), ("dusk", False), ("lighthouse", True)]

@@ -104,6 +104,12 @@ def test_outputs_have_the_documented_shapes(pipe):
     assert pipe.unknown_words(example.caption) == []
 
 
+def test_it_reads_a_caption_back_against_the_prompt_by_the_shapes_grammar(pipe):
+    example = make_example(0)
+    (obj, *_) = pipe.read_back(example.prompt, example.caption)  # the reference caption says all it asks
+    assert obj.name and obj.agrees and [c.field for c in obj.checks] == ["color", "shape", "motion"]
+
+
 def test_it_loads_with_the_denoiser_in_bfloat16_as_the_readme_shows():
     import torch
 

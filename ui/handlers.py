@@ -19,19 +19,20 @@ from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
 import gradio as gr
-import torch
 
 from ui import text
-from uvigu.studio import Cancelled, Job, Studio, StudioBusy, Take, word_diff
+from uvigu.studio import Cancelled, Job, OutOfMemory, Studio, StudioBusy, Take, word_diff
 from uvigu.timeline import DEFAULT_EVERY_S
 
 logger = logging.getLogger(__name__)
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-# The take panel: title, clip, model caption, unknown-word warning, critique, edited caption,
-# caption diff, current take id, and the clip it was made from (shown beside it, for edits).
-TAKE_OUTPUTS = ("take_title", "video", "caption", "unknown", "critique", "edited", "diff", "current", "before")
+# The take panel: title, clip, model caption, what the caption says of each thing asked for,
+# unknown-word warning, critique, edited caption, caption diff, current take id, and the clip it
+# was made from (shown beside it, for edits).
+TAKE_OUTPUTS = ("take_title", "video", "caption", "read_back", "unknown", "critique", "edited", "diff", "current",
+                "before")
 # The history tab: gallery of thumbnails, timeline text.
 HISTORY_OUTPUTS = ("gallery", "timeline")
 # The trajectory tab: step slider, step description, step clip, step text.
@@ -63,7 +64,7 @@ def user_errors(fn: F) -> F:
             raise gr.Error(str(error), title="The studio is busy") from None
         except ValueError as error:
             raise gr.Error(_sentence(str(error)), title="Please check the input") from None
-        except torch.OutOfMemoryError as error:
+        except OutOfMemory as error:
             logger.exception("the model ran out of memory")
             raise gr.Error(text.OUT_OF_MEMORY, title="Out of memory") from error
         except OSError as error:  # a full disk, a folder no longer writable: the studio's, not the visitor's
@@ -465,6 +466,7 @@ class Handlers:
             _take_title(take),
             str(self.studio.clip_path(token, take.id)),
             take.caption,
+            text.read_back(take.mode, self.studio.read_back(take.prompt, take.caption) or []),
             _unknown_warning(take.unknown_words) + _notes(take.notes),
             take.critique,
             take.caption,
@@ -487,7 +489,7 @@ class Handlers:
 
     @staticmethod
     def _empty_take() -> tuple:
-        return ("### No take yet\nType a prompt and press **Generate**.", None, "", "", "", "", [], None,
+        return ("### No take yet\nType a prompt and press **Generate**.", None, "", "", "", "", "", [], None,
                 gr.Video(value=None, visible=False))
 
     def _history_view(self, token: str, takes: list[Take] | None = None) -> tuple:
@@ -496,7 +498,7 @@ class Handlers:
             (str(self.studio.thumbnail_path(token, take.id)), f"#{take.seq} · {MODE_LABELS[take.mode]}")
             for take in takes
         ]
-        return gallery, _timeline(takes)
+        return gallery, _timeline(takes, self.studio.read_back)
 
     def _trajectory_view(self, token: str) -> tuple:
         trajectory = self.studio.trajectory(token)
@@ -512,7 +514,9 @@ class Handlers:
         )
 
 
-def _timeline(takes: list[Take]) -> str:
+def _timeline(takes: list[Take], read_back: Callable[[str, str], list | None] | None = None) -> str:
+    """The History tab's list of takes, newest first; with ``read_back`` (`Studio.read_back`), each
+    model caption says how much of what was asked it names."""
     if not takes:
         return "No takes yet."
     numbers = {take.id: take.seq for take in takes}
@@ -527,7 +531,8 @@ def _timeline(takes: list[Take]) -> str:
         if take.prompt:
             label = "Edited caption" if take.mode == "edit" else "Prompt"
             lines.append(f"- {label}: {_md(take.prompt)}")
-        lines.append(f"- Model's caption: {_md(take.caption)}")
+        agreement = text.read_back_count(read_back(take.prompt, take.caption) or []) if read_back else ""
+        lines.append(f"- Model's caption: {_md(take.caption)}{f' ({agreement})' if agreement else ''}")
         if tries:
             against = "edited caption" if take.mode == "edit" else "prompt"
             lines.append(f"- Tries, each read by the model and scored against the {against} (a try's seed, "

@@ -100,6 +100,7 @@ def build_demo(studio: Studio, gpu: Callable[[Callable], Callable] | None = None
                             label="What the model says the clip shows", interactive=False,
                             elem_id="model-caption", buttons=["copy"],
                         )
+                        ui["read_back"] = gr.Markdown(elem_id="take-read-back")
                         ui["unknown"] = gr.Markdown(elem_id="take-warning")
                         ui["critique"] = gr.Textbox(
                             label="Your critique (saved with the take)", lines=2,

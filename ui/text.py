@@ -31,6 +31,50 @@ UNGRAMMATICAL_CAPTION = (
 )
 
 
+_READ_BACK_LEADS = {
+    "generate": "Round trip: what you asked, in the model's caption of its clip",
+    "joint": "What you asked, in the caption written with the clip",
+    "edit": "Your edit, in the model's caption of the new clip",
+}
+_FIELD_NAMES = {"color": "colour", "shape": "shape", "motion": "motion", "word": "word"}
+
+
+def read_back_count(read_backs: list) -> str:
+    """How much of what was asked a caption names: "1 of 2 objects as asked", "5 of its 7 words"
+    (the prompt's words, for a model without a grammar), or "" when nothing was asked."""
+    if not read_backs:
+        return ""
+    if len(read_backs) == 1 and not read_backs[0].name:
+        checks = read_backs[0].checks
+        return f"{sum(c.agrees for c in checks)} of its {len(checks)} words" if checks else ""
+    right = sum(item.agrees for item in read_backs)
+    return f"{right} of {len(read_backs)} object{'s' if len(read_backs) > 1 else ''} as asked"
+
+
+def read_back(mode: str, read_backs: list) -> str:
+    """Under a take's caption: what it says of each thing the prompt (an edit's caption) asked
+    for (`uvigu.judge.ReadBack`s) — how many objects as asked, then an object per line with what
+    the caption says instead; or how many of the prompt's words it uses. Words, not symbols: they
+    read the same in every font and to a screen reader."""
+    if mode not in _READ_BACK_LEADS or not read_backs:
+        return ""
+    lead = f"**{_READ_BACK_LEADS[mode]}**: {read_back_count(read_backs)}"
+    if len(read_backs) == 1 and not read_backs[0].name:  # the prompt's words
+        missing = [c.asked for c in read_backs[0].checks if not c.agrees]
+        return lead + (f"; not in it: {', '.join(missing)}." if missing else ".")
+    lines = [f"{lead}.", ""]
+    for item in read_backs:
+        if item.agrees:
+            lines.append(f"- {item.name}: as asked")
+        elif not item.found:
+            lines.append(f"- {item.name}: **not in the caption**")
+        else:
+            misses = [f"**{c.said or 'no ' + _FIELD_NAMES[c.field]}** instead of {c.asked}"
+                      for c in item.checks if not c.agrees]
+            lines.append(f"- {item.name}: {', '.join(misses)}")
+    return "\n".join(lines)
+
+
 # Failures that are not the visitor's input, said in the browser (Gradio would show a bare "Error").
 STORAGE_FAILED = (
     "The studio could not write or read its files ({reason}), so what it was making was not kept; the takes "

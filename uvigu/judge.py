@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from dataclasses import dataclass
 
 TakeJudge = Callable[[str, str], float]
 
@@ -67,6 +68,62 @@ def get_judge(judge: str | TakeJudge) -> TakeJudge:
     if judge not in JUDGES:
         raise ValueError(f"take_judge must be one of {', '.join(JUDGES)} or a callable, got {judge!r}.")
     return JUDGES[judge]
+
+
+@dataclass(frozen=True)
+class Check:
+    """One thing a prompt asks for, and what a caption says in its place (``said`` None: nothing)."""
+
+    field: str  # "color", "shape", "motion" (the Shapes grammar) or "word"
+    asked: str
+    said: str | None
+
+    @property
+    def agrees(self) -> bool:
+        return self.asked == self.said
+
+
+@dataclass(frozen=True)
+class ReadBack:
+    """What a caption says of one thing the prompt asks for: an object of the Shapes grammar
+    (``name`` as the prompt words it, e.g. "red circle moving right"), or the prompt's words
+    (``name`` empty, a ``Check`` per distinct word)."""
+
+    name: str
+    checks: tuple[Check, ...]
+    found: bool = True  # an object: whether the caption names any object to pair it with
+
+    @property
+    def agrees(self) -> bool:
+        return self.found and all(check.agrees for check in self.checks)
+
+
+def read_back(judge: str, prompt: str, caption: str) -> list[ReadBack]:
+    """The prompt's asks, each with what ``caption`` says of it, as the judge named ``judge``
+    reads them: for ``"shapes"``, each object of the prompt against its partner in the caption
+    (paired as :func:`shapes_judge` pairs them) on the colour, shape and motion the prompt gives;
+    for ``"words"`` (or a prompt the grammar names no object in), the prompt's distinct words."""
+    if judge == "shapes":
+        from uvigu.data.shapes import PROMPT_MOTION_PHRASES
+        from uvigu.eval.grammar import parse_caption, parse_prompt
+        from uvigu.eval.tasks import best_pairing
+
+        asked = parse_prompt(prompt).objects
+        if asked:
+            named = parse_caption(caption).objects
+
+            def words(field: str, value: str | None) -> str | None:  # a motion as a prompt words it
+                return PROMPT_MOTION_PHRASES[value] if field == "motion" and value else value
+
+            out = []
+            for obj, j in zip(asked, best_pairing(asked, named, _FIELDS)):
+                partner = named[j] if j >= 0 else None
+                checks = tuple(Check(f, words(f, getattr(obj, f)), words(f, getattr(partner, f, None)))
+                               for f in _FIELDS if getattr(obj, f) is not None)
+                out.append(ReadBack(" ".join(c.asked for c in checks), checks, found=partner is not None))
+            return out
+    said = _words(caption)
+    return [ReadBack("", tuple(Check("word", w, w if w in said else None) for w in sorted(_words(prompt))))]
 
 
 _OPPOSITE = {"left": "right", "right": "left", "up": "down", "down": "up"}

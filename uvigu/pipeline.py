@@ -55,7 +55,7 @@ from .inputs import (
     prepare_video,
     prompt_tokens,
 )
-from .judge import TakeJudge, get_judge, prompt_words
+from .judge import ReadBack, TakeJudge, get_judge, prompt_words, read_back
 from .models import autoencoder as _autoencoder  # noqa: F401  diffusers' loader resolves saved component
 from .models import codec as _pixel_codec  # noqa: F401
 from .models import wan_codec as _wan_codec  # noqa: F401  classes only from modules already imported
@@ -359,6 +359,13 @@ class UniViGUPipeline(DiffusionPipeline):
         from uvigu.eval.grammar import follows_grammar
 
         return follows_grammar(caption)
+
+    def read_back(self, prompt: str, caption: str) -> list[ReadBack]:
+        """What ``caption`` says of each thing ``prompt`` asks for, as this model's ``take_judge``
+        reads the two (`uvigu.judge.read_back`): for the Shapes model each prompted object's
+        colour, shape and motion against the caption's; for others the prompt's words. With the
+        caption of a clip made from the prompt, this is the round trip, ask by ask."""
+        return read_back(self.config.take_judge, prompt, caption)
 
     def count_tokens(self, text: str) -> int:
         """Tokens of ``text`` as a prompt (its whitespace collapsed, as the tasks read it): what

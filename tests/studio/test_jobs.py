@@ -2,9 +2,10 @@ import threading
 import time
 
 import pytest
+import torch
 
 from uvigu import Cancelled
-from uvigu.studio.jobs import JobQueue, ProgressEvent, StudioBusy
+from uvigu.studio.jobs import JobQueue, OutOfMemory, ProgressEvent, StudioBusy
 
 
 @pytest.fixture
@@ -63,6 +64,18 @@ def test_a_failing_job_reports_its_error_and_the_worker_keeps_going(jobs):
     with pytest.raises(RuntimeError, match="kaput"):
         failed.result(timeout=5)
     assert after.result(timeout=5) == "still alive"
+
+
+@pytest.mark.parametrize("error", [torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB"),
+                                   MemoryError()])
+def test_running_out_of_memory_is_reported_as_such(jobs, error):
+    def big(job):
+        raise error
+
+    with pytest.raises(OutOfMemory) as raised:
+        jobs.submit("a", big).result(timeout=5)
+    assert raised.value.__cause__ is error  # the original, for the log's traceback
+    assert jobs.submit("a", lambda job: "still alive").result(timeout=5) == "still alive"
 
 
 def test_cancel_stops_a_running_job_at_its_next_step_and_drops_queued_ones(jobs):

@@ -7,11 +7,11 @@ from types import SimpleNamespace
 
 import gradio as gr
 import pytest
-import torch
 
 from ui.handlers import CONFIRM_OUTPUTS, HISTORY_OUTPUTS, TAKE_OUTPUTS, TRAJECTORY_OUTPUTS, Handlers, _timeline
 from uvigu import Cancelled
-from uvigu.studio import ProgressEvent, StudioBusy, Take
+from uvigu.judge import read_back
+from uvigu.studio import OutOfMemory, ProgressEvent, StudioBusy, Take
 
 RUN_OUTPUTS = 2 + len(TAKE_OUTPUTS) + len(HISTORY_OUTPUTS) + len(TRAJECTORY_OUTPUTS)
 
@@ -68,6 +68,9 @@ class FakeStudio:
 
     def text_length(self, text):
         return len(text.split()), 6
+
+    def read_back(self, prompt, caption):  # as the shipped model reads them
+        return read_back("shapes", prompt, caption) if prompt.strip() else None
 
     def cancel(self, token):
         self.calls.append(("cancel", token))
@@ -205,6 +208,35 @@ def test_tries_per_take_are_passed_on_and_listed_in_history(studio):
         final(Handlers(studio).generate("a red circle", "generate", 7.0, False, 12.0, 4.5, None, Progress(), 1, 1.5))
 
 
+def test_the_take_says_what_its_caption_says_of_each_thing_asked_for(studio):
+    made = make_take(prompt="a red circle moving right and a blue square moving up",
+                     caption="a large red square moves slowly down from the center, while a small blue square moves "
+                             "quickly up from the left on a gray background.")
+    studio.takes_ = [made]
+    studio.next_job = FakeJob(made)
+    _, _, *rest = final(Handlers(studio).generate(made.prompt, "generate", 1, False, 4, 3, "tok", Progress()))
+    assert dict(zip(TAKE_OUTPUTS, rest))["read_back"] == (
+        "**Round trip: what you asked, in the model's caption of its clip**: 1 of 2 objects as asked.\n\n"
+        "- red circle moving right: **square** instead of circle, **moving down** instead of moving right\n"
+        "- blue square moving up: as asked")
+    # An edit is read against its edited caption; a caption of an upload asked for nothing.
+    edit = make_take(seq=2, mode="edit", prompt="a small green circle moves quickly to the left from the right on a "
+                     "gray background.", caption="a small green circle moves slowly to the left from the top.")
+    upload = make_take(seq=3, mode="caption", prompt="", caption="a small green circle moves slowly up.")
+    studio.takes_ = [made, edit, upload]
+    views = [dict(zip(TAKE_OUTPUTS, Handlers(studio).open_take("tok", SimpleNamespace(index=i)))) for i in (1, 2)]
+    assert views[0]["read_back"] == ("**Your edit, in the model's caption of the new clip**: 1 of 1 object as "
+                                     "asked.\n\n- green circle moving left: as asked")
+    assert views[1]["read_back"] == ""
+    # History says it too, after each model caption
+    timeline = Handlers(studio)._history_view("tok")[1]
+    assert ("- Model's caption: a large red square moves slowly down from the center, while a small blue square "
+            "moves quickly up from the left on a gray background. (1 of 2 objects as asked)\n") in timeline
+    assert "- Model's caption: a small green circle moves slowly to the left from the top. (1 of 1 object as asked)\n" \
+        in timeline
+    assert "- Model's caption: a small green circle moves slowly up.\n" in timeline  # an upload: nothing asked
+
+
 def test_randomize_sends_no_seed(studio):
     studio.next_job = FakeJob(make_take())
     final(Handlers(studio).generate("a red circle", "generate", 7, True, 4, 3, "tok", Progress()))
@@ -261,7 +293,7 @@ def test_a_full_disk_is_said_plainly_and_the_earlier_takes_are_kept(tmp_path, mo
 
 
 def test_running_out_of_memory_is_said_plainly(studio):
-    studio.next_job = FakeJob(error=torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB"))
+    studio.next_job = FakeJob(error=OutOfMemory("CUDA out of memory. Tried to allocate 2.00 GiB"))
     with pytest.raises(gr.Error) as raised:
         final(Handlers(studio).generate("x", "generate", 0, True, 4, 3, "tok", Progress(), 4, 1))
     assert raised.value.title == "Out of memory" and "fewer takes per click" in raised.value.message

@@ -45,9 +45,21 @@ _MAX_ALIGNED = 12  # found objects considered by align_fields (a scene has at mo
 def align_fields(expected: Sequence[ObjectMention], found: Sequence, fields: Sequence[str] = CORE_FIELDS) -> dict[str, list[bool]]:
     """Per field, per expected object: whether its partner in the best one-to-one pairing agrees.
 
-    The pairing maximises the number of agreeing fields over all pairs (a text that swaps two
-    objects' shapes is scored on shape, not on colour). Unpaired expected objects agree on nothing.
+    The pairing (`best_pairing`) maximises the number of agreeing fields over all pairs (a text
+    that swaps two objects' shapes is scored on shape, not on colour). Unpaired expected objects
+    agree on nothing.
     """
+    found = list(found)[:_MAX_ALIGNED]
+    partner = best_pairing(expected, found, fields)
+    return {
+        f: [j >= 0 and getattr(e, f) == getattr(found[j], f, None) for e, j in zip(expected, partner)] for f in fields
+    }
+
+
+def best_pairing(expected: Sequence[ObjectMention], found: Sequence, fields: Sequence[str] = CORE_FIELDS
+                 ) -> tuple[int, ...]:
+    """Per expected object, the index of its partner among the first objects of ``found`` (-1:
+    none), in the one-to-one pairing under which the most ``fields`` agree (the first such)."""
     found = list(found)[:_MAX_ALIGNED]
     best_score, partner = -1, tuple(-1 for _ in expected)
     # Injective maps expected -> found index or -1 (unpaired); at most (F + E)! / F! of them.
@@ -55,9 +67,7 @@ def align_fields(expected: Sequence[ObjectMention], found: Sequence, fields: Seq
         score = sum(j >= 0 and getattr(e, f) == getattr(found[j], f, None) for e, j in zip(expected, pick) for f in fields)
         if score > best_score:
             best_score, partner = score, pick
-    return {
-        f: [j >= 0 and getattr(e, f) == getattr(found[j], f, None) for e, j in zip(expected, partner)] for f in fields
-    }
+    return partner
 
 
 def _mentions_json(mentions: Sequence) -> list[dict]:

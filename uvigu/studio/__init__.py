@@ -1,7 +1,7 @@
 """Session manager: one shared pipeline, one job queue, persistent and isolated sessions of takes."""
 
 from uvigu import Cancelled
-from uvigu.studio.jobs import Job, JobQueue, ProgressEvent, StudioBusy
+from uvigu.studio.jobs import Job, JobQueue, OutOfMemory, ProgressEvent, StudioBusy
 from uvigu.studio.manager import ModelDefaults, Studio, Timeline, Trajectory, TrajectoryFrame
 from uvigu.studio.settings import StudioSettings
 from uvigu.studio.store import Take, TakeStore
@@ -12,6 +12,7 @@ __all__ = [
     "Job",
     "ModelDefaults",
     "JobQueue",
+    "OutOfMemory",
     "ProgressEvent",
     "Studio",
     "StudioBusy",

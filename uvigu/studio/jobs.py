@@ -16,6 +16,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
+import torch
+
 from uvigu import Cancelled
 
 logger = logging.getLogger(__name__)
@@ -25,6 +27,11 @@ T = TypeVar("T")
 
 class StudioBusy(RuntimeError):
     """The queue is full; the message says so in words a visitor understands."""
+
+
+class OutOfMemory(RuntimeError):
+    """A job's model run ran out of memory (torch's ``OutOfMemoryError`` or Python's ``MemoryError``,
+    its cause): a failure of the host's size, not of the visitor's input."""
 
 
 @dataclass(frozen=True)
@@ -108,6 +115,9 @@ class Job(Generic[T]):
             self._result = self._work(self)
         except BaseException as error:  # handed to the submitter, never kills the worker
             self._error = error
+            if isinstance(error, (torch.OutOfMemoryError, MemoryError)):
+                self._error = OutOfMemory(str(error))
+                self._error.__cause__ = error
         finally:
             self.finished = time.monotonic()
             self._events.put(_DONE)

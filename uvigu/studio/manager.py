@@ -31,6 +31,7 @@ import numpy as np
 from PIL import Image
 
 from uvigu.inputs import number_in_range, whole_in_range
+from uvigu.judge import ReadBack
 from uvigu.studio.archive import ArchivedTake, ArchiveLimits, read_archive, write_archive
 from uvigu.studio.jobs import Job, JobQueue, ProgressEvent
 from uvigu.studio.settings import StudioSettings
@@ -180,6 +181,12 @@ class Studio:
         learned from."""
         check = getattr(self.pipe, "follows_grammar", None)
         return None if check is None else check(caption)
+
+    def read_back(self, prompt: str, caption: str) -> list[ReadBack] | None:
+        """What the model's ``caption`` of a clip says of each thing ``prompt`` asked for
+        (`UniViGUPipeline.read_back`); ``None`` for a pipeline that cannot say."""
+        check = getattr(self.pipe, "read_back", None)
+        return None if check is None or not prompt.strip() else check(prompt, caption)
 
     def text_length(self, text: str) -> tuple[int, int]:
         """(tokens of ``text`` as a prompt, the most the model reads): a longer prompt or edited
