@@ -111,6 +111,11 @@ def test_generate_critique_edit_regenerate_and_history(studio_app, browser):
         caption = textarea(page, "model-caption").input_value()
         assert caption.strip() and caption == take.caption
         assert textarea(page, "edited-caption").input_value() == caption
+        # Under it, how much of the prompt it names, object by object (the tiny model's words are noise).
+        read_back = page.locator("#take-read-back")
+        read_back.get_by_text("Round trip: what you asked, in the model's caption of its clip").wait_for()
+        said = read_back.inner_text()
+        assert " of 1 object as asked" in said and "red circle moving right: " in said
         shot(page, "02-first-take")
 
         # Critique, edit the caption (the diff shows the change), regenerate.
