@@ -103,6 +103,19 @@ def test_a_write_that_fails_is_said_without_a_traceback(model_dir, tmp_path, mon
     assert "uvigu generate: [Errno 28] No space left on device" in err and "Traceback" not in err
 
 
+def test_generate_says_what_the_caption_of_its_clip_says_of_the_prompt(model_dir, tmp_path, monkeypatch, capsys):
+    said = "a small red circle moves slowly up from the center on a gray background."
+    monkeypatch.setattr(UniViGUPipeline, "caption", lambda self, video, **kwargs: SimpleNamespace(text=said))
+    assert main(["generate", "a red circle moving right", "--model", str(model_dir), "--steps", "2",
+                 "--out", str(tmp_path / "clip.mp4")]) == 0
+    out = capsys.readouterr().out
+    assert out.endswith(f"caption: {said}\nround trip: 0 of 1 object as asked\n"
+                        "  red circle moving right: moving up instead of moving right\n")
+    assert main(["generate", "a red circle moving up", "--model", str(model_dir), "--steps", "2",
+                 "--out", str(tmp_path / "clip.mp4")]) == 0
+    assert capsys.readouterr().out.endswith(f"caption: {said}\nround trip: 1 of 1 object as asked\n")
+
+
 @pytest.fixture
 def recorded_edits(model_dir, tmp_path, monkeypatch):
     """A generated clip, and the keyword arguments of every ``pipe.edit`` call the test makes after."""

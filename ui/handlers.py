@@ -21,6 +21,7 @@ from typing import Any, TypeVar
 import gradio as gr
 
 from ui import text
+from uvigu.judge import read_back_count
 from uvigu.studio import Cancelled, Job, OutOfMemory, Studio, StudioBusy, Take, word_diff
 from uvigu.timeline import DEFAULT_EVERY_S
 
@@ -531,7 +532,7 @@ def _timeline(takes: list[Take], read_back: Callable[[str, str], list | None] | 
         if take.prompt:
             label = "Edited caption" if take.mode == "edit" else "Prompt"
             lines.append(f"- {label}: {_md(take.prompt)}")
-        agreement = text.read_back_count(read_back(take.prompt, take.caption) or []) if read_back else ""
+        agreement = read_back_count(read_back(take.prompt, take.caption) or []) if read_back else ""
         lines.append(f"- Model's caption: {_md(take.caption)}{f' ({agreement})' if agreement else ''}")
         if tries:
             against = "edited caption" if take.mode == "edit" else "prompt"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from uvigu.judge import read_back_count
+
 INTRO = """\
 # Uni-ViGU Studio
 One diffusion model that **makes video from text and says what a video shows**. Type a prompt,
@@ -36,19 +38,6 @@ _READ_BACK_LEADS = {
     "joint": "What you asked, in the caption written with the clip",
     "edit": "Your edit, in the model's caption of the new clip",
 }
-_FIELD_NAMES = {"color": "colour", "shape": "shape", "motion": "motion", "word": "word"}
-
-
-def read_back_count(read_backs: list) -> str:
-    """How much of what was asked a caption names: "1 of 2 objects as asked", "5 of its 7 words"
-    (the prompt's words, for a model without a grammar), or "" when nothing was asked."""
-    if not read_backs:
-        return ""
-    if len(read_backs) == 1 and not read_backs[0].name:
-        checks = read_backs[0].checks
-        return f"{sum(c.agrees for c in checks)} of its {len(checks)} words" if checks else ""
-    right = sum(item.agrees for item in read_backs)
-    return f"{right} of {len(read_backs)} object{'s' if len(read_backs) > 1 else ''} as asked"
 
 
 def read_back(mode: str, read_backs: list) -> str:
@@ -69,9 +58,7 @@ def read_back(mode: str, read_backs: list) -> str:
         elif not item.found:
             lines.append(f"- {item.name}: **not in the caption**")
         else:
-            misses = [f"**{c.said or 'no ' + _FIELD_NAMES[c.field]}** instead of {c.asked}"
-                      for c in item.checks if not c.agrees]
-            lines.append(f"- {item.name}: {', '.join(misses)}")
+            lines.append(f"- {item.name}: " + ", ".join(f"**{said}** instead of {asked}" for said, asked in item.misses()))
     return "\n".join(lines)
 
 

@@ -406,7 +406,21 @@ def run_generate(args: argparse.Namespace) -> int:
         caption = pipe.caption(result.frames, seed=result.seed, callback=_progress("caption")).text
     if caption is not None:
         print(f"caption: {caption}")
+        _print_read_back(pipe.read_back(args.prompt, caption), "joint caption" if args.joint else "round trip")
     return 0
+
+
+def _print_read_back(read_backs, what: str) -> None:
+    """How much of the prompt the caption names, and each object it names otherwise (`pipe.read_back`)."""
+    from .judge import read_back_count
+
+    if count := read_back_count(read_backs):
+        print(f"{what}: {count}")
+    for item in read_backs:
+        if item.name and not item.found:
+            print(f"  {item.name}: not in the caption")
+        elif item.name and not item.agrees:
+            print(f"  {item.name}: " + ", ".join(f"{said} instead of {asked}" for said, asked in item.misses()))
 
 
 def run_caption(args: argparse.Namespace) -> int:

@@ -97,6 +97,24 @@ class ReadBack:
     def agrees(self) -> bool:
         return self.found and all(check.agrees for check in self.checks)
 
+    def misses(self) -> list[tuple[str, str]]:
+        """(what the caption says, what was asked) for each check that does not agree; what it says
+        is "no colour" (shape, motion, word) where it says nothing."""
+        return [(c.said or f"no {_FIELD_WORDS[c.field]}", c.asked) for c in self.checks if not c.agrees]
+
+
+_FIELD_WORDS = {"color": "colour", "shape": "shape", "motion": "motion", "word": "word"}
+
+
+def read_back_count(read_backs: list[ReadBack]) -> str:
+    """How much of what was asked a caption names: "1 of 2 objects as asked", or for the prompt's
+    words "5 of its 7 words"; "" when nothing was asked."""
+    if len(read_backs) == 1 and not read_backs[0].name:
+        checks = read_backs[0].checks
+        return f"{sum(c.agrees for c in checks)} of its {len(checks)} words" if checks else ""
+    right = sum(item.agrees for item in read_backs)
+    return f"{right} of {len(read_backs)} object{'s' if len(read_backs) > 1 else ''} as asked" if read_backs else ""
+
 
 def read_back(judge: str, prompt: str, caption: str) -> list[ReadBack]:
     """The prompt's asks, each with what ``caption`` says of it, as the judge named ``judge``
