@@ -58,7 +58,8 @@ def read_back(mode: str, read_backs: list) -> str:
         elif not item.found:
             lines.append(f"- {item.name}: **not in the caption**")
         else:
-            lines.append(f"- {item.name}: " + ", ".join(f"**{said}** instead of {asked}" for said, asked in item.misses()))
+            misses = (f"**{said}** instead of {asked}" for said, asked in item.misses())
+            lines.append(f"- {item.name}: {', '.join(misses)}")
     return "\n".join(lines)
 
 
