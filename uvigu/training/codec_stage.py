@@ -29,6 +29,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from ..models.autoencoder import VideoAutoencoder, reconstruction_loss
 from .config import TrainConfig
+from .progress import time_left
 from .stream import ShuffledStream
 
 logger = logging.getLogger(__name__)
@@ -105,8 +106,9 @@ def train_codec(codec: VideoAutoencoder, dataset: Dataset, config: TrainConfig, 
                       "steps_per_s": round(len(losses) / seconds, 4), "elapsed_s": round(time.perf_counter() - start, 2)}
             with log.open("a", encoding="utf-8") as f:
                 f.write(json.dumps(record) + "\n")
-            logger.info("codec step %d: reconstruction=%.4f lr=%.2e %.3f steps/s", step + 1, record["reconstruction"],
-                        lr, record["steps_per_s"])
+            left = time_left(config.steps_codec - step - 1, record["steps_per_s"])
+            logger.info("codec step %d/%d: reconstruction=%.4f lr=%.2e %.3f steps/s%s", step + 1, config.steps_codec,
+                        record["reconstruction"], lr, record["steps_per_s"], f", {left}" if left else "")
             losses, window_start = [], time.perf_counter()
 
     _save(unwrapped, done, accelerator)

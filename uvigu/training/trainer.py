@@ -63,6 +63,7 @@ from .config import TrainConfig
 from .codec_stage import CODEC_LOG, train_codec
 from .ema import EMA
 from .objective import LossOutput, compute_loss
+from .progress import time_left
 from .stream import ShuffledStream
 from .warm_start import copy_weights, load_source, saved_addable, source_words
 
@@ -213,7 +214,7 @@ def train(
                 record = {"step": step, "stage": stage, "lr": lr, **window.summary(),
                           "elapsed_s": round(wall_before + time.perf_counter() - session_start, 2)}
                 _append_log(out / LOG_FILE, record)
-                logger.info(_format_record(record))
+                logger.info(_format_record(record, config.total_steps))
                 window = LossWindow()
             if config.sample_every and step % config.sample_every == 0 and main:
                 write_samples(pipe, ema.modules, dataset, config, out / "samples", step, eval_clips)
@@ -521,8 +522,11 @@ def _truncate_log(path: Path, step: int) -> None:
     path.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
 
 
-def _format_record(record: dict[str, Any]) -> str:
+def _format_record(record: dict[str, Any], total_steps: int) -> str:
+    """A log record as the line the run prints: the step of the run's steps, losses, rate and time left."""
     tasks = " ".join(f"{k}={v:.4f}" for k, v in record.items() if "/" in k)
-    return (f"step {record['step']} [{record['stage']}] loss={record['loss']:.4f} video={record['video_loss']:.4f} "
-            f"text={record['text_loss']:.4f} | {tasks} | lr={record['lr']:.2e} {record['steps_per_s']:.3f} steps/s"
+    left = time_left(total_steps - record["step"], record["steps_per_s"])
+    return (f"step {record['step']}/{total_steps} [{record['stage']}] loss={record['loss']:.4f} "
+            f"video={record['video_loss']:.4f} text={record['text_loss']:.4f} | {tasks} | lr={record['lr']:.2e} "
+            f"{record['steps_per_s']:.3f} steps/s" + (f", {left}" if left else "")
             + (f" | {record['twins']:.1f} twins/step" if "twins" in record else ""))
