@@ -114,6 +114,14 @@ def test_generate_says_what_the_caption_of_its_clip_says_of_the_prompt(model_dir
     assert main(["generate", "a red circle moving up", "--model", str(model_dir), "--steps", "2",
                  "--out", str(tmp_path / "clip.mp4")]) == 0
     assert capsys.readouterr().out.endswith(f"caption: {said}\nround trip: 1 of 1 object as asked\n")
+    # an edit captions its clip too, read against the edited text; --no-caption skips both
+    edit = ["edit", str(tmp_path / "clip.mp4"), "a small red circle moves slowly to the right from the center.",
+            "--model", str(model_dir), "--steps", "2", "--out", str(tmp_path / "edited.mp4")]
+    assert main(edit) == 0
+    assert capsys.readouterr().out.endswith(f"caption: {said}\nyour edit: 0 of 1 object as asked\n"
+                                            "  red circle moving right: moving up instead of moving right\n")
+    assert main([*edit, "--no-caption"]) == 0
+    assert "caption: " not in capsys.readouterr().out
 
 
 @pytest.fixture
@@ -182,7 +190,7 @@ def test_start_takes_the_clip_from_that_time_for_caption_and_edit(model_dir, tmp
     assert main(["caption", str(ramp), "--start", "2", "--model", str(model_dir), "--seed", "0"]) == 0
     assert f"note: used {frames / fps:.1f} s from 2.0 s ({frames} frames)" in capsys.readouterr().err
     assert main(["edit", str(ramp), "a red circle", "--start", "3", "--model", str(model_dir), "--seed", "0",
-                 "--out", str(tmp_path / "edited.mp4")]) == 0
+                 "--no-caption", "--out", str(tmp_path / "edited.mp4")]) == 0
     starts = [round(float(video[0].mean()) / 5) for video in seen]
     assert starts == [2 * fps, 3 * fps]  # the frames shown at 2 s and at 3 s
     assert main(["caption", str(ramp), "--model", str(model_dir), "--seed", "0"]) == 0

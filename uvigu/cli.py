@@ -290,6 +290,8 @@ def add_edit_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--guidance", type=float, default=None,
                    help="classifier-free guidance scale [the model's; with --source-prompt or --keep-rest the edited "
                    "text's is the model's flow_edit_guidance, 3 on the shipped model]")
+    p.add_argument("--no-caption", action="store_true",
+                   help="skip captioning the edited clip (and saying how much of the prompt its caption names)")
     _add_output_arguments(p, "edited.mp4")
     p.set_defaults(func=run_edit)
 
@@ -554,6 +556,10 @@ def run_edit(args: argparse.Namespace) -> int:
     _warn_unknown(result.unknown_words)
     print(f"seed: {result.seed}")
     _write_outputs(result.frames, out, args, pipe.fps)
+    if not args.no_caption:  # what the edited clip shows, as the studio says it after an edit
+        caption = pipe.caption(result.frames, seed=result.seed, callback=_progress("caption")).text
+        print(f"caption: {caption}")
+        _print_read_back(pipe.read_back(args.prompt, caption), "your edit")
     return 0
 
 
