@@ -239,6 +239,26 @@ class Handlers:
         return self._history_view(token)
 
     @user_errors
+    def ask_for_misses(self, current: str | None, token: str | None) -> Any:
+        """*Ask for what it missed*: the open take's caption with what it says otherwise than its
+        prompt (an edit's edited caption) set to what was asked, into the edited caption — to
+        regenerate from, keeping the rest. Leaves the box as it is, and says why, when there is
+        nothing to correct."""
+        if not current:
+            raise ValueError("There is no take yet; generate a clip first.")
+        take = self.studio.take(token, current)
+        if not take.prompt.strip():
+            gr.Info(text.NOTHING_ASKED)
+            return gr.skip()
+        fixed = self.studio.corrected_caption(take.prompt, take.caption)
+        if fixed is None:
+            read_backs = self.studio.read_back(take.prompt, take.caption) or []
+            as_asked = read_backs and read_backs[0].name and all(item.agrees for item in read_backs)
+            gr.Info(text.NOTHING_MISSED if as_asked else text.CANNOT_CORRECT)
+            return gr.skip()
+        return fixed
+
+    @user_errors
     def gif(self, current: str | None, token: str | None) -> Any:
         """Save as GIF: the open take as a looping GIF, in the file box under the take."""
         if not current:

@@ -101,6 +101,10 @@ def build_demo(studio: Studio, gpu: Callable[[Callable], Callable] | None = None
                             elem_id="model-caption", buttons=["copy"],
                         )
                         ui["read_back"] = gr.Markdown(elem_id="take-read-back")
+                        ask_btn = gr.Button(
+                            "Ask for what it missed (into the edited caption below)", size="sm",
+                            elem_id="ask-missed-btn",
+                        )
                         ui["unknown"] = gr.Markdown(elem_id="take-warning")
                         ui["critique"] = gr.Textbox(
                             label="Your critique (saved with the take)", lines=2,
@@ -250,6 +254,8 @@ def build_demo(studio: Studio, gpu: Callable[[Callable], Callable] | None = None
         stop_btn.click(handlers.stop, [token], None, show_progress="hidden", **private)
         save_critique_btn.click(handlers.save_critique, [ui["current"], ui["critique"], token], history, **private)
         gif_btn.click(handlers.gif, [ui["current"], token], [gif_file], **private)
+        ask_btn.click(handlers.ask_for_misses, [ui["current"], token], [ui["edited"]], show_progress="hidden",
+                      **private)
         keep_rest.change(handlers.keep_rest_strength, [keep_rest], [strength], **QUICK, **private)
         ui["edited"].change(handlers.diff, [ui["caption"], ui["edited"]], [ui["diff"]], **QUICK, **private)
         ui["edited"].change(

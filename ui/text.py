@@ -63,6 +63,14 @@ def read_back(mode: str, read_backs: list) -> str:
     return "\n".join(lines)
 
 
+NOTHING_ASKED = "This clip was uploaded, so nothing was asked of it: edit its caption yourself."
+NOTHING_MISSED = "The caption already says everything you asked."
+CANNOT_CORRECT = (
+    "This caption cannot be corrected word for word (it is not in the grammar the model writes, or the model "
+    "has none): edit it yourself."
+)
+
+
 # Failures that are not the visitor's input, said in the browser (Gradio would show a bare "Error").
 STORAGE_FAILED = (
     "The studio could not write or read its files ({reason}), so what it was making was not kept; the takes "

@@ -680,19 +680,23 @@ def _run_folder_eval(args: argparse.Namespace) -> int:
 def add_sweep_parser(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "sweep",
-        help="accuracy of generate, caption, round_trip or edit under several settings, on the evaluation's clips",
+        help="accuracy of generate, caption, round_trip, edit or fix under several settings, on the evaluation's "
+        "clips",
         description="Run one task on the evaluation's clips and seeds once per --setting and print a markdown "
         "table: object accuracy (colour, shape, motion together and alone) for generate, caption and round_trip "
         "(the caption of the clip generated from the prompt, under caption settings; each clip is generated "
-        "once, at the defaults), edit success (and its parts) for edit, and seconds per clip (for round_trip, "
-        "the caption's).",
+        "once, at the defaults), edit success (and its parts) for edit, object accuracy of the generated clip "
+        "edited once with its caption corrected to the prompt for fix (the studio's Ask for what it missed, "
+        "keeping the rest; rounds=0: the generated clip itself), and seconds per clip (for round_trip, the "
+        "caption's; for fix, the caption's and edit's).",
     )
-    p.add_argument("task", choices=["generate", "caption", "round_trip", "edit"])
+    p.add_argument("task", choices=["generate", "caption", "round_trip", "edit", "fix"])
     p.add_argument("--setting", action="append", default=None, metavar="K=V[,K=V]",
                    help="settings of one row, e.g. guidance_scale=6,num_inference_steps=40 (generate), "
                    "num_inference_steps=24, temperature=0.5 or reread=0 (caption, round_trip) or strength=0.7 or "
                    "with_source=1 (edit; 1: the edit is also given the caption before the change, as source_prompt; "
-                   "2: the model's own caption of the clip, as the studio's Keep the rest); "
+                   "2: the model's own caption of the clip, as the studio's Keep the rest) or rounds=0 or "
+                   "strength=0.8 (fix); "
                    "'defaults' for the pipeline's; repeat for more rows [defaults]")
     _add_checkpoint_arguments(p)
     p.add_argument("--num", type=int, default=20, help="main-set clips [%(default)s]")

@@ -123,8 +123,7 @@ def read_back(judge: str, prompt: str, caption: str) -> list[ReadBack]:
     for ``"words"`` (or a prompt the grammar names no object in), the prompt's distinct words."""
     if judge == "shapes":
         from uvigu.data.shapes import PROMPT_MOTION_PHRASES
-        from uvigu.eval.grammar import parse_caption, parse_prompt
-        from uvigu.eval.tasks import best_pairing
+        from uvigu.eval.grammar import best_pairing, parse_caption, parse_prompt
 
         asked = parse_prompt(prompt).objects
         if asked:

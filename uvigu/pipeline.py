@@ -367,6 +367,17 @@ class UniViGUPipeline(DiffusionPipeline):
         caption of a clip made from the prompt, this is the round trip, ask by ask."""
         return read_back(self.config.take_judge, prompt, caption)
 
+    def corrected_caption(self, prompt: str, caption: str) -> str | None:
+        """``caption`` rewritten to say what ``prompt`` asks where it says otherwise — the text to
+        edit the clip with (``source_prompt=caption``) so that it shows what was asked — for a model
+        whose ``take_judge`` is the Shapes grammar (`uvigu.eval.grammar.corrected_caption`); ``None``
+        when there is nothing to correct, the caption is not of the grammar, or the model has none."""
+        if self.config.take_judge != "shapes":
+            return None
+        from uvigu.eval.grammar import corrected_caption
+
+        return corrected_caption(prompt, caption)
+
     def count_tokens(self, text: str) -> int:
         """Tokens of ``text`` as a prompt (its whitespace collapsed, as the tasks read it): what
         ``max_text_tokens`` limits."""

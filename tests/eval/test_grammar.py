@@ -1,8 +1,10 @@
 import numpy as np
 import pytest
 
-from uvigu.data.shapes import ShapesConfig, make_example, sample_scene, scene_prompt, shapes_vocabulary
-from uvigu.eval.grammar import ObjectMention, ParsedText, parse_caption, parse_prompt, scene_mentions
+from uvigu.data.shapes import (ShapesConfig, make_example, possible_regions, sample_scene, scene_prompt,
+                               shapes_vocabulary)
+from uvigu.eval.grammar import (ObjectMention, ParsedText, corrected_caption, follows_grammar, parse_caption,
+                                parse_prompt, scene_mentions)
 
 
 @pytest.mark.parametrize("split", ["train", "heldout"])
@@ -111,3 +113,41 @@ def test_random_vocabulary_soup_never_raises():
         for parse in (parse_prompt, parse_caption):
             for mention in parse(text).objects:
                 assert mention.color and mention.shape
+
+
+def test_possible_regions_are_the_generators_starts():
+    seen = {}
+    for seed in range(3000):
+        for obj in make_example(seed).scene.objects:
+            seen.setdefault((obj.size, obj.motion, obj.speed), set()).add(obj.region)
+    assert len(seen) == 18  # 2 sizes × (4 motions × 2 speeds + still)
+    for (size, motion, speed), regions in seen.items():
+        assert set(possible_regions(size, motion, speed)) == regions, (size, motion, speed)
+
+
+def test_a_caption_corrected_to_what_the_prompt_asked():
+    caption = ("a large red square moves slowly down from the center, while a small blue square moves quickly up "
+               "from the left on a gray background.")
+    # the red object: circle, and right (from the center it can); the blue one is as asked, kept word for word
+    assert corrected_caption("a red circle moving right and a blue square moving up", caption) == (
+        "a large red circle moves slowly to the right from the center, while a small blue square moves quickly up "
+        "from the left on a gray background.")
+    assert corrected_caption("a blue square moving up", caption) is None  # it says all that was asked
+    # a start the new motion cannot have moves to the nearest one it can; a still one gets a speed when set moving
+    assert corrected_caption("a red circle moving right",
+                             "a large red circle moves quickly to the left from the right on a gray background.") == (
+        "a large red circle moves quickly to the right from the left on a gray background.")
+    assert corrected_caption("a small green triangle moving up",
+                             "a large red triangle stays still near the top on a white background.") == (
+        "a small green triangle moves slowly up from the center on a white background.")
+    # an object the caption lacks is added; a caption off the grammar, or a prompt of no object, gets none
+    assert corrected_caption("a red square moving down and a yellow diamond staying still",
+                             "a large red square moves slowly down from the center on a gray background.") == (
+        "a large red square moves slowly down from the center, while a small yellow diamond stays still near the "
+        "center on a gray background.")
+    assert corrected_caption("a red circle", "a red circle goes somewhere") is None
+    assert corrected_caption("something nice", caption) is None
+    # what it writes is a caption of the grammar, and says all that was asked
+    fixed = corrected_caption("a purple triangle moving left and a blue square staying still", caption)
+    assert follows_grammar(fixed) and corrected_caption("a purple triangle moving left and a blue square staying "
+                                                        "still", fixed) is None

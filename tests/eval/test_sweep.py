@@ -7,7 +7,7 @@ import pytest
 
 from uvigu.cli import main
 from uvigu.data.shapes import HELD_OUT_PAIRS, SHAPES, scene_caption
-from uvigu.eval.grammar import scene_mentions
+from uvigu.eval.grammar import corrected_caption, scene_mentions
 from uvigu.eval.report import EvalConfig, eval_example
 from uvigu.eval.sweep import parse_setting, render_table, run_sweep
 from uvigu.testing import tiny_pipeline
@@ -35,6 +35,9 @@ class Recording:
     def edit(self, frames, prompt, *, seed, **kwargs):
         self.calls.append(("edit", seed, kwargs))
         return self.base.edit(frames, prompt, seed=seed)
+
+    def corrected_caption(self, prompt, caption):  # as the shipped model corrects one
+        return corrected_caption(prompt, caption)
 
 
 def _objects(set_name: str) -> int:
@@ -86,6 +89,27 @@ def test_the_round_trip_captions_the_generated_clip_made_once_per_clip():
         assert row.fields["color"] == row.fields["motion"] == row.total > 0
     assert all(r.right == r.total for r in run_sweep(Recording(DrawsOtherShapes(CONFIG)), "caption", [{}], CONFIG))
     assert render_table(rows, "round_trip").splitlines()[2].startswith("| defaults | main | 0.000 (0/")
+
+
+def test_fix_edits_the_generated_clip_with_its_caption_corrected_to_the_prompt():
+    settings = [{"rounds": 0}, {}, {"strength": 0.8}]
+    pipe = Recording(DrawsOtherShapes(CONFIG))  # every generated object in a shape not asked for
+    rows = run_sweep(pipe, "fix", settings, CONFIG)
+    assert [(r.settings, r.set_name) for r in rows] == [(s, n) for s in settings for n in ("main", "heldout")]
+    for row in rows[:2]:  # rounds=0: the generated clip as it is
+        assert row.total == _objects(row.set_name) > 0 and row.right == row.fields["shape"] == 0
+    for row in rows[2:]:  # corrected: every shape as asked, colour and motion kept
+        assert row.right == row.total == _objects(row.set_name)
+    seeds = [CONFIG.pipeline_seed(s, i) for s in ("main", "heldout") for i in range(CONFIG.count(s))]
+    assert [c for c in pipe.calls if c[0] == "generate"] == [("generate", seed, {}) for seed in seeds]  # once each
+    edits = [c for c in pipe.calls if c[0] == "edit"]
+    assert [seed for _, seed, _ in edits] == seeds * 2  # the clip's seed; none with rounds=0
+    assert all(set(k) == {"source_prompt"} for _, _, k in edits[:len(seeds)])  # keeping the rest
+    assert all(k["strength"] == 0.8 for _, _, k in edits[len(seeds):])
+    # clips whose caption says all that was asked are not edited
+    pipe = Recording(OraclePipeline(CONFIG))
+    assert all(r.right == r.total for r in run_sweep(pipe, "fix", [{}], CONFIG))
+    assert not [c for c in pipe.calls if c[0] == "edit"]
 
 
 def test_edits_are_counted_per_clip_with_their_parts():

@@ -10,6 +10,7 @@ import pytest
 
 from ui.handlers import CONFIRM_OUTPUTS, HISTORY_OUTPUTS, TAKE_OUTPUTS, TRAJECTORY_OUTPUTS, Handlers, _timeline
 from uvigu import Cancelled
+from uvigu.eval.grammar import corrected_caption
 from uvigu.judge import read_back
 from uvigu.studio import OutOfMemory, ProgressEvent, StudioBusy, Take
 
@@ -71,6 +72,9 @@ class FakeStudio:
 
     def read_back(self, prompt, caption):  # as the shipped model reads them
         return read_back("shapes", prompt, caption) if prompt.strip() else None
+
+    def corrected_caption(self, prompt, caption):  # as the shipped model corrects them
+        return corrected_caption(prompt, caption) if prompt.strip() else None
 
     def cancel(self, token):
         self.calls.append(("cancel", token))
@@ -235,6 +239,27 @@ def test_the_take_says_what_its_caption_says_of_each_thing_asked_for(studio):
     assert "- Model's caption: a small green circle moves slowly to the left from the top. (1 of 1 object as asked)\n" \
         in timeline
     assert "- Model's caption: a small green circle moves slowly up.\n" in timeline  # an upload: nothing asked
+
+
+def test_ask_for_what_it_missed_fills_the_edited_caption_with_the_corrected_caption(studio, monkeypatch):
+    said = []
+    monkeypatch.setattr(gr, "Info", said.append)
+    made = make_take(prompt="a red circle moving right", caption="a large red square moves slowly down from the "
+                     "center on a gray background.")
+    kept = make_take(seq=2, prompt="a red circle moving right", caption="a large red circle moves slowly to the "
+                     "right from the center on a gray background.")
+    upload = make_take(seq=3, mode="caption", prompt="", caption=kept.caption)
+    odd = make_take(seq=4, prompt="a red circle moving right", caption="a red circle goes somewhere")
+    studio.takes_ = [made, kept, upload, odd]
+    handlers = Handlers(studio)
+    assert handlers.ask_for_misses(made.id, "tok") == ("a large red circle moves slowly to the right from the center "
+                                                       "on a gray background.")
+    for take, message in ((kept, "already says everything you asked"), (upload, "nothing was asked of it"),
+                          (odd, "cannot be corrected word for word")):
+        assert isinstance(handlers.ask_for_misses(take.id, "tok"), type(gr.skip()))  # the box is left as it is
+        assert message in said[-1]
+    with pytest.raises(gr.Error, match="no take yet"):
+        handlers.ask_for_misses(None, "tok")
 
 
 def test_randomize_sends_no_seed(studio):

@@ -219,6 +219,16 @@ def start_ranges(
     return x_range, y_range
 
 
+def possible_regions(size: str, motion: str, speed: str | None, config: ShapesConfig = ShapesConfig()) -> list[str]:
+    """The start regions an object of this size, motion and speed can have: those whose cell of the
+    3×3 grid meets its ``start_ranges`` (a quick object going right cannot start at the right)."""
+    (x0, x1), (y0, y1) = start_ranges(size, motion, speed, config)
+    third = config.size / 3
+    return [name for row, names in enumerate(REGION_GRID) for col, name in enumerate(names)
+            if x0 < (col + 1) * third - 0.5 and x1 >= col * third - 0.5
+            and y0 < (row + 1) * third - 0.5 and y1 >= row * third - 0.5]
+
+
 def _near_grid_line(obj: ShapeObject, config: ShapesConfig) -> bool:
     lines = [config.size * k / 3 - 0.5 for k in (1, 2)]
     return any(abs(v - line) < config.region_margin_px for v in obj.start for line in lines)
@@ -336,14 +346,21 @@ def scene_prompt(scene: Scene, rng: np.random.Generator | None = None) -> str:
 def scene_caption(scene: Scene) -> str:
     """The detailed caption, e.g. 'a large red circle moves quickly to the right from the left,
     while a small blue square stays still near the center on a black background.'"""
+    return caption_text(scene.objects, scene.background)
+
+
+def caption_text(objects, background: str) -> str:
+    """The detailed caption of ``objects`` — anything with the fields size, color, shape, motion,
+    speed (for a moving one) and region, such as ``ShapeObject`` or a parsed caption's mentions —
+    on ``background``."""
     clauses = []
-    for obj in scene.objects:
+    for obj in objects:
         subject = f"a {obj.size} {obj.color} {obj.shape}"
         if obj.motion == "still":
             clauses.append(f"{subject} stays still near the {obj.region}")
         else:
             clauses.append(f"{subject} moves {obj.speed} {CAPTION_MOTION_PHRASES[obj.motion]} from the {obj.region}")
-    return ", while ".join(clauses) + f" on a {scene.background} background."
+    return ", while ".join(clauses) + f" on a {background} background."
 
 
 def make_example(seed: int, config: ShapesConfig = ShapesConfig(), split: Split = "train") -> ShapesExample:
@@ -443,6 +460,6 @@ def tokenize(text: str) -> list[str]:
 __all__ = [
     "BACKGROUNDS", "CAPTION_MOTION_PHRASES", "COLORS", "HELD_OUT_PAIRS", "PROMPT_MOTION_PHRASES", "MOTIONS", "REGIONS", "SHAPES", "SIZES", "SPEEDS",
     "BOX_PX", "REFERENCE_SIDE", "TRAVEL_PX", "Scene", "ShapeObject", "ShapesConfig", "ShapesDataset", "ShapesExample", "make_example",
-    "box_px", "draw_shape", "object_center", "region_of", "render_scene", "reversed_prompt", "reversed_scene", "sample_scene", "scene_caption", "scene_prompt", "shapes_vocabulary",
+    "box_px", "caption_text", "draw_shape", "object_center", "possible_regions", "region_of", "render_scene", "reversed_prompt", "reversed_scene", "sample_scene", "scene_caption", "scene_prompt", "shapes_vocabulary",
     "tokenize", "travel_px",
 ]

@@ -8,8 +8,10 @@ dropped, and nothing ever raises.
 
 from __future__ import annotations
 
+import itertools
 import re
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
 
 from uvigu.data.shapes import (
     BACKGROUNDS,
@@ -19,9 +21,14 @@ from uvigu.data.shapes import (
     REGIONS,
     SHAPES,
     SIZES,
+    REGION_GRID,
     SPEEDS,
     Scene,
+    caption_text,
+    possible_regions,
 )
+
+MAX_PAIRED = 12  # objects of a text considered when pairing (a scene has at most two)
 
 
 @dataclass(frozen=True)
@@ -188,9 +195,64 @@ def follows_grammar(text: str) -> bool:
     return _strict_caption(_normalize(text)) is not None
 
 
+def best_pairing(expected: Sequence[ObjectMention], found: Sequence,
+                 fields: Sequence[str] = ("color", "shape", "motion")) -> tuple[int, ...]:
+    """Per expected object, the index of its partner among the first ``MAX_PAIRED`` objects of
+    ``found`` (-1: none), in the one-to-one pairing under which the most ``fields`` agree (the
+    first such)."""
+    found = list(found)[:MAX_PAIRED]
+    best_score, partner = -1, tuple(-1 for _ in expected)
+    # Injective maps expected -> found index or -1 (unpaired); at most (F + E)! / F! of them.
+    for pick in itertools.permutations(list(range(len(found))) + [-1] * len(expected), len(expected)):
+        score = sum(j >= 0 and getattr(e, f) == getattr(found[j], f, None) for e, j in zip(expected, pick) for f in fields)
+        if score > best_score:
+            best_score, partner = score, pick
+    return partner
+
+
+def corrected_caption(prompt: str, caption: str) -> str | None:
+    """``caption`` (a detailed caption of the grammar) with each object the prompt asks for given
+    the colour, shape, motion and size the prompt asks of it, its partner's other words kept (speed,
+    start region; a still object set moving goes "slowly"), and an object the caption lacks added
+    ("small", "slowly", "from the center" where the prompt does not say); ``None`` when the caption
+    is not of the grammar, the prompt names no object, or the caption already says all it asks.
+    The text to edit a clip with so that it shows what its prompt asked (the studio's *Ask for what
+    it missed*)."""
+    parsed = _strict_caption(_normalize(caption))
+    asked = parse_prompt(prompt).objects
+    if parsed is None or not asked:
+        return None
+    objects = list(parsed.objects)
+    for want, j in zip(asked, best_pairing(asked, objects)):
+        if j < 0:
+            motion = want.motion or "still"
+            objects.append(ObjectMention(want.color, want.shape, want.size or "small", motion,
+                                         None if motion == "still" else "slowly", "center"))
+            continue
+        have = objects[j]
+        motion = want.motion or have.motion
+        speed = None if motion == "still" else have.speed or "slowly"
+        size = want.size or have.size
+        objects[j] = replace(have, color=want.color, shape=want.shape, size=size, motion=motion, speed=speed,
+                             region=_nearest(have.region, possible_regions(size, motion, speed)))
+    text = caption_text(objects, parsed.background)
+    return None if text == _normalize(caption) else text
+
+
+def _nearest(region: str, allowed: list[str]) -> str:
+    """``region`` if it is ``allowed``, else the allowed one fewest grid steps from it (the first
+    of those, in reading order)."""
+    if region in allowed or not allowed:
+        return region
+    cell = {name: (row, col) for row, names in enumerate(REGION_GRID) for col, name in enumerate(names)}
+    row, col = cell[region]
+    return min(allowed, key=lambda name: abs(cell[name][0] - row) + abs(cell[name][1] - col))
+
+
 def scene_mentions(scene: Scene) -> list[ObjectMention]:
     """The ground truth of a scene as mentions with every field set (speed None when still)."""
     return [ObjectMention(o.color, o.shape, o.size, o.motion, o.speed, o.region) for o in scene.objects]
 
 
-__all__ = ["ObjectMention", "ParsedText", "follows_grammar", "parse_caption", "parse_prompt", "scene_mentions"]
+__all__ = ["MAX_PAIRED", "ObjectMention", "ParsedText", "best_pairing", "corrected_caption", "follows_grammar",
+           "parse_caption", "parse_prompt", "scene_mentions"]

@@ -7,7 +7,12 @@ the clip generated from the prompt names each prompted object; the settings are 
 ``edit`` (the edited attribute shows, the rest is kept, the old version is gone; ``with_source=1``
 gives each edit the caption before the change too, as ``pipe.edit``'s ``source_prompt``, and
 ``with_source=2`` the model's own caption of the clip instead, as the studio's *Keep the rest*
-does; its seconds include that caption). The clips, the
+does; its seconds include that caption), and ``fix`` (the clip generated from the prompt, captioned,
+and edited once with its caption corrected to what the prompt asked — the studio's *Ask for what
+it missed* then *Regenerate with edits*, keeping the rest —; the analyzer scores the result as
+``generate`` scores a clip; ``rounds=0`` scores the generated clip itself, the baseline, and a
+clip whose caption already says all that was asked is scored as generated; the settings are the
+edit's, and the seconds the caption's and edit's). The clips, the
 pipeline seeds and the counting are the evaluation's (`uvigu.eval.report`): for generate, caption
 and round trip the main column counts every object of the main set, the held-out column the objects
 with a held-out colour–shape pair; edits count the clips of each set. A row at the default settings
@@ -48,6 +53,8 @@ SETTINGS: dict[str, dict[str, type]] = {
              "best_of": int, "judge_at": float, "judge_steps": int},
 }
 SETTINGS["round_trip"] = SETTINGS["caption"]  # the caption of the generated clip, under caption settings
+# rounds=0: the generated clip as it is; 1: edited once with its caption corrected (pipe.corrected_caption)
+SETTINGS["fix"] = {"strength": float, "guidance_scale": float, "num_inference_steps": int, "rounds": int}
 
 
 def parse_setting(task: str, text: str) -> dict[str, int | float]:
@@ -71,6 +78,8 @@ def parse_setting(task: str, text: str) -> dict[str, int | float]:
             raise ValueError(f"{name} needs a number, got {value.strip()!r}.") from None
         if name == "with_source" and values[name] not in WITH_SOURCE:
             raise ValueError(f"with_source is 0, 1 or 2, got {value.strip()!r}.")
+        if name == "rounds" and values[name] not in (0, 1):
+            raise ValueError(f"rounds is 0 or 1, got {value.strip()!r}.")
     return values
 
 
@@ -109,7 +118,7 @@ def run_sweep(
         for set_name, index, example in clips:
             seed = config.pipeline_seed(set_name, index)
             frames = example.frames
-            if task == "round_trip":
+            if task in ("round_trip", "fix"):
                 if (set_name, index) not in generated:
                     generated[set_name, index] = pipe.generate(example.prompt, seed=seed).frames
                 frames = generated[set_name, index]
@@ -148,6 +157,8 @@ def _score_clip(pipe, task: str, example, *, set_name: str, index: int, seed: in
         return int(record["success"]), 1, {f: int(record[f]) for f in EDIT_FIELDS}
     if task == "generate":
         found = analyze_clip(pipe.generate(example.prompt, seed=seed, **kwargs).frames).objects
+    elif task == "fix":
+        found = analyze_clip(_fixed(pipe, example.prompt, frames, seed, dict(kwargs))).objects
     else:
         found = parse_caption(pipe.caption(frames, seed=seed, **kwargs).text).objects
     truth = scene_mentions(example.scene)
@@ -157,6 +168,19 @@ def _score_clip(pipe, task: str, example, *, set_name: str, index: int, seed: in
         return sum(ok for ok, keep in zip(match_objects(truth, found, fields), counted) if keep)
 
     return right(FIELDS), sum(counted), {f: right((f,)) for f in FIELDS}
+
+
+def _fixed(pipe, prompt: str, frames, seed: int, kwargs: dict[str, int | float]):
+    """``frames`` (generated from ``prompt``) edited once with their caption corrected to what the
+    prompt asked, keeping the rest (the caption as ``source_prompt``); as they are with
+    ``rounds=0`` or when the caption says all that was asked (or cannot be corrected)."""
+    if not kwargs.pop("rounds", 1):
+        return frames
+    caption = pipe.caption(frames, seed=seed).text
+    corrected = pipe.corrected_caption(prompt, caption)
+    if corrected is None:
+        return frames
+    return pipe.edit(frames, corrected, source_prompt=caption, seed=seed, **kwargs).frames
 
 
 def render_table(rows: Sequence[SweepRow], task: str) -> str:

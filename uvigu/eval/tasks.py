@@ -18,7 +18,6 @@ codec (encoded and decoded), is recorded beside them.
 
 from __future__ import annotations
 
-import itertools
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -30,7 +29,7 @@ import torch
 from uvigu.data.shapes import HELD_OUT_PAIRS, ShapesExample, scene_caption
 from uvigu.eval.analyzer import analyze_clip, match_objects
 from uvigu.eval.edits import ATTRIBUTES, edit_scene
-from uvigu.eval.grammar import ObjectMention, parse_caption, scene_mentions
+from uvigu.eval.grammar import MAX_PAIRED, ObjectMention, best_pairing, parse_caption, scene_mentions
 from uvigu.videoio import write_strip_png
 
 logger = logging.getLogger(__name__)
@@ -39,7 +38,6 @@ CORE_FIELDS = ("color", "shape", "motion")
 STRIP_KINDS = ("reference", "generated", "edited", "joint")
 # An edit's text before the change: 0 none (plain), 1 the reference caption, 2 the model's caption of the clip.
 WITH_SOURCE = (0, 1, 2)
-_MAX_ALIGNED = 12  # found objects considered by align_fields (a scene has at most two)
 
 
 def align_fields(expected: Sequence[ObjectMention], found: Sequence, fields: Sequence[str] = CORE_FIELDS) -> dict[str, list[bool]]:
@@ -49,25 +47,11 @@ def align_fields(expected: Sequence[ObjectMention], found: Sequence, fields: Seq
     that swaps two objects' shapes is scored on shape, not on colour). Unpaired expected objects
     agree on nothing.
     """
-    found = list(found)[:_MAX_ALIGNED]
+    found = list(found)[:MAX_PAIRED]
     partner = best_pairing(expected, found, fields)
     return {
         f: [j >= 0 and getattr(e, f) == getattr(found[j], f, None) for e, j in zip(expected, partner)] for f in fields
     }
-
-
-def best_pairing(expected: Sequence[ObjectMention], found: Sequence, fields: Sequence[str] = CORE_FIELDS
-                 ) -> tuple[int, ...]:
-    """Per expected object, the index of its partner among the first objects of ``found`` (-1:
-    none), in the one-to-one pairing under which the most ``fields`` agree (the first such)."""
-    found = list(found)[:_MAX_ALIGNED]
-    best_score, partner = -1, tuple(-1 for _ in expected)
-    # Injective maps expected -> found index or -1 (unpaired); at most (F + E)! / F! of them.
-    for pick in itertools.permutations(list(range(len(found))) + [-1] * len(expected), len(expected)):
-        score = sum(j >= 0 and getattr(e, f) == getattr(found[j], f, None) for e, j in zip(expected, pick) for f in fields)
-        if score > best_score:
-            best_score, partner = score, pick
-    return partner
 
 
 def _mentions_json(mentions: Sequence) -> list[dict]:

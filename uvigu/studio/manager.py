@@ -188,6 +188,13 @@ class Studio:
         check = getattr(self.pipe, "read_back", None)
         return None if check is None or not prompt.strip() else check(prompt, caption)
 
+    def corrected_caption(self, prompt: str, caption: str) -> str | None:
+        """``caption`` rewritten to say what ``prompt`` asked where it says otherwise
+        (`UniViGUPipeline.corrected_caption`); ``None`` when there is nothing to correct or the
+        pipeline cannot say."""
+        correct = getattr(self.pipe, "corrected_caption", None)
+        return None if correct is None or not prompt.strip() else correct(prompt, caption)
+
     def text_length(self, text: str) -> tuple[int, int]:
         """(tokens of ``text`` as a prompt, the most the model reads): a longer prompt or edited
         caption is refused."""
