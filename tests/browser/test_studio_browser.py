@@ -116,6 +116,11 @@ def test_generate_critique_edit_regenerate_and_history(studio_app, browser):
         read_back.get_by_text("Round trip: what you asked, in the model's caption of its clip").wait_for()
         said = read_back.inner_text()
         assert " of 1 object as asked" in said and "red circle moving right: " in said
+        # Ask for what it missed: the tiny model's captions are off the grammar, so it says it cannot, and
+        # leaves the edited caption as it was.
+        page.locator("#ask-missed-btn").click()
+        page.get_by_text("cannot be corrected word for word").first.wait_for()
+        assert textarea(page, "edited-caption").input_value() == caption
         shot(page, "02-first-take")
 
         # Critique, edit the caption (the diff shows the change), regenerate.
