@@ -109,8 +109,11 @@ def test_generate_says_what_the_caption_of_its_clip_says_of_the_prompt(model_dir
     assert main(["generate", "a red circle moving right", "--model", str(model_dir), "--steps", "2",
                  "--out", str(tmp_path / "clip.mp4")]) == 0
     out = capsys.readouterr().out
+    clip = tmp_path / "clip.mp4"
     assert out.endswith(f"caption: {said}\nround trip: 0 of 1 object as asked\n"
-                        "  red circle moving right: moving up instead of moving right\n")
+                        "  red circle moving right: moving up instead of moving right\n"
+                        f"ask for what it missed: uvigu edit {clip} 'a small red circle moves slowly to the right "
+                        f"from the center on a gray background.' --source-prompt '{said}'\n")
     assert main(["generate", "a red circle moving up", "--model", str(model_dir), "--steps", "2",
                  "--out", str(tmp_path / "clip.mp4")]) == 0
     assert capsys.readouterr().out.endswith(f"caption: {said}\nround trip: 1 of 1 object as asked\n")

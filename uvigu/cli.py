@@ -409,6 +409,10 @@ def run_generate(args: argparse.Namespace) -> int:
     if caption is not None:
         print(f"caption: {caption}")
         _print_read_back(pipe.read_back(args.prompt, caption), "joint caption" if args.joint else "round trip")
+        if (corrected := pipe.corrected_caption(args.prompt, caption)) is not None:
+            import shlex
+
+            print("ask for what it missed: uvigu edit " + shlex.join([str(out), corrected, "--source-prompt", caption]))
     return 0
 
 
