@@ -18,10 +18,10 @@ from uvigu.data.shapes import (
     CAPTION_MOTION_PHRASES,
     COLORS,
     PROMPT_MOTION_PHRASES,
+    REGION_GRID,
     REGIONS,
     SHAPES,
     SIZES,
-    REGION_GRID,
     SPEEDS,
     Scene,
     caption_text,
@@ -213,8 +213,9 @@ def best_pairing(expected: Sequence[ObjectMention], found: Sequence,
 def corrected_caption(prompt: str, caption: str) -> str | None:
     """``caption`` (a detailed caption of the grammar) with each object the prompt asks for given
     the colour, shape, motion and size the prompt asks of it, its partner's other words kept (speed,
-    start region; a still object set moving goes "slowly"), and an object the caption lacks added
-    ("small", "slowly", "from the center" where the prompt does not say); ``None`` when the caption
+    start region; a still object set moving goes "slowly"; a start its new motion cannot have moves
+    to the nearest one it can), and an object the caption lacks added (small unless the prompt says,
+    slowly, from the center or the start nearest it); ``None`` when the caption
     is not of the grammar, the prompt names no object, or the caption already says all it asks.
     The text to edit a clip with so that it shows what its prompt asked (the studio's *Ask for what
     it missed*)."""
@@ -225,9 +226,10 @@ def corrected_caption(prompt: str, caption: str) -> str | None:
     objects = list(parsed.objects)
     for want, j in zip(asked, best_pairing(asked, objects)):
         if j < 0:
-            motion = want.motion or "still"
-            objects.append(ObjectMention(want.color, want.shape, want.size or "small", motion,
-                                         None if motion == "still" else "slowly", "center"))
+            motion, size = want.motion or "still", want.size or "small"
+            speed = None if motion == "still" else "slowly"
+            objects.append(ObjectMention(want.color, want.shape, size, motion, speed,
+                                         _nearest("center", possible_regions(size, motion, speed))))
             continue
         have = objects[j]
         motion = want.motion or have.motion
