@@ -17,8 +17,8 @@ import logging
 import math
 import os
 import re
-import subprocess
 import secrets
+import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path

@@ -176,25 +176,22 @@ def write_folder_report(
     strips_dir = out.parent / f"{out.stem}_strips"
     dataset = folder_dataset(pipe, root)
     # An interrupted run over the same clips and captions goes on from where it stopped.
-    journal = RunJournal(out.with_suffix(".partial.jsonl"), folder_run_key(pipe, dataset), identify=by_line)
-    try:
+    with RunJournal(out.with_suffix(".partial.jsonl"), folder_run_key(pipe, dataset), identify=by_line) as journal:
         records = caption_folder(pipe, dataset, limit=limit, progress=progress, strips_dir=strips_dir,
                                  num_strips=num_examples, journal=journal)
-    except BaseException:
-        journal.close()
-        raise
-    elapsed = journal.elapsed_s()
-    if not records:
+        elapsed = journal.elapsed_s()
+        if not records:
+            journal.finish()
+            raise ValueError(f"{Path(root) / METADATA_FILE} lists no clips")
+        clip = f"{pipe.default_num_frames} frames at {pipe.fps:g} fps, {pipe.default_width}×{pipe.default_height}"
+        scores = folder_scores(records)
+        text = render_folder_report(records, scores, folder=folder or Path(root).name, command=command, model=model,
+                                    settings={k: v for k, v in pipeline_settings(pipe).items()
+                                              if k.startswith("caption_")},
+                                    clip=clip, elapsed_s=elapsed, strips_link=strips_dir.name)
+        results = write_results(records, out.with_suffix(".jsonl"))
+        write_text(out, text)
         journal.finish()
-        raise ValueError(f"{Path(root) / METADATA_FILE} lists no clips")
-    clip = f"{pipe.default_num_frames} frames at {pipe.fps:g} fps, {pipe.default_width}×{pipe.default_height}"
-    scores = folder_scores(records)
-    text = render_folder_report(records, scores, folder=folder or Path(root).name, command=command, model=model,
-                                settings={k: v for k, v in pipeline_settings(pipe).items() if k.startswith("caption_")},
-                                clip=clip, elapsed_s=elapsed, strips_link=strips_dir.name)
-    results = write_results(records, out.with_suffix(".jsonl"))
-    write_text(out, text)
-    journal.finish()
     logger.info("wrote %s and %s in %.0f s", out, results, elapsed)
     return FolderReport(out, results, len(records), *scores, elapsed)
 

@@ -59,7 +59,8 @@ def run_key(pipe, fields: dict[str, object]) -> str:
 class RunJournal:
     """The records of the run ``key`` at ``path``: ``done`` holds those an interrupted run left (by
     ``identify(record)``: which clip it is of), ``carried_s`` the wall time it had spent; ``add``
-    appends one as it is made."""
+    appends one as it is made. As a context manager it is closed on leaving, and kept unless
+    ``finish`` was called."""
 
     def __init__(self, path: str | Path, key: str, identify: Callable[[dict], RecordKey] = by_set_and_index) -> None:
         self.path, self.key, self.identify = Path(path), key, identify
@@ -118,6 +119,12 @@ class RunJournal:
     def elapsed_s(self) -> float:
         """Wall time of the run: the interrupted runs' and this one's."""
         return self.carried_s + time.perf_counter() - self._opened
+
+    def __enter__(self) -> RunJournal:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()  # the journal stays, for the next run to go on from, unless the run finished
 
     def close(self) -> None:
         self._file.close()

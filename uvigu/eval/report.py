@@ -577,25 +577,21 @@ def write_report(
     out = Path(out)
     strips_dir = out.parent / "eval"
     # An interrupted run of the same model, settings and clips goes on from where it stopped.
-    journal = RunJournal(strips_dir / JOURNAL_NAME, run_key(pipe, journal_fields(config)))
-    try:
+    with RunJournal(strips_dir / JOURNAL_NAME, run_key(pipe, journal_fields(config))) as journal:
         records = evaluate(pipe, config, strips_dir=strips_dir, progress=progress, journal=journal)
-    except BaseException:
-        journal.close()  # kept, for the next run to go on from
-        raise
-    elapsed = journal.elapsed_s()
-    results = write_results(records, strips_dir / "results.jsonl")
-    info = RunInfo(
-        command=command,
-        model=model,
-        date=datetime.now(timezone.utc).date().isoformat(),
-        elapsed_s=elapsed,
-        settings=pipeline_settings(pipe),
-        config=config,
-    )
-    kept = kept_text(out)  # read once the run is done: notes edited while it ran are kept too
-    write_text(out, render_markdown(records, info, strips_link="eval", notes=notes, kept=kept))
-    journal.finish()
+        elapsed = journal.elapsed_s()
+        results = write_results(records, strips_dir / "results.jsonl")
+        info = RunInfo(
+            command=command,
+            model=model,
+            date=datetime.now(timezone.utc).date().isoformat(),
+            elapsed_s=elapsed,
+            settings=pipeline_settings(pipe),
+            config=config,
+        )
+        kept = kept_text(out)  # read once the run is done: notes edited while it ran are kept too
+        write_text(out, render_markdown(records, info, strips_link="eval", notes=notes, kept=kept))
+        journal.finish()
     logger.info("wrote %s and %s in %.0f s", out, results, elapsed)
     return EvalReport(summarize(records), out, results, elapsed, len(kept.splitlines()))
 
