@@ -507,6 +507,55 @@ def test_standard_range_colour_tags_are_read_and_not_hdr(tmp_path: Path) -> None
     assert read_video(write_mp4(moving_square(4), tmp_path / "plain.mp4", fps=8)).notes == ()
 
 
+def test_mp4s_we_write_say_they_are_bt709_and_read_back_as_written(tmp_path: Path) -> None:
+    frames = palette_frames(2, 32, 80)
+    info = probe_video(write_mp4(frames, tmp_path / "clip.mp4", fps=8))
+    assert (info.matrix, info.primaries, info.transfer) == ("bt709", "bt709", "bt709")
+    # Tags that did not match the numbers (BT.601's read as BT.709's) would shift red by 13.
+    decoded = read_video(tmp_path / "clip.mp4").frames[:, :, 8::16].astype(int)
+    assert np.abs(decoded - frames[:, :, 8::16]).max() <= 3
+
+
+def write_yuv(path: Path, frames: np.ndarray, matrix: str, tags: tuple[str, ...] = ()) -> Path:
+    """An H.264 MP4 of ``frames`` made to YUV with ``matrix`` ("bt709" or "bt601"), its colour tags
+    ``tags`` (ffmpeg options) or, without them, none at all, as many tools write."""
+    f, h, w, _ = frames.shape
+    stated = tags or ("-colorspace", "unknown", "-color_primaries", "unknown", "-color_trc", "unknown")
+    untag = "" if tags else ",setparams=colorspace=unknown:color_primaries=unknown:color_trc=unknown"
+    subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-y", "-f", "rawvideo", "-pix_fmt", "rgb24",
+                    "-s", f"{w}x{h}", "-r", "8", "-i", "-", "-vf",
+                    f"scale=out_color_matrix={matrix}:out_range=tv,format=yuv420p{untag}", "-c:v", "libx264",
+                    "-crf", "10", *stated, str(path)], input=frames.tobytes(), check=True)
+    return path
+
+
+@pytest.mark.parametrize("height, width, matrix, tags", [
+    (720, 1280, "bt709", ()),  # HD that does not say: BT.709, as HD is made and browsers show it
+    (1280, 720, "bt709", ()),  # the same, upright (a phone's)
+    (480, 640, "bt601", ()),  # SD that does not say: BT.601
+    (720, 1280, "bt601", ("-colorspace", "smpte170m")),  # what a file says wins
+])
+def test_video_that_does_not_say_its_colours_is_read_as_players_read_it(
+        tmp_path: Path, height: int, width: int, matrix: str, tags: tuple[str, ...]) -> None:
+    frames = palette_frames(2, height, width)
+    path = write_yuv(tmp_path / "clip.mp4", frames, matrix, tags)
+    assert probe_video(path).matrix == ("smpte170m" if tags else "")
+    middles = slice(width // 10, None, width // 5)  # the middle of each colour's column
+    decoded = read_video(path).frames[:, :, middles].astype(int)
+    # Read the other way, red is off by 13 to 16.
+    assert np.abs(decoded - frames[:, :, middles]).max() <= 3
+    clip = videoio.read_clip(path, num_frames=2, fps=8, height=16, width=40)
+    assert np.abs(clip.frames[:, 8, 4::8].astype(int) - PALETTE).max() <= 3
+
+
+def test_jpeg_video_keeps_jpegs_matrix_at_any_size() -> None:
+    hd = dict(width=1920, height=1080, fps=30.0, num_frames=2, duration_s=0.1)
+    assert videoio._unstated_hd_matrix(videoio.VideoInfo(codec="h264", pix_fmt="yuv420p10le", **hd))
+    assert not videoio._unstated_hd_matrix(videoio.VideoInfo(codec="mjpeg", pix_fmt="yuvj422p", **hd))
+    assert not videoio._unstated_hd_matrix(videoio.VideoInfo(codec="png", pix_fmt="rgb24", **hd))
+    assert not videoio._unstated_hd_matrix(videoio.VideoInfo(codec="h264", pix_fmt="yuv420p", matrix="bt470bg", **hd))
+
+
 # --- frames not evenly spaced in time ----------------------------------------------------------
 
 # 90 frames: the first 30 a fifteenth of a second apart (0 to 2 s), the next 60 a thirtieth (2 to 4 s),

@@ -5,7 +5,7 @@ Frames are ``uint8`` arrays of shape ``(f, h, w, 3)`` (RGB) everywhere in this m
 Every writer is atomic: it encodes into a temporary file beside the target and moves it into
 place with ``os.replace``, so a crash never leaves a half-written file behind. MP4s are H.264
 (libx264) / yuv420p with even dimensions and ``+faststart`` (DESIGN.md §6: plays in every
-browser). Reading goes through the ffmpeg binary that ``imageio-ffmpeg`` ships (no system
+browser), in BT.709 colours that the file names. Reading goes through the ffmpeg binary that ``imageio-ffmpeg`` ships (no system
 ffmpeg needed); every problem with an input file is a ``ValueError`` a user can act on.
 """
 
@@ -33,6 +33,12 @@ logger = logging.getLogger(__name__)
 # x264 constant-rate factor: 18 is visually lossless for the small flat-coloured clips the
 # model makes; imageio's default (quality 5 → crf 25) visibly smears 64 px shapes.
 _MP4_CRF = 18
+# What the MP4s we write hold, said in the file: RGB to BT.709's YUV (limited range), tagged so, as
+# web video is. Untagged, players guess, and they differ (ffmpeg reads BT.601, which tints reds
+# towards orange when the numbers were BT.709's).
+_MP4_COLOURS = ["-vf", "scale=out_color_matrix=bt709:out_range=tv,"
+                "setparams=colorspace=bt709:color_primaries=bt709:color_trc=bt709:range=tv",
+                "-colorspace", "bt709", "-color_primaries", "bt709", "-color_trc", "bt709", "-color_range", "tv"]
 _PROBE_TIMEOUT_S = 60.0
 _DECODE_TIMEOUT_S = 600.0
 # Only ffmpeg log lines tagged with these levels (by `-loglevel level+…`) count as problems.
@@ -41,6 +47,8 @@ _ERROR_LINE = re.compile(r"^(?:\[[^\]]* @ 0x[0-9a-f]+\] )?\[(?:error|fatal|panic
 _HDR_TRANSFERS = {"arib-std-b67": "HLG", "smpte2084": "PQ"}
 # Standard-range transfers BT.2020 video uses (BT.709's curve), "" where a file does not say.
 _SDR_TRANSFERS = ("", "bt709", "bt2020-10", "bt2020-12")
+# YUV pixel formats whose matrix a file may leave unsaid (not yuvj*: JPEG's, which is BT.601).
+_YUV_FORMAT = re.compile(r"yuv(?!j)|yuyv|uyvy|nv\d|p\d{3}")
 # HDR reference white, in cd/m² (ITU-R BT.2408: where both HLG and PQ put the white of a standard-
 # range picture, HLG at 75 % of its signal): linearized with it, standard-range colours come out
 # in 0..1 and only highlights above it need tone mapping.
@@ -133,7 +141,7 @@ def write_mp4(frames: np.ndarray, path: str | os.PathLike, fps: int, scale: int 
             macro_block_size=2,  # sizes are already even: never let imageio rescale
             quality=None,  # the CRF below decides quality
             ffmpeg_log_level="error",
-            output_params=["-crf", str(_MP4_CRF), "-movflags", "+faststart", "-f", "mp4"],
+            output_params=["-crf", str(_MP4_CRF), *_MP4_COLOURS, "-movflags", "+faststart", "-f", "mp4"],
         )
         try:
             for frame in frames:
@@ -364,6 +372,9 @@ def read_video(
                            "read as they are stored, paler", name, what)
             notes.insert(0, f"read {what} colours as they are stored (ffmpeg lacks zscale): they look paler"
                          + (" and darker" if info.hdr else ""))
+        if _unstated_hd_matrix(info):
+            # As players read it (mpv, VLC): HD video that does not say its matrix is BT.709's.
+            filters.insert(0, "setparams=colorspace=bt709")
         filters += ["format=gbrp", *scale] if scale else []
     frame_bytes = width * height * 3
 
@@ -411,6 +422,16 @@ def read_video(
         logger.warning("%s: %s", name, _strip_prefix(line))
     frames = np.frombuffer(result.stdout, dtype=np.uint8).reshape(count, height, width, 3)  # (f, h, w, 3)
     return DecodedVideo(frames=frames.copy(), fps=info.fps, notes=tuple(notes))
+
+
+def _unstated_hd_matrix(info: VideoInfo) -> bool:
+    """Whether ``info`` is YUV video of HD size (1280 wide or more, or taller than PAL's 576 lines,
+    either way up) that does not say which matrix made its YUV from RGB: then it is BT.709's, as
+    HD cameras, editors and screen recorders write it, and not ffmpeg's default BT.601 (SD's), which
+    would tint its reds towards orange and its greens towards yellow. MJPEG is JPEG's BT.601."""
+    wide, tall = max(info.width, info.height), min(info.width, info.height)
+    return (not info.matrix and info.codec != "mjpeg" and bool(_YUV_FORMAT.match(info.pix_fmt))
+            and (wide >= 1280 or tall > 576))
 
 
 def _tone_mapping(info: VideoInfo) -> tuple[list[str], list[str]]:
