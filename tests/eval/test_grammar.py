@@ -133,6 +133,11 @@ def test_a_caption_corrected_to_what_the_prompt_asked():
         "a large red circle moves slowly to the right from the center, while a small blue square moves quickly up "
         "from the left on a gray background.")
     assert corrected_caption("a blue square moving up", caption) is None  # it says all that was asked
+    # ... also when the caption puts it where the world would not start it: nothing asked differs
+    off_grid = "a large red circle moves quickly to the right from the center on a gray background."
+    assert corrected_caption("a red circle moving right", off_grid) is None
+    assert corrected_caption("a blue circle moving right", off_grid) == (
+        "a large blue circle moves quickly to the right from the center on a gray background.")
     # a start the new motion cannot have moves to the nearest one it can; a still one gets a speed when set moving
     assert corrected_caption("a red circle moving right",
                              "a large red circle moves quickly to the left from the right on a gray background.") == (

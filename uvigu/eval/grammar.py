@@ -213,8 +213,8 @@ def best_pairing(expected: Sequence[ObjectMention], found: Sequence,
 def corrected_caption(prompt: str, caption: str) -> str | None:
     """``caption`` (a detailed caption of the grammar) with each object the prompt asks for given
     the colour, shape, motion and size the prompt asks of it, its partner's other words kept (speed,
-    start region; a still object set moving goes "slowly"; a start its new motion cannot have moves
-    to the nearest one it can), and an object the caption lacks added (small unless the prompt says,
+    start region; a still object set moving goes "slowly"; a start its new size or motion cannot
+    have moves to the nearest one it can), and an object the caption lacks added (small unless the prompt says,
     slowly, from the center or the start nearest it); ``None`` when the caption
     is not of the grammar, the prompt names no object, or the caption already says all it asks.
     The text to edit a clip with so that it shows what its prompt asked (the studio's *Ask for what
@@ -235,8 +235,12 @@ def corrected_caption(prompt: str, caption: str) -> str | None:
         motion = want.motion or have.motion
         speed = None if motion == "still" else have.speed or "slowly"
         size = want.size or have.size
+        # A start is re-placed only for a new size or motion, which it may not suit; one the caption
+        # reads where the world would not put it stays, for nothing asked differs there.
+        moved = (size, motion, speed) != (have.size, have.motion, have.speed)
+        region = _nearest(have.region, possible_regions(size, motion, speed)) if moved else have.region
         objects[j] = replace(have, color=want.color, shape=want.shape, size=size, motion=motion, speed=speed,
-                             region=_nearest(have.region, possible_regions(size, motion, speed)))
+                             region=region)
     text = caption_text(objects, parsed.background)
     return None if text == _normalize(caption) else text
 
