@@ -49,9 +49,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--device", default=env.get("UVIGU_DEVICE", "auto"),
                         help="where the model runs: auto (the GPU when torch sees one, except on ZeroGPU; else the "
                         "CPU), cpu, cuda or cuda:N [env UVIGU_DEVICE; default: %(default)s]")
-    parser.add_argument("--dtype", default=env.get("UVIGU_DTYPE", "float32"),
-                        help="precision of the denoiser's weights: float32 or bfloat16 (its norms and modulation "
-                        "stay float32; docs/BENCHMARKS.md times both) [env UVIGU_DTYPE; default: %(default)s]")
+    parser.add_argument("--dtype", default=env.get("UVIGU_DTYPE", "auto"),
+                        help="precision of the denoiser's weights: float32, bfloat16, or auto — bfloat16 where the "
+                        "hardware computes it natively (a GPU, a CPU with AMX or AVX-512 BF16), else float32 (its "
+                        "norms and modulation stay float32; docs/BENCHMARKS.md times both) "
+                        "[env UVIGU_DTYPE; default: %(default)s]")
     parser.add_argument("--session-max-age-days", type=float,
                         default=float(env.get("UVIGU_SESSION_MAX_AGE_DAYS", "30")),
                         help="delete sessions unused for this long [env UVIGU_SESSION_MAX_AGE_DAYS]")
@@ -101,7 +103,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     except ValueError as error:
         raise SystemExit(f"--device: {error}") from None
     try:
-        dtype = check_dtype(args.dtype)
+        dtype = check_dtype(args.dtype, device)
     except ValueError as error:
         raise SystemExit(f"--dtype: {error}") from None
     logger.info("loading %s on %s in %s", args.model, device, str(dtype).removeprefix("torch."))

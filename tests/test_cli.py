@@ -428,7 +428,25 @@ def test_the_dtype_flag_loads_the_denoiser_in_bfloat16(model_dir, tmp_path, caps
                  "--out", str(out)]) == 0
     assert out.is_file()
     assert main(["caption", str(out), "--model", str(model_dir), "--dtype", "float16"]) == 2
-    assert "dtype must be float32 or bfloat16" in capsys.readouterr().err
+    assert "dtype must be float32, bfloat16 (fp32, bf16) or auto" in capsys.readouterr().err
+
+
+def test_commands_that_make_things_default_to_bfloat16_where_the_cpu_computes_it(model_dir, tmp_path, monkeypatch):
+    from uvigu import cli, inputs
+    from uvigu.cli import build_parser
+
+    parser = build_parser()
+    made = [parser.parse_args([*argv, "x"]).dtype for argv in (["generate"], ["caption"], ["edit", "clip.mp4"])]
+    measured = [parser.parse_args(argv).dtype for argv in (["eval"], ["sweep", "caption"], ["probe"])]
+    assert made == ["auto"] * 3 and measured == ["float32"] * 3  # so that reports read the same on any CPU
+    loaded = []
+    load = cli._load_pipeline
+    monkeypatch.setattr(cli, "_load_pipeline", lambda *args: loaded.append(load(*args)) or loaded[-1])
+    for native, dtype in ((True, torch.bfloat16), (False, torch.float32)):
+        monkeypatch.setattr(inputs, "cpu_computes_bf16", lambda: native)
+        assert main(["generate", "a red circle", "--model", str(model_dir), "--device", "cpu", "--seed", "0",
+                     "--no-caption", "--out", str(tmp_path / f"{native}.mp4")]) == 0
+        assert loaded[-1].transformer.dtype == dtype
 
 
 def test_the_device_flag_moves_the_model_and_a_missing_gpu_is_an_error(model_dir, tmp_path, capsys, monkeypatch):

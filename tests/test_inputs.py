@@ -48,8 +48,39 @@ def test_a_checked_device_or_dtype_passes_a_second_check_unchanged(monkeypatch):
     for device in (torch.device("cpu"), torch.device("cuda:1")):
         assert check_device(device) == check_device(check_device(device)) == device
     assert [check_dtype(d) for d in ("bf16", torch.bfloat16, None, torch.float32)] == [torch.bfloat16] * 2 + [torch.float32] * 2
-    with pytest.raises(ValueError, match="dtype must be float32 or bfloat16 .*got torch.float16"):
+    with pytest.raises(ValueError, match="dtype must be float32, bfloat16 .* or auto, got torch.float16"):
         check_dtype(torch.float16)
+
+
+def test_auto_precision_is_bfloat16_where_the_hardware_computes_it(monkeypatch):
+    from uvigu import inputs
+
+    for native in (True, False):
+        monkeypatch.setattr(inputs, "cpu_computes_bf16", lambda: native)
+        expected = torch.bfloat16 if native else torch.float32
+        assert check_dtype("auto") == check_dtype(" AUTO ", torch.device("cpu")) == expected
+    _gpus(monkeypatch, 1)
+    for supported in (True, False):
+        monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: supported)
+        assert check_dtype("auto", "cuda:0") == (torch.bfloat16 if supported else torch.float32)
+    assert check_dtype("float32", "cuda") == torch.float32  # asked for, not chosen
+
+
+# /proc/cpuinfo's flags lines, cut to what matters: a server with AMX, one with AVX-512 BF16
+# alone, one with AVX2 only (bf16 emulated), and an ARM board (no flags line; not counted).
+CPUINFO = {
+    "amx": "processor\t: 0\nflags\t\t: fpu sse2 avx2 avx512f avx512_bf16 amx_bf16 amx_tile\n",
+    "avx512_bf16": "processor\t: 0\nflags\t\t: fpu sse2 avx2 avx512f avx512_bf16\n",
+    "avx2": "processor\t: 0\nflags\t\t: fpu sse2 avx2 fma\nvmx flags\t: vnmi\n",
+    "arm": "processor\t: 0\nFeatures\t: fp asimd bf16\n",
+}
+
+
+@pytest.mark.parametrize("cpu, native", [("amx", True), ("avx512_bf16", True), ("avx2", False), ("arm", False)])
+def test_native_bf16_is_read_from_the_cpus_flags(cpu, native):
+    from uvigu.inputs import lists_bf16_flags
+
+    assert lists_bf16_flags(CPUINFO[cpu]) is native
 
 
 def test_caption_settings_take_the_model_defaults_and_keep_what_is_given():

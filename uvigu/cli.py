@@ -163,18 +163,20 @@ def run_train(args: argparse.Namespace) -> int:
 # --- generate / caption / edit ---------------------------------------------------------------
 
 
-def _add_checkpoint_arguments(p: argparse.ArgumentParser) -> None:
+def _add_checkpoint_arguments(p: argparse.ArgumentParser, dtype: str = "auto") -> None:
     """The checkpoint a model command loads, where it runs and in what precision (``_load_pipeline``'s
-    three arguments)."""
+    three arguments). ``dtype``: the default precision — auto for the commands that make things,
+    float32 for those that measure, so that their reports' figures come out the same on any CPU."""
     p.add_argument("--model", default=None,
                    help="pipeline folder, or a training checkpoint (<run>/checkpoints/step_N, its EMA weights) "
                         "(default: the shipped assets/uvigu-shapes)")
     p.add_argument("--device", default="auto",
                    help="where the model runs: auto (the GPU when torch sees one, else the CPU), cpu, cuda or "
                    "cuda:N [%(default)s]")
-    p.add_argument("--dtype", default="float32",
-                   help="precision of the denoiser's weights: float32 or bfloat16 (its norms and modulation stay "
-                   "float32; docs/BENCHMARKS.md times both) [%(default)s]")
+    p.add_argument("--dtype", default=dtype,
+                   help="precision of the denoiser's weights: float32, bfloat16, or auto — bfloat16 where the "
+                   "hardware computes it natively (a GPU, a CPU with AMX or AVX-512 BF16), else float32 (its norms "
+                   "and modulation stay float32; docs/BENCHMARKS.md times both) [%(default)s]")
 
 
 def _add_model_arguments(p: argparse.ArgumentParser) -> None:
@@ -578,7 +580,7 @@ def add_eval_parser(subparsers: argparse._SubParsersAction) -> None:
         "report, example strips and per-clip results (OUT's folder/eval/results.jsonl); or, with --data, score its "
         "captions of your own clips against yours (BLEU-4, CIDEr-D).",
     )
-    _add_checkpoint_arguments(p)
+    _add_checkpoint_arguments(p, dtype="float32")
     p.add_argument("--data", default=None, metavar="FOLDER",
                    help="a folder of your clips with metadata.jsonl, as `uvigu train --data` reads it: caption each "
                    "clip from its start and score the captions against the metadata's (default --out: "
@@ -643,8 +645,8 @@ def _where_it_ran(pipe, dtype: str) -> str:
     from .inputs import check_dtype
 
     flags = f" --device {pipe.device}" if pipe.device.type != "cpu" else ""
-    if dtype != "float32":
-        flags += f" --dtype {str(check_dtype(dtype)).removeprefix('torch.')}"
+    if (chosen := str(check_dtype(dtype, pipe.device)).removeprefix("torch.")) != "float32":
+        flags += f" --dtype {chosen}"
     return flags
 
 
@@ -702,7 +704,7 @@ def add_sweep_parser(subparsers: argparse._SubParsersAction) -> None:
                    "2: the model's own caption of the clip, as the studio's Keep the rest) or rounds=0 or "
                    "strength=0.8 (fix); "
                    "'defaults' for the pipeline's; repeat for more rows [defaults]")
-    _add_checkpoint_arguments(p)
+    _add_checkpoint_arguments(p, dtype="float32")
     p.add_argument("--num", type=int, default=20, help="main-set clips [%(default)s]")
     p.add_argument("--num-heldout", type=int, default=0, help="held-out-set clips [%(default)s]")
     p.add_argument("--first-clip", type=int, default=0,
@@ -746,7 +748,7 @@ def add_probe_parser(subparsers: argparse._SubParsersAction) -> None:
         "each object from pure noise: its clean estimate (asked at σ 0.95 unless --sigma says) with the reference "
         "caption, against the path the Shapes world gives an object so described.",
     )
-    _add_checkpoint_arguments(p)
+    _add_checkpoint_arguments(p, dtype="float32")
     p.add_argument("--num", type=int, default=200, help="main-set clips [%(default)s]")
     p.add_argument("--sigma", type=float, action="append", default=None,
                    help="noise level in (0, 1]; repeat for more [0.3, 0.6, 0.9]; with --means, one [0.95]")

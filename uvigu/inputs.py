@@ -10,6 +10,7 @@ re-read and check settings) are read from it here, so a caption call's whole set
 
 from __future__ import annotations
 
+import functools
 import logging
 import secrets
 from dataclasses import dataclass
@@ -173,20 +174,56 @@ def prepare_video(video: VideoInput, config, start_s: float = 0.0, info=None) ->
 # The precisions the denoiser can compute in, by the names the command line and the studio take.
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 DTYPE_ALIASES = {"fp32": "float32", "bf16": "bfloat16"}
+# CPU features that compute bfloat16 matrix products natively (Intel AMX, AVX-512 BF16, as Linux
+# names them); without them torch emulates bfloat16, slower than float32.
+_BF16_CPU_FLAGS = frozenset({"amx_bf16", "avx512_bf16"})
 
 
-def check_dtype(dtype: str | torch.dtype | None) -> torch.dtype:
-    """The precision of the denoiser's weights: ``float32`` (or None; the default) or ``bfloat16``
-    (``fp32``/``bf16`` too). Its norms, modulation tables and timestep embedder stay float32
-    (``_keep_in_fp32_modules``), as diffusers loads a model in low precision. Either of those
-    torch dtypes is returned as it is."""
+def check_dtype(dtype: str | torch.dtype | None, device: torch.device | str | None = None) -> torch.dtype:
+    """The precision of the denoiser's weights: ``float32`` (or None; the default), ``bfloat16``
+    (``fp32``/``bf16`` too) or ``auto``, the faster of the two where it costs nothing (`auto_dtype`
+    for ``device``, default the CPU). Its norms, modulation tables and timestep embedder stay
+    float32 (``_keep_in_fp32_modules``), as diffusers loads a model in low precision. Either of
+    those torch dtypes is returned as it is."""
     if isinstance(dtype, torch.dtype) and dtype in DTYPES.values():
         return dtype
     name = "float32" if dtype is None else str(dtype).strip().lower()
     name = DTYPE_ALIASES.get(name, name)
+    if name == "auto":
+        return auto_dtype(device)
     if name not in DTYPES:
-        raise ValueError(f"dtype must be float32 or bfloat16 (fp32, bf16), got {dtype!r}.")
+        raise ValueError(f"dtype must be float32, bfloat16 (fp32, bf16) or auto, got {dtype!r}.")
     return DTYPES[name]
+
+
+def auto_dtype(device: torch.device | str | None = None) -> torch.dtype:
+    """bfloat16 where ``device`` computes it natively — a GPU that supports it, a CPU with AMX or
+    AVX-512 BF16 (`cpu_computes_bf16`) — else float32. On the shipped model bf16 names the same
+    objects as float32 and, on such a CPU, generates in about three quarters of the time
+    (docs/BENCHMARKS.md); elsewhere it would be emulated, and slower."""
+    device = torch.device("cpu" if device is None else device)
+    if device.type == "cuda":
+        fast = torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    else:
+        fast = device.type == "cpu" and cpu_computes_bf16()
+    return torch.bfloat16 if fast else torch.float32
+
+
+@functools.cache
+def cpu_computes_bf16() -> bool:
+    """Whether this machine's CPU computes bfloat16 matrix products natively (`lists_bf16_flags` of
+    /proc/cpuinfo; False where there is none to read)."""
+    try:
+        return lists_bf16_flags(Path("/proc/cpuinfo").read_text(errors="replace"))
+    except OSError:
+        return False
+
+
+def lists_bf16_flags(cpuinfo: str) -> bool:
+    """Whether a /proc/cpuinfo text lists, among a CPU's ``flags``, one of ``_BF16_CPU_FLAGS``."""
+    flags = {flag for line in cpuinfo.splitlines() if line.startswith("flags")
+             for flag in line.partition(":")[2].split()}
+    return bool(flags & _BF16_CPU_FLAGS)
 
 
 def check_device(device: str | torch.device | None, *, zero_gpu: bool = False) -> torch.device:

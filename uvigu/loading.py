@@ -28,7 +28,8 @@ def model_kind(path: str | Path) -> str | None:
 def load_pipeline(model: str | Path | None = None, device=None, dtype=None, *, zero_gpu: bool = False):
     """The ``UniViGUPipeline`` at ``model`` (None: the shipped one) on ``device`` (``check_device``'s:
     auto, cpu, cuda or cuda:N; ``zero_gpu`` as there) with the denoiser's weights in ``dtype``
-    (``check_dtype``'s: float32 or bfloat16; norms and modulation stay float32), its progress bars
+    (``check_dtype``'s: float32, bfloat16, or auto for the faster where it is native; norms and
+    modulation stay float32), its progress bars
     off. A ``ValueError`` says what is wrong with a folder that holds no model, a device or a dtype."""
     import diffusers
     import transformers
@@ -43,7 +44,8 @@ def load_pipeline(model: str | Path | None = None, device=None, dtype=None, *, z
     if kind is None:
         raise ValueError(f"no model at {path} (neither a pipeline folder with model_index.json nor a training "
                          "checkpoint with state.json); pass --model DIR.")
-    device, dtype = check_device(device, zero_gpu=zero_gpu), check_dtype(dtype)
+    device = check_device(device, zero_gpu=zero_gpu)
+    dtype = check_dtype(dtype, device)
     diffusers.utils.logging.disable_progress_bar()
     transformers.utils.logging.disable_progress_bar()
     pipe = (load_checkpoint_pipeline(path) if kind == "checkpoint" else UniViGUPipeline.from_pretrained(path)).to(device)

@@ -25,7 +25,7 @@ def test_defaults_serve_the_shipped_model_locally(monkeypatch):
         monkeypatch.delenv(name, raising=False)
     args = app.parse_args([])
     assert args.model == app.DEFAULT_MODEL and app.DEFAULT_MODEL.parts[-2:] == ("assets", "uvigu-shapes")
-    assert (args.host, args.port, args.share, args.device, args.dtype) == ("127.0.0.1", 7860, False, "auto", "float32")
+    assert (args.host, args.port, args.share, args.device, args.dtype) == ("127.0.0.1", 7860, False, "auto", "auto")
 
 
 def test_a_missing_model_fails_with_how_to_get_it(tmp_path):
@@ -56,7 +56,8 @@ def test_the_studio_serves_a_training_checkpoint(monkeypatch, tmp_path):
             served.append(kwargs)
 
     monkeypatch.setattr(ui, "build_demo", lambda studio, gpu=None: served.append(studio) or Demo())
-    app.main(["--model", str(step), "--device", "cpu", "--data-dir", str(tmp_path / "data")])
+    # in the checkpoint's own precision, to compare weight for weight (the default may pick bfloat16)
+    app.main(["--model", str(step), "--device", "cpu", "--dtype", "float32", "--data-dir", str(tmp_path / "data")])
     studio, _ = served
     studio.close()
     expected = load_checkpoint_pipeline(step).transformer.state_dict()
@@ -96,8 +97,33 @@ def test_the_dtype_flag_serves_the_denoiser_in_bfloat16(monkeypatch, tmp_path):
     studio.close()
     assert studio.pipe.transformer.dtype == torch.bfloat16 and launched["server_port"] == 7860
     monkeypatch.setattr(UniViGUPipeline, "from_pretrained", lambda *a, **k: pytest.fail("the model was loaded"))
-    with pytest.raises(SystemExit, match="--dtype: dtype must be float32 or bfloat16"):
+    with pytest.raises(SystemExit, match="--dtype: dtype must be float32, bfloat16 .* or auto"):
         app.main(["--dtype", "half", "--data-dir", str(tmp_path)])
+
+
+@pytest.mark.parametrize("native, dtype", [(True, "bfloat16"), (False, "float32")])
+def test_by_default_the_studio_serves_in_bfloat16_where_the_cpu_computes_it(monkeypatch, tmp_path, native, dtype):
+    import torch
+
+    import ui
+    from uvigu import UniViGUPipeline, inputs
+    from uvigu.testing import tiny_pipeline
+
+    served = []
+
+    class Demo:
+        def launch(self, **kwargs):
+            served.append(kwargs)
+
+    monkeypatch.delenv("UVIGU_DTYPE", raising=False)
+    monkeypatch.setattr(inputs, "cpu_computes_bf16", lambda: native)
+    monkeypatch.setattr(UniViGUPipeline, "from_pretrained", lambda *a, **k: tiny_pipeline())
+    monkeypatch.setattr(ui, "build_demo", lambda studio, gpu=None: served.append(studio) or Demo())
+    monkeypatch.setattr(app, "check_model", lambda path: None)
+    app.main(["--device", "cpu", "--data-dir", str(tmp_path)])
+    studio, _ = served
+    studio.close()
+    assert studio.pipe.transformer.dtype == getattr(torch, dtype)
 
 
 def test_zero_gpu_is_read_from_the_space_environment(monkeypatch):
