@@ -79,7 +79,7 @@ def build_demo(studio: Studio, gpu: Callable[[Callable], Callable] | None = None
                         with gr.Accordion("What this model knows", open=False, elem_id="model-help"):
                             gr.Markdown(text.model_help(
                                 defaults.num_frames, defaults.fps, defaults.width, defaults.height,
-                                defaults.max_text_tokens, studio.known_words(),
+                                defaults.max_text_tokens, studio.known_words(), defaults.runs_on,
                             ))
                         gr.Examples(
                             [[p] for p in text.EXAMPLE_PROMPTS], inputs=[prompt], cache_examples=False,

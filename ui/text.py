@@ -11,12 +11,17 @@ read what the model sees in its own clip, write a critique, edit the caption and
 the previous clip, as often as you like. Your takes are kept for this browser.
 """
 
-def model_help(num_frames: int, fps: int, width: int, height: int, max_tokens: int, words: list[str] | None) -> str:
-    """What this model makes and reads: its clip format, its prompt length and its words."""
+def model_help(num_frames: int, fps: int, width: int, height: int, max_tokens: int, words: list[str] | None,
+               runs_on: str = "") -> str:
+    """What this model makes and reads: its clip format, its prompt length and its words; and where
+    it runs here (``runs_on``, e.g. "the CPU, in bfloat16"), which decides what a seed makes."""
     lines = [
         f"It makes clips of {num_frames} frames at {fps} fps ({num_frames / fps:g} s), {width}×{height} pixels, "
         f"and reads prompts and captions of up to {max_tokens} tokens.",
     ]
+    if runs_on:
+        lines.append(f"Here it runs on {runs_on}: a seed makes the same clip again on this server, and may make a "
+                     "slightly different one on other hardware or in another precision.")
     if words:
         lines.append(f"It knows these {len(words)} words (any other is read as unknown, and is flagged under "
                      f"the prompt): " + ", ".join(words) + ".")

@@ -858,3 +858,16 @@ def test_model_defaults_come_from_the_pipeline(make_studio):
     assert (defaults.num_frames, defaults.height, defaults.width, defaults.fps) == (4, 8, 8, 8)
     assert defaults.num_inference_steps >= 1
     assert (defaults.edit_strength, defaults.keep_rest_strength) == (0.6, 0.9)
+    assert defaults.runs_on == ""  # a pipeline that does not say where it runs
+
+
+def test_model_defaults_say_where_the_model_runs_and_in_what_precision(make_studio):
+    import torch
+
+    from uvigu.models.wan_loading import cast_keeping_fp32_modules
+    from uvigu.testing import tiny_pipeline
+
+    pipe = tiny_pipeline()
+    assert make_studio(pipe=pipe).model_defaults().runs_on == "the CPU, in float32"
+    cast_keeping_fp32_modules(pipe.transformer, torch.bfloat16)  # as load_pipeline casts it
+    assert make_studio(pipe=pipe).model_defaults().runs_on == "the CPU, in bfloat16"

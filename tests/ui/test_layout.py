@@ -66,20 +66,35 @@ def test_understand_states_the_studio_upload_limits(tmp_path):
     assert any("Upload a clip (up to 1.5 minutes and 20 MB)" in text for text in texts)
 
 
-def test_the_model_help_gives_its_clip_format_prompt_length_and_words(tmp_path):
+def model_help_shown(pipe, data_dir) -> str:
+    """The text of *What this model knows* on the page the studio builds for ``pipe``."""
     import gradio as gr
 
-    from tests.studio.fake_pipeline import VOCAB
-
-    studio = Studio(FakePipeline(), StudioSettings(data_dir=tmp_path))
+    studio = Studio(pipe, StudioSettings(data_dir=data_dir))
     try:
         demo = build_demo(studio)
     finally:
         studio.close()
     texts = [block.value or "" for block in demo.blocks.values() if isinstance(block, gr.Markdown)]
     (help_text,) = [text for text in texts if text.startswith("It makes clips of")]
+    return help_text
+
+
+def test_the_model_help_gives_its_clip_format_prompt_length_and_words(tmp_path):
+    from tests.studio.fake_pipeline import VOCAB
+
+    help_text = model_help_shown(FakePipeline(), tmp_path)
     assert "4 frames at 8 fps (0.5 s), 8×8 pixels" in help_text and "up to 32 tokens" in help_text
     assert f"It knows these {len(VOCAB)} words" in help_text and ", ".join(sorted(VOCAB)) in help_text
     from ui import text
 
     assert "spells out any word" in text.model_help(81, 16, 832, 480, 512, None)  # a Wan model's UMT5
+    assert "Here it runs" not in help_text  # the fake pipeline does not say where it runs
+    assert "Here it runs on the CPU, in bfloat16: a seed makes the same clip again on this server" in text.model_help(
+        16, 8, 64, 64, 47, None, "the CPU, in bfloat16")
+
+
+def test_the_model_help_says_where_a_real_pipeline_runs(tmp_path):
+    from uvigu.testing import tiny_pipeline
+
+    assert "Here it runs on the CPU, in float32" in model_help_shown(tiny_pipeline(), tmp_path)

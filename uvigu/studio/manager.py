@@ -76,6 +76,7 @@ class ModelDefaults:
     edit_strength: float  # a plain edit's start level
     keep_rest_strength: float  # an edit's that keeps the rest (compared with the take's caption)
     max_text_tokens: int  # the longest prompt or caption the model reads
+    runs_on: str = ""  # where and in what precision, e.g. "the CPU, in bfloat16" ("" when the pipeline does not say)
 
 
 @dataclass(frozen=True)
@@ -130,7 +131,17 @@ class Studio:
             edit_strength=float(self.pipe.default_edit_strength),
             keep_rest_strength=float(self.pipe.default_flow_edit_strength),
             max_text_tokens=int(self.pipe.max_text_tokens),
+            runs_on=self._runs_on(),
         )
+
+    def _runs_on(self) -> str:
+        """Where the denoiser runs and in what precision, in words; "" for a pipeline that does not say."""
+        device = getattr(self.pipe, "device", None)
+        dtype = getattr(getattr(self.pipe, "transformer", None), "dtype", None)
+        if getattr(device, "type", None) is None or dtype is None:
+            return ""
+        where = "the CPU" if device.type == "cpu" else f"the GPU ({device})"
+        return f"{where}, in {str(dtype).removeprefix('torch.')}"
 
     def browser_secret(self) -> str:
         """A secret that stays the same across restarts of this data directory."""
