@@ -29,8 +29,8 @@ def load_pipeline(model: str | Path | None = None, device=None, dtype=None, *, z
     """The ``UniViGUPipeline`` at ``model`` (None: the shipped one) on ``device`` (``check_device``'s:
     auto, cpu, cuda or cuda:N; ``zero_gpu`` as there) with the denoiser's weights in ``dtype``
     (``check_dtype``'s: float32, bfloat16, or auto for the faster where it is native; norms and
-    modulation stay float32), its progress bars
-    off. A ``ValueError`` says what is wrong with a folder that holds no model, a device or a dtype."""
+    modulation stay float32), its progress bars off. A ``ValueError`` says what is wrong with a
+    folder that holds no model, a device or a dtype."""
     import diffusers
     import transformers
 

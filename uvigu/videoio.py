@@ -5,8 +5,9 @@ Frames are ``uint8`` arrays of shape ``(f, h, w, 3)`` (RGB) everywhere in this m
 Every writer is atomic: it encodes into a temporary file beside the target and moves it into
 place with ``os.replace``, so a crash never leaves a half-written file behind. MP4s are H.264
 (libx264) / yuv420p with even dimensions and ``+faststart`` (DESIGN.md §6: plays in every
-browser), in BT.709 colours that the file names. Reading goes through the ffmpeg binary that ``imageio-ffmpeg`` ships (no system
-ffmpeg needed); every problem with an input file is a ``ValueError`` a user can act on.
+browser), in BT.709 colours that the file names. Reading goes through the ffmpeg binary that
+``imageio-ffmpeg`` ships (no system ffmpeg needed); every problem with an input file is a
+``ValueError`` a user can act on.
 """
 
 from __future__ import annotations
@@ -373,7 +374,7 @@ def read_video(
             notes.insert(0, f"read {what} colours as they are stored (ffmpeg lacks zscale): they look paler"
                          + (" and darker" if info.hdr else ""))
         if _unstated_hd_matrix(info):
-            # As players read it (mpv, VLC): HD video that does not say its matrix is BT.709's.
+            # As browsers and players read it (Chromium, mpv): HD video that does not say its matrix is BT.709's.
             filters.insert(0, "setparams=colorspace=bt709")
         filters += ["format=gbrp", *scale] if scale else []
     frame_bytes = width * height * 3

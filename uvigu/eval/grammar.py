@@ -214,9 +214,9 @@ def corrected_caption(prompt: str, caption: str) -> str | None:
     """``caption`` (a detailed caption of the grammar) with each object the prompt asks for given
     the colour, shape, motion and size the prompt asks of it, its partner's other words kept (speed,
     start region; a still object set moving goes "slowly"; a start its new size or motion cannot
-    have moves to the nearest one it can), and an object the caption lacks added (small unless the prompt says,
-    slowly, from the center or the start nearest it); ``None`` when the caption
-    is not of the grammar, the prompt names no object, or the caption already says all it asks.
+    have moves to the nearest one it can), and an object the caption lacks added (small unless the
+    prompt says, slowly, from the center or the start nearest it); ``None`` when the caption is not
+    of the grammar, the prompt names no object, or the caption already says all it asks.
     The text to edit a clip with so that it shows what its prompt asked (the studio's *Ask for what
     it missed*)."""
     parsed = _strict_caption(_normalize(caption))
