@@ -51,8 +51,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                         "CPU), cpu, cuda or cuda:N [env UVIGU_DEVICE; default: %(default)s]")
     parser.add_argument("--dtype", default=env.get("UVIGU_DTYPE", "auto"),
                         help="precision of the denoiser's weights: float32, bfloat16, or auto — bfloat16 where the "
-                        "hardware computes it natively (a GPU, a CPU with AMX or AVX-512 BF16), else float32 (its "
-                        "norms and modulation stay float32; docs/BENCHMARKS.md times both) "
+                        "hardware computes it natively (an Ampere or newer GPU, a CPU with AMX or AVX-512 BF16), "
+                        "else float32 (its norms and modulation stay float32; docs/BENCHMARKS.md times both) "
                         "[env UVIGU_DTYPE; default: %(default)s]")
     parser.add_argument("--session-max-age-days", type=float,
                         default=float(env.get("UVIGU_SESSION_MAX_AGE_DAYS", "30")),

@@ -60,9 +60,10 @@ def test_auto_precision_is_bfloat16_where_the_hardware_computes_it(monkeypatch):
         expected = torch.bfloat16 if native else torch.float32
         assert check_dtype("auto") == check_dtype(" AUTO ", torch.device("cpu")) == expected
     _gpus(monkeypatch, 1)
-    for supported in (True, False):
-        monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: supported)
-        assert check_dtype("auto", "cuda:0") == (torch.bfloat16 if supported else torch.float32)
+    # an A100 / H100 computes bf16; a T4 or V100 only emulates it (torch's is_bf16_supported says yes)
+    for capability, expected in (((8, 0), torch.bfloat16), ((9, 0), torch.bfloat16), ((7, 5), torch.float32)):
+        monkeypatch.setattr(torch.cuda, "get_device_capability", lambda *a, **k: capability)
+        assert check_dtype("auto", "cuda:0") == expected
     assert check_dtype("float32", "cuda") == torch.float32  # asked for, not chosen
 
 

@@ -175,8 +175,8 @@ def _add_checkpoint_arguments(p: argparse.ArgumentParser, dtype: str = "auto") -
                    "cuda:N [%(default)s]")
     p.add_argument("--dtype", default=dtype,
                    help="precision of the denoiser's weights: float32, bfloat16, or auto — bfloat16 where the "
-                   "hardware computes it natively (a GPU, a CPU with AMX or AVX-512 BF16), else float32 (its norms "
-                   "and modulation stay float32; docs/BENCHMARKS.md times both) [%(default)s]")
+                   "hardware computes it natively (an Ampere or newer GPU, a CPU with AMX or AVX-512 BF16), else "
+                   "float32 (its norms and modulation stay float32; docs/BENCHMARKS.md times both) [%(default)s]")
 
 
 def _add_model_arguments(p: argparse.ArgumentParser) -> None:

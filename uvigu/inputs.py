@@ -197,13 +197,14 @@ def check_dtype(dtype: str | torch.dtype | None, device: torch.device | str | No
 
 
 def auto_dtype(device: torch.device | str | None = None) -> torch.dtype:
-    """bfloat16 where ``device`` computes it natively — a GPU that supports it, a CPU with AMX or
-    AVX-512 BF16 (`cpu_computes_bf16`) — else float32. On the shipped model bf16 names the same
-    objects as float32 and, on such a CPU, generates in about three quarters of the time
-    (docs/BENCHMARKS.md); elsewhere it would be emulated, and slower."""
+    """bfloat16 where ``device`` computes it natively — a GPU of compute capability 8 or more
+    (Ampere on; not a T4 or V100, which emulate it), a CPU with AMX or AVX-512 BF16
+    (`cpu_computes_bf16`) — else float32. On the shipped model bf16 names the same objects as
+    float32 and, on such a CPU, generates in about three quarters of the time (docs/BENCHMARKS.md);
+    elsewhere it would be emulated, and slower."""
     device = torch.device("cpu" if device is None else device)
     if device.type == "cuda":
-        fast = torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+        fast = torch.cuda.is_available() and torch.cuda.get_device_capability(device)[0] >= 8
     else:
         fast = device.type == "cpu" and cpu_computes_bf16()
     return torch.bfloat16 if fast else torch.float32
