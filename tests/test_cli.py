@@ -131,7 +131,8 @@ def test_generate_says_what_the_caption_of_its_clip_says_of_the_prompt(model_dir
 def recorded_edits(model_dir, tmp_path, monkeypatch):
     """A generated clip, and the keyword arguments of every ``pipe.edit`` call the test makes after."""
     clip = tmp_path / "clip.mp4"
-    assert main(["generate", "a red circle", "--model", str(model_dir), "--no-caption", "--out", str(clip)]) == 0
+    assert main(["generate", "a red circle", "--model", str(model_dir), "--seed", "0", "--no-caption", "--out",
+                 str(clip)]) == 0
     seen = []
     original = UniViGUPipeline.edit
 
@@ -362,7 +363,8 @@ def test_where_and_how_takes_are_judged_reach_the_pipeline(model_dir, tmp_path, 
 
 def test_the_caption_options_reach_the_pipeline(model_dir, tmp_path, capsys, monkeypatch):
     clip = tmp_path / "clip.mp4"
-    assert main(["generate", "a red circle", "--model", str(model_dir), "--no-caption", "--out", str(clip)]) == 0
+    assert main(["generate", "a red circle", "--model", str(model_dir), "--seed", "0", "--no-caption", "--out",
+                 str(clip)]) == 0
     seen = []
 
     def recording(self, video, **kwargs):
