@@ -29,7 +29,7 @@ import torch
 from uvigu.data.shapes import HELD_OUT_PAIRS, ShapesExample, scene_caption
 from uvigu.eval.analyzer import analyze_clip, match_objects
 from uvigu.eval.edits import ATTRIBUTES, edit_scene
-from uvigu.eval.grammar import MAX_PAIRED, ObjectMention, best_pairing, parse_caption, scene_mentions
+from uvigu.eval.grammar import ObjectMention, best_pairing, parse_caption, scene_mentions
 from uvigu.videoio import write_strip_png
 
 logger = logging.getLogger(__name__)
@@ -47,7 +47,7 @@ def align_fields(expected: Sequence[ObjectMention], found: Sequence, fields: Seq
     that swaps two objects' shapes is scored on shape, not on colour). Unpaired expected objects
     agree on nothing.
     """
-    found = list(found)[:MAX_PAIRED]
+    found = list(found)  # best_pairing pairs among its first MAX_PAIRED, by their indices here
     partner = best_pairing(expected, found, fields)
     return {
         f: [j >= 0 and getattr(e, f) == getattr(found[j], f, None) for e, j in zip(expected, partner)] for f in fields
