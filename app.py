@@ -10,9 +10,12 @@ unused sessions are kept.
 from __future__ import annotations
 
 import argparse
+import errno
 import logging
 import os
+import socket
 import sys
+import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -30,6 +33,18 @@ def _env_flag(name: str) -> bool:
     return os.environ.get(name, "").lower() in ("1", "true", "yes")
 
 
+def _port(text: str) -> int:
+    """A TCP port number, for argparse (which also runs an environment variable's default through it)."""
+    try:
+        port = int(text)
+    except ValueError:
+        port = -1
+    if not 1 <= port <= 65535:
+        raise argparse.ArgumentTypeError(
+            f"a port is a whole number from 1 to 65535, got {text!r} (from --port or GRADIO_SERVER_PORT)")
+    return port
+
+
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     env = os.environ
     parser = argparse.ArgumentParser(description="Serve Uni-ViGU Studio in the browser.")
@@ -38,7 +53,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                         "its EMA weights) [env UVIGU_MODEL; default: %(default)s]")
     parser.add_argument("--host", default=env.get("GRADIO_SERVER_NAME", "127.0.0.1"),
                         help="address to listen on; 0.0.0.0 for all [env GRADIO_SERVER_NAME]")
-    parser.add_argument("--port", type=int, default=int(env.get("GRADIO_SERVER_PORT", "7860")),
+    parser.add_argument("--port", type=_port, default=env.get("GRADIO_SERVER_PORT", "7860"),
                         help="port [env GRADIO_SERVER_PORT; default: %(default)s]")
     parser.add_argument("--data-dir", type=Path,
                         default=Path(env.get("UVIGU_DATA_DIR", DEFAULT_DATA_DIR)),
@@ -55,7 +70,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                         "else float32 (its norms and modulation stay float32; docs/BENCHMARKS.md times both) "
                         "[env UVIGU_DTYPE; default: %(default)s]")
     parser.add_argument("--session-max-age-days", type=float,
-                        default=float(env.get("UVIGU_SESSION_MAX_AGE_DAYS", "30")),
+                        default=env.get("UVIGU_SESSION_MAX_AGE_DAYS", "30"),
                         help="delete sessions unused for this long [env UVIGU_SESSION_MAX_AGE_DAYS]")
     return parser.parse_args(argv)
 
@@ -88,6 +103,41 @@ def check_model(path: Path) -> None:
     )
 
 
+def check_data_dir(path: Path) -> None:
+    """Stop, saying why, when sessions cannot be kept in ``path`` (created if missing)."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=path):
+            pass
+    except OSError as error:
+        raise SystemExit(
+            f"--data-dir: cannot keep sessions in {path} ({error.strerror or error}); choose a folder this user "
+            "can write, with --data-dir or UVIGU_DATA_DIR."
+        ) from None
+
+
+def check_port(host: str, port: int) -> None:
+    """Stop, saying what to do, when the studio could not listen on ``host``:``port`` — before the model
+    loads, which for a large model takes minutes. Binds as the server will (address reuse on, so a
+    port a closed server left in TIME_WAIT counts as free)."""
+    try:
+        infos = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as error:
+        raise SystemExit(f"--host: cannot listen on {host!r} ({error.strerror}).") from None
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(address)
+        except OSError as error:
+            if error.errno == errno.EADDRINUSE:
+                raise SystemExit(
+                    f"--port: port {port} is in use (another studio, or another server); stop it, or pass "
+                    "another port with --port or GRADIO_SERVER_PORT."
+                ) from None
+            raise SystemExit(f"--host: cannot listen on {host}:{port} ({error.strerror or error}).") from None
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     args = parse_args(argv)
@@ -106,6 +156,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         dtype = check_dtype(args.dtype, device)
     except ValueError as error:
         raise SystemExit(f"--dtype: {error}") from None
+    check_data_dir(args.data_dir)
+    check_port(args.host, args.port)
     logger.info("loading %s on %s in %s", args.model, device, str(dtype).removeprefix("torch."))
     pipe = load_pipeline(args.model, device, dtype)
     settings = StudioSettings(data_dir=args.data_dir, session_max_age_days=args.session_max_age_days)

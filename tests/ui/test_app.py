@@ -1,8 +1,16 @@
+import socket
 from pathlib import Path
 
 import pytest
 
 import app
+
+
+def free_port() -> int:
+    """A port nothing listens on now, so a test's studio does not depend on what else runs here."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 def test_flags_fall_back_to_environment_variables(monkeypatch, tmp_path):
@@ -57,7 +65,8 @@ def test_the_studio_serves_a_training_checkpoint(monkeypatch, tmp_path):
 
     monkeypatch.setattr(ui, "build_demo", lambda studio, gpu=None: served.append(studio) or Demo())
     # in the checkpoint's own precision, to compare weight for weight (the default may pick bfloat16)
-    app.main(["--model", str(step), "--device", "cpu", "--dtype", "float32", "--data-dir", str(tmp_path / "data")])
+    app.main(["--model", str(step), "--device", "cpu", "--dtype", "float32", "--data-dir", str(tmp_path / "data"),
+              "--port", str(free_port())])
     studio, _ = served
     studio.close()
     expected = load_checkpoint_pipeline(step).transformer.state_dict()
@@ -92,10 +101,11 @@ def test_the_dtype_flag_serves_the_denoiser_in_bfloat16(monkeypatch, tmp_path):
     monkeypatch.setattr(UniViGUPipeline, "from_pretrained", lambda *a, **k: tiny_pipeline())
     monkeypatch.setattr(ui, "build_demo", lambda studio, gpu=None: served.append(studio) or Demo())
     monkeypatch.setattr(app, "check_model", lambda path: None)
-    app.main(["--dtype", "bf16", "--device", "cpu", "--data-dir", str(tmp_path)])
+    port = free_port()
+    app.main(["--dtype", "bf16", "--device", "cpu", "--data-dir", str(tmp_path), "--port", str(port)])
     studio, launched = served
     studio.close()
-    assert studio.pipe.transformer.dtype == torch.bfloat16 and launched["server_port"] == 7860
+    assert studio.pipe.transformer.dtype == torch.bfloat16 and launched["server_port"] == port
     monkeypatch.setattr(UniViGUPipeline, "from_pretrained", lambda *a, **k: pytest.fail("the model was loaded"))
     with pytest.raises(SystemExit, match="--dtype: dtype must be float32, bfloat16 .* or auto"):
         app.main(["--dtype", "half", "--data-dir", str(tmp_path)])
@@ -120,10 +130,50 @@ def test_by_default_the_studio_serves_in_bfloat16_where_the_cpu_computes_it(monk
     monkeypatch.setattr(UniViGUPipeline, "from_pretrained", lambda *a, **k: tiny_pipeline())
     monkeypatch.setattr(ui, "build_demo", lambda studio, gpu=None: served.append(studio) or Demo())
     monkeypatch.setattr(app, "check_model", lambda path: None)
-    app.main(["--device", "cpu", "--data-dir", str(tmp_path)])
+    app.main(["--device", "cpu", "--data-dir", str(tmp_path), "--port", str(free_port())])
     studio, _ = served
     studio.close()
     assert studio.pipe.transformer.dtype == getattr(torch, dtype)
+
+
+def test_a_bad_port_stops_at_parsing_naming_the_flag_and_variable(monkeypatch, capsys):
+    for bad in ("abc", "0", "70000"):
+        monkeypatch.setenv("GRADIO_SERVER_PORT", bad)
+        with pytest.raises(SystemExit):
+            app.parse_args([])
+        assert f"a port is a whole number from 1 to 65535, got '{bad}' (from --port or GRADIO_SERVER_PORT)" in (
+            capsys.readouterr().err)
+    assert app.parse_args(["--port", "8080"]).port == 8080
+
+
+def test_a_data_dir_that_cannot_be_written_stops_before_the_model_loads(monkeypatch, tmp_path):
+    from uvigu import UniViGUPipeline
+
+    monkeypatch.setattr(UniViGUPipeline, "from_pretrained", lambda *a, **k: pytest.fail("the model was loaded"))
+    (tmp_path / "a-file").write_text("not a folder")
+    with pytest.raises(SystemExit, match=r"--data-dir: cannot keep sessions in .*a-file/data \(Not a directory\); "
+                       r"choose a folder this user can write, with --data-dir or UVIGU_DATA_DIR"):
+        app.main(["--device", "cpu", "--data-dir", str(tmp_path / "a-file" / "data"), "--port", str(free_port())])
+    app.check_data_dir(tmp_path / "new" / "data")  # a folder that is not there yet is made
+    assert (tmp_path / "new" / "data").is_dir() and not any((tmp_path / "new" / "data").iterdir())
+
+
+def test_a_port_in_use_stops_before_the_model_loads(monkeypatch, tmp_path):
+    from uvigu import UniViGUPipeline
+
+    monkeypatch.setattr(UniViGUPipeline, "from_pretrained", lambda *a, **k: pytest.fail("the model was loaded"))
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        port = server.getsockname()[1]
+        with pytest.raises(SystemExit, match=f"--port: port {port} is in use .* pass another port with --port or "
+                           "GRADIO_SERVER_PORT"):
+            app.main(["--device", "cpu", "--data-dir", str(tmp_path), "--port", str(port)])
+        with pytest.raises(SystemExit, match="--port: port .* is in use"):  # all addresses include this one
+            app.check_port("0.0.0.0", port)
+    app.check_port("127.0.0.1", port)  # free again once the other server stops
+    with pytest.raises(SystemExit, match=r"--host: cannot listen on 'nosuchhost\.invalid'"):
+        app.check_port("nosuchhost.invalid", port)
 
 
 def test_zero_gpu_is_read_from_the_space_environment(monkeypatch):
