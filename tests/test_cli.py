@@ -103,6 +103,20 @@ def test_a_write_that_fails_is_said_without_a_traceback(model_dir, tmp_path, mon
     assert "uvigu generate: [Errno 28] No space left on device" in err and "Traceback" not in err
 
 
+def test_unknown_words_are_warned_of_once_in_the_commands_words(model_dir, tmp_path, capsys, caplog):
+    clip = tmp_path / "clip.mp4"
+    assert main(["generate", "a red zebra moving right", "--model", str(model_dir), "--seed", "3", "--steps", "2",
+                 "--best-of", "2", "--out", str(clip)]) == 0
+    assert capsys.readouterr().err.count("does not know") == 1
+    assert main(["edit", str(clip), "a red zebra moving right", "--source-prompt", "a red okapi moving right",
+                 "--model", str(model_dir), "--seed", "3", "--steps", "2", "--out", str(tmp_path / "e.mp4")]) == 0
+    err = capsys.readouterr().err
+    assert "warning: the model does not know these words: zebra\n" in err
+    assert "warning: the model does not know these words of --source-prompt: okapi\n" in err
+    assert err.count("does not know") == 2
+    assert not [record for record in caplog.records if "does not know" in record.getMessage()]  # not logged too
+
+
 def test_generate_says_what_the_caption_of_its_clip_says_of_the_prompt(model_dir, tmp_path, monkeypatch, capsys):
     said = "a small red circle moves slowly up from the center on a gray background."
     monkeypatch.setattr(UniViGUPipeline, "caption", lambda self, video, **kwargs: SimpleNamespace(text=said))

@@ -320,6 +320,27 @@ def test_unknown_words_are_reported(pipe):
     assert pipe.generate("a red zebra moving right", seed=0).unknown_words == ["zebra"]
 
 
+def test_each_call_warns_of_unknown_words_once_however_many_takes_it_makes(pipe, caplog):
+    def warned() -> list[str]:
+        found = [record.getMessage().rpartition(": ")[2] for record in caplog.records
+                 if "does not know" in record.getMessage()]
+        assert all(record.unknown_words for record in caplog.records if "does not know" in record.getMessage())
+        caplog.clear()
+        return found
+
+    clip = pipe.generate(PROMPT, seed=0, num_inference_steps=2).frames
+    assert warned() == []
+    pipe.generate("a red zebra moving right", seed=0, num_inference_steps=2, best_of=3)
+    assert warned() == ["zebra"]
+    pipe.generate_with_caption("a red zebra moving right", seed=0, num_inference_steps=2)
+    assert warned() == ["zebra"]
+    pipe.edit(clip, "a red zebra moving right", seed=0, num_inference_steps=2, best_of=2)
+    assert warned() == ["zebra"]
+    pipe.edit(clip, "a red zebra moving right", source_prompt="a red okapi moving right", seed=0,
+              num_inference_steps=2, best_of=2)
+    assert warned() == ["zebra", "okapi"]
+
+
 def test_an_edit_given_the_same_text_before_and_after_keeps_the_clip(pipe):
     clip = pipe.generate(PROMPT, seed=1).frames
     # the same text, guided alike on both sides: no difference between the flows

@@ -377,9 +377,9 @@ def _unused_output(default: Path, gif: bool, strip: bool) -> Path:
     raise AssertionError("unreachable")
 
 
-def _warn_unknown(words: list[str]) -> None:
+def _warn_unknown(words: list[str], of: str = "") -> None:
     if words:
-        print(f"warning: the model does not know these words: {', '.join(words)}", file=sys.stderr)
+        print(f"warning: the model does not know these words{of}: {', '.join(words)}", file=sys.stderr)
 
 
 def run_generate(args: argparse.Namespace) -> int:
@@ -560,6 +560,8 @@ def run_edit(args: argparse.Namespace) -> int:
     for note in [*notes, *result.input_notes]:
         print(f"note: {note}", file=sys.stderr)
     _warn_unknown(result.unknown_words)
+    if args.source_prompt is not None:
+        _warn_unknown(pipe.unknown_words(args.source_prompt), " of --source-prompt")
     print(f"seed: {result.seed}")
     _write_outputs(result.frames, out, args, pipe.fps)
     if not args.no_caption:  # what the edited clip shows, as the studio says it after an edit
@@ -941,6 +943,11 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _not_said_here(record: logging.LogRecord) -> bool:
+    """Leaves out the library's warning of unknown prompt words, which the commands print themselves."""
+    return not hasattr(record, "unknown_words")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(
@@ -948,6 +955,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    inputs_logger = logging.getLogger("uvigu.inputs")
+    inputs_logger.addFilter(_not_said_here)
     try:
         return args.func(args)
     except ValueError as error:
@@ -957,6 +966,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         logging.getLogger("uvigu").debug("uvigu %s failed", args.command, exc_info=True)
         print(f"uvigu {args.command}: {error}", file=sys.stderr)
         return 1
+    finally:
+        inputs_logger.removeFilter(_not_said_here)
 
 
 if __name__ == "__main__":

@@ -431,6 +431,8 @@ class UniViGUPipeline(DiffusionPipeline):
         The chosen clip's ``caption`` is then read at the caption's defaults, and each candidate's
         caption is the one it was judged by.
         """
+        prompt = check_prompt(self.tokenizer, prompt, self.max_text_tokens)  # once, before any take is made
+
         def make(take_seed: int | None, take_callback: StepCallback | None, trajectory: bool,
                  take: _Take | None = None) -> VideoResult:
             return self._run_video("generate", prompt, None, 1.0, take_seed, num_inference_steps, guidance_scale,
@@ -455,6 +457,7 @@ class UniViGUPipeline(DiffusionPipeline):
         return_trajectory: bool = False,
     ) -> VideoResult:
         """Text → clip and its detailed caption in one joint denoising pass."""
+        prompt = check_prompt(self.tokenizer, prompt, self.max_text_tokens)
         return self._run_video(
             "joint", prompt, None, 1.0, seed, num_inference_steps, guidance_scale,
             num_frames, height, width, callback, return_trajectory,
@@ -497,6 +500,9 @@ class UniViGUPipeline(DiffusionPipeline):
         if strength is None:
             strength = self.default_edit_strength if source_prompt is None else self.default_flow_edit_strength
         strength = check_strength(strength)
+        prompt = check_prompt(self.tokenizer, prompt, self.max_text_tokens)  # once, before any take is made
+        if source_prompt is not None:
+            source_prompt = check_prompt(self.tokenizer, source_prompt, self.max_text_tokens, "source_prompt")
 
         def make(take_seed: int | None, take_callback: StepCallback | None, trajectory: bool,
                  take: _Take | None = None) -> VideoResult:
@@ -660,7 +666,6 @@ class UniViGUPipeline(DiffusionPipeline):
         judge_fn = get_judge(self.config.take_judge if judge is None else judge)
         judge_at = check_judge_at(self.config.take_judge_at if judge_at is None else judge_at)
         judge_steps = check_judge_steps(self.config.take_judge_steps if judge_steps is None else judge_steps)
-        check_prompt(self.tokenizer, prompt, self.max_text_tokens)  # before any take is made
         seed = check_seed(seed)
         # The reading each take is judged by; the kept take's caption is read in full when that differs.
         quick = {"num_inference_steps": judge_steps, "reread": 0, "verify_weight": 0.0} if judge_steps else {}
@@ -749,7 +754,7 @@ class UniViGUPipeline(DiffusionPipeline):
         take: _Take | None = None,
         read_guidance: float | None = None,
     ) -> VideoResult:
-        prompt = check_prompt(self.tokenizer, prompt, self.max_text_tokens)
+        prompt = check_prompt(self.tokenizer, prompt, self.max_text_tokens, warn=False)  # the caller warned
         read_scale = check_guidance(read_guidance, self.config.read_guidance, "read_guidance")
         steps = check_steps(num_inference_steps, self.config.num_inference_steps)
         guidance = check_guidance(guidance_scale, self.config.guidance_scale)
@@ -829,8 +834,8 @@ class UniViGUPipeline(DiffusionPipeline):
         return_trajectory: bool,
         take: _Take | None = None,
     ) -> VideoResult:
-        prompt = check_prompt(self.tokenizer, prompt, self.max_text_tokens)
-        source_prompt = check_prompt(self.tokenizer, source_prompt, self.max_text_tokens, "source_prompt")
+        prompt = check_prompt(self.tokenizer, prompt, self.max_text_tokens, warn=False)  # the caller warned
+        source_prompt = check_prompt(self.tokenizer, source_prompt, self.max_text_tokens, "source_prompt", warn=False)
         steps = check_steps(num_inference_steps, self.config.num_inference_steps)
         target_guidance = check_guidance(guidance_scale, self.default_flow_edit_guidance)
         source_guidance = float(self.config.guidance_scale)
