@@ -194,6 +194,36 @@ def test_settings_parse_and_bad_ones_are_named():
     assert parse_setting("edit", "with_source=2") == {"with_source": 2}
     with pytest.raises(ValueError, match="with_source is 0, 1 or 2"):
         parse_setting("edit", "with_source=3")
+    assert parse_setting("generate", "shift=6") == {"shift": 6.0}
+    assert parse_setting("edit", "shift=1.5,with_source=1") == {"shift": 1.5, "with_source": 1}
+    with pytest.raises(ValueError, match="shift must be above 0, got '0'"):
+        parse_setting("generate", "shift=0")
+    with pytest.raises(ValueError, match="not a setting of caption"):
+        parse_setting("caption", "shift=6")
+
+
+@pytest.mark.parametrize("task", ["generate", "edit"])
+def test_a_shift_row_samples_under_that_shift_and_puts_the_models_back(task, monkeypatch):
+    from uvigu.flows.video import inference_sigmas
+
+    pipe = tiny_pipeline()
+    own = pipe.scheduler
+    seen = []
+    call = getattr(pipe, task)
+
+    def recording(*args, **kwargs):
+        assert "shift" not in kwargs  # a setting of the sampler, not an argument of the task
+        seen.append((pipe.scheduler.config.shift, inference_sigmas(pipe.scheduler, 4)[1].item()))
+        return call(*args, **kwargs)
+
+    monkeypatch.setattr(pipe, task, recording)
+    config = EvalConfig(num_clips=2, num_heldout=0)
+    rows = run_sweep(pipe, task, [{}, {"shift": 9.0}], config)
+    assert [r.settings for r in rows] == [{}, {"shift": 9.0}]
+    assert pipe.scheduler is own
+    (default_shift, default_sigma), (shift, sigma) = seen[0], seen[-1]
+    assert default_shift == own.config.shift and shift == 9.0
+    assert sigma > default_sigma  # a larger shift keeps the second step's noise higher
 
 
 def test_the_command_prints_a_table(tmp_path, capsys):

@@ -27,7 +27,8 @@ under every setting; its seconds per clip are the caption's alone.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from uvigu.data.shapes import HELD_OUT_PAIRS
@@ -43,14 +44,16 @@ SETTINGS: dict[str, dict[str, type]] = {
     # best_of=N: N takes, the one whose caption agrees best with the prompt kept (pipe.generate), each
     # judged after the share judge_at of its steps by a caption of judge_steps steps (0: the full caption)
     # read_guidance=S: the model's own reading of the clip steers it (pipe.generate's read_guidance)
+    # shift=S: the sampler's noise levels under another shift than the model's scheduler's (σ' = Sσ/(1+(S−1)σ);
+    # larger spends more of the steps at high noise, where a clip's layout and motion are decided)
     "generate": {"guidance_scale": float, "num_inference_steps": int, "best_of": int, "judge_at": float,
-                 "judge_steps": int, "read_guidance": float},
+                 "judge_steps": int, "read_guidance": float, "shift": float},
     "caption": {"num_inference_steps": int, "temperature": float, "reread": int, "reread_threshold": float,
                 "reread_period": int, "verify_weight": float, "verify_max_texts": int, "verify_draws": int},
     # with_source=1: the edit is also given the caption before the change (pipe.edit's source_prompt);
     # 2: the model's own caption of the clip, as the studio's Keep the rest
     "edit": {"strength": float, "guidance_scale": float, "num_inference_steps": int, "with_source": int,
-             "best_of": int, "judge_at": float, "judge_steps": int},
+             "best_of": int, "judge_at": float, "judge_steps": int, "shift": float},
 }
 SETTINGS["round_trip"] = SETTINGS["caption"]  # the caption of the generated clip, under caption settings
 # rounds=0: the generated clip as it is; 1: edited once with its caption corrected (pipe.corrected_caption)
@@ -80,6 +83,8 @@ def parse_setting(task: str, text: str) -> dict[str, int | float]:
             raise ValueError(f"with_source is 0, 1 or 2, got {value.strip()!r}.")
         if name == "rounds" and values[name] not in (0, 1):
             raise ValueError(f"rounds is 0 or 1, got {value.strip()!r}.")
+        if name == "shift" and not values[name] > 0:
+            raise ValueError(f"shift must be above 0, got {value.strip()!r}.")
     return values
 
 
@@ -112,36 +117,53 @@ def run_sweep(
     fields = EDIT_FIELDS if task == "edit" else FIELDS
     generated: dict[tuple[str, int], object] = {}  # round trip: each clip generated once, for every setting
     rows, done = [], 0
-    for kwargs in settings:
+    for row_settings in settings:
+        kwargs = {k: v for k, v in row_settings.items() if k != "shift"}  # the rest are the task's arguments
         counts = {s: {"right": 0, "total": 0, **{f: 0 for f in fields}} for s in SETS}
         seconds = {s: 0.0 for s in SETS}
-        for set_name, index, example in clips:
-            seed = config.pipeline_seed(set_name, index)
-            frames = example.frames
-            if task in ("round_trip", "fix"):
-                if (set_name, index) not in generated:
-                    generated[set_name, index] = pipe.generate(example.prompt, seed=seed).frames
-                frames = generated[set_name, index]
-            start = time.perf_counter()
-            right, total, per_field = _score_clip(
-                pipe, task, example, set_name=set_name, index=index, seed=seed, kwargs=kwargs, frames=frames,
-            )
-            seconds[set_name] += time.perf_counter() - start
-            c = counts[set_name]
-            c["right"] += right
-            c["total"] += total
-            for f, n in per_field.items():
-                c[f] += n
-            done += 1
-            if progress is not None:
-                progress(done, len(clips) * len(settings))
+        with sampling_shift(pipe, row_settings.get("shift")):
+            for set_name, index, example in clips:
+                seed = config.pipeline_seed(set_name, index)
+                frames = example.frames
+                if task in ("round_trip", "fix"):
+                    if (set_name, index) not in generated:
+                        generated[set_name, index] = pipe.generate(example.prompt, seed=seed).frames
+                    frames = generated[set_name, index]
+                start = time.perf_counter()
+                right, total, per_field = _score_clip(
+                    pipe, task, example, set_name=set_name, index=index, seed=seed, kwargs=kwargs, frames=frames,
+                )
+                seconds[set_name] += time.perf_counter() - start
+                c = counts[set_name]
+                c["right"] += right
+                c["total"] += total
+                for f, n in per_field.items():
+                    c[f] += n
+                done += 1
+                if progress is not None:
+                    progress(done, len(clips) * len(settings))
         for set_name in SETS:
             n = config.count(set_name)
             if n:
                 c = counts[set_name]
-                rows.append(SweepRow(dict(kwargs), set_name, c["right"], c["total"], {f: c[f] for f in fields},
+                rows.append(SweepRow(dict(row_settings), set_name, c["right"], c["total"], {f: c[f] for f in fields},
                                      seconds[set_name] / n))
     return rows
+
+
+@contextmanager
+def sampling_shift(pipe, shift: float | None) -> Iterator[None]:
+    """``pipe`` samples its videos under the scheduler shift ``shift`` inside the block (``None``:
+    as it is); its own scheduler is put back after."""
+    if shift is None:
+        yield
+        return
+    original = pipe.scheduler
+    pipe.scheduler = type(original).from_config(original.config, shift=float(shift))
+    try:
+        yield
+    finally:
+        pipe.scheduler = original
 
 
 def _score_clip(pipe, task: str, example, *, set_name: str, index: int, seed: int,
