@@ -1,5 +1,6 @@
 """Video files in and out: H.264 MP4 / GIF / PNG writers, probing, decoding errors, conforming."""
 
+import errno
 import math
 import os
 import stat
@@ -118,6 +119,22 @@ def test_failed_write_keeps_the_old_file_and_no_temp_file(tmp_path: Path, monkey
         write_mp4(moving_square(4, 16, 16), target, fps=8)
     assert target.read_bytes() == b"previous take"
     assert [p.name for p in tmp_path.iterdir()] == ["clip.mp4"]
+
+
+def test_a_file_that_cannot_be_made_is_named_as_asked_not_by_its_temporary_name(tmp_path: Path, monkeypatch) -> None:
+    target = tmp_path / "clip.mp4"
+    real_open = os.open
+
+    def read_only_folder(path, *args, **kwargs):
+        if Path(path).parent == tmp_path:
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), path)
+        return real_open(path, *args, **kwargs)
+
+    monkeypatch.setattr(videoio.os, "open", read_only_folder)
+    with pytest.raises(PermissionError) as caught:
+        write_mp4(moving_square(4, 16, 16), target, fps=8)
+    assert str(caught.value) == f"[Errno {errno.EACCES}] Permission denied: '{target}'"
+    assert not any(tmp_path.iterdir())
 
 
 def test_gif_is_readable(tmp_path: Path) -> None:

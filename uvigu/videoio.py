@@ -661,6 +661,8 @@ def _atomic_target(path: Path) -> Iterator[str]:
             break
         except FileExistsError:
             continue
+        except OSError as error:  # said of the file asked for, not of a temporary name never seen
+            raise type(error)(error.errno, error.strerror, str(path)) from error
     try:
         yield tmp
         os.replace(tmp, path)
