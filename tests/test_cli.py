@@ -117,6 +117,24 @@ def test_unknown_words_are_warned_of_once_in_the_commands_words(model_dir, tmp_p
     assert not [record for record in caplog.records if "does not know" in record.getMessage()]  # not logged too
 
 
+def test_generate_and_edit_note_what_a_prompt_asks_beyond_the_models_world(model_dir, tmp_path, capsys):
+    clip = tmp_path / "clip.mp4"
+    three = "a red circle moving right and a blue square moving up and a purple triangle moving down"
+    assert main(["generate", three, "--model", str(model_dir), "--seed", "3", "--steps", "2", "--out", str(clip),
+                 "--no-caption"]) == 0
+    assert capsys.readouterr().err.splitlines()[-2:] == [
+        "note: 3 objects asked for; the model learned clips of at most 2, so it may leave some out.",
+        "note: The model never saw a purple triangle in training (held out, to test whether it puts together a "
+        "colour and a shape it has only seen apart).",
+    ]
+    assert main(["edit", str(clip), "a red circle moving right and a red square moving up", "--model",
+                 str(model_dir), "--seed", "3", "--steps", "2", "--out", str(tmp_path / "e.mp4"), "--no-caption"]) == 0
+    assert "note: More than one red object asked for" in capsys.readouterr().err
+    assert main(["generate", "a red circle moving right", "--model", str(model_dir), "--seed", "3", "--steps", "2",
+                 "--out", str(tmp_path / "plain.mp4"), "--no-caption"]) == 0
+    assert "note:" not in capsys.readouterr().err
+
+
 def test_generate_says_what_the_caption_of_its_clip_says_of_the_prompt(model_dir, tmp_path, monkeypatch, capsys):
     said = "a small red circle moves slowly up from the center on a gray background."
     monkeypatch.setattr(UniViGUPipeline, "caption", lambda self, video, **kwargs: SimpleNamespace(text=said))

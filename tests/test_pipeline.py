@@ -574,6 +574,19 @@ def test_the_take_judge_is_a_setting_of_the_saved_model(tmp_path, monkeypatch):
         UniViGUPipeline(**{**loaded.components, "take_judge": "vibes"})
 
 
+def test_a_shapes_model_says_how_its_prompts_go_and_what_a_prompt_asks_beyond_them():
+    from uvigu.eval.grammar import prompt_guide
+
+    pipe = tiny_pipeline()
+    assert pipe.prompt_guide() == prompt_guide()
+    assert pipe.prompt_notes(PROMPT) == []
+    assert pipe.prompt_notes("a red circle moving right and a red square moving left") == [
+        "More than one red object asked for; no two objects of the clips the model learned share a colour."]
+    pipe.register_to_config(take_judge="words")  # a model of another world declares no grammar
+    assert pipe.prompt_guide() is None
+    assert pipe.prompt_notes("a red circle moving right and a red square moving left") == []
+
+
 def test_where_and_how_takes_are_judged_are_settings_of_the_saved_model(tmp_path):
     pipe = tiny_pipeline()
     assert (pipe.config.take_judge_at, pipe.config.take_judge_steps) == (1.0, 0)  # judged finished, in full

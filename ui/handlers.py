@@ -13,7 +13,6 @@ import contextlib
 import functools
 import inspect
 import logging
-import re
 import secrets
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
@@ -21,6 +20,7 @@ from typing import Any, TypeVar
 import gradio as gr
 
 from ui import text
+from ui.text import md_escape as _md
 from uvigu.judge import read_back_count
 from uvigu.studio import Cancelled, Job, OutOfMemory, Studio, StudioBusy, Take, word_diff
 from uvigu.timeline import DEFAULT_EVERY_S
@@ -43,7 +43,6 @@ TRAJECTORY_OUTPUTS = ("traj_slider", "traj_info", "traj_video", "traj_text")
 CONFIRM_OUTPUTS = ("delete_take_panel", "delete_take_question", "delete_all_panel", "delete_all_question",
                    "delete_target")
 
-_MARKDOWN_SYNTAX = re.compile(r"([\\`*_{}\[\]<>#|~!])")
 
 MODE_LABELS = {
     "generate": "generated",
@@ -271,11 +270,12 @@ class Handlers:
 
     def check_words(self, prompt: str | None) -> str:
         """Under a prompt or edited caption: its length in tokens against what the model reads
-        (a warning when it is longer), and a warning naming words the model does not know.
-        Empty for empty text."""
+        (a warning when it is longer), a warning naming words the model does not know, and what it
+        asks beyond the clips the model learned. Empty for empty text."""
         try:
             unknown = self.studio.unknown_words(prompt or "")
             tokens, limit = self.studio.text_length(prompt or "")
+            notes = self.studio.prompt_notes(prompt or "")
         except ValueError:
             return ""
         if not tokens:
@@ -284,7 +284,7 @@ class Handlers:
             length = f"⚠️ **{tokens} / {limit} tokens**: the model reads at most {limit}; shorten it to run it."
         else:
             length = f"{tokens} / {limit} tokens"
-        return _unknown_warning(unknown) + length
+        return _unknown_warning(unknown) + "".join(f"ℹ️ {_md(note)}\n\n" for note in notes) + length
 
     # -- deleting takes --------------------------------------------------------------------
 
@@ -595,9 +595,6 @@ def _step_info(step: Any, index: int) -> str:
     return f"Step {index} · denoising the {stage} · σ = {step.sigma:.3f}"
 
 
-def _md(text: str) -> str:
-    """Visitor text shown in Markdown as typed: Markdown and HTML syntax escaped."""
-    return _MARKDOWN_SYNTAX.sub(r"\\\1", text)
 
 
 def _sentence(message: str) -> str:

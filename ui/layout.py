@@ -80,6 +80,7 @@ def build_demo(studio: Studio, gpu: Callable[[Callable], Callable] | None = None
                             gr.Markdown(text.model_help(
                                 defaults.num_frames, defaults.fps, defaults.width, defaults.height,
                                 defaults.max_text_tokens, studio.known_words(), defaults.runs_on,
+                                studio.prompt_guide(),
                             ))
                         gr.Examples(
                             [[p] for p in text.EXAMPLE_PROMPTS], inputs=[prompt], cache_examples=False,

@@ -2,7 +2,18 @@
 
 from __future__ import annotations
 
+import re
+
 from uvigu.judge import read_back_count
+
+_MARKDOWN_SYNTAX = re.compile(r"([\\`*_{}\[\]<>#|~!])")
+
+
+def md_escape(text: str) -> str:
+    """Text shown in Markdown as written (a visitor's, or the model's own guide with its ``<colour>``):
+    Markdown and HTML syntax escaped."""
+    return _MARKDOWN_SYNTAX.sub(r"\\\1", text)
+
 
 INTRO = """\
 # Uni-ViGU Studio
@@ -12,13 +23,16 @@ the previous clip, as often as you like. Your takes are kept for this browser.
 """
 
 def model_help(num_frames: int, fps: int, width: int, height: int, max_tokens: int, words: list[str] | None,
-               runs_on: str = "") -> str:
-    """What this model makes and reads: its clip format, its prompt length and its words; and where
-    it runs here (``runs_on``, e.g. "the CPU, in bfloat16"), which decides what a seed makes."""
+               runs_on: str = "", guide: str | None = None) -> str:
+    """What this model makes and reads: its clip format, its prompt length, how its prompts go
+    (``guide``, when it says) and its words; and where it runs here (``runs_on``, e.g. "the CPU, in
+    bfloat16"), which decides what a seed makes."""
     lines = [
         f"It makes clips of {num_frames} frames at {fps} fps ({num_frames / fps:g} s), {width}×{height} pixels, "
         f"and reads prompts and captions of up to {max_tokens} tokens.",
     ]
+    if guide:
+        lines.append(md_escape(guide))
     if runs_on:
         lines.append(f"Here it runs on {runs_on}: a seed makes the same clip again on this server, and may make a "
                      "slightly different one on other hardware or in another precision.")

@@ -382,6 +382,12 @@ def _warn_unknown(words: list[str], of: str = "") -> None:
         print(f"warning: the model does not know these words{of}: {', '.join(words)}", file=sys.stderr)
 
 
+def _note_asks(pipe, prompt: str) -> None:
+    """What ``prompt`` asks beyond the clips the model learned (`UniViGUPipeline.prompt_notes`)."""
+    for note in pipe.prompt_notes(prompt):
+        print(f"note: {note}", file=sys.stderr)
+
+
 def run_generate(args: argparse.Namespace) -> int:
     if args.joint and args.best_of != 1:
         raise ValueError("--best-of judges each take by its own caption; --joint writes the caption with the clip, "
@@ -400,6 +406,7 @@ def run_generate(args: argparse.Namespace) -> int:
                                judge_steps=args.judge_steps, read_guidance=args.read_guidance,
                                callback=_progress(desc), **options)
     _warn_unknown(result.unknown_words)
+    _note_asks(pipe, args.prompt)
     for take in result.candidates:
         chosen = "  <- kept" if take.seed == result.seed else ""
         print(f"take: seed {take.seed}, agrees {take.score:.2f}: {take.caption}{chosen}")
@@ -560,6 +567,7 @@ def run_edit(args: argparse.Namespace) -> int:
     for note in [*notes, *result.input_notes]:
         print(f"note: {note}", file=sys.stderr)
     _warn_unknown(result.unknown_words)
+    _note_asks(pipe, args.prompt)
     if args.source_prompt is not None:
         _warn_unknown(pipe.unknown_words(args.source_prompt), " of --source-prompt")
     print(f"seed: {result.seed}")

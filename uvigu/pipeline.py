@@ -360,6 +360,25 @@ class UniViGUPipeline(DiffusionPipeline):
 
         return follows_grammar(caption)
 
+    def prompt_guide(self) -> str | None:
+        """How the prompts the model learned go — the Shapes world's grammar, for a model that judges
+        takes by it (``take_judge`` "shapes") — in a few sentences; ``None`` for a model that declares none."""
+        if self.config.take_judge != "shapes":
+            return None
+        from uvigu.eval.grammar import prompt_guide
+
+        return prompt_guide()
+
+    def prompt_notes(self, prompt: str) -> list[str]:
+        """What ``prompt`` asks beyond the clips the model learned, or that its training held out (for
+        the Shapes model: more objects than a clip has, two of one colour, a held-out colour–shape
+        pair), each as a sentence; empty for other models. Unknown words are `unknown_words`'."""
+        if self.config.take_judge != "shapes":
+            return []
+        from uvigu.eval.grammar import prompt_notes
+
+        return prompt_notes(prompt)
+
     def read_back(self, prompt: str, caption: str) -> list[ReadBack]:
         """What ``caption`` says of each thing ``prompt`` asks for, as this model's ``take_judge``
         reads the two (`uvigu.judge.read_back`): for the Shapes model each prompted object's

@@ -1,10 +1,10 @@
 import numpy as np
 import pytest
 
-from uvigu.data.shapes import (ShapesConfig, make_example, possible_regions, sample_scene, scene_prompt,
-                               shapes_vocabulary)
+from uvigu.data.shapes import (BACKGROUNDS, COLORS, HELD_OUT_PAIRS, SHAPES, ShapesConfig, make_example,
+                               possible_regions, sample_scene, scene_prompt, shapes_vocabulary)
 from uvigu.eval.grammar import (ObjectMention, ParsedText, corrected_caption, follows_grammar, parse_caption,
-                                parse_prompt, scene_mentions)
+                                parse_prompt, prompt_guide, prompt_notes, scene_mentions)
 
 
 @pytest.mark.parametrize("split", ["train", "heldout"])
@@ -156,3 +156,37 @@ def test_a_caption_corrected_to_what_the_prompt_asked():
     fixed = corrected_caption("a purple triangle moving left and a blue square staying still", caption)
     assert follows_grammar(fixed) and corrected_caption("a purple triangle moving left and a blue square staying "
                                                         "still", fixed) is None
+
+
+@pytest.mark.parametrize("split", ["train", "heldout"])
+def test_prompts_and_captions_of_the_world_get_no_note_but_a_held_out_pair(split):
+    rng = np.random.default_rng(1)
+    for seed in range(300):
+        example = make_example(seed, split=split)
+        held = any((o.color, o.shape) in HELD_OUT_PAIRS for o in example.scene.objects)
+        assert held or split == "train"
+        for text in (example.prompt, scene_prompt(example.scene, rng), example.caption):
+            notes = prompt_notes(text)
+            assert len(notes) == held and all(n.startswith("The model never saw") for n in notes), (text, notes)
+
+
+def test_what_a_prompt_asks_beyond_the_world_is_said():
+    assert prompt_notes("a red circle moving right and a large blue square staying still") == []
+    assert prompt_notes("a red circle moving right and a blue square moving up and a green triangle moving down") == [
+        "3 objects asked for; the model learned clips of at most 2, so it may leave some out."]
+    assert prompt_notes("a red circle moving right and a red square moving left") == [
+        "More than one red object asked for; no two objects of the clips the model learned share a colour."]
+    assert prompt_notes("a purple triangle moving up and an orange square staying still") == [
+        "The model never saw a purple triangle or an orange square in training (held out, to test whether it "
+        "puts together a colour and a shape it has only seen apart)."]
+    assert len(prompt_notes("a green diamond, a green diamond and a green diamond")) == 3
+    assert prompt_notes("") == prompt_notes("a dragon flying") == prompt_notes("a circle moving right") == []
+
+
+def test_the_prompt_guide_names_the_whole_grammar():
+    guide = prompt_guide()
+    for word in [*COLORS, *SHAPES, *BACKGROUNDS, "small", "large", "left", "right", "up", "down", "staying still"]:
+        assert word in guide, word
+    for color, shape in HELD_OUT_PAIRS:
+        assert f"{color} {shape}" in guide
+    assert "one or two objects" in guide

@@ -10,7 +10,7 @@ import pytest
 
 from ui.handlers import CONFIRM_OUTPUTS, HISTORY_OUTPUTS, TAKE_OUTPUTS, TRAJECTORY_OUTPUTS, Handlers, _timeline
 from uvigu import Cancelled
-from uvigu.eval.grammar import corrected_caption
+from uvigu.eval.grammar import corrected_caption, prompt_notes
 from uvigu.judge import read_back
 from uvigu.studio import OutOfMemory, ProgressEvent, StudioBusy, Take
 
@@ -69,6 +69,9 @@ class FakeStudio:
 
     def text_length(self, text):
         return len(text.split()), 6
+
+    def prompt_notes(self, text):  # as the shipped model notes them
+        return prompt_notes(text)
 
     def read_back(self, prompt, caption):  # as the shipped model reads them
         return read_back("shapes", prompt, caption) if prompt.strip() else None
@@ -533,6 +536,11 @@ def test_diff_and_word_check_are_plain_text_functions(studio):
     too_long = handlers.check_words("a red circle and a blue square")
     assert too_long.startswith("⚠️ **7 / 6 tokens**") and "reads at most 6; shorten it" in too_long
     assert handlers.check_words("") == handlers.check_words(None) == handlers.check_words("   ") == ""
+    # what the text asks beyond the clips the model learned, before its length
+    assert handlers.check_words("red circle, red square") == (
+        "ℹ️ More than one red object asked for; no two objects of the clips the model learned share a colour.\n\n"
+        "4 / 6 tokens")
+    assert handlers.check_words("a purple triangle").startswith("ℹ️ The model never saw a purple triangle in training")
 
 
 def test_an_edit_shows_the_clip_it_was_made_from_beside_it(studio):

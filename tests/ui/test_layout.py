@@ -98,3 +98,13 @@ def test_the_model_help_says_where_a_real_pipeline_runs(tmp_path):
     from uvigu.testing import tiny_pipeline
 
     assert "Here it runs on the CPU, in float32" in model_help_shown(tiny_pipeline(), tmp_path)
+
+
+def test_the_model_help_says_how_the_prompts_it_learned_go(tmp_path):
+    from uvigu.testing import tiny_pipeline
+
+    help_text = model_help_shown(tiny_pipeline(), tmp_path)
+    # the grammar's placeholders escaped, so that Markdown shows them rather than taking them for HTML tags
+    assert "It learned clips of one or two objects" in help_text and "\\<colour\\> \\<shape\\>" in help_text
+    assert "Held out of its training" in help_text
+    assert "It learned clips" not in model_help_shown(FakePipeline(), tmp_path)  # a model that declares no grammar

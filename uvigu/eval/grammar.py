@@ -17,6 +17,7 @@ from uvigu.data.shapes import (
     BACKGROUNDS,
     CAPTION_MOTION_PHRASES,
     COLORS,
+    HELD_OUT_PAIRS,
     PROMPT_MOTION_PHRASES,
     REGION_GRID,
     REGIONS,
@@ -24,6 +25,7 @@ from uvigu.data.shapes import (
     SIZES,
     SPEEDS,
     Scene,
+    ShapesConfig,
     caption_text,
     possible_regions,
 )
@@ -193,6 +195,41 @@ def follows_grammar(text: str) -> bool:
     shipped model's captions of Shapes clips are (399 of the evaluation's 400), its captions of
     footage unlike them mostly not."""
     return _strict_caption(_normalize(text)) is not None
+
+
+def prompt_guide() -> str:
+    """How the Shapes world's prompts go (DESIGN §4), in a sentence or three for someone typing one."""
+    motions = "|".join(p.removeprefix("moving ") for m, p in PROMPT_MOTION_PHRASES.items() if m != "still")
+    held = ", ".join(f"{color} {shape}" for color, shape in sorted(HELD_OUT_PAIRS))
+    return (
+        f"It learned clips of one or two objects, and prompts that name each as “a [{'|'.join(SIZES)}] <colour> "
+        f"<shape> moving {motions}” or “… staying still”, joined by “and”, optionally ending “on a "
+        f"{'|'.join(BACKGROUNDS)} background”: colours {', '.join(COLORS)}; shapes {', '.join(SHAPES)}. "
+        f"No two objects of a clip share a colour. Held out of its training, to test whether it puts together a "
+        f"colour and a shape it has only seen apart: {held}."
+    )
+
+
+def prompt_notes(text: str) -> list[str]:
+    """What a prompt (or edited caption) asks that the Shapes world has no clips of, or that its
+    training held out, each as a sentence; empty when it asks for nothing of the kind."""
+    objects = parse_prompt(text).objects
+    notes = []
+    most = ShapesConfig.max_objects
+    if len(objects) > most:
+        notes.append(f"{len(objects)} objects asked for; the model learned clips of at most {most}, so it may leave "
+                     "some out.")
+    colors = [o.color for o in objects]
+    shared = sorted({c for c in colors if colors.count(c) > 1}, key=colors.index)
+    if shared:
+        notes.append(f"More than one {' and more than one '.join(shared)} object asked for; no two objects of the "
+                     "clips the model learned share a colour.")
+    held = list(dict.fromkeys(f"{'an' if o.color[0] in 'aeiou' else 'a'} {o.color} {o.shape}"
+                              for o in objects if (o.color, o.shape) in HELD_OUT_PAIRS))
+    if held:
+        notes.append(f"The model never saw {' or '.join(held)} in training (held out, to test whether it "
+                     "puts together a colour and a shape it has only seen apart).")
+    return notes
 
 
 def best_pairing(expected: Sequence[ObjectMention], found: Sequence,

@@ -186,6 +186,17 @@ class Studio:
         words = getattr(self.pipe, "known_words", None)
         return None if words is None else words()
 
+    def prompt_guide(self) -> str | None:
+        """How the prompts the model learned go (`UniViGUPipeline.prompt_guide`); ``None`` when it
+        does not say."""
+        guide = getattr(self.pipe, "prompt_guide", None)
+        return None if guide is None else guide()
+
+    def prompt_notes(self, text: str) -> list[str]:
+        """What ``text`` asks beyond what the model learned (`UniViGUPipeline.prompt_notes`)."""
+        notes = getattr(self.pipe, "prompt_notes", None)
+        return [] if notes is None or not text.strip() else list(notes(text))
+
     def caption_follows_grammar(self, caption: str) -> bool | None:
         """Whether ``caption`` follows the grammar the model was trained to write (``None``: the
         model declares none): a caption of an upload that does not says the clip is unlike what it
