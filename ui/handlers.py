@@ -595,8 +595,6 @@ def _step_info(step: Any, index: int) -> str:
     return f"Step {index} · denoising the {stage} · σ = {step.sigma:.3f}"
 
 
-
-
 def _sentence(message: str) -> str:
     return message[:1].upper() + message[1:] if message else "Something went wrong."
 
