@@ -164,3 +164,20 @@ def test_the_readmes_count_of_captions_that_follow_the_grammar_is_the_evaluation
     stated = re.search(r"(\d+) of its (\d+) captions in the evaluation do", (root / "README.md").read_text())
     assert stated is not None
     assert (int(stated.group(1)), int(stated.group(2))) == (sum(map(follows_grammar, captions)), len(captions))
+
+
+def test_the_readme_tells_what_to_type_as_the_grammar_has_it():
+    """The README's *What to type* names the Shapes world's words and held-out pairs as the code has them."""
+    import re
+    from pathlib import Path
+
+    from uvigu.data.shapes import BACKGROUNDS, COLORS, HELD_OUT_PAIRS, SHAPES, SIZES
+
+    readme = " ".join((Path(__file__).resolve().parents[1] / "README.md").read_text().split())
+    section = readme[readme.index("**What to type.**"):readme.index("(`pipe.prompt_notes`)")]
+    listed = re.search(r"Colours: ([a-z, ]+); shapes: ([a-z, ]+);", section)
+    assert listed is not None
+    assert listed.group(1).split(", ") == list(COLORS) and listed.group(2).split(", ") == list(SHAPES)
+    assert f"[{'|'.join(SIZES)}]" in section and f"on a {'|'.join(BACKGROUNDS)} background" in section
+    held = re.search(r"only seen apart: ([a-z, ]+)\.", section)
+    assert held is not None and set(held.group(1).split(", ")) == {f"{c} {s}" for c, s in HELD_OUT_PAIRS}
