@@ -260,6 +260,27 @@ def test_a_folder_with_a_caption_too_long_for_the_model_stops_before_the_first_s
     assert not (tmp_path / "run" / LOG_FILE).exists()  # refused before the recall stage, not at refine's turn
 
 
+def test_clips_shorter_than_an_item_are_warned_of_before_training(tmp_path, caplog):
+    clips = tmp_path / "clips"
+    clips.mkdir()
+    write_mp4(np.zeros((2, 16, 16, 3), np.uint8), clips / "short.mp4", fps=8)  # 0.25 s; an item of tiny is 0.5 s
+    write_mp4(np.zeros((8, 16, 16, 3), np.uint8), clips / "long.mp4", fps=8)
+    (clips / "metadata.jsonl").write_text("".join(json.dumps({"video": name, "prompt": "dark"}) + "\n"
+                                                  for name in ("short.mp4", "long.mp4")))
+    config = get_train_preset("tiny", data=str(clips), out_dir=str(tmp_path / "run"))
+    with caplog.at_level("INFO", logger="uvigu.training.trainer"):
+        trainer_module.build_dataset(config)
+    (warning,) = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert warning.endswith("1 of 2 clips are shorter than an item (0.5 s): each is filled out by holding its last "
+                            "frame, so the model learns motion that stops; give it clips of at least 0.5 s")
+    assert any("1 shorter than an item (the last frame held to fill it)" in m for m in caplog.messages)
+    caplog.clear()
+    (clips / "metadata.jsonl").write_text(json.dumps({"video": "long.mp4", "prompt": "dark"}) + "\n")
+    with caplog.at_level("INFO", logger="uvigu.training.trainer"):
+        trainer_module.build_dataset(config)
+    assert not [r for r in caplog.records if r.levelname == "WARNING"]
+
+
 def test_a_clip_damaged_after_the_start_is_skipped_and_the_run_goes_on(tmp_path, monkeypatch, caplog):
     clips = tmp_path / "clips"
     clips.mkdir()

@@ -112,6 +112,13 @@ class VideoFolderDataset(Dataset):
             raise ValueError(_listed(f"{self.root / METADATA_FILE}: {texts} longer than the {max_tokens} tokens the "
                                      "model's text stream holds; shorten them:", problems))
 
+    @property
+    def short_clips(self) -> int:
+        """Clips shorter than an item (by more than half a frame): read, each is filled out by holding
+        its last frame."""
+        item_s = self.num_frames / self.fps
+        return sum(info.video_s < item_s - 0.5 / self.fps for info in self.infos)
+
     def describe(self) -> str:
         """One line for the training log: how much footage, and what an item takes from it."""
         lengths = [info.video_s for info in self.infos]
@@ -122,7 +129,8 @@ class VideoFolderDataset(Dataset):
                  (sum(info.hdr is None and info.primaries == "bt2020" for info in self.infos),
                   "in BT.2020's wide gamut (converted)"),
                  (sum(info.variable_rate for info in self.infos), "with frames not evenly spaced (read by time)"),
-                 (sum(info.stored_size is not None for info in self.infos), "with non-square pixels (stretched)")]
+                 (sum(info.stored_size is not None for info in self.infos), "with non-square pixels (stretched)"),
+                 (self.short_clips, "shorter than an item (the last frame held to fill it)")]
         read = "; ".join(f"{count} {what}" for count, what in kinds if count)
         return (f"{len(lengths)} clip{'s' if len(lengths) != 1 else ''}, {sum(lengths) / 60:.1f} min of footage "
                 f"({each} s each{f'; {read}' if read else ''}); an item is {window} from "
