@@ -320,10 +320,10 @@ def build_dataset(config: TrainConfig) -> tuple[Dataset, list[str]]:
                                  fps=preset.fps, seed=config.seed, skip_unreadable=True)
     logger.info("%s: %s", root, dataset.describe())
     if dataset.short_clips:
+        item_s = preset.num_frames / preset.fps
         logger.warning("%s: %d of %d clips are shorter than an item (%g s): each is filled out by holding its last "
                        "frame, so the model learns motion that stops; give it clips of at least %g s", root,
-                       dataset.short_clips, len(dataset), preset.num_frames / preset.fps,
-                       preset.num_frames / preset.fps)
+                       dataset.short_clips, len(dataset), item_s, item_s)
     splitter = build_word_tokenizer([])
     words = sorted({w for e in dataset.entries for text in (e.prompt, e.caption) for w in split_words(splitter, text)})
     return dataset, words
