@@ -45,6 +45,19 @@ def _port(text: str) -> int:
     return port
 
 
+def _days(text: str) -> float:
+    """How long unused sessions are kept, for argparse: a positive number of days, ``inf`` for ever."""
+    try:
+        days = float(text)
+    except ValueError:
+        days = float("nan")
+    if not days > 0:  # 0 or less would delete every session at start-up, those in use too
+        raise argparse.ArgumentTypeError(
+            f"sessions are kept a number of days above 0 (inf: for ever), got {text!r} "
+            "(from --session-max-age-days or UVIGU_SESSION_MAX_AGE_DAYS)")
+    return days
+
+
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     env = os.environ
     parser = argparse.ArgumentParser(description="Serve Uni-ViGU Studio in the browser.")
@@ -69,9 +82,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                         "hardware computes it natively (an Ampere or newer GPU, a CPU with AMX or AVX-512 BF16), "
                         "else float32 (its norms and modulation stay float32; docs/BENCHMARKS.md times both) "
                         "[env UVIGU_DTYPE; default: %(default)s]")
-    parser.add_argument("--session-max-age-days", type=float,
+    parser.add_argument("--session-max-age-days", type=_days,
                         default=env.get("UVIGU_SESSION_MAX_AGE_DAYS", "30"),
-                        help="delete sessions unused for this long [env UVIGU_SESSION_MAX_AGE_DAYS]")
+                        help="delete sessions unused for this many days; inf keeps them for ever "
+                        "[env UVIGU_SESSION_MAX_AGE_DAYS; default: %(default)s]")
     return parser.parse_args(argv)
 
 

@@ -7,7 +7,7 @@ import pytest
 
 from tests.studio.fake_pipeline import FakePipeline
 from uvigu import Cancelled
-from uvigu.studio import StudioBusy
+from uvigu.studio import StudioBusy, StudioSettings
 from uvigu.videoio import probe_video, write_mp4
 
 
@@ -681,6 +681,20 @@ def test_cleanup_removes_only_old_sessions(make_studio):
     assert studio.cleanup(max_age_days=1) == 1
     assert not studio.has_session(old) and studio.has_session(new)
     assert not old_dir.exists()
+
+
+@pytest.mark.parametrize("days", [0.0, -1.0, float("nan")])
+def test_a_keeping_time_that_would_delete_every_session_is_refused(tmp_path, days):
+    with pytest.raises(ValueError, match="need session_max_age_days > 0"):
+        StudioSettings(data_dir=tmp_path, session_max_age_days=days)
+
+
+def test_sessions_kept_for_ever_are_never_cleaned_up(make_studio):
+    studio = make_studio(session_max_age_days=float("inf"))
+    old = studio.new_session()
+    generate(studio, old)
+    studio.store._db.execute("UPDATE sessions SET last_used = 0 WHERE id = ?", (studio._sid(old),))
+    assert studio.cleanup() == 0 and studio.has_session(old)
 
 
 # -- uploads ---------------------------------------------------------------------------------

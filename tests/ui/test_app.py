@@ -146,6 +146,18 @@ def test_a_bad_port_stops_at_parsing_naming_the_flag_and_variable(monkeypatch, c
     assert app.parse_args(["--port", "8080"]).port == 8080
 
 
+def test_a_keeping_time_that_would_delete_every_session_stops_at_parsing(monkeypatch, capsys):
+    for bad in ("0", "-3", "nan", "soon"):
+        monkeypatch.setenv("UVIGU_SESSION_MAX_AGE_DAYS", bad)
+        with pytest.raises(SystemExit):
+            app.parse_args([])
+        assert (f"sessions are kept a number of days above 0 (inf: for ever), got '{bad}' (from "
+                "--session-max-age-days or UVIGU_SESSION_MAX_AGE_DAYS)") in capsys.readouterr().err
+    monkeypatch.setenv("UVIGU_SESSION_MAX_AGE_DAYS", "inf")
+    assert app.parse_args([]).session_max_age_days == float("inf")
+    assert app.parse_args(["--session-max-age-days", "0.5"]).session_max_age_days == 0.5
+
+
 def test_a_data_dir_that_cannot_be_written_stops_before_the_model_loads(monkeypatch, tmp_path):
     from uvigu import UniViGUPipeline
 

@@ -52,3 +52,5 @@ class StudioSettings:
             raise ValueError("need max_best_of >= 1")
         if self.max_timeline_captions < 1:
             raise ValueError("need max_timeline_captions >= 1")
+        if not self.session_max_age_days > 0:  # 0 or less would delete every session, those in use too
+            raise ValueError(f"need session_max_age_days > 0 (inf keeps sessions forever), got {self.session_max_age_days}")
