@@ -382,10 +382,14 @@ def _warn_unknown(words: list[str], of: str = "") -> None:
         print(f"warning: the model does not know these words{of}: {', '.join(words)}", file=sys.stderr)
 
 
-def _note_asks(pipe, prompt: str) -> None:
-    """What ``prompt`` asks beyond the clips the model learned (`UniViGUPipeline.prompt_notes`)."""
+def _say_what_it_asks(pipe, prompt: str, source_prompt: str | None = None) -> None:
+    """Before the model runs (minutes, for a large one): words of the texts the model does not know,
+    and what ``prompt`` asks beyond the clips it learned (`UniViGUPipeline.prompt_notes`)."""
+    _warn_unknown(pipe.unknown_words(prompt))
     for note in pipe.prompt_notes(prompt):
         print(f"note: {note}", file=sys.stderr)
+    if source_prompt is not None:
+        _warn_unknown(pipe.unknown_words(source_prompt), " of --source-prompt")
 
 
 def run_generate(args: argparse.Namespace) -> int:
@@ -398,6 +402,7 @@ def run_generate(args: argparse.Namespace) -> int:
     out = _output_path(args)
     pipe = _load_pipeline(args.model, args.device, args.dtype)
     options = dict(seed=args.seed, num_inference_steps=args.steps, guidance_scale=args.guidance)
+    _say_what_it_asks(pipe, args.prompt)
     if args.joint:
         result = pipe.generate_with_caption(args.prompt, callback=_progress("generate"), **options)
     else:
@@ -405,8 +410,6 @@ def run_generate(args: argparse.Namespace) -> int:
         result = pipe.generate(args.prompt, best_of=args.best_of, judge_at=args.judge_at,
                                judge_steps=args.judge_steps, read_guidance=args.read_guidance,
                                callback=_progress(desc), **options)
-    _warn_unknown(result.unknown_words)
-    _note_asks(pipe, args.prompt)
     for take in result.candidates:
         chosen = "  <- kept" if take.seed == result.seed else ""
         print(f"take: seed {take.seed}, agrees {take.score:.2f}: {take.caption}{chosen}")
@@ -552,6 +555,7 @@ def run_edit(args: argparse.Namespace) -> int:
     out = _output_path(args)
     pipe = _load_pipeline(args.model, args.device, args.dtype)
     video, notes = _read_video_arg(pipe, args)
+    _say_what_it_asks(pipe, args.prompt, args.source_prompt)
     source_prompt = args.source_prompt
     if args.keep_rest:
         # What the clip shows before the change, in the model's words, as the studio's Keep the rest.
@@ -566,10 +570,6 @@ def run_edit(args: argparse.Namespace) -> int:
     )
     for note in [*notes, *result.input_notes]:
         print(f"note: {note}", file=sys.stderr)
-    _warn_unknown(result.unknown_words)
-    _note_asks(pipe, args.prompt)
-    if args.source_prompt is not None:
-        _warn_unknown(pipe.unknown_words(args.source_prompt), " of --source-prompt")
     print(f"seed: {result.seed}")
     _write_outputs(result.frames, out, args, pipe.fps)
     if not args.no_caption:  # what the edited clip shows, as the studio says it after an edit
