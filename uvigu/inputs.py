@@ -43,10 +43,10 @@ def prompt_tokens(tokenizer, text: str) -> tuple[str, int]:
     return text, count_tokens(tokenizer, text)
 
 
-def check_prompt(tokenizer, prompt: str, max_tokens: int, name: str = "prompt", warn: bool = True) -> str:
+def check_prompt(tokenizer, prompt: str, max_tokens: int, name: str = "prompt") -> str:
     """``prompt`` with its whitespace collapsed; an error when it is not text, is empty or is longer
-    than ``max_tokens``; with ``warn``, a logged warning for words the tokenizer does not know (the
-    record carries them as ``unknown_words``, for a front end that says so itself to filter it)."""
+    than ``max_tokens``; a logged warning for words the tokenizer does not know (the record carries
+    them as ``unknown_words``, for a front end that says so itself to filter it)."""
     if not isinstance(prompt, str):
         raise ValueError(f"the {name} must be text, got {type(prompt).__name__}.")
     prompt, n = prompt_tokens(tokenizer, prompt)
@@ -54,7 +54,7 @@ def check_prompt(tokenizer, prompt: str, max_tokens: int, name: str = "prompt", 
         raise ValueError(f"the {name} is empty: describe the clip, e.g. 'a red circle moving right'.")
     if n > max_tokens:
         raise ValueError(f"the {name} is {n} tokens long; this model reads at most {max_tokens}.")
-    unknown = unknown_words(tokenizer, prompt) if warn else []
+    unknown = unknown_words(tokenizer, prompt)
     if unknown:
         logger.warning("words the model does not know: %s", ", ".join(unknown), extra={"unknown_words": unknown})
     return prompt

@@ -773,7 +773,7 @@ class UniViGUPipeline(DiffusionPipeline):
         take: _Take | None = None,
         read_guidance: float | None = None,
     ) -> VideoResult:
-        prompt = check_prompt(self.tokenizer, prompt, self.max_text_tokens, warn=False)  # the caller warned
+        # ``prompt`` was checked (and its unknown words warned of) by the public method that runs this.
         read_scale = check_guidance(read_guidance, self.config.read_guidance, "read_guidance")
         steps = check_steps(num_inference_steps, self.config.num_inference_steps)
         guidance = check_guidance(guidance_scale, self.config.guidance_scale)
@@ -853,8 +853,7 @@ class UniViGUPipeline(DiffusionPipeline):
         return_trajectory: bool,
         take: _Take | None = None,
     ) -> VideoResult:
-        prompt = check_prompt(self.tokenizer, prompt, self.max_text_tokens, warn=False)  # the caller warned
-        source_prompt = check_prompt(self.tokenizer, source_prompt, self.max_text_tokens, "source_prompt", warn=False)
+        # ``prompt`` and ``source_prompt`` were checked (and warned of) by `edit`, which runs this.
         steps = check_steps(num_inference_steps, self.config.num_inference_steps)
         target_guidance = check_guidance(guidance_scale, self.default_flow_edit_guidance)
         source_guidance = float(self.config.guidance_scale)
