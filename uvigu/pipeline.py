@@ -349,35 +349,35 @@ class UniViGUPipeline(DiffusionPipeline):
         """The words the model's tokenizer knows, sorted (``None``: a subword tokenizer, which knows every word)."""
         return known_words(self.tokenizer)
 
+    def _grammar(self):
+        """The Shapes world's grammar (`uvigu.eval.grammar`) for a model that judges takes by it
+        (``take_judge`` "shapes"); ``None`` for a model that declares none."""
+        if self.config.take_judge != "shapes":
+            return None
+        from uvigu.eval import grammar
+
+        return grammar
+
     def follows_grammar(self, caption: str) -> bool | None:
         """Whether ``caption`` follows the grammar the model was trained to write — the Shapes
         world's, for a model that judges takes by it (``take_judge`` "shapes") — or ``None`` for a
         model that declares none. A caption that does not is a sign that the clip is unlike the
         footage the model learned from."""
-        if self.config.take_judge != "shapes":
-            return None
-        from uvigu.eval.grammar import follows_grammar
-
-        return follows_grammar(caption)
+        grammar = self._grammar()
+        return None if grammar is None else grammar.follows_grammar(caption)
 
     def prompt_guide(self) -> str | None:
         """How the prompts the model learned go — the Shapes world's grammar, for a model that judges
         takes by it (``take_judge`` "shapes") — in a few sentences; ``None`` for a model that declares none."""
-        if self.config.take_judge != "shapes":
-            return None
-        from uvigu.eval.grammar import prompt_guide
-
-        return prompt_guide()
+        grammar = self._grammar()
+        return None if grammar is None else grammar.prompt_guide()
 
     def prompt_notes(self, prompt: str) -> list[str]:
         """What ``prompt`` asks beyond the clips the model learned, or that its training held out (for
         the Shapes model: more objects than a clip has, two of one colour, a held-out colour–shape
         pair), each as a sentence; empty for other models. Unknown words are `unknown_words`'."""
-        if self.config.take_judge != "shapes":
-            return []
-        from uvigu.eval.grammar import prompt_notes
-
-        return prompt_notes(prompt)
+        grammar = self._grammar()
+        return [] if grammar is None else grammar.prompt_notes(prompt)
 
     def read_back(self, prompt: str, caption: str) -> list[ReadBack]:
         """What ``caption`` says of each thing ``prompt`` asks for, as this model's ``take_judge``
@@ -391,11 +391,8 @@ class UniViGUPipeline(DiffusionPipeline):
         edit the clip with (``source_prompt=caption``) so that it shows what was asked — for a model
         whose ``take_judge`` is the Shapes grammar (`uvigu.eval.grammar.corrected_caption`); ``None``
         when there is nothing to correct, the caption is not of the grammar, or the model has none."""
-        if self.config.take_judge != "shapes":
-            return None
-        from uvigu.eval.grammar import corrected_caption
-
-        return corrected_caption(prompt, caption)
+        grammar = self._grammar()
+        return None if grammar is None else grammar.corrected_caption(prompt, caption)
 
     def count_tokens(self, text: str) -> int:
         """Tokens of ``text`` as a prompt (its whitespace collapsed, as the tasks read it): what
