@@ -14,7 +14,7 @@ import pytest
 
 from uvigu import videoio
 from uvigu.videoio import (conform_video, probe_video, read_video, write_gif, write_mp4,
-                           write_strip_png)
+                           write_strip_png, write_trajectory_png)
 
 
 def moving_square(num_frames: int = 16, height: int = 64, width: int = 64) -> np.ndarray:
@@ -157,6 +157,71 @@ def test_png_strip_holds_evenly_spaced_frames(tmp_path: Path) -> None:
 def test_png_strip_of_a_short_clip_shows_every_frame(tmp_path: Path) -> None:
     strip = iio.imread(write_strip_png(moving_square(3, 8, 8), tmp_path / "s.png", num=8, scale=2))
     assert strip.shape == (16, 3 * 16, 3)
+
+
+class Step:
+    """A trajectory step as the pipeline and the studio give them."""
+
+    def __init__(self, sigma: float, frames: np.ndarray, text: str | None = None, stage: str | None = None):
+        self.sigma, self.frames, self.text, self.stage = sigma, frames, text, stage
+
+
+def solid(colour: tuple[int, int, int], num_frames: int = 8, side: int = 16) -> np.ndarray:
+    return np.broadcast_to(np.array(colour, np.uint8), (num_frames, side, side, 3)).copy()
+
+
+def test_trajectory_picture_has_a_row_per_step_with_its_frames(tmp_path: Path) -> None:
+    # Three steps of 8 frames of 16 px, each frame of step i in its own colour, so that every
+    # tile of the picture says which step and frame it came from.
+    steps = []
+    for i, sigma in enumerate([1.0, 0.5, 0.1]):
+        frames = np.zeros((8, 16, 16, 3), np.uint8)
+        frames[..., 0], frames[..., 1] = 30 * i + 10, np.arange(8)[:, None, None] * 30
+        steps.append(Step(sigma, frames))
+    pad, label = videoio._SHEET_PAD, videoio._SHEET_LABEL_PX
+    picture = iio.imread(write_trajectory_png(steps, tmp_path / "steps.png", num=3))
+    row = max(16, 2 * (videoio._SHEET_FONT_PX + 4)) + pad  # a row is as tall as its two label lines
+    assert picture.shape == (pad + 3 * row, pad + label + 3 * (16 + pad), 3)  # no text: no column for it
+    for i in range(3):
+        for j, frame in enumerate([0, 4, 7]):  # evenly spaced, first and last
+            y, x = pad + i * row, pad + label + j * (16 + pad)
+            np.testing.assert_array_equal(picture[y:y + 16, x:x + 16], steps[i].frames[frame])
+    assert (picture[:, :pad + 4] < 128).any()  # the labels are written
+
+
+def test_trajectory_picture_writes_the_text_of_steps_that_have_one_and_resizes_the_frames(tmp_path: Path) -> None:
+    steps = [Step(1.0, solid((200, 0, 0)), "_ _ _ _", "generate"), Step(0.5, solid((0, 200, 0)), None, "generate"),
+             Step(0.0, solid((0, 0, 200)), "a red circle moving right on a white background " * 4, "caption")]
+    picture = iio.imread(write_trajectory_png(steps, tmp_path / "steps.png", num=2, side=40, title="Take #1"))
+    pad, label, text = videoio._SHEET_PAD, videoio._SHEET_LABEL_PX, videoio._SHEET_TEXT_PX
+    frames_end = pad + label + 2 * (40 + pad)
+    assert picture.shape[1] == frames_end + text  # a column for the text
+    line = videoio._SHEET_FONT_PX + 4
+    top = pad + line + pad  # the title's line
+    rows = [3 * line, 40]  # the stage is named where it changes: three label lines, then two (under 40 px)
+    last = picture.shape[0] - top - sum(r + pad for r in rows) - pad  # the long text's row
+    assert last > 3 * line and last % line == 0  # wrapped onto more lines than the label's three
+    starts = np.cumsum([top] + [r + pad for r in rows])
+    for step, y in zip(steps, starts):  # 16 px frames shown at 40 px, each in place
+        x = pad + label
+        np.testing.assert_array_equal(picture[y:y + 40, x:x + 40], np.broadcast_to(step.frames[0, 0, 0], (40, 40, 3)))
+    ink = picture[:, frames_end:] < 128
+    assert ink[starts[0]:starts[1]].any() and not ink[starts[1]:starts[2]].any()  # no text, nothing written
+    assert ink[starts[2] + last - line:starts[2] + last].any()  # down to its last line
+    assert (picture[pad:pad + line, :label] < 128).any()  # the title
+
+
+def test_trajectory_picture_shrinks_large_frames_and_refuses_what_it_cannot_draw(tmp_path: Path) -> None:
+    big = Step(0.5, solid((0, 0, 200), 2, 240))
+    picture = iio.imread(write_trajectory_png([big], tmp_path / "small.png", num=1, side=60))
+    pad, label = videoio._SHEET_PAD, videoio._SHEET_LABEL_PX
+    np.testing.assert_array_equal(picture[pad:pad + 60, pad + label:pad + label + 60], solid((0, 0, 200), 1, 60)[0])
+    for steps, kwargs, match in [([], {}, "no steps"), ([big, Step(0.1, solid((0, 0, 0)))], {}, "one size"),
+                                 ([big], {"num": 0}, "num"), ([big], {"side": 0}, "side"),
+                                 ([big] * 200, {"side": 512}, "pixels")]:
+        with pytest.raises(ValueError, match=match):
+            write_trajectory_png(steps, tmp_path / "bad.png", **kwargs)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["small.png"]
 
 
 @pytest.mark.parametrize("bad", [np.zeros((4, 8, 8), np.uint8), np.zeros((4, 8, 8, 3), np.float32),

@@ -1,4 +1,4 @@
-"""Video files in and out: H.264 MP4 / GIF / PNG-strip writers, probing, decoding, conforming.
+"""Video files in and out: MP4 / GIF / PNG writers (strips, trajectories), probing, decoding, conforming.
 
 Frames are ``uint8`` arrays of shape ``(f, h, w, 3)`` (RGB) everywhere in this module.
 
@@ -20,14 +20,15 @@ import os
 import re
 import secrets
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import cv2
 import imageio.v2 as imageio_v2
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageDraw, ImageFont
 
 logger = logging.getLogger(__name__)
 
@@ -59,6 +60,13 @@ _HDR_PEAK = 1000.0 / _HDR_REFERENCE_WHITE
 # Tone mapping (ffmpeg's tonemap, on the largest channel, so hues keep): linear light up to this
 # fraction of the reference white is kept as it is, above it compressed smoothly (Möbius) into 1.
 _TONEMAP_KNEE = 0.8
+# A trajectory's picture (write_trajectory_png): Pillow's own font, so no system font is needed.
+_SHEET_FONT_PX = 14
+_SHEET_PAD = 6
+_SHEET_LABEL_PX = 90  # the step's number, σ and stage
+_SHEET_TEXT_PX = 420  # the step's text, wrapped
+_SHEET_BACKGROUND, _SHEET_INK = (255, 255, 255), (32, 32, 32)
+_SHEET_MAX_PIXELS = 60_000_000  # 180 MB as RGB in memory: 100 steps of six 256 px frames
 
 
 @dataclass(frozen=True)
@@ -196,6 +204,85 @@ def write_strip_png(
     with _atomic_target(path) as tmp:
         Image.fromarray(strip).save(tmp, format="PNG")
     return path
+
+
+def write_trajectory_png(
+    steps: Sequence[Any], path: str | os.PathLike, num: int = 4, *, side: int | None = None, title: str = "",
+) -> Path:
+    """Write a denoising trajectory as one picture: a row per step, top to bottom — the step's
+    number and noise level σ (written "noise"), ``num`` evenly spaced frames of its clean-clip
+    estimate (the first and last among them; resized, keeping their shape, so that their shorter
+    side is ``side`` pixels, unless None) and, when any step has one, its text (masked words as
+    ``_``), wrapped — under an optional ``title``. Each step is an object with ``sigma``,
+    ``frames`` (uint8 (f, h, w, 3)), ``text`` (str or None) and, optionally, ``stage`` (said in
+    the row's label where it changes): the pipeline's ``TrajectoryStep`` or the studio's steps.
+    Returns the path."""
+    if not steps:
+        raise ValueError("the trajectory has no steps")
+    if num < 1:
+        raise ValueError(f"num must be at least 1, got {num}")
+    clips = [_check_frames(step.frames) for step in steps]
+    height, width = clips[0].shape[1:3]
+    if any(clip.shape[1:3] != (height, width) for clip in clips):
+        raise ValueError("every step of a trajectory must have frames of one size")
+    factor = 1.0
+    if side is not None:
+        if side < 1:
+            raise ValueError(f"side must be at least 1, got {side}")
+        factor = side / min(height, width)
+        height, width = max(1, round(height * factor)), max(1, round(width * factor))
+    count = min(num, min(clip.shape[0] for clip in clips))
+    font = ImageFont.load_default(size=_SHEET_FONT_PX)
+    line_px = _SHEET_FONT_PX + 4
+    text_px = _SHEET_TEXT_PX if any(step.text is not None for step in steps) else 0
+    sheet_w = _SHEET_PAD + _SHEET_LABEL_PX + count * (width + _SHEET_PAD) + text_px
+    rows, stage = [], None  # (label lines, text lines, height) a step
+    for index, step in enumerate(steps):
+        label = [f"step {index}", f"noise {float(step.sigma):.3f}"]  # σ: Pillow's font has no Greek
+        if getattr(step, "stage", None) and step.stage != stage:
+            stage = step.stage
+            label.insert(0, str(stage))
+        lines = _wrap(step.text or "", font, text_px - _SHEET_PAD) if text_px else []
+        rows.append((label, lines, max(height, len(label) * line_px, len(lines) * line_px)))
+    title_lines = _wrap(title, font, sheet_w - 2 * _SHEET_PAD)
+    top = _SHEET_PAD + len(title_lines) * line_px + (_SHEET_PAD if title_lines else 0)
+    sheet_h = top + sum(row_px + _SHEET_PAD for _, _, row_px in rows)
+    if sheet_h * sheet_w > _SHEET_MAX_PIXELS:
+        raise ValueError(f"a picture of {len(steps)} steps at this size would be {sheet_w}×{sheet_h} pixels; "
+                         "use fewer frames per step or a smaller side")
+    sheet = Image.new("RGB", (sheet_w, sheet_h), _SHEET_BACKGROUND)
+    draw = ImageDraw.Draw(sheet)
+    for i, line in enumerate(title_lines):
+        draw.text((_SHEET_PAD, _SHEET_PAD + i * line_px), line, fill=_SHEET_INK, font=font)
+    y = top
+    for clip, (label, lines, row_px) in zip(clips, rows):
+        for i, line in enumerate(label):
+            draw.text((_SHEET_PAD, y + i * line_px), line, fill=_SHEET_INK, font=font)
+        x = _SHEET_PAD + _SHEET_LABEL_PX
+        for frame in clip[np.linspace(0, clip.shape[0] - 1, count).round().astype(int)]:
+            if frame.shape[:2] != (height, width):  # pixels kept sharp when enlarged, averaged when shrunk
+                frame = cv2.resize(frame, (width, height),
+                                   interpolation=cv2.INTER_NEAREST if factor > 1 else cv2.INTER_AREA)
+            sheet.paste(Image.fromarray(frame), (x, y))
+            x += width + _SHEET_PAD
+        for i, line in enumerate(lines):
+            draw.text((x, y + i * line_px), line, fill=_SHEET_INK, font=font)
+        y += row_px + _SHEET_PAD
+    path = Path(path)
+    with _atomic_target(path) as tmp:
+        sheet.save(tmp, format="PNG")
+    return path
+
+
+def _wrap(text: str, font: ImageFont.FreeTypeFont, width: int) -> list[str]:
+    """``text``'s words in lines no wider than ``width`` pixels in ``font`` (a longer word alone on its line)."""
+    lines: list[str] = []
+    for word in text.split():
+        if lines and font.getlength(f"{lines[-1]} {word}") <= width:
+            lines[-1] = f"{lines[-1]} {word}"
+        else:
+            lines.append(word)
+    return lines
 
 
 # ---------------------------------------------------------------------------------------------
