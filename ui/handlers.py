@@ -373,6 +373,11 @@ class Handlers:
         path, step = self.studio.trajectory_clip(token, int(index))
         return gr.skip(), _step_info(step, int(index)), str(path), step.text or ""
 
+    @user_errors
+    def trajectory_png(self, token: str | None) -> Any:
+        """Save the steps as a picture: every step of the last run in one PNG, in the file box under it."""
+        return gr.File(value=str(self.studio.trajectory_png(token)), visible=True)
+
     # -- API endpoints (the named ones scripts call) ---------------------------------------
 
     @user_errors

@@ -200,6 +200,8 @@ def build_demo(studio: Studio, gpu: Callable[[Callable], Callable] | None = None
                         elem_id="traj-video", height=256,
                     )
                     ui["traj_text"] = gr.Textbox(label="Text at this step", interactive=False, lines=3)
+                traj_png_btn = gr.Button("Save every step as one picture (PNG)", size="sm", elem_id="traj-png-btn")
+                traj_png = gr.File(label="The steps as a picture", visible=False, elem_id="traj-png")
 
         # The named endpoints scripts call; their components are never shown.
         with gr.Column(visible=False):
@@ -276,6 +278,7 @@ def build_demo(studio: Studio, gpu: Callable[[Callable], Callable] | None = None
             handlers.import_session, [import_file, token], [token, *take, *history, import_file], **private
         )
         ui["traj_slider"].release(handlers.trajectory_step, [ui["traj_slider"], token], trajectory, **private)
+        traj_png_btn.click(handlers.trajectory_png, [token], [traj_png], **private)
 
         api_generate_btn.click(
             gpu(handlers.api_generate), [api_prompt, api_seed, api_steps, api_guidance, api_best_of, api_token],

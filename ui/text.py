@@ -120,7 +120,8 @@ still reads it; phones' HDR colours are brought to standard range first.
 TRAJECTORY_HELP = """\
 Scrub through the denoising steps of your last run: the model's estimate of the clean clip and
 its text at each noise level σ (1 is pure noise, 0 is clean). In joint mode, video and caption
-form together.
+form together. *Save every step as one picture* puts the whole run in one PNG, a row per step
+(four frames of the estimate and the text), for slides and handouts.
 """
 
 HISTORY_HELP = """\

@@ -224,6 +224,11 @@ def test_generate_critique_edit_regenerate_and_history(studio_app, browser):
         page.get_by_role("tab", name="Trajectory").click()
         page.locator("#traj-info", has_text="Step").wait_for()
         shot(page, "07-trajectory")
+        page.locator("#traj-png-btn").click()  # and every step of it as one picture, to download
+        link = page.locator("#traj-png a[download='uvigu-steps-6.png']")
+        link.wait_for()
+        picture = page.request.get(link.get_attribute("href"))
+        assert picture.ok and picture.body()[:8] == b"\x89PNG\r\n\x1a\n"
     finally:
         page.close()
 

@@ -4,10 +4,13 @@ import zipfile
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from tests.studio.fake_pipeline import FakePipeline
 from uvigu import Cancelled
+from uvigu import videoio
 from uvigu.studio import StudioBusy, StudioSettings
+from uvigu.studio.manager import TRAJECTORY_PICTURE_SIDE
 from uvigu.videoio import probe_video, write_mp4
 
 
@@ -227,6 +230,30 @@ def test_trajectory_of_the_last_run_can_be_scrubbed(make_studio):
     studio.trajectory_clip(token, 0)
     folders = (studio.store.session_dir(studio._sid(token)) / "trajectory").iterdir()
     assert [f.name for f in folders] == [newer.id]  # older runs' step clips are gone
+
+
+def test_the_steps_of_the_last_run_are_saved_as_one_picture(make_studio):
+    studio = make_studio()
+    token = studio.new_session()
+    with pytest.raises(ValueError, match="generate or caption a clip first"):
+        studio.trajectory_png(token)
+    generate(studio, token, num_inference_steps=2)
+    take = generate(studio, token, num_inference_steps=2)
+    path = studio.trajectory_png(token)
+    assert path.name == "uvigu-steps-2.png" and path.parent.name == take.id  # goes with the run's step clips
+    picture = np.asarray(Image.open(path).convert("RGB"))
+    steps = studio.trajectory(token).steps  # 2 of the clip, 3 of its caption: a row each
+    side = TRAJECTORY_PICTURE_SIDE  # the fake model's 8 px frames, shown at 128 px
+    pad, label = videoio._SHEET_PAD, videoio._SHEET_LABEL_PX
+    assert picture.shape[1] == pad + label + 4 * (side + pad) + videoio._SHEET_TEXT_PX  # four frames and the text
+    assert picture.shape[0] > len(steps) * (side + pad)
+    top = pad + videoio._SHEET_FONT_PX + 4 + pad  # under the title's line
+    np.testing.assert_array_equal(picture[top:top + side, pad + label:pad + label + side],
+                                  steps[0].frames[0].repeat(side // 8, axis=0).repeat(side // 8, axis=1))
+    assert (picture[pad:top - pad, :pad + label] < 128).any()  # the title
+    assert studio.trajectory_png(token) == path
+    with pytest.raises(ValueError, match="expired or does not exist"):
+        studio.trajectory_png("not-a-session")
 
 
 def test_export_zips_clips_and_a_json_record(make_studio):

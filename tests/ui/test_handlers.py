@@ -144,6 +144,14 @@ class FakeStudio:
         path.write_bytes(b"GIF89a")
         return path
 
+    def trajectory_png(self, token):
+        self.calls.append(("trajectory_png", (token,), {}))
+        if token != "tok":
+            raise ValueError("nothing to show yet: generate or caption a clip first.")
+        path = Path(tempfile.mkdtemp()) / "uvigu-steps-3.png"
+        path.write_bytes(b"\x89PNG")
+        return path
+
 
 def final(outputs):
     """The last outputs a streaming handler yields (it yields once per take)."""
@@ -449,6 +457,15 @@ def test_save_as_gif_shows_the_open_takes_gif_and_needs_a_take(studio):
     assert shown.visible and studio.calls == [("gif", ("tok", "00000000000000a1"), {})]
     with pytest.raises(gr.Error, match="no take to save yet"):
         handlers.gif(None, "tok")
+
+
+def test_the_steps_are_saved_as_a_picture_under_the_trajectory(studio):
+    handlers = Handlers(studio)
+    shown = handlers.trajectory_png("tok")
+    assert (shown.value["path"] if isinstance(shown.value, dict) else shown.value).endswith("uvigu-steps-3.png")
+    assert shown.visible and studio.calls == [("trajectory_png", ("tok",), {})]
+    with pytest.raises(gr.Error, match="Nothing to show yet"):
+        handlers.trajectory_png("another")
 
 
 def test_a_timeline_shows_as_a_table_with_its_subtitles(studio, tmp_path):

@@ -37,13 +37,14 @@ from uvigu.studio.jobs import Job, JobQueue, ProgressEvent
 from uvigu.studio.settings import StudioSettings
 from uvigu.studio.store import Take, TakeStore, new_take_id
 from uvigu.timeline import Cue, plan_timeline, run_timeline, to_srt
-from uvigu.videoio import check_video, probe_video, read_clip, write_gif, write_mp4
+from uvigu.videoio import check_video, probe_video, read_clip, write_gif, write_mp4, write_trajectory_png
 
 logger = logging.getLogger(__name__)
 
 TOKEN_BYTES = 24
 CLEANUP_EVERY_S = 3600.0  # old sessions are also swept while serving, at most this often
 GENERATE_MODES = ("generate", "joint")
+TRAJECTORY_PICTURE_SIDE = 128  # pixels: a frame's shorter side in trajectory_png (64 px clips twice their size)
 
 
 class Pipeline(Protocol):
@@ -258,7 +259,7 @@ class Studio:
                     return_trajectory=True, **_given(options),
                 )
                 caption, timings = out.caption or "", {"generate": time.monotonic() - t0}
-                trajectory += _frames_of("joint", out.trajectory)
+                trajectory += trajectory_frames("joint", out.trajectory)
             elif best_of > 1:
                 out = self.pipe.generate(
                     prompt, seed=seed, best_of=best_of, callback=_relay(job, f"Trying {best_of} clips"),
@@ -266,8 +267,8 @@ class Studio:
                 )
                 caption = out.caption or ""
                 timings = {"generate": time.monotonic() - t0}  # the tries' clips and captions together
-                trajectory += _frames_of("generate", out.trajectory)
-                trajectory += _frames_of("caption", out.caption_trajectory, still=out.frames)
+                trajectory += trajectory_frames("generate", out.trajectory)
+                trajectory += trajectory_frames("caption", out.caption_trajectory, still=out.frames)
             else:
                 out = self.pipe.generate(
                     prompt, seed=seed, callback=_relay(job, "Generating video"),
@@ -280,8 +281,8 @@ class Studio:
                 )
                 caption = cap.text
                 timings = {"generate": t1 - t0, "caption": time.monotonic() - t1}
-                trajectory += _frames_of("generate", out.trajectory)
-                trajectory += _frames_of("caption", cap.trajectory, still=out.frames)
+                trajectory += trajectory_frames("generate", out.trajectory)
+                trajectory += trajectory_frames("caption", cap.trajectory, still=out.frames)
             take = Take(
                 id=new_take_id(), seq=0, parent_id=None, mode=mode, prompt=prompt,
                 caption=caption, critique="", seed=int(out.seed),
@@ -426,8 +427,8 @@ class Studio:
                 timings={"queued": job.waited_s, **timings},
                 created=time.time(),
             )
-            trajectory = _frames_of("edit", out.trajectory)
-            trajectory += _frames_of("caption", caption_steps, still=out.frames)
+            trajectory = trajectory_frames("edit", out.trajectory)
+            trajectory += trajectory_frames("caption", caption_steps, still=out.frames)
             return self._save(sid, take, out.frames, trajectory, job)
 
         return self.jobs.submit(sid, work)
@@ -464,7 +465,7 @@ class Studio:
                 timings={"queued": job.waited_s, "caption": time.monotonic() - t0},
                 created=time.time(),
             )
-            trajectory = _frames_of("caption", cap.trajectory, still=frames)
+            trajectory = trajectory_frames("caption", cap.trajectory, still=frames)
             return self._save(sid, take, frames, trajectory, job)
 
         return self.jobs.submit(sid, work)
@@ -706,6 +707,24 @@ class Studio:
             write_mp4(step.frames, path, fps=int(self.pipe.fps), scale=self._display_scale(step.frames))
         return path, step
 
+    def trajectory_png(self, token: str) -> Path:
+        """Every step of the last run as one picture (``uvigu-steps-<seq>.png``, `write_trajectory_png`):
+        a row per step with its noise level, four frames of the clean-clip estimate and the text,
+        under the take's description — for slides and handouts. Written when asked, beside the
+        run's step clips (so it goes when they do)."""
+        sid = self._sid(token)
+        trajectory = self.trajectory(token)
+        if trajectory is None or not trajectory.steps:
+            raise ValueError("Nothing to show yet: generate or caption a clip first.")
+        take = self.store.get_take(sid, trajectory.take_id)
+        what = {"generate": "generated", "joint": "generated with its caption", "edit": "edited",
+                "caption": "captioned"}.get(take.mode, take.mode)
+        title = f"Take #{take.seq} · {what} · seed {take.seed}" + (f" · {take.prompt}" if take.prompt else "")
+        path = self.store.session_dir(sid) / "trajectory" / trajectory.take_id / f"uvigu-steps-{take.seq}.png"
+        if not path.is_file():
+            write_trajectory_png(trajectory.steps, path, side=TRAJECTORY_PICTURE_SIDE, title=title)
+        return path
+
     # -- housekeeping ----------------------------------------------------------------------
 
     def cleanup(self, max_age_days: float | None = None) -> int:
@@ -869,10 +888,11 @@ def _relay(job: Job, stage: str) -> Callable[[Any], None]:
     return callback
 
 
-def _frames_of(
+def trajectory_frames(
     stage: str, steps: list[Any] | None, still: np.ndarray | None = None
 ) -> list[TrajectoryFrame]:
-    """Trajectory steps as frames; ``still`` stands in for the video while only text moves."""
+    """A run's trajectory steps (the pipeline's ``TrajectoryStep``) as the steps of ``stage``;
+    ``still`` stands in for the video while only text moves (a caption's steps)."""
     frames: list[TrajectoryFrame] = []
     for step in steps or []:
         video = step.frames if step.frames is not None else still
