@@ -73,6 +73,41 @@ def test_a_clip_written_under_its_default_name_never_replaces_an_earlier_one(mod
     assert (tmp_path / "clip.mp4").read_bytes() != first
 
 
+def test_trajectory_writes_every_step_and_its_captions_as_one_picture(model_dir, tmp_path, monkeypatch, capsys):
+    from PIL import Image
+
+    from uvigu import videoio
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "clip-steps.png").write_bytes(b"an earlier picture")  # not replaced: the clip takes clip-2
+    pictures = []
+    real = videoio.write_trajectory_png
+
+    def write(steps, path, **kwargs):
+        pictures.append([(getattr(s, "stage", None), s.text is None) for s in steps])
+        return real(steps, path, **kwargs)
+
+    monkeypatch.setattr(videoio, "write_trajectory_png", write)
+    model = ["--model", str(model_dir), "--steps", "2", "--seed", "1"]
+    assert main(["generate", "a red circle moving right", *model, "--trajectory"]) == 0
+    assert "steps: clip-2-steps.png\n" in capsys.readouterr().out
+    assert (tmp_path / "clip-steps.png").read_bytes() == b"an earlier picture"
+    caption_steps = UniViGUPipeline.from_pretrained(model_dir).config.caption_steps
+    # the clip's 2 steps, video only, then its caption's (and the re-read's), text forming over the clip
+    rows = pictures[-1]
+    assert rows[:2] == [("generate", True)] * 2 and rows[2:] == [("caption", False)] * (len(rows) - 2)
+    assert len(rows) - 2 >= caption_steps
+    with Image.open(tmp_path / "clip-2-steps.png") as picture:
+        assert picture.height > len(rows) * 128  # a row a step, frames shown at 128 px
+    assert main(["generate", "a red circle moving right", *model, "--joint", "--trajectory", "--out", "j.mp4"]) == 0
+    assert pictures[-1] == [("joint", False)] * 2 and (tmp_path / "j-steps.png").is_file()
+    assert main(["edit", "clip-2.mp4", "a green circle moving right", *model, "--no-caption", "--trajectory",
+                 "--strength", "1"]) == 0
+    assert pictures[-1] == [("edit", True)] * 2 and (tmp_path / "edited-steps.png").is_file()
+    assert main(["generate", "a red circle moving right", *model, "--out", "plain.mp4"]) == 0
+    assert len(pictures) == 3 and not (tmp_path / "plain-steps.png").exists()  # only when asked
+
+
 def test_an_output_that_cannot_be_written_is_refused_before_the_model_runs(model_dir, tmp_path, monkeypatch,
                                                                           capsys):
     import uvigu.cli as cli
@@ -137,7 +172,7 @@ def test_generate_and_edit_note_what_a_prompt_asks_beyond_the_models_world(model
 
 def test_generate_says_what_the_caption_of_its_clip_says_of_the_prompt(model_dir, tmp_path, monkeypatch, capsys):
     said = "a small red circle moves slowly up from the center on a gray background."
-    monkeypatch.setattr(UniViGUPipeline, "caption", lambda self, video, **kwargs: SimpleNamespace(text=said))
+    monkeypatch.setattr(UniViGUPipeline, "caption", lambda self, video, **kwargs: SimpleNamespace(text=said, trajectory=None))
     assert main(["generate", "a red circle moving right", "--model", str(model_dir), "--steps", "2",
                  "--out", str(tmp_path / "clip.mp4")]) == 0
     out = capsys.readouterr().out

@@ -211,6 +211,10 @@ def _add_output_arguments(p: argparse.ArgumentParser, default: str) -> None:
     p.add_argument("--scale", type=int, default=4, help="enlarge frames N× without blur [%(default)s]")
     p.add_argument("--gif", action="store_true", help="also write a GIF beside the MP4")
     p.add_argument("--strip", action="store_true", help="also write a PNG strip of 8 frames beside the MP4")
+    p.add_argument("--trajectory", action="store_true",
+                   help="also write every denoising step, and its caption's, as one picture beside the MP4 "
+                   "(NAME-steps.png: a row per step with its noise level, four frames of the clean-clip estimate "
+                   "and the text)")
 
 
 def add_generate_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -345,7 +349,7 @@ def _output_path(args: argparse.Namespace) -> Path:
     a ``ValueError`` when it is a folder or its folder cannot be written to."""
     import os
 
-    out = Path(args.out) if args.out else _unused_output(Path(args.default_out), args.gif, args.strip)
+    out = Path(args.out) if args.out else _unused_output(Path(args.default_out), args)
     if out.is_dir():
         raise ValueError(f"--out {out} is a folder; give the clip's file name, e.g. {out / args.default_out}")
     folder = out.absolute().parent
@@ -366,13 +370,28 @@ def _write_outputs(frames, out: Path, args: argparse.Namespace, fps: int) -> Non
         print(f"strip: {write_strip_png(frames, out.with_suffix('.png'), scale=args.scale)}")
 
 
-def _unused_output(default: Path, gif: bool, strip: bool) -> Path:
+def _steps_path(out: Path) -> Path:
+    """Where ``--trajectory`` writes the picture of the steps of the clip ``out``."""
+    return out.with_name(f"{out.stem}-steps.png")
+
+
+def _write_steps(out: Path, stages: list[tuple[str, list | None, object]], title: str) -> None:
+    """``--trajectory``: the steps of each (stage, the pipeline's trajectory, the clip shown while
+    only text moves, or None) in one picture beside the clip ``out``."""
+    from .studio.manager import TRAJECTORY_PICTURE_SIDE, trajectory_frames
+    from .videoio import write_trajectory_png
+
+    steps = [step for stage, trajectory, still in stages for step in trajectory_frames(stage, trajectory, still)]
+    print(f"steps: {write_trajectory_png(steps, _steps_path(out), side=TRAJECTORY_PICTURE_SIDE, title=title)}")
+
+
+def _unused_output(default: Path, args: argparse.Namespace) -> Path:
     """``default``, or ``stem-2``, ``stem-3``, … of it: the first name under which neither the MP4
-    nor the GIF and strip written beside it would replace a file (an output not asked for by name)."""
-    suffixes = [default.suffix] + [".gif"] * gif + [".png"] * strip
+    nor the GIF, strip and steps written beside it would replace a file (an output not asked for by name)."""
     for n in itertools.count(1):
         out = default if n == 1 else default.with_stem(f"{default.stem}-{n}")
-        if not any(out.with_suffix(suffix).exists() for suffix in suffixes):
+        beside = [out.with_suffix(".gif")] * args.gif + [out.with_suffix(".png")] * args.strip
+        if not any(path.exists() for path in [out, *beside, *[_steps_path(out)] * args.trajectory]):
             return out
     raise AssertionError("unreachable")
 
@@ -403,6 +422,7 @@ def run_generate(args: argparse.Namespace) -> int:
     pipe = _load_pipeline(args.model, args.device, args.dtype)
     options = dict(seed=args.seed, num_inference_steps=args.steps, guidance_scale=args.guidance)
     _say_what_it_asks(pipe, args.prompt)
+    options["return_trajectory"] = args.trajectory
     if args.joint:
         result = pipe.generate_with_caption(args.prompt, callback=_progress("generate"), **options)
     else:
@@ -415,9 +435,14 @@ def run_generate(args: argparse.Namespace) -> int:
         print(f"take: seed {take.seed}, agrees {take.score:.2f}: {take.caption}{chosen}")
     print(f"seed: {result.seed}")
     _write_outputs(result.frames, out, args, pipe.fps)
-    caption = result.caption
+    caption, caption_steps = result.caption, result.caption_trajectory
     if caption is None and not args.no_caption:
-        caption = pipe.caption(result.frames, seed=result.seed, callback=_progress("caption")).text
+        read = pipe.caption(result.frames, seed=result.seed, callback=_progress("caption"),
+                            return_trajectory=args.trajectory)
+        caption, caption_steps = read.text, read.trajectory
+    if args.trajectory:
+        _write_steps(out, [("joint" if args.joint else "generate", result.trajectory, None),
+                           ("caption", caption_steps, result.frames)], f"{args.prompt} · seed {result.seed}")
     if caption is not None:
         print(f"caption: {caption}")
         _print_read_back(pipe.read_back(args.prompt, caption), "joint caption" if args.joint else "round trip")
@@ -567,15 +592,23 @@ def run_edit(args: argparse.Namespace) -> int:
     result = pipe.edit(
         video, args.prompt, strength=args.strength, source_prompt=source_prompt, seed=args.seed,
         num_inference_steps=args.steps, guidance_scale=args.guidance, callback=_progress("edit"),
+        return_trajectory=args.trajectory,
     )
     for note in [*notes, *result.input_notes]:
         print(f"note: {note}", file=sys.stderr)
     print(f"seed: {result.seed}")
     _write_outputs(result.frames, out, args, pipe.fps)
+    caption = None
     if not args.no_caption:  # what the edited clip shows, as the studio says it after an edit
-        caption = pipe.caption(result.frames, seed=result.seed, callback=_progress("caption")).text
-        print(f"caption: {caption}")
-        _print_read_back(pipe.read_back(args.prompt, caption), "your edit")
+        caption = pipe.caption(result.frames, seed=result.seed, callback=_progress("caption"),
+                               return_trajectory=args.trajectory)
+    if args.trajectory:
+        caption_steps = caption.trajectory if caption is not None else None
+        _write_steps(out, [("edit", result.trajectory, None), ("caption", caption_steps, result.frames)],
+                     f"{args.prompt} · seed {result.seed}")
+    if caption is not None:
+        print(f"caption: {caption.text}")
+        _print_read_back(pipe.read_back(args.prompt, caption.text), "your edit")
     return 0
 
 
