@@ -368,10 +368,11 @@ class Handlers:
     @user_errors
     def trajectory_step(self, index: float, token: str | None) -> tuple:
         """Trajectory → the clip and text at one denoising step of the last run."""
-        if self.studio.trajectory(token) is None:
+        trajectory = self.studio.trajectory(token)
+        if trajectory is None:
             return (gr.skip(), "Nothing to show yet: generate or caption a clip first.", None, "")
         path, step = self.studio.trajectory_clip(token, int(index))
-        return gr.skip(), _step_info(step, int(index)), str(path), step.text or ""
+        return gr.skip(), self._step_info(token, trajectory.take_id, step, int(index)), str(path), step.text or ""
 
     @user_errors
     def trajectory_png(self, token: str | None) -> Any:
@@ -534,10 +535,18 @@ class Handlers:
         path, step = self.studio.trajectory_clip(token, last)
         return (
             gr.Slider(minimum=0, maximum=max(last, 1), value=last, step=1),
-            _step_info(step, last),
+            self._step_info(token, trajectory.take_id, step, last),
             str(path),
             step.text or "",
         )
+
+    def _step_info(self, token: str, take_id: str, step: Any, index: int) -> str:
+        """The line above a step of the last run: whose run it is (another take may be open), the
+        step, what it denoises and its noise level."""
+        stage = {"generate": "video", "joint": "video and text", "edit": "video (edit)",
+                 "caption": "text (caption)"}.get(step.stage, step.stage)
+        seq = self.studio.take(token, take_id).seq
+        return f"Take #{seq}, step {index} · denoising the {stage} · σ = {step.sigma:.3f}"
 
 
 def _timeline(takes: list[Take], read_back: Callable[[str, str], list | None] | None = None) -> str:
@@ -592,12 +601,6 @@ def _unknown_warning(words: list[str] | tuple[str, ...]) -> str:
 
 def _notes(notes: tuple[str, ...]) -> str:
     return ("ℹ️ Fitted to the model: " + "; ".join(notes) + ".") if notes else ""
-
-
-def _step_info(step: Any, index: int) -> str:
-    stage = {"generate": "video", "joint": "video and text", "edit": "video (edit)",
-             "caption": "text (caption)"}.get(step.stage, step.stage)
-    return f"Step {index} · denoising the {stage} · σ = {step.sigma:.3f}"
 
 
 def _sentence(message: str) -> str:

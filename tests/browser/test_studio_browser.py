@@ -222,7 +222,7 @@ def test_generate_critique_edit_regenerate_and_history(studio_app, browser):
 
         # Trajectory: the slider scrubs the steps of the last run.
         page.get_by_role("tab", name="Trajectory").click()
-        page.locator("#traj-info", has_text="Step").wait_for()
+        page.locator("#traj-info", has_text="Take #6, step").wait_for()
         shot(page, "07-trajectory")
         page.locator("#traj-png-btn").click()  # and every step of it as one picture, to download
         link = page.locator("#traj-png a[download='uvigu-steps-6.png']")

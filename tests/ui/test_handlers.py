@@ -6,6 +6,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import gradio as gr
+import numpy as np
 import pytest
 
 from ui.handlers import CONFIRM_OUTPUTS, HISTORY_OUTPUTS, TAKE_OUTPUTS, TRAJECTORY_OUTPUTS, Handlers, _timeline
@@ -457,6 +458,22 @@ def test_save_as_gif_shows_the_open_takes_gif_and_needs_a_take(studio):
     assert shown.visible and studio.calls == [("gif", ("tok", "00000000000000a1"), {})]
     with pytest.raises(gr.Error, match="no take to save yet"):
         handlers.gif(None, "tok")
+
+
+def test_a_step_of_the_trajectory_names_the_take_whose_run_it_is(studio, monkeypatch):
+    # Another take may be open in the Studio tab: the Trajectory tab says which take's run it shows.
+    from uvigu.studio import Trajectory, TrajectoryFrame
+
+    studio.takes_ = [make_take(1), make_take(2)]
+    frames = np.zeros((2, 8, 8, 3), np.uint8)
+    steps = (TrajectoryFrame("generate", 1.0, frames, None), TrajectoryFrame("caption", 0.25, frames, "a red _"))
+    monkeypatch.setattr(studio, "trajectory", lambda token: Trajectory(make_take(2).id, steps), raising=False)
+    monkeypatch.setattr(studio, "trajectory_clip", lambda token, index: ("/steps/x.mp4", steps[index]), raising=False)
+    handlers = Handlers(studio)
+    _, info, path, text = handlers.trajectory_step(1, "tok")
+    assert info == "Take #2, step 1 · denoising the text (caption) · σ = 0.250" and text == "a red _"
+    slider, info, _, text = handlers._trajectory_view("tok")  # as a finished run shows it: its last step
+    assert slider.maximum == 1 and info.startswith("Take #2, step 1 ·")
 
 
 def test_the_steps_are_saved_as_a_picture_under_the_trajectory(studio):
