@@ -99,13 +99,16 @@ def test_trajectory_writes_every_step_and_its_captions_as_one_picture(model_dir,
     assert len(rows) - 2 >= caption_steps
     with Image.open(tmp_path / "clip-2-steps.png") as picture:
         assert picture.height > len(rows) * 128  # a row a step, frames shown at 128 px
+    best_of = ["--best-of", "2", "--trajectory", "--out", "b.mp4"]
+    assert main(["generate", "a red circle moving right", *model, *best_of]) == 0
+    assert pictures[-1] == rows  # the kept take's steps, then its caption's
     assert main(["generate", "a red circle moving right", *model, "--joint", "--trajectory", "--out", "j.mp4"]) == 0
     assert pictures[-1] == [("joint", False)] * 2 and (tmp_path / "j-steps.png").is_file()
     assert main(["edit", "clip-2.mp4", "a green circle moving right", *model, "--no-caption", "--trajectory",
                  "--strength", "1"]) == 0
     assert pictures[-1] == [("edit", True)] * 2 and (tmp_path / "edited-steps.png").is_file()
     assert main(["generate", "a red circle moving right", *model, "--out", "plain.mp4"]) == 0
-    assert len(pictures) == 3 and not (tmp_path / "plain-steps.png").exists()  # only when asked
+    assert len(pictures) == 4 and not (tmp_path / "plain-steps.png").exists()  # only when asked
 
 
 def test_an_output_that_cannot_be_written_is_refused_before_the_model_runs(model_dir, tmp_path, monkeypatch,

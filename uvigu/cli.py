@@ -420,9 +420,9 @@ def run_generate(args: argparse.Namespace) -> int:
                          "caption with the clip, so the two do not go together.")
     out = _output_path(args)
     pipe = _load_pipeline(args.model, args.device, args.dtype)
-    options = dict(seed=args.seed, num_inference_steps=args.steps, guidance_scale=args.guidance)
+    options = dict(seed=args.seed, num_inference_steps=args.steps, guidance_scale=args.guidance,
+                   return_trajectory=args.trajectory)
     _say_what_it_asks(pipe, args.prompt)
-    options["return_trajectory"] = args.trajectory
     if args.joint:
         result = pipe.generate_with_caption(args.prompt, callback=_progress("generate"), **options)
     else:
