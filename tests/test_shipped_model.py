@@ -93,6 +93,31 @@ def test_its_video_stream_corrects_a_held_out_shape_the_text_stream_misnames(pip
     assert ("purple", "triangle") in pairs()
 
 
+def test_its_captions_check_tries_only_words_that_keep_the_grammar(pipe, monkeypatch):
+    # The check judges each unsure word with the rest of the caption as written; a word the video
+    # stream favours could break the sentence ("… on a a background."), so it is not tried.
+    from uvigu import pipeline as pipeline_module
+    from uvigu.models.tokenizer import encode_text
+
+    def ids(text):
+        return encode_text(pipe.tokenizer, [text], pipe.config.max_text_len)[0][0]
+
+    written = "a small red circle moves slowly up from the left on a black background."
+    accept = pipe._keeps_grammar(ids(written))
+    assert accept(ids(written)) and accept(ids(written.replace("black", "white")))
+    assert not accept(ids(written.replace("black", "a"))) and not accept(ids(written.replace("slowly", "still")))
+    assert pipe._keeps_grammar(ids("a red a circle moves")) is None  # a caption off the grammar: every word tried
+    seen = []
+
+    def verify(error_fn, *, text, accept=None, **kwargs):
+        seen.append(accept)
+        return text
+
+    monkeypatch.setattr(pipeline_module, "verify_text", verify)
+    before_check = pipe.caption(make_example(0).frames, seed=0).text  # the check left out: the caption before it
+    assert pipe.follows_grammar(before_check) and callable(seen[-1])  # so the check keeps to the grammar
+
+
 def test_outputs_have_the_documented_shapes(pipe):
     out = pipe.generate("a red circle moving right", seed=0, num_inference_steps=2)
     assert out.frames.shape == (16, 64, 64, 3) and out.frames.dtype == np.uint8

@@ -358,6 +358,16 @@ class UniViGUPipeline(DiffusionPipeline):
 
         return grammar
 
+    def _keeps_grammar(self, ids: torch.Tensor) -> Callable[[torch.Tensor], bool] | None:
+        """For the caption's check (`uvigu.flows.verify`): when the caption ``ids`` follows the
+        grammar the model writes, only candidate captions that still do may be tried — the check
+        judges each word with the others as written, and a word the video stream favours can break
+        the sentence ("… on a a background."); ``None`` (every candidate) otherwise."""
+        grammar = self._grammar()
+        if grammar is None or not grammar.follows_grammar(self._caption_text(ids)):
+            return None
+        return lambda candidate: grammar.follows_grammar(self._caption_text(candidate))
+
     def follows_grammar(self, caption: str) -> bool | None:
         """Whether ``caption`` follows the grammar the model was trained to write — the Shapes
         world's, for a model that judges takes by it (``take_judge`` "shapes") — or ``None`` for a
@@ -613,7 +623,8 @@ class UniViGUPipeline(DiffusionPipeline):
                 _, probs = reread_text(model_fn, video=latents, text=text, text_flow=flow, generator=generator,
                                        threshold=0.0, period=period, return_probs=True)
             text = verify_text(self._caption_errors(latents, generator, settings.verify_draws), text=text,
-                               probs=probs, weight=settings.verify_weight, max_texts=settings.verify_max_texts)
+                               probs=probs, weight=settings.verify_weight, max_texts=settings.verify_max_texts,
+                               accept=self._keeps_grammar(text[0]))
             finished_call(passes)
         return CaptionResult(self._caption_text(text[0]), seed, trajectory, notes)
 

@@ -288,3 +288,30 @@ def test_verify_takes_the_most_unsure_positions_first_and_keeps_the_written_word
     asked.clear()
     sure = _split_probs(written, rival, torch.zeros_like(unsure))
     assert torch.equal(verify(judge, text=written, probs=sure, weight=1.0), written) and not asked
+
+
+def test_verify_tries_only_the_candidate_texts_accepted_and_spends_its_budget_on_them():
+    # A judge that favours the rival everywhere, and an ``accept`` that refuses the rival at
+    # position 3 (as a word that would break the caption's grammar): position 3 keeps the written
+    # word and is not judged, and the room it leaves goes to the next unsure position.
+    written = torch.tensor([[1, 2, 3, 4, 5, 6]])
+    rival = written + 1
+    unsure = torch.tensor([[False, True, True, True, False, False]])
+    probs = _split_probs(written, rival, unsure)
+    probs[0, 3] = _split_probs(written, rival, unsure, p_written=0.45, p_rival=0.54)[0, 3]  # the most unsure
+    probs[0, 2] = _split_probs(written, rival, unsure, p_written=0.55, p_rival=0.44)[0, 2]
+    asked = []
+
+    def judge(rows, texts):
+        asked.append(texts.clone())
+        return -(texts == rival[rows]).sum(-1).float()  # the rival's texts denoise the clip better
+
+    def accept(text):
+        return int(text[3]) != int(rival[0, 3])
+
+    out = verify(judge, text=written, probs=probs, weight=10.0, max_texts=4, accept=accept)
+    assert {int(p) for p in (asked[0] != written).nonzero()[:, 1]} == {1, 2}  # 3 refused: 2, then 1
+    assert all(accept(text) for text in asked[0])
+    assert out[0].tolist() == [1, 3, 4, 4, 5, 6]  # the rivals at 1 and 2, the written word at 3
+    asked.clear()
+    assert verify(judge, text=written, probs=probs, weight=10.0, max_texts=4)[0, 3] == rival[0, 3]  # unrefused

@@ -202,6 +202,7 @@ def verify(
     min_prob: float = VERIFY_MIN_PROB,
     max_candidates: int = VERIFY_MAX_CANDIDATES,
     max_texts: int = VERIFY_MAX_TEXTS,
+    accept: Callable[[torch.Tensor], bool] | None = None,
 ) -> torch.Tensor:
     """Let the video stream settle the words the text stream is unsure of; returns ids (b, l).
 
@@ -213,7 +214,9 @@ def verify(
     triangle a diamond still gives "triangle" some probability; the video stream, which reads the
     text as a whole, prefers the caption that predicts the clip (docs/EVAL.md). Positions are
     taken most unsure first (lowest top probability) until ``max_texts`` candidate texts per row;
-    each position is judged with the others as written, in one call to ``error_fn``.
+    each position is judged with the others as written, in one call to ``error_fn``. ``accept``,
+    given, decides which candidate texts (ids (l,)) may be tried at all — e.g. only those that still
+    follow the grammar the model writes — the written text standing in every case.
     """
     if weight < 0:
         raise ValueError(f"a verification weight must be >= 0, got {weight}.")
@@ -226,15 +229,19 @@ def verify(
         used = 0
         for p in order.tolist():
             words = {int(w) for w, q in zip(top_w[p], top_p[p]) if q >= min_prob} | {int(written[p])}
-            if len(words) < 2 or used + len(words) > max_texts:
-                continue
+            candidates = []
             for w in sorted(words):
                 candidate = written.clone()
                 candidate[p] = w
+                if w == int(written[p]) or accept is None or accept(candidate):
+                    candidates.append((w, candidate))
+            if len(candidates) < 2 or used + len(candidates) > max_texts:
+                continue
+            for w, candidate in candidates:
                 rows.append(i)
                 texts.append(candidate)
                 slots.append((i, p, w))
-            used += len(words)
+            used += len(candidates)
     if not texts:
         return text
     errors = error_fn(torch.tensor(rows, device=text.device), torch.stack(texts)).float().cpu()
