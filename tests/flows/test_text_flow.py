@@ -260,13 +260,20 @@ def test_verify_lets_the_judge_settle_only_the_words_the_text_is_unsure_of():
         verify(judge, text=written, probs=probs, weight=-1.0)
 
 
-def test_verify_takes_the_most_unsure_positions_first_and_keeps_the_written_word_a_candidate():
+def _three_unsure_words() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """A text of six words unsure at positions 1, 2 and 3 (3 the most, then 2): written, rival,
+    unsure, probs."""
     written = torch.tensor([[1, 2, 3, 4, 5, 6]])
     rival = written + 1
     unsure = torch.tensor([[False, True, True, True, False, False]])
     probs = _split_probs(written, rival, unsure)
     probs[0, 3] = _split_probs(written, rival, unsure, p_written=0.45, p_rival=0.54)[0, 3]  # the most unsure
     probs[0, 2] = _split_probs(written, rival, unsure, p_written=0.55, p_rival=0.44)[0, 2]
+    return written, rival, unsure, probs
+
+
+def test_verify_takes_the_most_unsure_positions_first_and_keeps_the_written_word_a_candidate():
+    written, rival, unsure, probs = _three_unsure_words()
     # the text stream sure of another word than the one written (a re-read threshold below 1 kept
     # it): the written word is still tried, but the position comes last
     probs[0, 5] = 0.0
@@ -294,12 +301,7 @@ def test_verify_tries_only_the_candidate_texts_accepted_and_spends_its_budget_on
     # A judge that favours the rival everywhere, and an ``accept`` that refuses the rival at
     # position 3 (as a word that would break the caption's grammar): position 3 keeps the written
     # word and is not judged, and the room it leaves goes to the next unsure position.
-    written = torch.tensor([[1, 2, 3, 4, 5, 6]])
-    rival = written + 1
-    unsure = torch.tensor([[False, True, True, True, False, False]])
-    probs = _split_probs(written, rival, unsure)
-    probs[0, 3] = _split_probs(written, rival, unsure, p_written=0.45, p_rival=0.54)[0, 3]  # the most unsure
-    probs[0, 2] = _split_probs(written, rival, unsure, p_written=0.55, p_rival=0.44)[0, 2]
+    written, rival, _, probs = _three_unsure_words()
     asked = []
 
     def judge(rows, texts):
