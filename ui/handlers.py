@@ -22,7 +22,7 @@ import gradio as gr
 from ui import text
 from ui.text import md_escape as _md
 from uvigu.judge import read_back_count
-from uvigu.studio import Cancelled, Job, OutOfMemory, Studio, StudioBusy, Take, word_diff
+from uvigu.studio import MODE_LABELS, Cancelled, Job, OutOfMemory, Studio, StudioBusy, Take, word_diff
 from uvigu.timeline import DEFAULT_EVERY_S
 
 logger = logging.getLogger(__name__)
@@ -42,14 +42,6 @@ TRAJECTORY_OUTPUTS = ("traj_slider", "traj_info", "traj_video", "traj_text")
 # take's (History tab: panel, question), and the ids the shown question is about.
 CONFIRM_OUTPUTS = ("delete_take_panel", "delete_take_question", "delete_all_panel", "delete_all_question",
                    "delete_target")
-
-
-MODE_LABELS = {
-    "generate": "generated",
-    "joint": "generated jointly",
-    "edit": "regenerated with edits",
-    "caption": "uploaded",
-}
 
 
 def user_errors(fn: F) -> F:

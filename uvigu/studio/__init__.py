@@ -4,10 +4,11 @@ from uvigu import Cancelled
 from uvigu.studio.jobs import Job, JobQueue, OutOfMemory, ProgressEvent, StudioBusy
 from uvigu.studio.manager import ModelDefaults, Studio, Timeline, Trajectory, TrajectoryFrame
 from uvigu.studio.settings import StudioSettings
-from uvigu.studio.store import Take, TakeStore
+from uvigu.studio.store import MODE_LABELS, Take, TakeStore
 from uvigu.studio.textdiff import word_diff
 
 __all__ = [
+    "MODE_LABELS",
     "Cancelled",
     "Job",
     "ModelDefaults",

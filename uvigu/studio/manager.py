@@ -35,7 +35,7 @@ from uvigu.judge import ReadBack
 from uvigu.studio.archive import ArchivedTake, ArchiveLimits, read_archive, write_archive
 from uvigu.studio.jobs import Job, JobQueue, ProgressEvent
 from uvigu.studio.settings import StudioSettings
-from uvigu.studio.store import Take, TakeStore, new_take_id
+from uvigu.studio.store import MODE_LABELS, Take, TakeStore, new_take_id
 from uvigu.timeline import Cue, plan_timeline, run_timeline, to_srt
 from uvigu.videoio import check_video, probe_video, read_clip, write_gif, write_mp4, write_trajectory_png
 
@@ -717,9 +717,8 @@ class Studio:
         if trajectory is None or not trajectory.steps:
             raise ValueError("Nothing to show yet: generate or caption a clip first.")
         take = self.store.get_take(sid, trajectory.take_id)
-        what = {"generate": "generated", "joint": "generated with its caption", "edit": "edited",
-                "caption": "captioned"}.get(take.mode, take.mode)
-        title = f"Take #{take.seq} · {what} · seed {take.seed}" + (f" · {take.prompt}" if take.prompt else "")
+        title = f"Take #{take.seq} · {MODE_LABELS[take.mode]} · seed {take.seed}"  # as the Studio tab titles it
+        title += f" · {take.prompt}" if take.prompt else ""
         path = self.store.session_dir(sid) / "trajectory" / trajectory.take_id / f"uvigu-steps-{take.seq}.png"
         if not path.is_file():
             write_trajectory_png(trajectory.steps, path, side=TRAJECTORY_PICTURE_SIDE, title=title)

@@ -31,6 +31,9 @@ SESSION_ID_RE = re.compile(r"[0-9a-f]{64}")
 TAKE_ID_RE = re.compile(r"[0-9a-f]{16}")
 TAKE_FILES = ("frames.npy", "clip.mp4", "thumb.png")
 MODES = ("generate", "joint", "edit", "caption")
+# How each mode's take is named to a person: the studio's take titles and History, its steps' picture.
+MODE_LABELS = {"generate": "generated", "joint": "generated jointly", "edit": "regenerated with edits",
+               "caption": "uploaded"}
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS sessions (
