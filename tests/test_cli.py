@@ -111,6 +111,56 @@ def test_trajectory_writes_every_step_and_its_captions_as_one_picture(model_dir,
     assert len(pictures) == 4 and not (tmp_path / "plain-steps.png").exists()  # only when asked
 
 
+def test_caption_trajectory_draws_each_captions_steps_in_the_current_folder(model_dir, tmp_path, monkeypatch,
+                                                                          capsys):
+    from PIL import Image
+
+    from uvigu import videoio
+
+    videos = tmp_path / "footage"
+    videos.mkdir()
+    rng = np.random.default_rng(0)
+    for name in ["a.mp4", "b.mp4"]:
+        write_mp4(rng.integers(0, 256, (6, 32, 32, 3), dtype=np.uint8), videos / name, fps=8, scale=1)
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    (work / "a-caption-steps.png").write_bytes(b"an earlier picture")  # kept: a's picture takes the next name
+    pictures = []
+    real = videoio.write_trajectory_png
+
+    def write(steps, path, **kwargs):
+        pictures.append((steps, kwargs["title"]))
+        return real(steps, path, **kwargs)
+
+    monkeypatch.setattr(videoio, "write_trajectory_png", write)
+    model = ["--model", str(model_dir), "--seed", "2"]
+    assert main(["caption", str(videos / "a.mp4"), *model]) == 0
+    plain = capsys.readouterr().out
+    assert main(["caption", str(videos / "a.mp4"), str(videos / "b.mp4"), *model, "--trajectory"]) == 0
+    out = capsys.readouterr().out
+    assert plain in out  # the same caption: drawing its steps does not change it
+    assert "steps: a-caption-steps-2.png\n" in out and "steps: b-caption-steps.png\n" in out
+    assert (work / "a-caption-steps.png").read_bytes() == b"an earlier picture"
+    assert sorted(p.name for p in videos.iterdir()) == ["a.mp4", "b.mp4"]  # nothing written beside the footage
+    from uvigu.inputs import prepare_video
+
+    pipe = UniViGUPipeline.from_pretrained(model_dir)
+    seen, _ = prepare_video(str(videos / "a.mp4"), pipe.config)  # the clip as the model sees it
+    steps, title = pictures[0]
+    assert title == "caption of a.mp4 · seed 2"
+    assert len(steps) >= pipe.config.caption_steps
+    assert all(step.stage == "caption" and step.text is not None for step in steps)
+    assert all(np.array_equal(step.frames, seen) for step in steps)
+    assert steps[-1].text in plain  # the last row is the caption printed
+    with Image.open(work / "a-caption-steps-2.png") as picture:
+        assert picture.height > len(steps) * 128
+
+    assert main(["caption", str(videos / "a.mp4"), *model, "--trajectory", "--every", "1"]) == 2
+    assert "--trajectory draws the steps of one caption of each video; leave out --every" in capsys.readouterr().err
+    assert len(pictures) == 2
+
+
 def test_an_output_that_cannot_be_written_is_refused_before_the_model_runs(model_dir, tmp_path, monkeypatch,
                                                                           capsys):
     import uvigu.cli as cli
@@ -450,7 +500,7 @@ def test_the_caption_options_reach_the_pipeline(model_dir, tmp_path, capsys, mon
     options = {k: v for k, v in seen[0].items() if k != "callback"}
     assert options == {"seed": 4, "num_inference_steps": None, "temperature": 0.5, "reread": 2, "reread_threshold": 0.3,
                        "reread_period": 6, "verify_weight": 50.0, "verify_max_texts": 2,
-                       "verify_draws": 3}
+                       "verify_draws": 3, "return_trajectory": False}
 
 
 @pytest.mark.parametrize(

@@ -254,6 +254,10 @@ def add_caption_parser(subparsers: argparse._SubParsersAction) -> None:
                    "timeline of captions")
     p.add_argument("--srt", metavar="FILE", default=None,
                    help="with --every, also write the timeline as subtitles (SubRip), a cue per caption")
+    p.add_argument("--trajectory", action="store_true",
+                   help="also write each caption's denoising steps as one picture in the current folder "
+                   "(NAME-caption-steps.png for the video NAME.mp4, or NAME-caption-steps-2.png, … where it exists: "
+                   "a row per step with its noise level, four frames of the clip as the model sees it and the text)")
     _add_start_argument(p)
     _add_model_arguments(p)
     p.add_argument("--temperature", type=float, default=None,
@@ -375,14 +379,25 @@ def _steps_path(out: Path) -> Path:
     return out.with_name(f"{out.stem}-steps.png")
 
 
-def _write_steps(out: Path, stages: list[tuple[str, list | None, object]], title: str) -> None:
+def _caption_steps_path(video: str) -> Path:
+    """Where ``uvigu caption --trajectory`` draws the steps of the caption of ``video``: in the
+    current folder, under the first name of ``NAME-caption-steps.png``, ``…-2.png``, … no file has."""
+    stem = f"{Path(video).stem}-caption-steps"
+    for n in itertools.count(1):
+        picture = Path(f"{stem}.png" if n == 1 else f"{stem}-{n}.png")
+        if not picture.exists():
+            return picture
+    raise AssertionError("unreachable")
+
+
+def _write_steps(picture: Path, stages: list[tuple[str, list | None, object]], title: str) -> None:
     """``--trajectory``: the steps of each (stage, the pipeline's trajectory, the clip shown while
-    only text moves, or None) in one picture beside the clip ``out``."""
+    only text moves, or None) in one picture, written to ``picture``."""
     from .studio.manager import TRAJECTORY_PICTURE_SIDE, trajectory_frames
     from .videoio import write_trajectory_png
 
     steps = [step for stage, trajectory, still in stages for step in trajectory_frames(stage, trajectory, still)]
-    print(f"steps: {write_trajectory_png(steps, _steps_path(out), side=TRAJECTORY_PICTURE_SIDE, title=title)}")
+    print(f"steps: {write_trajectory_png(steps, picture, side=TRAJECTORY_PICTURE_SIDE, title=title)}")
 
 
 def _unused_output(default: Path, args: argparse.Namespace) -> Path:
@@ -441,7 +456,7 @@ def run_generate(args: argparse.Namespace) -> int:
                             return_trajectory=args.trajectory)
         caption, caption_steps = read.text, read.trajectory
     if args.trajectory:
-        _write_steps(out, [("joint" if args.joint else "generate", result.trajectory, None),
+        _write_steps(_steps_path(out), [("joint" if args.joint else "generate", result.trajectory, None),
                            ("caption", caption_steps, result.frames)], f"{args.prompt} · seed {result.seed}")
     if caption is not None:
         print(f"caption: {caption}")
@@ -476,6 +491,11 @@ def run_caption(args: argparse.Namespace) -> int:
         raise ValueError("--srt writes the timeline of one video's captions: give one video and --every")
     if args.every is not None and metadata is not None:
         raise ValueError("--metadata writes one caption per video; leave out --every")
+    if args.trajectory and args.every is not None:
+        raise ValueError("--trajectory draws the steps of one caption of each video; leave out --every")
+    if args.trajectory and not os.access(Path.cwd(), os.W_OK | os.X_OK):
+        raise ValueError(f"--trajectory writes its pictures in the current folder, {Path.cwd()}, which this user "
+                         "may not write to")
     if metadata is not None:
         if metadata.exists():
             raise ValueError(f"{metadata} already exists; choose another file or remove it.")
@@ -498,7 +518,8 @@ def run_caption(args: argparse.Namespace) -> int:
         for path in args.videos:
             try:
                 video, notes = _read_video_arg(pipe, args, path)
-                result = pipe.caption(video, **_caption_options(args), callback=_progress("caption"))
+                result = pipe.caption(video, **_caption_options(args), callback=_progress("caption"),
+                                      return_trajectory=args.trajectory)
             except ValueError as error:
                 if len(args.videos) == 1:
                     raise
@@ -511,6 +532,10 @@ def run_caption(args: argparse.Namespace) -> int:
                 print(f"video: {path}")
             print(f"seed: {result.seed}")
             print(f"caption: {result.text}")
+            if args.trajectory:
+                start = f" from {args.start:g} s" if args.start else ""
+                _write_steps(_caption_steps_path(path), [("caption", result.trajectory, None)],
+                             f"caption of {Path(path).name}{start} · seed {result.seed}")
             if pipe.follows_grammar(result.text) is False:
                 print("note: the caption does not follow the grammar the model writes: the clip is probably unlike "
                       "the footage it learned from", file=sys.stderr)
@@ -604,7 +629,7 @@ def run_edit(args: argparse.Namespace) -> int:
                                return_trajectory=args.trajectory)
     if args.trajectory:
         caption_steps = caption.trajectory if caption is not None else None
-        _write_steps(out, [("edit", result.trajectory, None), ("caption", caption_steps, result.frames)],
+        _write_steps(_steps_path(out), [("edit", result.trajectory, None), ("caption", caption_steps, result.frames)],
                      f"{args.prompt} · seed {result.seed}")
     if caption is not None:
         print(f"caption: {caption.text}")
