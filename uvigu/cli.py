@@ -382,12 +382,7 @@ def _steps_path(out: Path) -> Path:
 def _caption_steps_path(video: str) -> Path:
     """Where ``uvigu caption --trajectory`` draws the steps of the caption of ``video``: in the
     current folder, under the first name of ``NAME-caption-steps.png``, ``…-2.png``, … no file has."""
-    stem = f"{Path(video).stem}-caption-steps"
-    for n in itertools.count(1):
-        picture = Path(f"{stem}.png" if n == 1 else f"{stem}-{n}.png")
-        if not picture.exists():
-            return picture
-    raise AssertionError("unreachable")
+    return _first_free(Path(f"{Path(video).stem}-caption-steps.png"))
 
 
 def _write_steps(picture: Path, stages: list[tuple[str, list | None, object]], title: str) -> None:
@@ -403,10 +398,20 @@ def _write_steps(picture: Path, stages: list[tuple[str, list | None, object]], t
 def _unused_output(default: Path, args: argparse.Namespace) -> Path:
     """``default``, or ``stem-2``, ``stem-3``, … of it: the first name under which neither the MP4
     nor the GIF, strip and steps written beside it would replace a file (an output not asked for by name)."""
+
+    def beside(out: Path) -> list[Path]:
+        return ([out.with_suffix(".gif")] * args.gif + [out.with_suffix(".png")] * args.strip
+                + [_steps_path(out)] * args.trajectory)
+
+    return _first_free(default, beside)
+
+
+def _first_free(default: Path, beside: Callable[[Path], list[Path]] = lambda out: []) -> Path:
+    """``default``, or ``stem-2``, ``stem-3``, … of it: the first name that neither names a file
+    nor has one at any of the paths ``beside`` gives for it."""
     for n in itertools.count(1):
         out = default if n == 1 else default.with_stem(f"{default.stem}-{n}")
-        beside = [out.with_suffix(".gif")] * args.gif + [out.with_suffix(".png")] * args.strip
-        if not any(path.exists() for path in [out, *beside, *[_steps_path(out)] * args.trajectory]):
+        if not any(path.exists() for path in [out, *beside(out)]):
             return out
     raise AssertionError("unreachable")
 
