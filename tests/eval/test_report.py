@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-from uvigu.data.shapes import HELD_OUT_PAIRS, ShapesConfig, ShapesDataset, render_scene, scene_caption
+from uvigu.data.shapes import BACKGROUNDS, HELD_OUT_PAIRS, ShapesConfig, ShapesDataset, render_scene, scene_caption
 from uvigu.eval.edits import ATTRIBUTES, edit_scene
-from uvigu.eval.grammar import ObjectMention, parse_caption, scene_mentions
+from uvigu.eval.grammar import ObjectMention, parse_caption, parse_prompt, scene_mentions
 from uvigu.eval.report import (
     TARGETS,
     EvalConfig,
@@ -154,6 +154,33 @@ def test_wrong_captions_score_zero():
     assert summary.row("caption_motion").main.value == 1.0
     assert summary.row("generation").main.value == 1.0
     assert summary.target_status(TARGETS[0]) is False
+
+
+class DrawsOtherBackgrounds(OraclePipeline):
+    """The oracle, except that generate draws every clip on a background other than the scene's."""
+
+    def generate(self, prompt, *, seed):
+        scene = self.by_prompt[prompt]
+        other = next(b for b in BACKGROUNDS if b != scene.background)
+        return SimpleNamespace(frames=self._clip(dataclasses.replace(scene, background=other)), caption=None)
+
+
+def test_generated_clips_are_scored_on_the_background_their_prompt_names(oracle_records):
+    named = [r for r in oracle_records if r["set"] == "main" and parse_prompt(r["prompt"]).background]
+    assert 0 < len(named) < CONFIG.num_clips  # some prompts name a background, some do not
+    row = summarize(oracle_records).row("generation_background")
+    assert (row.main.value, row.main.count) == (1.0, len(named))
+    assert all(r["generation_background"] == r["background"] for r in oracle_records)
+
+    config = EvalConfig(num_clips=CONFIG.num_clips, num_heldout=0)
+    records = evaluate(DrawsOtherBackgrounds(config), config)
+    summary = summarize(records)
+    assert (summary.row("generation_background").main.value, summary.row("generation").main.value) == (0.0, 1.0)
+    assert "| generation: the background the prompt names (clips whose prompt names one) | 0.000 (0/" in \
+        render_markdown(records, RunInfo("uvigu eval", "m", "2026-01-01", 1.0, config=config))
+    # results written before the field: not measured, rather than wrong
+    old = [{k: v for k, v in r.items() if k != "generation_background"} for r in records]
+    assert summarize(old).row("generation_background").main.value is None
 
 
 def test_edit_that_changes_nothing_fails():

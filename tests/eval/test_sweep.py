@@ -6,8 +6,8 @@ from types import SimpleNamespace
 import pytest
 
 from uvigu.cli import main
-from uvigu.data.shapes import HELD_OUT_PAIRS, SHAPES, scene_caption
-from uvigu.eval.grammar import corrected_caption, scene_mentions
+from uvigu.data.shapes import BACKGROUNDS, HELD_OUT_PAIRS, SHAPES, scene_caption
+from uvigu.eval.grammar import corrected_caption, parse_prompt, scene_mentions
 from uvigu.eval.report import EvalConfig, eval_example
 from uvigu.eval.sweep import parse_setting, render_table, run_sweep
 from uvigu.testing import tiny_pipeline
@@ -45,6 +45,11 @@ def _objects(set_name: str) -> int:
     return len(mentions) if set_name == "main" else sum((m.color, m.shape) in HELD_OUT_PAIRS for m in mentions)
 
 
+def _named_backgrounds(set_name: str) -> int:
+    return sum(parse_prompt(eval_example(CONFIG, set_name, i).prompt).background is not None
+               for i in range(CONFIG.count(set_name)))
+
+
 @pytest.mark.parametrize("task", ["generate", "caption"])
 def test_the_oracle_is_right_on_every_object_under_every_setting(task):
     pipe = Recording(OraclePipeline(CONFIG))
@@ -54,6 +59,9 @@ def test_the_oracle_is_right_on_every_object_under_every_setting(task):
     for row in rows:
         assert row.total == _objects(row.set_name) > 0
         assert row.right == row.total and row.fields == {f: row.total for f in ("color", "shape", "motion")}
+        # a generated clip shows the background its prompt names; captions are not asked about it
+        named = _named_backgrounds(row.set_name) if task == "generate" else 0
+        assert row.backgrounds_named == row.backgrounds_right == named
     # each setting runs every clip once, with the evaluation's seeds and the setting's arguments
     seeds = [CONFIG.pipeline_seed(s, i) for s in ("main", "heldout") for i in range(CONFIG.count(s))]
     assert pipe.calls == [(task, seed, s) for s in settings for seed in seeds]
@@ -68,6 +76,31 @@ class DrawsOtherShapes(OraclePipeline):
         unused = next(s for s in SHAPES if s not in {o.shape for o in scene.objects})
         objects = tuple(dataclasses.replace(o, shape=unused) for o in scene.objects)
         return SimpleNamespace(frames=self._clip(dataclasses.replace(scene, objects=objects)), caption=None)
+
+
+class DrawsOtherBackgrounds(OraclePipeline):
+    """The oracle, except that generate draws every clip on a background other than the scene's."""
+
+    def generate(self, prompt, *, seed):
+        scene = self.by_prompt[prompt]
+        other = next(b for b in BACKGROUNDS if b != scene.background)
+        return SimpleNamespace(frames=self._clip(dataclasses.replace(scene, background=other)), caption=None)
+
+
+def test_generated_clips_are_counted_by_the_background_their_prompt_names():
+    rows = run_sweep(Recording(DrawsOtherBackgrounds(CONFIG)), "generate", [{}], CONFIG)
+    named = {s: _named_backgrounds(s) for s in ("main", "heldout")}
+    assert named["main"] > 0 and sum(named.values()) < CONFIG.num_clips + CONFIG.num_heldout  # some name none
+    for row in rows:  # the objects are right; no clip shows the background asked for
+        assert row.right == row.total > 0
+        assert (row.backgrounds_named, row.backgrounds_right) == (named[row.set_name], 0)
+    table = render_table(rows, "generate").splitlines()
+    assert table[0].endswith("| background as the prompt names it | s per clip |")
+    assert f"| 0.000 (0/{named['main']}) |" in table[2]
+    assert all(line.count("|") == table[0].count("|") for line in table)
+    # a sweep of captions has no such column
+    assert "background" not in render_table(run_sweep(Recording(OraclePipeline(CONFIG)), "caption", [{}], CONFIG),
+                                            "caption")
 
 
 def test_the_round_trip_captions_the_generated_clip_made_once_per_clip():

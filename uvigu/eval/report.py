@@ -27,6 +27,7 @@ from pathlib import Path
 
 from uvigu.data.shapes import ShapesConfig, ShapesExample, make_example
 from uvigu.eval.edits import ATTRIBUTES
+from uvigu.eval.grammar import parse_prompt
 from uvigu.eval.journal import RunJournal, run_key
 from uvigu.eval.metrics import bleu4, cider_d
 from uvigu.eval.tasks import CORE_FIELDS, STRIP_KINDS, evaluate_clip
@@ -289,6 +290,15 @@ def edit_records(record: dict) -> dict[str, dict | None]:
     return {"keep_rest": edit, "plain": record.get("edit_plain")}
 
 
+def _background_as_named(record: dict) -> bool | None:
+    """Whether the analyzer finds the background the clip's prompt names in the clip generated from
+    it; None when the prompt names none, or the record is older than the field."""
+    named = parse_prompt(record["prompt"]).background
+    if named is None or "generation_background" not in record:
+        return None
+    return record["generation_background"] == named
+
+
 def summarize(records: Sequence[dict]) -> Summary:
     """The report's numbers, from the per-clip records alone."""
     by_set = {s: [r for r in records if r["set"] == s] for s in SETS}
@@ -341,6 +351,8 @@ def summarize(records: Sequence[dict]) -> Summary:
     clip_row("edit_plain_kept", "plain edit: the other objects are kept", edit_flag("kept", kind="plain"), "edit")
     clip_row("edit_plain_stale", "plain edit: the old version is still seen (lower is better)",
              edit_flag("stale", kind="plain"), "edit")
+    clip_row("generation_background", "generation: the background the prompt names (clips whose prompt names one)",
+             _background_as_named, "joint")
     object_row("joint_generation", "joint: generation object accuracy", "joint_generation", "joint")
     object_row("joint_caption", "joint: its caption names the prompted object", "joint_caption", "joint")
     object_row("analyzer_reference", "analyzer on the reference clips", "analyzer_reference", "reference")
@@ -501,7 +513,7 @@ def render_markdown(
         "Success: the analyzer sees the edited object with its new attributes, every other object kept, "
         "and no longer the old version of the edited object.",
         "",
-        "## Joint generation and the analyzer",
+        "## Generation, joint generation and the analyzer",
         "",
         *_table(summary, "joint", with_targets=False),
         *_table(summary, "reference", with_targets=False)[2:],

@@ -12,7 +12,8 @@ and edited once with its caption corrected to what the prompt asked — the stud
 it missed* then *Regenerate with edits*, keeping the rest —; the analyzer scores the result as
 ``generate`` scores a clip; ``rounds=0`` scores the generated clip itself, the baseline, and a
 clip whose caption already says all that was asked is scored as generated; the settings are the
-edit's, and the seconds the caption's and edit's). The clips, the
+edit's, and the seconds the caption's and edit's). Generate and fix also count the clips whose
+prompt names a background and those the analyzer finds that background in. The clips, the
 pipeline seeds and the counting are the evaluation's (`uvigu.eval.report`): for generate, caption
 and round trip the main column counts every object of the main set, the held-out column the objects
 with a held-out colour–shape pair; edits count the clips of each set. A row at the default settings
@@ -33,7 +34,7 @@ from dataclasses import dataclass, field
 
 from uvigu.data.shapes import HELD_OUT_PAIRS
 from uvigu.eval.analyzer import analyze_clip, match_objects
-from uvigu.eval.grammar import parse_caption, scene_mentions
+from uvigu.eval.grammar import parse_caption, parse_prompt, scene_mentions
 from uvigu.eval.report import SETS, EvalConfig, clip_config, eval_example
 from uvigu.eval.tasks import WITH_SOURCE, score_edit
 
@@ -96,6 +97,9 @@ class SweepRow:
     total: int
     fields: dict[str, int] = field(default_factory=dict)  # objects right on each field alone
     seconds_per_clip: float = 0.0
+    # generate and fix: clips whose prompt names a background, and those the analyzer finds it in
+    backgrounds_named: int = 0
+    backgrounds_right: int = 0
 
     @property
     def accuracy(self) -> float:
@@ -119,7 +123,7 @@ def run_sweep(
     rows, done = [], 0
     for row_settings in settings:
         kwargs = {k: v for k, v in row_settings.items() if k != "shift"}  # the rest are the task's arguments
-        counts = {s: {"right": 0, "total": 0, **{f: 0 for f in fields}} for s in SETS}
+        counts = {s: {"right": 0, "total": 0, "named": 0, "shown": 0, **{f: 0 for f in fields}} for s in SETS}
         seconds = {s: 0.0 for s in SETS}
         with sampling_shift(pipe, row_settings.get("shift")):
             for set_name, index, example in clips:
@@ -130,13 +134,15 @@ def run_sweep(
                         generated[set_name, index] = pipe.generate(example.prompt, seed=seed).frames
                     frames = generated[set_name, index]
                 start = time.perf_counter()
-                right, total, per_field = _score_clip(
+                right, total, per_field, background = _score_clip(
                     pipe, task, example, set_name=set_name, index=index, seed=seed, kwargs=kwargs, frames=frames,
                 )
                 seconds[set_name] += time.perf_counter() - start
                 c = counts[set_name]
                 c["right"] += right
                 c["total"] += total
+                c["named"] += background is not None
+                c["shown"] += bool(background)
                 for f, n in per_field.items():
                     c[f] += n
                 done += 1
@@ -147,7 +153,7 @@ def run_sweep(
             if n:
                 c = counts[set_name]
                 rows.append(SweepRow(dict(row_settings), set_name, c["right"], c["total"], {f: c[f] for f in fields},
-                                     seconds[set_name] / n))
+                                     seconds[set_name] / n, c["named"], c["shown"]))
     return rows
 
 
@@ -167,20 +173,25 @@ def sampling_shift(pipe, shift: float | None) -> Iterator[None]:
 
 
 def _score_clip(pipe, task: str, example, *, set_name: str, index: int, seed: int,
-                kwargs: dict[str, int | float], frames) -> tuple[int, int, dict[str, int]]:
-    """One clip under one setting: (right, counted, right per field). Generate, caption and round
-    trip count the clip's objects (on the held-out set only those with a held-out pair); edit counts
-    the clip's one edit, or none when its scene has no valid edit. Caption and round trip caption
-    ``frames``: the reference clip, or the one generated from its prompt."""
+                kwargs: dict[str, int | float], frames) -> tuple[int, int, dict[str, int], bool | None]:
+    """One clip under one setting: (right, counted, right per field, background). Generate, caption
+    and round trip count the clip's objects (on the held-out set only those with a held-out pair);
+    edit counts the clip's one edit, or none when its scene has no valid edit. Caption and round trip
+    caption ``frames``: the reference clip, or the one generated from its prompt. ``background``,
+    for a clip generate or fix makes from a prompt that names a background: whether the analyzer
+    finds that one (else None)."""
     if task == "edit":
         record = score_edit(pipe, example, index=index, set_name=set_name, seed=seed, **kwargs)
         if record is None:
-            return 0, 0, dict.fromkeys(EDIT_FIELDS, 0)
-        return int(record["success"]), 1, {f: int(record[f]) for f in EDIT_FIELDS}
-    if task == "generate":
-        found = analyze_clip(pipe.generate(example.prompt, seed=seed, **kwargs).frames).objects
-    elif task == "fix":
-        found = analyze_clip(_fixed(pipe, example.prompt, frames, seed, dict(kwargs))).objects
+            return 0, 0, dict.fromkeys(EDIT_FIELDS, 0), None
+        return int(record["success"]), 1, {f: int(record[f]) for f in EDIT_FIELDS}, None
+    background = None
+    if task in ("generate", "fix"):
+        made = (pipe.generate(example.prompt, seed=seed, **kwargs).frames if task == "generate"
+                else _fixed(pipe, example.prompt, frames, seed, dict(kwargs)))
+        analysis = analyze_clip(made)
+        found, named = analysis.objects, parse_prompt(example.prompt).background
+        background = None if named is None else analysis.background == named
     else:
         found = parse_caption(pipe.caption(frames, seed=seed, **kwargs).text).objects
     truth = scene_mentions(example.scene)
@@ -189,7 +200,7 @@ def _score_clip(pipe, task: str, example, *, set_name: str, index: int, seed: in
     def right(fields: Sequence[str]) -> int:
         return sum(ok for ok, keep in zip(match_objects(truth, found, fields), counted) if keep)
 
-    return right(FIELDS), sum(counted), {f: right((f,)) for f in FIELDS}
+    return right(FIELDS), sum(counted), {f: right((f,)) for f in FIELDS}, background
 
 
 def _fixed(pipe, prompt: str, frames, seed: int, kwargs: dict[str, int | float]):
@@ -211,10 +222,16 @@ def render_table(rows: Sequence[SweepRow], task: str) -> str:
         head, fields, unit = "edits right (shows, rest kept, old gone) | shows | rest kept | old still seen", EDIT_FIELDS, "edits"
     else:
         head, fields, unit = "objects right (colour, shape, motion) | colour | shape | motion", FIELDS, "objects"
-    lines = [f"| {task} settings | set | {head} | s per clip |", "|---|---|---|---:|---:|---:|---:|"]
+    made = task in ("generate", "fix")  # clips made from the prompt: is the background it names there?
+    if made:
+        head += " | background as the prompt names it"
+    lines = [f"| {task} settings | set | {head} | s per clip |", "|---|---|---|" + "---:|" * (4 + made)]
     for r in rows:
         settings = ", ".join(f"{k}={v:g}" for k, v in r.settings.items()) or "defaults"
         per_field = " | ".join(f"{r.fields[f] / r.total:.3f}" if r.total else "–" for f in fields)
+        if made:
+            per_field += (f" | {r.backgrounds_right / r.backgrounds_named:.3f} ({r.backgrounds_right}/"
+                          f"{r.backgrounds_named})" if r.backgrounds_named else " | –")
         acc = f"{r.accuracy:.3f} ({r.right}/{r.total})" if r.total else f"– (0 {unit})"
         lines.append(f"| {settings} | {r.set_name} | {acc} | {per_field} | {r.seconds_per_clip:.2f} |")
     return "\n".join(lines)

@@ -92,7 +92,8 @@ def evaluate_clip(
     caption_fields = align_fields(truth, parsed)
 
     generated = _timed(lambda: pipe.generate(example.prompt, seed=seed).frames, timings, "generate")
-    generation_found = analyze_clip(generated).objects
+    generated_analysis = analyze_clip(generated)
+    generation_found = generated_analysis.objects
     generation_ok = match_objects(truth, generation_found, CORE_FIELDS)
 
     round_trip_caption = _timed(lambda: pipe.caption(generated, seed=seed).text, timings, "caption_generated")
@@ -145,6 +146,7 @@ def evaluate_clip(
         "caption": reference_caption,
         "caption_objects": _mentions_json(parsed),
         "generation_found": _mentions_json(generation_found),
+        "generation_background": generated_analysis.background,
         "round_trip_caption": round_trip_caption,
         "edit": edit_record,
         "edit_plain": plain_edit_record,
