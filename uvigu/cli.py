@@ -78,6 +78,11 @@ def add_train_parser(subparsers: argparse._SubParsersAction) -> None:
              "range; 0: all levels), e.g. to fine-tune the high-noise steps where a clip's layout is decided",
     )
     p.add_argument(
+        "--video-sigma-min-share", type=float, metavar="P",
+        help="with --video-sigma-min: map only a share P of the examples into that range, each with chance P, "
+             "the rest at the usual levels (default 1: all of them)",
+    )
+    p.add_argument(
         "--video-loss-cap", type=float, metavar="W",
         help="cap the 1/σ² weight the velocity loss gives a video example's clean-clip error at W, so low noise "
              "levels no longer outweigh the high ones where a clip's layout is decided (0: no cap)",
@@ -127,6 +132,7 @@ def run_train(args: argparse.Namespace) -> int:
             "reverse_twins": args.reverse_twins,
             "video_sigma_shift": args.video_sigma_shift,
             "video_sigma_min": args.video_sigma_min,
+            "video_sigma_min_share": args.video_sigma_min_share,
             "video_loss_cap": args.video_loss_cap,
             "text_loss_weight": args.text_loss_weight,
             "bf16": args.bf16,

@@ -29,11 +29,11 @@ def test_uvigu_train_takes_task_weights_word_swaps_reverse_twins_noise_levels_a_
     out = tmp_path / "run"
     args = ["train", "--preset", "tiny", "--out", str(out), "--steps-recall", "0", "--steps-refine", "2",
             "--task-probs", "0", "1", "0", "--text-swap", "0.2", "--reverse-twins", "0.5",
-            "--video-sigma-min", "0.7", "--video-loss-cap", "4", "--video-sigma-shift", "6", "--text-loss-weight", "0.1", "--batch-size", "2", "--grad-accum", "3", "--warmup-steps", "1"]
+            "--video-sigma-min", "0.7", "--video-sigma-min-share", "0.25", "--video-loss-cap", "4", "--video-sigma-shift", "6", "--text-loss-weight", "0.1", "--batch-size", "2", "--grad-accum", "3", "--warmup-steps", "1"]
     assert main(args) == 0
     config = json.loads((out / "pipeline" / "training_config.json").read_text())
     assert config["task_probs"] == [0.0, 1.0, 0.0] and config["text_swap"] == 0.2 and config["reverse_twins"] == 0.5
-    assert config["video_sigma_min"] == 0.7 and config["batch_size"] == 2 and config["grad_accum"] == 3
+    assert config["video_sigma_min"] == 0.7 and config["video_sigma_min_share"] == 0.25 and config["batch_size"] == 2 and config["grad_accum"] == 3
     assert config["warmup_steps"] == 1 and config["video_loss_cap"] == 4.0
     assert config["video_sigma_shift"] == 6.0 and config["text_loss_weight"] == 0.1
     assert json.loads((out / "pipeline" / "training_summary.json").read_text())["examples_seen"] == 2 * 2 * 3

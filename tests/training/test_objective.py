@@ -183,6 +183,28 @@ def test_video_sigma_min_maps_the_video_noise_levels_into_its_range():
     torch.testing.assert_close(high["noise"], full["noise"], atol=1e-4, rtol=0)
 
 
+def test_a_share_of_the_examples_is_mapped_to_the_top_the_rest_keep_their_levels():
+    pipe, frames, prompts = _tiny_batch(24)
+    tasks = ["generate"] * 24
+    _, full = _recorded_loss(pipe, frames, prompts, tasks, reverse_twins=0.0)
+    _, all_top = _recorded_loss(pipe, frames, prompts, tasks, reverse_twins=0.0, video_sigma_min=0.99)
+    _, half = _recorded_loss(pipe, frames, prompts, tasks, reverse_twins=0.0, video_sigma_min=0.99,
+                             video_sigma_min_share=0.5)
+    mapped = half["sigma_v"] >= 0.99
+    assert 0 < int(mapped.sum()) < 24  # some of each
+    # a mapped example takes the level the whole-batch mapping gives it, the others their usual one
+    torch.testing.assert_close(half["sigma_v"][mapped], all_top["sigma_v"][mapped])
+    torch.testing.assert_close(half["sigma_v"][~mapped], full["sigma_v"][~mapped])
+    assert bool((full["sigma_v"][~mapped] < 0.99).all())
+    # share 1 is the whole-batch mapping, draw for draw
+    _, one = _recorded_loss(pipe, frames, prompts, tasks, reverse_twins=0.0, video_sigma_min=0.99,
+                            video_sigma_min_share=1.0)
+    assert torch.equal(one["x_t"], all_top["x_t"])
+    for bad in (-0.1, 1.5):
+        with pytest.raises(ValueError, match="video_sigma_min_share"):
+            ObjectiveConfig(video_sigma_min_share=bad)
+
+
 def test_video_loss_weights_cap_the_clean_clip_error_weight():
     sigma = torch.tensor([0.05, 0.1, 0.25, 0.5, 0.7, 1.0])
     assert torch.equal(video_loss_weights(sigma, 0.0), torch.ones(6))

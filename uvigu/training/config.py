@@ -61,6 +61,7 @@ class TrainConfig:
     caption_as_condition: float = 0.5  # refine: chance a generate example is conditioned on the caption
     video_sigma_shift: float = 1.0  # shift of the logit-normal training σ of the video
     video_sigma_min: float = 0.0  # the video's training σ mapped into [this, 1) (objective); 0: all of it
+    video_sigma_min_share: float = 1.0  # the share of examples so mapped, the rest as usual (objective); 1: all
     video_loss_cap: float = 0.0  # cap on the 1/σ² weight of a video example's clean-clip error (objective); 0: none
     text_loss: Literal["ce", "gkl"] = "ce"
     text_swap: float = 0.0  # chance a clean word of a noisy text is swapped for a batch word (objective.swap_words)
@@ -129,6 +130,7 @@ class TrainConfig:
             caption_as_condition=self.caption_as_condition,
             video_sigma_shift=self.video_sigma_shift,
             video_sigma_min=self.video_sigma_min,
+            video_sigma_min_share=self.video_sigma_min_share,
             video_loss_cap=self.video_loss_cap,
             text_loss=self.text_loss,
             text_swap=self.text_swap,

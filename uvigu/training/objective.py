@@ -54,6 +54,9 @@ class ObjectiveConfig:
     reverse_twins: float = 0.0
     # the video's training σ mapped into [video_sigma_min, 1): σ' = min + (1 − min) σ; 0: the whole range
     video_sigma_min: float = 0.0
+    # the share of examples whose σ is so mapped (each drawn with this chance; the rest keep the usual
+    # draw), so that a run trains the top of the noise without giving up the rest; 1: all of them
+    video_sigma_min_share: float = 1.0
     # the video MSE weighs an example's clean-clip error by 1/σ² (module doc); a cap W > 0 limits that
     # weight to W, so low σ no longer outweighs the high σ where a clip's layout is decided; 0: no cap
     video_loss_cap: float = 0.0
@@ -69,6 +72,8 @@ class ObjectiveConfig:
             raise ValueError(f"reverse_twins is a probability in [0, 1], got {self.reverse_twins}.")
         if not 0.0 <= self.video_sigma_min < 1.0:
             raise ValueError(f"video_sigma_min must be in [0, 1), got {self.video_sigma_min}.")
+        if not 0.0 <= self.video_sigma_min_share <= 1.0:
+            raise ValueError(f"video_sigma_min_share is a share in [0, 1], got {self.video_sigma_min_share}.")
         if not self.video_sigma_shift > 0.0:
             raise ValueError(f"video_sigma_shift must be positive, got {self.video_sigma_shift}.")
         if not self.video_loss_cap >= 0.0:
@@ -208,9 +213,13 @@ def compute_loss(
     x = codec.encode(frames).to(device)
     noise = device_randn((b, *x.shape[1:]), generator, device)
     sigma_v = sample_training_sigma(b, shift=config.video_sigma_shift, generator=generator).to(device)
-    if config.video_sigma_min > 0:
-        sigma_v = config.video_sigma_min + (1.0 - config.video_sigma_min) * sigma_v
     sigma_t = torch.rand(b, generator=generator).clamp(1e-3, 1.0).to(device)
+    if config.video_sigma_min > 0:
+        top = config.video_sigma_min + (1.0 - config.video_sigma_min) * sigma_v
+        if config.video_sigma_min_share < 1.0:  # drawn after the levels, so the usual draws stay as they were
+            mapped = (torch.rand(b, generator=generator) < config.video_sigma_min_share).to(device)
+            top = torch.where(mapped, top, sigma_v)
+        sigma_v = top
     if twins:  # a twin takes the noise and σ of the example it was made from
         source_row = torch.tensor(list(range(b)) + twins, device=device)
         noise, sigma_v, sigma_t = noise[source_row], sigma_v[source_row], sigma_t[source_row]
