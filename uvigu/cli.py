@@ -83,6 +83,11 @@ def add_train_parser(subparsers: argparse._SubParsersAction) -> None:
              "the rest at the usual levels (default 1: all of them)",
     )
     p.add_argument(
+        "--video-anchor", action="store_true", default=None,
+        help="with --init-from, --video-sigma-min and a share below 1: the video examples below that level learn "
+             "the starting model's own prediction, not the data's, so the rest of the noise stays where it was",
+    )
+    p.add_argument(
         "--video-loss-cap", type=float, metavar="W",
         help="cap the 1/σ² weight the velocity loss gives a video example's clean-clip error at W, so low noise "
              "levels no longer outweigh the high ones where a clip's layout is decided (0: no cap)",
@@ -133,6 +138,7 @@ def run_train(args: argparse.Namespace) -> int:
             "video_sigma_shift": args.video_sigma_shift,
             "video_sigma_min": args.video_sigma_min,
             "video_sigma_min_share": args.video_sigma_min_share,
+            "video_anchor": args.video_anchor,
             "video_loss_cap": args.video_loss_cap,
             "text_loss_weight": args.text_loss_weight,
             "bf16": args.bf16,

@@ -255,3 +255,46 @@ def test_video_loss_cap_reweighs_the_video_examples_and_logs_the_plain_mse():
     expected = (mse * (4.0 * sigma**2).clamp(max=1.0)).mean() + capped.text_loss
     torch.testing.assert_close(capped.loss.detach(), expected, rtol=1e-4, atol=0)
     assert capped.loss.item() < plain.loss.item()  # low noise levels count for less
+
+
+def test_an_anchor_holds_the_levels_below_the_top_to_its_own_prediction():
+    import copy
+
+    pipe, frames, prompts = _tiny_batch(12)
+    tasks = ["generate"] * 12
+
+    def loss(**kwargs):
+        return compute_loss(
+            transformer=pipe.transformer, text_encoder=pipe.text_encoder, tokenizer=pipe.tokenizer, codec=pipe.codec,
+            frames=frames, prompts=prompts, captions=[p + "." for p in prompts],
+            config=ObjectiveConfig(prompt_dropout=0.0, video_sigma_min=0.99, video_sigma_min_share=kwargs.pop("share")),
+            text_flow=pipe.text_flow, max_text_len=pipe.config.max_text_len, max_prompt_len=pipe.config.max_prompt_len,
+            generator=torch.Generator().manual_seed(0), tasks=tasks, **kwargs,
+        )
+
+    same = (copy.deepcopy(pipe.transformer), copy.deepcopy(pipe.text_encoder))
+    # every example below the top, the anchor the model itself: nothing to learn
+    held = loss(share=0.0, anchor=same)
+    assert held.video_loss == 0.0
+    pipe.transformer.zero_grad()
+    held.loss.backward()
+    assert all(p.grad is None or not p.grad.any() for p in pipe.transformer.parameters())
+    # without the anchor the same examples learn the data
+    assert loss(share=0.0).video_loss > 0.01
+    # some at the top: those learn the data, the rest the anchor, so the loss is the data's on the top ones alone
+    half, plain = loss(share=0.5, anchor=same), loss(share=0.5)
+    assert 0.0 < half.video_loss < plain.video_loss
+    # another model as the anchor: the lower levels learn its velocity, which is not the data's
+    other = copy.deepcopy(same)
+    with torch.no_grad():
+        for p in other[0].parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    moved = loss(share=0.0, anchor=other).video_loss
+    assert 0.0 < moved and moved != pytest.approx(loss(share=0.0).video_loss, rel=0.01)
+    # the trainer's config asks for what the anchor needs
+    from uvigu.training.config import get_train_preset
+
+    with pytest.raises(ValueError, match="video_anchor"):
+        get_train_preset("tiny", video_anchor=True, video_sigma_min=0.99)  # no model to hold to
+    with pytest.raises(ValueError, match="video_anchor"):
+        get_train_preset("tiny", video_anchor=True, init_from="x")  # no top to fine-tune

@@ -136,3 +136,20 @@ def test_a_run_may_add_position_features_to_a_model_without_them(source, tmp_pat
     with pytest.raises(ValueError, match="trained with position_features 2; pass --position-features 2"):
         train(get_train_preset("tiny", out_dir=str(tmp_path / "back"), init_from=str(out / "pipeline"),
                                position_features=0, **STILL))
+
+
+def test_an_anchored_run_holds_the_levels_below_the_top_to_the_starting_models_prediction(source, tmp_path):
+    # Generate examples only, none mapped to the top: with the anchor each learns the velocity the
+    # starting model predicts, which the run's first step still predicts itself (no loss); without it
+    # the same step learns the data's.
+    common = ["train", "--preset", "tiny", "--init-from", str(source), "--steps-recall", "0", "--steps-refine", "1",
+              "--task-probs", "1", "0", "0", "--video-sigma-min", "0.99", "--video-sigma-min-share", "0"]
+    assert main([*common, "--video-anchor", "--out", str(tmp_path / "held")]) == 0
+    assert main([*common, "--out", str(tmp_path / "free")]) == 0
+
+    def first_loss(run):
+        return json.loads((tmp_path / run / LOG_FILE).read_text().splitlines()[0])["generate/video"]
+
+    assert first_loss("held") < 1e-5 and first_loss("free") > 1e-3  # the log rounds to a few digits
+    config = json.loads((tmp_path / "held" / "pipeline" / "training_config.json").read_text())
+    assert config["video_anchor"] is True and config["video_sigma_min_share"] == 0.0

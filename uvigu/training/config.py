@@ -62,6 +62,8 @@ class TrainConfig:
     video_sigma_shift: float = 1.0  # shift of the logit-normal training σ of the video
     video_sigma_min: float = 0.0  # the video's training σ mapped into [this, 1) (objective); 0: all of it
     video_sigma_min_share: float = 1.0  # the share of examples so mapped, the rest as usual (objective); 1: all
+    # the video examples below video_sigma_min learn init_from's own velocity, not the data's (objective's anchor)
+    video_anchor: bool = False
     video_loss_cap: float = 0.0  # cap on the 1/σ² weight of a video example's clean-clip error (objective); 0: none
     text_loss: Literal["ce", "gkl"] = "ce"
     text_swap: float = 0.0  # chance a clean word of a noisy text is swapped for a batch word (objective.swap_words)
@@ -103,6 +105,9 @@ class TrainConfig:
         if self.eval_data is not None and self.sample_every == 0:
             raise ValueError("eval_data is captioned at every sample; give sample_every (steps between samples).")
         self.objective("recall")  # validates the objective fields
+        if self.video_anchor and (self.init_from is None or self.video_sigma_min <= 0):
+            raise ValueError("video_anchor keeps the levels below video_sigma_min where the init_from model has "
+                             "them: give both --init-from and --video-sigma-min (with a share below 1).")
         if self.reverse_twins > 0 and self.data != "shapes":
             raise ValueError(
                 "reverse_twins needs the Shapes world (--data shapes): a twin is the clip played backwards "

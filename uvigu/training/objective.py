@@ -163,8 +163,13 @@ def compute_loss(
     max_prompt_len: int,
     generator: torch.Generator | None = None,
     tasks: Sequence[str] | None = None,
+    anchor: tuple[torch.nn.Module, torch.nn.Module] | None = None,
 ) -> LossOutput:
-    """The mixed-task loss for uint8 ``frames`` (b, f, h, w, 3) with their prompts and captions."""
+    """The mixed-task loss for uint8 ``frames`` (b, f, h, w, 3) with their prompts and captions.
+
+    ``anchor`` (a frozen transformer and text encoder, the weights a fine-tune started from): the
+    video examples below ``config.video_sigma_min`` learn that model's own velocity instead of the
+    data's, so a fine-tune of the top of the noise keeps every lower level where the model had it."""
     device = next(transformer.parameters()).device
     b = frames.shape[0]
     tasks = list(tasks) if tasks is not None else draw_tasks(b, config, generator)
@@ -238,7 +243,15 @@ def compute_loss(
     context = encode_prompt(text_encoder, tokenizer, conditions, max_prompt_len, device)
 
     v_pred, logits = transformer(x_t, text_t, sigma_v, sigma_t, context, text_mask)
-    video_mse = F.mse_loss(v_pred.float(), velocity_target(x, noise).float(), reduction="none").flatten(1).mean(1)
+    target = velocity_target(x, noise).float()
+    if anchor is not None:
+        anchored = video_noisy & (sigma_v < config.video_sigma_min)
+        if bool(anchored.any()):
+            with torch.no_grad():
+                anchor_context = encode_prompt(anchor[1], tokenizer, conditions, max_prompt_len, device)
+                anchor_v = anchor[0](x_t, text_t, sigma_v, sigma_t, anchor_context, text_mask)[0].float()
+            target = torch.where(anchored.view(-1, *[1] * (target.ndim - 1)), anchor_v, target)
+    video_mse = F.mse_loss(v_pred.float(), target, reduction="none").flatten(1).mean(1)
     video_weight = video_loss_weights(sigma_v, config.video_loss_cap)
     text_ce = flow.loss(logits, text_clean, text_t, sigma_t, kind=config.text_loss)
 

@@ -130,6 +130,8 @@ def train(
     if isinstance(pipe.codec, VideoAutoencoder):  # stage 0: train the codec (or keep init_from's), then freeze it
         train_codec(pipe.codec, dataset, config, accelerator, out, pretrained=source is not None)
     del source
+    # The anchor: a frozen copy of the starting weights, as the init_from model has them (on resume too).
+    anchor = _anchor_models(config, words) if config.video_anchor else None
     transformer, text_encoder = pipe.transformer.train(), pipe.text_encoder.train()
     ema = EMA([transformer, text_encoder], config.ema_decay)
     if config.gradient_checkpointing:
@@ -165,6 +167,8 @@ def train(
     models = [accelerator.unwrap_model(transformer), accelerator.unwrap_model(text_encoder)]
     ema.modules = [m.to(accelerator.device) for m in ema.modules]
     pipe.codec.to(accelerator.device)  # frames are encoded where the loader puts them
+    if anchor is not None:
+        anchor = tuple(m.to(accelerator.device) for m in anchor)
     params = [p for m in (transformer, text_encoder) for p in m.parameters()]
     objectives = {stage: config.objective(stage) for stage in ("recall", "refine")}
 
@@ -196,7 +200,7 @@ def train(
                             transformer=transformer, text_encoder=text_encoder, tokenizer=pipe.tokenizer,
                             codec=pipe.codec, frames=batch["frames"], prompts=batch["prompt"], captions=batch["caption"],
                             config=objectives[stage], text_flow=text_flow, max_text_len=pipe.config.max_text_len,
-                            max_prompt_len=pipe.config.max_prompt_len, generator=generator,
+                            max_prompt_len=pipe.config.max_prompt_len, generator=generator, anchor=anchor,
                         )
                     accelerator.backward(result.loss / config.grad_accum)
                 window.add(result)
@@ -391,6 +395,15 @@ class LossWindow:
         seconds = time.perf_counter() - self.start
         means = {k: round(self.sums[k] / self.weights[k], 5) for k in self.sums if self.weights[k]}
         return {**means, "steps_per_s": round(self.steps / seconds, 4)}
+
+
+def _anchor_models(config: TrainConfig, words: list[str]) -> tuple[torch.nn.Module, torch.nn.Module]:
+    """The transformer and text encoder of ``config.init_from`` in ``words``' vocabulary, frozen: what
+    the objective's anchor holds the lower noise levels to."""
+    changes = {} if config.position_features is None else {"position_features": config.position_features}
+    frozen = build_pipeline(config.preset, words, seed=config.seed, **changes)
+    copy_weights(frozen, load_source(config.init_from), config.init_from)
+    return tuple(m.eval().requires_grad_(False) for m in (frozen.transformer, frozen.text_encoder))
 
 
 def write_samples(pipe, ema_modules: list[torch.nn.Module], dataset: Dataset, config: TrainConfig,
