@@ -6,13 +6,13 @@ from types import SimpleNamespace
 import pytest
 
 from uvigu.cli import main
-from uvigu.data.shapes import BACKGROUNDS, HELD_OUT_PAIRS, SHAPES, scene_caption
+from uvigu.data.shapes import HELD_OUT_PAIRS, SHAPES, scene_caption
 from uvigu.eval.grammar import corrected_caption, parse_prompt, scene_mentions
 from uvigu.eval.report import EvalConfig, eval_example
 from uvigu.eval.sweep import parse_setting, render_table, run_sweep
 from uvigu.testing import tiny_pipeline
 
-from .test_report import KeepsClip, OraclePipeline, WrongCaptions
+from .test_report import DrawsOtherBackgrounds, KeepsClip, OraclePipeline, WrongCaptions
 
 CONFIG = EvalConfig(num_clips=4, num_heldout=3)
 
@@ -76,15 +76,6 @@ class DrawsOtherShapes(OraclePipeline):
         unused = next(s for s in SHAPES if s not in {o.shape for o in scene.objects})
         objects = tuple(dataclasses.replace(o, shape=unused) for o in scene.objects)
         return SimpleNamespace(frames=self._clip(dataclasses.replace(scene, objects=objects)), caption=None)
-
-
-class DrawsOtherBackgrounds(OraclePipeline):
-    """The oracle, except that generate draws every clip on a background other than the scene's."""
-
-    def generate(self, prompt, *, seed):
-        scene = self.by_prompt[prompt]
-        other = next(b for b in BACKGROUNDS if b != scene.background)
-        return SimpleNamespace(frames=self._clip(dataclasses.replace(scene, background=other)), caption=None)
 
 
 def test_generated_clips_are_counted_by_the_background_their_prompt_names():
