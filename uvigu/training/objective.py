@@ -249,7 +249,7 @@ def compute_loss(
         if bool(anchored.any()):
             with torch.no_grad():
                 anchor_context = encode_prompt(anchor[1], tokenizer, conditions, max_prompt_len, device)
-                anchor_v = anchor[0](x_t, text_t, sigma_v, sigma_t, anchor_context, text_mask)[0].float()
+                anchor_v = anchor[0](x_t, text_t, sigma_v, sigma_t, anchor_context, text_mask).video_velocity.float()
             target = torch.where(anchored.view(-1, *[1] * (target.ndim - 1)), anchor_v, target)
     video_mse = F.mse_loss(v_pred.float(), target, reduction="none").flatten(1).mean(1)
     video_weight = video_loss_weights(sigma_v, config.video_loss_cap)
