@@ -1,6 +1,6 @@
 import pytest
 
-from uvigu.judge import JUDGES, get_judge, prompt_words, read_back, shapes_judge, words_judge
+from uvigu.judge import JUDGES, get_judge, prompt_words, read_back, read_back_count, shapes_judge, words_judge
 
 
 def test_words_judge_counts_the_prompts_distinct_words_the_caption_repeats():
@@ -76,9 +76,26 @@ def test_read_back_says_what_the_caption_says_of_each_object_asked_for():
     assert not gone.found and not gone.agrees and all(c.said is None for c in gone.checks)
     # an edit's caption reads as a prompt; the score of the judge and the read-back agree
     edited = "a small red circle stays still near the center on a gray background."
-    (still,) = read_back("shapes", edited, "a small red circle moves slowly up from the center on a gray background.")
+    still, gray = read_back("shapes", edited, "a small red circle moves slowly up from the center on a gray background.")
     assert [(c.asked, c.said) for c in still.checks if not c.agrees] == [("staying still", "moving up")]
+    assert gray.name == "gray background" and gray.is_background and gray.agrees
     assert all(r.agrees for r in read_back("shapes", edited, edited)) and shapes_judge(edited, edited) == 1.0
+
+
+def test_read_back_says_whether_the_caption_names_the_background_the_prompt_asks_for():
+    caption = "a small red circle moves slowly up from the center on a gray background."
+    circle, black = read_back("shapes", "a red circle moving up on a black background", caption)
+    assert circle.agrees and not circle.is_background
+    assert black.name == "black background" and black.is_background and black.found and not black.agrees
+    assert black.misses() == [("gray", "black")]
+    assert read_back_count([circle, black]) == "1 of 1 object as asked; background not as asked"
+    _, gray = read_back("shapes", "a red circle moving up on a gray background", caption)
+    assert gray.agrees and read_back_count([circle, gray]) == "1 of 1 object as asked; background as asked"
+    # a caption that names none; a prompt that names none asks nothing of it
+    _, unnamed = read_back("shapes", "a red circle on a black background", "a small red circle stays still near the top.")
+    assert unnamed.misses() == [("no background", "black")]
+    asked = read_back("shapes", "a red circle moving up and a blue square", caption)
+    assert not any(item.is_background for item in asked) and read_back_count(asked) == "1 of 2 objects as asked"
 
 
 def test_read_back_by_words_for_other_models_and_prompts_the_grammar_cannot_read():

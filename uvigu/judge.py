@@ -74,7 +74,7 @@ def get_judge(judge: str | TakeJudge) -> TakeJudge:
 class Check:
     """One thing a prompt asks for, and what a caption says in its place (``said`` None: nothing)."""
 
-    field: str  # "color", "shape", "motion" (the Shapes grammar) or "word"
+    field: str  # "color", "shape", "motion", "background" (the Shapes grammar) or "word"
     asked: str
     said: str | None
 
@@ -86,8 +86,9 @@ class Check:
 @dataclass(frozen=True)
 class ReadBack:
     """What a caption says of one thing the prompt asks for: an object of the Shapes grammar
-    (``name`` as the prompt words it, e.g. "red circle moving right"), or the prompt's words
-    (``name`` empty, a ``Check`` per distinct word)."""
+    (``name`` as the prompt words it, e.g. "red circle moving right"), its background ("black
+    background", one ``Check`` of field "background"), or the prompt's words (``name`` empty, a
+    ``Check`` per distinct word)."""
 
     name: str
     checks: tuple[Check, ...]
@@ -97,37 +98,50 @@ class ReadBack:
     def agrees(self) -> bool:
         return self.found and all(check.agrees for check in self.checks)
 
+    @property
+    def is_background(self) -> bool:
+        return any(check.field == "background" for check in self.checks)
+
     def misses(self) -> list[tuple[str, str]]:
         """(what the caption says, what was asked) for each check that does not agree; what it says
         is "no colour" (shape, motion, word) where it says nothing."""
         return [(c.said or f"no {_FIELD_WORDS[c.field]}", c.asked) for c in self.checks if not c.agrees]
 
 
-_FIELD_WORDS = {"color": "colour", "shape": "shape", "motion": "motion", "word": "word"}
+_FIELD_WORDS = {"color": "colour", "shape": "shape", "motion": "motion", "background": "background", "word": "word"}
 
 
 def read_back_count(read_backs: list[ReadBack]) -> str:
-    """How much of what was asked a caption names: "1 of 2 objects as asked", or for the prompt's
-    words "5 of its 7 words"; "" when nothing was asked."""
+    """How much of what was asked a caption names: "1 of 2 objects as asked", followed, when the
+    prompt names a background, by "; background as asked" or "; background not as asked"; or for
+    the prompt's words "5 of its 7 words"; "" when nothing was asked."""
     if len(read_backs) == 1 and not read_backs[0].name:
         checks = read_backs[0].checks
         return f"{sum(c.agrees for c in checks)} of its {len(checks)} words" if checks else ""
-    right = sum(item.agrees for item in read_backs)
-    return f"{right} of {len(read_backs)} object{'s' if len(read_backs) > 1 else ''} as asked" if read_backs else ""
+    if not read_backs:
+        return ""
+    objects = [item for item in read_backs if not item.is_background]
+    count = f"{sum(item.agrees for item in objects)} of {len(objects)} object{'s' if len(objects) > 1 else ''} as asked"
+    if backgrounds := [item for item in read_backs if item.is_background]:
+        count += "; background as asked" if all(item.agrees for item in backgrounds) else "; background not as asked"
+    return count
 
 
 def read_back(judge: str, prompt: str, caption: str) -> list[ReadBack]:
     """The prompt's asks, each with what ``caption`` says of it, as the judge named ``judge``
     reads them: for ``"shapes"``, each object of the prompt against its partner in the caption
     (paired as :func:`shapes_judge` pairs them) on the colour, shape and motion the prompt gives;
-    for ``"words"`` (or a prompt the grammar names no object in), the prompt's distinct words."""
+    and then, when the prompt names a background, that background against the caption's; for
+    ``"words"`` (or a prompt the grammar names no object in), the prompt's distinct words."""
     if judge == "shapes":
         from uvigu.data.shapes import PROMPT_MOTION_PHRASES
         from uvigu.eval.grammar import best_pairing, parse_caption, parse_prompt
 
-        asked = parse_prompt(prompt).objects
+        parsed = parse_prompt(prompt)
+        asked = parsed.objects
         if asked:
-            named = parse_caption(caption).objects
+            said = parse_caption(caption)
+            named = said.objects
 
             def words(field: str, value: str | None) -> str | None:  # a motion as a prompt words it
                 return PROMPT_MOTION_PHRASES[value] if field == "motion" and value else value
@@ -138,6 +152,9 @@ def read_back(judge: str, prompt: str, caption: str) -> list[ReadBack]:
                 checks = tuple(Check(f, words(f, getattr(obj, f)), words(f, getattr(partner, f, None)))
                                for f in _FIELDS if getattr(obj, f) is not None)
                 out.append(ReadBack(" ".join(c.asked for c in checks), checks, found=partner is not None))
+            if parsed.background:
+                out.append(ReadBack(f"{parsed.background} background",
+                                    (Check("background", parsed.background, said.background),)))
             return out
     said = _words(caption)
     return [ReadBack("", tuple(Check("word", w, w if w in said else None) for w in sorted(_words(prompt))))]

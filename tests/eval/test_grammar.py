@@ -150,6 +150,11 @@ def test_a_caption_corrected_to_what_the_prompt_asked():
                              "a large red square moves slowly down from the center on a gray background.") == (
         "a large red square moves slowly down from the center, while a small yellow diamond stays still near the "
         "center on a gray background.")
+    # the background the prompt names, if it names one
+    assert corrected_caption("a blue square moving up on a black background", caption) == (
+        "a large red square moves slowly down from the center, while a small blue square moves quickly up from the "
+        "left on a black background.")
+    assert corrected_caption("a blue square moving up on a gray background", caption) is None
     assert corrected_caption("a red circle", "a red circle goes somewhere") is None
     assert corrected_caption("something nice", caption) is None
     # what it writes is a caption of the grammar, and says all that was asked

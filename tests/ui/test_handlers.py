@@ -242,14 +242,15 @@ def test_the_take_says_what_its_caption_says_of_each_thing_asked_for(studio):
     studio.takes_ = [made, edit, upload]
     views = [dict(zip(TAKE_OUTPUTS, Handlers(studio).open_take("tok", SimpleNamespace(index=i)))) for i in (1, 2)]
     assert views[0]["read_back"] == ("**Your edit, in the model's caption of the new clip**: 1 of 1 object as "
-                                     "asked.\n\n- green circle moving left: as asked")
+                                     "asked; background not as asked.\n\n- green circle moving left: as asked\n"
+                                     "- gray background: **no background** instead of gray")
     assert views[1]["read_back"] == ""
     # History says it too, after each model caption
     timeline = Handlers(studio)._history_view("tok")[1]
     assert ("- Model's caption: a large red square moves slowly down from the center, while a small blue square "
             "moves quickly up from the left on a gray background. (1 of 2 objects as asked)\n") in timeline
-    assert "- Model's caption: a small green circle moves slowly to the left from the top. (1 of 1 object as asked)\n" \
-        in timeline
+    assert ("- Model's caption: a small green circle moves slowly to the left from the top. (1 of 1 object as asked; "
+            "background not as asked)\n") in timeline
     assert "- Model's caption: a small green circle moves slowly up.\n" in timeline  # an upload: nothing asked
 
 
@@ -262,10 +263,14 @@ def test_ask_for_what_it_missed_fills_the_edited_caption_with_the_corrected_capt
                      "right from the center on a gray background.")
     upload = make_take(seq=3, mode="caption", prompt="", caption=kept.caption)
     odd = make_take(seq=4, prompt="a red circle moving right", caption="a red circle goes somewhere")
-    studio.takes_ = [made, kept, upload, odd]
+    dark = make_take(seq=5, prompt="a red circle moving right on a black background", caption=kept.caption)
+    studio.takes_ = [made, kept, upload, odd, dark]
     handlers = Handlers(studio)
     assert handlers.ask_for_misses(made.id, "tok") == ("a large red circle moves slowly to the right from the center "
                                                        "on a gray background.")
+    # the objects as asked but not the background: the caption asks for the background
+    assert handlers.ask_for_misses(dark.id, "tok") == ("a large red circle moves slowly to the right from the center "
+                                                       "on a black background.")
     for take, message in ((kept, "already says everything you asked"), (upload, "nothing was asked of it"),
                           (odd, "cannot be corrected word for word")):
         assert isinstance(handlers.ask_for_misses(take.id, "tok"), type(gr.skip()))  # the box is left as it is

@@ -251,13 +251,15 @@ def corrected_caption(prompt: str, caption: str) -> str | None:
     """``caption`` (a detailed caption of the grammar) with each object the prompt asks for given
     the colour, shape, motion and size the prompt asks of it, its partner's other words kept (speed,
     start region; a still object set moving goes "slowly"; a start its new size or motion cannot
-    have moves to the nearest one it can), and an object the caption lacks added (small unless the
-    prompt says, slowly, from the center or the start nearest it); ``None`` when the caption is not
-    of the grammar, the prompt names no object, or the caption already says all it asks.
+    have moves to the nearest one it can), an object the caption lacks added (small unless the
+    prompt says, slowly, from the center or the start nearest it), and the background the prompt
+    names, if it names one; ``None`` when the caption is not of the grammar, the prompt names no
+    object, or the caption already says all it asks.
     The text to edit a clip with so that it shows what its prompt asked (the studio's *Ask for what
     it missed*)."""
     parsed = _strict_caption(_normalize(caption))
-    asked = parse_prompt(prompt).objects
+    prompted = parse_prompt(prompt)
+    asked = prompted.objects
     if parsed is None or not asked:
         return None
     objects = list(parsed.objects)
@@ -278,7 +280,7 @@ def corrected_caption(prompt: str, caption: str) -> str | None:
         region = _nearest(have.region, possible_regions(size, motion, speed)) if moved else have.region
         objects[j] = replace(have, color=want.color, shape=want.shape, size=size, motion=motion, speed=speed,
                              region=region)
-    text = caption_text(objects, parsed.background)
+    text = caption_text(objects, prompted.background or parsed.background)
     return None if text == _normalize(caption) else text
 
 
