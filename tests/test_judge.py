@@ -27,6 +27,16 @@ def test_shapes_judge_reads_colour_shape_and_motion_through_the_grammar():
     assert shapes_judge("a red circle moving left", went) > shapes_judge("a red circle moving left", started)
 
 
+def test_shapes_judge_weighs_the_background_the_prompt_names_as_one_field():
+    prompt = "a red circle moving up on a black background"
+    black = "a small red circle moves slowly up from the center on a black background."
+    gray = black.replace("black", "gray")
+    assert shapes_judge(prompt, black) == 1.0 and shapes_judge(prompt, gray) == pytest.approx(6 / 7)
+    # the background breaks a tie, and weighs less than an object's field
+    assert shapes_judge(prompt, black.replace("up", "down")) < shapes_judge(prompt, gray)
+    assert shapes_judge("a red circle moving up", gray) == shapes_judge("a red circle moving up", black) == 1.0
+
+
 def test_shapes_judge_prefers_one_object_fully_named_over_two_half_named():
     prompt = "a red circle moving left and a blue square staying still"
     one_right = "a large red circle moves slowly left from the right, while a small green triangle moves quickly up from the bottom on a gray background."

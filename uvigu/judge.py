@@ -13,7 +13,8 @@ earlier take. Two are built in, named by the pipeline's ``take_judge`` setting:
   world "left" is both a direction ("moving left") and a place ("near the left").
 * ``"shapes"`` — the Shapes world's grammar (DESIGN §4; `uvigu.eval.grammar`): each object of the
   prompt paired with one of the caption's, scored on colour, shape and motion, a fully right object
-  weighing more than right fields spread over several. A prompt the grammar names no object in is
+  weighing more than right fields spread over several, and the background, when the prompt names
+  one, weighing as one field. A prompt the grammar names no object in is
   scored as ``"words"`` does. The shipped Shapes model uses this one (its ``model_index.json``).
 """
 
@@ -43,19 +44,24 @@ def words_judge(prompt: str, caption: str) -> float:
 def shapes_judge(prompt: str, caption: str) -> float:
     """The prompt's objects as the caption names them, by the Shapes grammar: per object of the
     prompt, its fields (colour, shape, motion) that agree with its partner in the caption, plus
-    ``_FULL_WEIGHT`` when all three do, over the most that ``n`` objects could score. A prompt in
-    which the grammar finds no object falls back to :func:`words_judge`."""
+    ``_FULL_WEIGHT`` when all three do, and one more when the prompt names a background and the
+    caption names the same, over the most that could score. A prompt in which the grammar finds no
+    object falls back to :func:`words_judge`."""
     from uvigu.eval.analyzer import match_objects
     from uvigu.eval.grammar import parse_caption, parse_prompt
     from uvigu.eval.tasks import align_fields
 
-    asked = parse_prompt(prompt).objects
+    prompted = parse_prompt(prompt)
+    asked = prompted.objects
     if not asked:
         return words_judge(prompt, caption)
-    named = parse_caption(caption).objects
+    said = parse_caption(caption)
+    named = said.objects
     fields = sum(sum(agree) for agree in align_fields(asked, named, _FIELDS).values())
     full = sum(match_objects(asked, named, _FIELDS))
-    return (fields + _FULL_WEIGHT * full) / ((len(_FIELDS) + _FULL_WEIGHT) * len(asked))
+    background = prompted.background is not None
+    score = fields + _FULL_WEIGHT * full + (background and said.background == prompted.background)
+    return score / ((len(_FIELDS) + _FULL_WEIGHT) * len(asked) + background)
 
 
 JUDGES: dict[str, TakeJudge] = {"words": words_judge, "shapes": shapes_judge}
