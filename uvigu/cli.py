@@ -88,6 +88,11 @@ def add_train_parser(subparsers: argparse._SubParsersAction) -> None:
              "the starting model's own prediction, not the data's, so the rest of the noise stays where it was",
     )
     p.add_argument(
+        "--text-anchor", action="store_true", default=None,
+        help="with --init-from: the text stream's examples (caption, joint) learn the starting model's own word "
+             "probabilities, not the data's words, so a fine-tune aimed at the video keeps the captions where they were",
+    )
+    p.add_argument(
         "--video-loss-cap", type=float, metavar="W",
         help="cap the 1/σ² weight the velocity loss gives a video example's clean-clip error at W, so low noise "
              "levels no longer outweigh the high ones where a clip's layout is decided (0: no cap)",
@@ -139,6 +144,7 @@ def run_train(args: argparse.Namespace) -> int:
             "video_sigma_min": args.video_sigma_min,
             "video_sigma_min_share": args.video_sigma_min_share,
             "video_anchor": args.video_anchor,
+            "text_anchor": args.text_anchor,
             "video_loss_cap": args.video_loss_cap,
             "text_loss_weight": args.text_loss_weight,
             "bf16": args.bf16,

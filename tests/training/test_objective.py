@@ -267,7 +267,8 @@ def test_an_anchor_holds_the_levels_below_the_top_to_its_own_prediction():
         return compute_loss(
             transformer=pipe.transformer, text_encoder=pipe.text_encoder, tokenizer=pipe.tokenizer, codec=pipe.codec,
             frames=frames, prompts=prompts, captions=[p + "." for p in prompts],
-            config=ObjectiveConfig(prompt_dropout=0.0, video_sigma_min=0.99, video_sigma_min_share=kwargs.pop("share")),
+            config=ObjectiveConfig(prompt_dropout=0.0, video_sigma_min=0.99, video_sigma_min_share=kwargs.pop("share"),
+                                   video_anchor="anchor" in kwargs),
             text_flow=pipe.text_flow, max_text_len=pipe.config.max_text_len, max_prompt_len=pipe.config.max_prompt_len,
             generator=torch.Generator().manual_seed(0), tasks=tasks, **kwargs,
         )
@@ -298,3 +299,47 @@ def test_an_anchor_holds_the_levels_below_the_top_to_its_own_prediction():
         get_train_preset("tiny", video_anchor=True, video_sigma_min=0.99)  # no model to hold to
     with pytest.raises(ValueError, match="video_anchor"):
         get_train_preset("tiny", video_anchor=True, init_from="x")  # no top to fine-tune
+    with pytest.raises(ValueError, match="pass anchor="):
+        compute_loss(transformer=pipe.transformer, text_encoder=pipe.text_encoder, tokenizer=pipe.tokenizer,
+                     codec=pipe.codec, frames=frames, prompts=prompts, captions=prompts,
+                     config=ObjectiveConfig(video_sigma_min=0.99, video_anchor=True), text_flow=pipe.text_flow,
+                     max_text_len=pipe.config.max_text_len, max_prompt_len=pipe.config.max_prompt_len)
+
+
+def test_a_text_anchor_holds_the_text_stream_to_the_anchors_word_probabilities():
+    import copy
+
+    pipe, frames, prompts = _tiny_batch(8)
+
+    def loss(tasks, text_anchor=False, **kwargs):
+        return compute_loss(
+            transformer=pipe.transformer, text_encoder=pipe.text_encoder, tokenizer=pipe.tokenizer, codec=pipe.codec,
+            frames=frames, prompts=prompts, captions=[p + "." for p in prompts],
+            config=ObjectiveConfig(stage="refine", prompt_dropout=0.0, text_anchor=text_anchor),
+            text_flow=pipe.text_flow, max_text_len=pipe.config.max_text_len, max_prompt_len=pipe.config.max_prompt_len,
+            generator=torch.Generator().manual_seed(0), tasks=tasks, **kwargs,
+        )
+
+    captions, joints = ["caption"] * 8, ["joint"] * 8
+    same = (copy.deepcopy(pipe.transformer), copy.deepcopy(pipe.text_encoder))
+    # the anchor the model itself: no text loss and no gradient from it
+    held = loss(captions, True, anchor=same)
+    assert held.text_loss == 0.0 and loss(captions).text_loss > 0.1
+    pipe.transformer.zero_grad()
+    held.loss.backward()
+    grads = [p.grad.abs().max().item() for p in pipe.transformer.parameters() if p.grad is not None]
+    assert max(grads) < 1e-6  # the KL's gradient p_model − p_anchor, 0 up to rounding
+    # another anchor: its word probabilities, which are not the data's words
+    other = copy.deepcopy(same)
+    with torch.no_grad():
+        for p in other[0].parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    moved = loss(captions, True, anchor=other).text_loss
+    assert 0.0 < moved and moved != pytest.approx(loss(captions).text_loss, rel=0.01)
+    # joint examples: the text held to the anchor, the video's target still the data's
+    plain, joint = loss(joints), loss(joints, True, anchor=other)
+    assert joint.video_loss == plain.video_loss > 0.0 and joint.text_loss != pytest.approx(plain.text_loss, rel=0.01)
+    from uvigu.training.config import get_train_preset
+
+    with pytest.raises(ValueError, match="text_anchor"):
+        get_train_preset("tiny", text_anchor=True)  # no model to hold to

@@ -153,3 +153,18 @@ def test_an_anchored_run_holds_the_levels_below_the_top_to_the_starting_models_p
     assert first_loss("held") < 1e-5 and first_loss("free") > 1e-3  # the log rounds to a few digits
     config = json.loads((tmp_path / "held" / "pipeline" / "training_config.json").read_text())
     assert config["video_anchor"] is True and config["video_sigma_min_share"] == 0.0
+
+
+def test_a_text_anchored_run_holds_the_captions_to_the_starting_models_words(source, tmp_path):
+    # Caption examples only: with the anchor the run's first step reads the words as the starting
+    # model does (no loss); without it the same step learns the data's words.
+    common = ["train", "--preset", "tiny", "--init-from", str(source), "--steps-recall", "0", "--steps-refine", "1",
+              "--task-probs", "0", "1", "0"]
+    assert main([*common, "--text-anchor", "--out", str(tmp_path / "held")]) == 0
+    assert main([*common, "--out", str(tmp_path / "free")]) == 0
+
+    def first_loss(run):
+        return json.loads((tmp_path / run / LOG_FILE).read_text().splitlines()[0])["caption/text"]
+
+    assert first_loss("held") < 1e-5 and first_loss("free") > 1e-3
+    assert json.loads((tmp_path / "held" / "pipeline" / "training_config.json").read_text())["text_anchor"] is True

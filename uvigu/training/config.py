@@ -64,6 +64,8 @@ class TrainConfig:
     video_sigma_min_share: float = 1.0  # the share of examples so mapped, the rest as usual (objective); 1: all
     # the video examples below video_sigma_min learn init_from's own velocity, not the data's (objective's anchor)
     video_anchor: bool = False
+    # the text stream's examples learn init_from's own word distributions, not the data's words (objective's anchor)
+    text_anchor: bool = False
     video_loss_cap: float = 0.0  # cap on the 1/σ² weight of a video example's clean-clip error (objective); 0: none
     text_loss: Literal["ce", "gkl"] = "ce"
     text_swap: float = 0.0  # chance a clean word of a noisy text is swapped for a batch word (objective.swap_words)
@@ -108,6 +110,9 @@ class TrainConfig:
         if self.video_anchor and (self.init_from is None or self.video_sigma_min <= 0):
             raise ValueError("video_anchor keeps the levels below video_sigma_min where the init_from model has "
                              "them: give both --init-from and --video-sigma-min (with a share below 1).")
+        if self.text_anchor and self.init_from is None:
+            raise ValueError("text_anchor holds the text stream to the words the init_from model reads: give "
+                             "--init-from.")
         if self.reverse_twins > 0 and self.data != "shapes":
             raise ValueError(
                 "reverse_twins needs the Shapes world (--data shapes): a twin is the clip played backwards "
@@ -137,6 +142,8 @@ class TrainConfig:
             video_sigma_min=self.video_sigma_min,
             video_sigma_min_share=self.video_sigma_min_share,
             video_loss_cap=self.video_loss_cap,
+            video_anchor=self.video_anchor,
+            text_anchor=self.text_anchor,
             text_loss=self.text_loss,
             text_swap=self.text_swap,
             reverse_twins=self.reverse_twins,

@@ -60,6 +60,12 @@ class ObjectiveConfig:
     # the video MSE weighs an example's clean-clip error by 1/σ² (module doc); a cap W > 0 limits that
     # weight to W, so low σ no longer outweighs the high σ where a clip's layout is decided; 0: no cap
     video_loss_cap: float = 0.0
+    # with compute_loss's anchor (the model a fine-tune started from): the video examples below
+    # video_sigma_min learn the anchor's velocity instead of the data's (video_anchor), and the text
+    # stream's examples the anchor's word distributions (their KL divergence from it) instead of the
+    # data's words (text_anchor), so a fine-tune aimed elsewhere leaves those where they were
+    video_anchor: bool = False
+    text_anchor: bool = False
 
     def __post_init__(self) -> None:
         if self.stage not in ("recall", "refine"):
@@ -167,9 +173,14 @@ def compute_loss(
 ) -> LossOutput:
     """The mixed-task loss for uint8 ``frames`` (b, f, h, w, 3) with their prompts and captions.
 
-    ``anchor`` (a frozen transformer and text encoder, the weights a fine-tune started from): the
-    video examples below ``config.video_sigma_min`` learn that model's own velocity instead of the
-    data's, so a fine-tune of the top of the noise keeps every lower level where the model had it."""
+    ``anchor`` (a frozen transformer and text encoder, the weights a fine-tune started from), which
+    ``config.video_anchor`` and ``config.text_anchor`` need: with the first, the video examples below
+    ``config.video_sigma_min`` learn that model's own velocity instead of the data's, so a fine-tune
+    of the top of the noise keeps every lower level where the model had it; with the second, the
+    text stream's examples learn its word distributions (the text loss is their KL divergence from
+    them, 0 where the model reads as the anchor does), so the captions stay where they were."""
+    if (config.video_anchor or config.text_anchor) and anchor is None:
+        raise ValueError("video_anchor and text_anchor hold the model to an anchor: pass anchor=.")
     device = next(transformer.parameters()).device
     b = frames.shape[0]
     tasks = list(tasks) if tasks is not None else draw_tasks(b, config, generator)
@@ -244,16 +255,22 @@ def compute_loss(
 
     v_pred, logits = transformer(x_t, text_t, sigma_v, sigma_t, context, text_mask)
     target = velocity_target(x, noise).float()
-    if anchor is not None:
-        anchored = video_noisy & (sigma_v < config.video_sigma_min)
-        if bool(anchored.any()):
-            with torch.no_grad():
-                anchor_context = encode_prompt(anchor[1], tokenizer, conditions, max_prompt_len, device)
-                anchor_v = anchor[0](x_t, text_t, sigma_v, sigma_t, anchor_context, text_mask).video_velocity.float()
-            target = torch.where(anchored.view(-1, *[1] * (target.ndim - 1)), anchor_v, target)
+    anchored = video_noisy & (sigma_v < config.video_sigma_min) if config.video_anchor else None
+    held_text = config.text_anchor and bool(text_noisy.any())
+    anchor_out = None
+    if (anchored is not None and bool(anchored.any())) or held_text:
+        with torch.no_grad():
+            anchor_context = encode_prompt(anchor[1], tokenizer, conditions, max_prompt_len, device)
+            anchor_out = anchor[0](x_t, text_t, sigma_v, sigma_t, anchor_context, text_mask)
+    if anchored is not None and anchor_out is not None:
+        target = torch.where(anchored.view(-1, *[1] * (target.ndim - 1)), anchor_out.video_velocity.float(), target)
     video_mse = F.mse_loss(v_pred.float(), target, reduction="none").flatten(1).mean(1)
     video_weight = video_loss_weights(sigma_v, config.video_loss_cap)
-    text_ce = flow.loss(logits, text_clean, text_t, sigma_t, kind=config.text_loss)
+    if held_text:  # KL(anchor ‖ model) per word, averaged over the stream as the CE is
+        held = F.log_softmax(anchor_out.text_logits.float(), dim=-1)
+        text_ce = F.kl_div(F.log_softmax(logits.float(), dim=-1), held, log_target=True, reduction="none").sum(-1).mean(-1)
+    else:
+        text_ce = flow.loss(logits, text_clean, text_t, sigma_t, kind=config.text_loss)
 
     def masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         return (values * mask).sum() / mask.sum().clamp_min(1)

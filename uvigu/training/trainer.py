@@ -130,7 +130,7 @@ def train(
     if isinstance(pipe.codec, VideoAutoencoder):  # stage 0: train the codec (or keep init_from's), then freeze it
         train_codec(pipe.codec, dataset, config, accelerator, out, pretrained=source is not None)
     # The anchor: a frozen copy of the starting weights, as the init_from model has them (on resume too).
-    anchor = _anchor_models(config, words, changes, source) if config.video_anchor else None
+    anchor = _anchor_models(config, words, changes, source) if config.video_anchor or config.text_anchor else None
     del source
     transformer, text_encoder = pipe.transformer.train(), pipe.text_encoder.train()
     ema = EMA([transformer, text_encoder], config.ema_decay)
@@ -401,7 +401,8 @@ def _anchor_models(config: TrainConfig, words: list[str], changes: dict[str, Any
                    source=None) -> tuple[torch.nn.Module, torch.nn.Module]:
     """The transformer and text encoder of ``config.init_from`` (``source``, that model already loaded,
     or None to load it: a resumed run) in ``words``' vocabulary, built as the run's pipeline is
-    (``changes`` to the preset), frozen: what the objective's anchor holds the lower noise levels to."""
+    (``changes`` to the preset), frozen: what the objective's anchor holds the lower noise levels
+    (video_anchor) or the text stream (text_anchor) to."""
     frozen = build_pipeline(config.preset, words, seed=config.seed, **changes)
     copy_weights(frozen, source if source is not None else load_source(config.init_from), config.init_from)
     return tuple(m.eval().requires_grad_(False) for m in (frozen.transformer, frozen.text_encoder))
