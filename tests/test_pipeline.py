@@ -803,3 +803,42 @@ def test_a_caption_is_checked_against_the_grammar_the_model_declares():
     assert pipe.follows_grammar("a large red square stays still near the gray on, gray gray gray gray") is False
     pipe.register_to_config(take_judge="words")  # a model that declares no grammar
     assert pipe.follows_grammar("a small background") is None
+
+
+def test_a_high_noise_expert_makes_the_calls_at_and_above_its_boundary_and_no_others():
+    import copy
+
+    pipe, expert = tiny_pipeline(seed=0), tiny_pipeline(seed=1)
+    twin = copy.deepcopy(pipe)  # before its calls are recorded: its own weights, the same values
+    calls = {"pipe": [], "expert": []}
+
+    def record(name, net):
+        forward = net.forward
+
+        def recorded(x, ids, sv, *args, **kwargs):
+            calls[name].append(float(sv[0]))
+            return forward(x, ids, sv, *args, **kwargs)
+        net.forward = recorded
+
+    record("pipe", pipe.transformer)
+    record("expert", expert.transformer)
+    plain = pipe.generate(PROMPT, seed=3, num_inference_steps=6).frames
+    calls["pipe"].clear()
+    pipe.use_high_noise_expert(expert, boundary=0.9)
+    mixed = pipe.generate(PROMPT, seed=3, num_inference_steps=6).frames
+    assert calls["expert"] and min(calls["expert"]) >= 0.9 and max(calls["pipe"]) < 0.9
+    assert not np.array_equal(mixed, plain)
+    # captions are this model's alone; an expert of the same weights changes nothing; None removes it
+    calls["expert"].clear()
+    pipe.caption(mixed, seed=0)
+    assert not calls["expert"]
+    pipe.use_high_noise_expert(twin, boundary=0.9)
+    assert np.array_equal(pipe.generate(PROMPT, seed=3, num_inference_steps=6).frames, plain)
+    pipe.use_high_noise_expert(None)
+    assert np.array_equal(pipe.generate(PROMPT, seed=3, num_inference_steps=6).frames, plain)
+    # an expert it cannot use is refused
+    with pytest.raises(ValueError, match="noise level in"):
+        pipe.use_high_noise_expert(expert, boundary=1.5)
+    other_words = build_pipeline("tiny", shapes_vocabulary() + ["teal"], seed=0)
+    with pytest.raises(ValueError, match="same words"):
+        pipe.use_high_noise_expert(other_words)

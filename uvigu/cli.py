@@ -803,6 +803,12 @@ def add_sweep_parser(subparsers: argparse._SubParsersAction) -> None:
                    help="start at this clip of each set (its Shapes and pipeline seeds as the evaluation's clip of "
                    "that index); past --num / --num-heldout of the evaluation, a setting can be chosen on clips "
                    "the evaluation does not score [%(default)s]")
+    p.add_argument("--high-noise-model", metavar="PATH",
+                   help="another pipeline folder of the model's words, e.g. it fine-tuned at the top of the noise, "
+                   "that makes the denoising calls at and above --high-noise-boundary (pipe.use_high_noise_expert)")
+    p.add_argument("--high-noise-boundary", type=float, default=None, metavar="S",
+                   help="with --high-noise-model: the noise level from which it denoises [0.99: the first of the "
+                   "default 20 steps]")
     p.set_defaults(func=run_sweep_command)
 
 
@@ -812,7 +818,14 @@ def run_sweep_command(args: argparse.Namespace) -> int:
 
     settings = [parse_setting(args.task, text) for text in (args.setting or ["defaults"])]
     config = EvalConfig(num_clips=args.num, num_heldout=args.num_heldout).starting_at(args.first_clip)
+    if args.high_noise_boundary is not None and args.high_noise_model is None:
+        raise ValueError("--high-noise-boundary says where the --high-noise-model takes over: give that too.")
     pipe = _load_pipeline(args.model, args.device, args.dtype)
+    if args.high_noise_model is not None:
+        from .pipeline import HIGH_NOISE_BOUNDARY
+
+        pipe.use_high_noise_expert(_load_pipeline(args.high_noise_model, args.device, args.dtype),
+                                   HIGH_NOISE_BOUNDARY if args.high_noise_boundary is None else args.high_noise_boundary)
     with _clip_progress((args.num + args.num_heldout) * len(settings), "sweep") as progress:
         rows = run_sweep(pipe, args.task, settings, config, progress=progress)
     print(render_table(rows, args.task))

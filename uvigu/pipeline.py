@@ -77,6 +77,9 @@ FLOW_EDIT_GUIDANCE = 6.0
 # is decided (a best-of take is judged half-way, docs/EVAL.md) and the clean estimate is a clip the
 # text stream can read.
 READ_GUIDANCE_SIGMAS = (0.4, 0.95)
+# A high-noise expert (use_high_noise_expert) denoises the video at and above this σ: with the
+# shipped sampler's 20 steps (shift 3), the first call alone (σ 1; the second is at 0.983).
+HIGH_NOISE_BOUNDARY = 0.99
 
 
 @dataclass
@@ -278,6 +281,31 @@ class UniViGUPipeline(DiffusionPipeline):
             read_guidance=check_guidance(read_guidance, 0.0, "read_guidance"),
         )
         get_judge(take_judge)  # an unknown name fails at load, not at the first best-of generation
+        self._high_noise: tuple[UniViGUPipeline, float] | None = None  # use_high_noise_expert
+
+    def use_high_noise_expert(self, expert: UniViGUPipeline | None, boundary: float = HIGH_NOISE_BOUNDARY) -> None:
+        """Have ``expert`` — another model of this one's words and clip layout, e.g. this one
+        fine-tuned at the top of the noise (`uvigu train --video-sigma-min`) — make the denoising
+        calls of generate, joint and the plain edit whose video noise level is ``boundary`` or more
+        (its transformer, with the prompt through its own text encoder); this model makes the rest,
+        and all of captioning. Wan2.2 splits its sampler between a high-noise and a low-noise
+        expert the same way. ``None`` removes it. Experimental (docs/EVAL.md measures one)."""
+        if expert is None:
+            self._high_noise = None
+            return
+        if not 0.0 < boundary <= 1.0:
+            raise ValueError(f"boundary is a noise level in (0, 1], got {boundary}.")
+        if expert.tokenizer.get_vocab() != self.tokenizer.get_vocab():
+            raise ValueError("the high-noise expert must know the same words, in the same order, as this model.")
+        layout = ("in_channels", "out_channels", "patch_size", "vocab_size", "mask_token_id")
+        mine, theirs = self.transformer.config, expert.transformer.config
+        if any(mine.get(k) != theirs.get(k) for k in layout) or type(expert.codec) is not type(self.codec):
+            raise ValueError("the high-noise expert must have this model's codec and clip layout "
+                             f"({', '.join(layout)}).")
+        if expert._dtype != self._dtype or expert._device != self._device:
+            raise ValueError(f"the high-noise expert runs in {expert._dtype} on {expert._device}, this model in "
+                             f"{self._dtype} on {self._device}: load both alike.")
+        self._high_noise = (expert, float(boundary))
 
     @classmethod
     def from_wan_pretrained(cls, path: str | Path, **kwargs) -> "UniViGUPipeline":
@@ -816,11 +844,22 @@ class UniViGUPipeline(DiffusionPipeline):
         else:
             latents = noise
 
+        expert_context: list[torch.Tensor] = []  # the prompt through the high-noise expert's encoder, once
+
+        def denoiser(sv: torch.Tensor) -> tuple[torch.nn.Module, torch.Tensor]:
+            if self._high_noise is None or float(sv[0]) < self._high_noise[1]:
+                return self.transformer, context
+            expert = self._high_noise[0]
+            if not expert_context:
+                expert_context.append(expert._encode_prompts([prompt, ""] if cfg else [prompt]))
+            return expert.transformer, expert_context[0]
+
         def guided_fn(x, ids, sv, st):
+            net, net_context = denoiser(sv)
             if not cfg:
-                return self.transformer(x, ids, sv, st, context, None)  # no attention mask (see above)
+                return net(x, ids, sv, st, net_context, None)  # no attention mask (see above)
             twice = lambda t: torch.cat([t, t])  # noqa: E731
-            v, logits = self.transformer(twice(x), twice(ids), twice(sv), twice(st), context, None)
+            v, logits = net(twice(x), twice(ids), twice(sv), twice(st), net_context, None)
             v_cond, v_uncond = v.chunk(2)
             return v_uncond + guidance * (v_cond - v_uncond), logits[:1]
 

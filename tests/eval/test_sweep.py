@@ -288,3 +288,24 @@ def test_a_later_first_clip_sweeps_the_clips_after_the_evaluations():
     assert CONFIG.starting_at(0) == CONFIG
     with pytest.raises(ValueError, match="first clip"):
         CONFIG.starting_at(2**31)
+
+
+def test_the_command_hands_the_top_of_the_noise_to_a_high_noise_model(tmp_path, capsys, monkeypatch):
+    from uvigu import UniViGUPipeline
+
+    tiny_pipeline(seed=0).save_pretrained(tmp_path / "base")
+    tiny_pipeline(seed=1).save_pretrained(tmp_path / "top")
+    used, original = [], UniViGUPipeline.use_high_noise_expert
+
+    def recording(self, expert, boundary=0.99):
+        used.append((str(expert.name_or_path), boundary))
+        return original(self, expert, boundary)
+
+    monkeypatch.setattr(UniViGUPipeline, "use_high_noise_expert", recording)
+    common = ["sweep", "generate", "--model", str(tmp_path / "base"), "--num", "1", "--setting", "num_inference_steps=2"]
+    assert main([*common, "--high-noise-model", str(tmp_path / "top")]) == 0
+    assert main([*common, "--high-noise-model", str(tmp_path / "top"), "--high-noise-boundary", "0.5"]) == 0
+    assert used == [(str(tmp_path / "top"), 0.99), (str(tmp_path / "top"), 0.5)]
+    assert "| num_inference_steps=2 | main |" in capsys.readouterr().out
+    assert main([*common, "--high-noise-boundary", "0.5"]) == 2
+    assert "give that too" in capsys.readouterr().err
