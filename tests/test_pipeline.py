@@ -842,3 +842,9 @@ def test_a_high_noise_expert_makes_the_calls_at_and_above_its_boundary_and_no_ot
     other_words = build_pipeline("tiny", shapes_vocabulary() + ["teal"], seed=0)
     with pytest.raises(ValueError, match="same words"):
         pipe.use_high_noise_expert(other_words)
+    # an expert left behind when the model is cast says so at the first call it would make
+    pipe.use_high_noise_expert(expert, boundary=0.9)
+    pipe.transformer.to(torch.bfloat16)
+    with pytest.raises(ValueError, match="move it alike"):
+        pipe.generate(PROMPT, seed=3, num_inference_steps=2)
+    pipe.transformer.to(torch.float32)

@@ -952,6 +952,47 @@ def run_export(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- expert ------------------------------------------------------------------------------------
+
+
+def add_expert_parser(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "expert",
+        help="give a model folder a high-noise expert: another model that makes its denoising calls at the top of "
+        "the noise",
+        description="Write TUNED (a pipeline folder or checkpoint of the same words and layout, e.g. the model "
+        "fine-tuned with `uvigu train --init-from MODEL --video-sigma-min 0.99`) into MODEL's folder as "
+        "high_noise_expert/: its difference from MODEL, each weight matrix's in rank RANK, in float16. Loading "
+        "MODEL then attaches it (UniViGUPipeline.use_high_noise_expert): it makes the denoising calls of "
+        "generate, joint and the plain edit at and above BOUNDARY.",
+    )
+    p.add_argument("tuned", help="the expert: a pipeline folder or a training checkpoint")
+    p.add_argument("--model", default=None, help="the pipeline folder to give it to [the shipped assets/uvigu-shapes]")
+    p.add_argument("--rank", type=int, default=16, help="rank of each weight matrix's difference [%(default)s]")
+    p.add_argument("--boundary", type=float, default=None,
+                   help="noise level from which it denoises [0.99: the first of the default 20 steps]")
+    p.set_defaults(func=run_expert)
+
+
+def run_expert(args: argparse.Namespace) -> int:
+    from .loading import model_kind
+    from .models.expert import EXPERT_FOLDER, write_expert
+    from .models.presets import SHIPPED_MODEL_DIR
+    from .pipeline import HIGH_NOISE_BOUNDARY
+
+    model = Path(args.model) if args.model else SHIPPED_MODEL_DIR
+    if model_kind(model) != "pipeline":
+        raise ValueError(f"{model} is not a pipeline folder (model_index.json): the expert is written into one.")
+    if (model / EXPERT_FOLDER).exists():
+        raise ValueError(f"{model / EXPERT_FOLDER} already exists; remove it first to write another.")
+    pipe, expert = _load_pipeline(str(model), "cpu", "float32"), _load_pipeline(args.tuned, "cpu", "float32")
+    boundary = HIGH_NOISE_BOUNDARY if args.boundary is None else args.boundary
+    folder = write_expert(pipe, expert, model / EXPERT_FOLDER, boundary=boundary, rank=args.rank)
+    size = sum(f.stat().st_size for f in folder.iterdir()) / 2**20
+    print(f"high-noise expert: {folder} ({size:.1f} MB; from σ {boundary:g}, rank {args.rank})")
+    return 0
+
+
 # --- shapes ------------------------------------------------------------------------------------
 
 
@@ -1032,6 +1073,7 @@ SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
     add_probe_parser,
     add_bench_parser,
     add_export_parser,
+    add_expert_parser,
     add_shapes_parser,
     add_convert_official_parser,
 ]

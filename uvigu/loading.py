@@ -50,5 +50,7 @@ def load_pipeline(model: str | Path | None = None, device=None, dtype=None, *, z
     transformers.utils.logging.disable_progress_bar()
     pipe = (load_checkpoint_pipeline(path) if kind == "checkpoint" else UniViGUPipeline.from_pretrained(path)).to(device)
     cast_keeping_fp32_modules(pipe.transformer, dtype)
+    if pipe.high_noise_expert is not None:  # a folder's high_noise_expert/, attached as it loaded
+        cast_keeping_fp32_modules(pipe.high_noise_expert[0].transformer, dtype)
     pipe.set_progress_bar_config(disable=True)
     return pipe

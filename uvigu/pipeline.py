@@ -59,6 +59,7 @@ from .judge import ReadBack, TakeJudge, get_judge, prompt_words, read_back
 from .models import autoencoder as _autoencoder  # noqa: F401  diffusers' loader resolves saved component
 from .models import codec as _pixel_codec  # noqa: F401
 from .models import wan_codec as _wan_codec  # noqa: F401  classes only from modules already imported
+from .models.expert import EXPERT_FOLDER, read_expert
 from .models.prompt_encoder import encode_prompt
 from .models.tokenizer import decode_text, encode_text, known_words, unknown_words
 from .models.transformer import UniViGUTransformer3DModel
@@ -282,6 +283,42 @@ class UniViGUPipeline(DiffusionPipeline):
         )
         get_judge(take_judge)  # an unknown name fails at load, not at the first best-of generation
         self._high_noise: tuple[UniViGUPipeline, float] | None = None  # use_high_noise_expert
+        self._expert_folder: Path | None = None  # the high_noise_expert/ it was loaded from, which save copies
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, *args, **kwargs) -> UniViGUPipeline:
+        """diffusers' ``from_pretrained``; a folder with a ``high_noise_expert/`` (`uvigu.models.expert`)
+        also gets that expert attached (`use_high_noise_expert`)."""
+        pipe = super().from_pretrained(pretrained_model_name_or_path, *args, **kwargs)
+        folder = Path(pretrained_model_name_or_path) / EXPERT_FOLDER
+        if folder.is_dir():
+            pipe.use_high_noise_expert(*read_expert(pipe, folder))
+            pipe._expert_folder = folder
+        return pipe
+
+    def save_pretrained(self, save_directory, *args, **kwargs) -> None:
+        """diffusers' ``save_pretrained``, with the ``high_noise_expert/`` this pipeline was loaded
+        with, if any (an expert attached otherwise is not saved: `uvigu.models.expert.write_expert`
+        writes one)."""
+        super().save_pretrained(save_directory, *args, **kwargs)
+        target = Path(save_directory) / EXPERT_FOLDER
+        if (self._expert_folder is not None and self._high_noise is not None
+                and target.resolve() != self._expert_folder.resolve()):
+            import shutil
+
+            shutil.copytree(self._expert_folder, target, dirs_exist_ok=True)
+
+    def to(self, *args, **kwargs) -> UniViGUPipeline:
+        """diffusers' ``to``, moving (or casting) an attached high-noise expert alike."""
+        moved = super().to(*args, **kwargs)
+        if getattr(self, "_high_noise", None) is not None:
+            self._high_noise[0].to(*args, **kwargs)
+        return moved
+
+    @property
+    def high_noise_expert(self) -> tuple[UniViGUPipeline, float] | None:
+        """The attached high-noise expert and its boundary (`use_high_noise_expert`), or None."""
+        return self._high_noise
 
     def use_high_noise_expert(self, expert: UniViGUPipeline | None, boundary: float = HIGH_NOISE_BOUNDARY) -> None:
         """Have ``expert`` — another model of this one's words and clip layout, e.g. this one
@@ -289,7 +326,10 @@ class UniViGUPipeline(DiffusionPipeline):
         calls of generate, joint and the plain edit whose video noise level is ``boundary`` or more
         (its transformer, with the prompt through its own text encoder); this model makes the rest,
         and all of captioning. Wan2.2 splits its sampler between a high-noise and a low-noise
-        expert the same way. ``None`` removes it. Experimental (docs/EVAL.md measures one)."""
+        expert the same way. ``None`` removes it. ``to()`` moves it with this model. A pipeline
+        folder keeps one as its difference from the model (`uvigu.models.expert`; ``uvigu expert``
+        writes it), which ``from_pretrained`` attaches. Experimental (docs/EVAL.md measures one)."""
+        self._expert_folder = None
         if expert is None:
             self._high_noise = None
             return
@@ -850,6 +890,9 @@ class UniViGUPipeline(DiffusionPipeline):
             if self._high_noise is None or float(sv[0]) < self._high_noise[1]:
                 return self.transformer, context
             expert = self._high_noise[0]
+            if expert._dtype != self._dtype or expert._device != self._device:  # this model moved since
+                raise ValueError(f"the high-noise expert runs in {expert._dtype} on {expert._device}, this model "
+                                 f"in {self._dtype} on {self._device}: move it alike, or attach it again.")
             if not expert_context:
                 expert_context.append(expert._encode_prompts([prompt, ""] if cfg else [prompt]))
             return expert.transformer, expert_context[0]
