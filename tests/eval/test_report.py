@@ -464,6 +464,17 @@ def test_the_run_key_follows_the_weights_the_settings_and_the_seeds():
     same = tiny_pipeline()
     same.register_to_config(guidance_scale=same.config.guidance_scale + 1)
     assert run_key(pipe, fields) != run_key(same, fields)
+    # a high-noise expert makes some of the steps: its weights and boundary count too
+    same = tiny_pipeline()
+    same.use_high_noise_expert(tiny_pipeline(seed=1), 0.99)
+    assert run_key(pipe, fields) != run_key(same, fields)
+    other = tiny_pipeline()
+    other.use_high_noise_expert(tiny_pipeline(seed=1), 0.9)
+    assert run_key(same, fields) != run_key(other, fields)
+    other.use_high_noise_expert(tiny_pipeline(seed=1), 0.99)
+    assert run_key(same, fields) == run_key(other, fields)
+    other.use_high_noise_expert(tiny_pipeline(seed=2), 0.99)
+    assert run_key(same, fields) != run_key(other, fields)
 
 
 def test_a_second_run_writing_the_same_report_is_refused_not_interleaved(tmp_path):

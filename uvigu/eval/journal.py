@@ -33,8 +33,9 @@ def by_set_and_index(record: dict) -> RecordKey:
 
 def run_key(pipe, fields: dict[str, object]) -> str:
     """A fingerprint of what a pipeline's records depend on: its configuration, every weight of
-    its torch modules, its tokenizer's vocabulary, where and in what precision it runs, and the
-    caller's ``fields`` (the seeds that pick the clips)."""
+    its torch modules (and of a high-noise expert's, with its boundary), its tokenizer's
+    vocabulary, where and in what precision it runs, and the caller's ``fields`` (the seeds that
+    pick the clips)."""
     import torch
 
     import uvigu
@@ -46,13 +47,20 @@ def run_key(pipe, fields: dict[str, object]) -> str:
     described = {"config": config, "fields": fields, "vocab": vocab, "device": str(getattr(pipe, "device", "")),
                  "dtype": str(getattr(pipe, "dtype", "")), "version": uvigu.__version__}
     digest.update(json.dumps(described, sort_keys=True, default=str).encode())
-    components = getattr(pipe, "components", None) or {}
-    for name in sorted(components):
-        module = components[name]
-        if isinstance(module, torch.nn.Module):
-            for key, tensor in sorted(module.state_dict().items()):
-                digest.update(f"{name}.{key}:{tensor.dtype}:{tuple(tensor.shape)}".encode())
-                digest.update(tensor.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+
+    def weights(model, prefix: str) -> None:
+        components = getattr(model, "components", None) or {}
+        for name in sorted(components):
+            module = components[name]
+            if isinstance(module, torch.nn.Module):
+                for key, tensor in sorted(module.state_dict().items()):
+                    digest.update(f"{prefix}{name}.{key}:{tensor.dtype}:{tuple(tensor.shape)}".encode())
+                    digest.update(tensor.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+
+    weights(pipe, "")
+    if (expert := getattr(pipe, "high_noise_expert", None)) is not None:  # it makes some of the clips' steps
+        digest.update(f"high_noise_expert from {expert[1]!r}".encode())
+        weights(expert[0], "high_noise_expert.")
     return digest.hexdigest()
 
 
