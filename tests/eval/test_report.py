@@ -385,6 +385,9 @@ def test_the_report_names_the_settings_its_calls_ran_at():
     assert settings["keep-the-rest edit guidance"] == pipe.default_flow_edit_guidance
     assert settings["guidance_scale"] == pipe.config.guidance_scale
     assert settings["caption_verify_draws"] == pipe.config.caption_verify_draws
+    assert "high-noise expert from σ" not in settings
+    pipe.use_high_noise_expert(tiny_pipeline(seed=1), 0.99)
+    assert pipeline_settings(pipe)["high-noise expert from σ"] == 0.99
 
 
 # --- an interrupted run goes on from its journal --------------------------------------------------

@@ -397,6 +397,8 @@ def pipeline_settings(pipe) -> dict[str, object]:
         settings["keep-the-rest edit guidance"] = pipe.default_flow_edit_guidance
     if hasattr(pipe, "default_edit_strength"):
         settings["plain edit strength"] = pipe.default_edit_strength
+    if (expert := getattr(pipe, "high_noise_expert", None)) is not None:
+        settings["high-noise expert from σ"] = expert[1]
     return settings
 
 
