@@ -342,10 +342,14 @@ class UniViGUPipeline(DiffusionPipeline):
         if any(mine.get(k) != theirs.get(k) for k in layout) or type(expert.codec) is not type(self.codec):
             raise ValueError("the high-noise expert must have this model's codec and clip layout "
                              f"({', '.join(layout)}).")
+        self._check_alike(expert, "load both alike")
+        self._high_noise = (expert, float(boundary))
+
+    def _check_alike(self, expert: UniViGUPipeline, remedy: str) -> None:
+        """A ``ValueError`` (ending in ``remedy``) unless ``expert`` runs where and in the precision this model does."""
         if expert._dtype != self._dtype or expert._device != self._device:
             raise ValueError(f"the high-noise expert runs in {expert._dtype} on {expert._device}, this model in "
-                             f"{self._dtype} on {self._device}: load both alike.")
-        self._high_noise = (expert, float(boundary))
+                             f"{self._dtype} on {self._device}: {remedy}.")
 
     @classmethod
     def from_wan_pretrained(cls, path: str | Path, **kwargs) -> "UniViGUPipeline":
@@ -890,9 +894,7 @@ class UniViGUPipeline(DiffusionPipeline):
             if self._high_noise is None or float(sv[0]) < self._high_noise[1]:
                 return self.transformer, context
             expert = self._high_noise[0]
-            if expert._dtype != self._dtype or expert._device != self._device:  # this model moved since
-                raise ValueError(f"the high-noise expert runs in {expert._dtype} on {expert._device}, this model "
-                                 f"in {self._dtype} on {self._device}: move it alike, or attach it again.")
+            self._check_alike(expert, "move it alike, or attach it again")  # this model may have moved since
             if not expert_context:
                 expert_context.append(expert._encode_prompts([prompt, ""] if cfg else [prompt]))
             return expert.transformer, expert_context[0]
