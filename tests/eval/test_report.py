@@ -3,6 +3,7 @@
 import dataclasses
 import hashlib
 import json
+import shutil
 from types import SimpleNamespace
 
 import numpy as np
@@ -478,6 +479,21 @@ def test_the_run_key_follows_the_weights_the_settings_and_the_seeds():
     assert run_key(same, fields) == run_key(other, fields)
     other.use_high_noise_expert(tiny_pipeline(seed=2), 0.99)
     assert run_key(same, fields) != run_key(other, fields)
+
+
+def test_the_run_key_does_not_follow_the_folder_a_model_was_loaded_from(tmp_path):
+    from uvigu import UniViGUPipeline
+    from uvigu.eval.journal import run_key
+    from uvigu.eval.report import journal_fields
+
+    fields = journal_fields(CONFIG)
+    tiny_pipeline().save_pretrained(tmp_path / "a")
+    shutil.copytree(tmp_path / "a", tmp_path / "copy")
+    first, copied = UniViGUPipeline.from_pretrained(tmp_path / "a"), UniViGUPipeline.from_pretrained(tmp_path / "copy")
+    assert first.config._name_or_path != copied.config._name_or_path
+    assert run_key(first, fields) == run_key(copied, fields)
+    tiny_pipeline(seed=1).save_pretrained(tmp_path / "b")
+    assert run_key(first, fields) != run_key(UniViGUPipeline.from_pretrained(tmp_path / "b"), fields)
 
 
 def test_a_second_run_writing_the_same_report_is_refused_not_interleaved(tmp_path):

@@ -35,13 +35,15 @@ def run_key(pipe, fields: dict[str, object]) -> str:
     """A fingerprint of what a pipeline's records depend on: its configuration, every weight of
     its torch modules (and of a high-noise expert's, with its boundary), its tokenizer's
     vocabulary, where and in what precision it runs, and the caller's ``fields`` (the seeds that
-    pick the clips)."""
+    pick the clips) — not which folder it was loaded from, so a copied or moved model goes on
+    from its journal."""
     import torch
 
     import uvigu
 
     digest = hashlib.sha256()
     config = dict(getattr(pipe, "config", {}) or {})
+    config.pop("_name_or_path", None)  # where it was loaded from, not what it computes
     tokenizer = getattr(pipe, "tokenizer", None)
     vocab = tokenizer.get_vocab() if hasattr(tokenizer, "get_vocab") else None
     described = {"config": config, "fields": fields, "vocab": vocab, "device": str(getattr(pipe, "device", "")),
