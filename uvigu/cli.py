@@ -962,7 +962,8 @@ def add_expert_parser(subparsers: argparse._SubParsersAction) -> None:
         "the noise",
         description="Write TUNED (a pipeline folder or checkpoint of the same words and layout, e.g. the model "
         "fine-tuned with `uvigu train --init-from MODEL --video-sigma-min 0.99`) into MODEL's folder as "
-        "high_noise_expert/: its difference from MODEL, each weight matrix's in rank RANK, in float16. Loading "
+        "high_noise_expert/: its difference from MODEL, each weight matrix's in rank RANK, in float16, with TUNED's "
+        "training_config.json and training_summary.json when it has them. Loading "
         "MODEL then attaches it (UniViGUPipeline.use_high_noise_expert): it makes the denoising calls of "
         "generate, joint and the plain edit at and above BOUNDARY.",
     )
@@ -987,7 +988,10 @@ def run_expert(args: argparse.Namespace) -> int:
         raise ValueError(f"{model / EXPERT_FOLDER} already exists; remove it first to write another.")
     pipe, expert = _load_pipeline(str(model), "cpu", "float32"), _load_pipeline(args.tuned, "cpu", "float32")
     boundary = HIGH_NOISE_BOUNDARY if args.boundary is None else args.boundary
-    folder = write_expert(pipe, expert, model / EXPERT_FOLDER, boundary=boundary, rank=args.rank)
+    # how it was made goes with it: a pipeline folder's run records, as `uvigu train` leaves them there
+    records = [Path(args.tuned) / name for name in ("training_config.json", "training_summary.json")
+               if (Path(args.tuned) / name).is_file()]
+    folder = write_expert(pipe, expert, model / EXPERT_FOLDER, boundary=boundary, rank=args.rank, records=records)
     size = sum(f.stat().st_size for f in folder.iterdir()) / 2**20
     print(f"high-noise expert: {folder} ({size:.1f} MB; from σ {boundary:g}, rank {args.rank})")
     return 0

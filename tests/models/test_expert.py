@@ -44,6 +44,10 @@ def test_an_expert_written_as_its_difference_reads_back_as_it_was(tmp_path):
         write_expert(base, tuned, tmp_path / "bad", boundary=0.99, rank=0)
     with pytest.raises(ValueError, match="noise level"):
         write_expert(base, tuned, tmp_path / "bad", boundary=0.0, rank=2)
+    (tmp_path / "config.json").write_text("{}")
+    with pytest.raises(ValueError, match="would replace the expert's own"):
+        write_expert(base, tuned, tmp_path / "bad", boundary=0.99, rank=2, records=[tmp_path / "config.json"])
+    assert not (tmp_path / "bad.partial").exists()
     assert not (tmp_path / "bad").exists()
 
 
@@ -82,10 +86,15 @@ def test_a_folder_with_an_expert_loads_with_it_attached_and_keeps_it(tmp_path):
 def test_the_command_writes_an_expert_into_a_model_folder(tmp_path, capsys):
     tiny_pipeline(seed=0).save_pretrained(tmp_path / "model")
     tiny_pipeline(seed=1).save_pretrained(tmp_path / "tuned")
+    (tmp_path / "tuned" / "training_config.json").write_text('{"video_sigma_min": 0.99}\n')  # as a run leaves it
     assert main(["expert", str(tmp_path / "tuned"), "--model", str(tmp_path / "model"), "--rank", "4"]) == 0
     assert "high-noise expert:" in capsys.readouterr().out
     config = json.loads((tmp_path / "model" / EXPERT_FOLDER / "config.json").read_text())
     assert config == {"boundary": 0.99, "rank": 4}
+    # how the expert was made goes with it (what the tuned folder has of its run's records)
+    made = tmp_path / "model" / EXPERT_FOLDER / "training_config.json"
+    assert json.loads(made.read_text()) == {"video_sigma_min": 0.99}
+    assert not (tmp_path / "model" / EXPERT_FOLDER / "training_summary.json").exists()
     assert UniViGUPipeline.from_pretrained(tmp_path / "model").high_noise_expert[1] == 0.99
     # one expert per folder; only into a pipeline folder
     assert main(["expert", str(tmp_path / "tuned"), "--model", str(tmp_path / "model")]) == 2

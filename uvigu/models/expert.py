@@ -14,6 +14,7 @@ from __future__ import annotations
 import copy
 import json
 import shutil
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -31,14 +32,18 @@ _STORED = torch.float16
 
 
 def write_expert(pipe: UniViGUPipeline, expert: UniViGUPipeline, folder: str | Path, *, boundary: float,
-                 rank: int) -> Path:
+                 rank: int, records: Sequence[str | Path] = ()) -> Path:
     """Write ``expert`` as its difference from ``pipe`` (their transformers and text encoders) to
     ``folder``: matrices with both sides longer than ``rank`` as rank-``rank`` factors, the rest in
-    full, all in float16, with ``boundary`` (the noise level it takes over from). Returns the folder."""
+    full, all in float16, with ``boundary`` (the noise level it takes over from), and copies of the
+    files ``records`` (how the expert was made: its run's training config and summary). Returns the
+    folder."""
     if rank < 1:
         raise ValueError(f"rank must be at least 1, got {rank}.")
     if not 0.0 < boundary <= 1.0:
         raise ValueError(f"boundary is a noise level in (0, 1], got {boundary}.")
+    if clash := [str(record) for record in records if Path(record).name in (_CONFIG, _WEIGHTS)]:
+        raise ValueError(f"{', '.join(clash)} would replace the expert's own file of that name.")
     tensors: dict[str, torch.Tensor] = {}
     for part in _PARTS:
         mine, theirs = getattr(pipe, part).state_dict(), getattr(expert, part).state_dict()
@@ -60,6 +65,8 @@ def write_expert(pipe: UniViGUPipeline, expert: UniViGUPipeline, folder: str | P
     partial.mkdir(parents=True)
     save_file(tensors, str(partial / _WEIGHTS))
     (partial / _CONFIG).write_text(json.dumps({"boundary": float(boundary), "rank": int(rank)}, indent=2) + "\n")
+    for record in records:
+        shutil.copy2(record, partial / Path(record).name)
     shutil.rmtree(folder, ignore_errors=True)
     partial.rename(folder)
     return folder
