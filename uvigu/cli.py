@@ -790,7 +790,8 @@ def add_sweep_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("task", choices=["generate", "caption", "round_trip", "edit", "fix"])
     p.add_argument("--setting", action="append", default=None, metavar="K=V[,K=V]",
                    help="settings of one row, e.g. guidance_scale=6,num_inference_steps=40 or shift=6 (generate; "
-                   "shift: the sampler's noise levels under another scheduler shift, also for edit), "
+                   "shift: the sampler's noise levels under another scheduler shift, also for edit; expert=0: without the "
+                   "model's high-noise expert, also for edit and fix), "
                    "num_inference_steps=24, temperature=0.5 or reread=0 (caption, round_trip) or strength=0.7 or "
                    "with_source=1 (edit; 1: the edit is also given the caption before the change, as source_prompt; "
                    "2: the model's own caption of the clip, as the studio's Keep the rest) or rounds=0 or "

@@ -224,6 +224,11 @@ def test_settings_parse_and_bad_ones_are_named():
         parse_setting("generate", "shift=0")
     with pytest.raises(ValueError, match="not a setting of caption"):
         parse_setting("caption", "shift=6")
+    assert parse_setting("generate", "expert=0") == parse_setting("fix", "expert=0") == {"expert": 0}
+    with pytest.raises(ValueError, match="expert is 0"):
+        parse_setting("edit", "expert=2")
+    with pytest.raises(ValueError, match="not a setting of caption"):
+        parse_setting("caption", "expert=0")
 
 
 @pytest.mark.parametrize("task", ["generate", "edit"])
@@ -248,6 +253,35 @@ def test_a_shift_row_samples_under_that_shift_and_puts_the_models_back(task, mon
     (default_shift, default_sigma), (shift, sigma) = seen[0], seen[-1]
     assert default_shift == own.config.shift and shift == 9.0
     assert sigma > default_sigma  # a larger shift keeps the second step's noise higher
+
+
+def test_an_expert_0_row_samples_without_the_models_high_noise_expert_and_attaches_it_again(tmp_path):
+    from uvigu import UniViGUPipeline
+    from uvigu.models.expert import write_expert
+
+    base, top = tiny_pipeline(seed=0), tiny_pipeline(seed=1)
+    base.save_pretrained(tmp_path / "model")
+    write_expert(base, top, tmp_path / "model" / "high_noise_expert", boundary=0.99, rank=10_000)
+    pipe = UniViGUPipeline.from_pretrained(tmp_path / "model")
+    config = EvalConfig(num_clips=2, num_heldout=0)
+    calls = []
+    top_forward = pipe.high_noise_expert[0].transformer.forward
+
+    def counting(*args, **kwargs):
+        calls.append(len(calls))
+        return top_forward(*args, **kwargs)
+
+    pipe.high_noise_expert[0].transformer.forward = counting
+    rows = [{"num_inference_steps": 3}, {"num_inference_steps": 3, "expert": 0}]
+    with_it, without_it = run_sweep(pipe, "generate", rows, config)
+    assert with_it.settings == {"num_inference_steps": 3} and without_it.settings["expert"] == 0
+    assert len(calls) == 2  # one call at σ 1 per clip, in the first row only
+    plain = run_sweep(tiny_pipeline(seed=0), "generate", [{"num_inference_steps": 3}], config)[0]
+    assert (without_it.right, without_it.fields) == (plain.right, plain.fields)
+    # attached again, as it was loaded: saving the model keeps it
+    assert pipe.high_noise_expert[1] == 0.99
+    pipe.save_pretrained(tmp_path / "saved")
+    assert (tmp_path / "saved" / "high_noise_expert" / "difference.safetensors").is_file()
 
 
 def test_the_command_prints_a_table(tmp_path, capsys):

@@ -47,18 +47,22 @@ SETTINGS: dict[str, dict[str, type]] = {
     # read_guidance=S: the model's own reading of the clip steers it (pipe.generate's read_guidance)
     # shift=S: the sampler's noise levels under another shift than the model's scheduler's (σ' = Sσ/(1+(S−1)σ);
     # larger spends more of the steps at high noise, where a clip's layout and motion are decided)
+    # expert=0: without the model's high-noise expert (pipe.use_high_noise_expert), 1 with it (as loaded)
     "generate": {"guidance_scale": float, "num_inference_steps": int, "best_of": int, "judge_at": float,
-                 "judge_steps": int, "read_guidance": float, "shift": float},
+                 "judge_steps": int, "read_guidance": float, "shift": float, "expert": int},
     "caption": {"num_inference_steps": int, "temperature": float, "reread": int, "reread_threshold": float,
                 "reread_period": int, "verify_weight": float, "verify_max_texts": int, "verify_draws": int},
     # with_source=1: the edit is also given the caption before the change (pipe.edit's source_prompt);
     # 2: the model's own caption of the clip, as the studio's Keep the rest
     "edit": {"strength": float, "guidance_scale": float, "num_inference_steps": int, "with_source": int,
-             "best_of": int, "judge_at": float, "judge_steps": int, "shift": float},
+             "best_of": int, "judge_at": float, "judge_steps": int, "shift": float, "expert": int},
 }
 SETTINGS["round_trip"] = SETTINGS["caption"]  # the caption of the generated clip, under caption settings
 # rounds=0: the generated clip as it is; 1: edited once with its caption corrected (pipe.corrected_caption)
-SETTINGS["fix"] = {"strength": float, "guidance_scale": float, "num_inference_steps": int, "rounds": int}
+SETTINGS["fix"] = {"strength": float, "guidance_scale": float, "num_inference_steps": int, "rounds": int,
+                  "expert": int}
+# settings of how the pipeline samples, not arguments of the task
+SAMPLER_SETTINGS = ("shift", "expert")
 
 
 def parse_setting(task: str, text: str) -> dict[str, int | float]:
@@ -86,6 +90,8 @@ def parse_setting(task: str, text: str) -> dict[str, int | float]:
             raise ValueError(f"rounds is 0 or 1, got {value.strip()!r}.")
         if name == "shift" and not values[name] > 0:
             raise ValueError(f"shift must be above 0, got {value.strip()!r}.")
+        if name == "expert" and values[name] not in (0, 1):
+            raise ValueError(f"expert is 0 (without the model's high-noise expert) or 1, got {value.strip()!r}.")
     return values
 
 
@@ -122,10 +128,10 @@ def run_sweep(
     generated: dict[tuple[str, int], object] = {}  # round trip: each clip generated once, for every setting
     rows, done = [], 0
     for row_settings in settings:
-        kwargs = {k: v for k, v in row_settings.items() if k != "shift"}  # the rest are the task's arguments
+        kwargs = {k: v for k, v in row_settings.items() if k not in SAMPLER_SETTINGS}  # the task's arguments
         counts = {s: {"right": 0, "total": 0, "named": 0, "shown": 0, **{f: 0 for f in fields}} for s in SETS}
         seconds = {s: 0.0 for s in SETS}
-        with sampling_shift(pipe, row_settings.get("shift")):
+        with sampling_shift(pipe, row_settings.get("shift")), without_expert(pipe, row_settings.get("expert") == 0):
             for set_name, index, example in clips:
                 seed = config.pipeline_seed(set_name, index)
                 frames = example.frames
@@ -170,6 +176,23 @@ def sampling_shift(pipe, shift: float | None) -> Iterator[None]:
         yield
     finally:
         pipe.scheduler = original
+
+
+@contextmanager
+def without_expert(pipe, off: bool) -> Iterator[None]:
+    """``pipe`` samples without its high-noise expert inside the block when ``off``; the expert is
+    attached again after."""
+    expert = getattr(pipe, "high_noise_expert", None)
+    if not off or expert is None:
+        yield
+        return
+    folder = pipe._expert_folder  # the folder it came from, which save_pretrained copies
+    pipe.use_high_noise_expert(None)
+    try:
+        yield
+    finally:
+        pipe.use_high_noise_expert(*expert)
+        pipe._expert_folder = folder
 
 
 def _score_clip(pipe, task: str, example, *, set_name: str, index: int, seed: int,
