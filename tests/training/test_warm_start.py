@@ -168,3 +168,26 @@ def test_a_text_anchored_run_holds_the_captions_to_the_starting_models_words(sou
 
     assert first_loss("held") < 1e-5 and first_loss("free") > 1e-3
     assert json.loads((tmp_path / "held" / "pipeline" / "training_config.json").read_text())["text_anchor"] is True
+
+
+def test_a_run_from_a_model_with_a_high_noise_expert_starts_from_the_model_and_leaves_the_expert(source, tmp_path):
+    # The expert is a difference from the starting weights, not from the run's: the run's model has none.
+    import shutil
+
+    from uvigu.models.expert import EXPERT_FOLDER, write_expert
+
+    shutil.copytree(source, tmp_path / "with_expert")
+    base = load(source)
+    top = load(source)
+    with torch.no_grad():
+        for param in top.transformer.parameters():
+            param.add_(0.1)
+    write_expert(base, top, tmp_path / "with_expert" / EXPERT_FOLDER, boundary=0.99, rank=4)
+    assert load(tmp_path / "with_expert").high_noise_expert is not None
+    started = train(get_train_preset("tiny", out_dir=str(tmp_path / "run"), init_from=str(tmp_path / "with_expert"),
+                                     **STILL))
+    after = state(load(started))
+    for key, value in state(base).items():  # the model's weights, not the expert's
+        torch.testing.assert_close(after[key], value, rtol=0, atol=1e-6, msg=key)
+    assert not (started / EXPERT_FOLDER).exists()
+    assert load(started).high_noise_expert is None
