@@ -45,6 +45,31 @@ def test_the_documented_training_commands_are_the_ones_it_was_trained_with():
     assert summary["examples_seen"] == 2600 * 256
     transformer = json.loads((SHIPPED_MODEL_DIR / "transformer" / "config.json").read_text())
     assert transformer["position_features"] == 4
+    # Then a short CPU fine-tune of that model at the top of the noise alone, written into the
+    # folder as its high-noise expert (`uvigu expert runs/bg99/pipeline --rank 16`); its position
+    # features come along from the model it starts from.
+    tuned = TrainConfig.load(SHIPPED_MODEL_DIR / "high_noise_expert" / "training_config.json")
+    assert tuned == get_train_preset(
+        "shapes", init_from="assets/uvigu-shapes", seed=14, steps_recall=0, steps_refine=300, lr=3e-4,
+        warmup_steps=20, batch_size=16, task_probs=(0.8, 0.2, 0.0), video_sigma_min=0.99, sample_every=0,
+        position_features=4, out_dir="runs/bg99",
+    )
+    summary = json.loads((SHIPPED_MODEL_DIR / "high_noise_expert" / "training_summary.json").read_text())
+    assert summary["steps"] == {"recall": 0, "refine": 300} and summary["examples_seen"] == 300 * 16
+    expert = json.loads((SHIPPED_MODEL_DIR / "high_noise_expert" / "config.json").read_text())
+    assert expert == {"boundary": 0.99, "rank": 16}
+
+
+def test_its_high_noise_expert_draws_the_background_the_prompt_names(pipe):
+    # The sampler's first call (σ 1) decides the background; the expert makes it (model card).
+    from uvigu.eval.analyzer import analyze_clip
+
+    assert pipe.high_noise_expert[1] == 0.99
+    prompt = "a blue square moving up on a white background"
+    assert [analyze_clip(pipe.generate(prompt, seed=s).frames).background for s in (0, 1)] == ["white", "white"]
+    alone = UniViGUPipeline.from_pretrained(SHIPPED_MODEL_DIR)
+    alone.use_high_noise_expert(None)  # the model alone falls back on the average background
+    assert [analyze_clip(alone.generate(prompt, seed=s).frames).background for s in (0, 1)] == ["gray", "gray"]
 
 
 def test_its_sampling_defaults_are_those_its_evaluation_ran_with(pipe):
