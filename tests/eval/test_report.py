@@ -440,6 +440,30 @@ def test_an_interrupted_evaluation_goes_on_from_where_it_stopped(tmp_path):
     assert again.generated == 9 - 2
 
 
+def test_an_example_clips_record_is_kept_only_with_the_strips_its_run_made(tmp_path):
+    # Strips of the same names from another run (a finished report's, say) do not pass for the
+    # interrupted run's: that clip is made again, its strips with it.
+    from uvigu.eval.report import JOURNAL_NAME
+
+    out = tmp_path / "EVAL.md"
+    with pytest.raises(KeyboardInterrupt):
+        write_report(Interrupted(CONFIG, stop_at=3), out, CONFIG)  # main clips 0 and 1 done, 0 an example
+    strip = tmp_path / "eval" / "main-000-generated.png"
+    made = strip.read_bytes()
+    strip.write_bytes(b"another run's strip")
+    again = Interrupted(CONFIG)
+    write_report(again, out, CONFIG)
+    assert again.generated == 9 - 1  # main clip 0 again, not clip 1
+    assert strip.read_bytes() == made
+
+    with pytest.raises(KeyboardInterrupt):  # the strips as the run left them: both clips kept
+        write_report(Interrupted(CONFIG, stop_at=3), out, CONFIG)
+    again = Interrupted(CONFIG)
+    write_report(again, out, CONFIG)
+    assert again.generated == 9 - 2
+    assert not (tmp_path / "eval" / JOURNAL_NAME).exists()
+
+
 def test_a_journal_of_another_run_is_set_aside_not_mixed_in(tmp_path):
     from uvigu.eval.report import JOURNAL_NAME
 

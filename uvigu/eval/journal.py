@@ -18,7 +18,7 @@ import json
 import logging
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 logger = logging.getLogger(__name__)
@@ -29,6 +29,10 @@ RecordKey = tuple[str, int]
 def by_set_and_index(record: dict) -> RecordKey:
     """Which clip a Shapes evaluation record is of."""
     return record["set"], record["index"]
+
+
+def _digest(path: str | Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
 def run_key(pipe, fields: dict[str, object]) -> str:
@@ -69,12 +73,13 @@ def run_key(pipe, fields: dict[str, object]) -> str:
 class RunJournal:
     """The records of the run ``key`` at ``path``: ``done`` holds those an interrupted run left (by
     ``identify(record)``: which clip it is of), ``carried_s`` the wall time it had spent; ``add``
-    appends one as it is made. As a context manager it is closed on leaving, and kept unless
-    ``finish`` was called."""
+    appends one as it is made, with the digests of the files made with it (``files_intact`` checks
+    them). As a context manager it is closed on leaving, and kept unless ``finish`` was called."""
 
     def __init__(self, path: str | Path, key: str, identify: Callable[[dict], RecordKey] = by_set_and_index) -> None:
         self.path, self.key, self.identify = Path(path), key, identify
         self.done: dict[RecordKey, dict] = {}
+        self._digests: dict[RecordKey, dict[str, str]] = {}  # the files made with each record, by name
         self.carried_s = 0.0
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._file = open(self.path, "a+b")  # noqa: SIM115 (open, and locked, until finish or close)
@@ -113,18 +118,30 @@ class RunJournal:
             if not line.endswith(b"\n"):
                 break
             self.done[done], self.carried_s = record, carried
+            self._digests[done] = entry.get("files") or {}
             kept += len(line)
         if lines:
             self._file.truncate(kept)
         self._file.flush()
 
-    def add(self, record: dict) -> None:
-        """Append ``record`` with the run's wall time so far, on disk before this returns."""
+    def add(self, record: dict, files: Iterable[str | Path] = ()) -> None:
+        """Append ``record`` with the run's wall time so far and the digests of ``files`` (made
+        with it, e.g. its example strips), on disk before this returns."""
         elapsed = self.carried_s + time.perf_counter() - self._opened
-        line = json.dumps({"elapsed_s": round(elapsed, 3), "record": record}, sort_keys=True) + "\n"
+        entry = {"elapsed_s": round(elapsed, 3), "record": record}
+        if digests := {Path(f).name: _digest(f) for f in files}:
+            entry["files"] = digests
+        line = json.dumps(entry, sort_keys=True) + "\n"
         self._file.write(line.encode())
         self._file.flush()
         os.fsync(self._file.fileno())
+
+    def files_intact(self, done: RecordKey, files: Iterable[str | Path]) -> bool:
+        """Whether ``files`` are there as the interrupted run made them with its record ``done`` —
+        not another run's files of the same names (a journal written before digests were kept
+        only asks that they are there)."""
+        digests = self._digests.get(done, {})
+        return all(Path(f).is_file() and (not digests or digests.get(Path(f).name) == _digest(f)) for f in files)
 
     def elapsed_s(self) -> float:
         """Wall time of the run: the interrupted runs' and this one's."""

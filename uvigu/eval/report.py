@@ -176,7 +176,7 @@ def evaluate(
             if strips_dir is not None and index < config.num_examples:
                 strips = {k: Path(strips_dir) / f"{set_name}-{index:03d}-{k}.png" for k in STRIP_KINDS}
             kept = journal.done.get((set_name, index)) if journal is not None else None
-            if kept is not None and all(path.is_file() for path in (strips or {}).values()):
+            if kept is not None and journal.files_intact((set_name, index), (strips or {}).values()):
                 records.append(kept)
             else:
                 example = eval_example(config, set_name, index, shapes)
@@ -186,7 +186,7 @@ def evaluate(
                 ))
                 made += 1
                 if journal is not None:
-                    journal.add(records[-1])
+                    journal.add(records[-1], files=(strips or {}).values())
             done = len(records)
             if made and (done % config.log_every == 0 or done == total):
                 elapsed = time.perf_counter() - start
