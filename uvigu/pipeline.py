@@ -328,7 +328,7 @@ class UniViGUPipeline(DiffusionPipeline):
         and all of captioning. Wan2.2 splits its sampler between a high-noise and a low-noise
         expert the same way. ``None`` removes it. ``to()`` moves it with this model. A pipeline
         folder keeps one as its difference from the model (`uvigu.models.expert`; ``uvigu expert``
-        writes it), which ``from_pretrained`` attaches. Experimental (docs/EVAL.md measures one)."""
+        writes it), which ``from_pretrained`` attaches; the shipped model has one (docs/EVAL.md measures it)."""
         self._expert_folder = None
         if expert is None:
             self._high_noise = None
