@@ -828,6 +828,15 @@ def test_a_high_noise_expert_makes_the_calls_at_and_above_its_boundary_and_no_ot
     mixed = pipe.generate(PROMPT, seed=3, num_inference_steps=6).frames
     assert calls["expert"] and min(calls["expert"]) >= 0.9 and max(calls["pipe"]) < 0.9
     assert not np.array_equal(mixed, plain)
+    # one call can leave it out: the model alone, as before it was attached; it stays attached
+    calls["expert"].clear()
+    assert np.array_equal(pipe.generate(PROMPT, seed=3, num_inference_steps=6, high_noise_expert=False).frames, plain)
+    joint = pipe.generate_with_caption(PROMPT, seed=3, num_inference_steps=6, high_noise_expert=False)
+    pipe.edit(plain, PROMPT, strength=1.0, seed=3, num_inference_steps=6, high_noise_expert=False)
+    assert not calls["expert"] and pipe.high_noise_expert == (expert, 0.9)
+    assert not np.array_equal(pipe.generate_with_caption(PROMPT, seed=3, num_inference_steps=6).frames, joint.frames)
+    pipe.edit(plain, PROMPT, strength=1.0, seed=3, num_inference_steps=6)
+    assert calls["expert"]  # a plain edit from σ 1 goes through it
     # captions are this model's alone; an expert of the same weights changes nothing; None removes it
     calls["expert"].clear()
     pipe.caption(mixed, seed=0)

@@ -498,10 +498,14 @@ class UniViGUPipeline(DiffusionPipeline):
         judge_at: float | None = None,
         judge_steps: int | None = None,
         read_guidance: float | None = None,
+        high_noise_expert: bool = True,
         callback: StepCallback | None = None,
         return_trajectory: bool = False,
     ) -> VideoResult:
         """Text → clip. Returns uint8 frames (f, h, w, 3).
+
+        ``high_noise_expert=False`` makes every step with this model, leaving an attached expert
+        (`use_high_noise_expert`) out of this call; it stays attached. Without one it changes nothing.
 
         ``read_guidance`` > 0 (default: the pipeline's ``read_guidance``, 0 — off) lets the model's
         own understanding steer the clip: at the steps between σ 0.95 and 0.4
@@ -534,7 +538,8 @@ class UniViGUPipeline(DiffusionPipeline):
         def make(take_seed: int | None, take_callback: StepCallback | None, trajectory: bool,
                  take: _Take | None = None) -> VideoResult:
             return self._run_video("generate", prompt, None, 1.0, take_seed, num_inference_steps, guidance_scale,
-                                   num_frames, height, width, take_callback, trajectory, take, read_guidance)
+                                   num_frames, height, width, take_callback, trajectory, take, read_guidance,
+                                   high_noise_expert)
 
         if check_best_of(best_of) > 1:
             return self._best_of(prompt, best_of, judge, judge_at, judge_steps, seed, make, callback,
@@ -551,14 +556,16 @@ class UniViGUPipeline(DiffusionPipeline):
         num_frames: int | None = None,
         height: int | None = None,
         width: int | None = None,
+        high_noise_expert: bool = True,
         callback: StepCallback | None = None,
         return_trajectory: bool = False,
     ) -> VideoResult:
-        """Text → clip and its detailed caption in one joint denoising pass."""
+        """Text → clip and its detailed caption in one joint denoising pass (``high_noise_expert``
+        as `generate`'s)."""
         prompt = check_prompt(self.tokenizer, prompt, self.max_text_tokens)
         return self._run_video(
             "joint", prompt, None, 1.0, seed, num_inference_steps, guidance_scale,
-            num_frames, height, width, callback, return_trajectory,
+            num_frames, height, width, callback, return_trajectory, high_noise_expert=high_noise_expert,
         )
 
     def edit(
@@ -575,6 +582,7 @@ class UniViGUPipeline(DiffusionPipeline):
         judge: str | TakeJudge | None = None,
         judge_at: float | None = None,
         judge_steps: int | None = None,
+        high_noise_expert: bool = True,
         callback: StepCallback | None = None,
         return_trajectory: bool = False,
     ) -> VideoResult:
@@ -593,7 +601,8 @@ class UniViGUPipeline(DiffusionPipeline):
 
         ``best_of``, ``judge``, ``judge_at`` and ``judge_steps`` work as in `generate`: that many
         edits from seeds one apart, each captioned, the one whose caption agrees best with
-        ``prompt`` kept.
+        ``prompt`` kept. ``high_noise_expert`` works as in `generate` (an expert makes the plain edit's
+        steps at its noise levels, which the default ``strength`` never reaches, and none of FlowEdit's).
         """
         if strength is None:
             strength = self.default_edit_strength if source_prompt is None else self.default_flow_edit_strength
@@ -608,7 +617,8 @@ class UniViGUPipeline(DiffusionPipeline):
                 return self._run_flow_edit(video, prompt, source_prompt, strength, take_seed, num_inference_steps,
                                            guidance_scale, take_callback, trajectory, take)
             return self._run_video("edit", prompt, video, strength, take_seed, num_inference_steps, guidance_scale,
-                                   None, None, None, take_callback, trajectory, take)
+                                   None, None, None, take_callback, trajectory, take,
+                                   high_noise_expert=high_noise_expert)
 
         if check_best_of(best_of) > 1:
             return self._best_of(prompt, best_of, judge, judge_at, judge_steps, seed, make, callback,
@@ -852,6 +862,7 @@ class UniViGUPipeline(DiffusionPipeline):
         return_trajectory: bool,
         take: _Take | None = None,
         read_guidance: float | None = None,
+        high_noise_expert: bool = True,
     ) -> VideoResult:
         # ``prompt`` was checked (and its unknown words warned of) by the public method that runs this.
         read_scale = check_guidance(read_guidance, self.config.read_guidance, "read_guidance")
@@ -891,7 +902,7 @@ class UniViGUPipeline(DiffusionPipeline):
         expert_context: list[torch.Tensor] = []  # the prompt through the high-noise expert's encoder, once
 
         def denoiser(sv: torch.Tensor) -> tuple[torch.nn.Module, torch.Tensor]:
-            if self._high_noise is None or float(sv[0]) < self._high_noise[1]:
+            if not high_noise_expert or self._high_noise is None or float(sv[0]) < self._high_noise[1]:
                 return self.transformer, context
             expert = self._high_noise[0]
             self._check_alike(expert, "move it alike, or attach it again")  # this model may have moved since

@@ -255,7 +255,8 @@ def test_a_shift_row_samples_under_that_shift_and_puts_the_models_back(task, mon
     assert sigma > default_sigma  # a larger shift keeps the second step's noise higher
 
 
-def test_an_expert_0_row_samples_without_the_models_high_noise_expert_and_attaches_it_again(tmp_path):
+def _with_counted_expert(tmp_path):
+    """A pipeline loaded from a folder with a high-noise expert, and the list its expert's calls go to."""
     from uvigu import UniViGUPipeline
     from uvigu.models.expert import write_expert
 
@@ -263,7 +264,6 @@ def test_an_expert_0_row_samples_without_the_models_high_noise_expert_and_attach
     base.save_pretrained(tmp_path / "model")
     write_expert(base, top, tmp_path / "model" / "high_noise_expert", boundary=0.99, rank=10_000)
     pipe = UniViGUPipeline.from_pretrained(tmp_path / "model")
-    config = EvalConfig(num_clips=2, num_heldout=0)
     calls = []
     top_forward = pipe.high_noise_expert[0].transformer.forward
 
@@ -272,16 +272,34 @@ def test_an_expert_0_row_samples_without_the_models_high_noise_expert_and_attach
         return top_forward(*args, **kwargs)
 
     pipe.high_noise_expert[0].transformer.forward = counting
+    return pipe, calls
+
+
+def test_an_expert_0_row_samples_without_the_models_high_noise_expert_and_leaves_it_attached(tmp_path):
+    pipe, calls = _with_counted_expert(tmp_path)
+    config = EvalConfig(num_clips=2, num_heldout=0)
     rows = [{"num_inference_steps": 3}, {"num_inference_steps": 3, "expert": 0}]
     with_it, without_it = run_sweep(pipe, "generate", rows, config)
     assert with_it.settings == {"num_inference_steps": 3} and without_it.settings["expert"] == 0
     assert len(calls) == 2  # one call at σ 1 per clip, in the first row only
     plain = run_sweep(tiny_pipeline(seed=0), "generate", [{"num_inference_steps": 3}], config)[0]
     assert (without_it.right, without_it.fields) == (plain.right, plain.fields)
-    # attached again, as it was loaded: saving the model keeps it
+    # still attached, as it was loaded: saving the model keeps it
     assert pipe.high_noise_expert[1] == 0.99
     pipe.save_pretrained(tmp_path / "saved")
     assert (tmp_path / "saved" / "high_noise_expert" / "difference.safetensors").is_file()
+
+
+def test_fix_makes_each_rows_clip_with_or_without_the_expert_as_that_row_says(tmp_path):
+    # fix edits the clip generated from the prompt; a row without the expert must not reuse the clip
+    # another row made with it (nor the other way round), whichever row comes first
+    pipe, calls = _with_counted_expert(tmp_path)
+    config = EvalConfig(num_clips=2, num_heldout=0)
+    run_sweep(pipe, "fix", [{"expert": 0, "rounds": 0}, {"rounds": 0}], config)
+    assert len(calls) == 2  # the second row's two clips, made with the expert at σ 1
+    calls.clear()
+    run_sweep(pipe, "fix", [{"rounds": 0}, {"expert": 0, "rounds": 0}], config)
+    assert len(calls) == 2  # the first row's; the second makes its own clips without it
 
 
 def test_the_command_prints_a_table(tmp_path, capsys):

@@ -47,7 +47,7 @@ SETTINGS: dict[str, dict[str, type]] = {
     # read_guidance=S: the model's own reading of the clip steers it (pipe.generate's read_guidance)
     # shift=S: the sampler's noise levels under another shift than the model's scheduler's (σ' = Sσ/(1+(S−1)σ);
     # larger spends more of the steps at high noise, where a clip's layout and motion are decided)
-    # expert=0: without the model's high-noise expert (pipe.use_high_noise_expert), 1 with it (as loaded)
+    # expert=0: without the model's high-noise expert (the task's high_noise_expert=False), 1 with it
     "generate": {"guidance_scale": float, "num_inference_steps": int, "best_of": int, "judge_at": float,
                  "judge_steps": int, "read_guidance": float, "shift": float, "expert": int},
     "caption": {"num_inference_steps": int, "temperature": float, "reread": int, "reread_threshold": float,
@@ -129,16 +129,20 @@ def run_sweep(
     rows, done = [], 0
     for row_settings in settings:
         kwargs = {k: v for k, v in row_settings.items() if k not in SAMPLER_SETTINGS}  # the task's arguments
+        expert = row_settings.get("expert", 1) != 0
+        without = {} if expert else {"high_noise_expert": False}
+        kwargs.update(without)
         counts = {s: {"right": 0, "total": 0, "named": 0, "shown": 0, **{f: 0 for f in fields}} for s in SETS}
         seconds = {s: 0.0 for s in SETS}
-        with sampling_shift(pipe, row_settings.get("shift")), without_expert(pipe, row_settings.get("expert") == 0):
+        with sampling_shift(pipe, row_settings.get("shift")):
             for set_name, index, example in clips:
                 seed = config.pipeline_seed(set_name, index)
                 frames = example.frames
                 if task in ("round_trip", "fix"):
-                    if (set_name, index) not in generated:
-                        generated[set_name, index] = pipe.generate(example.prompt, seed=seed).frames
-                    frames = generated[set_name, index]
+                    key = (set_name, index, expert)  # fix's expert=0 makes its clip without the expert too
+                    if key not in generated:
+                        generated[key] = pipe.generate(example.prompt, seed=seed, **without).frames
+                    frames = generated[key]
                 start = time.perf_counter()
                 right, total, per_field, background = _score_clip(
                     pipe, task, example, set_name=set_name, index=index, seed=seed, kwargs=kwargs, frames=frames,
@@ -176,23 +180,6 @@ def sampling_shift(pipe, shift: float | None) -> Iterator[None]:
         yield
     finally:
         pipe.scheduler = original
-
-
-@contextmanager
-def without_expert(pipe, off: bool) -> Iterator[None]:
-    """``pipe`` samples without its high-noise expert inside the block when ``off``; the expert is
-    attached again after."""
-    expert = getattr(pipe, "high_noise_expert", None)
-    if not off or expert is None:
-        yield
-        return
-    folder = pipe._expert_folder  # the folder it came from, which save_pretrained copies
-    pipe.use_high_noise_expert(None)
-    try:
-        yield
-    finally:
-        pipe.use_high_noise_expert(*expert)
-        pipe._expert_folder = folder
 
 
 def _score_clip(pipe, task: str, example, *, set_name: str, index: int, seed: int,
