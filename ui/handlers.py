@@ -110,13 +110,15 @@ class Handlers:
         progress: gr.Progress = gr.Progress(),
         count: float = 1,  # after progress: Gradio puts its Progress at the parameter's place
         best_of: float = 1,
+        expert: bool = True,
     ) -> Iterator[tuple]:
         """Create → ``count`` new takes (seeds one apart), each kept from ``best_of`` tries (the one
-        whose caption matches the prompt best). Yields, as each take is made: token, seed used (the
-        first take's), take panel (that take), history, trajectory."""
+        whose caption matches the prompt best), with the model's high-noise expert or, unticked,
+        without. Yields, as each take is made: token, seed used (the first take's), take panel (that
+        take), history, trajectory."""
         token = self.studio.open_session(token)
         options = {"mode": mode, "num_inference_steps": _int(steps, "steps"), "guidance_scale": _float(guidance),
-                   "best_of": _tries_value(best_of)}
+                   "best_of": _tries_value(best_of), "high_noise_expert": bool(expert)}
         yield from self._run_takes(
             token, lambda s: self.studio.submit_generate(token, prompt, seed=s, **options),
             count, seed, randomize, progress,
@@ -138,17 +140,19 @@ class Handlers:
         progress: gr.Progress = gr.Progress(),
         count: float = 1,  # after progress: Gradio puts its Progress at the parameter's place
         best_of: float = 1,
+        expert: bool = True,
     ) -> Iterator[tuple]:
         """Take → "Regenerate with edits": saves the critique, then makes ``count`` edits of the
         take (with ``keep_rest``, compared with the take's caption so that only what was edited
-        changes), each kept from ``best_of`` tries; yields as :meth:`generate` does."""
+        changes), each kept from ``best_of`` tries, with the expert as ``expert`` says; yields as
+        :meth:`generate` does."""
         token = self.studio.open_session(token)
         if not current:
             raise ValueError("There is no take to regenerate from yet; generate a clip first.")
         self.studio.set_critique(token, current, critique)
         options = {"strength": _float(strength), "keep_rest": bool(keep_rest),
                    "num_inference_steps": _int(steps, "steps"), "guidance_scale": _float(guidance),
-                   "best_of": _tries_value(best_of)}
+                   "best_of": _tries_value(best_of), "high_noise_expert": bool(expert)}
         yield from self._run_takes(
             token, lambda s: self.studio.submit_edit(token, current, edited, seed=s, **options),
             count, seed, randomize, progress,
@@ -554,7 +558,8 @@ def _timeline(takes: list[Take], read_back: Callable[[str, str], list | None] | 
         kept = ", keeping the rest" if take.settings.get("keep_rest") else ""
         tries = take.settings.get("tries") or []
         best = f", best of {len(tries)} tries" if tries else ""
-        lines.append(f"**#{take.seq}** · {MODE_LABELS[take.mode]}{parent}{kept}{best} · seed {take.seed}")
+        alone = ", without the high-noise expert" if take.settings.get("high_noise_expert") is False else ""
+        lines.append(f"**#{take.seq}** · {MODE_LABELS[take.mode]}{parent}{kept}{best}{alone} · seed {take.seed}")
         if take.prompt:
             label = "Edited caption" if take.mode == "edit" else "Prompt"
             lines.append(f"- {label}: {_md(take.prompt)}")

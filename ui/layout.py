@@ -73,6 +73,13 @@ def build_demo(studio: Studio, gpu: Callable[[Callable], Callable] | None = None
                                       "a clip and a caption (not in Joint mode)",
                                 elem_id="best-of",
                             )
+                            expert = gr.Checkbox(
+                                value=True, label="High-noise expert",
+                                info="The model's high-noise expert makes the first denoising step from pure noise "
+                                     "(Generate, or Regenerate at strength 1 without Keep the rest) and draws the "
+                                     "background the prompt names. Untick to make every step with the model alone.",
+                                visible=defaults.high_noise_expert, elem_id="high-noise-expert",
+                            )
                         with gr.Row():
                             generate_btn = gr.Button("Generate", variant="primary", elem_id="generate-btn")
                             stop_btn = gr.Button("Stop", variant="stop", elem_id="stop-btn")
@@ -230,13 +237,13 @@ def build_demo(studio: Studio, gpu: Callable[[Callable], Callable] | None = None
         prompt.change(handlers.check_words, [prompt], [prompt_warning], trigger_mode="always_last", **QUICK, **private)
         gr.on(
             [generate_btn.click, prompt.submit], gpu(handlers.generate),
-            [prompt, mode, seed, randomize, steps, guidance, token, count, best_of],
+            [prompt, mode, seed, randomize, steps, guidance, token, count, best_of, expert],
             [token, seed, *take, *history, *trajectory], api_name="ui_generate", **MODEL, **private,
         )
         regenerate_btn.click(
             gpu(handlers.regenerate),
             [ui["current"], ui["edited"], ui["critique"], strength, keep_rest, seed, randomize, steps, guidance,
-             token, count, best_of],
+             token, count, best_of, expert],
             [token, seed, *take, *history, *trajectory], api_name="ui_regenerate", **MODEL, **private,
         )
         understand_btn.click(

@@ -255,6 +255,7 @@ def add_generate_parser(subparsers: argparse._SubParsersAction) -> None:
                    help="steer the clip by the model's own reading of it towards the prompt's words (0: off; "
                         "each steered step costs about three more network calls; docs/EVAL.md) [the model's "
                         "read_guidance]")
+    _add_expert_argument(p)
     _add_output_arguments(p, "clip.mp4")
     p.set_defaults(func=run_generate)
 
@@ -320,8 +321,16 @@ def add_edit_parser(subparsers: argparse._SubParsersAction) -> None:
                    "text's is the model's flow_edit_guidance, 3 on the shipped model]")
     p.add_argument("--no-caption", action="store_true",
                    help="skip captioning the edited clip (and saying how much of the prompt its caption names)")
+    _add_expert_argument(p)
     _add_output_arguments(p, "edited.mp4")
     p.set_defaults(func=run_edit)
+
+
+def _add_expert_argument(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--no-expert", action="store_true",
+                   help="make every step with the model, leaving out the high-noise expert of its folder (the "
+                   "shipped model's makes the first step from pure noise and draws the background the prompt "
+                   "names)")
 
 
 def _load_pipeline(model: str | None, device: str | None = "auto", dtype: str | None = "float32"):
@@ -459,7 +468,7 @@ def run_generate(args: argparse.Namespace) -> int:
     out = _output_path(args)
     pipe = _load_pipeline(args.model, args.device, args.dtype)
     options = dict(seed=args.seed, num_inference_steps=args.steps, guidance_scale=args.guidance,
-                   return_trajectory=args.trajectory)
+                   high_noise_expert=not args.no_expert, return_trajectory=args.trajectory)
     _say_what_it_asks(pipe, args.prompt)
     if args.joint:
         result = pipe.generate_with_caption(args.prompt, callback=_progress("generate"), **options)
@@ -639,8 +648,8 @@ def run_edit(args: argparse.Namespace) -> int:
                              "change; edit the caption, or drop --keep-rest for a variation.")
     result = pipe.edit(
         video, args.prompt, strength=args.strength, source_prompt=source_prompt, seed=args.seed,
-        num_inference_steps=args.steps, guidance_scale=args.guidance, callback=_progress("edit"),
-        return_trajectory=args.trajectory,
+        num_inference_steps=args.steps, guidance_scale=args.guidance, high_noise_expert=not args.no_expert,
+        callback=_progress("edit"), return_trajectory=args.trajectory,
     )
     for note in [*notes, *result.input_notes]:
         print(f"note: {note}", file=sys.stderr)

@@ -102,3 +102,25 @@ def test_the_command_writes_an_expert_into_a_model_folder(tmp_path, capsys):
     assert main(["expert", str(tmp_path / "tuned"), "--model", str(tmp_path / "nothing")]) == 2
     assert "not a pipeline folder" in capsys.readouterr().err
     assert not Path(tmp_path / "model" / (EXPERT_FOLDER + ".partial")).exists()
+
+
+def test_no_expert_makes_the_commands_clip_with_the_model_alone(tmp_path, monkeypatch):
+    import uvigu.cli
+    from uvigu.videoio import write_mp4
+
+    base = tiny_pipeline(seed=0)
+    base.save_pretrained(tmp_path / "model")
+    write_expert(base, tiny_pipeline(seed=1), tmp_path / "model" / EXPERT_FOLDER, boundary=0.9, rank=10_000)
+    written = []
+    monkeypatch.setattr(uvigu.cli, "_write_outputs", lambda frames, *args: written.append(frames))
+    common = ["--model", str(tmp_path / "model"), "--seed", "2", "--steps", "4", "--no-caption", "--dtype", "float32",
+              "--out", str(tmp_path / "clip.mp4")]
+    assert main(["generate", PROMPT, *common]) == 0
+    assert main(["generate", PROMPT, *common, "--no-expert"]) == 0
+    with_it, without_it = written
+    assert np.array_equal(without_it, base.generate(PROMPT, seed=2, num_inference_steps=4).frames)  # the model alone
+    assert not np.array_equal(with_it, without_it)
+    write_mp4(with_it, tmp_path / "in.mp4", fps=8)
+    edit = ["edit", str(tmp_path / "in.mp4"), PROMPT, *common, "--strength", "1"]
+    assert main(edit) == 0 and main([*edit, "--no-expert"]) == 0
+    assert not np.array_equal(written[2], written[3])  # from pure noise, the expert makes the first step

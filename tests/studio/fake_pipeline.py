@@ -79,6 +79,7 @@ class FakePipeline:
     default_steps = 3
     default_edit_strength = 0.6
     default_flow_edit_strength = 0.9
+    high_noise_expert = None  # a test gives it one: (anything, boundary)
 
     def __init__(self, step_delay: float = 0.0,
                  on_step: Callable[[str, int], None] | None = None) -> None:
@@ -86,6 +87,7 @@ class FakePipeline:
         self.on_step = on_step
         self.calls: list[tuple[str, str]] = []
         self.source_prompts: list[str | None] = []  # each edit's text before the change
+        self.expert_flags: list[bool] = []  # each clip's high_noise_expert argument
         self.active = 0
         self.max_active = 0
         self._lock = threading.Lock()
@@ -107,6 +109,11 @@ class FakePipeline:
             raise ValueError("The prompt is empty.")
         if len(prompt.split()) > self.max_text_tokens:
             raise ValueError(f"The prompt has more than {self.max_text_tokens} tokens.")
+
+    def _drawn(self, text: str, expert: bool) -> str:
+        """What a clip's frames are drawn from: another text when an attached expert is left out."""
+        self.expert_flags.append(expert)
+        return text if expert or self.high_noise_expert is None else text + " (the model alone)"
 
     @staticmethod
     def frames_for(text: str, seed: int) -> np.ndarray:
@@ -161,23 +168,23 @@ class FakePipeline:
                                [FakeCandidate(o.seed, c.text, score) for score, _, o, c in tries], cap.trajectory)
 
     def generate(self, prompt, *, seed=None, num_inference_steps=None, guidance_scale=None,
-                 num_frames=None, height=None, width=None, best_of=1, callback=None,
+                 num_frames=None, height=None, width=None, best_of=1, high_noise_expert=True, callback=None,
                  return_trajectory=False):
         self._check_prompt(prompt)
         if best_of > 1:
             return self._best_of(prompt, seed, best_of, callback, return_trajectory, lambda s: self.generate(
-                prompt, seed=s, num_inference_steps=num_inference_steps, callback=callback,
-                return_trajectory=return_trajectory))
-        frames = self.frames_for(prompt, seed or 0)
+                prompt, seed=s, num_inference_steps=num_inference_steps, high_noise_expert=high_noise_expert,
+                callback=callback, return_trajectory=return_trajectory))
+        frames = self.frames_for(self._drawn(prompt, high_noise_expert), seed or 0)
         seed, traj = self._run("generate", prompt, seed, num_inference_steps, callback,
                                return_trajectory, frames, None)
         return FakeVideoResult(frames, None, seed, traj)
 
     def generate_with_caption(self, prompt, *, seed=None, num_inference_steps=None,
                               guidance_scale=None, num_frames=None, height=None, width=None,
-                              callback=None, return_trajectory=False):
+                              high_noise_expert=True, callback=None, return_trajectory=False):
         self._check_prompt(prompt)
-        frames = self.frames_for(prompt, seed or 0)
+        frames = self.frames_for(self._drawn(prompt, high_noise_expert), seed or 0)
         caption = self.caption_for(frames)
         seed, traj = self._run("joint", prompt, seed, num_inference_steps, callback,
                                return_trajectory, frames, caption)
@@ -193,17 +200,18 @@ class FakePipeline:
         return FakeCaptionResult(caption, seed, traj)
 
     def edit(self, video, prompt, *, strength=0.6, source_prompt=None, seed=None,
-             num_inference_steps=None, guidance_scale=None, best_of=1, callback=None,
+             num_inference_steps=None, guidance_scale=None, best_of=1, high_noise_expert=True, callback=None,
              return_trajectory=False):
         self._check_prompt(prompt)
         if best_of > 1:
             return self._best_of(prompt, seed, best_of, callback, return_trajectory, lambda s: self.edit(
                 video, prompt, strength=strength, source_prompt=source_prompt, seed=s,
-                num_inference_steps=num_inference_steps, callback=callback, return_trajectory=return_trajectory))
+                num_inference_steps=num_inference_steps, high_noise_expert=high_noise_expert, callback=callback,
+                return_trajectory=return_trajectory))
         if source_prompt is not None:
             self._check_prompt(source_prompt)
         self.source_prompts.append(source_prompt)
-        target = self.frames_for(prompt, seed or 0)
+        target = self.frames_for(self._drawn(prompt, high_noise_expert), seed or 0)
         frames = ((1 - strength) * video.astype(np.float32) + strength * target).astype(np.uint8)
         seed, traj = self._run("edit", prompt, seed, num_inference_steps, callback,
                                return_trajectory, frames, None)

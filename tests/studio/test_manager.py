@@ -186,6 +186,31 @@ def test_a_regeneration_can_keep_the_best_of_several_tries(make_studio):
     assert [s.stage for s in studio.trajectory(token).steps] == ["edit"] * 3 + ["caption"] * 3
 
 
+def test_a_take_can_leave_the_high_noise_expert_out_and_says_so(make_studio):
+    pipe = FakePipeline()
+    studio = make_studio(pipe)
+    assert studio.model_defaults().high_noise_expert is False
+    pipe.high_noise_expert = (object(), 0.99)
+    assert studio.model_defaults().high_noise_expert is True
+    token = studio.new_session()
+    prompt = "a red circle moving right"
+    with_it = generate(studio, token, prompt, seed=3)
+    alone = generate(studio, token, prompt, seed=3, high_noise_expert=False)
+    assert "high_noise_expert" not in with_it.settings and alone.settings["high_noise_expert"] is False
+    assert studio.takes(token)[-1].settings["high_noise_expert"] is False  # stored with the take
+    clip = lambda take: np.load(studio.store.take_file(studio._sid(token), take.id, "frames.npy"))  # noqa: E731
+    assert not np.array_equal(clip(with_it), clip(alone))
+    # every clip-making path passes it on: joint, tries, edits of a take and of an upload
+    generate(studio, token, prompt, mode="joint", high_noise_expert=False)
+    generate(studio, token, prompt, best_of=2, high_noise_expert=False)
+    edited = studio.submit_edit(token, with_it.id, "a blue circle moves slowly to the right",
+                                high_noise_expert=False).result(timeout=30)
+    assert edited.settings["high_noise_expert"] is False
+    assert pipe.expert_flags == [True, False, False, False, False, False]
+    with pytest.raises(ValueError, match="high_noise_expert is True or False"):
+        studio.submit_generate(token, prompt, high_noise_expert="no")
+
+
 @pytest.mark.parametrize("kwargs, message", [
     ({"best_of": 0}, "Tries per take must be a whole number from 1 to 4, got 0"),
     ({"best_of": 5}, "from 1 to 4, got 5"),

@@ -189,7 +189,8 @@ def test_generate_passes_settings_and_returns_the_new_take(studio):
     out = final(Handlers(studio).generate("a red circle", "joint", 7.0, False, 12.0, 4.5, None, progress))
 
     assert studio.calls == [("generate", ("tok", "a red circle"), {
-        "mode": "joint", "seed": 7, "num_inference_steps": 12, "guidance_scale": 4.5, "best_of": 1})]
+        "mode": "joint", "seed": 7, "num_inference_steps": 12, "guidance_scale": 4.5, "best_of": 1,
+        "high_noise_expert": True})]
     assert len(out) == RUN_OUTPUTS
     token, seed, *rest = out
     view = dict(zip(TAKE_OUTPUTS, rest))
@@ -222,6 +223,21 @@ def test_tries_per_take_are_passed_on_and_listed_in_history(studio):
     assert "  - seed 7 · 0.50 (kept)\n  - seed 8 · 0.25\n" in timeline
     with pytest.raises(gr.Error, match="number of tries must be a whole number"):
         final(Handlers(studio).generate("a red circle", "generate", 7.0, False, 12.0, 4.5, None, Progress(), 1, 1.5))
+
+
+def test_the_high_noise_expert_box_is_passed_on_and_a_take_without_it_says_so_in_history(studio):
+    take = make_take(seed=8, settings={"high_noise_expert": False})
+    studio.takes_ = [take]
+    studio.next_job = FakeJob(take)
+    out = final(Handlers(studio).generate("a red circle", "generate", 7.0, False, 12.0, 4.5, None, Progress(), 1, 1,
+                                          False))
+    assert studio.calls[0][2]["high_noise_expert"] is False
+    assert "· generated, without the high-noise expert · seed 8" in out[2 + len(TAKE_OUTPUTS) + 1]
+    studio.next_job = FakeJob(make_take(2, mode="edit", parent_id=take.id))
+    final(Handlers(studio).regenerate(take.id, "a blue circle", "", 1.0, False, 3, False, 8, 2.0, "tok", Progress(),
+                                      1, 1, False))
+    assert studio.calls[-1][0] == "edit" and studio.calls[-1][2]["high_noise_expert"] is False
+    assert "without the high-noise expert" not in _timeline([make_take(seed=8)])  # with it, the default
 
 
 def test_the_take_says_what_its_caption_says_of_each_thing_asked_for(studio):
@@ -420,7 +436,7 @@ def test_regenerate_saves_the_critique_then_edits_from_the_current_take(studio):
         ("set_critique", parent.id, "too red"),
         ("edit", ("tok", parent.id, "a blue circle"),
          {"strength": 0.4, "keep_rest": False, "seed": 3, "num_inference_steps": 8, "guidance_scale": 2.0,
-          "best_of": 3}),
+          "best_of": 3, "high_noise_expert": True}),
     ]
     timeline = out[2 + len(TAKE_OUTPUTS) + 1]
     assert "#2** · regenerated with edits from #1" in timeline

@@ -108,3 +108,22 @@ def test_the_model_help_says_how_the_prompts_it_learned_go(tmp_path):
     assert "It learned clips of one or two objects" in help_text and "\\<colour\\> \\<shape\\>" in help_text
     assert "Held out of its training" in help_text
     assert "It learned clips" not in model_help_shown(FakePipeline(), tmp_path)  # a model that declares no grammar
+
+
+def test_the_high_noise_expert_box_shows_only_for_a_model_with_an_expert(tmp_path):
+    import gradio as gr
+
+    def box(pipe):
+        studio = Studio(pipe, StudioSettings(data_dir=tmp_path))
+        try:
+            demo = build_demo(studio)
+        finally:
+            studio.close()
+        (found,) = [b for b in demo.blocks.values() if isinstance(b, gr.Checkbox) and b.elem_id == "high-noise-expert"]
+        return found
+
+    assert box(FakePipeline()).visible is False
+    pipe = FakePipeline()
+    pipe.high_noise_expert = (object(), 0.99)
+    shown = box(pipe)
+    assert shown.visible is True and shown.value is True  # on by default, as the model samples

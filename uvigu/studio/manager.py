@@ -78,6 +78,8 @@ class ModelDefaults:
     keep_rest_strength: float  # an edit's that keeps the rest (compared with the take's caption)
     max_text_tokens: int  # the longest prompt or caption the model reads
     runs_on: str = ""  # where and in what precision, e.g. "the CPU, in bfloat16" ("" when the pipeline does not say)
+    # the model has a high-noise expert, which makes the first denoising step (pipe.use_high_noise_expert)
+    high_noise_expert: bool = False
 
 
 @dataclass(frozen=True)
@@ -133,6 +135,7 @@ class Studio:
             keep_rest_strength=float(self.pipe.default_flow_edit_strength),
             max_text_tokens=int(self.pipe.max_text_tokens),
             runs_on=self._runs_on(),
+            high_noise_expert=getattr(self.pipe, "high_noise_expert", None) is not None,
         )
 
     def _runs_on(self) -> str:
@@ -233,11 +236,15 @@ class Studio:
         num_inference_steps: int | None = None,
         guidance_scale: float | None = None,
         best_of: int = 1,
+        high_noise_expert: bool = True,
     ) -> Job[Take]:
         """Queue text → clip, then clip → caption (``mode="generate"``) or both in one pass
         (``mode="joint"``). The job's result is the new take. ``best_of`` > 1 (generate mode) makes
         that many tries, seeds one apart, and keeps the one whose caption agrees best with the
-        prompt (``pipe.generate(best_of=…)``); the take's settings list every try."""
+        prompt (``pipe.generate(best_of=…)``); the take's settings list every try.
+        ``high_noise_expert=False`` leaves the model's high-noise expert out of the clip (the model
+        makes every step; ``model_defaults().high_noise_expert`` says whether it has one); the
+        take's settings record it."""
         sid = self._sid(token)
         if mode not in GENERATE_MODES:
             raise ValueError(f"Mode must be one of {', '.join(GENERATE_MODES)}, not {mode!r}.")
@@ -247,7 +254,7 @@ class Studio:
         guidance = self._check_guidance(guidance_scale)
         best_of = self._check_best_of(best_of, mode)
         self._check_room(sid)
-        options = {"num_inference_steps": steps, "guidance_scale": guidance}
+        options = {"num_inference_steps": steps, "guidance_scale": guidance, **_expert_option(high_noise_expert)}
 
         def work(job: Job[Take]) -> Take:
             unknown = self.unknown_words(prompt)
@@ -306,11 +313,13 @@ class Studio:
         num_inference_steps: int | None = None,
         guidance_scale: float | None = None,
         best_of: int = 1,
+        high_noise_expert: bool = True,
     ) -> Job[Take]:
         """Queue a regeneration of take ``take_id`` conditioned on ``prompt`` (the edited
         caption), then caption the result. The new take's parent is ``take_id``. ``best_of`` > 1
-        makes that many tries and keeps the one whose caption agrees best with ``prompt``, as
-        ``submit_generate`` does.
+        makes that many tries and keeps the one whose caption agrees best with ``prompt``, and
+        ``high_noise_expert`` leaves the expert in or out, as ``submit_generate`` does (the expert
+        only makes the steps of a plain edit at its noise levels, reached at strength 1).
 
         With ``keep_rest`` the take's own caption is the text before the change (the pipeline's
         ``source_prompt``): the edit moves the clip only by what the two captions disagree on
@@ -339,6 +348,7 @@ class Studio:
             sid, frames, prompt, parent_id=take_id,
             notes=(), strength=strength, seed=seed, num_inference_steps=num_inference_steps,
             guidance_scale=guidance_scale, source_prompt=source_prompt, best_of=best_of,
+            high_noise_expert=high_noise_expert,
         )
 
     def submit_edit_upload(
@@ -354,11 +364,12 @@ class Studio:
         guidance_scale: float | None = None,
         best_of: int = 1,
         start_s: float | None = 0.0,
+        high_noise_expert: bool = True,
     ) -> Job[Take]:
         """Queue an edit of an uploaded clip, the model's length of it from ``start_s`` (fitted to
         the model first; see ``load_upload``). Given ``source_prompt`` — what the clip shows,
         before the change — the edit keeps the rest of the clip as ``submit_edit``'s ``keep_rest``
-        does; ``best_of`` as ``submit_edit``'s."""
+        does; ``best_of`` and ``high_noise_expert`` as ``submit_edit``'s."""
         sid = self._sid(token)
         prompt = self._check_text(prompt, "prompt")
         if source_prompt is not None:
@@ -367,7 +378,7 @@ class Studio:
         return self._submit_edit(
             sid, frames, prompt, parent_id=None, notes=tuple(notes), strength=strength,
             seed=seed, num_inference_steps=num_inference_steps, guidance_scale=guidance_scale,
-            source_prompt=source_prompt, best_of=best_of,
+            source_prompt=source_prompt, best_of=best_of, high_noise_expert=high_noise_expert,
         )
 
     def _submit_edit(
@@ -384,6 +395,7 @@ class Studio:
         guidance_scale: float | None,
         source_prompt: str | None = None,
         best_of: int = 1,
+        high_noise_expert: bool = True,
     ) -> Job[Take]:
         if strength is None:
             defaults = self.model_defaults()
@@ -394,7 +406,7 @@ class Studio:
         guidance = self._check_guidance(guidance_scale)
         best_of = self._check_best_of(best_of, "edit")
         self._check_room(sid)
-        options = {"num_inference_steps": steps, "guidance_scale": guidance}
+        options = {"num_inference_steps": steps, "guidance_scale": guidance, **_expert_option(high_noise_expert)}
 
         def work(job: Job[Take]) -> Take:
             unknown = self.unknown_words(prompt)
@@ -868,6 +880,15 @@ def _session_id(token: str) -> str:
 def _given(options: dict[str, Any]) -> dict[str, Any]:
     """Only the options the user set; the rest fall back to the pipeline's defaults."""
     return {key: value for key, value in options.items() if value is not None}
+
+
+def _expert_option(high_noise_expert: bool) -> dict[str, Any]:
+    """The pipeline option (and take setting) for a run without the high-noise expert; none for a
+    run with it, the default, so a pipeline without an expert, or takes made before the option
+    existed, read the same."""
+    if not isinstance(high_noise_expert, bool):
+        raise ValueError(f"high_noise_expert is True or False, not {high_noise_expert!r}.")
+    return {} if high_noise_expert else {"high_noise_expert": False}
 
 
 def _tries(best_of: int, out: Any) -> dict[str, Any]:
