@@ -261,3 +261,29 @@ def test_task_and_forward_functions_standalone(pipe):
     assert len(rows) == 7
     forwards, costs = bench_forwards(pipe, repeats=1, warmup=0)
     assert len(forwards) == 2 and len(costs) == 3
+
+
+def test_a_model_with_a_high_noise_expert_is_timed_with_it_and_without_it(tmp_path):
+    from uvigu import UniViGUPipeline
+    from uvigu.models.expert import write_expert
+
+    base = tiny_pipeline(seed=0)
+    base.save_pretrained(tmp_path / "model")
+    write_expert(base, tiny_pipeline(seed=1), tmp_path / "model" / "high_noise_expert", boundary=0.99, rank=4)
+    pipe = UniViGUPipeline.from_pretrained(tmp_path / "model")
+    pipe.set_progress_bar_config(disable=True)
+    rows = {r.task: r for r in bench_tasks(pipe, repeats=1, warmup=0)}
+    steps = pipe.config.num_inference_steps
+    # the expert's call (σ 1) counts among generate's; the row without it makes them all with the model
+    assert list(rows)[:2] == ["generate", "generate_no_expert"]
+    assert rows["generate"].denoiser_calls == rows["generate_no_expert"].denoiser_calls == steps
+    # bfloat16 casts the expert with the model (they must run alike), and the model is left as it was
+    precision = bench_precision(pipe, repeats=1, warmup=0)
+    assert [r.task for r in precision] == ["generate", "caption", "edit", "edit_keep_rest"]
+    assert pipe.transformer.dtype == pipe.high_noise_expert[0].transformer.dtype == torch.float32
+    result = run_benchmarks(pipe, "tiny with an expert (test)", repeats=1, warmup=0, forward_repeats=1)
+    assert result.high_noise_boundary == 0.99
+    text = format_markdown(result, machine_info(), "uvigu bench")
+    assert "- high-noise expert: attached, from σ 0.99" in text and "| `generate_no_expert` |" in text
+    assert "high-noise expert" not in format_markdown(run_benchmarks(base, "tiny", repeats=1, warmup=0,
+                                                                     forward_repeats=1), machine_info(), "uvigu bench")

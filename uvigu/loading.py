@@ -35,7 +35,6 @@ def load_pipeline(model: str | Path | None = None, device=None, dtype=None, *, z
     import transformers
 
     from .inputs import check_device, check_dtype
-    from .models.wan_loading import cast_keeping_fp32_modules
     from .pipeline import UniViGUPipeline
     from .training.export import load_checkpoint_pipeline
 
@@ -49,8 +48,17 @@ def load_pipeline(model: str | Path | None = None, device=None, dtype=None, *, z
     diffusers.utils.logging.disable_progress_bar()
     transformers.utils.logging.disable_progress_bar()
     pipe = (load_checkpoint_pipeline(path) if kind == "checkpoint" else UniViGUPipeline.from_pretrained(path)).to(device)
-    cast_keeping_fp32_modules(pipe.transformer, dtype)
-    if pipe.high_noise_expert is not None:  # a folder's high_noise_expert/, attached as it loaded
-        cast_keeping_fp32_modules(pipe.high_noise_expert[0].transformer, dtype)
+    cast_denoisers(pipe, dtype)
     pipe.set_progress_bar_config(disable=True)
     return pipe
+
+
+def cast_denoisers(pipe, dtype) -> None:
+    """Cast ``pipe``'s denoiser, and its high-noise expert's if it has one (a folder's
+    ``high_noise_expert/`` is attached as it loads), to ``dtype``, keeping the modules that stay
+    float32 (`cast_keeping_fp32_modules`), so the two run in the same precision."""
+    from .models.wan_loading import cast_keeping_fp32_modules
+
+    cast_keeping_fp32_modules(pipe.transformer, dtype)
+    if getattr(pipe, "high_noise_expert", None) is not None:
+        cast_keeping_fp32_modules(pipe.high_noise_expert[0].transformer, dtype)

@@ -113,6 +113,9 @@ def format_markdown(
         f"- date: {date.strftime('%Y-%m-%d %H:%M UTC')}; whole run {result.elapsed_s:.0f} s",
         f"- load average (1 / 5 / 15 min) before: {_load(machine.load_average)}; after: {_load(load_after)}"
         f" — above the core count means other work shared the cores and the times are inflated",
+        *([] if result.high_noise_boundary is None else [
+            f"- high-noise expert: attached, from σ {result.high_noise_boundary:g} (it makes the denoiser calls of "
+            f"generate, joint and the plain edit at and above that level, counted among the calls below)"]),
         "",
         "### Tasks at the pipeline's default settings (seed 0)",
         "",
@@ -125,6 +128,9 @@ def format_markdown(
             f"| `{row.task}` | {row.denoiser_calls} | {t.median_s:.2f} | {t.min_s:.2f} | {t.max_s:.2f} | "
             f"{t.repeats} | {row.seconds_per_call:.3f} |"
         )
+    if any(row.task == "generate_no_expert" for row in result.tasks):
+        lines += ["", "`generate_no_expert`: `generate` with `high_noise_expert=False`: every call by the model, "
+                      "none by its high-noise expert (the studio's *High-noise expert* box unticked)."]
     if any(row.task == "edit_keep_rest" for row in result.tasks):
         lines += ["", "`edit_keep_rest`: `edit` also given what the clip shows before the change (`source_prompt`; "
                       "the studio's *Keep the rest*, ticked by default): both texts in every denoiser call."]

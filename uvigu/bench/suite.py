@@ -116,6 +116,7 @@ class BenchmarkResult:
     step_costs: list[StepCost]
     elapsed_s: float
     precision: list[PrecisionRow] = field(default_factory=list)  # float32 against bfloat16 weights
+    high_noise_boundary: float | None = None  # the model's high-noise expert's, when it has one
 
 
 # ---------------------------------------------------------------------------------------------
@@ -165,13 +166,20 @@ def example(pipe):
 # ---------------------------------------------------------------------------------------------
 
 
-def _count_calls(module: torch.nn.Module, fn: Callable[[], object]) -> int:
+def _denoisers(pipe) -> list[torch.nn.Module]:
+    """The networks that make denoising calls: the model's, and its high-noise expert's if it has one."""
+    expert = getattr(pipe, "high_noise_expert", None)
+    return [pipe.transformer] + ([expert[0].transformer] if expert is not None else [])
+
+
+def _count_calls(modules: list[torch.nn.Module], fn: Callable[[], object]) -> int:
     calls = []
-    handle = module.register_forward_pre_hook(lambda *_: calls.append(1))
+    handles = [module.register_forward_pre_hook(lambda *_: calls.append(1)) for module in modules]
     try:
         fn()
     finally:
-        handle.remove()
+        for handle in handles:
+            handle.remove()
     return len(calls)
 
 
@@ -180,11 +188,12 @@ def bench_tasks(pipe, *, repeats: int = 3, warmup: int = 1, clip: np.ndarray | N
     the text before the change, ``source_prompt``: the studio's default edit),
     generate_with_caption, and generate with ``best_of`` takes — judged where and how the model's
     ``take_judge_at`` / ``take_judge_steps`` say, and (``_full``) every take finished and captioned
-    at the defaults — at the pipeline's default steps and guidance (seed 0). The first warm-up call
-    also counts forwards."""
+    at the defaults — at the pipeline's default steps and guidance (seed 0); for a model with a
+    high-noise expert also generate_no_expert, generate with ``high_noise_expert=False``. The first
+    warm-up call also counts forwards, the expert's among them."""
     rows = []
     for name, fn in _task_calls(pipe, clip).items():
-        calls = _count_calls(pipe.transformer, fn)
+        calls = _count_calls(_denoisers(pipe), fn)
         timing = time_call(fn, repeats=repeats, warmup=max(0, warmup - 1), synchronize=_sync(pipe.transformer))
         logger.info("%s: median %.3f s over %d", name, timing.median_s, repeats)
         rows.append(TaskRow(name, calls, timing))
@@ -196,8 +205,12 @@ def _task_calls(pipe, clip: np.ndarray | None = None) -> dict[str, Callable[[], 
     shapes = example(pipe)
     clip = shapes.frames if clip is None else clip
     source = shapes.caption  # what the example clip shows (for another clip it only sets the text's length)
+    expert = {}
+    if getattr(pipe, "high_noise_expert", None) is not None:  # the same clip's steps, all by the model
+        expert["generate_no_expert"] = lambda: pipe.generate(PROMPT, seed=0, high_noise_expert=False)
     return {
         "generate": lambda: pipe.generate(PROMPT, seed=0),
+        **expert,
         "caption": lambda: pipe.caption(clip, seed=0),
         "edit": lambda: pipe.edit(clip, EDITED_PROMPT, seed=0),
         "edit_keep_rest": lambda: pipe.edit(clip, EDITED_PROMPT, source_prompt=source, seed=0),
@@ -216,12 +229,12 @@ def bench_precision(pipe, *, repeats: int = 3, warmup: int = 1) -> list[Precisio
     """generate, caption, edit and edit_keep_rest at their defaults with the denoiser's weights as
     loaded (float32) and in bfloat16 — a copy cast as ``--dtype bfloat16`` casts it (norms,
     modulation tables and timestep embedder kept float32) — the two called in turn."""
-    from ..models.wan_loading import cast_keeping_fp32_modules
+    from ..loading import cast_denoisers
 
     if pipe.transformer.dtype != torch.float32:
         raise ValueError(f"bench_precision compares with float32 weights; this pipeline's are {pipe.transformer.dtype}.")
     low = copy.deepcopy(pipe)
-    cast_keeping_fp32_modules(low.transformer, torch.bfloat16)
+    cast_denoisers(low, torch.bfloat16)  # a high-noise expert too, which must run in the model's precision
     full_calls, low_calls = _task_calls(pipe), _task_calls(low)
     rows = []
     for name in PRECISION_TASKS:
@@ -392,4 +405,6 @@ def run_benchmarks(
     )
     tasks = bench_tasks(pipe, repeats=repeats, warmup=warmup)
     precision = bench_precision(pipe, repeats=repeats, warmup=warmup)
-    return BenchmarkResult(model, tasks, forwards, matmuls, step_costs, time.perf_counter() - start, precision)
+    expert = getattr(pipe, "high_noise_expert", None)
+    return BenchmarkResult(model, tasks, forwards, matmuls, step_costs, time.perf_counter() - start, precision,
+                           None if expert is None else expert[1])
