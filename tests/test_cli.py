@@ -468,16 +468,19 @@ def test_where_and_how_takes_are_judged_reach_the_pipeline(model_dir, tmp_path, 
     seen = []
 
     def recording(self, prompt, **kwargs):
-        seen.append({k: kwargs[k] for k in ("best_of", "judge_at", "judge_steps", "read_guidance")})
+        seen.append({k: kwargs[k] for k in ("best_of", "judge_at", "judge_steps", "read_guidance",
+                                            "read_guidance_from")})
         return original(self, prompt, **kwargs)
 
     original = UniViGUPipeline.generate
     monkeypatch.setattr(UniViGUPipeline, "generate", recording)
     args = ["generate", "a red circle", "--model", str(model_dir), "--steps", "2", "--out", str(tmp_path / "c.mp4")]
-    assert main([*args, "--best-of", "2", "--judge-at", "0.5", "--judge-steps", "3", "--read-guidance", "2"]) == 0
+    assert main([*args, "--best-of", "2", "--judge-at", "0.5", "--judge-steps", "3", "--read-guidance", "2",
+                 "--read-guidance-from", "0.7"]) == 0
     assert main([*args, "--best-of", "2"]) == 0
-    assert seen == [{"best_of": 2, "judge_at": 0.5, "judge_steps": 3, "read_guidance": 2.0},
-                    {"best_of": 2, "judge_at": None, "judge_steps": None, "read_guidance": None}]  # the model's
+    assert seen == [{"best_of": 2, "judge_at": 0.5, "judge_steps": 3, "read_guidance": 2.0, "read_guidance_from": 0.7},
+                    {"best_of": 2, "judge_at": None, "judge_steps": None, "read_guidance": None,
+                     "read_guidance_from": None}]  # the model's
     assert capsys.readouterr().out.count("<- kept") == 2
 
 

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from uvigu import Cancelled, UniViGUPipeline
-from uvigu.pipeline import READ_GUIDANCE_SIGMAS, ReadGuidance
+from uvigu.pipeline import READ_GUIDANCE_FROM, READ_GUIDANCE_TOP, ReadGuidance
 from uvigu.data.shapes import ShapesConfig, make_example, shapes_vocabulary
 from uvigu.judge import JUDGES
 from uvigu.models.autoencoder import reconstruction_loss
@@ -619,10 +619,23 @@ def test_read_guidance_steers_the_steps_between_its_noise_levels_only(pipe, monk
     monkeypatch.setattr(ReadGuidance, "gradient", recording)
     steps = []
     pipe.generate(PROMPT, seed=5, num_inference_steps=8, read_guidance=1.0, callback=steps.append)
-    low, high = READ_GUIDANCE_SIGMAS
-    inside = [s.sigma for s in steps if low <= s.sigma <= high]
+    inside = [s.sigma for s in steps if READ_GUIDANCE_FROM <= s.sigma <= READ_GUIDANCE_TOP]
     assert levels and levels == pytest.approx(inside)
     assert len(inside) < len(steps)  # the first and last steps are not steered
+    # read_guidance_from moves where it stops: fewer steps from a higher level; a bad level is refused
+    levels.clear()
+    later = pipe.generate(PROMPT, seed=5, num_inference_steps=8, read_guidance=1.0, read_guidance_from=0.8)
+    assert levels == pytest.approx([s.sigma for s in steps if 0.8 <= s.sigma <= READ_GUIDANCE_TOP])
+    assert 0 < len(levels) < len(inside)
+    pipe.register_to_config(read_guidance_from=0.8)  # the model's own setting
+    try:
+        assert np.array_equal(pipe.generate(PROMPT, seed=5, num_inference_steps=8, read_guidance=1.0).frames,
+                              later.frames)
+    finally:
+        pipe.register_to_config(read_guidance_from=READ_GUIDANCE_FROM)
+    for bad in (0.95, -0.1, True):
+        with pytest.raises(ValueError, match="read_guidance_from is a noise level"):
+            pipe.generate(PROMPT, seed=5, num_inference_steps=2, read_guidance=1.0, read_guidance_from=bad)
 
 
 def test_read_guidance_moves_the_clip_the_way_that_reads_the_prompt_s_words_more(pipe):

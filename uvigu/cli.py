@@ -255,6 +255,9 @@ def add_generate_parser(subparsers: argparse._SubParsersAction) -> None:
                    help="steer the clip by the model's own reading of it towards the prompt's words (0: off; "
                         "each steered step costs about three more network calls; docs/EVAL.md) [the model's "
                         "read_guidance]")
+    p.add_argument("--read-guidance-from", type=float, default=None, metavar="SIGMA",
+                   help="with --read-guidance: steer the steps from noise level 0.95 down to SIGMA [the model's "
+                        "read_guidance_from]")
     _add_expert_argument(p)
     _add_output_arguments(p, "clip.mp4")
     p.set_defaults(func=run_generate)
@@ -476,6 +479,7 @@ def run_generate(args: argparse.Namespace) -> int:
         desc = "generate" if args.best_of == 1 else f"{args.best_of} takes"
         result = pipe.generate(args.prompt, best_of=args.best_of, judge_at=args.judge_at,
                                judge_steps=args.judge_steps, read_guidance=args.read_guidance,
+                               read_guidance_from=args.read_guidance_from,
                                callback=_progress(desc), **options)
     for take in result.candidates:
         chosen = "  <- kept" if take.seed == result.seed else ""

@@ -74,10 +74,22 @@ EDIT_STRENGTH = 0.6  # a plain edit's default start level, unless the pipeline's
 FLOW_EDIT_STRENGTH = 0.9
 # The edited text's guidance, unless the config sets flow_edit_guidance; the source text's is guidance_scale.
 FLOW_EDIT_GUIDANCE = 6.0
-# Read guidance (generate's read_guidance) acts at these noise levels: where which way things move
-# is decided (a best-of take is judged half-way, docs/EVAL.md) and the clean estimate is a clip the
-# text stream can read.
-READ_GUIDANCE_SIGMAS = (0.4, 0.95)
+# Read guidance (generate's read_guidance) acts from the noise level READ_GUIDANCE_FROM (the model's
+# read_guidance_from unless a call says) up to READ_GUIDANCE_TOP: where which way things move is
+# decided (a best-of take is judged half-way, docs/EVAL.md) and the clean estimate is a clip the text
+# stream can read.
+READ_GUIDANCE_FROM = 0.4
+READ_GUIDANCE_TOP = 0.95
+
+
+def check_read_from(level: float) -> float:
+    """The noise level read guidance steers from: a number from 0 up to, not including, READ_GUIDANCE_TOP."""
+    number = isinstance(level, (int, float, np.integer, np.floating)) and not isinstance(level, bool)
+    if not number or not 0.0 <= level < READ_GUIDANCE_TOP:
+        raise ValueError(f"read_guidance_from is a noise level from 0 up to {READ_GUIDANCE_TOP}, got {level!r}.")
+    return float(level)
+
+
 # A high-noise expert (use_high_noise_expert) denoises the video at and above this σ: with the
 # shipped sampler's 20 steps (shift 3), the first call alone (σ 1; the second is at 0.983).
 HIGH_NOISE_BOUNDARY = 0.99
@@ -250,6 +262,7 @@ class UniViGUPipeline(DiffusionPipeline):
         take_judge_at: float = 1.0,  # best-of-N judges each take after this share of its steps; 1: finished
         take_judge_steps: int = 0,  # ... by a quick caption of this many steps; 0: the caption at its defaults
         read_guidance: float = 0.0,  # generate: how hard the model's own reading of the clip steers it; 0: off
+        read_guidance_from: float = READ_GUIDANCE_FROM,  # ... at the steps from this noise level up to 0.95
     ):
         super().__init__()
         self.register_modules(
@@ -280,6 +293,7 @@ class UniViGUPipeline(DiffusionPipeline):
             take_judge_at=check_judge_at(take_judge_at),
             take_judge_steps=check_judge_steps(take_judge_steps),
             read_guidance=check_guidance(read_guidance, 0.0, "read_guidance"),
+            read_guidance_from=check_read_from(read_guidance_from),
         )
         get_judge(take_judge)  # an unknown name fails at load, not at the first best-of generation
         self._high_noise: tuple[UniViGUPipeline, float] | None = None  # use_high_noise_expert
@@ -498,6 +512,7 @@ class UniViGUPipeline(DiffusionPipeline):
         judge_at: float | None = None,
         judge_steps: int | None = None,
         read_guidance: float | None = None,
+        read_guidance_from: float | None = None,
         high_noise_expert: bool = True,
         callback: StepCallback | None = None,
         return_trajectory: bool = False,
@@ -508,12 +523,13 @@ class UniViGUPipeline(DiffusionPipeline):
         (`use_high_noise_expert`) out of this call; it stays attached. Without one it changes nothing.
 
         ``read_guidance`` > 0 (default: the pipeline's ``read_guidance``, 0 — off) lets the model's
-        own understanding steer the clip: at the steps between σ 0.95 and 0.4
-        (``READ_GUIDANCE_SIGMAS``) the text stream reads the clean estimate as a caption would, and
-        the step moves the clip along the gradient that makes that reading use the prompt's words
-        (`uvigu.judge.prompt_words`: for the Shapes model each object's colour, shape and motion,
-        and not the opposite direction), scaled to this size against a velocity of unit RMS. Each
-        such step costs about three more network calls, forward and backward.
+        own understanding steer the clip: at the steps from σ 0.95 (``READ_GUIDANCE_TOP``) down to
+        ``read_guidance_from`` (default: the pipeline's ``read_guidance_from``) the text stream reads
+        the clean estimate as a caption would, and the step moves the clip along the gradient that
+        makes that reading use the prompt's words (`uvigu.judge.prompt_words`: for the Shapes model
+        each object's colour, shape and motion, and not the opposite direction), scaled to this size
+        against a velocity of unit RMS. Each such step costs about three more network calls, forward
+        and backward.
 
         ``best_of`` > 1 makes that many takes, from ``seed``, ``seed`` + 1, …, captions each with
         the same network (`caption`, at its defaults, with the take's seed) and returns the take
@@ -539,7 +555,7 @@ class UniViGUPipeline(DiffusionPipeline):
                  take: _Take | None = None) -> VideoResult:
             return self._run_video("generate", prompt, None, 1.0, take_seed, num_inference_steps, guidance_scale,
                                    num_frames, height, width, take_callback, trajectory, take, read_guidance,
-                                   high_noise_expert)
+                                   high_noise_expert, read_guidance_from)
 
         if check_best_of(best_of) > 1:
             return self._best_of(prompt, best_of, judge, judge_at, judge_steps, seed, make, callback,
@@ -863,9 +879,12 @@ class UniViGUPipeline(DiffusionPipeline):
         take: _Take | None = None,
         read_guidance: float | None = None,
         high_noise_expert: bool = True,
+        read_guidance_from: float | None = None,
     ) -> VideoResult:
         # ``prompt`` was checked (and its unknown words warned of) by the public method that runs this.
         read_scale = check_guidance(read_guidance, self.config.read_guidance, "read_guidance")
+        read_from = check_read_from(self.config.read_guidance_from if read_guidance_from is None
+                                    else read_guidance_from)
         steps = check_steps(num_inference_steps, self.config.num_inference_steps)
         guidance = check_guidance(guidance_scale, self.config.guidance_scale)
         seed = check_seed(seed)
@@ -922,11 +941,9 @@ class UniViGUPipeline(DiffusionPipeline):
         model_fn = guided_fn
         reader = self._reader(prompt, seed) if task == "generate" and read_scale > 0 else None
         if reader is not None:
-            low, high = READ_GUIDANCE_SIGMAS
-
             def model_fn(x, ids, sv, st):
                 v, logits = guided_fn(x, ids, sv, st)
-                if low <= float(sv[0]) <= high:
+                if read_from <= float(sv[0]) <= READ_GUIDANCE_TOP:
                     v = v - read_scale * reader.gradient(x, ids, sv, context[:1]).to(v.dtype)
                 return v, logits
 

@@ -197,6 +197,8 @@ def test_settings_parse_and_bad_ones_are_named():
         "best_of": 4, "judge_at": 0.5, "judge_steps": 6}
     assert parse_setting("edit", "best_of=2,judge_at=0.5") == {"best_of": 2, "judge_at": 0.5}
     assert parse_setting("generate", "read_guidance=2") == {"read_guidance": 2.0}
+    assert parse_setting("generate", "read_guidance=4,read_guidance_from=0.7") == {"read_guidance": 4.0,
+                                                                                   "read_guidance_from": 0.7}
     assert parse_setting("caption", "defaults") == parse_setting("caption", "") == {}
     assert parse_setting("caption", "temperature=0.5,num_inference_steps=24") == {
         "temperature": 0.5, "num_inference_steps": 24}

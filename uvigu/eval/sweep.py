@@ -44,12 +44,14 @@ EDIT_FIELDS = ("changed", "kept", "stale")  # the edit record's parts: shows, re
 SETTINGS: dict[str, dict[str, type]] = {
     # best_of=N: N takes, the one whose caption agrees best with the prompt kept (pipe.generate), each
     # judged after the share judge_at of its steps by a caption of judge_steps steps (0: the full caption)
-    # read_guidance=S: the model's own reading of the clip steers it (pipe.generate's read_guidance)
+    # read_guidance=S: the model's own reading of the clip steers it (pipe.generate's read_guidance), at the
+    # steps from σ 0.95 down to read_guidance_from=L (the model's, unless given)
     # shift=S: the sampler's noise levels under another shift than the model's scheduler's (σ' = Sσ/(1+(S−1)σ);
     # larger spends more of the steps at high noise, where a clip's layout and motion are decided)
     # expert=0: without the model's high-noise expert (the task's high_noise_expert=False), 1 with it
     "generate": {"guidance_scale": float, "num_inference_steps": int, "best_of": int, "judge_at": float,
-                 "judge_steps": int, "read_guidance": float, "shift": float, "expert": int},
+                 "judge_steps": int, "read_guidance": float, "read_guidance_from": float, "shift": float,
+                 "expert": int},
     "caption": {"num_inference_steps": int, "temperature": float, "reread": int, "reread_threshold": float,
                 "reread_period": int, "verify_weight": float, "verify_max_texts": int, "verify_draws": int},
     # with_source=1: the edit is also given the caption before the change (pipe.edit's source_prompt);
