@@ -77,8 +77,9 @@ FLOW_EDIT_GUIDANCE = 6.0
 # Read guidance (generate's read_guidance) acts from the noise level READ_GUIDANCE_FROM (the model's
 # read_guidance_from unless a call says) up to READ_GUIDANCE_TOP: where which way things move is
 # decided (a best-of take is judged half-way, docs/EVAL.md) and the clean estimate is a clip the text
-# stream can read.
-READ_GUIDANCE_FROM = 0.4
+# stream can read. Steering on down to 0.4, where shapes are drawn, cost as many shapes as it gained
+# motions (docs/EVAL.md, notes).
+READ_GUIDANCE_FROM = 0.7
 READ_GUIDANCE_TOP = 0.95
 
 
