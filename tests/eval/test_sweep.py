@@ -6,7 +6,7 @@ from types import SimpleNamespace
 import pytest
 
 from uvigu.cli import main
-from uvigu.data.shapes import HELD_OUT_PAIRS, SHAPES, scene_caption
+from uvigu.data.shapes import COLORS, HELD_OUT_PAIRS, SHAPES, scene_caption
 from uvigu.eval.grammar import corrected_caption, parse_prompt, scene_mentions
 from uvigu.eval.report import EvalConfig, eval_example
 from uvigu.eval.sweep import parse_setting, render_table, run_sweep
@@ -78,6 +78,25 @@ class DrawsOtherShapes(OraclePipeline):
         return SimpleNamespace(frames=self._clip(dataclasses.replace(scene, objects=objects)), caption=None)
 
 
+class DrawsAnExtraObject(OraclePipeline):
+    """The oracle, except that generate also draws the scene's first object again, still, in a colour
+    the scene does not have, where the first one starts."""
+
+    def generate(self, prompt, *, seed):
+        scene = self.by_prompt[prompt]
+        first = scene.objects[0]
+        colour = next(c for c in COLORS if c not in {o.color for o in scene.objects})
+        copy = dataclasses.replace(first, color=colour, motion="still", speed=None)
+        return SimpleNamespace(frames=self._clip(dataclasses.replace(scene, objects=scene.objects + (copy,))),
+                               caption=None)
+
+
+def test_objects_drawn_beyond_the_scene_are_counted():
+    rows = run_sweep(Recording(DrawsAnExtraObject(CONFIG)), "generate", [{}], CONFIG)
+    assert [r.unasked for r in rows] == [CONFIG.count(r.set_name) for r in rows]  # one per clip
+    assert all(r.unasked == 0 for r in run_sweep(Recording(OraclePipeline(CONFIG)), "generate", [{}], CONFIG))
+
+
 def test_generated_clips_are_counted_by_the_background_their_prompt_names():
     rows = run_sweep(Recording(DrawsOtherBackgrounds(CONFIG)), "generate", [{}], CONFIG)
     named = {s: _named_backgrounds(s) for s in ("main", "heldout")}
@@ -86,8 +105,8 @@ def test_generated_clips_are_counted_by_the_background_their_prompt_names():
         assert row.right == row.total > 0
         assert (row.backgrounds_named, row.backgrounds_right) == (named[row.set_name], 0)
     table = render_table(rows, "generate").splitlines()
-    assert table[0].endswith("| background as the prompt names it | s per clip |")
-    assert f"| 0.000 (0/{named['main']}) |" in table[2]
+    assert table[0].endswith("| background as the prompt names it | objects not asked for | s per clip |")
+    assert f"| 0.000 (0/{named['main']}) | 0 |" in table[2]  # the oracle draws the scene's objects, no more
     assert all(line.count("|") == table[0].count("|") for line in table)
     # a sweep of captions has no such column
     assert "background" not in render_table(run_sweep(Recording(OraclePipeline(CONFIG)), "caption", [{}], CONFIG),

@@ -13,7 +13,9 @@ it missed* then *Regenerate with edits*, keeping the rest —; the analyzer scor
 ``generate`` scores a clip; ``rounds=0`` scores the generated clip itself, the baseline, and a
 clip whose caption already says all that was asked is scored as generated; the settings are the
 edit's, and the seconds the caption's and edit's). Generate and fix also count the clips whose
-prompt names a background and those the analyzer finds that background in. The clips, the
+prompt names a background and those the analyzer finds that background in, and the objects the
+analyzer finds beyond the scene's (drawn though not asked for; the objects-right figure does not
+count them against a setting). The clips, the
 pipeline seeds and the counting are the evaluation's (`uvigu.eval.report`): for generate, caption
 and round trip the main column counts every object of the main set, the held-out column the objects
 with a held-out colour–shape pair; edits count the clips of each set. A row at the default settings
@@ -108,6 +110,8 @@ class SweepRow:
     # generate and fix: clips whose prompt names a background, and those the analyzer finds it in
     backgrounds_named: int = 0
     backgrounds_right: int = 0
+    # generate and fix: objects the analyzer finds beyond the scene's, over the row's clips (drawn unasked)
+    unasked: int = 0
 
     @property
     def accuracy(self) -> float:
@@ -134,7 +138,8 @@ def run_sweep(
         expert = row_settings.get("expert", 1) != 0
         without = {} if expert else {"high_noise_expert": False}
         kwargs.update(without)
-        counts = {s: {"right": 0, "total": 0, "named": 0, "shown": 0, **{f: 0 for f in fields}} for s in SETS}
+        counts = {s: {"right": 0, "total": 0, "named": 0, "shown": 0, "unasked": 0, **{f: 0 for f in fields}}
+                  for s in SETS}
         seconds = {s: 0.0 for s in SETS}
         with sampling_shift(pipe, row_settings.get("shift")):
             for set_name, index, example in clips:
@@ -146,7 +151,7 @@ def run_sweep(
                         generated[key] = pipe.generate(example.prompt, seed=seed, **without).frames
                     frames = generated[key]
                 start = time.perf_counter()
-                right, total, per_field, background = _score_clip(
+                right, total, per_field, background, unasked = _score_clip(
                     pipe, task, example, set_name=set_name, index=index, seed=seed, kwargs=kwargs, frames=frames,
                 )
                 seconds[set_name] += time.perf_counter() - start
@@ -155,6 +160,7 @@ def run_sweep(
                 c["total"] += total
                 c["named"] += background is not None
                 c["shown"] += bool(background)
+                c["unasked"] += unasked
                 for f, n in per_field.items():
                     c[f] += n
                 done += 1
@@ -165,7 +171,7 @@ def run_sweep(
             if n:
                 c = counts[set_name]
                 rows.append(SweepRow(dict(row_settings), set_name, c["right"], c["total"], {f: c[f] for f in fields},
-                                     seconds[set_name] / n, c["named"], c["shown"]))
+                                     seconds[set_name] / n, c["named"], c["shown"], c["unasked"]))
     return rows
 
 
@@ -185,25 +191,27 @@ def sampling_shift(pipe, shift: float | None) -> Iterator[None]:
 
 
 def _score_clip(pipe, task: str, example, *, set_name: str, index: int, seed: int,
-                kwargs: dict[str, int | float], frames) -> tuple[int, int, dict[str, int], bool | None]:
-    """One clip under one setting: (right, counted, right per field, background). Generate, caption
+                kwargs: dict[str, int | float], frames) -> tuple[int, int, dict[str, int], bool | None, int]:
+    """One clip under one setting: (right, counted, right per field, background, unasked). Generate, caption
     and round trip count the clip's objects (on the held-out set only those with a held-out pair);
     edit counts the clip's one edit, or none when its scene has no valid edit. Caption and round trip
     caption ``frames``: the reference clip, or the one generated from its prompt. ``background``,
     for a clip generate or fix makes from a prompt that names a background: whether the analyzer
-    finds that one (else None)."""
+    finds that one (else None); ``unasked``, for such a clip, how many more objects the analyzer finds
+    than the scene has (0 otherwise)."""
     if task == "edit":
         record = score_edit(pipe, example, index=index, set_name=set_name, seed=seed, **kwargs)
         if record is None:
-            return 0, 0, dict.fromkeys(EDIT_FIELDS, 0), None
-        return int(record["success"]), 1, {f: int(record[f]) for f in EDIT_FIELDS}, None
-    background = None
+            return 0, 0, dict.fromkeys(EDIT_FIELDS, 0), None, 0
+        return int(record["success"]), 1, {f: int(record[f]) for f in EDIT_FIELDS}, None, 0
+    background, unasked = None, 0
     if task in ("generate", "fix"):
         made = (pipe.generate(example.prompt, seed=seed, **kwargs).frames if task == "generate"
                 else _fixed(pipe, example.prompt, frames, seed, dict(kwargs)))
         analysis = analyze_clip(made)
         found, named = analysis.objects, parse_prompt(example.prompt).background
         background = None if named is None else analysis.background == named
+        unasked = max(0, len(found) - len(example.scene.objects))
     else:
         found = parse_caption(pipe.caption(frames, seed=seed, **kwargs).text).objects
     truth = scene_mentions(example.scene)
@@ -212,7 +220,7 @@ def _score_clip(pipe, task: str, example, *, set_name: str, index: int, seed: in
     def right(fields: Sequence[str]) -> int:
         return sum(ok for ok, keep in zip(match_objects(truth, found, fields), counted) if keep)
 
-    return right(FIELDS), sum(counted), {f: right((f,)) for f in FIELDS}, background
+    return right(FIELDS), sum(counted), {f: right((f,)) for f in FIELDS}, background, unasked
 
 
 def _fixed(pipe, prompt: str, frames, seed: int, kwargs: dict[str, int | float]):
@@ -236,14 +244,15 @@ def render_table(rows: Sequence[SweepRow], task: str) -> str:
         head, fields, unit = "objects right (colour, shape, motion) | colour | shape | motion", FIELDS, "objects"
     made = task in ("generate", "fix")  # clips made from the prompt: is the background it names there?
     if made:
-        head += " | background as the prompt names it"
-    lines = [f"| {task} settings | set | {head} | s per clip |", "|---|---|---|" + "---:|" * (4 + made)]
+        head += " | background as the prompt names it | objects not asked for"
+    lines = [f"| {task} settings | set | {head} | s per clip |", "|---|---|---|" + "---:|" * (4 + 2 * made)]
     for r in rows:
         settings = ", ".join(f"{k}={v:g}" for k, v in r.settings.items()) or "defaults"
         per_field = " | ".join(f"{r.fields[f] / r.total:.3f}" if r.total else "–" for f in fields)
         if made:
             per_field += (f" | {r.backgrounds_right / r.backgrounds_named:.3f} ({r.backgrounds_right}/"
                           f"{r.backgrounds_named})" if r.backgrounds_named else " | –")
+            per_field += f" | {r.unasked}"
         acc = f"{r.accuracy:.3f} ({r.right}/{r.total})" if r.total else f"– (0 {unit})"
         lines.append(f"| {settings} | {r.set_name} | {acc} | {per_field} | {r.seconds_per_clip:.2f} |")
     return "\n".join(lines)
