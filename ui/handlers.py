@@ -111,16 +111,14 @@ class Handlers:
         count: float = 1,  # after progress: Gradio puts its Progress at the parameter's place
         best_of: float = 1,
         expert: bool = True,
-        read_guidance: float = 0,
     ) -> Iterator[tuple]:
         """Create → ``count`` new takes (seeds one apart), each kept from ``best_of`` tries (the one
         whose caption matches the prompt best), with the model's high-noise expert or, unticked,
-        without, steered by ``read_guidance`` (0: off). Yields, as each take is made: token, seed used (the first take's), take panel (that
+        without. Yields, as each take is made: token, seed used (the first take's), take panel (that
         take), history, trajectory."""
         token = self.studio.open_session(token)
         options = {"mode": mode, "num_inference_steps": _int(steps, "steps"), "guidance_scale": _float(guidance),
-                   "best_of": _tries_value(best_of), "high_noise_expert": bool(expert),
-                   "read_guidance": _float(read_guidance)}
+                   "best_of": _tries_value(best_of), "high_noise_expert": bool(expert)}
         yield from self._run_takes(
             token, lambda s: self.studio.submit_generate(token, prompt, seed=s, **options),
             count, seed, randomize, progress,
@@ -561,8 +559,7 @@ def _timeline(takes: list[Take], read_back: Callable[[str, str], list | None] | 
         tries = take.settings.get("tries") or []
         best = f", best of {len(tries)} tries" if tries else ""
         alone = ", without the high-noise expert" if take.settings.get("high_noise_expert") is False else ""
-        read = f", read guidance {take.settings['read_guidance']:g}" if take.settings.get("read_guidance") else ""
-        lines.append(f"**#{take.seq}** · {MODE_LABELS[take.mode]}{parent}{kept}{best}{alone}{read} · seed {take.seed}")
+        lines.append(f"**#{take.seq}** · {MODE_LABELS[take.mode]}{parent}{kept}{best}{alone} · seed {take.seed}")
         if take.prompt:
             label = "Edited caption" if take.mode == "edit" else "Prompt"
             lines.append(f"- {label}: {_md(take.prompt)}")

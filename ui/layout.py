@@ -80,13 +80,6 @@ def build_demo(studio: Studio, gpu: Callable[[Callable], Callable] | None = None
                                      "background the prompt names. Untick to make every step with the model alone.",
                                 visible=defaults.high_noise_expert, elem_id="high-noise-expert",
                             )
-                            read_guidance = gr.Slider(
-                                0.0, settings.max_guidance, step=0.5, value=0.0,
-                                label="Read guidance (Generate, then caption): the model reads each step's clip and "
-                                      "steers it towards the prompt's words; objects go the prompted way more "
-                                      "often, at about twice the time (0: off)",
-                                elem_id="read-guidance",
-                            )
                         with gr.Row():
                             generate_btn = gr.Button("Generate", variant="primary", elem_id="generate-btn")
                             stop_btn = gr.Button("Stop", variant="stop", elem_id="stop-btn")
@@ -244,7 +237,7 @@ def build_demo(studio: Studio, gpu: Callable[[Callable], Callable] | None = None
         prompt.change(handlers.check_words, [prompt], [prompt_warning], trigger_mode="always_last", **QUICK, **private)
         gr.on(
             [generate_btn.click, prompt.submit], gpu(handlers.generate),
-            [prompt, mode, seed, randomize, steps, guidance, token, count, best_of, expert, read_guidance],
+            [prompt, mode, seed, randomize, steps, guidance, token, count, best_of, expert],
             [token, seed, *take, *history, *trajectory], api_name="ui_generate", **MODEL, **private,
         )
         regenerate_btn.click(

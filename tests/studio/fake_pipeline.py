@@ -88,7 +88,6 @@ class FakePipeline:
         self.calls: list[tuple[str, str]] = []
         self.source_prompts: list[str | None] = []  # each edit's text before the change
         self.expert_flags: list[bool] = []  # each clip's high_noise_expert argument
-        self.read_guidances: list[float | None] = []  # each generated clip's read_guidance argument
         self.active = 0
         self.max_active = 0
         self._lock = threading.Lock()
@@ -169,16 +168,14 @@ class FakePipeline:
                                [FakeCandidate(o.seed, c.text, score) for score, _, o, c in tries], cap.trajectory)
 
     def generate(self, prompt, *, seed=None, num_inference_steps=None, guidance_scale=None,
-                 num_frames=None, height=None, width=None, best_of=1, high_noise_expert=True, read_guidance=None,
-                 callback=None, return_trajectory=False):
+                 num_frames=None, height=None, width=None, best_of=1, high_noise_expert=True, callback=None,
+                 return_trajectory=False):
         self._check_prompt(prompt)
         if best_of > 1:
             return self._best_of(prompt, seed, best_of, callback, return_trajectory, lambda s: self.generate(
                 prompt, seed=s, num_inference_steps=num_inference_steps, high_noise_expert=high_noise_expert,
-                read_guidance=read_guidance, callback=callback, return_trajectory=return_trajectory))
-        self.read_guidances.append(read_guidance)
-        drawn = self._drawn(prompt, high_noise_expert) + (f" (read {read_guidance})" if read_guidance else "")
-        frames = self.frames_for(drawn, seed or 0)
+                callback=callback, return_trajectory=return_trajectory))
+        frames = self.frames_for(self._drawn(prompt, high_noise_expert), seed or 0)
         seed, traj = self._run("generate", prompt, seed, num_inference_steps, callback,
                                return_trajectory, frames, None)
         return FakeVideoResult(frames, None, seed, traj)

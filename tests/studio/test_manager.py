@@ -186,23 +186,6 @@ def test_a_regeneration_can_keep_the_best_of_several_tries(make_studio):
     assert [s.stage for s in studio.trajectory(token).steps] == ["edit"] * 3 + ["caption"] * 3
 
 
-def test_read_guidance_steers_a_generation_and_is_kept_with_the_take(make_studio):
-    pipe = FakePipeline()
-    studio = make_studio(pipe)
-    token = studio.new_session()
-    plain = generate(studio, token, seed=3, read_guidance=0)
-    read = generate(studio, token, seed=3, read_guidance=2.0)
-    tried = generate(studio, token, seed=3, read_guidance=2.0, best_of=2)
-    assert pipe.read_guidances == [None, 2.0, 2.0, 2.0]  # 0 leaves it to the model; every try is steered
-    assert "read_guidance" not in plain.settings and read.settings["read_guidance"] == tried.settings["read_guidance"] == 2
-    assert studio.takes(token)[1].settings["read_guidance"] == 2.0
-    assert plain.caption != read.caption  # another clip
-    for kwargs, message in [({"read_guidance": -1}, "Read guidance must be between 0 and 20"),
-                            ({"read_guidance": 2, "mode": "joint"}, "needs the “Generate, then caption” mode")]:
-        with pytest.raises(ValueError, match=message):
-            studio.submit_generate(token, "a red circle moving right", **kwargs)
-
-
 def test_a_take_can_leave_the_high_noise_expert_out_and_says_so(make_studio):
     pipe = FakePipeline()
     studio = make_studio(pipe)

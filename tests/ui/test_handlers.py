@@ -190,7 +190,7 @@ def test_generate_passes_settings_and_returns_the_new_take(studio):
 
     assert studio.calls == [("generate", ("tok", "a red circle"), {
         "mode": "joint", "seed": 7, "num_inference_steps": 12, "guidance_scale": 4.5, "best_of": 1,
-        "high_noise_expert": True, "read_guidance": 0.0})]
+        "high_noise_expert": True})]
     assert len(out) == RUN_OUTPUTS
     token, seed, *rest = out
     view = dict(zip(TAKE_OUTPUTS, rest))
@@ -238,17 +238,6 @@ def test_the_high_noise_expert_box_is_passed_on_and_a_take_without_it_says_so_in
                                       1, 1, False))
     assert studio.calls[-1][0] == "edit" and studio.calls[-1][2]["high_noise_expert"] is False
     assert "without the high-noise expert" not in _timeline([make_take(seed=8)])  # with it, the default
-
-
-def test_read_guidance_is_passed_on_and_shown_in_history(studio):
-    take = make_take(seed=8, settings={"read_guidance": 2.0})
-    studio.takes_ = [take]
-    studio.next_job = FakeJob(take)
-    out = final(Handlers(studio).generate("a red circle", "generate", 7.0, False, 12.0, 4.5, None, Progress(), 1, 1,
-                                          True, 2.0))
-    assert studio.calls[0][2]["read_guidance"] == 2.0
-    assert "· generated, read guidance 2 · seed 8" in out[2 + len(TAKE_OUTPUTS) + 1]
-    assert "read guidance" not in _timeline([make_take(seed=8)])
 
 
 def test_the_take_says_what_its_caption_says_of_each_thing_asked_for(studio):

@@ -127,13 +127,3 @@ def test_the_high_noise_expert_box_shows_only_for_a_model_with_an_expert(tmp_pat
     pipe.high_noise_expert = (object(), 0.99)
     shown = box(pipe)
     assert shown.visible is True and shown.value is True  # on by default, as the model samples
-
-
-def test_read_guidance_is_a_setting_of_generate_off_by_default(demo):
-    import gradio as gr
-
-    (slider,) = [b for b in demo.blocks.values() if isinstance(b, gr.Slider) and b.elem_id == "read-guidance"]
-    assert slider.value == 0
-    generate = next(d for d in demo.fns.values() if d.api_name == "ui_generate")
-    regenerate = next(d for d in demo.fns.values() if d.api_name == "ui_regenerate")
-    assert slider in generate.inputs and slider not in regenerate.inputs  # edits are not read-guided

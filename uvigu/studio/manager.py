@@ -237,7 +237,6 @@ class Studio:
         guidance_scale: float | None = None,
         best_of: int = 1,
         high_noise_expert: bool = True,
-        read_guidance: float | None = None,
     ) -> Job[Take]:
         """Queue text → clip, then clip → caption (``mode="generate"``) or both in one pass
         (``mode="joint"``). The job's result is the new take. ``best_of`` > 1 (generate mode) makes
@@ -245,9 +244,7 @@ class Studio:
         prompt (``pipe.generate(best_of=…)``); the take's settings list every try.
         ``high_noise_expert=False`` leaves the model's high-noise expert out of the clip (the model
         makes every step; ``model_defaults().high_noise_expert`` says whether it has one); the
-        take's settings record it. ``read_guidance`` > 0 (generate mode) lets the model's reading of
-        each step's clip steer it towards the prompt's words (``pipe.generate(read_guidance=…)``);
-        None or 0: the model's default, off."""
+        take's settings record it."""
         sid = self._sid(token)
         if mode not in GENERATE_MODES:
             raise ValueError(f"Mode must be one of {', '.join(GENERATE_MODES)}, not {mode!r}.")
@@ -256,11 +253,8 @@ class Studio:
         steps = self._check_steps(num_inference_steps)
         guidance = self._check_guidance(guidance_scale)
         best_of = self._check_best_of(best_of, mode)
-        read = self._check_read_guidance(read_guidance, mode)
         self._check_room(sid)
         options = {"num_inference_steps": steps, "guidance_scale": guidance, **_expert_option(high_noise_expert)}
-        if read:
-            options["read_guidance"] = read
 
         def work(job: Job[Take]) -> Take:
             unknown = self.unknown_words(prompt)
@@ -864,20 +858,6 @@ class Studio:
             raise ValueError("Tries are judged by the model's caption of each clip, so they need the "
                              "“Generate, then caption” mode; switch to it, or set tries per take to 1.")
         return best_of
-
-    def _check_read_guidance(self, read_guidance: float | None, mode: str) -> float:
-        """Read guidance for a generation: 0 (off) for None; a number from 0 to the guidance limit,
-        and none in joint mode, whose text is written with the clip rather than read from it."""
-        if read_guidance is None:
-            return 0.0
-        hi = self.settings.max_guidance
-        if not isinstance(read_guidance, (int, float)) or isinstance(read_guidance, bool) \
-                or not 0 <= float(read_guidance) <= hi:
-            raise ValueError(f"Read guidance must be between 0 and {hi:g}, not {read_guidance}.")
-        if read_guidance and mode == "joint":
-            raise ValueError("Read guidance steers a clip by reading it as a caption would, so it needs the "
-                             "“Generate, then caption” mode; switch to it, or set read guidance to 0.")
-        return float(read_guidance)
 
     def _check_strength(self, strength: float) -> float:
         lo, hi = self.settings.min_strength, self.settings.max_strength
