@@ -53,12 +53,17 @@ def load_pipeline(model: str | Path | None = None, device=None, dtype=None, *, z
     return pipe
 
 
+def denoisers(pipe) -> list:
+    """The networks that make ``pipe``'s denoising calls: its denoiser, and its high-noise expert's
+    if it has one (a folder's ``high_noise_expert/`` is attached as it loads)."""
+    expert = getattr(pipe, "high_noise_expert", None)
+    return [pipe.transformer] + ([expert[0].transformer] if expert is not None else [])
+
+
 def cast_denoisers(pipe, dtype) -> None:
-    """Cast ``pipe``'s denoiser, and its high-noise expert's if it has one (a folder's
-    ``high_noise_expert/`` is attached as it loads), to ``dtype``, keeping the modules that stay
-    float32 (`cast_keeping_fp32_modules`), so the two run in the same precision."""
+    """Cast each of ``pipe``'s `denoisers` to ``dtype``, keeping the modules that stay float32
+    (`cast_keeping_fp32_modules`), so the model and its expert run in the same precision."""
     from .models.wan_loading import cast_keeping_fp32_modules
 
-    cast_keeping_fp32_modules(pipe.transformer, dtype)
-    if getattr(pipe, "high_noise_expert", None) is not None:
-        cast_keeping_fp32_modules(pipe.high_noise_expert[0].transformer, dtype)
+    for network in denoisers(pipe):
+        cast_keeping_fp32_modules(network, dtype)

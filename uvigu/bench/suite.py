@@ -21,6 +21,7 @@ import numpy as np
 import torch
 from diffusers import WanTransformer3DModel
 
+from ..loading import cast_denoisers, denoisers
 from ..models.prompt_encoder import encode_prompt
 from ..models.tokenizer import encode_text
 from .flops import ForwardShape, count_flops, transformer_flops, video_tokens
@@ -166,12 +167,6 @@ def example(pipe):
 # ---------------------------------------------------------------------------------------------
 
 
-def _denoisers(pipe) -> list[torch.nn.Module]:
-    """The networks that make denoising calls: the model's, and its high-noise expert's if it has one."""
-    expert = getattr(pipe, "high_noise_expert", None)
-    return [pipe.transformer] + ([expert[0].transformer] if expert is not None else [])
-
-
 def _count_calls(modules: list[torch.nn.Module], fn: Callable[[], object]) -> int:
     calls = []
     handles = [module.register_forward_pre_hook(lambda *_: calls.append(1)) for module in modules]
@@ -193,7 +188,7 @@ def bench_tasks(pipe, *, repeats: int = 3, warmup: int = 1, clip: np.ndarray | N
     warm-up call also counts forwards, the expert's among them."""
     rows = []
     for name, fn in _task_calls(pipe, clip).items():
-        calls = _count_calls(_denoisers(pipe), fn)
+        calls = _count_calls(denoisers(pipe), fn)
         timing = time_call(fn, repeats=repeats, warmup=max(0, warmup - 1), synchronize=_sync(pipe.transformer))
         logger.info("%s: median %.3f s over %d", name, timing.median_s, repeats)
         rows.append(TaskRow(name, calls, timing))
@@ -229,8 +224,6 @@ def bench_precision(pipe, *, repeats: int = 3, warmup: int = 1) -> list[Precisio
     """generate, caption, edit and edit_keep_rest at their defaults with the denoiser's weights as
     loaded (float32) and in bfloat16 — a copy cast as ``--dtype bfloat16`` casts it (norms,
     modulation tables and timestep embedder kept float32) — the two called in turn."""
-    from ..loading import cast_denoisers
-
     if pipe.transformer.dtype != torch.float32:
         raise ValueError(f"bench_precision compares with float32 weights; this pipeline's are {pipe.transformer.dtype}.")
     low = copy.deepcopy(pipe)
