@@ -380,16 +380,18 @@ class Handlers:
     @user_errors
     def api_generate(
         self, prompt: str, seed: float | None, steps: float | None, guidance: float | None,
-        best_of: float | None, token: str | None,
+        best_of: float | None, high_noise_expert: bool | None, token: str | None,
     ) -> tuple:
         """/generate: prompt, seed (blank or negative: random), steps, guidance, best_of (tries,
-        the one whose caption agrees best with the prompt kept; blank: 1) → clip, caption, seed
+        the one whose caption agrees best with the prompt kept; blank: 1), high_noise_expert (False:
+        every step with the model, as the Settings box unticked; blank: True) → clip, caption, seed
         used (the kept try's)."""
         token = self.studio.open_session(token)
         seed_value = None if seed is None or seed < 0 else _int(seed, "seed")
         take = self._wait(self.studio.submit_generate(
             token, prompt, seed=seed_value, num_inference_steps=_int(steps, "steps"),
             guidance_scale=_float(guidance), best_of=_tries_value(best_of),
+            high_noise_expert=high_noise_expert is not False,
         ))
         if take is None:
             raise gr.Error("Stopped.")
@@ -407,17 +409,19 @@ class Handlers:
     @user_errors
     def api_edit(
         self, video: str | None, prompt: str, strength: float | None, seed: float | None,
-        source_prompt: str | None, best_of: float | None, start: float | None, token: str | None,
+        source_prompt: str | None, best_of: float | None, start: float | None,
+        high_noise_expert: bool | None, token: str | None,
     ) -> tuple:
         """/edit: video, prompt, strength (blank: the model's default for the kind of edit), seed
         (blank or negative: random), source_prompt (what the clip shows before the change: the
         edit then keeps the rest; blank: a plain edit), best_of (tries, as /generate's), start (as
-        /caption's) → clip, caption, seed used (the kept try's)."""
+        /caption's), high_noise_expert (as /generate's) → clip, caption, seed used (the kept try's)."""
         token = self.studio.open_session(token)
         seed_value = None if seed is None or seed < 0 else _int(seed, "seed")
         take = self._wait(self.studio.submit_edit_upload(
             token, video, prompt, strength=_float(strength), source_prompt=(source_prompt or "").strip() or None,
             seed=seed_value, best_of=_tries_value(best_of), start_s=start,
+            high_noise_expert=high_noise_expert is not False,
         ))
         if take is None:
             raise gr.Error("Stopped.")

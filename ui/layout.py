@@ -221,6 +221,7 @@ def build_demo(studio: Studio, gpu: Callable[[Callable], Callable] | None = None
             api_source = gr.Textbox(label="source_prompt", value="")
             api_best_of = gr.Number(label="best_of", value=1, precision=0)
             api_start = gr.Number(label="start", value=0)
+            api_expert = gr.Checkbox(label="high_noise_expert", value=True)
             api_video_in = gr.Video(label="video", sources=["upload"])
             api_video_out = gr.Video(label="clip")
             api_caption = gr.Textbox(label="caption")
@@ -288,7 +289,8 @@ def build_demo(studio: Studio, gpu: Callable[[Callable], Callable] | None = None
         traj_png_btn.click(handlers.trajectory_png, [token], [traj_png], **private)
 
         api_generate_btn.click(
-            gpu(handlers.api_generate), [api_prompt, api_seed, api_steps, api_guidance, api_best_of, api_token],
+            gpu(handlers.api_generate),
+            [api_prompt, api_seed, api_steps, api_guidance, api_best_of, api_expert, api_token],
             [api_video_out, api_caption, api_seed_out, api_token], api_name="generate", **MODEL,
         )
         api_caption_btn.click(
@@ -297,7 +299,8 @@ def build_demo(studio: Studio, gpu: Callable[[Callable], Callable] | None = None
         )
         api_edit_btn.click(
             gpu(handlers.api_edit),
-            [api_video_in, api_prompt, api_strength, api_seed, api_source, api_best_of, api_start, api_token],
+            [api_video_in, api_prompt, api_strength, api_seed, api_source, api_best_of, api_start, api_expert,
+             api_token],
             [api_video_out, api_caption, api_seed_out, api_token], api_name="edit", **MODEL,
         )
     demo.queue(max_size=settings.max_queue, default_concurrency_limit=1)

@@ -7,6 +7,7 @@ from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 
 from tests.launched_studio import launched_studio
+from uvigu.testing import tiny_pipeline
 from uvigu.videoio import probe_video
 
 
@@ -122,6 +123,25 @@ def test_edit_with_tries_keeps_one(app, client, generated):
     assert [t["seed"] for t in take.settings["tries"]] == [7, 8]
     kept = max(take.settings["tries"], key=lambda t: t["score"])
     assert caption == take.caption == kept["caption"] and seed == take.seed == kept["seed"]
+
+
+def test_generate_and_edit_leave_the_high_noise_expert_out_when_asked(app, client, generated):
+    studio = app[1]
+    expert = tiny_pipeline(seed=1)
+    calls = []
+    hook = expert.transformer.register_forward_hook(lambda *_: calls.append(1))
+    studio.pipe.use_high_noise_expert(expert, boundary=0.9)
+    try:
+        without = ["a red circle moving up", "a blue circle moving up"]
+        client.predict(without[0], 5, 2, 3.0, high_noise_expert=False, api_name="/generate")  # by name
+        client.predict(handle_file(generated[0]), without[1], 1.0, 5, "", 1, 0, False, api_name="/edit")
+        assert calls == []  # every step made by the model
+        assert [saved_take(studio, p).settings["high_noise_expert"] for p in without] == [False, False]
+        client.predict("a red circle moving down", 5, 2, 3.0, api_name="/generate")  # left out: with the expert
+        assert calls and "high_noise_expert" not in saved_take(studio, "a red circle moving down").settings
+    finally:
+        hook.remove()
+        studio.pipe.use_high_noise_expert(None)
 
 
 def test_an_empty_prompt_gets_a_clear_error(client):

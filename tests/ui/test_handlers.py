@@ -299,7 +299,7 @@ def test_randomize_sends_no_seed(studio):
     studio.next_job = FakeJob(make_take())
     final(Handlers(studio).generate("a red circle", "generate", 7, True, 4, 3, "tok", Progress()))
     assert studio.calls[0][2]["seed"] is None and studio.calls[0][2]["best_of"] == 1
-    Handlers(studio).api_generate("a red circle", 5, 4, 3.0, 2.0, None)
+    Handlers(studio).api_generate("a red circle", 5, 4, 3.0, 2.0, None, None)
     assert studio.calls[1][2]["best_of"] == 2
 
 
@@ -464,11 +464,12 @@ def test_keeping_the_rest_is_passed_on_shown_in_history_and_sets_its_strength(st
 def test_the_edit_endpoint_passes_the_text_before_the_change_and_leaves_blanks_to_the_model(studio):
     studio.next_job = FakeJob(make_take(mode="edit"))
     handlers = Handlers(studio)
-    handlers.api_edit("/uploads/clip.mp4", "a blue circle", None, -1, "  a red circle ", None, None, "tok")
-    handlers.api_edit("/uploads/clip.mp4", "a blue circle", 0.5, 7, "", 3.0, 1.5, "tok")
+    handlers.api_edit("/uploads/clip.mp4", "a blue circle", None, -1, "  a red circle ", None, None, None, "tok")
+    handlers.api_edit("/uploads/clip.mp4", "a blue circle", 0.5, 7, "", 3.0, 1.5, False, "tok")
     assert [call[2] for call in studio.calls] == [
-        {"strength": None, "source_prompt": "a red circle", "seed": None, "best_of": 1, "start_s": None},
-        {"strength": 0.5, "source_prompt": None, "seed": 7, "best_of": 3, "start_s": 1.5},
+        {"strength": None, "source_prompt": "a red circle", "seed": None, "best_of": 1, "start_s": None,
+         "high_noise_expert": True},
+        {"strength": 0.5, "source_prompt": None, "seed": 7, "best_of": 3, "start_s": 1.5, "high_noise_expert": False},
     ]
 
 
@@ -644,9 +645,11 @@ def test_restore_starts_a_session_for_a_new_browser(studio):
 def test_api_generate_returns_clip_caption_and_seed(studio):
     take = make_take()
     studio.next_job = FakeJob(take)
-    clip, caption, seed, token = Handlers(studio).api_generate("a red circle", -1, 4, 3.0, None, None)
+    clip, caption, seed, token = Handlers(studio).api_generate("a red circle", -1, 4, 3.0, None, None, None)
     assert (clip, caption, seed) == (f"/clips/{take.id}.mp4", take.caption, 42)
-    assert studio.calls[0][2]["seed"] is None
+    assert studio.calls[0][2]["seed"] is None and studio.calls[0][2]["high_noise_expert"] is True  # blank: with it
+    Handlers(studio).api_generate("a red circle", 3, 4, 3.0, None, False, None)
+    assert studio.calls[1][2]["high_noise_expert"] is False
 
 
 # -- deleting takes ----------------------------------------------------------------------------
