@@ -216,6 +216,20 @@ def test_the_readmes_count_of_captions_that_follow_the_grammar_is_the_evaluation
     assert (int(stated.group(1)), int(stated.group(2))) == (sum(map(follows_grammar, captions)), len(captions))
 
 
+def test_the_evaluation_reports_tables_are_recomputed_from_its_per_clip_results():
+    """Each metric `summarize` computes from docs/eval/results.jsonl stands in docs/EVAL.md with the
+    same figures, as the report says anyone can recompute them."""
+    from pathlib import Path
+
+    from uvigu.eval.report import read_results, summarize
+
+    root = Path(SHIPPED_MODEL_DIR).resolve().parents[1]
+    report = (root / "docs" / "EVAL.md").read_text(encoding="utf-8")
+    summary = summarize(read_results(root / "docs" / "eval" / "results.jsonl"))
+    for row in summary.rows:
+        assert f"| {row.label} | {row.main.text()} | {row.heldout.text()} |" in report, row.key
+
+
 def test_the_readme_tells_what_to_type_as_the_grammar_has_it():
     """The README's *What to type* names the Shapes world's words and held-out pairs as the code has them."""
     import re

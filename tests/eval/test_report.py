@@ -184,6 +184,23 @@ def test_generated_clips_are_scored_on_the_background_their_prompt_names(oracle_
     assert summarize(old).row("generation_background").main.value is None
 
 
+def test_clips_with_objects_not_asked_for_are_counted_beside_generation_accuracy(oracle_records):
+    summary = summarize(oracle_records)
+    row = summary.row("generation_unasked")
+    assert (row.main.value, row.main.count, row.heldout.count) == (0.0, CONFIG.num_clips, CONFIG.num_heldout)
+    # one clip in which the analyzer also found a copy of its first object: generation accuracy does not
+    # change, this row does
+    records = [dict(r) for r in oracle_records]
+    records[1]["generation_found"] = [*records[1]["generation_found"], records[1]["generation_found"][0]]
+    summary = summarize(records)
+    assert summary.row("generation").main.value == 1.0
+    assert summary.row("generation_unasked").main.hits == 1
+    assert "| generation: clips with an object not asked for (lower is better) | 0.167 (1/6) |" in \
+        render_markdown(records, RunInfo("uvigu eval", "m", "2026-01-01", 1.0, config=CONFIG))
+    old = [{k: v for k, v in r.items() if k != "generation_found"} for r in records]  # not measured
+    assert summarize(old).row("generation_unasked").main.value is None
+
+
 def test_edit_that_changes_nothing_fails():
     config = EvalConfig(num_clips=3, num_heldout=0)
     records = evaluate(KeepsClip(config), config)

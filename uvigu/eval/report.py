@@ -299,6 +299,13 @@ def _background_as_named(record: dict) -> bool | None:
     return record["generation_background"] == named
 
 
+def _drew_unasked(record: dict) -> bool | None:
+    """Whether the analyzer finds more objects in the clip generated from the record's prompt than
+    its scene has: an object drawn that the prompt did not ask for, which generation object accuracy
+    does not count against the clip."""
+    return len(record["generation_found"]) > len(record["objects"]) if "generation_found" in record else None
+
+
 def summarize(records: Sequence[dict]) -> Summary:
     """The report's numbers, from the per-clip records alone."""
     by_set = {s: [r for r in records if r["set"] == s] for s in SETS}
@@ -353,6 +360,8 @@ def summarize(records: Sequence[dict]) -> Summary:
              edit_flag("stale", kind="plain"), "edit")
     clip_row("generation_background", "generation: the background the prompt names (clips whose prompt names one)",
              _background_as_named, "joint")
+    clip_row("generation_unasked", "generation: clips with an object not asked for (lower is better)",
+             _drew_unasked, "joint")
     object_row("joint_generation", "joint: generation object accuracy", "joint_generation", "joint")
     object_row("joint_caption", "joint: its caption names the prompted object", "joint_caption", "joint")
     object_row("analyzer_reference", "analyzer on the reference clips", "analyzer_reference", "reference")
