@@ -97,6 +97,24 @@ def test_objects_drawn_beyond_the_scene_are_counted():
     assert all(r.unasked == 0 for r in run_sweep(Recording(OraclePipeline(CONFIG)), "generate", [{}], CONFIG))
 
 
+class DrawsNothing(OraclePipeline):
+    """The oracle, except that generate draws the scene's background alone on every other clip."""
+
+    def generate(self, prompt, *, seed):
+        scene = self.by_prompt[prompt]
+        if list(self.by_prompt).index(prompt) % 2:
+            scene = dataclasses.replace(scene, objects=())
+        return SimpleNamespace(frames=self._clip(scene), caption=None)
+
+
+def test_clips_in_which_no_object_is_found_are_counted():
+    rows = run_sweep(Recording(DrawsNothing(CONFIG)), "generate", [{}], CONFIG)
+    # the oracle numbers the prompts main set first: main clips 1 and 3 and held-out clip 1 are drawn empty
+    assert [(r.set_name, r.empty) for r in rows] == [("main", 2), ("heldout", 1)]
+    assert [r.unasked for r in rows] == [0, 0]
+    assert all(r.empty == 0 for r in run_sweep(Recording(OraclePipeline(CONFIG)), "generate", [{}], CONFIG))
+
+
 def test_generated_clips_are_counted_by_the_background_their_prompt_names():
     rows = run_sweep(Recording(DrawsOtherBackgrounds(CONFIG)), "generate", [{}], CONFIG)
     named = {s: _named_backgrounds(s) for s in ("main", "heldout")}
@@ -105,8 +123,9 @@ def test_generated_clips_are_counted_by_the_background_their_prompt_names():
         assert row.right == row.total > 0
         assert (row.backgrounds_named, row.backgrounds_right) == (named[row.set_name], 0)
     table = render_table(rows, "generate").splitlines()
-    assert table[0].endswith("| background as the prompt names it | objects not asked for | s per clip |")
-    assert f"| 0.000 (0/{named['main']}) | 0 |" in table[2]  # the oracle draws the scene's objects, no more
+    assert table[0].endswith(
+        "| background as the prompt names it | objects not asked for | clips with no object | s per clip |")
+    assert f"| 0.000 (0/{named['main']}) | 0 | 0 |" in table[2]  # the oracle draws the scene's objects, no more
     assert all(line.count("|") == table[0].count("|") for line in table)
     # a sweep of captions has no such column
     assert "background" not in render_table(run_sweep(Recording(OraclePipeline(CONFIG)), "caption", [{}], CONFIG),

@@ -112,6 +112,8 @@ class SweepRow:
     backgrounds_right: int = 0
     # generate and fix: objects the analyzer finds beyond the scene's, over the row's clips (drawn unasked)
     unasked: int = 0
+    # generate and fix: clips in which the analyzer finds no object at all
+    empty: int = 0
 
     @property
     def accuracy(self) -> float:
@@ -138,7 +140,8 @@ def run_sweep(
         expert = row_settings.get("expert", 1) != 0
         without = {} if expert else {"high_noise_expert": False}
         kwargs.update(without)
-        counts = {s: {"right": 0, "total": 0, "named": 0, "shown": 0, "unasked": 0, **{f: 0 for f in fields}}
+        counts = {s: {"right": 0, "total": 0, "named": 0, "shown": 0, "unasked": 0, "empty": 0,
+                      **{f: 0 for f in fields}}
                   for s in SETS}
         seconds = {s: 0.0 for s in SETS}
         with sampling_shift(pipe, row_settings.get("shift")):
@@ -151,7 +154,7 @@ def run_sweep(
                         generated[key] = pipe.generate(example.prompt, seed=seed, **without).frames
                     frames = generated[key]
                 start = time.perf_counter()
-                right, total, per_field, background, unasked = _score_clip(
+                right, total, per_field, background, unasked, empty = _score_clip(
                     pipe, task, example, set_name=set_name, index=index, seed=seed, kwargs=kwargs, frames=frames,
                 )
                 seconds[set_name] += time.perf_counter() - start
@@ -161,6 +164,7 @@ def run_sweep(
                 c["named"] += background is not None
                 c["shown"] += bool(background)
                 c["unasked"] += unasked
+                c["empty"] += empty
                 for f, n in per_field.items():
                     c[f] += n
                 done += 1
@@ -171,7 +175,7 @@ def run_sweep(
             if n:
                 c = counts[set_name]
                 rows.append(SweepRow(dict(row_settings), set_name, c["right"], c["total"], {f: c[f] for f in fields},
-                                     seconds[set_name] / n, c["named"], c["shown"], c["unasked"]))
+                                     seconds[set_name] / n, c["named"], c["shown"], c["unasked"], c["empty"]))
     return rows
 
 
@@ -191,27 +195,27 @@ def sampling_shift(pipe, shift: float | None) -> Iterator[None]:
 
 
 def _score_clip(pipe, task: str, example, *, set_name: str, index: int, seed: int,
-                kwargs: dict[str, int | float], frames) -> tuple[int, int, dict[str, int], bool | None, int]:
-    """One clip under one setting: (right, counted, right per field, background, unasked). Generate, caption
+                kwargs: dict[str, int | float], frames) -> tuple[int, int, dict[str, int], bool | None, int, bool]:
+    """One clip under one setting: (right, counted, right per field, background, unasked, empty). Generate, caption
     and round trip count the clip's objects (on the held-out set only those with a held-out pair);
     edit counts the clip's one edit, or none when its scene has no valid edit. Caption and round trip
     caption ``frames``: the reference clip, or the one generated from its prompt. ``background``,
     for a clip generate or fix makes from a prompt that names a background: whether the analyzer
     finds that one (else None); ``unasked``, for such a clip, how many more objects the analyzer finds
-    than the scene has (0 otherwise)."""
+    than the scene has (0 otherwise), and ``empty``, whether it finds none (False otherwise)."""
     if task == "edit":
         record = score_edit(pipe, example, index=index, set_name=set_name, seed=seed, **kwargs)
         if record is None:
-            return 0, 0, dict.fromkeys(EDIT_FIELDS, 0), None, 0
-        return int(record["success"]), 1, {f: int(record[f]) for f in EDIT_FIELDS}, None, 0
-    background, unasked = None, 0
+            return 0, 0, dict.fromkeys(EDIT_FIELDS, 0), None, 0, False
+        return int(record["success"]), 1, {f: int(record[f]) for f in EDIT_FIELDS}, None, 0, False
+    background, unasked, empty = None, 0, False
     if task in ("generate", "fix"):
         made = (pipe.generate(example.prompt, seed=seed, **kwargs).frames if task == "generate"
                 else _fixed(pipe, example.prompt, frames, seed, dict(kwargs)))
         analysis = analyze_clip(made)
         found, named = analysis.objects, parse_prompt(example.prompt).background
         background = None if named is None else analysis.background == named
-        unasked = max(0, len(found) - len(example.scene.objects))
+        unasked, empty = max(0, len(found) - len(example.scene.objects)), not found
     else:
         found = parse_caption(pipe.caption(frames, seed=seed, **kwargs).text).objects
     truth = scene_mentions(example.scene)
@@ -220,7 +224,7 @@ def _score_clip(pipe, task: str, example, *, set_name: str, index: int, seed: in
     def right(fields: Sequence[str]) -> int:
         return sum(ok for ok, keep in zip(match_objects(truth, found, fields), counted) if keep)
 
-    return right(FIELDS), sum(counted), {f: right((f,)) for f in FIELDS}, background, unasked
+    return right(FIELDS), sum(counted), {f: right((f,)) for f in FIELDS}, background, unasked, empty
 
 
 def _fixed(pipe, prompt: str, frames, seed: int, kwargs: dict[str, int | float]):
@@ -244,15 +248,15 @@ def render_table(rows: Sequence[SweepRow], task: str) -> str:
         head, fields, unit = "objects right (colour, shape, motion) | colour | shape | motion", FIELDS, "objects"
     made = task in ("generate", "fix")  # clips made from the prompt: is the background it names there?
     if made:
-        head += " | background as the prompt names it | objects not asked for"
-    lines = [f"| {task} settings | set | {head} | s per clip |", "|---|---|---|" + "---:|" * (4 + 2 * made)]
+        head += " | background as the prompt names it | objects not asked for | clips with no object"
+    lines = [f"| {task} settings | set | {head} | s per clip |", "|---|---|---|" + "---:|" * (4 + 3 * made)]
     for r in rows:
         settings = ", ".join(f"{k}={v:g}" for k, v in r.settings.items()) or "defaults"
         per_field = " | ".join(f"{r.fields[f] / r.total:.3f}" if r.total else "–" for f in fields)
         if made:
             per_field += (f" | {r.backgrounds_right / r.backgrounds_named:.3f} ({r.backgrounds_right}/"
                           f"{r.backgrounds_named})" if r.backgrounds_named else " | –")
-            per_field += f" | {r.unasked}"
+            per_field += f" | {r.unasked} | {r.empty}"
         acc = f"{r.accuracy:.3f} ({r.right}/{r.total})" if r.total else f"– (0 {unit})"
         lines.append(f"| {settings} | {r.set_name} | {acc} | {per_field} | {r.seconds_per_clip:.2f} |")
     return "\n".join(lines)
