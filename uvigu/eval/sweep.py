@@ -154,18 +154,18 @@ def run_sweep(
                         generated[key] = pipe.generate(example.prompt, seed=seed, **without).frames
                     frames = generated[key]
                 start = time.perf_counter()
-                right, total, per_field, background, unasked, empty = _score_clip(
+                score = _score_clip(
                     pipe, task, example, set_name=set_name, index=index, seed=seed, kwargs=kwargs, frames=frames,
                 )
                 seconds[set_name] += time.perf_counter() - start
                 c = counts[set_name]
-                c["right"] += right
-                c["total"] += total
-                c["named"] += background is not None
-                c["shown"] += bool(background)
-                c["unasked"] += unasked
-                c["empty"] += empty
-                for f, n in per_field.items():
+                c["right"] += score.right
+                c["total"] += score.counted
+                c["named"] += score.background is not None
+                c["shown"] += bool(score.background)
+                c["unasked"] += score.unasked
+                c["empty"] += score.empty
+                for f, n in score.fields.items():
                     c[f] += n
                 done += 1
                 if progress is not None:
@@ -194,28 +194,39 @@ def sampling_shift(pipe, shift: float | None) -> Iterator[None]:
         pipe.scheduler = original
 
 
+@dataclass(frozen=True)
+class _ClipScore:
+    """One clip under one setting. Generate, caption and round trip count the clip's objects (on the
+    held-out set only those with a held-out pair); edit counts the clip's one edit, or none when its
+    scene has no valid edit."""
+
+    right: int  # objects (edits) right
+    counted: int
+    fields: dict[str, int]  # right on each field alone
+    # a clip generate or fix makes: whether the analyzer finds the background its prompt names (None:
+    # the prompt names none), how many more objects it finds than the scene has, and whether it finds none
+    background: bool | None = None
+    unasked: int = 0
+    empty: bool = False
+
+
 def _score_clip(pipe, task: str, example, *, set_name: str, index: int, seed: int,
-                kwargs: dict[str, int | float], frames) -> tuple[int, int, dict[str, int], bool | None, int, bool]:
-    """One clip under one setting: (right, counted, right per field, background, unasked, empty). Generate, caption
-    and round trip count the clip's objects (on the held-out set only those with a held-out pair);
-    edit counts the clip's one edit, or none when its scene has no valid edit. Caption and round trip
-    caption ``frames``: the reference clip, or the one generated from its prompt. ``background``,
-    for a clip generate or fix makes from a prompt that names a background: whether the analyzer
-    finds that one (else None); ``unasked``, for such a clip, how many more objects the analyzer finds
-    than the scene has (0 otherwise), and ``empty``, whether it finds none (False otherwise)."""
+                kwargs: dict[str, int | float], frames) -> _ClipScore:
+    """``example`` under ``task`` with the setting's ``kwargs``. Caption and round trip caption
+    ``frames``: the reference clip, or the one generated from its prompt."""
     if task == "edit":
         record = score_edit(pipe, example, index=index, set_name=set_name, seed=seed, **kwargs)
         if record is None:
-            return 0, 0, dict.fromkeys(EDIT_FIELDS, 0), None, 0, False
-        return int(record["success"]), 1, {f: int(record[f]) for f in EDIT_FIELDS}, None, 0, False
-    background, unasked, empty = None, 0, False
+            return _ClipScore(0, 0, dict.fromkeys(EDIT_FIELDS, 0))
+        return _ClipScore(int(record["success"]), 1, {f: int(record[f]) for f in EDIT_FIELDS})
+    made = {}
     if task in ("generate", "fix"):
-        made = (pipe.generate(example.prompt, seed=seed, **kwargs).frames if task == "generate"
+        clip = (pipe.generate(example.prompt, seed=seed, **kwargs).frames if task == "generate"
                 else _fixed(pipe, example.prompt, frames, seed, dict(kwargs)))
-        analysis = analyze_clip(made)
+        analysis = analyze_clip(clip)
         found, named = analysis.objects, parse_prompt(example.prompt).background
-        background = None if named is None else analysis.background == named
-        unasked, empty = max(0, len(found) - len(example.scene.objects)), not found
+        made = {"background": None if named is None else analysis.background == named,
+                "unasked": max(0, len(found) - len(example.scene.objects)), "empty": not found}
     else:
         found = parse_caption(pipe.caption(frames, seed=seed, **kwargs).text).objects
     truth = scene_mentions(example.scene)
@@ -224,7 +235,7 @@ def _score_clip(pipe, task: str, example, *, set_name: str, index: int, seed: in
     def right(fields: Sequence[str]) -> int:
         return sum(ok for ok, keep in zip(match_objects(truth, found, fields), counted) if keep)
 
-    return right(FIELDS), sum(counted), {f: right((f,)) for f in FIELDS}, background, unasked, empty
+    return _ClipScore(right(FIELDS), sum(counted), {f: right((f,)) for f in FIELDS}, **made)
 
 
 def _fixed(pipe, prompt: str, frames, seed: int, kwargs: dict[str, int | float]):
