@@ -7,6 +7,8 @@ import torch
 
 from uvigu import UniViGUPipeline
 from uvigu.cli import main
+from uvigu.judge import EXPERT_LEAVES_EMPTY
+from uvigu.models.expert import EXPERT_FOLDER, write_expert
 from uvigu.testing import tiny_pipeline
 from uvigu.videoio import probe_video, read_video, write_mp4
 
@@ -245,6 +247,28 @@ def test_generate_says_what_the_caption_of_its_clip_says_of_the_prompt(model_dir
                                             "  red circle moving right: moving up instead of moving right\n")
     assert main([*edit, "--no-caption"]) == 0
     assert "caption: " not in capsys.readouterr().out
+
+
+def test_a_caption_that_names_no_object_says_what_to_try(model_dir, tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(UniViGUPipeline, "caption", lambda self, video, **kwargs: SimpleNamespace(text="a black",
+                                                                                                  trajectory=None))
+    generate = ["generate", "a yellow triangle moving left on a black background", "--model", str(model_dir),
+                "--steps", "2", "--out", str(tmp_path / "clip.mp4")]
+    assert main(generate) == 0
+    said = "  the caption names no object, so the clip probably shows none: try another --seed"
+    assert capsys.readouterr().out.endswith(f"  yellow triangle moving left: not in the caption\n{said}\n")
+    tiny_pipeline().save_pretrained(tmp_path / "with-expert")  # the model with a high-noise expert
+    write_expert(tiny_pipeline(), tiny_pipeline(seed=1), tmp_path / "with-expert" / EXPERT_FOLDER, boundary=0.99, rank=4)
+    generate[3] = str(tmp_path / "with-expert")
+    assert main(generate) == 0
+    assert capsys.readouterr().out.endswith(f"{said} or --no-expert ({EXPERT_LEAVES_EMPTY})\n")
+    assert main([*generate, "--no-expert"]) == 0
+    assert capsys.readouterr().out.endswith(f"{said}\n")
+    assert main([*generate, "--joint"]) == 0  # the caption written with the clip, from the prompt: no such line
+    assert "probably shows none" not in capsys.readouterr().out
+    assert main(["edit", str(tmp_path / "clip.mp4"), "a yellow triangle moving right", "--model", str(model_dir),
+                 "--steps", "2", "--out", str(tmp_path / "edited.mp4")]) == 0
+    assert capsys.readouterr().out.endswith(f"{said}\n")
 
 
 @pytest.fixture

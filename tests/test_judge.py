@@ -1,6 +1,8 @@
 import pytest
 
-from uvigu.judge import JUDGES, get_judge, prompt_words, read_back, read_back_count, shapes_judge, words_judge
+from uvigu.judge import (
+    JUDGES, get_judge, names_no_object, prompt_words, read_back, read_back_count, shapes_judge, words_judge,
+)
 
 
 def test_words_judge_counts_the_prompts_distinct_words_the_caption_repeats():
@@ -113,3 +115,14 @@ def test_read_back_by_words_for_other_models_and_prompts_the_grammar_cannot_read
         (words,) = read_back(judge, "a lighthouse at dusk", "a lighthouse on a cliff")
         assert words.name == "" and [(c.asked, c.agrees) for c in words.checks] == [
             ("a", True), ("at", False), ("dusk", False), ("lighthouse", True)]
+
+
+def test_a_caption_names_no_object_when_none_of_the_asked_ones_is_paired():
+    prompt = "a red circle moving left and a blue square moving up on a black background"
+    assert names_no_object(read_back("shapes", prompt, "a black"))
+    assert names_no_object(read_back("shapes", prompt, "a black background"))
+    # any object it names is paired with one asked for, however little of it agrees
+    assert not names_no_object(read_back("shapes", prompt, "a large green triangle moves down from the top."))
+    assert not names_no_object(read_back("shapes", "a red circle", "a red circle moves right."))
+    assert not names_no_object(read_back("words", "something shiny", "nothing"))  # no object asked for: words
+    assert not names_no_object([])

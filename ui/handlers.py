@@ -493,7 +493,7 @@ class Handlers:
             _take_title(take),
             str(self.studio.clip_path(token, take.id)),
             take.caption,
-            text.read_back(take.mode, self.studio.read_back(take.prompt, take.caption) or []),
+            text.read_back(take.mode, self.studio.read_back(take.prompt, take.caption) or [], self._expert_made(take)),
             _unknown_warning(take.unknown_words) + _notes(take.notes),
             take.critique,
             take.caption,
@@ -501,6 +501,12 @@ class Handlers:
             take.id,
             self._before_view(token, take),
         )
+
+    def _expert_made(self, take: Take) -> bool:
+        """Whether the high-noise expert made the first step of ``take``'s clip, as the hint under its
+        caption needs it: a generated take, of a model with one, not made without it."""
+        return (take.mode == "generate" and take.settings.get("high_noise_expert") is not False
+                and self.studio.model_defaults().high_noise_expert)
 
     def _before_view(self, token: str, take: Take) -> Any:
         """The clip ``take`` was made from, beside it (an edit's before and after); hidden when it

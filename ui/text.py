@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from uvigu.judge import read_back_count
+from uvigu.judge import EXPERT_LEAVES_EMPTY, names_no_object, read_back_count
 
 _MARKDOWN_SYNTAX = re.compile(r"([\\`*_{}\[\]<>#|~!])")
 
@@ -59,11 +59,17 @@ _READ_BACK_LEADS = {
 }
 
 
-def read_back(mode: str, read_backs: list) -> str:
+EMPTY_CLIP = "The caption names no object, so the clip probably shows none: try another seed"
+EMPTY_CLIP_EXPERT = f", or untick *High-noise expert* under Settings: {EXPERT_LEAVES_EMPTY}"
+
+
+def read_back(mode: str, read_backs: list, expert: bool = False) -> str:
     """Under a take's caption: what it says of each thing the prompt (an edit's caption) asked
     for (`uvigu.judge.ReadBack`s) — how many objects as asked, then an object per line with what
     the caption says instead; or how many of the prompt's words it uses. Words, not symbols: they
-    read the same in every font and to a screen reader."""
+    read the same in every font and to a screen reader. When the model's caption of its own clip
+    names no object (`uvigu.judge.names_no_object`), a line says what to try; ``expert``: the
+    clip's first step was the high-noise expert's."""
     if mode not in _READ_BACK_LEADS or not read_backs:
         return ""
     lead = f"**{_READ_BACK_LEADS[mode]}**: {read_back_count(read_backs)}"
@@ -79,6 +85,8 @@ def read_back(mode: str, read_backs: list) -> str:
         else:
             misses = (f"**{said}** instead of {asked}" for said, asked in item.misses())
             lines.append(f"- {item.name}: {', '.join(misses)}")
+    if mode != "joint" and names_no_object(read_backs):
+        lines += ["", EMPTY_CLIP + (EMPTY_CLIP_EXPERT if expert else "") + "."]
     return "\n".join(lines)
 
 

@@ -495,8 +495,13 @@ def run_generate(args: argparse.Namespace) -> int:
         _write_steps(_steps_path(out), [("joint" if args.joint else "generate", result.trajectory, None),
                            ("caption", caption_steps, result.frames)], f"{args.prompt} · seed {result.seed}")
     if caption is not None:
+        from .judge import EXPERT_LEAVES_EMPTY
+
         print(f"caption: {caption}")
-        _print_read_back(pipe.read_back(args.prompt, caption), "joint caption" if args.joint else "round trip")
+        _print_read_back(pipe.read_back(args.prompt, caption), "joint caption" if args.joint else "round trip",
+                         empty_hint=None if args.joint else "--seed" + (
+                             f" or --no-expert ({EXPERT_LEAVES_EMPTY})"
+                             if pipe.high_noise_expert is not None and not args.no_expert else ""))
         if (corrected := pipe.corrected_caption(args.prompt, caption)) is not None:
             import shlex
 
@@ -504,9 +509,10 @@ def run_generate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _print_read_back(read_backs, what: str) -> None:
-    """How much of the prompt the caption names, and each object it names otherwise (`pipe.read_back`)."""
-    from .judge import read_back_count
+def _print_read_back(read_backs, what: str, empty_hint: str | None = None) -> None:
+    """How much of the prompt the caption names, and each object it names otherwise (`pipe.read_back`);
+    with ``empty_hint``, what to try when the caption (of the model's clip) names no object."""
+    from .judge import names_no_object, read_back_count
 
     if count := read_back_count(read_backs):
         print(f"{what}: {count}")
@@ -515,6 +521,8 @@ def _print_read_back(read_backs, what: str) -> None:
             print(f"  {item.name}: not in the caption")
         elif item.name and not item.agrees:
             print(f"  {item.name}: " + ", ".join(f"{said} instead of {asked}" for said, asked in item.misses()))
+    if empty_hint is not None and names_no_object(read_backs):
+        print(f"  the caption names no object, so the clip probably shows none: try another {empty_hint}")
 
 
 def run_caption(args: argparse.Namespace) -> int:
@@ -669,7 +677,7 @@ def run_edit(args: argparse.Namespace) -> int:
                      f"{args.prompt} · seed {result.seed}")
     if caption is not None:
         print(f"caption: {caption.text}")
-        _print_read_back(pipe.read_back(args.prompt, caption.text), "your edit")
+        _print_read_back(pipe.read_back(args.prompt, caption.text), "your edit", empty_hint="--seed")
     return 0
 
 

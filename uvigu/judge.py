@@ -133,6 +133,19 @@ def read_back_count(read_backs: list[ReadBack]) -> str:
     return count
 
 
+# What the studio and the CLI add, for a clip the high-noise expert began, when its caption names no
+# object (docs/EVAL.md measures it, in the expert's bullet).
+EXPERT_LEAVES_EMPTY = ("the high-noise expert, which draws the background the prompt names, sometimes leaves a clip "
+                       "on a black or white background without its objects")
+
+
+def names_no_object(read_backs: list[ReadBack]) -> bool:
+    """Whether the caption names none of the objects asked for, and so none at all (`read_back`
+    pairs any object a caption names with one asked for): the clip it describes probably shows none."""
+    objects = [item for item in read_backs if item.name and not item.is_background]
+    return bool(objects) and not any(item.found for item in objects)
+
+
 def read_back(judge: str, prompt: str, caption: str) -> list[ReadBack]:
     """The prompt's asks, each with what ``caption`` says of it, as the judge named ``judge``
     reads them: for ``"shapes"``, each object of the prompt against its partner in the caption

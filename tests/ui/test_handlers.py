@@ -1,5 +1,6 @@
 """Handlers translate UI values to studio calls and back; checked against a fake studio."""
 
+import dataclasses
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -9,6 +10,7 @@ import gradio as gr
 import numpy as np
 import pytest
 
+from ui import text
 from ui.handlers import CONFIRM_OUTPUTS, HISTORY_OUTPUTS, TAKE_OUTPUTS, TRAJECTORY_OUTPUTS, Handlers, _timeline
 from uvigu import Cancelled
 from uvigu.eval.grammar import corrected_caption, prompt_notes
@@ -41,6 +43,7 @@ class FakeStudio:
     jobs: list = field(default_factory=list)  # taken in turn by the submits before next_job
     fail: Exception | None = None
     fail_after: int | None = None  # submits that succeed before ``fail`` is raised
+    has_expert: bool = False  # the model has a high-noise expert
     settings: SimpleNamespace = field(
         default_factory=lambda: SimpleNamespace(max_seed=2**31 - 1, max_jobs_per_session=4))
 
@@ -108,7 +111,8 @@ class FakeStudio:
         return added
 
     def model_defaults(self):
-        return SimpleNamespace(edit_strength=0.6, keep_rest_strength=0.9, num_frames=16, fps=8)
+        return SimpleNamespace(edit_strength=0.6, keep_rest_strength=0.9, num_frames=16, fps=8,
+                               high_noise_expert=self.has_expert)
 
     def caption_follows_grammar(self, caption):
         return None if caption is None else not caption.startswith("zz")
@@ -238,6 +242,21 @@ def test_the_high_noise_expert_box_is_passed_on_and_a_take_without_it_says_so_in
                                       1, 1, False))
     assert studio.calls[-1][0] == "edit" and studio.calls[-1][2]["high_noise_expert"] is False
     assert "without the high-noise expert" not in _timeline([make_take(seed=8)])  # with it, the default
+
+
+def test_a_take_whose_caption_names_no_object_says_what_to_try(studio):
+    empty = make_take(prompt="a yellow triangle moving left on a black background", caption="a black")
+    named = make_take(seq=2, prompt=empty.prompt, caption="a large red square moves slowly down from the center.")
+    studio.takes_ = [empty, named]
+    view = lambda i: dict(zip(TAKE_OUTPUTS, Handlers(studio).open_take("tok", SimpleNamespace(index=i))))  # noqa: E731
+    assert view(0)["read_back"].endswith("\n\n" + text.EMPTY_CLIP + ".")
+    assert text.EMPTY_CLIP not in view(1)["read_back"]  # it names an object, if not the one asked for
+    studio.has_expert = True  # the model's high-noise expert made the clip's first step: untick it, says the line
+    assert view(0)["read_back"].endswith("\n\n" + text.EMPTY_CLIP + text.EMPTY_CLIP_EXPERT + ".")
+    studio.takes_ = [dataclasses.replace(empty, settings={"high_noise_expert": False}), named]
+    assert view(0)["read_back"].endswith(text.EMPTY_CLIP + ".")  # made without it
+    studio.takes_ = [dataclasses.replace(empty, mode="joint"), named]
+    assert text.EMPTY_CLIP not in view(0)["read_back"]  # a caption written with its clip, from the prompt
 
 
 def test_the_take_says_what_its_caption_says_of_each_thing_asked_for(studio):
