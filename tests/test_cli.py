@@ -257,9 +257,10 @@ def test_a_caption_that_names_no_object_says_what_to_try(model_dir, tmp_path, mo
     assert main(generate) == 0
     said = "  the caption names no object, so the clip probably shows none: try another --seed"
     assert capsys.readouterr().out.endswith(f"  yellow triangle moving left: not in the caption\n{said}\n")
-    tiny_pipeline().save_pretrained(tmp_path / "with-expert")  # the model with a high-noise expert
-    write_expert(tiny_pipeline(), tiny_pipeline(seed=1), tmp_path / "with-expert" / EXPERT_FOLDER, boundary=0.99, rank=4)
-    generate[3] = str(tmp_path / "with-expert")
+    with_expert = tmp_path / "with-expert"  # the model with a high-noise expert
+    tiny_pipeline().save_pretrained(with_expert)
+    write_expert(tiny_pipeline(), tiny_pipeline(seed=1), with_expert / EXPERT_FOLDER, boundary=0.99, rank=4)
+    generate[3] = str(with_expert)
     assert main(generate) == 0
     assert capsys.readouterr().out.endswith(f"{said} or --no-expert ({EXPERT_LEAVES_EMPTY})\n")
     assert main([*generate, "--no-expert"]) == 0

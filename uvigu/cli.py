@@ -498,10 +498,10 @@ def run_generate(args: argparse.Namespace) -> int:
         from .judge import EXPERT_LEAVES_EMPTY
 
         print(f"caption: {caption}")
-        _print_read_back(pipe.read_back(args.prompt, caption), "joint caption" if args.joint else "round trip",
-                         empty_hint=None if args.joint else "--seed" + (
-                             f" or --no-expert ({EXPERT_LEAVES_EMPTY})"
-                             if pipe.high_noise_expert is not None and not args.no_expert else ""))
+        hint = None if args.joint else "--seed"  # a joint caption is written from the prompt, not read off the clip
+        if hint and pipe.high_noise_expert is not None and not args.no_expert:
+            hint += f" or --no-expert ({EXPERT_LEAVES_EMPTY})"
+        _print_read_back(pipe.read_back(args.prompt, caption), "joint caption" if args.joint else "round trip", hint)
         if (corrected := pipe.corrected_caption(args.prompt, caption)) is not None:
             import shlex
 
