@@ -23,7 +23,7 @@ from uvigu.bench import (
     video_tokens,
     write_section,
 )
-from uvigu.bench.command import add_bench_parser, run_bench
+from uvigu.cli.bench import add_bench_parser, run_bench
 from uvigu.bench.report import markers
 from uvigu.bench.suite import PROMPT
 from uvigu.models.tokenizer import encode_text

@@ -165,12 +165,12 @@ def test_caption_trajectory_draws_each_captions_steps_in_the_current_folder(mode
 
 def test_an_output_that_cannot_be_written_is_refused_before_the_model_runs(model_dir, tmp_path, monkeypatch,
                                                                           capsys):
-    import uvigu.cli as cli
+    from uvigu import loading
 
     def no_model(*args, **kwargs):
         raise AssertionError("the model was loaded")
 
-    monkeypatch.setattr(cli, "_load_pipeline", no_model)
+    monkeypatch.setattr(loading, "load_pipeline", no_model)
     (tmp_path / "notes.txt").write_text("a file, not a folder")
     assert main(["generate", "a red circle", "--out", str(tmp_path)]) == 2
     assert f"--out {tmp_path} is a folder; give the clip's file name" in capsys.readouterr().err
@@ -563,16 +563,16 @@ def test_a_missing_model_is_named(tmp_path, capsys):
 
 
 def test_the_dtype_flag_loads_the_denoiser_in_bfloat16(model_dir, tmp_path, capsys):
-    from uvigu.cli import _load_pipeline
+    from uvigu.cli.common import load_pipeline
 
-    pipe = _load_pipeline(str(model_dir), "cpu", "bf16")
+    pipe = load_pipeline(str(model_dir), "cpu", "bf16")
     dtypes = {name: p.dtype for name, p in pipe.transformer.named_parameters()}
     assert pipe.transformer.dtype == torch.bfloat16 and dtypes["patch_embedding.weight"] == torch.bfloat16
     # as diffusers loads a model in low precision: norms, modulation tables and the timestep embedder stay fp32
     kept = [name for name in dtypes if any(k in name for k in pipe.transformer._keep_in_fp32_modules)]
     assert kept and all(dtypes[name] == torch.float32 for name in kept)
     assert next(pipe.text_encoder.parameters()).dtype == torch.float32
-    assert _load_pipeline(str(model_dir), "cpu").transformer.dtype == torch.float32  # the default
+    assert load_pipeline(str(model_dir), "cpu").transformer.dtype == torch.float32  # the default
     out = tmp_path / "a.mp4"
     assert main(["generate", "a red circle", "--model", str(model_dir), "--dtype", "bfloat16", "--seed", "0",
                  "--out", str(out)]) == 0
@@ -582,7 +582,7 @@ def test_the_dtype_flag_loads_the_denoiser_in_bfloat16(model_dir, tmp_path, caps
 
 
 def test_commands_that_make_things_default_to_bfloat16_where_the_cpu_computes_it(model_dir, tmp_path, monkeypatch):
-    from uvigu import cli, inputs
+    from uvigu import inputs, loading
     from uvigu.cli import build_parser
 
     parser = build_parser()
@@ -590,8 +590,8 @@ def test_commands_that_make_things_default_to_bfloat16_where_the_cpu_computes_it
     measured = [parser.parse_args(argv).dtype for argv in (["eval"], ["sweep", "caption"], ["probe"])]
     assert made == ["auto"] * 3 and measured == ["float32"] * 3  # so that reports read the same on any CPU
     loaded = []
-    load = cli._load_pipeline
-    monkeypatch.setattr(cli, "_load_pipeline", lambda *args: loaded.append(load(*args)) or loaded[-1])
+    load = loading.load_pipeline
+    monkeypatch.setattr(loading, "load_pipeline", lambda *args: loaded.append(load(*args)) or loaded[-1])
     for native, dtype in ((True, torch.bfloat16), (False, torch.float32)):
         monkeypatch.setattr(inputs, "cpu_computes_bf16", lambda: native)
         assert main(["generate", "a red circle", "--model", str(model_dir), "--device", "cpu", "--seed", "0",
@@ -600,13 +600,13 @@ def test_commands_that_make_things_default_to_bfloat16_where_the_cpu_computes_it
 
 
 def test_the_device_flag_moves_the_model_and_a_missing_gpu_is_an_error(model_dir, tmp_path, capsys, monkeypatch):
-    from uvigu.cli import _load_pipeline
+    from uvigu.cli.common import load_pipeline
 
-    assert _load_pipeline(str(model_dir), "cpu").device == torch.device("cpu")
+    assert load_pipeline(str(model_dir), "cpu").device == torch.device("cpu")
     assert main(["generate", "a red circle", "--model", str(model_dir), "--device", "cpu", "--seed", "0",
                  "--no-caption", "--out", str(tmp_path / "a.mp4")]) == 0
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    assert _load_pipeline(str(model_dir)).device == torch.device("cpu")  # auto, with no GPU
+    assert load_pipeline(str(model_dir)).device == torch.device("cpu")  # auto, with no GPU
     for argv in (["generate", "a red circle"], ["caption", "clip.mp4"], ["edit", "clip.mp4", "a red circle"],
                  ["eval", "--num", "1"], ["sweep", "caption", "--num", "1"], ["probe", "--num", "1"]):
         assert main([*argv, "--model", str(model_dir), "--device", "cuda"]) == 2

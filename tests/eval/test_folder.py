@@ -7,7 +7,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from uvigu import cli
+from uvigu import cli, loading
 from uvigu.eval.folder import caption_folder, folder_scores
 from uvigu.eval.metrics import bleu4, cider_d
 from uvigu.eval.report import read_results
@@ -68,7 +68,7 @@ def test_captions_are_scored_against_each_lines_caption_or_its_prompt(folder):
 
 
 def test_the_eval_command_writes_the_report_and_records_beside_it(folder, tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr(cli, "_load_pipeline", lambda model, device, dtype: tiny_pipeline())
+    monkeypatch.setattr(loading, "load_pipeline", lambda model, device, dtype: tiny_pipeline())
     monkeypatch.chdir(tmp_path)
     assert cli.main(["eval", "--data", "test"]) == 0
     report, results = folder / "EVAL.md", folder / "EVAL.jsonl"
@@ -94,7 +94,7 @@ def test_the_eval_command_writes_the_report_and_records_beside_it(folder, tmp_pa
 
 
 def test_the_shapes_flags_and_a_bad_folder_are_refused(folder, tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr(cli, "_load_pipeline", lambda model, device, dtype: tiny_pipeline())
+    monkeypatch.setattr(loading, "load_pipeline", lambda model, device, dtype: tiny_pipeline())
     assert cli.main(["eval", "--data", str(folder), "--num-heldout", "10"]) == 2
     assert "--num-heldout and --notes are the Shapes evaluation's" in capsys.readouterr().err
     assert cli.main(["eval", "--data", str(tmp_path / "nowhere")]) == 2

@@ -321,11 +321,11 @@ def test_tiny_pipeline_run_writes_report(tmp_path):
 
 
 def test_eval_command_writes_report(tmp_path, monkeypatch):
-    from uvigu import cli
+    from uvigu import cli, loading
 
     config = EvalConfig(num_clips=2, num_heldout=1)
     loaded = []
-    monkeypatch.setattr(cli, "_load_pipeline", lambda model, device, dtype: loaded.append(device) or OraclePipeline(config))
+    monkeypatch.setattr(loading, "load_pipeline", lambda model, device, dtype: loaded.append(device) or OraclePipeline(config))
     monkeypatch.chdir(tmp_path)
     model = tmp_path / "model"
     assert cli.main(["eval", "--model", str(model), "--num", "2", "--num-heldout", "1", "--out", "docs/EVAL.md"]) == 0
@@ -346,10 +346,10 @@ def test_eval_command_writes_report(tmp_path, monkeypatch):
 
 
 def test_a_new_report_keeps_the_notes_below_the_old_ones_end(tmp_path, monkeypatch, capsys):
-    from uvigu import cli
+    from uvigu import cli, loading
     from uvigu.eval.report import NOTES_MARKER
 
-    monkeypatch.setattr(cli, "_load_pipeline", lambda model, device, dtype: OraclePipeline(EvalConfig(num_clips=2, num_heldout=1)))
+    monkeypatch.setattr(loading, "load_pipeline", lambda model, device, dtype: OraclePipeline(EvalConfig(num_clips=2, num_heldout=1)))
     monkeypatch.chdir(tmp_path)
     report = tmp_path / "docs" / "EVAL.md"
     # a report from before the marker: its notes cannot be told from its tables, so it is backed up whole

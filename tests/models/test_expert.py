@@ -105,14 +105,14 @@ def test_the_command_writes_an_expert_into_a_model_folder(tmp_path, capsys):
 
 
 def test_no_expert_makes_the_commands_clip_with_the_model_alone(tmp_path, monkeypatch):
-    import uvigu.cli
+    from uvigu.cli import generate
     from uvigu.videoio import write_mp4
 
     base = tiny_pipeline(seed=0)
     base.save_pretrained(tmp_path / "model")
     write_expert(base, tiny_pipeline(seed=1), tmp_path / "model" / EXPERT_FOLDER, boundary=0.9, rank=10_000)
     written = []
-    monkeypatch.setattr(uvigu.cli, "_write_outputs", lambda frames, *args: written.append(frames))
+    monkeypatch.setattr(generate, "write_outputs", lambda frames, *args: written.append(frames))
     common = ["--model", str(tmp_path / "model"), "--seed", "2", "--steps", "4", "--no-caption", "--dtype", "float32",
               "--out", str(tmp_path / "clip.mp4")]
     assert main(["generate", PROMPT, *common]) == 0

@@ -1,5 +1,7 @@
+"""``python -m uvigu.bench``: the same as ``uvigu bench``."""
+
 import sys
 
-from .command import main
+from ..cli import main
 
-sys.exit(main())
+sys.exit(main(["bench", *sys.argv[1:]]))

@@ -1,4 +1,5 @@
-"""``uvigu bench``: the command-line face of the benchmarks (prints the tables, writes the doc).
+"""``uvigu bench``: the command-line face of the benchmarks of ``uvigu.bench`` (prints the tables, writes
+the doc).
 
 ``uvigu bench`` measures the CPU figures on a pipeline folder; ``uvigu bench --gpu`` runs the
 Wan-scale GPU benchmark (``uvigu.bench_gpu``). Each writes its own marked section of the doc.
@@ -7,10 +8,11 @@ Wan-scale GPU benchmark (``uvigu.bench_gpu``). Each writes its own marked sectio
 from __future__ import annotations
 
 import argparse
-import logging
 import shlex
 import sys
 from pathlib import Path
+
+from .common import shown_path
 
 # The measuring modules (torch, diffusers) load when the command runs, so registering the
 # subcommand keeps `uvigu --help` fast.
@@ -42,23 +44,12 @@ def add_bench_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run_bench)
 
 
-def _shown(path: str | Path) -> str:
-    """``path`` relative to the working directory (or the checkout), so reports name no machine's paths."""
-    from ..models.presets import SHIPPED_MODEL_DIR
-
-    resolved = Path(path).resolve()
-    for base in (Path.cwd().resolve(), SHIPPED_MODEL_DIR.parents[1]):
-        if resolved.is_relative_to(base):
-            return resolved.relative_to(base).as_posix()
-    return resolved.name
-
-
 def _command(args: argparse.Namespace, model: Path, threads: int) -> str:
     """The canonical command that reproduces this run."""
-    parts = ["uvigu", "bench", "--model", _shown(model), "--repeats", str(args.repeats), "--warmup", str(args.warmup),
+    parts = ["uvigu", "bench", "--model", shown_path(model), "--repeats", str(args.repeats), "--warmup", str(args.warmup),
              "--forward-repeats", str(args.forward_repeats), "--threads", str(threads)]
     if args.output != DEFAULT_OUTPUT:
-        parts += ["--output", _shown(args.output)]
+        parts += ["--output", shown_path(args.output)]
     return shlex.join(parts)
 
 
@@ -68,9 +59,9 @@ def run_bench(args: argparse.Namespace) -> int:
         return _run_gpu(args)
     import torch
 
+    from ..bench.report import format_markdown, load_average, machine_info, write_section
+    from ..bench.suite import load_benchmark_pipeline, run_benchmarks
     from ..models.presets import SHIPPED_MODEL_DIR
-    from .report import format_markdown, load_average, machine_info, write_section
-    from .suite import load_benchmark_pipeline, run_benchmarks
 
     if args.repeats < 1 or args.warmup < 0 or args.forward_repeats < 1:
         raise ValueError("--repeats and --forward-repeats must be at least 1, --warmup at least 0.")
@@ -81,10 +72,10 @@ def run_bench(args: argparse.Namespace) -> int:
     model_dir = Path(args.model) if args.model else SHIPPED_MODEL_DIR
     pipe, loaded = load_benchmark_pipeline(model_dir)
     if loaded:
-        model = f"`{_shown(model_dir)}`"
+        model = f"`{shown_path(model_dir)}`"
     else:
-        model = f"a randomly initialised `shapes` pipeline (no saved pipeline at `{_shown(model_dir)}`)"
-        print(f"note: {_shown(model_dir)} holds no saved pipeline; measuring a randomly initialised 'shapes' "
+        model = f"a randomly initialised `shapes` pipeline (no saved pipeline at `{shown_path(model_dir)}`)"
+        print(f"note: {shown_path(model_dir)} holds no saved pipeline; measuring a randomly initialised 'shapes' "
               "pipeline of the same size (speed does not depend on the weights).", file=sys.stderr)
     machine = machine_info(pipe.transformer.device)
     result = run_benchmarks(pipe, model, repeats=args.repeats, warmup=args.warmup, forward_repeats=args.forward_repeats)
@@ -93,7 +84,7 @@ def run_bench(args: argparse.Namespace) -> int:
     print(markdown)
     if not args.no_write:
         write_section(args.output, markdown)
-        print(f"wrote {_shown(args.output)}", file=sys.stderr)
+        print(f"wrote {shown_path(args.output)}", file=sys.stderr)
     return 0
 
 
@@ -108,26 +99,14 @@ def _run_gpu(args: argparse.Namespace) -> int:
     except ImportError as error:
         print(f"uvigu bench --gpu is not available in this installation ({error}).", file=sys.stderr)
         return 2
-    from .report import write_section
+    from ..bench.report import write_section
 
     rows = run_gpu_benchmark()
-    command = "uvigu bench --gpu" + ("" if args.output == DEFAULT_OUTPUT else f" --output {_shown(args.output)}")
+    command = "uvigu bench --gpu" + ("" if args.output == DEFAULT_OUTPUT else f" --output {shown_path(args.output)}")
     markdown = f"## `{command}`\n\n" + render_markdown(rows, device_description())
     print(markdown)
     if not args.no_write:
         write_section(args.output, markdown, section="gpu")
-        print(f"wrote {_shown(args.output)}", file=sys.stderr)
+        print(f"wrote {shown_path(args.output)}", file=sys.stderr)
     return 0
 
-
-def main(argv: list[str] | None = None) -> int:
-    """Stand-alone entry (``python -m uvigu.bench``), the same as ``uvigu bench``."""
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
-    parser = argparse.ArgumentParser(prog="uvigu")
-    add_bench_parser(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(["bench", *(sys.argv[1:] if argv is None else argv)])
-    try:
-        return args.func(args)
-    except ValueError as error:
-        print(f"uvigu bench: {error}", file=sys.stderr)
-        return 2
