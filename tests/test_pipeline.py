@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from uvigu import Cancelled, UniViGUPipeline
-from uvigu.pipeline import READ_GUIDANCE_FROM, READ_GUIDANCE_TOP, ReadGuidance
+from uvigu.read_guidance import READ_GUIDANCE_FROM, READ_GUIDANCE_TOP, ReadGuidance
 from uvigu.data.shapes import ShapesConfig, make_example, shapes_vocabulary
 from uvigu.judge import JUDGES
 from uvigu.models.autoencoder import reconstruction_loss

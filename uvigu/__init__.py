@@ -12,12 +12,12 @@ __version__ = "0.1.0"
 
 _EXPORTS = {
     "UniViGUPipeline": "uvigu.pipeline",
-    "Cancelled": "uvigu.pipeline",
-    "VideoResult": "uvigu.pipeline",
-    "Candidate": "uvigu.pipeline",
-    "CaptionResult": "uvigu.pipeline",
-    "TrajectoryStep": "uvigu.pipeline",
-    "PipelineStep": "uvigu.pipeline",
+    "Cancelled": "uvigu.pipeline_output",
+    "VideoResult": "uvigu.pipeline_output",
+    "Candidate": "uvigu.pipeline_output",
+    "CaptionResult": "uvigu.pipeline_output",
+    "TrajectoryStep": "uvigu.pipeline_output",
+    "PipelineStep": "uvigu.pipeline_output",
     "UniViGUTransformer3DModel": "uvigu.models.transformer",
     "PixelCodec": "uvigu.models.codec",
     "VideoAutoencoder": "uvigu.models.autoencoder",

@@ -15,9 +15,8 @@ text → one denoising loop with a step callback → decode → a result datacla
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Literal
 
@@ -41,7 +40,6 @@ from .flows import (
 from .flows import reread as reread_text
 from .flows import verify as verify_text
 from .inputs import (
-    MAX_SEED,
     VideoInput,
     caption_settings,
     check_best_of,
@@ -63,6 +61,9 @@ from .models.expert import EXPERT_FOLDER, read_expert
 from .models.prompt_encoder import encode_prompt
 from .models.tokenizer import decode_text, encode_text, known_words, unknown_words
 from .models.transformer import UniViGUTransformer3DModel
+from .pipeline_output import CaptionResult, PipelineStep, StepCallback, TrajectoryStep, VideoResult
+from .read_guidance import READ_GUIDANCE_FROM, READ_GUIDANCE_TOP, ReadGuidance, check_read_from
+from .takes import Judged, Take, TakeState, best_of_takes
 
 Task = Literal["generate", "caption", "joint", "edit"]
 VERIFY_SIGMA = 0.5  # noise level at which candidate captions are judged by the video stream
@@ -74,156 +75,10 @@ EDIT_STRENGTH = 0.6  # a plain edit's default start level, unless the pipeline's
 FLOW_EDIT_STRENGTH = 0.9
 # The edited text's guidance, unless the config sets flow_edit_guidance; the source text's is guidance_scale.
 FLOW_EDIT_GUIDANCE = 6.0
-# Read guidance (generate's read_guidance) acts from the noise level READ_GUIDANCE_FROM (the model's
-# read_guidance_from unless a call says) up to READ_GUIDANCE_TOP: where which way things move is
-# decided (a best-of take is judged half-way, docs/EVAL.md) and the clean estimate is a clip the text
-# stream can read. Steering on down to 0.4, where shapes are drawn, cost as many shapes as it gained
-# motions (docs/EVAL.md, notes).
-READ_GUIDANCE_FROM = 0.7
-READ_GUIDANCE_TOP = 0.95
-
-
-def check_read_from(level: float) -> float:
-    """The noise level read guidance steers from: a number from 0 up to, not including, READ_GUIDANCE_TOP."""
-    number = isinstance(level, (int, float, np.integer, np.floating)) and not isinstance(level, bool)
-    if not number or not 0.0 <= level < READ_GUIDANCE_TOP:
-        raise ValueError(f"read_guidance_from is a noise level from 0 up to {READ_GUIDANCE_TOP}, got {level!r}.")
-    return float(level)
-
 
 # A high-noise expert (use_high_noise_expert) denoises the video at and above this σ: with the
 # shipped sampler's 20 steps (shift 3), the first call alone (σ 1; the second is at 0.983).
 HIGH_NOISE_BOUNDARY = 0.99
-
-
-@dataclass
-class ReadGuidance:
-    """How strongly the text stream reads a prompt's words in a step's clean estimate, and the
-    direction that strengthens it: generate's ``read_guidance``.
-
-    The reading is the caption task's call — the clean estimate as a clean clip, the text all
-    ``source`` tokens, no prompt (``empty``) — and its score is the log of each wanted word's
-    expected count over the text's positions, summed, less the same for the unwanted words."""
-
-    transformer: UniViGUTransformer3DModel
-    dtype: torch.dtype
-    clean_estimate: Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
-    source: torch.Tensor  # (1, l) text source tokens
-    empty: torch.Tensor  # (1, p, d) the empty prompt's encoding
-    wanted: list[int]
-    unwanted: list[int]
-
-    def score(self, x: torch.Tensor, ids: torch.Tensor, sigma: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
-        """The reading's score of the clean estimate from latents ``x`` (1, c, f, h, w) at ``sigma``
-        (1,), with the prompt's text ids (1, l) and encoding ``context`` (1, p, d) as the condition."""
-        clean = self.clean_estimate(x, ids, sigma, context)
-        zero = torch.zeros(1, device=clean.device)
-        logits = self.transformer(clean.to(self.dtype), self.source, zero, zero + 1, self.empty, None).text_logits
-        counts = torch.logsumexp(torch.log_softmax(logits[0].float(), dim=-1), dim=0)
-        return counts[self.wanted].sum() - counts[self.unwanted].sum()
-
-    def gradient(self, x: torch.Tensor, ids: torch.Tensor, sigma: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
-        """d score / d x, scaled to unit RMS (float32, x's shape)."""
-        with torch.enable_grad():
-            x = x.detach().float().requires_grad_(True)
-            (grad,) = torch.autograd.grad(self.score(x, ids, sigma, context), x)
-        return grad / grad.pow(2).mean().sqrt().clamp_min(1e-12)
-
-
-class Cancelled(Exception):
-    """Raised by a step callback to stop a run; the pipeline re-raises it and returns nothing."""
-
-
-@dataclass(frozen=True)
-class TrajectoryStep:
-    """One denoising step as a person sees it."""
-
-    sigma: float  # noise level the step started from
-    frames: np.ndarray  # uint8 (f, h, w, 3): the current clean estimate of the clip
-    text: str | None  # the current text stream (None when the text is held clean)
-
-
-@dataclass(frozen=True)
-class Candidate:
-    """One take of a best-of-N generation: its seed, the model's caption of it, and how well that
-    caption agrees with the prompt (the judge's score, 0 to 1; `uvigu.judge`)."""
-
-    seed: int
-    caption: str
-    score: float
-
-
-@dataclass(frozen=True)
-class VideoResult:
-    frames: np.ndarray  # uint8 (f, h, w, 3)
-    seed: int  # the seed that makes these frames (with best_of, the chosen take's)
-    caption: str | None = None  # filled by generate_with_caption, and by generate or edit with best_of > 1
-    trajectory: list[TrajectoryStep] | None = None
-    unknown_words: list[str] = field(default_factory=list)  # prompt words the model does not know
-    input_notes: list[str] = field(default_factory=list)  # what was changed to fit an input clip
-    candidates: list[Candidate] = field(default_factory=list)  # best_of > 1: every take, in seed order
-    caption_trajectory: list[TrajectoryStep] | None = None  # best_of > 1: the chosen take's caption steps
-
-
-@dataclass(frozen=True)
-class CaptionResult:
-    text: str
-    seed: int
-    trajectory: list[TrajectoryStep] | None = None
-    input_notes: list[str] = field(default_factory=list)
-
-
-@dataclass(frozen=True)
-class _TakeState:
-    """A best-of take stopped part-way: what going on from there needs (`UniViGUPipeline._best_of`)."""
-
-    done: int  # sampler steps made
-    video: torch.Tensor  # the sampler's video after them (x at the next σ; for FlowEdit, the edit)
-    generator: torch.Tensor  # the generator's state after them (FlowEdit draws noise at every step)
-    steps: list[tuple[float, torch.Tensor, str | None]]  # when recorded: each step's σ, clean estimate, text
-
-
-@dataclass(frozen=True)
-class _Take:
-    """How `_best_of` runs a take: stopped after ``stop_at(num_steps)`` of its steps, with `_Judged`
-    raised after the step's callback (``record``: each step's clean estimate kept in the state, so a
-    trajectory can be decoded for the take that is kept), or going on from ``resume``."""
-
-    stop_at: Callable[[int], int] | None = None
-    record: bool = False
-    resume: _TakeState | None = None
-
-
-class _Judged(Exception):
-    """Raised from a best-of take's step hook to stop it once it has been made far enough to judge:
-    its clean estimate there, and its state to go on from."""
-
-    def __init__(self, frames: np.ndarray, state: _TakeState):
-        super().__init__("judged")
-        self.frames = frames
-        self.state = state
-
-
-class PipelineStep:
-    """What a step callback receives: progress, the current text, and a preview on request.
-
-    ``num_steps`` counts every network call of the run after which the callback comes: the
-    denoising steps, then (captions) the re-read passes and the video stream's check."""
-
-    def __init__(self, sampler_step: SamplerStep, text: str | None, preview: Callable[[], np.ndarray],
-                 num_steps: int | None = None):
-        self.index = sampler_step.index  # 0-based
-        self.num_steps = sampler_step.num_steps if num_steps is None else num_steps
-        self.sigma = sampler_step.sigma
-        self.text = text
-        self._preview = preview
-
-    def preview(self) -> np.ndarray:
-        """uint8 (f, h, w, 3): the current clean estimate of the clip (decoded on demand)."""
-        return self._preview()
-
-
-StepCallback = Callable[[PipelineStep], None]
 
 
 class UniViGUPipeline(DiffusionPipeline):
@@ -553,13 +408,13 @@ class UniViGUPipeline(DiffusionPipeline):
         prompt = check_prompt(self.tokenizer, prompt, self.max_text_tokens)  # once, before any take is made
 
         def make(take_seed: int | None, take_callback: StepCallback | None, trajectory: bool,
-                 take: _Take | None = None) -> VideoResult:
+                 take: Take | None = None) -> VideoResult:
             return self._run_video("generate", prompt, None, 1.0, take_seed, num_inference_steps, guidance_scale,
                                    num_frames, height, width, take_callback, trajectory, take, read_guidance,
                                    high_noise_expert, read_guidance_from)
 
         if check_best_of(best_of) > 1:
-            return self._best_of(prompt, best_of, judge, judge_at, judge_steps, seed, make, callback,
+            return best_of_takes(self, prompt, best_of, judge, judge_at, judge_steps, seed, make, callback,
                                  return_trajectory)
         return make(seed, callback, return_trajectory)
 
@@ -629,7 +484,7 @@ class UniViGUPipeline(DiffusionPipeline):
             source_prompt = check_prompt(self.tokenizer, source_prompt, self.max_text_tokens, "source_prompt")
 
         def make(take_seed: int | None, take_callback: StepCallback | None, trajectory: bool,
-                 take: _Take | None = None) -> VideoResult:
+                 take: Take | None = None) -> VideoResult:
             if source_prompt is not None:
                 return self._run_flow_edit(video, prompt, source_prompt, strength, take_seed, num_inference_steps,
                                            guidance_scale, take_callback, trajectory, take)
@@ -638,7 +493,7 @@ class UniViGUPipeline(DiffusionPipeline):
                                    high_noise_expert=high_noise_expert)
 
         if check_best_of(best_of) > 1:
-            return self._best_of(prompt, best_of, judge, judge_at, judge_steps, seed, make, callback,
+            return best_of_takes(self, prompt, best_of, judge, judge_at, judge_steps, seed, make, callback,
                                  return_trajectory)
         return make(seed, callback, return_trajectory)
 
@@ -768,97 +623,6 @@ class UniViGUPipeline(DiffusionPipeline):
                                     None if bool(mask.all()) else mask).video_velocity
         return predict_clean(x_t.float(), velocity.float(), level)
 
-    def _best_of(
-        self,
-        prompt: str,
-        best_of: int,
-        judge: str | TakeJudge | None,
-        judge_at: float | None,
-        judge_steps: int | None,
-        seed: int | None,
-        make: Callable[[int, StepCallback | None, bool, _Take | None], VideoResult],
-        callback: StepCallback | None,
-        return_trajectory: bool,
-    ) -> VideoResult:
-        """``best_of`` takes ``make(seed, callback, trajectory, take)`` from seeds one apart, each judged
-        against ``prompt`` by its caption; the best one, with its caption and every take's score (see
-        `generate`).
-
-        A take judged part-way (``judge_at`` < 1) ends with `_Judged` raised after the step it is
-        judged at, with its clean estimate there and its state (the sampler's video, the generator's
-        state and, for a trajectory, each step's clean estimate); the chosen one then goes on from
-        its state to the end, which gives the same clip, step for step, as an uninterrupted run from
-        its seed."""
-        judge_fn = get_judge(self.config.take_judge if judge is None else judge)
-        judge_at = check_judge_at(self.config.take_judge_at if judge_at is None else judge_at)
-        judge_steps = check_judge_steps(self.config.take_judge_steps if judge_steps is None else judge_steps)
-        seed = check_seed(seed)
-        # The reading each take is judged by; the kept take's caption is read in full when that differs.
-        quick = {"num_inference_steps": judge_steps, "reread": 0, "verify_weight": 0.0} if judge_steps else {}
-        full = caption_settings(self.config)
-        full_calls = full.steps + full.reread + int(full.verify_weight > 0)
-        reading_calls = judge_steps or full_calls
-        plan: dict[str, int] = {}  # a take's video steps and the steps it is judged after (from its first step)
-
-        def judged_after(num_steps: int) -> int:
-            if not plan:
-                plan.update(video=num_steps, judged=min(num_steps, max(1, math.ceil(judge_at * num_steps - 1e-9))))
-            return plan["judged"]
-
-        part_way = judge_at < 1  # each take stops where it is judged (at the latest, after its last step)
-
-        def finishing() -> tuple[int, int]:
-            """Calls after the takes: the chosen take's steps after its judged one, and its caption read again."""
-            return plan["video"] - plan["judged"], (full_calls if part_way or quick else 0)
-
-        def progress(step: PipelineStep, done: int) -> None:
-            """Pass ``step`` on to the caller as call ``done`` + its index of the whole run."""
-            step.index += done
-            step.num_steps = best_of * (plan["judged"] + reading_calls) + sum(finishing())
-            callback(step)
-
-        def take_hook(k: int) -> StepCallback:
-            def hook(step: PipelineStep) -> None:
-                judged = judged_after(step.num_steps)
-                if callback is not None:
-                    progress(step, k * (judged + reading_calls))
-            return hook
-
-        def reading_hook(k: int) -> StepCallback | None:
-            if callback is None:
-                return None
-            return lambda step: progress(step, k * (plan["judged"] + reading_calls) + plan["judged"])
-
-        candidates: list[Candidate] = []
-        best: tuple[float, int, VideoResult | None, _TakeState | None, CaptionResult] | None = None
-        for k in range(best_of):
-            take_seed = (seed + k) % (MAX_SEED + 1)
-            out: VideoResult | None = None
-            state: _TakeState | None = None
-            try:
-                out = make(take_seed, take_hook(k), return_trajectory and not part_way,
-                           _Take(stop_at=judged_after, record=return_trajectory) if part_way else None)
-                frames = out.frames
-            except _Judged as judged:
-                frames, state = judged.frames, judged.state
-            read = self.caption(frames, seed=take_seed, callback=reading_hook(k),
-                                return_trajectory=return_trajectory and not quick and not part_way, **quick)
-            score = float(judge_fn(prompt, read.text))
-            candidates.append(Candidate(take_seed, read.text, score))
-            if best is None or score > best[0]:
-                best = (score, take_seed, out, state, read)
-        _, take_seed, out, state, read = best
-        remake, reread = finishing()
-        done = best_of * (plan["judged"] + reading_calls)
-        if state is not None:  # judged part-way: made to the end from where it stopped
-            at = done - state.done  # its steps report their index in the take
-            out = make(take_seed, None if callback is None else lambda step: progress(step, at), return_trajectory,
-                       _Take(resume=state))
-            done += remake
-        if reread:  # the caption it was judged by is not the finished clip's full one
-            read = self.caption(out.frames, seed=take_seed, return_trajectory=return_trajectory,
-                                callback=None if callback is None else lambda step: progress(step, done))
-        return replace(out, caption=read.text, candidates=candidates, caption_trajectory=read.trajectory)
 
     # --- the shared video path -----------------------------------------------------------------
 
@@ -877,7 +641,7 @@ class UniViGUPipeline(DiffusionPipeline):
         width: int | None,
         callback: StepCallback | None,
         return_trajectory: bool,
-        take: _Take | None = None,
+        take: Take | None = None,
         read_guidance: float | None = None,
         high_noise_expert: bool = True,
         read_guidance_from: float | None = None,
@@ -972,7 +736,7 @@ class UniViGUPipeline(DiffusionPipeline):
         guidance_scale: float | None,
         callback: StepCallback | None,
         return_trajectory: bool,
-        take: _Take | None = None,
+        take: Take | None = None,
     ) -> VideoResult:
         # ``prompt`` and ``source_prompt`` were checked (and warned of) by `edit`, which runs this.
         steps = check_steps(num_inference_steps, self.config.num_inference_steps)
@@ -1022,14 +786,14 @@ class UniViGUPipeline(DiffusionPipeline):
         preview: Callable[[SamplerStep], np.ndarray],
         text_denoised: bool,
         extra_steps: int = 0,
-        take: _Take | None = None,
+        take: Take | None = None,
         generator: torch.Generator | None = None,
     ) -> Callable[[SamplerStep], None] | None:
         """The sampler's per-step hook: a trajectory entry and the caller's callback, which counts
         ``extra_steps`` more calls after the sampler's ``num_steps`` (see PipelineStep); those calls
         report through the same hook, with indices from ``num_steps`` on. A best-of ``take`` going on
         from a state reports its steps as the steps of the whole run (indices from the state's
-        ``done``); one to be stopped raises `_Judged` after its step with the state (and ``generator``'s)."""
+        ``done``); one to be stopped raises `Judged` after its step with the state (and ``generator``'s)."""
         resume = take.resume if take is not None else None
         offset = resume.done if resume is not None else 0
         stop_at = take.stop_at if take is not None else None
@@ -1050,13 +814,13 @@ class UniViGUPipeline(DiffusionPipeline):
             if callback is not None:
                 callback(PipelineStep(step, text, lambda: preview(step), step.num_steps + extra_steps))
             if stop:
-                state = _TakeState(step.index + 1, step.video.clone(), generator.get_state(), recorded)
-                raise _Judged(preview(step), state)
+                state = TakeState(step.index + 1, step.video.clone(), generator.get_state(), recorded)
+                raise Judged(preview(step), state)
 
         return on_step
 
     def _resume_take(
-        self, take: _Take | None, video: torch.Tensor, sigmas: torch.Tensor, generator: torch.Generator,
+        self, take: Take | None, video: torch.Tensor, sigmas: torch.Tensor, generator: torch.Generator,
         trajectory: list[TrajectoryStep] | None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """The sampler's start (video, sigmas): as given, or where a best-of ``take``'s state left off
