@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 
 from uvigu import videoio
-from uvigu.videoio import (conform_video, probe_video, read_video, write_gif, write_mp4,
-                           write_strip_png, write_trajectory_png)
+from uvigu.videoio import (conform_video, ffmpeg, probe_video, read_video, reading, write_gif, write_mp4,
+                           write_strip_png, write_trajectory_png, writing)
 
 
 def moving_square(num_frames: int = 16, height: int = 64, width: int = 64) -> np.ndarray:
@@ -114,7 +114,7 @@ def test_failed_write_keeps_the_old_file_and_no_temp_file(tmp_path: Path, monkey
         def close(self) -> None:
             pass
 
-    monkeypatch.setattr(videoio.imageio_v2, "get_writer", lambda *args, **kwargs: BrokenWriter())
+    monkeypatch.setattr(writing.imageio_v2, "get_writer", lambda *args, **kwargs: BrokenWriter())
     with pytest.raises(RuntimeError, match="encoder crashed"):
         write_mp4(moving_square(4, 16, 16), target, fps=8)
     assert target.read_bytes() == b"previous take"
@@ -130,7 +130,7 @@ def test_a_file_that_cannot_be_made_is_named_as_asked_not_by_its_temporary_name(
             raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), path)
         return real_open(path, *args, **kwargs)
 
-    monkeypatch.setattr(videoio.os, "open", read_only_folder)
+    monkeypatch.setattr(writing.os, "open", read_only_folder)
     with pytest.raises(PermissionError) as caught:
         write_mp4(moving_square(4, 16, 16), target, fps=8)
     assert str(caught.value) == f"[Errno {errno.EACCES}] Permission denied: '{target}'"
@@ -178,9 +178,9 @@ def test_trajectory_picture_has_a_row_per_step_with_its_frames(tmp_path: Path) -
         frames = np.zeros((8, 16, 16, 3), np.uint8)
         frames[..., 0], frames[..., 1] = 30 * i + 10, np.arange(8)[:, None, None] * 30
         steps.append(Step(sigma, frames))
-    pad, label = videoio._SHEET_PAD, videoio._SHEET_LABEL_PX
+    pad, label = writing._SHEET_PAD, writing._SHEET_LABEL_PX
     picture = iio.imread(write_trajectory_png(steps, tmp_path / "steps.png", num=3))
-    row = max(16, 2 * (videoio._SHEET_FONT_PX + 4)) + pad  # a row is as tall as its two label lines
+    row = max(16, 2 * (writing._SHEET_FONT_PX + 4)) + pad  # a row is as tall as its two label lines
     assert picture.shape == (pad + 3 * row, pad + label + 3 * (16 + pad), 3)  # no text: no column for it
     for i in range(3):
         for j, frame in enumerate([0, 4, 7]):  # evenly spaced, first and last
@@ -193,10 +193,10 @@ def test_trajectory_picture_writes_the_text_of_steps_that_have_one_and_resizes_t
     steps = [Step(1.0, solid((200, 0, 0)), "_ _ _ _", "generate"), Step(0.5, solid((0, 200, 0)), None, "generate"),
              Step(0.0, solid((0, 0, 200)), "a red circle moving right on a white background " * 4, "caption")]
     picture = iio.imread(write_trajectory_png(steps, tmp_path / "steps.png", num=2, side=40, title="Take #1"))
-    pad, label, text = videoio._SHEET_PAD, videoio._SHEET_LABEL_PX, videoio._SHEET_TEXT_PX
+    pad, label, text = writing._SHEET_PAD, writing._SHEET_LABEL_PX, writing._SHEET_TEXT_PX
     frames_end = pad + label + 2 * (40 + pad)
     assert picture.shape[1] == frames_end + text  # a column for the text
-    line = videoio._SHEET_FONT_PX + 4
+    line = writing._SHEET_FONT_PX + 4
     top = pad + line + pad  # the title's line
     rows = [3 * line, 40]  # the stage is named where it changes: three label lines, then two (under 40 px)
     last = picture.shape[0] - top - sum(r + pad for r in rows) - pad  # the long text's row
@@ -214,7 +214,7 @@ def test_trajectory_picture_writes_the_text_of_steps_that_have_one_and_resizes_t
 def test_trajectory_picture_shrinks_large_frames_and_refuses_what_it_cannot_draw(tmp_path: Path) -> None:
     big = Step(0.5, solid((0, 0, 200), 2, 240))
     picture = iio.imread(write_trajectory_png([big], tmp_path / "small.png", num=1, side=60))
-    pad, label = videoio._SHEET_PAD, videoio._SHEET_LABEL_PX
+    pad, label = writing._SHEET_PAD, writing._SHEET_LABEL_PX
     np.testing.assert_array_equal(picture[pad:pad + 60, pad + label:pad + label + 60], solid((0, 0, 200), 1, 60)[0])
     for steps, kwargs, match in [([], {}, "no steps"), ([big, Step(0.1, solid((0, 0, 0)))], {}, "one size"),
                                  ([big], {"num": 0}, "num"), ([big], {"side": 0}, "side"),
@@ -417,7 +417,7 @@ def test_read_clip_decodes_only_what_the_model_takes_and_its_notes_tell_of_the_f
     frames = np.concatenate([blocks] * 10)  # 80 frames at 8 fps: 10 s
     path = write_mp4(frames, tmp_path / "long.mp4", fps=8, scale=8)  # shown 128×128
     piped = []
-    run = videoio._run_ffmpeg
+    run = reading.run_ffmpeg
 
     def counting(args, timeout):
         result = run(args, timeout)
@@ -425,7 +425,7 @@ def test_read_clip_decodes_only_what_the_model_takes_and_its_notes_tell_of_the_f
             piped.append(len(result.stdout))
         return result
 
-    monkeypatch.setattr(videoio, "_run_ffmpeg", counting)
+    monkeypatch.setattr(reading, "run_ffmpeg", counting)
     clip = videoio.read_clip(path, num_frames=4, fps=8, height=16, width=16)
     assert clip.frames.shape == (4, 16, 16, 3)
     # Colours survive the smaller decode (it scales in RGB, not in 4:2:0 chroma).
@@ -571,7 +571,7 @@ def test_wide_gamut_standard_range_video_reads_as_its_colours(tmp_path: Path, tr
 def test_without_the_filters_to_convert_colours_they_are_read_as_stored_and_it_says_so(
         tmp_path: Path, monkeypatch, caplog, kind: str, note: str) -> None:
     path = write_hdr(tmp_path / "phone.mp4", palette_frames(2, 32, 40), kind)
-    monkeypatch.setattr(videoio, "_can_tone_map", lambda: False)
+    monkeypatch.setattr(reading, "_can_tone_map", lambda: False)
     clip = videoio.read_clip(path, num_frames=2, fps=8, height=32, width=40)
     assert clip.notes[0] == note
     assert "lacks the zscale and tonemap filters" in caplog.text
@@ -581,11 +581,11 @@ def test_without_the_filters_to_convert_colours_they_are_read_as_stored_and_it_s
 def test_standard_range_colour_tags_are_read_and_not_hdr(tmp_path: Path) -> None:
     info = probe_video(write_mp4(moving_square(4), tmp_path / "sdr.mp4", fps=8))
     assert info.hdr is None
-    assert videoio._color_tags("yuv420p(tv, bt709, progressive)") == {
+    assert ffmpeg.color_tags("yuv420p(tv, bt709, progressive)") == {
         "matrix": "bt709", "primaries": "bt709", "transfer": "bt709"}
-    assert videoio._color_tags("yuv420p10le(tv, unknown/unknown/arib-std-b67)") == {
+    assert ffmpeg.color_tags("yuv420p10le(tv, unknown/unknown/arib-std-b67)") == {
         "matrix": "", "primaries": "", "transfer": "arib-std-b67"}
-    assert videoio._color_tags("yuv420p(progressive)") == videoio._color_tags("pal8") == {}
+    assert ffmpeg.color_tags("yuv420p(progressive)") == ffmpeg.color_tags("pal8") == {}
     assert read_video(write_mp4(moving_square(4), tmp_path / "plain.mp4", fps=8)).notes == ()
 
 
@@ -632,10 +632,10 @@ def test_video_that_does_not_say_its_colours_is_read_as_players_read_it(
 
 def test_jpeg_video_keeps_jpegs_matrix_at_any_size() -> None:
     hd = dict(width=1920, height=1080, fps=30.0, num_frames=2, duration_s=0.1)
-    assert videoio._unstated_hd_matrix(videoio.VideoInfo(codec="h264", pix_fmt="yuv420p10le", **hd))
-    assert not videoio._unstated_hd_matrix(videoio.VideoInfo(codec="mjpeg", pix_fmt="yuvj422p", **hd))
-    assert not videoio._unstated_hd_matrix(videoio.VideoInfo(codec="png", pix_fmt="rgb24", **hd))
-    assert not videoio._unstated_hd_matrix(videoio.VideoInfo(codec="h264", pix_fmt="yuv420p", matrix="bt470bg", **hd))
+    assert reading._unstated_hd_matrix(videoio.VideoInfo(codec="h264", pix_fmt="yuv420p10le", **hd))
+    assert not reading._unstated_hd_matrix(videoio.VideoInfo(codec="mjpeg", pix_fmt="yuvj422p", **hd))
+    assert not reading._unstated_hd_matrix(videoio.VideoInfo(codec="png", pix_fmt="rgb24", **hd))
+    assert not reading._unstated_hd_matrix(videoio.VideoInfo(codec="h264", pix_fmt="yuv420p", matrix="bt470bg", **hd))
 
 
 # --- frames not evenly spaced in time ----------------------------------------------------------

@@ -8,7 +8,7 @@ from PIL import Image
 
 from tests.studio.fake_pipeline import FakePipeline
 from uvigu import Cancelled
-from uvigu import videoio
+from uvigu.videoio import writing
 from uvigu.studio import StudioBusy, StudioSettings
 from uvigu.studio.manager import TRAJECTORY_PICTURE_SIDE
 from uvigu.videoio import probe_video, write_mp4
@@ -269,10 +269,10 @@ def test_the_steps_of_the_last_run_are_saved_as_one_picture(make_studio):
     picture = np.asarray(Image.open(path).convert("RGB"))
     steps = studio.trajectory(token).steps  # 2 of the clip, 3 of its caption: a row each
     side = TRAJECTORY_PICTURE_SIDE  # the fake model's 8 px frames, shown at 128 px
-    pad, label = videoio._SHEET_PAD, videoio._SHEET_LABEL_PX
-    assert picture.shape[1] == pad + label + 4 * (side + pad) + videoio._SHEET_TEXT_PX  # four frames and the text
+    pad, label = writing._SHEET_PAD, writing._SHEET_LABEL_PX
+    assert picture.shape[1] == pad + label + 4 * (side + pad) + writing._SHEET_TEXT_PX  # four frames and the text
     assert picture.shape[0] > len(steps) * (side + pad)
-    top = pad + videoio._SHEET_FONT_PX + 4 + pad  # under the title's line
+    top = pad + writing._SHEET_FONT_PX + 4 + pad  # under the title's line
     np.testing.assert_array_equal(picture[top:top + side, pad + label:pad + label + side],
                                   steps[0].frames[0].repeat(side // 8, axis=0).repeat(side // 8, axis=1))
     assert (picture[pad:top - pad, :pad + label] < 128).any()  # the title
