@@ -20,6 +20,16 @@ def model_dir(tmp_path_factory):
     return path
 
 
+def test_the_command_lists_its_subcommands_without_loading_torch():
+    import subprocess
+    import sys
+
+    # every subcommand's module is imported to build the parser; torch and the model load only when one runs
+    code = ("import sys; from uvigu.cli import build_parser; build_parser().format_help(); "
+            "print(sorted(m for m in ('torch', 'diffusers', 'gradio', 'cv2') if m in sys.modules))")
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout == "[]\n"
+
+
 def test_generate_caption_and_edit_write_playable_clips(model_dir, tmp_path, capsys):
     clip = tmp_path / "clip.mp4"
     assert main(["generate", "a red circle moving right", "--model", str(model_dir), "--seed", "3",

@@ -3,7 +3,7 @@ shapes | convert-official``.
 
 Each subcommand is one ``add_<name>_parser(subparsers)`` function that declares its arguments and
 sets ``func`` to the function that runs it, in the module of its kind of work (``generate``,
-``caption``, ``models``, ``evaluate``, ``bench``); ``main`` only wires them. To add a subcommand,
+``caption``, ``training``, ``evaluate``, ``bench``); ``main`` only wires them. To add a subcommand,
 write its two functions and append its ``add_*_parser`` to ``SUBCOMMANDS``. The modules import
 torch and the model only when a command runs, so ``uvigu --help`` stays fast.
 """
@@ -19,7 +19,7 @@ from .bench import add_bench_parser
 from .caption import add_caption_parser
 from .evaluate import add_eval_parser, add_probe_parser, add_shapes_parser, add_sweep_parser
 from .generate import add_edit_parser, add_generate_parser
-from .models import add_convert_official_parser, add_expert_parser, add_export_parser, add_train_parser
+from .training import add_convert_official_parser, add_expert_parser, add_export_parser, add_train_parser
 
 SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
     add_train_parser,
