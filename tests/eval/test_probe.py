@@ -19,25 +19,27 @@ from uvigu.data.shapes import (
 )
 from uvigu.eval.analyzer import analyze_clip, match_objects
 from uvigu.eval.grammar import parse_caption, scene_mentions
-from uvigu.eval.probe import (
+from uvigu.eval.layout_probe import (
     MEANS_SIGMA,
-    WORD_CONDITIONS,
+    MIRRORED_REGIONS,
     colour_centroids,
     expected_path,
-    patch_floors,
-    MIRRORED_REGIONS,
     mirrored_caption,
     render_direction_probe,
-    render_level_probe,
     render_means_probe,
-    render_patch_floors,
     render_placement_probe,
-    render_probe,
-    render_word_probe,
     run_direction_probe,
-    run_level_probe,
     run_means_probe,
     run_placement_probe,
+)
+from uvigu.eval.probe import (
+    WORD_CONDITIONS,
+    patch_floors,
+    render_level_probe,
+    render_patch_floors,
+    render_probe,
+    render_word_probe,
+    run_level_probe,
     run_probe,
     run_word_probe,
 )

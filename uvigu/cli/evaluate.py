@@ -199,22 +199,24 @@ def add_probe_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_probe_command(args: argparse.Namespace) -> int:
+    from ..eval.layout_probe import (
+        MEANS_SIGMA,
+        render_direction_probe,
+        render_means_probe,
+        render_placement_probe,
+        run_direction_probe,
+        run_means_probe,
+        run_placement_probe,
+    )
     from ..eval.probe import (
         DEFAULT_LEVEL_STRENGTHS,
         DEFAULT_SIGMAS,
-        MEANS_SIGMA,
         patch_floors,
-        render_direction_probe,
         render_level_probe,
-        render_means_probe,
         render_patch_floors,
-        render_placement_probe,
         render_probe,
         render_word_probe,
-        run_direction_probe,
         run_level_probe,
-        run_means_probe,
-        run_placement_probe,
         run_probe,
         run_word_probe,
     )
