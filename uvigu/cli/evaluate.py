@@ -1,6 +1,6 @@
 """The commands that measure a model: ``uvigu eval`` (the report), ``sweep`` (a task under several
-settings), ``probe`` (what the denoiser takes from its text), and ``shapes``, which writes the
-evaluation's clips as a folder of videos."""
+settings), ``probe`` (what the denoiser takes from its text, and whether generation follows it),
+and ``shapes``, which writes the evaluation's clips as a folder of videos."""
 
 from __future__ import annotations
 

@@ -1,10 +1,12 @@
 """Where ``uvigu generate`` and ``uvigu edit`` write their clips (never over an earlier one unless
-``--out`` names it), and the pictures of the denoising steps beside them."""
+``--out`` names it), and the pictures of the denoising steps: beside the clip, or in the current
+folder for ``uvigu caption --trajectory``."""
 
 from __future__ import annotations
 
 import argparse
 import itertools
+import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -27,8 +29,6 @@ def add_output_arguments(p: argparse.ArgumentParser, default: str) -> None:
 def output_path(args: argparse.Namespace) -> Path:
     """Where the clip goes (``--out``, else the first free default name), checked before any work:
     a ``ValueError`` when it is a folder or its folder cannot be written to."""
-    import os
-
     out = Path(args.out) if args.out else _unused_output(Path(args.default_out), args)
     if out.is_dir():
         raise ValueError(f"--out {out} is a folder; give the clip's file name, e.g. {out / args.default_out}")
