@@ -30,7 +30,7 @@ from typing import Any, Protocol
 import numpy as np
 from PIL import Image
 
-from uvigu.inputs import number_in_range, whole_in_range
+from uvigu.inputs import number_in_range
 from uvigu.judge import ReadBack
 from uvigu.studio.archive import ArchivedTake, ArchiveLimits, read_archive, write_archive
 from uvigu.studio.jobs import Job, JobQueue, ProgressEvent
@@ -248,11 +248,11 @@ class Studio:
         sid = self._sid(token)
         if mode not in GENERATE_MODES:
             raise ValueError(f"Mode must be one of {', '.join(GENERATE_MODES)}, not {mode!r}.")
-        prompt = self._check_text(prompt, "prompt")
-        seed = self._check_seed(seed)
-        steps = self._check_steps(num_inference_steps)
-        guidance = self._check_guidance(guidance_scale)
-        best_of = self._check_best_of(best_of, mode)
+        prompt = self.settings.check_text(prompt, "prompt")
+        seed = self.settings.check_seed(seed)
+        steps = self.settings.check_steps(num_inference_steps)
+        guidance = self.settings.check_guidance(guidance_scale)
+        best_of = self.settings.check_best_of(best_of, mode)
         self._check_room(sid)
         options = {"num_inference_steps": steps, "guidance_scale": guidance, **_expert_option(high_noise_expert)}
 
@@ -330,7 +330,7 @@ class Studio:
         parent = self.store.get_take(sid, take_id)
         # Read now, so deleting the take while the edit waits in the queue leaves the edit whole.
         frames = np.load(self.store.take_file(sid, take_id, "frames.npy"), allow_pickle=False)
-        prompt = self._check_text(prompt, "edited caption")
+        prompt = self.settings.check_text(prompt, "edited caption")
         source_prompt = None
         if keep_rest:
             source_prompt = parent.caption.strip()
@@ -371,9 +371,9 @@ class Studio:
         before the change — the edit keeps the rest of the clip as ``submit_edit``'s ``keep_rest``
         does; ``best_of`` and ``high_noise_expert`` as ``submit_edit``'s."""
         sid = self._sid(token)
-        prompt = self._check_text(prompt, "prompt")
+        prompt = self.settings.check_text(prompt, "prompt")
         if source_prompt is not None:
-            source_prompt = self._check_text(source_prompt, "text before the change")
+            source_prompt = self.settings.check_text(source_prompt, "text before the change")
         frames, notes = self.load_upload(video_path, start_s)
         return self._submit_edit(
             sid, frames, prompt, parent_id=None, notes=tuple(notes), strength=strength,
@@ -400,11 +400,11 @@ class Studio:
         if strength is None:
             defaults = self.model_defaults()
             strength = defaults.edit_strength if source_prompt is None else defaults.keep_rest_strength
-        strength = self._check_strength(strength)
-        seed = self._check_seed(seed)
-        steps = self._check_steps(num_inference_steps)
-        guidance = self._check_guidance(guidance_scale)
-        best_of = self._check_best_of(best_of, "edit")
+        strength = self.settings.check_strength(strength)
+        seed = self.settings.check_seed(seed)
+        steps = self.settings.check_steps(num_inference_steps)
+        guidance = self.settings.check_guidance(guidance_scale)
+        best_of = self.settings.check_best_of(best_of, "edit")
         self._check_room(sid)
         options = {"num_inference_steps": steps, "guidance_scale": guidance, **_expert_option(high_noise_expert)}
 
@@ -458,8 +458,8 @@ class Studio:
         becomes a take of mode ``caption`` (whose ``notes`` say how the upload was fitted to the
         model), which can be edited like any."""
         sid = self._sid(token)
-        seed = self._check_seed(seed)
-        steps = self._check_steps(num_inference_steps)
+        seed = self.settings.check_seed(seed)
+        steps = self.settings.check_steps(num_inference_steps)
         frames, notes = self.load_upload(video_path, start_s)
         self._check_room(sid)
         options = {"num_inference_steps": steps}
@@ -496,7 +496,7 @@ class Studio:
         ``ValueError`` saying why) files that are not videos, corrupt, empty, too large or
         too long.
         """
-        path, start_s = self._check_upload(video_path), self._check_start(start_s)
+        path, start_s = self.settings.check_upload(video_path), self.settings.check_start(start_s)
         conformed = read_clip(
             path, num_frames=self.pipe.default_num_frames, fps=self.pipe.fps,
             height=self.pipe.default_height, width=self.pipe.default_width, start_s=start_s,
@@ -507,7 +507,7 @@ class Studio:
     def upload_length(self, video_path: str | os.PathLike) -> float:
         """How long an upload's video lasts, in seconds, after the checks of the whole file that
         ``load_upload`` makes (a ``ValueError`` saying why it cannot be used). Reads no frames."""
-        path = self._check_upload(video_path)
+        path = self.settings.check_upload(video_path)
         info = probe_video(path)
         check_video(info, path.name, max_duration_s=self.settings.max_upload_duration_s,
                     max_side=self.settings.max_upload_side)
@@ -527,8 +527,8 @@ class Studio:
         the result's cues, and the same as SubRip subtitles in the session's folder (the latest
         timeline's only). No take is made: a timeline is read, not edited."""
         sid = self._sid(token)
-        seed = self._check_seed(seed)
-        path, start_s = self._check_upload(video_path), self._check_start(start_s)
+        seed = self.settings.check_seed(seed)
+        path, start_s = self.settings.check_upload(video_path), self.settings.check_start(start_s)
         every_s = number_in_range(every_s, "The time between captions", 0.5, 60.0, "a time in seconds")
         plan = plan_timeline(
             path, every_s, start_s=start_s, max_captions=self.settings.max_timeline_captions,
@@ -554,26 +554,6 @@ class Studio:
             return Timeline(cues, srt)
 
         return self.jobs.submit(sid, work)
-
-    def _check_upload(self, video_path: str | os.PathLike | None) -> Path:
-        """An upload's path, after checking it is there and within the size limit."""
-        if video_path is None or not str(video_path).strip():
-            raise ValueError("No video was uploaded; choose a video file.")
-        path = Path(video_path)
-        if not path.is_file():
-            raise ValueError("The uploaded video could not be found; upload it again.")
-        size = path.stat().st_size
-        if size > self.settings.max_upload_bytes:
-            raise ValueError(
-                f"The video is {size / 2**20:.1f} MB; the limit is "
-                f"{self.settings.max_upload_bytes / 2**20:.0f} MB."
-            )
-        return path
-
-    def _check_start(self, start_s: float | None) -> float:
-        """A start time in an upload: 0 when left out, else within the upload limit."""
-        return 0.0 if start_s is None else number_in_range(
-            start_s, "The start", 0.0, self.settings.max_upload_duration_s, "a time in seconds")
 
     # -- takes -----------------------------------------------------------------------------
 
@@ -814,64 +794,6 @@ class Studio:
                 f"This session has reached its limit of {limit} takes; export it to keep a copy "
                 "and delete takes you no longer need (History tab)."
             )
-
-    def _check_text(self, text: str | None, what: str) -> str:
-        text = (text or "").strip()
-        if not text:
-            raise ValueError(f"The {what} is empty; describe the clip you want.")
-        limit = self.settings.max_prompt_chars
-        if len(text) > limit:
-            raise ValueError(
-                f"The {what} is {len(text)} characters long; the limit is {limit}. Shorten it."
-            )
-        return text
-
-    def _check_seed(self, seed: int | float | None) -> int:
-        if seed is None:
-            return secrets.randbelow(self.settings.max_seed + 1)
-        if isinstance(seed, float):
-            if not seed.is_integer():
-                raise ValueError(f"The seed must be a whole number, not {seed}.")
-            seed = int(seed)
-        if not isinstance(seed, int) or isinstance(seed, bool):
-            raise ValueError(f"The seed must be a whole number, not {seed!r}.")
-        if not 0 <= seed <= self.settings.max_seed:
-            raise ValueError(f"The seed must be between 0 and {self.settings.max_seed}, not {seed}.")
-        return seed
-
-    def _check_steps(self, steps: int | float | None) -> int | None:
-        if steps is None:
-            return None
-        return _whole_number(steps, self.settings.min_steps, self.settings.max_steps, "Steps")
-
-    def _check_guidance(self, guidance: float | None) -> float | None:
-        if guidance is None:
-            return None
-        hi = self.settings.max_guidance
-        if not isinstance(guidance, (int, float)) or not 0 <= float(guidance) <= hi:
-            raise ValueError(f"Guidance must be between 0 and {hi:g}, not {guidance}.")
-        return float(guidance)
-
-    def _check_best_of(self, best_of: int | float, mode: str) -> int:
-        best_of = _whole_number(best_of, 1, self.settings.max_best_of, "Tries per take")
-        if best_of > 1 and mode == "joint":
-            raise ValueError("Tries are judged by the model's caption of each clip, so they need the "
-                             "“Generate, then caption” mode; switch to it, or set tries per take to 1.")
-        return best_of
-
-    def _check_strength(self, strength: float) -> float:
-        lo, hi = self.settings.min_strength, self.settings.max_strength
-        if not isinstance(strength, (int, float)) or not lo <= float(strength) <= hi:
-            raise ValueError(f"Strength must be between {lo:g} and {hi:g}, not {strength}.")
-        return float(strength)
-
-
-def _whole_number(value: int | float, lo: int, hi: int, what: str) -> int:
-    """``value`` as an int from ``lo`` to ``hi`` (a float only when whole, as number boxes send)."""
-    if isinstance(value, float) and value.is_integer():
-        value = int(value)
-    return whole_in_range(value, what, lo, hi)
-
 
 def _session_id(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8")).hexdigest()
