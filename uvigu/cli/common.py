@@ -91,7 +91,7 @@ def clip_progress(total: int | None, desc: str) -> Iterator[Callable[[int, int],
             bar.close()
 
 
-def shown_path(path) -> str:
+def shown_path(path: str | Path) -> str:
     """``path`` relative to the working directory or the repository, so reports name no machine's paths."""
     from ..models.presets import SHIPPED_MODEL_DIR
 
