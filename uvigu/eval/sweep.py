@@ -140,9 +140,10 @@ def run_sweep(
         expert = row_settings.get("expert", 1) != 0
         without = {} if expert else {"high_noise_expert": False}
         kwargs.update(without)
-        counts = {s: {"right": 0, "total": 0, "named": 0, "shown": 0, "unasked": 0, "empty": 0,
-                      **{f: 0 for f in fields}}
+        # each set's counts, under the names of SweepRow's fields
+        counts = {s: dict(right=0, total=0, backgrounds_named=0, backgrounds_right=0, unasked=0, empty=0)
                   for s in SETS}
+        field_counts = {s: {f: 0 for f in fields} for s in SETS}
         seconds = {s: 0.0 for s in SETS}
         with sampling_shift(pipe, row_settings.get("shift")):
             for set_name, index, example in clips:
@@ -161,21 +162,20 @@ def run_sweep(
                 c = counts[set_name]
                 c["right"] += score.right
                 c["total"] += score.counted
-                c["named"] += score.background is not None
-                c["shown"] += bool(score.background)
+                c["backgrounds_named"] += score.background is not None
+                c["backgrounds_right"] += bool(score.background)
                 c["unasked"] += score.unasked
                 c["empty"] += score.empty
                 for f, n in score.fields.items():
-                    c[f] += n
+                    field_counts[set_name][f] += n
                 done += 1
                 if progress is not None:
                     progress(done, len(clips) * len(settings))
         for set_name in SETS:
             n = config.count(set_name)
             if n:
-                c = counts[set_name]
-                rows.append(SweepRow(dict(row_settings), set_name, c["right"], c["total"], {f: c[f] for f in fields},
-                                     seconds[set_name] / n, c["named"], c["shown"], c["unasked"], c["empty"]))
+                rows.append(SweepRow(dict(row_settings), set_name, fields=field_counts[set_name],
+                                     seconds_per_clip=seconds[set_name] / n, **counts[set_name]))
     return rows
 
 
