@@ -8,7 +8,7 @@ import pytest
 from uvigu import UniViGUPipeline
 from uvigu.data.shapes import make_example
 from uvigu.eval.grammar import parse_caption, scene_mentions
-from uvigu.eval.report import EvalConfig, eval_example
+from uvigu.eval.clips import EvalConfig, eval_example
 from uvigu.models.presets import SHIPPED_MODEL_DIR, build_pipeline
 from uvigu.training.config import TrainConfig, get_train_preset
 

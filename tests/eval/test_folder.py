@@ -114,7 +114,7 @@ def _items(folder: Path):
 
 def test_shapes_writes_the_evaluation_clips_of_a_set_as_a_folder(tmp_path, capsys):
     from uvigu.data.video_folder import VideoFolderDataset
-    from uvigu.eval.report import EvalConfig, eval_example
+    from uvigu.eval.clips import EvalConfig, eval_example
 
     assert cli.main(["shapes", str(tmp_path / "held"), "--set", "heldout", "--num", "2", "--first-clip", "5"]) == 0
     assert f"2 clips of the heldout set: {tmp_path / 'held' / 'metadata.jsonl'}" in capsys.readouterr().out

@@ -43,7 +43,7 @@ from uvigu.eval.probe import (
     run_probe,
     run_word_probe,
 )
-from uvigu.eval.report import EvalConfig, clip_config, eval_example
+from uvigu.eval.clips import EvalConfig, clip_config, eval_example
 from uvigu.testing import tiny_pipeline
 
 CONFIG = EvalConfig(num_clips=4, num_heldout=0)

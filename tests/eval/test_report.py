@@ -13,12 +13,11 @@ import torch
 from uvigu.data.shapes import BACKGROUNDS, HELD_OUT_PAIRS, ShapesConfig, ShapesDataset, render_scene, scene_caption
 from uvigu.eval.edits import ATTRIBUTES, edit_scene
 from uvigu.eval.grammar import ObjectMention, parse_caption, parse_prompt, scene_mentions
+from uvigu.eval.clips import EvalConfig, eval_example
 from uvigu.eval.report import (
     TARGETS,
-    EvalConfig,
     RunInfo,
     edit_records,
-    eval_example,
     evaluate,
     pipeline_settings,
     read_results,
@@ -375,7 +374,7 @@ def test_a_new_report_keeps_the_notes_below_the_old_ones_end(tmp_path, monkeypat
 
 
 def test_clip_config_follows_the_pipeline():
-    from uvigu.eval.report import clip_config
+    from uvigu.eval.clips import clip_config
 
     assert clip_config(OraclePipeline(EvalConfig(num_clips=0, num_heldout=1))) == ShapesConfig()
 

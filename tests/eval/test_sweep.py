@@ -8,7 +8,7 @@ import pytest
 from uvigu.cli import main
 from uvigu.data.shapes import COLORS, HELD_OUT_PAIRS, SHAPES, scene_caption
 from uvigu.eval.grammar import corrected_caption, parse_prompt, scene_mentions
-from uvigu.eval.report import EvalConfig, eval_example
+from uvigu.eval.clips import EvalConfig, eval_example
 from uvigu.eval.sweep import parse_setting, render_table, run_sweep
 from uvigu.testing import tiny_pipeline
 

@@ -36,7 +36,8 @@ def add_eval_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_eval(args: argparse.Namespace) -> int:
-    from ..eval.report import EvalConfig, write_report
+    from ..eval.clips import EvalConfig
+    from ..eval.report import write_report
     from ..models.presets import SHIPPED_MODEL_DIR
 
     if args.data is not None:
@@ -139,7 +140,7 @@ def add_sweep_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_sweep_command(args: argparse.Namespace) -> int:
-    from ..eval.report import EvalConfig
+    from ..eval.clips import EvalConfig
     from ..eval.sweep import parse_setting, render_table, run_sweep
 
     settings = [parse_setting(args.task, text) for text in (args.setting or ["defaults"])]
@@ -220,7 +221,7 @@ def run_probe_command(args: argparse.Namespace) -> int:
         run_probe,
         run_word_probe,
     )
-    from ..eval.report import EvalConfig
+    from ..eval.clips import EvalConfig
 
     for name in ("directions", "placement", "means"):
         others = [flag for flag in ("directions", "placement", "means", "words", "levels")
@@ -280,7 +281,7 @@ def add_shapes_parser(subparsers: argparse._SubParsersAction) -> None:
 def run_shapes(args: argparse.Namespace) -> int:
     from ..data.shapes import ShapesConfig
     from ..data.video_folder import METADATA_FILE, write_video_folder
-    from ..eval.report import EvalConfig, eval_example
+    from ..eval.clips import EvalConfig, eval_example
 
     if args.num < 1 or args.first_clip < 0 or args.scale < 1:
         raise ValueError(f"--num and --scale must be at least 1 and --first-clip at least 0, got {args.num}, "

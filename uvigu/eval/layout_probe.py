@@ -47,7 +47,7 @@ from uvigu.data.shapes import (
 )
 from uvigu.eval.analyzer import analyze_clip, match_objects
 from uvigu.eval.grammar import scene_mentions
-from uvigu.eval.report import EvalConfig, clip_config, eval_example
+from uvigu.eval.clips import EvalConfig, clip_config, eval_example
 
 @dataclass(frozen=True)
 class DirectionRow:

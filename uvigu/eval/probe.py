@@ -42,7 +42,7 @@ from uvigu.data.shapes import COLORS, HELD_OUT_PAIRS, SHAPES, render_scene, scen
 from uvigu.eval.analyzer import analyze_clip, match_objects
 from uvigu.eval.edits import ATTRIBUTES, edit_scene
 from uvigu.eval.grammar import scene_mentions
-from uvigu.eval.report import SETS, EvalConfig, clip_config, eval_example
+from uvigu.eval.clips import SETS, EvalConfig, clip_config, eval_example
 from uvigu.flows import inference_sigmas, interpolate
 from uvigu.models.tokenizer import encode_text, is_word_level, split_words
 

@@ -1,6 +1,6 @@
 """The evaluation report of `uvigu eval`: the DESIGN §5 metrics on fresh Shapes clips, as markdown.
 
-Two clip sets, both drawn with seeds no training item can have (see `EvalConfig`):
+Two clip sets (`uvigu.eval.clips`), both drawn with seeds no training item can have:
 * **main**: the training distribution (split 'train') — seen colour–shape pairs, unseen clips;
 * **held-out**: scenes that each contain a held-out colour–shape pair (split 'heldout').
 
@@ -21,11 +21,11 @@ import shutil
 import statistics
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
-from uvigu.data.shapes import ShapesConfig, ShapesExample, make_example
+from uvigu.eval.clips import SETS, EvalConfig, clip_config, eval_example
 from uvigu.eval.edits import ATTRIBUTES
 from uvigu.eval.grammar import parse_prompt
 from uvigu.eval.journal import RunJournal, run_key
@@ -38,59 +38,8 @@ DEFAULT_MODEL_DIR = "assets/uvigu-shapes"
 # Ends the generated report. Notes written below it (what a run showed, what was tried) are kept
 # when `write_report` writes the report again; everything above it is replaced.
 NOTES_MARKER = "<!-- uvigu eval: the generated report ends here; what follows is kept when it is written again -->"
-SETS = ("main", "heldout")
 JOURNAL_NAME = "results.partial.jsonl"  # beside results.jsonl while a run is under way
-SET_SPLITS = {"main": "train", "heldout": "heldout"}
 ProgressCallback = Callable[[int, int], None]
-
-
-# A later first clip keeps main-set Shapes seeds below the held-out set's (2^32 apart) and pipeline
-# seeds below 2^31 (the pipeline's limit).
-MAX_FIRST_CLIP = 2**30
-
-
-@dataclass(frozen=True)
-class EvalConfig:
-    """Which clips are evaluated and how the run reports."""
-
-    num_clips: int = 200  # main set: clips of the training distribution
-    num_heldout: int = 100  # held-out set: every scene has a held-out colour–shape pair
-    # Shapes seeds. Training item i uses a 64-bit hash of (seed, i) (ShapesDataset.seed_for), so
-    # every training seed is < 2**64 and these sets can never share a seed with a training item.
-    main_seed_start: int = 2**64
-    heldout_seed_start: int = 2**64 + 2**32
-    # Seeds of the pipeline calls (noise, text source): clip i of a set uses start + i.
-    main_pipeline_seed: int = 0
-    heldout_pipeline_seed: int = 1_000_000
-    num_examples: int = 2  # clips per set shown as image strips in the report
-    log_every: int = 10  # clips between progress log lines
-
-    def __post_init__(self) -> None:
-        if self.num_clips < 0 or self.num_heldout < 0 or self.num_clips + self.num_heldout == 0:
-            raise ValueError(
-                f"need at least one clip: num_clips={self.num_clips}, num_heldout={self.num_heldout} (both >= 0)."
-            )
-        if self.num_examples < 0 or self.log_every < 1:
-            raise ValueError(f"num_examples must be >= 0 and log_every >= 1, got {self.num_examples}, {self.log_every}.")
-
-    def count(self, set_name: str) -> int:
-        return self.num_clips if set_name == "main" else self.num_heldout
-
-    def starting_at(self, first: int) -> "EvalConfig":
-        """The same sets from clip ``first`` on: clip i of the result is clip first + i here, with its
-        Shapes seed and its pipeline seeds — e.g. clips past the evaluation's to choose a setting on."""
-        if not 0 <= first <= MAX_FIRST_CLIP:
-            raise ValueError(f"the first clip must be from 0 to {MAX_FIRST_CLIP}, got {first}.")
-        return replace(self, main_seed_start=self.main_seed_start + first,
-                       heldout_seed_start=self.heldout_seed_start + first,
-                       main_pipeline_seed=self.main_pipeline_seed + first,
-                       heldout_pipeline_seed=self.heldout_pipeline_seed + first)
-
-    def shapes_seed(self, set_name: str, index: int) -> int:
-        return (self.main_seed_start if set_name == "main" else self.heldout_seed_start) + index
-
-    def pipeline_seed(self, set_name: str, index: int) -> int:
-        return (self.main_pipeline_seed if set_name == "main" else self.heldout_pipeline_seed) + index
 
 
 @dataclass(frozen=True)
@@ -110,27 +59,6 @@ TARGETS: tuple[Target, ...] = (
     Target("round_trip", "main", 0.85),
     Target("edit", "main", 0.80),
 )
-
-
-# ---------------------------------------------------------------------------------------------
-# Clips
-# ---------------------------------------------------------------------------------------------
-
-
-def clip_config(pipe) -> ShapesConfig:
-    """Shapes clips at the pipeline's default size; the §4 default when that is too small for the
-    grammar's object sizes (the pipeline then conforms the clip it is given)."""
-    try:
-        return ShapesConfig(size=min(pipe.default_height, pipe.default_width), num_frames=pipe.default_num_frames)
-    except ValueError:
-        return ShapesConfig()
-
-
-def eval_example(config: EvalConfig, set_name: str, index: int, shapes: ShapesConfig = ShapesConfig()) -> ShapesExample:
-    """Clip `index` of evaluation set `set_name` ('main' | 'heldout')."""
-    if set_name not in SETS:
-        raise ValueError(f"set_name must be one of {SETS}, got {set_name!r}")
-    return make_example(config.shapes_seed(set_name, index), shapes, SET_SPLITS[set_name])
 
 
 def journal_fields(config: EvalConfig) -> dict[str, int]:
@@ -620,7 +548,7 @@ def write_report(
 
 
 __all__ = [
-    "DEFAULT_MODEL_DIR", "EvalConfig", "EvalReport", "Row", "RunInfo", "Score", "Summary", "TARGETS", "Target",
-    "clip_config", "edit_records", "eval_example", "evaluate", "pipeline_settings", "read_results",
+    "DEFAULT_MODEL_DIR", "EvalReport", "Row", "RunInfo", "Score", "Summary", "TARGETS", "Target",
+    "edit_records", "evaluate", "pipeline_settings", "read_results",
     "render_markdown", "summarize", "write_report", "write_results", "write_text",
 ]

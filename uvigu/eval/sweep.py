@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 from uvigu.data.shapes import HELD_OUT_PAIRS
 from uvigu.eval.analyzer import analyze_clip, match_objects
 from uvigu.eval.grammar import parse_caption, parse_prompt, scene_mentions
-from uvigu.eval.report import SETS, EvalConfig, clip_config, eval_example
+from uvigu.eval.clips import SETS, EvalConfig, clip_config, eval_example
 from uvigu.eval.tasks import WITH_SOURCE, score_edit
 
 FIELDS = ("color", "shape", "motion")
