@@ -15,10 +15,11 @@ clip whose caption already says all that was asked is scored as generated; the s
 edit's, and the seconds the caption's and edit's). Generate and fix also count the clips whose
 prompt names a background and those the analyzer finds that background in, the objects the
 analyzer finds beyond the scene's (drawn though not asked for; the objects-right figure does not
-count them against a setting), and the clips in which it finds no object. The clips, the
-pipeline seeds and the counting are the evaluation's (`uvigu.eval.report`): for generate, caption
-and round trip the main column counts every object of the main set, the held-out column the objects
-with a held-out colour–shape pair; edits count the clips of each set. A row at the default settings
+count them against a setting), and the clips in which it finds no object. The clips and the
+pipeline seeds are the evaluation's (`uvigu.eval.clips`), and so is the counting
+(`uvigu.eval.report`): for generate, caption and round trip the main column counts every object of
+the main set, the held-out column the objects with a held-out colour–shape pair; edits count the
+clips of each set. A row at the default settings
 reproduces the evaluation's figures on the same clips.
 
 A caption setting can look free on reference clips and still cost round-trip objects: generated
