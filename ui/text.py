@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from uvigu.judge import EXPERT_LEAVES_EMPTY, names_no_object, read_back_count
+from uvigu.judge import EXPERT_LEAVES_EMPTY, NAMES_NO_OBJECT, names_no_object, read_back_count
 
 _MARKDOWN_SYNTAX = re.compile(r"([\\`*_{}\[\]<>#|~!])")
 
@@ -59,7 +59,7 @@ _READ_BACK_LEADS = {
 }
 
 
-EMPTY_CLIP = "The caption names no object, so the clip probably shows none: try another seed"
+EMPTY_CLIP = f"{NAMES_NO_OBJECT.capitalize()}: try another seed"
 EMPTY_CLIP_EXPERT = f", or untick *High-noise expert* under Settings: {EXPERT_LEAVES_EMPTY}"
 
 

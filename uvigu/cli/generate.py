@@ -176,7 +176,7 @@ def run_edit(args: argparse.Namespace) -> int:
 def _print_read_back(read_backs, what: str, empty_hint: str | None = None) -> None:
     """How much of the prompt the caption names, and each object it names otherwise (`pipe.read_back`);
     with ``empty_hint``, what to try when the caption (of the model's clip) names no object."""
-    from ..judge import names_no_object, read_back_count
+    from ..judge import NAMES_NO_OBJECT, names_no_object, read_back_count
 
     if count := read_back_count(read_backs):
         print(f"{what}: {count}")
@@ -186,4 +186,4 @@ def _print_read_back(read_backs, what: str, empty_hint: str | None = None) -> No
         elif item.name and not item.agrees:
             print(f"  {item.name}: " + ", ".join(f"{said} instead of {asked}" for said, asked in item.misses()))
     if empty_hint is not None and names_no_object(read_backs):
-        print(f"  the caption names no object, so the clip probably shows none: try another {empty_hint}")
+        print(f"  {NAMES_NO_OBJECT}: try another {empty_hint}")
