@@ -504,18 +504,26 @@ def test_where_and_how_takes_are_judged_reach_the_pipeline(model_dir, tmp_path, 
 
     def recording(self, prompt, **kwargs):
         seen.append({k: kwargs[k] for k in ("best_of", "judge_at", "judge_steps", "read_guidance",
-                                            "read_guidance_from")})
+                                            "read_guidance_from", "motion_noise")})
         return original(self, prompt, **kwargs)
 
-    original = UniViGUPipeline.generate
+    def recording_joint(self, prompt, **kwargs):
+        seen.append({"joint motion_noise": kwargs["motion_noise"]})
+        return original_joint(self, prompt, **kwargs)
+
+    original, original_joint = UniViGUPipeline.generate, UniViGUPipeline.generate_with_caption
     monkeypatch.setattr(UniViGUPipeline, "generate", recording)
+    monkeypatch.setattr(UniViGUPipeline, "generate_with_caption", recording_joint)
     args = ["generate", "a red circle", "--model", str(model_dir), "--steps", "2", "--out", str(tmp_path / "c.mp4")]
     assert main([*args, "--best-of", "2", "--judge-at", "0.5", "--judge-steps", "3", "--read-guidance", "2",
-                 "--read-guidance-from", "0.7"]) == 0
+                 "--read-guidance-from", "0.7", "--motion-noise", "0.3"]) == 0
     assert main([*args, "--best-of", "2"]) == 0
-    assert seen == [{"best_of": 2, "judge_at": 0.5, "judge_steps": 3, "read_guidance": 2.0, "read_guidance_from": 0.7},
+    assert main([*args, "--joint", "--motion-noise", "0.2"]) == 0
+    assert seen == [{"best_of": 2, "judge_at": 0.5, "judge_steps": 3, "read_guidance": 2.0, "read_guidance_from": 0.7,
+                     "motion_noise": 0.3},
                     {"best_of": 2, "judge_at": None, "judge_steps": None, "read_guidance": None,
-                     "read_guidance_from": None}]  # the model's
+                     "read_guidance_from": None, "motion_noise": None},  # the model's
+                    {"joint motion_noise": 0.2}]
     assert capsys.readouterr().out.count("<- kept") == 2
 
 
@@ -550,6 +558,7 @@ def test_the_caption_options_reach_the_pipeline(model_dir, tmp_path, capsys, mon
         (["generate", "a red circle", "--best-of", "2", "--joint"], "--best-of judges each take by its own caption"),
         (["generate", "a red circle", "--read-guidance", "2", "--joint"], "--read-guidance steers a clip by reading"),
         (["generate", "a red circle", "--read-guidance", "-2"], "read_guidance must be between 0 and 30"),
+        (["generate", "a red circle", "--motion-noise", "1.5"], "motion_noise must be between 0 and 1"),
         (["caption", "missing.mp4"], "missing.mp4"),
         (["caption", "missing.mp4", "--temperature", "-1"], "temperature"),
         (["caption", "missing.mp4", "--reread", "-1"], "reread"),

@@ -1,7 +1,8 @@
 import pytest
 
 from uvigu.judge import (
-    JUDGES, get_judge, names_no_object, prompt_words, read_back, read_back_count, shapes_judge, words_judge,
+    JUDGES, get_judge, names_no_object, prompt_motion, prompt_words, read_back, read_back_count, shapes_judge,
+    words_judge,
 )
 
 
@@ -68,6 +69,16 @@ def test_prompt_words_are_what_the_judge_reads_and_the_directions_it_must_not():
         ["red", "circle", "left", "blue", "square", "right"], [])
     assert prompt_words("shapes", "something shiny") == (["shiny", "something"], [])  # no object: words
     assert prompt_words("words", "A red circle, moving up") == (["a", "circle", "moving", "red", "up"], [])
+
+
+def test_prompt_motion_is_the_one_motion_every_object_has():
+    assert prompt_motion("shapes", "a red circle moving left on a black background") == "left"
+    assert prompt_motion("shapes", "a red circle moving up and a large blue square moving up") == "up"
+    assert prompt_motion("shapes", "a red circle staying still and a blue square staying still") == "still"
+    assert prompt_motion("shapes", "a red circle moving left and a blue square staying still") is None
+    assert prompt_motion("shapes", "a red circle moving left and a blue square moving right") is None
+    assert prompt_motion("shapes", "something shiny moving left") is None  # no object the grammar reads
+    assert prompt_motion("words", "a red circle moving left") is None  # a judge without a grammar reads none
 
 
 def test_read_back_says_what_the_caption_says_of_each_object_asked_for():

@@ -5,6 +5,8 @@ import pytest
 import torch
 
 from uvigu import Cancelled, UniViGUPipeline
+from uvigu import pipeline as pipeline_module
+from uvigu.flows.moving_noise import moving_noise
 from uvigu.read_guidance import READ_GUIDANCE_FROM, READ_GUIDANCE_TOP, ReadGuidance
 from uvigu.data.shapes import ShapesConfig, make_example, shapes_vocabulary
 from uvigu.judge import JUDGES
@@ -665,6 +667,69 @@ def test_read_guidance_is_a_setting_of_the_saved_model(tmp_path):
                           pipe.generate(PROMPT, seed=1, num_inference_steps=3, read_guidance=2.0).frames)
     with pytest.raises(ValueError, match="read_guidance must be between 0 and"):
         UniViGUPipeline(**{**loaded.components, "read_guidance": -1.0})
+
+
+def test_motion_noise_starts_from_noise_that_moves_the_way_every_object_goes(monkeypatch, tmp_path):
+    pipe = tiny_pipeline()
+    assert pipe.config.motion_noise == 0.0  # off unless a model asks for it
+    pipe.register_to_config(take_judge="shapes", motion_noise_speed=2.0)
+    starts = []
+    original = pipeline_module.sample
+
+    def recording(model_fn, *, video, **kwargs):
+        starts.append(video.clone())
+        return original(model_fn, video=video, **kwargs)
+
+    monkeypatch.setattr(pipeline_module, "sample", recording)
+
+    def start(prompt, **kwargs):
+        pipe.generate(prompt, seed=3, num_inference_steps=2, **kwargs)
+        return starts[-1]
+
+    noise = torch.randn(start(PROMPT).shape, generator=torch.Generator().manual_seed(3))
+    torch.testing.assert_close(starts[-1], noise, rtol=0, atol=0)  # the seed's noise, as before
+    # right, two cells a frame (the speed), half the variance moving; a second object going right too
+    moving_right = moving_noise(noise, (0, 2.0), 0.5, _after_noise(noise.shape, 3))
+    torch.testing.assert_close(start(PROMPT, motion_noise=0.5), moving_right)
+    torch.testing.assert_close(start("a red circle moving right and a small blue square moving right",
+                                     motion_noise=0.5), moving_right)
+    torch.testing.assert_close(start("a red circle moving up", motion_noise=0.5),
+                               moving_noise(noise, (-2.0, 0), 0.5, _after_noise(noise.shape, 3)))
+    # objects going different ways, a still scene, a prompt without objects: the usual noise
+    for prompt in ("a red circle moving right and a blue square staying still", "a red circle staying still",
+                   "something shiny"):
+        torch.testing.assert_close(start(prompt, motion_noise=0.5), noise, rtol=0, atol=0)
+    pipe.register_to_config(take_judge="words")  # a judge without a grammar reads no motion
+    torch.testing.assert_close(start(PROMPT, motion_noise=0.5), noise, rtol=0, atol=0)
+    pipe.register_to_config(take_judge="shapes")
+
+    # the model's own setting, kept when saved; joint generation starts from it too; edits do not
+    before = pipe.edit(np.zeros((4, 16, 16, 3), np.uint8), PROMPT, seed=3, num_inference_steps=2).frames
+    pipe.register_to_config(motion_noise=0.5)
+    pipe.save_pretrained(tmp_path / "set")
+    loaded = UniViGUPipeline.from_pretrained(tmp_path / "set")
+    assert loaded.config.motion_noise == 0.5 and loaded.config.motion_noise_speed == 2.0
+    torch.testing.assert_close(start(PROMPT), moving_right)
+    assert np.array_equal(pipe.edit(np.zeros((4, 16, 16, 3), np.uint8), PROMPT, seed=3, num_inference_steps=2).frames,
+                          before)
+    pipe.generate_with_caption(PROMPT, seed=3, num_inference_steps=2)
+    moving_joint = starts[-1]
+    pipe.generate_with_caption(PROMPT, seed=3, num_inference_steps=2, motion_noise=0)
+    assert not torch.allclose(moving_joint, starts[-1])
+    for bad in (-0.1, 1.5):
+        with pytest.raises(ValueError, match="motion_noise must be between 0 and 1"):
+            pipe.generate(PROMPT, seed=3, motion_noise=bad)
+        with pytest.raises(ValueError, match="motion_noise must be between 0 and 1"):
+            UniViGUPipeline(**{**loaded.components, "motion_noise": bad})
+    with pytest.raises(ValueError, match="motion_noise_speed must be more than 0"):
+        UniViGUPipeline(**{**loaded.components, "motion_noise_speed": 0})
+
+
+def _after_noise(shape, seed: int) -> torch.Generator:
+    """A generator seeded ``seed`` that has drawn the starting noise of ``shape``, as generate's has."""
+    generator = torch.Generator().manual_seed(seed)
+    torch.randn(shape, generator=generator)
+    return generator
 
 
 def test_count_tokens_is_what_the_prompt_limit_counts(pipe):

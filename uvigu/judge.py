@@ -200,3 +200,16 @@ def prompt_words(judge: str, prompt: str) -> tuple[list[str], list[str]]:
             unwanted = [_OPPOSITE[o.motion] for o in asked if o.motion in _OPPOSITE]
             return list(dict.fromkeys(wanted)), [w for w in dict.fromkeys(unwanted) if w not in wanted]
     return sorted(_words(prompt)), []
+
+
+def prompt_motion(judge: str, prompt: str) -> str | None:
+    """The one motion every object of ``prompt`` has, as the judge named ``judge`` reads a prompt —
+    which way the starting noise moves (``pipe.generate(..., motion_noise=)``). ``"shapes"``:
+    ``"left"``, ``"right"``, ``"up"``, ``"down"`` or ``"still"``; None when the objects move in
+    different ways or the grammar finds none. ``"words"`` reads no motion: None."""
+    if judge != "shapes":
+        return None
+    from uvigu.eval.grammar import parse_prompt
+
+    motions = {o.motion for o in parse_prompt(prompt).objects}
+    return motions.pop() if len(motions) == 1 else None

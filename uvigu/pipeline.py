@@ -39,6 +39,7 @@ from .flows import (
 )
 from .flows import reread as reread_text
 from .flows import verify as verify_text
+from .flows.moving_noise import DIRECTIONS, check_share, check_speed, moving_noise
 from .inputs import (
     VideoInput,
     caption_settings,
@@ -53,7 +54,7 @@ from .inputs import (
     prepare_video,
     prompt_tokens,
 )
-from .judge import ReadBack, TakeJudge, get_judge, prompt_words, read_back
+from .judge import ReadBack, TakeJudge, get_judge, prompt_motion, prompt_words, read_back
 from .models import autoencoder as _autoencoder  # noqa: F401  diffusers' loader resolves saved component
 from .models import codec as _pixel_codec  # noqa: F401
 from .models import wan_codec as _wan_codec  # noqa: F401  classes only from modules already imported
@@ -119,6 +120,8 @@ class UniViGUPipeline(DiffusionPipeline):
         take_judge_steps: int = 0,  # ... by a quick caption of this many steps; 0: the caption at its defaults
         read_guidance: float = 0.0,  # generate: how hard the model's own reading of the clip steers it; 0: off
         read_guidance_from: float = READ_GUIDANCE_FROM,  # ... at the steps from this noise level up to 0.95
+        motion_noise: float = 0.0,  # generate, joint: the share of the starting noise moving as the prompt asks
+        motion_noise_speed: float = 1.0,  # ... in latent cells a latent frame
     ):
         super().__init__()
         self.register_modules(
@@ -150,6 +153,8 @@ class UniViGUPipeline(DiffusionPipeline):
             take_judge_steps=check_judge_steps(take_judge_steps),
             read_guidance=check_guidance(read_guidance, 0.0, "read_guidance"),
             read_guidance_from=check_read_from(read_guidance_from),
+            motion_noise=check_share(motion_noise),
+            motion_noise_speed=check_speed(motion_noise_speed),
         )
         get_judge(take_judge)  # an unknown name fails at load, not at the first best-of generation
         self._high_noise: tuple[UniViGUPipeline, float] | None = None  # use_high_noise_expert
@@ -369,11 +374,19 @@ class UniViGUPipeline(DiffusionPipeline):
         judge_steps: int | None = None,
         read_guidance: float | None = None,
         read_guidance_from: float | None = None,
+        motion_noise: float | None = None,
         high_noise_expert: bool = True,
         callback: StepCallback | None = None,
         return_trajectory: bool = False,
     ) -> VideoResult:
         """Text → clip. Returns uint8 frames (f, h, w, 3).
+
+        ``motion_noise`` (default: the pipeline's ``motion_noise``; 0: off) is the share of the
+        starting noise that already moves the way the prompt asks (`uvigu.flows.moving_noise`),
+        ``motion_noise_speed`` latent cells a frame: when every object of the prompt goes the same
+        direction, as the pipeline's ``take_judge`` reads it (`uvigu.judge.prompt_motion`; the
+        Shapes grammar for the shipped model, no motion for ``"words"``). Other prompts start from
+        the usual noise.
 
         ``high_noise_expert=False`` makes every step with this model, leaving an attached expert
         (`use_high_noise_expert`) out of this call; it stays attached. Without one it changes nothing.
@@ -411,7 +424,7 @@ class UniViGUPipeline(DiffusionPipeline):
                  take: Take | None = None) -> VideoResult:
             return self._run_video("generate", prompt, None, 1.0, take_seed, num_inference_steps, guidance_scale,
                                    num_frames, height, width, take_callback, trajectory, take, read_guidance,
-                                   high_noise_expert, read_guidance_from)
+                                   high_noise_expert, read_guidance_from, motion_noise)
 
         if check_best_of(best_of) > 1:
             return best_of_takes(self, prompt, best_of, judge, judge_at, judge_steps, seed, make, callback,
@@ -428,16 +441,17 @@ class UniViGUPipeline(DiffusionPipeline):
         num_frames: int | None = None,
         height: int | None = None,
         width: int | None = None,
+        motion_noise: float | None = None,
         high_noise_expert: bool = True,
         callback: StepCallback | None = None,
         return_trajectory: bool = False,
     ) -> VideoResult:
-        """Text → clip and its detailed caption in one joint denoising pass (``high_noise_expert``
-        as `generate`'s)."""
+        """Text → clip and its detailed caption in one joint denoising pass (``motion_noise`` and
+        ``high_noise_expert`` as `generate`'s)."""
         prompt = check_prompt(self.tokenizer, prompt, self.max_text_tokens)
         return self._run_video(
-            "joint", prompt, None, 1.0, seed, num_inference_steps, guidance_scale,
-            num_frames, height, width, callback, return_trajectory, high_noise_expert=high_noise_expert,
+            "joint", prompt, None, 1.0, seed, num_inference_steps, guidance_scale, num_frames, height, width,
+            callback, return_trajectory, high_noise_expert=high_noise_expert, motion_noise=motion_noise,
         )
 
     def edit(
@@ -645,6 +659,7 @@ class UniViGUPipeline(DiffusionPipeline):
         read_guidance: float | None = None,
         high_noise_expert: bool = True,
         read_guidance_from: float | None = None,
+        motion_noise: float | None = None,
     ) -> VideoResult:
         # ``prompt`` was checked (and its unknown words warned of) by the public method that runs this.
         read_scale = check_guidance(read_guidance, self.config.read_guidance, "read_guidance")
@@ -675,7 +690,10 @@ class UniViGUPipeline(DiffusionPipeline):
             text = self._clean_text_stream([prompt])[0]
 
         shape = (1, *self.codec.latent_shape(num_frames, height, width))
-        noise = torch.randn(shape, generator=generator).to(self._device, self._dtype)
+        noise = torch.randn(shape, generator=generator)
+        if task != "edit":
+            noise = self._moving_noise(noise, prompt, motion_noise, generator)
+        noise = noise.to(self._device, self._dtype)
         sigmas = inference_sigmas(self.scheduler, steps, strength if task == "edit" else 1.0)
         if task == "edit":
             clean = self.codec.encode(torch.from_numpy(source)[None]).to(self._device, self._dtype)
@@ -833,6 +851,17 @@ class UniViGUPipeline(DiffusionPipeline):
         if trajectory is not None:
             trajectory.extend(TrajectoryStep(sigma, self._decode(clean), text) for sigma, clean, text in state.steps)
         return state.video.to(video.device, video.dtype), sigmas[state.done:]
+
+    def _moving_noise(self, noise: torch.Tensor, prompt: str, share: float | None,
+                      generator: torch.Generator) -> torch.Tensor:
+        """The starting ``noise`` with ``share`` (default: the pipeline's) moving the one way every
+        object of ``prompt`` goes (`generate`'s ``motion_noise``); as it is when they do not."""
+        share = check_share(self.config.motion_noise if share is None else share)
+        direction = DIRECTIONS.get(prompt_motion(self.config.take_judge, prompt) or "still", (0, 0))
+        if share == 0.0 or direction == (0, 0):  # a still scene keeps the usual noise: it draws more objects
+            return noise
+        speed = self.config.motion_noise_speed
+        return moving_noise(noise, (direction[0] * speed, direction[1] * speed), share, generator)
 
     def _reader(self, prompt: str, seed: int) -> ReadGuidance | None:
         """Read guidance for ``prompt`` (`ReadGuidance`): None when the prompt has none of the words

@@ -402,9 +402,13 @@ def test_the_report_names_the_settings_its_calls_ran_at():
     assert settings["keep-the-rest edit guidance"] == pipe.default_flow_edit_guidance
     assert settings["guidance_scale"] == pipe.config.guidance_scale
     assert settings["caption_verify_draws"] == pipe.config.caption_verify_draws
-    assert "high-noise expert from σ" not in settings
+    assert not {"high-noise expert from σ", "read_guidance", "motion_noise"} & settings.keys()  # off: unsaid
     pipe.use_high_noise_expert(tiny_pipeline(seed=1), 0.99)
-    assert pipeline_settings(pipe)["high-noise expert from σ"] == 0.99
+    pipe.register_to_config(read_guidance=2.0, read_guidance_from=0.7, motion_noise=0.2, motion_noise_speed=1.0)
+    settings = pipeline_settings(pipe)
+    assert settings["high-noise expert from σ"] == 0.99
+    assert (settings["read_guidance"], settings["read_guidance_from"]) == (2.0, 0.7)
+    assert (settings["motion_noise"], settings["motion_noise_speed"]) == (0.2, 1.0)
 
 
 # --- an interrupted run goes on from its journal --------------------------------------------------

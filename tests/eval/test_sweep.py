@@ -237,6 +237,7 @@ def test_settings_parse_and_bad_ones_are_named():
     assert parse_setting("generate", "read_guidance=2") == {"read_guidance": 2.0}
     assert parse_setting("generate", "read_guidance=4,read_guidance_from=0.7") == {"read_guidance": 4.0,
                                                                                    "read_guidance_from": 0.7}
+    assert parse_setting("generate", "motion_noise=0.5") == {"motion_noise": 0.5}
     assert parse_setting("caption", "defaults") == parse_setting("caption", "") == {}
     assert parse_setting("caption", "temperature=0.5,num_inference_steps=24") == {
         "temperature": 0.5, "num_inference_steps": 24}

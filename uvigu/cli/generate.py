@@ -33,6 +33,9 @@ def add_generate_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--read-guidance-from", type=float, default=None, metavar="SIGMA",
                    help="with --read-guidance: steer the steps from noise level 0.95 down to SIGMA [the model's "
                         "read_guidance_from]")
+    p.add_argument("--motion-noise", type=float, default=None, metavar="SHARE",
+                   help="the share (0 to 1) of the starting noise that already moves the way the prompt asks, when "
+                        "all its objects go one way (0: off) [the model's motion_noise]")
     _add_expert_argument(p)
     add_output_arguments(p, "clip.mp4")
     p.set_defaults(func=run_generate)
@@ -96,7 +99,8 @@ def run_generate(args: argparse.Namespace) -> int:
     out = output_path(args)
     pipe = load_pipeline(args.model, args.device, args.dtype)
     options = dict(seed=args.seed, num_inference_steps=args.steps, guidance_scale=args.guidance,
-                   high_noise_expert=not args.no_expert, return_trajectory=args.trajectory)
+                   motion_noise=args.motion_noise, high_noise_expert=not args.no_expert,
+                   return_trajectory=args.trajectory)
     _say_what_it_asks(pipe, args.prompt)
     if args.joint:
         result = pipe.generate_with_caption(args.prompt, callback=step_progress("generate"), **options)

@@ -336,6 +336,10 @@ def pipeline_settings(pipe) -> dict[str, object]:
         settings["plain edit strength"] = pipe.default_edit_strength
     if (expert := getattr(pipe, "high_noise_expert", None)) is not None:
         settings["high-noise expert from σ"] = expert[1]
+    if config.get("read_guidance"):  # generate's levers that are off unless the model sets them
+        settings.update(read_guidance=config["read_guidance"], read_guidance_from=config["read_guidance_from"])
+    if config.get("motion_noise"):
+        settings.update(motion_noise=config["motion_noise"], motion_noise_speed=config["motion_noise_speed"])
     return settings
 
 

@@ -52,9 +52,10 @@ SETTINGS: dict[str, dict[str, type]] = {
     # shift=S: the sampler's noise levels under another shift than the model's scheduler's (σ' = Sσ/(1+(S−1)σ);
     # larger spends more of the steps at high noise, where a clip's layout and motion are decided)
     # expert=0: without the model's high-noise expert (the task's high_noise_expert=False), 1 with it
+    # motion_noise=S: the share of the starting noise that moves the way the prompt asks (pipe.generate's)
     "generate": {"guidance_scale": float, "num_inference_steps": int, "best_of": int, "judge_at": float,
-                 "judge_steps": int, "read_guidance": float, "read_guidance_from": float, "shift": float,
-                 "expert": int},
+                 "judge_steps": int, "read_guidance": float, "read_guidance_from": float, "motion_noise": float,
+                 "shift": float, "expert": int},
     "caption": {"num_inference_steps": int, "temperature": float, "reread": int, "reread_threshold": float,
                 "reread_period": int, "verify_weight": float, "verify_max_texts": int, "verify_draws": int},
     # with_source=1: the edit is also given the caption before the change (pipe.edit's source_prompt);

@@ -1,0 +1,55 @@
+"""Starting noise that already moves the way the prompt asks.
+
+A video model trained on noise drawn independently for every frame still reads motion from the
+noise it starts from: which way a Shapes object goes is settled by the seed far more than by the
+motion word (docs/EVAL.md, *Does generation follow the motion words?*). So the starting noise can
+carry the asked motion: part of every frame is one noise frame moved by ``t · step`` cells in
+frame t (rolled round the frame), the rest stays independent — FreeTraj shifts the starting noise
+along a trajectory, and Go-with-the-Flow warps it along an optical flow, to the same end. Each
+value is still a standard normal; only the correlation across frames follows the motion. A still
+scene is the same noise frame in every frame (``step`` (0, 0)).
+
+Tensor vocabulary as `flows.video`: ``noise`` (b, c, f, h, w).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+# Directions (dy, dx) in cells per frame, for a step of one cell: rows grow downwards.
+DIRECTIONS: dict[str, tuple[int, int]] = {
+    "left": (0, -1), "right": (0, 1), "up": (-1, 0), "down": (1, 0), "still": (0, 0),
+}
+
+
+def check_share(share: float) -> float:
+    """The moving share of the noise's variance, from 0 (off) to 1."""
+    share = float(share)
+    if not 0.0 <= share <= 1.0:
+        raise ValueError(f"motion_noise must be between 0 and 1 (the share of the noise that moves), got {share:g}.")
+    return share
+
+
+def check_speed(speed: float) -> float:
+    """How far the moving noise goes: latent cells a latent frame, more than 0."""
+    speed = float(speed)
+    if not 0.0 < speed <= 64.0:
+        raise ValueError(f"motion_noise_speed must be more than 0 and at most 64 (latent cells a frame), got {speed:g}.")
+    return speed
+
+
+def moving_noise(noise: torch.Tensor, step: tuple[float, float], share: float,
+                 generator: torch.Generator | None = None) -> torch.Tensor:
+    """``noise`` (b, c, f, h, w), independent across frames, with ``share`` of its variance given
+    to one frame of noise drawn from ``generator`` and moved ``step`` = (dy, dx) cells a frame
+    (frame t by ``round(t · dy), round(t · dx)``, rolled round). ``share`` 0 returns ``noise``."""
+    share = check_share(share)
+    if share == 0.0:
+        return noise
+    b, c, f, h, w = noise.shape
+    base = torch.randn((b, c, 1, h, w), generator=generator).to(noise)
+    moved = torch.cat([torch.roll(base, (round(step[0] * t), round(step[1] * t)), dims=(3, 4)) for t in range(f)],
+                      dim=2)
+    return math.sqrt(1.0 - share) * noise + math.sqrt(share) * moved
