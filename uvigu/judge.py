@@ -133,11 +133,11 @@ def read_back_count(read_backs: list[ReadBack]) -> str:
     return count
 
 
-# What the studio and the CLI add, for a clip the high-noise expert began, when its caption names no
-# object (docs/EVAL.md measures it, in the expert's bullet).
 # What the studio and the commands say when the model's caption of its own clip names no object
 # (`names_no_object`), before what to try.
 NAMES_NO_OBJECT = "the caption names no object, so the clip probably shows none"
+# What the studio and the CLI add, for a clip the high-noise expert began, when its caption names no
+# object (docs/EVAL.md measures it, in the expert's bullet).
 EXPERT_LEAVES_EMPTY = ("the high-noise expert, which draws the background the prompt names, sometimes leaves a clip "
                        "on a black or white background without its objects")
 
