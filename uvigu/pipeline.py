@@ -857,7 +857,7 @@ class UniViGUPipeline(DiffusionPipeline):
         """The starting ``noise`` with ``share`` (default: the pipeline's) moving the one way every
         object of ``prompt`` goes (`generate`'s ``motion_noise``); as it is when they do not."""
         share = check_share(self.config.motion_noise if share is None else share)
-        direction = DIRECTIONS.get(prompt_motion(self.config.take_judge, prompt) or "still", (0, 0))
+        direction = DIRECTIONS.get(prompt_motion(self.config.take_judge, prompt), (0, 0))  # None: no one motion
         if share == 0.0 or direction == (0, 0):  # a still scene keeps the usual noise: it draws more objects
             return noise
         speed = self.config.motion_noise_speed
