@@ -682,8 +682,8 @@ def test_motion_noise_starts_from_noise_that_moves_the_way_every_object_goes(mon
 
     monkeypatch.setattr(pipeline_module, "sample", recording)
 
-    def start(prompt, **kwargs):
-        pipe.generate(prompt, seed=3, num_inference_steps=2, **kwargs)
+    def start(prompt, model=pipe, **kwargs):
+        model.generate(prompt, seed=3, num_inference_steps=2, **kwargs)
         return starts[-1]
 
     noise = torch.randn(start(PROMPT).shape, generator=torch.Generator().manual_seed(3))
@@ -709,7 +709,7 @@ def test_motion_noise_starts_from_noise_that_moves_the_way_every_object_goes(mon
     pipe.save_pretrained(tmp_path / "set")
     loaded = UniViGUPipeline.from_pretrained(tmp_path / "set")
     assert loaded.config.motion_noise == 0.5 and loaded.config.motion_noise_speed == 2.0
-    torch.testing.assert_close(start(PROMPT), moving_right)
+    torch.testing.assert_close(start(PROMPT, model=loaded), moving_right)
     assert np.array_equal(pipe.edit(np.zeros((4, 16, 16, 3), np.uint8), PROMPT, seed=3, num_inference_steps=2).frames,
                           before)
     pipe.generate_with_caption(PROMPT, seed=3, num_inference_steps=2)
