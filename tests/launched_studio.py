@@ -16,7 +16,9 @@ def launched_studio(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[
     with pytest.MonkeyPatch.context() as env:
         env.setenv("GRADIO_TEMP_DIR", str(tmp_path_factory.mktemp("gradio")))
         env.setenv("GRADIO_ANALYTICS_ENABLED", "False")
-        studio = Studio(tiny_pipeline(), StudioSettings(data_dir=tmp_path_factory.mktemp("data")))
+        pipe = tiny_pipeline()
+        pipe.register_to_config(motion_noise=0.35)  # as the shipped model samples, so its box shows
+        studio = Studio(pipe, StudioSettings(data_dir=tmp_path_factory.mktemp("data")))
         demo = build_demo(studio)
         _, url, _ = demo.launch(prevent_thread_lock=True, quiet=True, **launch_options())
         try:

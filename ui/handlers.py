@@ -111,14 +111,16 @@ class Handlers:
         count: float = 1,  # after progress: Gradio puts its Progress at the parameter's place
         best_of: float = 1,
         expert: bool = True,
+        moving: bool = True,
     ) -> Iterator[tuple]:
         """Create → ``count`` new takes (seeds one apart), each kept from ``best_of`` tries (the one
-        whose caption matches the prompt best), with the model's high-noise expert or, unticked,
-        without. Yields, as each take is made: token, seed used (the first take's), take panel (that
-        take), history, trajectory."""
+        whose caption matches the prompt best), with the model's high-noise expert and moving noise
+        or, unticked, without. Yields, as each take is made: token, seed used (the first take's),
+        take panel (that take), history, trajectory."""
         token = self.studio.open_session(token)
         options = {"mode": mode, "num_inference_steps": _int(steps, "steps"), "guidance_scale": _float(guidance),
-                   "best_of": _tries_value(best_of), "high_noise_expert": bool(expert)}
+                   "best_of": _tries_value(best_of), "high_noise_expert": bool(expert),
+                   "moving_noise": bool(moving)}
         yield from self._run_takes(
             token, lambda s: self.studio.submit_generate(token, prompt, seed=s, **options),
             count, seed, randomize, progress,
@@ -380,18 +382,19 @@ class Handlers:
     @user_errors
     def api_generate(
         self, prompt: str, seed: float | None, steps: float | None, guidance: float | None,
-        best_of: float | None, high_noise_expert: bool | None, token: str | None,
+        best_of: float | None, high_noise_expert: bool | None, moving_noise: bool | None, token: str | None,
     ) -> tuple:
         """/generate: prompt, seed (blank or negative: random), steps, guidance, best_of (tries,
         the one whose caption agrees best with the prompt kept; blank: 1), high_noise_expert (False:
-        every step with the model, as the Settings box unticked; blank: True) → clip, caption, seed
-        used (the kept try's)."""
+        every step with the model, as the Settings box unticked; blank: True), moving_noise (False:
+        plain starting noise, as its Settings box unticked; blank: True) → clip, caption, seed used
+        (the kept try's)."""
         token = self.studio.open_session(token)
         seed_value = None if seed is None or seed < 0 else _int(seed, "seed")
         take = self._wait(self.studio.submit_generate(
             token, prompt, seed=seed_value, num_inference_steps=_int(steps, "steps"),
             guidance_scale=_float(guidance), best_of=_tries_value(best_of),
-            high_noise_expert=high_noise_expert is not False,
+            high_noise_expert=high_noise_expert is not False, moving_noise=moving_noise is not False,
         ))
         if take is None:
             raise gr.Error("Stopped.")
@@ -569,7 +572,9 @@ def _timeline(takes: list[Take], read_back: Callable[[str, str], list | None] | 
         tries = take.settings.get("tries") or []
         best = f", best of {len(tries)} tries" if tries else ""
         alone = ", without the high-noise expert" if take.settings.get("high_noise_expert") is False else ""
-        lines.append(f"**#{take.seq}** · {MODE_LABELS[take.mode]}{parent}{kept}{best}{alone} · seed {take.seed}")
+        plain = ", without moving noise" if take.settings.get("motion_noise") == 0 else ""
+        how = f"{MODE_LABELS[take.mode]}{parent}{kept}{best}{alone}{plain}"
+        lines.append(f"**#{take.seq}** · {how} · seed {take.seed}")
         if take.prompt:
             label = "Edited caption" if take.mode == "edit" else "Prompt"
             lines.append(f"- {label}: {_md(take.prompt)}")

@@ -80,6 +80,14 @@ def build_demo(studio: Studio, gpu: Callable[[Callable], Callable] | None = None
                                      "background the prompt names. Untick to make every step with the model alone.",
                                 visible=defaults.high_noise_expert, elem_id="high-noise-expert",
                             )
+                            moving = gr.Checkbox(
+                                value=True, label="Moving noise",
+                                info="When every object of the prompt goes the same way, part of the starting "
+                                     "noise moves that way, so the clip more often moves as asked — and more often "
+                                     "shows an object not asked for (Generate and Joint; Regenerate starts from the "
+                                     "take's clip). Untick to start from plain noise.",
+                                visible=defaults.motion_noise > 0, elem_id="moving-noise",
+                            )
                         with gr.Row():
                             generate_btn = gr.Button("Generate", variant="primary", elem_id="generate-btn")
                             stop_btn = gr.Button("Stop", variant="stop", elem_id="stop-btn")
@@ -222,6 +230,7 @@ def build_demo(studio: Studio, gpu: Callable[[Callable], Callable] | None = None
             api_best_of = gr.Number(label="best_of", value=1, precision=0)
             api_start = gr.Number(label="start", value=0)
             api_expert = gr.Checkbox(label="high_noise_expert", value=True)
+            api_moving = gr.Checkbox(label="moving_noise", value=True)
             api_video_in = gr.Video(label="video", sources=["upload"])
             api_video_out = gr.Video(label="clip")
             api_caption = gr.Textbox(label="caption")
@@ -238,7 +247,7 @@ def build_demo(studio: Studio, gpu: Callable[[Callable], Callable] | None = None
         prompt.change(handlers.check_words, [prompt], [prompt_warning], trigger_mode="always_last", **QUICK, **private)
         gr.on(
             [generate_btn.click, prompt.submit], gpu(handlers.generate),
-            [prompt, mode, seed, randomize, steps, guidance, token, count, best_of, expert],
+            [prompt, mode, seed, randomize, steps, guidance, token, count, best_of, expert, moving],
             [token, seed, *take, *history, *trajectory], api_name="ui_generate", **MODEL, **private,
         )
         regenerate_btn.click(
@@ -290,7 +299,7 @@ def build_demo(studio: Studio, gpu: Callable[[Callable], Callable] | None = None
 
         api_generate_btn.click(
             gpu(handlers.api_generate),
-            [api_prompt, api_seed, api_steps, api_guidance, api_best_of, api_expert, api_token],
+            [api_prompt, api_seed, api_steps, api_guidance, api_best_of, api_expert, api_moving, api_token],
             [api_video_out, api_caption, api_seed_out, api_token], api_name="generate", **MODEL,
         )
         api_caption_btn.click(

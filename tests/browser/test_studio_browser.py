@@ -396,6 +396,23 @@ def test_the_diff_of_a_long_edit_wraps_between_words(studio_app, browser):
         assert split == []
 
 
+def test_unticking_moving_noise_makes_a_take_from_plain_noise(studio_app, browser):
+    url, studio = studio_app
+    prompt = "a green circle moving down"
+    with new_visitor(browser, url) as page:
+        page.get_by_role("button", name="Settings ▼").click()
+        box = page.locator("#moving-noise input[type=checkbox]")
+        assert box.is_checked()  # the model's setting, as it samples
+        box.uncheck()
+        textarea(page, "prompt").fill(prompt)
+        page.locator("#generate-btn").click()
+        page.locator("#take-title", has_text="Take #1").wait_for()
+        (take,) = [t for sid in sessions(studio) for t in studio.store.list_takes(sid) if t.prompt == prompt]
+        assert take.settings["motion_noise"] == 0.0
+        page.get_by_role("tab", name="History").click()
+        page.locator("#history-timeline").get_by_text("generated, without moving noise").wait_for()
+
+
 def sessions(studio):
     return [row["id"] for row in studio.store._db.execute("SELECT id FROM sessions").fetchall()]
 

@@ -88,6 +88,7 @@ class FakePipeline:
         self.calls: list[tuple[str, str]] = []
         self.source_prompts: list[str | None] = []  # each edit's text before the change
         self.expert_flags: list[bool] = []  # each clip's high_noise_expert argument
+        self.motion_noises: list[float | None] = []  # each generated clip's motion_noise argument
         self.active = 0
         self.max_active = 0
         self._lock = threading.Lock()
@@ -168,13 +169,14 @@ class FakePipeline:
                                [FakeCandidate(o.seed, c.text, score) for score, _, o, c in tries], cap.trajectory)
 
     def generate(self, prompt, *, seed=None, num_inference_steps=None, guidance_scale=None,
-                 num_frames=None, height=None, width=None, best_of=1, high_noise_expert=True, callback=None,
-                 return_trajectory=False):
+                 num_frames=None, height=None, width=None, best_of=1, high_noise_expert=True, motion_noise=None,
+                 callback=None, return_trajectory=False):
         self._check_prompt(prompt)
         if best_of > 1:
             return self._best_of(prompt, seed, best_of, callback, return_trajectory, lambda s: self.generate(
                 prompt, seed=s, num_inference_steps=num_inference_steps, high_noise_expert=high_noise_expert,
-                callback=callback, return_trajectory=return_trajectory))
+                motion_noise=motion_noise, callback=callback, return_trajectory=return_trajectory))
+        self.motion_noises.append(motion_noise)
         frames = self.frames_for(self._drawn(prompt, high_noise_expert), seed or 0)
         seed, traj = self._run("generate", prompt, seed, num_inference_steps, callback,
                                return_trajectory, frames, None)
@@ -182,8 +184,9 @@ class FakePipeline:
 
     def generate_with_caption(self, prompt, *, seed=None, num_inference_steps=None,
                               guidance_scale=None, num_frames=None, height=None, width=None,
-                              high_noise_expert=True, callback=None, return_trajectory=False):
+                              high_noise_expert=True, motion_noise=None, callback=None, return_trajectory=False):
         self._check_prompt(prompt)
+        self.motion_noises.append(motion_noise)
         frames = self.frames_for(self._drawn(prompt, high_noise_expert), seed or 0)
         caption = self.caption_for(frames)
         seed, traj = self._run("joint", prompt, seed, num_inference_steps, callback,

@@ -1,6 +1,7 @@
 import json
 import threading
 import zipfile
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -209,6 +210,26 @@ def test_a_take_can_leave_the_high_noise_expert_out_and_says_so(make_studio):
     assert pipe.expert_flags == [True, False, False, False, False, False]
     with pytest.raises(ValueError, match="high_noise_expert is True or False"):
         studio.submit_generate(token, prompt, high_noise_expert="no")
+
+
+def test_a_generated_take_can_start_from_plain_noise_and_says_so(make_studio):
+    pipe = FakePipeline()
+    studio = make_studio(pipe)
+    assert studio.model_defaults().motion_noise == 0.0  # a pipeline without the setting
+    pipe.config = SimpleNamespace(motion_noise=0.35)
+    assert studio.model_defaults().motion_noise == 0.35
+    token = studio.new_session()
+    prompt = "a red circle moving right"
+    moving = generate(studio, token, prompt, seed=3)
+    plain = generate(studio, token, prompt, seed=3, moving_noise=False)
+    assert "motion_noise" not in moving.settings and plain.settings["motion_noise"] == 0.0
+    assert studio.takes(token)[-1].settings["motion_noise"] == 0.0  # stored with the take
+    # joint and tries pass it on; None: the model's own setting
+    generate(studio, token, prompt, mode="joint", moving_noise=False)
+    generate(studio, token, prompt, best_of=2, moving_noise=False)
+    assert pipe.motion_noises == [None, 0.0, 0.0, 0.0, 0.0]
+    with pytest.raises(ValueError, match="moving_noise is True or False"):
+        studio.submit_generate(token, prompt, moving_noise=1)
 
 
 @pytest.mark.parametrize("kwargs, message", [

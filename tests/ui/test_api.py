@@ -144,6 +144,22 @@ def test_generate_and_edit_leave_the_high_noise_expert_out_when_asked(app, clien
         studio.pipe.use_high_noise_expert(None)
 
 
+def test_generate_starts_from_plain_noise_when_asked(app, client, monkeypatch):
+    studio = app[1]
+    shares, moving_noise = [], type(studio.pipe)._moving_noise
+
+    def recording(pipe, noise, prompt, share, generator):
+        shares.append(share)
+        return moving_noise(pipe, noise, prompt, share, generator)
+
+    monkeypatch.setattr(type(studio.pipe), "_moving_noise", recording)
+    plain = "a blue circle moving left"
+    client.predict(plain, 5, 2, 3.0, moving_noise=False, api_name="/generate")  # by name
+    assert shares == [0.0] and saved_take(studio, plain).settings["motion_noise"] == 0.0
+    client.predict("a blue square moving left", 5, 2, 3.0, api_name="/generate")  # left out: the model's setting
+    assert shares == [0.0, None] and "motion_noise" not in saved_take(studio, "a blue square moving left").settings
+
+
 def test_an_empty_prompt_gets_a_clear_error(client):
     with pytest.raises(AppError, match="prompt is empty"):
         client.predict("   ", 0, 2, 3.0, api_name="/generate")

@@ -194,7 +194,7 @@ def test_generate_passes_settings_and_returns_the_new_take(studio):
 
     assert studio.calls == [("generate", ("tok", "a red circle"), {
         "mode": "joint", "seed": 7, "num_inference_steps": 12, "guidance_scale": 4.5, "best_of": 1,
-        "high_noise_expert": True})]
+        "high_noise_expert": True, "moving_noise": True})]
     assert len(out) == RUN_OUTPUTS
     token, seed, *rest = out
     view = dict(zip(TAKE_OUTPUTS, rest))
@@ -242,6 +242,18 @@ def test_the_high_noise_expert_box_is_passed_on_and_a_take_without_it_says_so_in
                                       1, 1, False))
     assert studio.calls[-1][0] == "edit" and studio.calls[-1][2]["high_noise_expert"] is False
     assert "without the high-noise expert" not in _timeline([make_take(seed=8)])  # with it, the default
+
+
+def test_the_moving_noise_box_is_passed_on_and_a_take_without_it_says_so_in_history(studio):
+    take = make_take(seed=8, settings={"motion_noise": 0.0})
+    studio.takes_ = [take]
+    studio.next_job = FakeJob(take)
+    out = final(Handlers(studio).generate("a red circle moving up", "generate", 7.0, False, 12.0, 4.5, None,
+                                          Progress(), 1, 1, True, False))
+    assert studio.calls[0][2]["moving_noise"] is False and studio.calls[0][2]["high_noise_expert"] is True
+    assert "· generated, without moving noise · seed 8" in out[2 + len(TAKE_OUTPUTS) + 1]
+    assert "without moving noise" not in _timeline([make_take(seed=8)])  # with it, the default
+    assert "without moving noise" not in _timeline([make_take(seed=8, settings={"motion_noise": 0.35})])
 
 
 def test_a_take_whose_caption_names_no_object_says_what_to_try(studio):
@@ -318,7 +330,7 @@ def test_randomize_sends_no_seed(studio):
     studio.next_job = FakeJob(make_take())
     final(Handlers(studio).generate("a red circle", "generate", 7, True, 4, 3, "tok", Progress()))
     assert studio.calls[0][2]["seed"] is None and studio.calls[0][2]["best_of"] == 1
-    Handlers(studio).api_generate("a red circle", 5, 4, 3.0, 2.0, None, None)
+    Handlers(studio).api_generate("a red circle", 5, 4, 3.0, 2.0, None, None, None)
     assert studio.calls[1][2]["best_of"] == 2
 
 
@@ -664,11 +676,14 @@ def test_restore_starts_a_session_for_a_new_browser(studio):
 def test_api_generate_returns_clip_caption_and_seed(studio):
     take = make_take()
     studio.next_job = FakeJob(take)
-    clip, caption, seed, token = Handlers(studio).api_generate("a red circle", -1, 4, 3.0, None, None, None)
+    clip, caption, seed, token = Handlers(studio).api_generate("a red circle", -1, 4, 3.0, None, None, None, None)
     assert (clip, caption, seed) == (f"/clips/{take.id}.mp4", take.caption, 42)
-    assert studio.calls[0][2]["seed"] is None and studio.calls[0][2]["high_noise_expert"] is True  # blank: with it
-    Handlers(studio).api_generate("a red circle", 3, 4, 3.0, None, False, None)
-    assert studio.calls[1][2]["high_noise_expert"] is False
+    first = studio.calls[0][2]
+    assert first["seed"] is None and first["high_noise_expert"] is True and first["moving_noise"] is True  # blank: on
+    Handlers(studio).api_generate("a red circle", 3, 4, 3.0, None, False, None, None)
+    assert studio.calls[1][2]["high_noise_expert"] is False and studio.calls[1][2]["moving_noise"] is True
+    Handlers(studio).api_generate("a red circle", 3, 4, 3.0, None, None, False, None)
+    assert studio.calls[2][2]["high_noise_expert"] is True and studio.calls[2][2]["moving_noise"] is False
 
 
 # -- deleting takes ----------------------------------------------------------------------------

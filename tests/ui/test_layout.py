@@ -1,3 +1,5 @@
+from types import SimpleNamespace
+
 import pytest
 
 from tests.studio.fake_pipeline import FakePipeline
@@ -110,20 +112,33 @@ def test_the_model_help_says_how_the_prompts_it_learned_go(tmp_path):
     assert "It learned clips" not in model_help_shown(FakePipeline(), tmp_path)  # a model that declares no grammar
 
 
-def test_the_high_noise_expert_box_shows_only_for_a_model_with_an_expert(tmp_path):
+def settings_box(pipe, elem_id, tmp_path):
+    """The checkbox ``elem_id`` of the studio built on ``pipe``."""
     import gradio as gr
 
-    def box(pipe):
-        studio = Studio(pipe, StudioSettings(data_dir=tmp_path))
-        try:
-            demo = build_demo(studio)
-        finally:
-            studio.close()
-        (found,) = [b for b in demo.blocks.values() if isinstance(b, gr.Checkbox) and b.elem_id == "high-noise-expert"]
-        return found
+    studio = Studio(pipe, StudioSettings(data_dir=tmp_path))
+    try:
+        demo = build_demo(studio)
+    finally:
+        studio.close()
+    (found,) = [b for b in demo.blocks.values() if isinstance(b, gr.Checkbox) and b.elem_id == elem_id]
+    return found
 
-    assert box(FakePipeline()).visible is False
+
+def test_the_high_noise_expert_box_shows_only_for_a_model_with_an_expert(tmp_path):
+    assert settings_box(FakePipeline(), "high-noise-expert", tmp_path).visible is False
     pipe = FakePipeline()
     pipe.high_noise_expert = (object(), 0.99)
-    shown = box(pipe)
+    shown = settings_box(pipe, "high-noise-expert", tmp_path)
+    assert shown.visible is True and shown.value is True  # on by default, as the model samples
+
+
+def test_the_moving_noise_box_shows_only_for_a_model_that_samples_with_it(tmp_path):
+    from uvigu.testing import tiny_pipeline
+
+    assert settings_box(FakePipeline(), "moving-noise", tmp_path).visible is False
+    assert settings_box(tiny_pipeline(), "moving-noise", tmp_path).visible is False  # motion_noise 0
+    pipe = FakePipeline()
+    pipe.config = SimpleNamespace(motion_noise=0.35)
+    shown = settings_box(pipe, "moving-noise", tmp_path)
     assert shown.visible is True and shown.value is True  # on by default, as the model samples

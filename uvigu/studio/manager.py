@@ -80,6 +80,8 @@ class ModelDefaults:
     runs_on: str = ""  # where and in what precision, e.g. "the CPU, in bfloat16" ("" when the pipeline does not say)
     # the model has a high-noise expert, which makes the first denoising step (pipe.use_high_noise_expert)
     high_noise_expert: bool = False
+    # the share of a generated clip's starting noise that moves as the prompt asks (pipe.generate's motion_noise)
+    motion_noise: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -136,6 +138,7 @@ class Studio:
             max_text_tokens=int(self.pipe.max_text_tokens),
             runs_on=self._runs_on(),
             high_noise_expert=getattr(self.pipe, "high_noise_expert", None) is not None,
+            motion_noise=float(getattr(config, "motion_noise", 0.0)),
         )
 
     def _runs_on(self) -> str:
@@ -237,14 +240,17 @@ class Studio:
         guidance_scale: float | None = None,
         best_of: int = 1,
         high_noise_expert: bool = True,
+        moving_noise: bool = True,
     ) -> Job[Take]:
         """Queue text → clip, then clip → caption (``mode="generate"``) or both in one pass
         (``mode="joint"``). The job's result is the new take. ``best_of`` > 1 (generate mode) makes
         that many tries, seeds one apart, and keeps the one whose caption agrees best with the
         prompt (``pipe.generate(best_of=…)``); the take's settings list every try.
         ``high_noise_expert=False`` leaves the model's high-noise expert out of the clip (the model
-        makes every step; ``model_defaults().high_noise_expert`` says whether it has one); the
-        take's settings record it."""
+        makes every step; ``model_defaults().high_noise_expert`` says whether it has one), and
+        ``moving_noise=False`` starts from plain noise where the model's would move as the prompt
+        asks (``motion_noise`` 0; ``model_defaults().motion_noise`` is the model's share); the take's
+        settings record either."""
         sid = self._sid(token)
         if mode not in GENERATE_MODES:
             raise ValueError(f"Mode must be one of {', '.join(GENERATE_MODES)}, not {mode!r}.")
@@ -254,7 +260,9 @@ class Studio:
         guidance = self.settings.check_guidance(guidance_scale)
         best_of = self.settings.check_best_of(best_of, mode)
         self._check_room(sid)
-        options = {"num_inference_steps": steps, "guidance_scale": guidance, **_expert_option(high_noise_expert)}
+        options = {"num_inference_steps": steps, "guidance_scale": guidance,
+                   **_off_option("high_noise_expert", high_noise_expert, "high_noise_expert", False),
+                   **_off_option("moving_noise", moving_noise, "motion_noise", 0.0)}
 
         def work(job: Job[Take]) -> Take:
             unknown = self.unknown_words(prompt)
@@ -406,7 +414,8 @@ class Studio:
         guidance = self.settings.check_guidance(guidance_scale)
         best_of = self.settings.check_best_of(best_of, "edit")
         self._check_room(sid)
-        options = {"num_inference_steps": steps, "guidance_scale": guidance, **_expert_option(high_noise_expert)}
+        options = {"num_inference_steps": steps, "guidance_scale": guidance,
+                   **_off_option("high_noise_expert", high_noise_expert, "high_noise_expert", False)}
 
         def work(job: Job[Take]) -> Take:
             unknown = self.unknown_words(prompt)
@@ -804,13 +813,13 @@ def _given(options: dict[str, Any]) -> dict[str, Any]:
     return {key: value for key, value in options.items() if value is not None}
 
 
-def _expert_option(high_noise_expert: bool) -> dict[str, Any]:
-    """The pipeline option (and take setting) for a run without the high-noise expert; none for a
-    run with it, the default, so a pipeline without an expert, or takes made before the option
-    existed, read the same."""
-    if not isinstance(high_noise_expert, bool):
-        raise ValueError(f"high_noise_expert is True or False, not {high_noise_expert!r}.")
-    return {} if high_noise_expert else {"high_noise_expert": False}
+def _off_option(name: str, on: bool, option: str, off: Any) -> dict[str, Any]:
+    """The pipeline option (and take setting) ``option=off`` for a run with switch ``name`` off;
+    none with it on, the default, so a pipeline without the feature, or takes made before the
+    switch existed, read the same."""
+    if not isinstance(on, bool):
+        raise ValueError(f"{name} is True or False, not {on!r}.")
+    return {} if on else {option: off}
 
 
 def _tries(best_of: int, out: Any) -> dict[str, Any]:
