@@ -8,8 +8,9 @@ import pytest
 from uvigu.cli import main
 from uvigu.data.shapes import COLORS, HELD_OUT_PAIRS, SHAPES, scene_caption
 from uvigu.eval.grammar import corrected_caption, parse_prompt, scene_mentions
-from uvigu.eval.clips import EvalConfig, eval_example
+from uvigu.eval.clips import EvalConfig, clip_config, eval_example
 from uvigu.eval.sweep import parse_setting, render_table, run_sweep
+from uvigu.judge import prompt_motion
 from uvigu.testing import tiny_pipeline
 
 from .test_report import DrawsOtherBackgrounds, KeepsClip, OraclePipeline, WrongCaptions
@@ -294,6 +295,30 @@ def test_a_shift_row_samples_under_that_shift_and_puts_the_models_back(task, mon
     (default_shift, default_sigma), (shift, sigma) = seen[0], seen[-1]
     assert default_shift == own.config.shift and shift == 9.0
     assert sigma > default_sigma  # a larger shift keeps the second step's noise higher
+
+
+def test_a_motion_noise_speed_row_moves_the_noise_that_far_and_puts_the_models_setting_back(monkeypatch):
+    import uvigu.pipeline
+
+    pipe = tiny_pipeline()
+    pipe.register_to_config(motion_noise=0.5)
+    steps, original = [], uvigu.pipeline.moving_noise
+
+    def recording(noise, step, share, generator=None):
+        steps.append(step)
+        return original(noise, step, share, generator)
+
+    monkeypatch.setattr(uvigu.pipeline, "moving_noise", recording)
+    config = EvalConfig(num_clips=4, num_heldout=0)
+    prompts = [eval_example(config, "main", i, clip_config(pipe)).prompt for i in range(4)]
+    moving = sum(prompt_motion(pipe.config.take_judge, p) in ("left", "right", "up", "down") for p in prompts)
+    assert moving  # the clips include prompts whose objects all go one way
+    run_sweep(pipe, "generate", [{}, {"motion_noise_speed": 3.0}], config)
+    assert [max(map(abs, step)) for step in steps] == [1.0] * moving + [3.0] * moving
+    assert pipe.config.motion_noise_speed == 1.0
+    assert parse_setting("generate", "motion_noise_speed=1.5") == {"motion_noise_speed": 1.5}
+    with pytest.raises(ValueError, match="motion_noise_speed must be more than 0"):
+        parse_setting("generate", "motion_noise_speed=0")
 
 
 def _with_counted_expert(tmp_path):

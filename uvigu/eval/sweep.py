@@ -40,6 +40,7 @@ from uvigu.eval.analyzer import analyze_clip, match_objects
 from uvigu.eval.grammar import parse_caption, parse_prompt, scene_mentions
 from uvigu.eval.clips import SETS, EvalConfig, clip_config, eval_example
 from uvigu.eval.tasks import WITH_SOURCE, score_edit
+from uvigu.flows.moving_noise import check_speed
 
 FIELDS = ("color", "shape", "motion")
 EDIT_FIELDS = ("changed", "kept", "stale")  # the edit record's parts: shows, rest kept, old still seen
@@ -52,10 +53,11 @@ SETTINGS: dict[str, dict[str, type]] = {
     # shift=S: the sampler's noise levels under another shift than the model's scheduler's (σ' = Sσ/(1+(S−1)σ);
     # larger spends more of the steps at high noise, where a clip's layout and motion are decided)
     # expert=0: without the model's high-noise expert (the task's high_noise_expert=False), 1 with it
-    # motion_noise=S: the share of the starting noise that moves the way the prompt asks (pipe.generate's)
+    # motion_noise=S: the share of the starting noise that moves the way the prompt asks (pipe.generate's),
+    # motion_noise_speed=V: the cells a frame it moves (the model's config, for the row)
     "generate": {"guidance_scale": float, "num_inference_steps": int, "best_of": int, "judge_at": float,
                  "judge_steps": int, "read_guidance": float, "read_guidance_from": float, "motion_noise": float,
-                 "shift": float, "expert": int},
+                 "motion_noise_speed": float, "shift": float, "expert": int},
     "caption": {"num_inference_steps": int, "temperature": float, "reread": int, "reread_threshold": float,
                 "reread_period": int, "verify_weight": float, "verify_max_texts": int, "verify_draws": int},
     # with_source=1: the edit is also given the caption before the change (pipe.edit's source_prompt);
@@ -68,7 +70,7 @@ SETTINGS["round_trip"] = SETTINGS["caption"]  # the caption of the generated cli
 SETTINGS["fix"] = {"strength": float, "guidance_scale": float, "num_inference_steps": int, "rounds": int,
                   "expert": int}
 # settings of how the pipeline samples, not arguments of the task
-SAMPLER_SETTINGS = ("shift", "expert")
+SAMPLER_SETTINGS = ("shift", "expert", "motion_noise_speed")
 
 
 def parse_setting(task: str, text: str) -> dict[str, int | float]:
@@ -96,6 +98,8 @@ def parse_setting(task: str, text: str) -> dict[str, int | float]:
             raise ValueError(f"rounds is 0 or 1, got {value.strip()!r}.")
         if name == "shift" and not values[name] > 0:
             raise ValueError(f"shift must be above 0, got {value.strip()!r}.")
+        if name == "motion_noise_speed":
+            check_speed(values[name])
         if name == "expert" and values[name] not in (0, 1):
             raise ValueError(f"expert is 0 (without the model's high-noise expert) or 1, got {value.strip()!r}.")
     return values
@@ -147,7 +151,9 @@ def run_sweep(
                   for s in SETS}
         field_counts = {s: {f: 0 for f in fields} for s in SETS}
         seconds = {s: 0.0 for s in SETS}
-        with sampling_shift(pipe, row_settings.get("shift")):
+        with sampling_shift(pipe, row_settings.get("shift")), moving_noise_speed(
+            pipe, row_settings.get("motion_noise_speed")
+        ):
             for set_name, index, example in clips:
                 seed = config.pipeline_seed(set_name, index)
                 frames = example.frames
@@ -194,6 +200,21 @@ def sampling_shift(pipe, shift: float | None) -> Iterator[None]:
         yield
     finally:
         pipe.scheduler = original
+
+
+@contextmanager
+def moving_noise_speed(pipe, speed: float | None) -> Iterator[None]:
+    """``pipe``'s moving noise goes ``speed`` cells a frame inside the block (``None``: as it is);
+    its own setting is put back after."""
+    if speed is None:
+        yield
+        return
+    original = pipe.config.motion_noise_speed
+    pipe.register_to_config(motion_noise_speed=check_speed(speed))
+    try:
+        yield
+    finally:
+        pipe.register_to_config(motion_noise_speed=original)
 
 
 @dataclass(frozen=True)
