@@ -282,6 +282,17 @@ def test_a_caption_that_names_no_object_says_what_to_try(model_dir, tmp_path, mo
     assert capsys.readouterr().out.endswith(f"{said}\n")
 
 
+def test_the_round_trip_names_an_object_the_caption_adds(model_dir, tmp_path, monkeypatch, capsys):
+    caption = ("a small yellow triangle moves slowly to the left from the center, while a small red circle stays "
+               "still near the top.")
+    monkeypatch.setattr(UniViGUPipeline, "caption", lambda self, video, **kwargs: SimpleNamespace(text=caption,
+                                                                                                  trajectory=None))
+    assert main(["generate", "a yellow triangle moving left", "--model", str(model_dir), "--steps", "2", "--out",
+                 str(tmp_path / "clip.mp4")]) == 0
+    assert capsys.readouterr().out.endswith(
+        "round trip: 1 of 1 object as asked; 1 object not asked for\n  red circle staying still: not asked for\n")
+
+
 @pytest.fixture
 def recorded_edits(model_dir, tmp_path, monkeypatch):
     """A generated clip, and the keyword arguments of every ``pipe.edit`` call the test makes after."""

@@ -121,6 +121,24 @@ def test_read_back_says_whether_the_caption_names_the_background_the_prompt_asks
     assert not any(item.is_background for item in asked) and read_back_count(asked) == "1 of 2 objects as asked"
 
 
+def test_read_back_names_each_object_the_caption_adds_to_those_asked_for():
+    caption = ("a small red circle moves slowly up from the center, while a large blue square stays still near the "
+               "top on a gray background.")
+    circle, black, extra = read_back("shapes", "a red circle moving up on a black background", caption)
+    assert circle.agrees and black.is_background and not black.agrees
+    assert extra.name == "blue square staying still" and not extra.asked and not extra.agrees and extra.checks == ()
+    assert read_back_count([circle, black, extra]) == (
+        "1 of 1 object as asked; background not as asked; 1 object not asked for")
+    assert not names_no_object([circle, black, extra])
+    # the one asked for is paired with its best partner, whichever comes first in the caption
+    square, circle_extra = read_back("shapes", "a blue square", caption)
+    assert square.agrees and (circle_extra.name, circle_extra.asked) == ("red circle moving up", False)
+    # as many as asked, or more asked: nothing added
+    assert all(item.asked for item in read_back("shapes", "a red circle moving up and a blue square", caption))
+    assert all(item.asked for item in read_back("shapes", "a red circle and a blue square",
+                                                "a small red circle stays still near the top."))
+
+
 def test_read_back_by_words_for_other_models_and_prompts_the_grammar_cannot_read():
     for judge in ("words", "shapes"):
         (words,) = read_back(judge, "a lighthouse at dusk", "a lighthouse on a cliff")

@@ -250,7 +250,7 @@ class Handlers:
         fixed = self.studio.corrected_caption(take.prompt, take.caption)
         if fixed is None:
             read_backs = self.studio.read_back(take.prompt, take.caption) or []
-            as_asked = read_backs and read_backs[0].name and all(item.agrees for item in read_backs)
+            as_asked = read_backs and read_backs[0].name and all(item.agrees for item in read_backs if item.asked)
             gr.Info(text.NOTHING_MISSED if as_asked else text.CANNOT_CORRECT)
             return gr.skip()
         return fixed

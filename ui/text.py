@@ -78,7 +78,9 @@ def read_back(mode: str, read_backs: list, expert: bool = False) -> str:
         return lead + (f"; not in it: {', '.join(missing)}." if missing else ".")
     lines = [f"{lead}.", ""]
     for item in read_backs:
-        if item.agrees:
+        if not item.asked:
+            lines.append(f"- {item.name}: **not asked for**")
+        elif item.agrees:
             lines.append(f"- {item.name}: as asked")
         elif not item.found:
             lines.append(f"- {item.name}: **not in the caption**")

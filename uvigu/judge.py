@@ -94,15 +94,17 @@ class ReadBack:
     """What a caption says of one thing the prompt asks for: an object of the Shapes grammar
     (``name`` as the prompt words it, e.g. "red circle moving right"), its background ("black
     background", one ``Check`` of field "background"), or the prompt's words (``name`` empty, a
-    ``Check`` per distinct word)."""
+    ``Check`` per distinct word) — or, ``asked`` False, an object the caption names that the prompt
+    did not ask for (``name`` worded as a prompt would, no checks), which never agrees."""
 
     name: str
     checks: tuple[Check, ...]
     found: bool = True  # an object: whether the caption names any object to pair it with
+    asked: bool = True
 
     @property
     def agrees(self) -> bool:
-        return self.found and all(check.agrees for check in self.checks)
+        return self.asked and self.found and all(check.agrees for check in self.checks)
 
     @property
     def is_background(self) -> bool:
@@ -126,10 +128,12 @@ def read_back_count(read_backs: list[ReadBack]) -> str:
         return f"{sum(c.agrees for c in checks)} of its {len(checks)} words" if checks else ""
     if not read_backs:
         return ""
-    objects = [item for item in read_backs if not item.is_background]
+    objects = [item for item in read_backs if item.asked and not item.is_background]
     count = f"{sum(item.agrees for item in objects)} of {len(objects)} object{'s' if len(objects) > 1 else ''} as asked"
     if backgrounds := [item for item in read_backs if item.is_background]:
         count += "; background as asked" if all(item.agrees for item in backgrounds) else "; background not as asked"
+    if unasked := sum(not item.asked for item in read_backs):
+        count += f"; {unasked} object{'s' if unasked > 1 else ''} not asked for"
     return count
 
 
@@ -145,7 +149,7 @@ EXPERT_LEAVES_EMPTY = ("the high-noise expert, which draws the background the pr
 def names_no_object(read_backs: list[ReadBack]) -> bool:
     """Whether the caption names none of the objects asked for, and so none at all (`read_back`
     pairs any object a caption names with one asked for): the clip it describes probably shows none."""
-    objects = [item for item in read_backs if item.name and not item.is_background]
+    objects = [item for item in read_backs if item.asked and item.name and not item.is_background]
     return bool(objects) and not any(item.found for item in objects)
 
 
@@ -153,8 +157,9 @@ def read_back(judge: str, prompt: str, caption: str) -> list[ReadBack]:
     """The prompt's asks, each with what ``caption`` says of it, as the judge named ``judge``
     reads them: for ``"shapes"``, each object of the prompt against its partner in the caption
     (paired as :func:`shapes_judge` pairs them) on the colour, shape and motion the prompt gives;
-    and then, when the prompt names a background, that background against the caption's; for
-    ``"words"`` (or a prompt the grammar names no object in), the prompt's distinct words."""
+    then, when the prompt names a background, that background against the caption's; and last each
+    object the caption names beyond those (``asked`` False); for ``"words"`` (or a prompt the
+    grammar names no object in), the prompt's distinct words."""
     if judge == "shapes":
         from uvigu.data.shapes import PROMPT_MOTION_PHRASES
         from uvigu.eval.grammar import best_pairing, parse_caption, parse_prompt
@@ -169,7 +174,8 @@ def read_back(judge: str, prompt: str, caption: str) -> list[ReadBack]:
                 return PROMPT_MOTION_PHRASES[value] if field == "motion" and value else value
 
             out = []
-            for obj, j in zip(asked, best_pairing(asked, named, _FIELDS)):
+            pairing = best_pairing(asked, named, _FIELDS)
+            for obj, j in zip(asked, pairing):
                 partner = named[j] if j >= 0 else None
                 checks = tuple(Check(f, words(f, getattr(obj, f)), words(f, getattr(partner, f, None)))
                                for f in _FIELDS if getattr(obj, f) is not None)
@@ -177,6 +183,10 @@ def read_back(judge: str, prompt: str, caption: str) -> list[ReadBack]:
             if parsed.background:
                 out.append(ReadBack(f"{parsed.background} background",
                                     (Check("background", parsed.background, said.background),)))
+            for j, obj in enumerate(named):
+                if j not in pairing:
+                    name = " ".join(w for f in _FIELDS if (w := words(f, getattr(obj, f))) is not None)
+                    out.append(ReadBack(name, (), asked=False))
             return out
     said = _words(caption)
     return [ReadBack("", tuple(Check("word", w, w if w in said else None) for w in sorted(_words(prompt))))]

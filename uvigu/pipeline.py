@@ -339,7 +339,8 @@ class UniViGUPipeline(DiffusionPipeline):
     def read_back(self, prompt: str, caption: str) -> list[ReadBack]:
         """What ``caption`` says of each thing ``prompt`` asks for, as this model's ``take_judge``
         reads the two (`uvigu.judge.read_back`): for the Shapes model each prompted object's
-        colour, shape and motion against the caption's; for others the prompt's words. With the
+        colour, shape and motion against the caption's, the background, and the objects the
+        caption names beyond those asked for; for others the prompt's words. With the
         caption of a clip made from the prompt, this is the round trip, ask by ask."""
         return read_back(self.config.take_judge, prompt, caption)
 

@@ -301,6 +301,22 @@ def test_the_take_says_what_its_caption_says_of_each_thing_asked_for(studio):
     assert "- Model's caption: a small green circle moves slowly up.\n" in timeline  # an upload: nothing asked
 
 
+def test_the_take_names_what_its_caption_shows_that_was_not_asked_for(studio, monkeypatch):
+    said = []
+    monkeypatch.setattr(gr, "Info", said.append)
+    made = make_take(prompt="a red circle moving right", caption="a large red circle moves slowly to the right from "
+                     "the center, while a small blue square moves quickly up from the left on a gray background.")
+    studio.takes_ = [made]
+    view = dict(zip(TAKE_OUTPUTS, Handlers(studio).open_take("tok", SimpleNamespace(index=0))))
+    assert view["read_back"] == (
+        "**Round trip: what you asked, in the model's caption of its clip**: 1 of 1 object as asked; 1 object not "
+        "asked for.\n\n- red circle moving right: as asked\n- blue square moving up: **not asked for**")
+    assert "(1 of 1 object as asked; 1 object not asked for)" in Handlers(studio)._history_view("tok")[1]
+    # what was asked is all there: nothing for Ask for what it missed to add
+    assert isinstance(Handlers(studio).ask_for_misses(made.id, "tok"), type(gr.skip()))
+    assert said == [text.NOTHING_MISSED]
+
+
 def test_ask_for_what_it_missed_fills_the_edited_caption_with_the_corrected_caption(studio, monkeypatch):
     said = []
     monkeypatch.setattr(gr, "Info", said.append)

@@ -185,7 +185,9 @@ def _print_read_back(read_backs, what: str, empty_hint: str | None = None) -> No
     if count := read_back_count(read_backs):
         print(f"{what}: {count}")
     for item in read_backs:
-        if item.name and not item.found:
+        if not item.asked:
+            print(f"  {item.name}: not asked for")
+        elif item.name and not item.found:
             print(f"  {item.name}: not in the caption")
         elif item.name and not item.agrees:
             print(f"  {item.name}: " + ", ".join(f"{said} instead of {asked}" for said, asked in item.misses()))
