@@ -66,7 +66,8 @@ EMPTY_CLIP_EXPERT = f", or untick *High-noise expert* under Settings: {EXPERT_LE
 def read_back(mode: str, read_backs: list, expert: bool = False) -> str:
     """Under a take's caption: what it says of each thing the prompt (an edit's caption) asked
     for (`uvigu.judge.ReadBack`s) — how many objects as asked, then an object per line with what
-    the caption says instead; or how many of the prompt's words it uses. Words, not symbols: they
+    the caption says instead, and each object it names that was not asked for; or how many of the
+    prompt's words it uses. Words, not symbols: they
     read the same in every font and to a screen reader. When the model's caption of its own clip
     names no object (`uvigu.judge.names_no_object`), a line says what to try; ``expert``: the
     clip's first step was the high-noise expert's."""
