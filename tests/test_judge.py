@@ -1,8 +1,11 @@
 import pytest
 
+import numpy as np
+
+from uvigu.data.shapes import COLORS, make_example, object_center, scene_prompt
 from uvigu.judge import (
-    JUDGES, get_judge, names_no_object, prompt_motion, prompt_words, read_back, read_back_count, shapes_judge,
-    words_judge,
+    JUDGES, get_judge, names_no_object, object_places, prompt_motions, prompt_words, read_back, read_back_count,
+    shapes_judge, words_judge,
 )
 
 
@@ -71,16 +74,54 @@ def test_prompt_words_are_what_the_judge_reads_and_the_directions_it_must_not():
     assert prompt_words("words", "A red circle, moving up") == (["a", "circle", "moving", "red", "up"], [])
 
 
-def test_prompt_motion_is_the_one_motion_every_object_has():
-    assert prompt_motion("shapes", "a red circle moving left on a black background") == "left"
-    assert prompt_motion("shapes", "a red circle moving up and a large blue square moving up") == "up"
-    assert prompt_motion("shapes", "a red circle staying still and a blue square staying still") == "still"
-    assert prompt_motion("shapes", "a red circle moving left and a blue square staying still") is None
-    assert prompt_motion("shapes", "a red circle moving left and a blue square moving right") is None
-    assert prompt_motion("shapes", "something shiny moving left") is None  # no object the grammar reads
-    assert prompt_motion("words", "a red circle moving left") is None  # a judge without a grammar reads none
+def test_prompt_motions_are_each_objects_motion_in_order():
+    assert prompt_motions("shapes", "a red circle moving left on a black background") == ["left"]
+    assert prompt_motions("shapes", "a red circle moving up and a large blue square moving up") == ["up", "up"]
+    assert prompt_motions("shapes", "a red circle moving left and a blue square staying still") == ["left", "still"]
+    assert prompt_motions("shapes", "something shiny moving left") == []  # no object the grammar reads
+    assert prompt_motions("words", "a red circle moving left") == []  # a judge without a grammar reads none
 
 
+def _two_object_clip():
+    """A Shapes clip of two objects of different colours going different ways, with its scene."""
+    for seed in range(200):
+        example = make_example(seed)
+        objects = example.scene.objects
+        if len(objects) == 2 and len({o.color for o in objects}) == 2 and len({o.motion for o in objects}) == 2:
+            return example
+    raise AssertionError("no such clip in 200 seeds")
+
+
+def test_object_places_finds_where_a_draft_shows_each_prompted_colour():
+    example = _two_object_clip()
+    frames, objects = example.frames, example.scene.objects
+    prompt = scene_prompt(example.scene)
+    places = object_places("shapes", prompt, frames)
+    assert [p.motion for p in places] == [o.motion for o in objects]
+    for place, obj in zip(places, objects):
+        # the colour's middle over the frames: where the object is half way through the clip
+        xs, ys = zip(*(object_center(obj, t, len(frames), frames.shape[2]) for t in range(len(frames))))
+        assert place.center == pytest.approx((np.mean(ys), np.mean(xs)), abs=1.5)
+        assert place.radius == (6.0 if obj.size == "small" else 10.0) + 3.0
+    # an object whose colour the draft does not show is left out; a judge without a grammar finds none
+    missing = next(c for c in COLORS if c not in {o.color for o in objects})
+    first, second = prompt.split(" and ", 1)
+    other = first.replace(objects[0].color, missing)
+    assert [p.motion for p in object_places("shapes", f"{other} and {second}", frames)] == [objects[1].motion]
+    assert object_places("words", prompt, frames) == []
+    assert object_places("shapes", "something shiny", frames) == []
+
+
+def test_object_places_gives_two_objects_of_one_colour_its_heaviest_blobs_in_turn():
+    frames = np.full((4, 32, 32, 3), 128, np.uint8)
+    frames[:, 4:8, 4:8] = COLORS["red"]  # 16 pixels a frame
+    frames[:, 20:30, 20:30] = COLORS["red"]  # 100 pixels a frame: the heavier blob
+    frames[0, 14:16, 26:28] = COLORS["red"]  # 4 pixels in one frame: too faint to be an object yet
+    places = object_places("shapes", "a red circle moving left and a red square moving up", frames)
+    assert [(p.motion, p.center) for p in places] == [("left", (24.5, 24.5)), ("up", (5.5, 5.5))]
+    assert places[0].radius == pytest.approx(13.0 / 2)  # a large object at half the world's 64 pixels
+    assert len(object_places("shapes", "a red circle moving left and a red square moving up and a red diamond "
+                             "staying still", frames)) == 2  # the faint blob is nobody's
 def test_read_back_says_what_the_caption_says_of_each_object_asked_for():
     prompt = "a red circle moving right and a blue square moving up"
     # the objects the other way round in the caption, the circle drawn as a square going down

@@ -6,10 +6,10 @@ import torch
 
 from uvigu import Cancelled, UniViGUPipeline
 from uvigu import pipeline as pipeline_module
-from uvigu.flows.moving_noise import moving_noise
+from uvigu.flows.moving_noise import NoisePath, moving_noise, path_noise
 from uvigu.read_guidance import READ_GUIDANCE_FROM, READ_GUIDANCE_TOP, ReadGuidance
 from uvigu.data.shapes import ShapesConfig, make_example, shapes_vocabulary
-from uvigu.judge import JUDGES
+from uvigu.judge import JUDGES, ObjectPlace
 from uvigu.models.autoencoder import reconstruction_loss
 from uvigu.models.presets import build_pipeline
 from uvigu.models.tokenizer import count_tokens, decode_text
@@ -723,6 +723,80 @@ def test_motion_noise_starts_from_noise_that_moves_the_way_every_object_goes(mon
             UniViGUPipeline(**{**loaded.components, "motion_noise": bad})
     with pytest.raises(ValueError, match="motion_noise_speed must be more than 0"):
         UniViGUPipeline(**{**loaded.components, "motion_noise_speed": 0})
+
+
+MIXED = "a red circle moving right and a blue square moving up"
+
+
+def test_objects_going_different_ways_get_moving_noise_along_the_paths_a_draft_shows(monkeypatch, tmp_path):
+    pipe = tiny_pipeline()
+    assert pipe.config.motion_noise_paths == 0.0 and pipe.config.motion_noise_draft == 6  # off unless asked for
+    pipe.register_to_config(take_judge="shapes", motion_noise=0.5, motion_noise_paths=0.8, motion_noise_draft=2)
+    starts, drafts = [], []
+    original = pipeline_module.sample
+
+    def recording(model_fn, *, video, **kwargs):
+        starts.append(video.clone())
+        return original(model_fn, video=video, **kwargs)
+
+    places = [ObjectPlace("right", (4.0, 5.0), 3.0), ObjectPlace("up", (11.0, 10.0), 2.0)]
+
+    def placing(judge, prompt, frames):
+        drafts.append((judge, prompt, frames))
+        return places
+
+    monkeypatch.setattr(pipeline_module, "sample", recording)
+    monkeypatch.setattr(pipeline_module, "object_places", placing)
+    steps = []
+    result = pipe.generate(MIXED, seed=3, num_inference_steps=4, callback=lambda s: steps.append((s.index, s.num_steps)))
+
+    # the draft: the run's first 2 steps from plain noise, its clean estimate then; progress counts the run's 4
+    assert [(judge, prompt) for judge, prompt, _ in drafts] == [("shapes", MIXED)]
+    previews = []
+
+    def stop_after_two(step):
+        if step.index == 1:
+            previews.append(step.preview())
+
+    pipe.generate(MIXED, seed=3, num_inference_steps=4, motion_noise=0, callback=stop_after_two)
+    assert np.array_equal(drafts[0][2], previews[0])
+    assert steps == [(i, 4) for i in range(4)]
+    # the run starts from the seed's noise with 0.8 of it moving along each path (one cell a frame)
+    noise = starts[-1]  # the run without moving noise just made
+    paths = [NoisePath((4.0, 5.0), (0.0, 1.0), 3.0), NoisePath((11.0, 10.0), (-1.0, 0.0), 2.0)]
+    expected = path_noise(noise, paths, 0.8, _after_noise(noise.shape, 3))
+    again = pipe.generate(MIXED, seed=3, num_inference_steps=4)
+    torch.testing.assert_close(starts[-1], expected, rtol=0, atol=0)
+    assert np.array_equal(again.frames, result.frames) and not torch.equal(expected, noise)
+
+    # no draft when the noise does not move along paths: one way for all, moving noise off, paths off
+    drafts.clear()
+    pipe.generate(PROMPT, seed=3, num_inference_steps=4)
+    pipe.generate(MIXED, seed=3, num_inference_steps=4, motion_noise=0)
+    pipe.register_to_config(motion_noise_paths=0.0)
+    pipe.generate(MIXED, seed=3, num_inference_steps=4)
+    torch.testing.assert_close(starts[-1], noise, rtol=0, atol=0)
+    assert drafts == []
+    pipe.register_to_config(motion_noise_paths=0.8)
+
+    # best of two takes judged half way: each take drafts once, and the chosen seed makes the clip again
+    progress = []
+    best = pipe.generate(MIXED, seed=3, num_inference_steps=4, best_of=2, judge_at=0.5,
+                         callback=lambda s: progress.append((s.index, s.num_steps)))
+    assert len(drafts) == 2
+    assert progress == [(i, progress[0][1]) for i in range(progress[0][1])]  # one count, up by one, to its end
+    assert np.array_equal(pipe.generate(MIXED, seed=best.seed, num_inference_steps=4).frames, best.frames)
+    # joint generation drafts as a joint run; the setting is kept when saved and checked when loaded
+    drafts.clear()
+    pipe.generate_with_caption(MIXED, seed=3, num_inference_steps=4)
+    assert len(drafts) == 1
+    pipe.save_pretrained(tmp_path / "set")
+    loaded = UniViGUPipeline.from_pretrained(tmp_path / "set")
+    assert (loaded.config.motion_noise_paths, loaded.config.motion_noise_draft) == (0.8, 2)
+    with pytest.raises(ValueError, match="motion_noise must be between 0 and 1"):
+        UniViGUPipeline(**{**loaded.components, "motion_noise_paths": 1.5})
+    with pytest.raises(ValueError, match="motion_noise_draft must be a whole number"):
+        UniViGUPipeline(**{**loaded.components, "motion_noise_draft": 0})
 
 
 def _after_noise(shape, seed: int) -> torch.Generator:

@@ -83,9 +83,13 @@ def build_demo(studio: Studio, gpu: Callable[[Callable], Callable] | None = None
                             moving = gr.Checkbox(
                                 value=True, label="Moving noise",
                                 info="When every object of the prompt goes the same way, part of the starting "
-                                     "noise moves that way, so the clip more often moves as asked — and more often "
-                                     "shows an object not asked for (Generate and Joint; Regenerate starts from the "
-                                     "take's clip). Untick to start from plain noise.",
+                                     "noise moves that way" + (
+                                         "; when they go different ways, it moves along each object's path, where "
+                                         "a quick draft (a few more steps) puts the object"
+                                         if defaults.motion_noise_paths > 0 else "") +
+                                     ". The clip more often moves as asked — and more often shows an object not "
+                                     "asked for (Generate and Joint; Regenerate starts from the take's clip). "
+                                     "Untick to start from plain noise.",
                                 visible=defaults.motion_noise > 0, elem_id="moving-noise",
                             )
                         with gr.Row():

@@ -16,6 +16,10 @@ earlier take. Two are built in, named by the pipeline's ``take_judge`` setting:
   weighing more than right fields spread over several, and the background, when the prompt names
   one, weighing as one field. A prompt the grammar names no object in is
   scored as ``"words"`` does. The shipped Shapes model uses this one (its ``model_index.json``).
+
+The same reading of a prompt serves generation: `prompt_words` (read guidance), `prompt_motions` and
+`object_places` (moving noise). `object_places` alone looks at pixels — a draft's, to find where
+each asked colour sits — by a colour rule of its own, not the analyzer, and scores nothing.
 """
 
 from __future__ import annotations
@@ -24,11 +28,15 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import numpy as np
+
 TakeJudge = Callable[[str, str], float]
 
 _WORD = re.compile(r"[a-z0-9]+")
 _FIELDS = ("color", "shape", "motion")
 _FULL_WEIGHT = 3  # a fully right object adds this beyond its three fields: one beats two half-right ones
+_MIN_BLOB = 15.0  # object_places: pixels a frame (at 64) a blob holds on average, or it is no object yet
+_PATH_MARGIN = 3.0  # object_places: pixels (at the Shapes world's 64) around an object its moving noise covers
 
 
 def _words(text: str) -> set[str]:
@@ -212,14 +220,64 @@ def prompt_words(judge: str, prompt: str) -> tuple[list[str], list[str]]:
     return sorted(_words(prompt)), []
 
 
-def prompt_motion(judge: str, prompt: str) -> str | None:
-    """The one motion every object of ``prompt`` has, as the judge named ``judge`` reads a prompt —
+def prompt_motions(judge: str, prompt: str) -> list[str]:
+    """How each object of ``prompt`` moves, in order, as the judge named ``judge`` reads a prompt —
     which way the starting noise moves (``pipe.generate(..., motion_noise=)``). ``"shapes"``:
-    ``"left"``, ``"right"``, ``"up"``, ``"down"`` or ``"still"``; None when the objects move in
-    different ways or the grammar finds none. ``"words"`` reads no motion: None."""
+    ``"left"``, ``"right"``, ``"up"``, ``"down"`` or ``"still"`` per object the grammar finds;
+    ``"words"`` reads no motion: []."""
     if judge != "shapes":
-        return None
+        return []
     from uvigu.eval.grammar import parse_prompt
 
-    motions = {o.motion for o in parse_prompt(prompt).objects}
-    return motions.pop() if len(motions) == 1 else None
+    return [o.motion for o in parse_prompt(prompt).objects if o.motion]
+
+
+@dataclass(frozen=True)
+class ObjectPlace:
+    """Where a draft of a clip shows one object of its prompt, and how the prompt asks it to move:
+    ``center`` (y, x) in pixels is the middle of the object's colour over the draft's frames."""
+
+    motion: str  # "left", "right", "up", "down" or "still"
+    center: tuple[float, float]
+    radius: float  # pixels: half the object's size as the prompt says it (large when it does not), and a margin
+
+
+def object_places(judge: str, prompt: str, frames: np.ndarray, tolerance: float = 90.0) -> list[ObjectPlace]:
+    """Each object of ``prompt`` whose colour a draft of its clip, uint8 ``frames`` (f, h, w, 3), shows,
+    as the judge named ``judge`` reads the prompt — where moving noise goes when the objects move
+    different ways (`uvigu.flows.moving_noise.path_noise`). ``"shapes"``: a pixel is of an object
+    colour when that colour of the Shapes palette is the nearest of the palette and its backgrounds
+    and lies within ``tolerance`` (RGB distance); the pixels of a colour, summed over the frames,
+    fall into blobs, and the prompt's objects of that colour take its blobs, the heaviest first
+    (one that holds fewer than ``_MIN_BLOB`` pixels a frame on average, at the world's 64 pixels,
+    is no object yet; an object whose colour the draft lacks is left out). This reads colours only — it is not
+    the evaluation's analyzer, and judges nothing. ``"words"`` reads no objects: []."""
+    if judge != "shapes":
+        return []
+    import cv2
+
+    from uvigu.data.shapes import BACKGROUNDS, BOX_PX, COLORS, REFERENCE_SIDE
+    from uvigu.eval.grammar import parse_prompt
+
+    asked = [o for o in parse_prompt(prompt).objects if o.color in COLORS and o.motion]
+    if not asked:
+        return []
+    frames = np.asarray(frames, dtype=np.float32)
+    scale = min(frames.shape[1:3]) / REFERENCE_SIDE
+    names = list(COLORS)
+    palette = np.array([*COLORS.values(), *BACKGROUNDS.values()], dtype=np.float32)
+    distance = np.linalg.norm(frames[..., None, :] - palette, axis=-1)  # (f, h, w, colours)
+    nearest, near = distance.argmin(-1), distance.min(-1) <= tolerance
+    places = []
+    for color in dict.fromkeys(o.color for o in asked):
+        weight = ((nearest == names.index(color)) & near).sum(0).astype(np.float32)  # (h, w): frames showing it
+        count, labels = cv2.connectedComponents((weight > 0).astype(np.uint8), connectivity=8)
+        heavy = max(1.0, _MIN_BLOB * scale**2 * len(frames))  # a fainter blob is no object yet
+        mass = {k: float(weight[labels == k].sum()) for k in range(1, count)}
+        blobs = sorted((k for k in mass if mass[k] >= heavy), key=lambda k: -mass[k])
+        for obj, k in zip((o for o in asked if o.color == color), blobs):
+            ys, xs = np.nonzero(labels == k)
+            w = weight[ys, xs]
+            center = float(ys @ w / w.sum()), float(xs @ w / w.sum())
+            places.append(ObjectPlace(obj.motion, center, (BOX_PX[obj.size or "large"] / 2 + _PATH_MARGIN) * scale))
+    return places

@@ -39,7 +39,7 @@ from .flows import (
 )
 from .flows import reread as reread_text
 from .flows import verify as verify_text
-from .flows.moving_noise import DIRECTIONS, check_share, check_speed, moving_noise
+from .flows.moving_noise import DIRECTIONS, NoisePath, check_draft, check_share, check_speed, moving_noise, path_noise
 from .inputs import (
     VideoInput,
     caption_settings,
@@ -54,7 +54,7 @@ from .inputs import (
     prepare_video,
     prompt_tokens,
 )
-from .judge import ReadBack, TakeJudge, get_judge, prompt_motion, prompt_words, read_back
+from .judge import ReadBack, TakeJudge, get_judge, object_places, prompt_motions, prompt_words, read_back
 from .models import autoencoder as _autoencoder  # noqa: F401  diffusers' loader resolves saved component
 from .models import codec as _pixel_codec  # noqa: F401
 from .models import wan_codec as _wan_codec  # noqa: F401  classes only from modules already imported
@@ -122,6 +122,8 @@ class UniViGUPipeline(DiffusionPipeline):
         read_guidance_from: float = READ_GUIDANCE_FROM,  # ... at the steps from this noise level up to 0.95
         motion_noise: float = 0.0,  # generate, joint: the share of the starting noise moving as the prompt asks
         motion_noise_speed: float = 1.0,  # ... in latent cells a latent frame
+        motion_noise_paths: float = 0.0,  # ... objects going different ways: the share along each one's path
+        motion_noise_draft: int = 6,  # ... found in a draft: the run's first this many steps, plain noise
     ):
         super().__init__()
         self.register_modules(
@@ -155,6 +157,8 @@ class UniViGUPipeline(DiffusionPipeline):
             read_guidance_from=check_read_from(read_guidance_from),
             motion_noise=check_share(motion_noise),
             motion_noise_speed=check_speed(motion_noise_speed),
+            motion_noise_paths=check_share(motion_noise_paths),
+            motion_noise_draft=check_draft(motion_noise_draft),
         )
         get_judge(take_judge)  # an unknown name fails at load, not at the first best-of generation
         self._high_noise: tuple[UniViGUPipeline, float] | None = None  # use_high_noise_expert
@@ -385,9 +389,14 @@ class UniViGUPipeline(DiffusionPipeline):
         ``motion_noise`` (default: the pipeline's ``motion_noise``; 0: off) is the share of the
         starting noise that already moves the way the prompt asks (`uvigu.flows.moving_noise`),
         ``motion_noise_speed`` latent cells a frame: when every object of the prompt goes the same
-        direction, as the pipeline's ``take_judge`` reads it (`uvigu.judge.prompt_motion`; the
-        Shapes grammar for the shipped model, no motion for ``"words"``). Other prompts start from
-        the usual noise.
+        direction, as the pipeline's ``take_judge`` reads it (`uvigu.judge.prompt_motions`; the
+        Shapes grammar for the shipped model, no motion for ``"words"``). When the objects go
+        different ways and the pipeline's ``motion_noise_paths`` is above 0, a draft — the run's
+        first ``motion_noise_draft`` steps from plain noise, as many more network calls, which the
+        callback is not told of — shows where each object lands (`uvigu.judge.object_places`),
+        and that share of the noise moves along each object's path, from there, the way the prompt
+        moves it (`uvigu.flows.moving_noise.path_noise`). Other prompts, and ``motion_noise`` 0,
+        start from the usual noise.
 
         ``high_noise_expert=False`` makes every step with this model, leaving an attached expert
         (`use_high_noise_expert`) out of this call; it stays attached. Without one it changes nothing.
@@ -692,8 +701,21 @@ class UniViGUPipeline(DiffusionPipeline):
 
         shape = (1, *self.codec.latent_shape(num_frames, height, width))
         noise = torch.randn(shape, generator=generator)
-        if task != "edit":
-            noise = self._moving_noise(noise, prompt, motion_noise, generator)
+
+        def draft() -> np.ndarray:
+            """The clean estimate after the run's first steps from plain noise: where its objects land.
+            Its steps report to no callback, so that progress counts the run's steps alone."""
+            draft_steps = min(self.config.motion_noise_draft, steps)
+            try:
+                self._run_video(task, prompt, None, 1.0, seed, steps, guidance, num_frames, height, width, None,
+                                False, Take(stop_at=lambda n: draft_steps), read_scale, high_noise_expert, read_from,
+                                motion_noise=0.0)
+            except Judged as judged:
+                return judged.frames
+            raise AssertionError("a draft stops after its steps")
+
+        if task != "edit" and (take is None or take.resume is None):  # a take going on has its video
+            noise = self._moving_noise(noise, prompt, motion_noise, generator, draft)
         noise = noise.to(self._device, self._dtype)
         sigmas = inference_sigmas(self.scheduler, steps, strength if task == "edit" else 1.0)
         if task == "edit":
@@ -853,16 +875,31 @@ class UniViGUPipeline(DiffusionPipeline):
             trajectory.extend(TrajectoryStep(sigma, self._decode(clean), text) for sigma, clean, text in state.steps)
         return state.video.to(video.device, video.dtype), sigmas[state.done:]
 
-    def _moving_noise(self, noise: torch.Tensor, prompt: str, share: float | None,
-                      generator: torch.Generator) -> torch.Tensor:
-        """The starting ``noise`` with ``share`` (default: the pipeline's) moving the one way every
-        object of ``prompt`` goes (`generate`'s ``motion_noise``); as it is when they do not."""
+    def _moving_noise(self, noise: torch.Tensor, prompt: str, share: float | None, generator: torch.Generator,
+                      draft: Callable[[], np.ndarray]) -> torch.Tensor:
+        """The starting ``noise`` (b, c, f, h, w) moving as ``prompt`` asks (`generate`'s
+        ``motion_noise``; ``share`` None: the pipeline's): ``share`` of it the one way every object
+        goes, or, when they go different ways, the pipeline's ``motion_noise_paths`` of it along
+        each object's path, placed where ``draft()`` (frames) shows the object; as it is otherwise."""
         share = check_share(self.config.motion_noise if share is None else share)
-        direction = DIRECTIONS.get(prompt_motion(self.config.take_judge, prompt), (0, 0))  # None: no one motion
-        if share == 0.0 or direction == (0, 0):  # a still scene keeps the usual noise: it draws more objects
-            return noise
+        motions = prompt_motions(self.config.take_judge, prompt)
         speed = self.config.motion_noise_speed
-        return moving_noise(noise, (direction[0] * speed, direction[1] * speed), share, generator)
+        if share == 0.0 or not motions:
+            return noise
+        if len(set(motions)) == 1:
+            dy, dx = DIRECTIONS[motions[0]]
+            if (dy, dx) == (0, 0):  # a still scene keeps the usual noise: it draws more objects
+                return noise
+            return moving_noise(noise, (dy * speed, dx * speed), share, generator)
+        if self.config.motion_noise_paths == 0.0:
+            return noise
+        frames = draft()
+        cells = noise.shape[-2] / frames.shape[1], noise.shape[-1] / frames.shape[2]  # latent cells a pixel
+        paths = [NoisePath((place.center[0] * cells[0], place.center[1] * cells[1]),
+                           (DIRECTIONS[place.motion][0] * speed, DIRECTIONS[place.motion][1] * speed),
+                           place.radius * min(cells))
+                 for place in object_places(self.config.take_judge, prompt, frames)]
+        return path_noise(noise, paths, self.config.motion_noise_paths, generator)
 
     def _reader(self, prompt: str, seed: int) -> ReadGuidance | None:
         """Read guidance for ``prompt`` (`ReadGuidance`): None when the prompt has none of the words

@@ -200,6 +200,26 @@ def test_clips_with_objects_not_asked_for_are_counted_beside_generation_accuracy
     assert summarize(old).row("generation_unasked").main.value is None
 
 
+def test_generation_is_also_split_by_whether_the_prompts_objects_go_one_way(oracle_records):
+    template = next(r for r in oracle_records if r["set"] == "main")
+
+    def record(prompt: str, right: list[bool]) -> dict:  # a main-set record with this prompt and these objects
+        return dict(template, prompt=prompt, objects=[dict(template["objects"][0], generation=ok) for ok in right])
+
+    records = [
+        record("a red circle moving left", [True]),
+        record("a red circle moving up and a blue square moving up", [True, False]),
+        record("a red circle staying still and a blue square staying still", [True, True]),
+        record("a red circle moving left and a blue square moving right", [False, False]),
+        record("a red circle moving left and a blue square staying still", [True, False]),
+    ]
+    summary = summarize(records)
+    one, different = summary.row("generation_one_way").main, summary.row("generation_different_ways").main
+    assert (one.hits, one.count) == (4, 5) and (different.hits, different.count) == (1, 4)
+    assert summary.row("generation").main.hits == one.hits + different.hits
+    assert summary.row("generation_one_way").group == "joint"
+
+
 def test_edit_that_changes_nothing_fails():
     config = EvalConfig(num_clips=3, num_heldout=0)
     records = evaluate(KeepsClip(config), config)
@@ -409,6 +429,10 @@ def test_the_report_names_the_settings_its_calls_ran_at():
     assert settings["high-noise expert from σ"] == 0.99
     assert (settings["read_guidance"], settings["read_guidance_from"]) == (2.0, 0.7)
     assert (settings["motion_noise"], settings["motion_noise_speed"]) == (0.2, 1.0)
+    assert "motion_noise_paths" not in settings  # objects going different ways: plain noise, unsaid
+    pipe.register_to_config(motion_noise_paths=1.0, motion_noise_draft=6)
+    settings = pipeline_settings(pipe)
+    assert (settings["motion_noise_paths"], settings["motion_noise_draft"]) == (1.0, 6)
 
 
 # --- an interrupted run goes on from its journal --------------------------------------------------

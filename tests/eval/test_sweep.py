@@ -10,7 +10,7 @@ from uvigu.data.shapes import COLORS, HELD_OUT_PAIRS, SHAPES, scene_caption
 from uvigu.eval.grammar import corrected_caption, parse_prompt, scene_mentions
 from uvigu.eval.clips import EvalConfig, clip_config, eval_example
 from uvigu.eval.sweep import parse_setting, render_table, run_sweep
-from uvigu.judge import prompt_motion
+from uvigu.judge import prompt_motions
 from uvigu.testing import tiny_pipeline
 
 from .test_report import DrawsOtherBackgrounds, KeepsClip, OraclePipeline, WrongCaptions
@@ -124,8 +124,8 @@ def test_generated_clips_are_counted_by_the_background_their_prompt_names():
         assert row.right == row.total > 0
         assert (row.backgrounds_named, row.backgrounds_right) == (named[row.set_name], 0)
     table = render_table(rows, "generate").splitlines()
-    assert table[0].endswith(
-        "| background as the prompt names it | objects not asked for | clips with no object | s per clip |")
+    assert table[0].endswith("| prompts going one way | going different ways | background as the prompt names it "
+                             "| objects not asked for | clips with no object | s per clip |")
     assert f"| 0.000 (0/{named['main']}) | 0 | 0 |" in table[2]  # the oracle draws the scene's objects, no more
     assert all(line.count("|") == table[0].count("|") for line in table)
     # a sweep of captions has no such column
@@ -311,7 +311,8 @@ def test_a_motion_noise_speed_row_moves_the_noise_that_far_and_puts_the_models_s
     monkeypatch.setattr(uvigu.pipeline, "moving_noise", recording)
     config = EvalConfig(num_clips=4, num_heldout=0)
     prompts = [eval_example(config, "main", i, clip_config(pipe)).prompt for i in range(4)]
-    moving = sum(prompt_motion(pipe.config.take_judge, p) in ("left", "right", "up", "down") for p in prompts)
+    one_way = [set(prompt_motions(pipe.config.take_judge, p)) for p in prompts]
+    moving = sum(len(m) == 1 and m != {"still"} for m in one_way)
     assert moving  # the clips include prompts whose objects all go one way
     run_sweep(pipe, "generate", [{}, {"motion_noise_speed": 3.0}], config)
     assert [max(map(abs, step)) for step in steps] == [1.0] * moving + [3.0] * moving
@@ -319,6 +320,41 @@ def test_a_motion_noise_speed_row_moves_the_noise_that_far_and_puts_the_models_s
     assert parse_setting("generate", "motion_noise_speed=1.5") == {"motion_noise_speed": 1.5}
     with pytest.raises(ValueError, match="motion_noise_speed must be more than 0"):
         parse_setting("generate", "motion_noise_speed=0")
+
+
+def test_a_motion_noise_paths_row_drafts_objects_going_different_ways_and_puts_the_models_settings_back(
+        monkeypatch):
+    import uvigu.pipeline
+
+    pipe = tiny_pipeline()
+    pipe.register_to_config(motion_noise=0.5)
+    shares, original = [], uvigu.pipeline.path_noise
+
+    def recording(noise, paths, share, generator=None):
+        shares.append((share, pipe.config.motion_noise_draft))
+        return original(noise, paths, share, generator)
+
+    monkeypatch.setattr(uvigu.pipeline, "path_noise", recording)
+    config = EvalConfig(num_clips=6, num_heldout=0)
+    prompts = [eval_example(config, "main", i, clip_config(pipe)).prompt for i in range(6)]
+    different = sum(len(set(prompt_motions(pipe.config.take_judge, p))) > 1 for p in prompts)
+    assert different  # the clips include prompts whose objects go different ways
+    rows = run_sweep(pipe, "generate", [{}, {"motion_noise_paths": 0.7, "motion_noise_draft": 2}], config)
+    assert shares == [(0.7, 2)] * different  # the default row (paths 0) drafts nothing
+    assert (pipe.config.motion_noise_paths, pipe.config.motion_noise_draft) == (0.0, 6)
+    assert parse_setting("generate", "motion_noise_paths=1,motion_noise_draft=4") == {
+        "motion_noise_paths": 1.0, "motion_noise_draft": 4}
+    with pytest.raises(ValueError, match="motion_noise must be between 0 and 1"):
+        parse_setting("generate", "motion_noise_paths=2")
+    with pytest.raises(ValueError, match="motion_noise_draft must be a whole number"):
+        parse_setting("generate", "motion_noise_draft=0")
+    # the table splits the objects by whether their prompt's objects go one way
+    one_way = [len(set(prompt_motions("shapes", p))) <= 1 for p in prompts]
+    objects = [len(parse_prompt(p).objects) for p in prompts]
+    assert rows[0].one_way_total == sum(n for n, one in zip(objects, one_way) if one)
+    assert rows[0].total - rows[0].one_way_total == sum(n for n, one in zip(objects, one_way) if not one) > 0
+    line = render_table(rows, "generate").splitlines()[2]
+    assert f"/{rows[0].one_way_total}) | " in line and f"/{rows[0].total - rows[0].one_way_total}) | " in line
 
 
 def _with_counted_expert(tmp_path):

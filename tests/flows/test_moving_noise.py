@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from uvigu.flows.moving_noise import DIRECTIONS, moving_noise
+from uvigu.flows.moving_noise import DIRECTIONS, NoisePath, check_draft, moving_noise, path_noise
 
 
 def _noise(seed: int = 0, shape=(1, 3, 6, 8, 10)) -> torch.Tensor:
@@ -47,3 +47,47 @@ def test_share_zero_is_the_noise_itself_and_a_share_outside_zero_to_one_is_refus
     for share in (-0.1, 1.5, math.nan):
         with pytest.raises(ValueError, match="motion_noise must be between 0 and 1"):
             moving_noise(noise, DIRECTIONS["left"], share, generator)
+
+
+def _disc(h: int, w: int, center: tuple[float, float], radius: float) -> torch.Tensor:
+    rows, cols = torch.meshgrid(torch.arange(h), torch.arange(w), indexing="ij")
+    return (rows - center[0]) ** 2 + (cols - center[1]) ** 2 <= radius**2
+
+
+def test_path_noise_moves_a_disc_along_each_path_and_leaves_the_rest_as_it_was():
+    noise = _noise(shape=(1, 3, 5, 20, 20))
+    right = NoisePath(center=(5.0, 8.0), step=(0.0, 1.0), radius=2.5)
+    up = NoisePath(center=(14.0, 12.0), step=(-1.0, 0.0), radius=2.0)
+    out = path_noise(noise, [right, up], 1.0, torch.Generator().manual_seed(4))
+    inside = torch.zeros(5, 20, 20, dtype=torch.bool)
+    for path in (right, up):
+        dy, dx = (round(v) for v in path.step)
+        for t in range(5):  # frame 2 is the middle one: the disc sits on the path's centre there
+            disc = _disc(20, 20, (path.center[0] + (t - 2) * dy, path.center[1] + (t - 2) * dx), path.radius)
+            inside[t] |= disc
+            if t:  # share 1: what the disc holds in frame t is what it held in frame t − 1, moved one step
+                moved_on = torch.roll(out[:, :, t - 1], (dy, dx), dims=(2, 3))
+                assert torch.equal(out[:, :, t][..., disc], moved_on[..., disc])
+    assert torch.equal(out[:, :, ~inside], noise[:, :, ~inside])  # outside every disc: untouched
+    assert not torch.equal(out[:, :, inside], noise[:, :, inside])
+    assert not torch.equal(out[:, :, 1], torch.roll(out[:, :, 0], (0, 1), dims=(2, 3)))  # not the whole frame
+
+
+def test_path_noise_keeps_a_standard_normal_and_does_nothing_without_share_or_paths():
+    noise = _noise(shape=(256, 3, 4, 12, 12))
+    out = path_noise(noise, [NoisePath((6.0, 6.0), (0.0, -1.0), 3.0)], 0.6, torch.Generator().manual_seed(5))
+    values = out[:, :, 2][..., _disc(12, 12, (6.0, 5.5), 3.0)]  # frame 2 is half a frame past the middle
+    assert abs(float(values.mean())) < 0.02 and abs(float(values.std()) - 1) < 0.02
+    generator = torch.Generator().manual_seed(3)
+    assert path_noise(noise, [NoisePath((6.0, 6.0), (0.0, 1.0), 3.0)], 0.0, generator) is noise
+    assert path_noise(noise, [], 0.5, generator) is noise
+    assert torch.equal(generator.get_state(), torch.Generator().manual_seed(3).get_state())  # drew nothing
+    with pytest.raises(ValueError, match="motion_noise must be between 0 and 1"):
+        path_noise(noise, [], 1.5, generator)
+
+
+def test_a_draft_is_a_whole_number_of_steps_from_one():
+    assert check_draft(6) == 6
+    for bad in (0, -2, 2.5, True, "6"):
+        with pytest.raises(ValueError, match="motion_noise_draft must be a whole number of steps from 1"):
+            check_draft(bad)

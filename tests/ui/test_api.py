@@ -148,9 +148,9 @@ def test_generate_starts_from_plain_noise_when_asked(app, client, monkeypatch):
     studio = app[1]
     shares, moving_noise = [], type(studio.pipe)._moving_noise
 
-    def recording(pipe, noise, prompt, share, generator):
+    def recording(pipe, noise, prompt, share, generator, draft):
         shares.append(share)
-        return moving_noise(pipe, noise, prompt, share, generator)
+        return moving_noise(pipe, noise, prompt, share, generator, draft)
 
     monkeypatch.setattr(type(studio.pipe), "_moving_noise", recording)
     plain = "a blue circle moving left"

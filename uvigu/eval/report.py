@@ -234,14 +234,22 @@ def _drew_unasked(record: dict) -> bool | None:
     return len(record["generation_found"]) > len(record["objects"]) if "generation_found" in record else None
 
 
+def _goes_one_way(record: dict) -> bool:
+    """Whether every object of the record's prompt moves the same way (or stays still): what moving
+    noise (``pipe.generate``'s ``motion_noise``) treats one way, and a prompt of one object."""
+    return len({o.motion for o in parse_prompt(record["prompt"]).objects}) <= 1
+
+
 def summarize(records: Sequence[dict]) -> Summary:
     """The report's numbers, from the per-clip records alone."""
     by_set = {s: [r for r in records if r["set"] == s] for s in SETS}
     objects = {s: _objects(records, s) for s in SETS}
     rows: list[Row] = []
 
-    def object_row(key: str, label: str, field_name: str, group: str) -> None:
-        scores = [_rate([o[field_name] for o in objects[s]]) for s in SETS]
+    def object_row(key: str, label: str, field_name: str, group: str,
+                   clips: Callable[[dict], bool] | None = None) -> None:
+        scored = objects if clips is None else {s: _objects([r for r in records if clips(r)], s) for s in SETS}
+        scores = [_rate([o[field_name] for o in scored[s]]) for s in SETS]
         rows.append(Row(key, label, *scores, group))
 
     def clip_row(key: str, label: str, pick: Callable[[dict], bool | None], group: str) -> None:
@@ -290,6 +298,10 @@ def summarize(records: Sequence[dict]) -> Summary:
              _background_as_named, "joint")
     clip_row("generation_unasked", "generation: clips with an object not asked for (lower is better)",
              _drew_unasked, "joint")
+    for key, label, one_way in (("generation_one_way", "one way", True),
+                                ("generation_different_ways", "different ways", False)):
+        object_row(key, f"generation: objects of prompts whose objects go {label}", "generation", "joint",
+                   lambda r, one_way=one_way: _goes_one_way(r) == one_way)
     object_row("joint_generation", "joint: generation object accuracy", "joint_generation", "joint")
     object_row("joint_caption", "joint: its caption names the prompted object", "joint_caption", "joint")
     object_row("analyzer_reference", "analyzer on the reference clips", "analyzer_reference", "reference")
@@ -340,6 +352,9 @@ def pipeline_settings(pipe) -> dict[str, object]:
         settings.update(read_guidance=config["read_guidance"], read_guidance_from=config["read_guidance_from"])
     if config.get("motion_noise"):
         settings.update(motion_noise=config["motion_noise"], motion_noise_speed=config["motion_noise_speed"])
+        if config.get("motion_noise_paths"):  # objects going different ways: along each path a draft shows
+            settings.update(motion_noise_paths=config["motion_noise_paths"],
+                            motion_noise_draft=config["motion_noise_draft"])
     return settings
 
 

@@ -40,7 +40,7 @@ from uvigu.eval.analyzer import analyze_clip, match_objects
 from uvigu.eval.grammar import parse_caption, parse_prompt, scene_mentions
 from uvigu.eval.clips import SETS, EvalConfig, clip_config, eval_example
 from uvigu.eval.tasks import WITH_SOURCE, score_edit
-from uvigu.flows.moving_noise import check_speed
+from uvigu.flows.moving_noise import check_draft, check_share, check_speed
 
 FIELDS = ("color", "shape", "motion")
 EDIT_FIELDS = ("changed", "kept", "stale")  # the edit record's parts: shows, rest kept, old still seen
@@ -54,10 +54,13 @@ SETTINGS: dict[str, dict[str, type]] = {
     # larger spends more of the steps at high noise, where a clip's layout and motion are decided)
     # expert=0: without the model's high-noise expert (the task's high_noise_expert=False), 1 with it
     # motion_noise=S: the share of the starting noise that moves the way the prompt asks (pipe.generate's),
-    # motion_noise_speed=V: the cells a frame it moves (the model's config, for the row)
+    # motion_noise_speed=V: the cells a frame it moves; motion_noise_paths=S: the share moving along each
+    # object's path when they go different ways, found in a draft of motion_noise_draft=N steps (the
+    # model's config, for the row)
     "generate": {"guidance_scale": float, "num_inference_steps": int, "best_of": int, "judge_at": float,
                  "judge_steps": int, "read_guidance": float, "read_guidance_from": float, "motion_noise": float,
-                 "motion_noise_speed": float, "shift": float, "expert": int},
+                 "motion_noise_speed": float, "motion_noise_paths": float, "motion_noise_draft": int,
+                 "shift": float, "expert": int},
     "caption": {"num_inference_steps": int, "temperature": float, "reread": int, "reread_threshold": float,
                 "reread_period": int, "verify_weight": float, "verify_max_texts": int, "verify_draws": int},
     # with_source=1: the edit is also given the caption before the change (pipe.edit's source_prompt);
@@ -70,7 +73,9 @@ SETTINGS["round_trip"] = SETTINGS["caption"]  # the caption of the generated cli
 SETTINGS["fix"] = {"strength": float, "guidance_scale": float, "num_inference_steps": int, "rounds": int,
                   "expert": int}
 # settings of how the pipeline samples, not arguments of the task
-SAMPLER_SETTINGS = ("shift", "expert", "motion_noise_speed")
+SAMPLER_SETTINGS = ("shift", "expert", "motion_noise_speed", "motion_noise_paths", "motion_noise_draft")
+# those of them the model's config holds, each with the check of its value
+CONFIG_SETTINGS = {"motion_noise_speed": check_speed, "motion_noise_paths": check_share, "motion_noise_draft": check_draft}
 
 
 def parse_setting(task: str, text: str) -> dict[str, int | float]:
@@ -98,8 +103,8 @@ def parse_setting(task: str, text: str) -> dict[str, int | float]:
             raise ValueError(f"rounds is 0 or 1, got {value.strip()!r}.")
         if name == "shift" and not values[name] > 0:
             raise ValueError(f"shift must be above 0, got {value.strip()!r}.")
-        if name == "motion_noise_speed":
-            check_speed(values[name])
+        if name in CONFIG_SETTINGS:
+            CONFIG_SETTINGS[name](values[name])
         if name == "expert" and values[name] not in (0, 1):
             raise ValueError(f"expert is 0 (without the model's high-noise expert) or 1, got {value.strip()!r}.")
     return values
@@ -120,6 +125,9 @@ class SweepRow:
     unasked: int = 0
     # generate and fix: clips in which the analyzer finds no object at all
     empty: int = 0
+    # objects right, and counted, of prompts whose objects all go one way (the rest go different ways)
+    one_way_right: int = 0
+    one_way_total: int = 0
 
     @property
     def accuracy(self) -> float:
@@ -147,12 +155,12 @@ def run_sweep(
         without = {} if expert else {"high_noise_expert": False}
         kwargs.update(without)
         # each set's counts, under the names of SweepRow's fields
-        counts = {s: dict(right=0, total=0, backgrounds_named=0, backgrounds_right=0, unasked=0, empty=0)
-                  for s in SETS}
+        counts = {s: dict(right=0, total=0, backgrounds_named=0, backgrounds_right=0, unasked=0, empty=0,
+                          one_way_right=0, one_way_total=0) for s in SETS}
         field_counts = {s: {f: 0 for f in fields} for s in SETS}
         seconds = {s: 0.0 for s in SETS}
-        with sampling_shift(pipe, row_settings.get("shift")), moving_noise_speed(
-            pipe, row_settings.get("motion_noise_speed")
+        with sampling_shift(pipe, row_settings.get("shift")), config_values(
+            pipe, {k: v for k, v in row_settings.items() if k in CONFIG_SETTINGS}
         ):
             for set_name, index, example in clips:
                 seed = config.pipeline_seed(set_name, index)
@@ -174,6 +182,9 @@ def run_sweep(
                 c["backgrounds_right"] += bool(score.background)
                 c["unasked"] += score.unasked
                 c["empty"] += score.empty
+                if task != "edit" and len({o.motion for o in example.scene.objects}) <= 1:
+                    c["one_way_right"] += score.right
+                    c["one_way_total"] += score.counted
                 for f, n in score.fields.items():
                     field_counts[set_name][f] += n
                 done += 1
@@ -203,18 +214,18 @@ def sampling_shift(pipe, shift: float | None) -> Iterator[None]:
 
 
 @contextmanager
-def moving_noise_speed(pipe, speed: float | None) -> Iterator[None]:
-    """``pipe``'s moving noise goes ``speed`` cells a frame inside the block (``None``: as it is);
-    its own setting is put back after."""
-    if speed is None:
+def config_values(pipe, values: dict[str, int | float]) -> Iterator[None]:
+    """``pipe``'s config holds ``values`` (names of `CONFIG_SETTINGS`, each checked) inside the
+    block; its own values are put back after. No values: nothing is set."""
+    if not values:
         yield
         return
-    original = pipe.config.motion_noise_speed
-    pipe.register_to_config(motion_noise_speed=check_speed(speed))
+    original = {name: getattr(pipe.config, name) for name in values}
+    pipe.register_to_config(**{name: CONFIG_SETTINGS[name](value) for name, value in values.items()})
     try:
         yield
     finally:
-        pipe.register_to_config(motion_noise_speed=original)
+        pipe.register_to_config(**original)
 
 
 @dataclass(frozen=True)
@@ -274,19 +285,31 @@ def _fixed(pipe, prompt: str, frames, seed: int, kwargs: dict[str, int | float])
     return pipe.edit(frames, corrected, source_prompt=caption, seed=seed, **kwargs).frames
 
 
+def _rate(hits: int, count: int) -> str:
+    return f"{hits / count:.3f} ({hits}/{count})" if count else "–"
+
+
 def render_table(rows: Sequence[SweepRow], task: str) -> str:
-    """A markdown table: one line per row, accuracy with counts, per-field rates, seconds."""
+    """A markdown table: one line per row, accuracy with counts, per-field rates (for objects also
+    split by the prompts whose objects go one way and those whose go different ways), seconds."""
     if task == "edit":
         head, fields, unit = "edits right (shows, rest kept, old gone) | shows | rest kept | old still seen", EDIT_FIELDS, "edits"
     else:
         head, fields, unit = "objects right (colour, shape, motion) | colour | shape | motion", FIELDS, "objects"
+    objects = task != "edit"
+    if objects:
+        head += " | prompts going one way | going different ways"
     made = task in ("generate", "fix")  # clips made from the prompt: is the background it names there?
     if made:
         head += " | background as the prompt names it | objects not asked for | clips with no object"
-    lines = [f"| {task} settings | set | {head} | s per clip |", "|---|---|---|" + "---:|" * (4 + 3 * made)]
+    lines = [f"| {task} settings | set | {head} | s per clip |",
+             "|---|---|---|" + "---:|" * (4 + 2 * objects + 3 * made)]
     for r in rows:
         settings = ", ".join(f"{k}={v:g}" for k, v in r.settings.items()) or "defaults"
         per_field = " | ".join(f"{r.fields[f] / r.total:.3f}" if r.total else "–" for f in fields)
+        if objects:
+            per_field += f" | {_rate(r.one_way_right, r.one_way_total)} | "
+            per_field += _rate(r.right - r.one_way_right, r.total - r.one_way_total)
         if made:
             per_field += (f" | {r.backgrounds_right / r.backgrounds_named:.3f} ({r.backgrounds_right}/"
                           f"{r.backgrounds_named})" if r.backgrounds_named else " | –")

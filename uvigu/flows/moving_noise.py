@@ -9,12 +9,18 @@ along a trajectory, and Go-with-the-Flow warps it along an optical flow, to the 
 value is still a standard normal; only the correlation across frames follows the motion. A still
 scene is the same noise frame in every frame (``step`` (0, 0)).
 
+When a prompt's objects go different ways, no one motion fits the whole frame: `path_noise` moves
+the noise only along each object's path — a disc where a draft of the clip put the object, moved
+the way the prompt moves it — and leaves the rest of the noise as it was.
+
 Tensor vocabulary as `flows.video`: ``noise`` (b, c, f, h, w).
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 import torch
 
@@ -40,6 +46,13 @@ def check_speed(speed: float) -> float:
     return speed
 
 
+def check_draft(steps: int) -> int:
+    """The steps of the draft that places moving noise along each object's path: a whole number from 1."""
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+        raise ValueError(f"motion_noise_draft must be a whole number of steps from 1, got {steps!r}.")
+    return steps
+
+
 def moving_noise(noise: torch.Tensor, step: tuple[float, float], share: float,
                  generator: torch.Generator | None = None) -> torch.Tensor:
     """``noise`` (b, c, f, h, w), independent across frames, with ``share`` of its variance given
@@ -53,3 +66,38 @@ def moving_noise(noise: torch.Tensor, step: tuple[float, float], share: float,
     moved = torch.cat([torch.roll(base, (round(step[0] * t), round(step[1] * t)), dims=(3, 4)) for t in range(f)],
                       dim=2)
     return math.sqrt(1.0 - share) * noise + math.sqrt(share) * moved
+
+
+@dataclass(frozen=True)
+class NoisePath:
+    """Where one object's moving noise goes, in latent cells: a disc of ``radius`` centred on
+    ``center`` (y, x) at the clip's middle frame, moved ``step`` (dy, dx) cells a frame."""
+
+    center: tuple[float, float]
+    step: tuple[float, float]
+    radius: float
+
+
+def path_noise(noise: torch.Tensor, paths: Sequence[NoisePath], share: float,
+               generator: torch.Generator | None = None) -> torch.Tensor:
+    """``noise`` (b, c, f, h, w) with each path's disc, frame by frame, given ``share`` of its variance
+    from one noise frame of its own (drawn from ``generator``, in the order of ``paths``) moved
+    ``step`` cells a frame; outside every disc, and with ``share`` 0, the noise is as it was. Where
+    discs overlap, the later path's wins. Each value is still a standard normal."""
+    share = check_share(share)
+    if share == 0.0 or not paths:
+        return noise
+    b, c, f, h, w = noise.shape
+    out = noise.clone()
+    rows, cols = torch.meshgrid(torch.arange(h, dtype=torch.float32), torch.arange(w, dtype=torch.float32),
+                                indexing="ij")
+    for path in paths:
+        base = torch.randn((b, c, h, w), generator=generator).to(noise)
+        (cy, cx), (dy, dx) = path.center, path.step
+        for t in range(f):
+            lag = t - (f - 1) / 2  # frames from the middle one
+            disc = (rows - (cy + lag * dy)) ** 2 + (cols - (cx + lag * dx)) ** 2 <= path.radius ** 2
+            moved = torch.roll(base, (round(dy * t), round(dx * t)), dims=(2, 3))
+            mixed = math.sqrt(1.0 - share) * noise[:, :, t] + math.sqrt(share) * moved
+            out[:, :, t] = torch.where(disc.to(noise.device), mixed, out[:, :, t])
+    return out

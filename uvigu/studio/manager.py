@@ -82,6 +82,8 @@ class ModelDefaults:
     high_noise_expert: bool = False
     # the share of a generated clip's starting noise that moves as the prompt asks (pipe.generate's motion_noise)
     motion_noise: float = 0.0
+    # ... and, for objects going different ways, the share moving along each one's path (motion_noise_paths)
+    motion_noise_paths: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -139,6 +141,7 @@ class Studio:
             runs_on=self._runs_on(),
             high_noise_expert=getattr(self.pipe, "high_noise_expert", None) is not None,
             motion_noise=float(getattr(config, "motion_noise", 0.0)),
+            motion_noise_paths=float(getattr(config, "motion_noise_paths", 0.0)),
         )
 
     def _runs_on(self) -> str:
