@@ -748,7 +748,8 @@ def test_objects_going_different_ways_get_moving_noise_along_the_paths_a_draft_s
     monkeypatch.setattr(pipeline_module, "sample", recording)
     monkeypatch.setattr(pipeline_module, "object_places", placing)
     steps = []
-    result = pipe.generate(MIXED, seed=3, num_inference_steps=4, callback=lambda s: steps.append((s.index, s.num_steps)))
+    result = pipe.generate(MIXED, seed=3, num_inference_steps=4,
+                           callback=lambda s: steps.append((s.index, s.num_steps)))
 
     # the draft: the run's first 2 steps from plain noise, its clean estimate then; progress counts the run's 4
     assert [(judge, prompt) for judge, prompt, _ in drafts] == [("shapes", MIXED)]

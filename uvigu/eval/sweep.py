@@ -75,7 +75,8 @@ SETTINGS["fix"] = {"strength": float, "guidance_scale": float, "num_inference_st
 # settings of how the pipeline samples, not arguments of the task
 SAMPLER_SETTINGS = ("shift", "expert", "motion_noise_speed", "motion_noise_paths", "motion_noise_draft")
 # those of them the model's config holds, each with the check of its value
-CONFIG_SETTINGS = {"motion_noise_speed": check_speed, "motion_noise_paths": check_share, "motion_noise_draft": check_draft}
+CONFIG_SETTINGS = {"motion_noise_speed": check_speed, "motion_noise_paths": check_share,
+                   "motion_noise_draft": check_draft}
 
 
 def parse_setting(task: str, text: str) -> dict[str, int | float]:
