@@ -250,8 +250,8 @@ def object_places(judge: str, prompt: str, frames: np.ndarray, tolerance: float 
     and lies within ``tolerance`` (RGB distance); the pixels of a colour, summed over the frames,
     fall into blobs, and the prompt's objects of that colour take its blobs, the heaviest first
     (one that holds fewer than ``_MIN_BLOB`` pixels a frame on average, at the world's 64 pixels,
-    is no object yet; an object whose colour the draft lacks is left out). This reads colours only — it is not
-    the evaluation's analyzer, and judges nothing. ``"words"`` reads no objects: []."""
+    is no object yet; an object whose colour the draft lacks is left out). This reads colours
+    only — it is not the evaluation's analyzer, and judges nothing. ``"words"`` reads no objects: []."""
     if judge != "shapes":
         return []
     import cv2
@@ -268,11 +268,11 @@ def object_places(judge: str, prompt: str, frames: np.ndarray, tolerance: float 
     palette = np.array([*COLORS.values(), *BACKGROUNDS.values()], dtype=np.float32)
     distance = np.linalg.norm(frames[..., None, :] - palette, axis=-1)  # (f, h, w, colours)
     nearest, near = distance.argmin(-1), distance.min(-1) <= tolerance
+    heavy = max(1.0, _MIN_BLOB * scale**2 * len(frames))  # a fainter blob is no object yet
     places = []
     for color in dict.fromkeys(o.color for o in asked):
         weight = ((nearest == names.index(color)) & near).sum(0).astype(np.float32)  # (h, w): frames showing it
         count, labels = cv2.connectedComponents((weight > 0).astype(np.uint8), connectivity=8)
-        heavy = max(1.0, _MIN_BLOB * scale**2 * len(frames))  # a fainter blob is no object yet
         mass = {k: float(weight[labels == k].sum()) for k in range(1, count)}
         blobs = sorted((k for k in mass if mass[k] >= heavy), key=lambda k: -mass[k])
         for obj, k in zip((o for o in asked if o.color == color), blobs):

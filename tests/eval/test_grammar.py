@@ -195,3 +195,13 @@ def test_the_prompt_guide_names_the_whole_grammar():
     for color, shape in HELD_OUT_PAIRS:
         assert f"{color} {shape}" in guide
     assert "one or two objects" in guide
+
+
+def test_a_prompt_goes_one_way_when_every_object_moves_alike():
+    from uvigu.eval.grammar import goes_one_way
+
+    assert goes_one_way("a red circle moving left")
+    assert goes_one_way("a red circle moving up and a blue square moving up")
+    assert goes_one_way("a red circle staying still and a blue square staying still")
+    assert not goes_one_way("a red circle moving left and a blue square staying still")
+    assert not goes_one_way("a red circle moving left and a blue square moving right")

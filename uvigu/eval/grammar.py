@@ -184,6 +184,13 @@ def parse_prompt(text: str) -> ParsedText:
     return _strict_prompt(text.rstrip(".").rstrip()) or _loose(text)
 
 
+def goes_one_way(prompt: str) -> bool:
+    """Whether every object of ``prompt`` moves the same way (or stays still), a prompt of one object
+    among them: what moving noise (``pipe.generate``'s ``motion_noise``) moves one way; the
+    evaluation's generation rows and the sweep's columns split objects by it."""
+    return len({o.motion for o in parse_prompt(prompt).objects}) <= 1
+
+
 def parse_caption(text: str) -> ParsedText:
     """Read a detailed caption ('a large red circle moves quickly to the right from ...'); never raises."""
     text = _normalize(text)

@@ -27,7 +27,7 @@ from pathlib import Path
 
 from uvigu.eval.clips import SETS, EvalConfig, clip_config, eval_example
 from uvigu.eval.edits import ATTRIBUTES
-from uvigu.eval.grammar import parse_prompt
+from uvigu.eval.grammar import goes_one_way, parse_prompt
 from uvigu.eval.journal import RunJournal, run_key
 from uvigu.eval.metrics import bleu4, cider_d
 from uvigu.eval.tasks import CORE_FIELDS, STRIP_KINDS, evaluate_clip
@@ -234,12 +234,6 @@ def _drew_unasked(record: dict) -> bool | None:
     return len(record["generation_found"]) > len(record["objects"]) if "generation_found" in record else None
 
 
-def _goes_one_way(record: dict) -> bool:
-    """Whether every object of the record's prompt moves the same way (or stays still): what moving
-    noise (``pipe.generate``'s ``motion_noise``) treats one way, and a prompt of one object."""
-    return len({o.motion for o in parse_prompt(record["prompt"]).objects}) <= 1
-
-
 def summarize(records: Sequence[dict]) -> Summary:
     """The report's numbers, from the per-clip records alone."""
     by_set = {s: [r for r in records if r["set"] == s] for s in SETS}
@@ -301,7 +295,7 @@ def summarize(records: Sequence[dict]) -> Summary:
     for key, label, one_way in (("generation_one_way", "one way", True),
                                 ("generation_different_ways", "different ways", False)):
         object_row(key, f"generation: objects of prompts whose objects go {label}", "generation", "joint",
-                   lambda r, one_way=one_way: _goes_one_way(r) == one_way)
+                   lambda r, one_way=one_way: goes_one_way(r["prompt"]) == one_way)
     object_row("joint_generation", "joint: generation object accuracy", "joint_generation", "joint")
     object_row("joint_caption", "joint: its caption names the prompted object", "joint_caption", "joint")
     object_row("analyzer_reference", "analyzer on the reference clips", "analyzer_reference", "reference")

@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 
 from uvigu.data.shapes import HELD_OUT_PAIRS
 from uvigu.eval.analyzer import analyze_clip, match_objects
-from uvigu.eval.grammar import parse_caption, parse_prompt, scene_mentions
+from uvigu.eval.grammar import goes_one_way, parse_caption, parse_prompt, scene_mentions
 from uvigu.eval.clips import SETS, EvalConfig, clip_config, eval_example
 from uvigu.eval.tasks import WITH_SOURCE, score_edit
 from uvigu.flows.moving_noise import check_draft, check_share, check_speed
@@ -183,7 +183,7 @@ def run_sweep(
                 c["backgrounds_right"] += bool(score.background)
                 c["unasked"] += score.unasked
                 c["empty"] += score.empty
-                if task != "edit" and len({o.motion for o in example.scene.objects}) <= 1:
+                if task != "edit" and goes_one_way(example.prompt):
                     c["one_way_right"] += score.right
                     c["one_way_total"] += score.counted
                 for f, n in score.fields.items():
