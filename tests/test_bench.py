@@ -25,7 +25,7 @@ from uvigu.bench import (
 )
 from uvigu.cli.bench import add_bench_parser, run_bench
 from uvigu.bench.report import markers
-from uvigu.bench.suite import PROMPT
+from uvigu.bench.suite import DIFFERENT_WAYS_PROMPT, PROMPT
 from uvigu.models.tokenizer import encode_text
 from uvigu.testing import tiny_pipeline
 
@@ -36,6 +36,8 @@ BEGIN_MARKER, END_MARKER = markers("cpu")
 def pipe():
     pipe = tiny_pipeline()
     pipe.register_to_config(take_judge_at=0.5, take_judge_steps=2)  # best-of judged half-way, by 2 steps
+    # objects going different ways: a 2-step draft, then each object's prompt guiding every step of the run
+    pipe.register_to_config(motion_noise=0.5, motion_noise_draft=2, object_guidance=1.0, object_guidance_to=0.0)
     return pipe
 
 
@@ -50,8 +52,9 @@ def _positive_timing(t):
 
 
 def test_task_rows(result, pipe):
-    assert [r.task for r in result.tasks] == ["generate", "caption", "edit", "edit_keep_rest", "generate_with_caption",
-                                              "generate_best_of_4", "generate_best_of_4_full"]
+    assert [r.task for r in result.tasks] == ["generate", "generate_different_ways", "caption", "edit",
+                                              "edit_keep_rest", "generate_with_caption", "generate_best_of_4",
+                                              "generate_best_of_4_full"]
     by_task = {r.task: r for r in result.tasks}
     steps, caption_steps = pipe.config.num_inference_steps, pipe.config.caption_steps
     reading = by_task["caption"].denoiser_calls
@@ -60,6 +63,7 @@ def test_task_rows(result, pipe):
     assert by_task["generate_best_of_4"].denoiser_calls == 4 * (judged + 2) + (steps - judged) + reading
     assert by_task["generate_best_of_4_full"].denoiser_calls == 4 * (steps + reading)
     assert by_task["generate"].denoiser_calls == steps  # CFG: both branches in one batch-2 call
+    assert by_task["generate_different_ways"].denoiser_calls == 2 + steps  # the draft (it finds no objects here)
     assert by_task["generate_with_caption"].denoiser_calls == steps
     assert by_task["caption"].denoiser_calls == caption_steps + pipe.config.caption_reread  # + one per re-read pass
     assert 1 <= by_task["edit"].denoiser_calls < steps  # starts part-way (strength 0.6)
@@ -159,13 +163,29 @@ def test_attention_counts_quadratically():
     assert two - 2 * one == quadratic * (20**2 - 2 * 10**2)
 
 
+def test_objects_going_different_ways_cost_the_draft_and_a_call_a_guided_step(pipe, monkeypatch):
+    import uvigu.pipeline
+    from uvigu.bench.suite import _count_calls, _task_calls
+    from uvigu.judge import ObjectPlace
+    from uvigu.loading import denoisers
+
+    places = [ObjectPlace("right", (4.0, 5.0), 3.0, "a red circle moving right"),
+              ObjectPlace("up", (11.0, 10.0), 3.0, "a blue square moving up")]
+    monkeypatch.setattr(uvigu.pipeline, "object_places", lambda judge, prompt, frames: places)
+    calls = _count_calls(denoisers(pipe), _task_calls(pipe)["generate_different_ways"])
+    assert calls == 2 + 2 * pipe.config.num_inference_steps  # a 2-step draft; every step guided (down to σ 0)
+
+
 def test_markdown_has_the_tables_and_provenance(result):
     machine = machine_info()
     text = format_markdown(result, machine, "uvigu bench --model x")
     assert "`uvigu bench --model x`" in text
     assert "tiny (test)" in text and machine.cpu in text and torch.__version__ in text
-    for task in ("`generate`", "`caption`", "`edit`", "`edit_keep_rest`", "`generate_with_caption`"):
+    for task in ("`generate`", "`generate_different_ways`", "`caption`", "`edit`", "`edit_keep_rest`",
+                 "`generate_with_caption`"):
         assert f"| {task} |" in text
+    different_ways = f"`generate_different_ways`: `generate` of a prompt whose objects go different ways"
+    assert f'{different_ways} ("{DIFFERENT_WAYS_PROMPT}")' in text
     assert "`edit_keep_rest`: `edit` also given what the clip shows before the change" in text
     assert "| `generate_best_of_4` |" in text and "| `generate_best_of_4_full` |" in text
     assert "`generate_best_of_4_full`: every take finished and captioned in full" in text
@@ -258,7 +278,7 @@ def test_gpu_flag_explains_itself_without_cuda(capsys):
 
 def test_task_and_forward_functions_standalone(pipe):
     rows = bench_tasks(pipe, repeats=1, warmup=0)
-    assert len(rows) == 7
+    assert len(rows) == 8
     forwards, costs = bench_forwards(pipe, repeats=1, warmup=0)
     assert len(forwards) == 2 and len(costs) == 3
 

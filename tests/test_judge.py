@@ -3,6 +3,7 @@ import pytest
 import numpy as np
 
 from uvigu.data.shapes import COLORS, make_example, object_center, scene_prompt
+from uvigu.eval.grammar import parse_prompt
 from uvigu.judge import (
     JUDGES, get_judge, names_no_object, object_places, prompt_motions, prompt_words, read_back, read_back_count,
     shapes_judge, words_judge,
@@ -103,6 +104,10 @@ def test_object_places_finds_where_a_draft_shows_each_prompted_colour():
         xs, ys = zip(*(object_center(obj, t, len(frames), frames.shape[2]) for t in range(len(frames))))
         assert place.center == pytest.approx((np.mean(ys), np.mean(xs)), abs=1.5)
         assert place.radius == (6.0 if obj.size == "small" else 10.0) + 3.0
+        # the object alone in a prompt of its own, which the grammar reads back as that one object
+        alone = parse_prompt(place.prompt)
+        assert alone.objects == [o for o in parse_prompt(prompt).objects if o.color == obj.color]
+        assert alone.background == example.scene.background and place.prompt.startswith(f"a {obj.size} ")
     # an object whose colour the draft does not show is left out; a judge without a grammar finds none
     missing = next(c for c in COLORS if c not in {o.color for o in objects})
     first, second = prompt.split(" and ", 1)
@@ -119,6 +124,7 @@ def test_object_places_gives_two_objects_of_one_colour_its_heaviest_blobs_in_tur
     frames[0, 14:16, 26:28] = COLORS["red"]  # 4 pixels in one frame: too faint to be an object yet
     places = object_places("shapes", "a red circle moving left and a red square moving up", frames)
     assert [(p.motion, p.center) for p in places] == [("left", (24.5, 24.5)), ("up", (5.5, 5.5))]
+    assert [p.prompt for p in places] == ["a red circle moving left", "a red square moving up"]  # no background
     assert places[0].radius == pytest.approx(13.0 / 2)  # a large object at half the world's 64 pixels
     assert len(object_places("shapes", "a red circle moving left and a red square moving up and a red diamond "
                              "staying still", frames)) == 2  # the faint blob is nobody's

@@ -6,13 +6,14 @@ import torch
 
 from uvigu import Cancelled, UniViGUPipeline
 from uvigu import pipeline as pipeline_module
-from uvigu.flows.moving_noise import NoisePath, moving_noise, path_noise
+from uvigu.flows.moving_noise import NoisePath, moving_noise, path_discs, path_noise
 from uvigu.read_guidance import READ_GUIDANCE_FROM, READ_GUIDANCE_TOP, ReadGuidance
 from uvigu.data.shapes import ShapesConfig, make_example, shapes_vocabulary
 from uvigu.judge import JUDGES, ObjectPlace
 from uvigu.models.autoencoder import reconstruction_loss
 from uvigu.models.presets import build_pipeline
 from uvigu.models.tokenizer import count_tokens, decode_text
+from uvigu.object_guidance import OBJECT_GUIDANCE_TO, ObjectGuidance
 from uvigu.testing import tiny_pipeline
 from uvigu.training.objective import ObjectiveConfig, compute_loss
 from uvigu.videoio import write_mp4
@@ -739,7 +740,8 @@ def test_objects_going_different_ways_get_moving_noise_along_the_paths_a_draft_s
         starts.append(video.clone())
         return original(model_fn, video=video, **kwargs)
 
-    places = [ObjectPlace("right", (4.0, 5.0), 3.0), ObjectPlace("up", (11.0, 10.0), 2.0)]
+    places = [ObjectPlace("right", (4.0, 5.0), 3.0, "a red circle moving right"),
+              ObjectPlace("up", (11.0, 10.0), 2.0, "a blue square moving up")]
 
     def placing(judge, prompt, frames):
         drafts.append((judge, prompt, frames))
@@ -798,6 +800,69 @@ def test_objects_going_different_ways_get_moving_noise_along_the_paths_a_draft_s
         UniViGUPipeline(**{**loaded.components, "motion_noise_paths": 1.5})
     with pytest.raises(ValueError, match="motion_noise_draft must be a whole number"):
         UniViGUPipeline(**{**loaded.components, "motion_noise_draft": 0})
+
+
+def test_objects_going_different_ways_are_each_guided_by_their_own_prompt_along_their_path(monkeypatch, tmp_path):
+    pipe = tiny_pipeline()
+    assert (pipe.config.object_guidance, pipe.config.object_guidance_to) == (0.0, OBJECT_GUIDANCE_TO)  # off
+    pipe.register_to_config(take_judge="shapes", motion_noise=0.5, motion_noise_draft=2)  # no noise along paths
+    places = [ObjectPlace("right", (4.0, 5.0), 3.0, "a red circle moving right"),
+              ObjectPlace("up", (11.0, 10.0), 2.0, "a blue square moving up")]
+    drafts, starts, guided = [], [], []
+    monkeypatch.setattr(pipeline_module, "object_places", lambda judge, prompt, frames: drafts.append(prompt) or places)
+    original_sample, original_guide = pipeline_module.sample, ObjectGuidance.__call__
+
+    def recording_sample(model_fn, *, video, **kwargs):
+        starts.append(video.clone())
+        return original_sample(model_fn, video=video, **kwargs)
+
+    def recording_guide(self, net, x, sv, st, v_cond):
+        out = original_guide(self, net, x, sv, st, v_cond)
+        guided.append((float(sv[0]), self, out is not v_cond))
+        return out
+
+    monkeypatch.setattr(pipeline_module, "sample", recording_sample)
+    monkeypatch.setattr(ObjectGuidance, "__call__", recording_guide)
+    plain = pipe.generate(MIXED, seed=3, num_inference_steps=4)
+    assert drafts == [] and guided == []
+
+    pipe.register_to_config(object_guidance=0.8, object_guidance_to=0.7)
+    result = pipe.generate(MIXED, seed=3, num_inference_steps=4)
+    assert drafts == [MIXED]  # a draft places the paths though no noise moves along them
+    torch.testing.assert_close(starts[-1], starts[0], rtol=0, atol=0)  # the same start: only guidance differs
+    # every step of the run asks; those at or above σ 0.7 take each path's share from its object's prompt
+    assert len(guided) == 4 and [acted for _, _, acted in guided] == [sigma >= 0.7 for sigma, _, _ in guided]
+    assert guided[0][2] and not guided[-1][2]
+    guide = guided[0][1]
+    assert (guide.weight, guide.to) == (0.8, 0.7)
+    torch.testing.assert_close(guide.context, pipe._encode_prompts([place.prompt for place in places]))
+    paths = [NoisePath((4.0, 5.0), (0.0, 1.0), 3.0), NoisePath((11.0, 10.0), (-1.0, 0.0), 2.0)]
+    assert torch.equal(guide.discs[:, 0], path_discs(paths, 4, 16, 16))
+    assert not np.array_equal(result.frames, plain.frames)
+    assert np.array_equal(pipe.generate(MIXED, seed=3, num_inference_steps=4).frames, result.frames)
+
+    # a best-of take goes on with its own objects' guidance: the chosen seed makes the same clip again
+    pipe.register_to_config(object_guidance_to=0.0)
+    best = pipe.generate(MIXED, seed=3, num_inference_steps=4, best_of=2, judge_at=0.5)
+    assert np.array_equal(pipe.generate(MIXED, seed=best.seed, num_inference_steps=4).frames, best.frames)
+    # joint generation and a run without classifier-free guidance are guided too; one-way prompts are not
+    for run in (lambda: pipe.generate_with_caption(MIXED, seed=3, num_inference_steps=4),
+                lambda: pipe.generate(MIXED, seed=3, num_inference_steps=4, guidance_scale=1.0)):
+        guided.clear()
+        run()
+        assert len(guided) == 4 and all(acted for _, _, acted in guided)
+    guided.clear()
+    pipe.generate(PROMPT, seed=3, num_inference_steps=4)
+    pipe.generate(MIXED, seed=3, num_inference_steps=4, motion_noise=0)  # moving noise off: all of it
+    assert guided == []
+    # the settings are kept when saved and checked when loaded
+    pipe.save_pretrained(tmp_path / "set")
+    loaded = UniViGUPipeline.from_pretrained(tmp_path / "set")
+    assert (loaded.config.object_guidance, loaded.config.object_guidance_to) == (0.8, 0.0)
+    with pytest.raises(ValueError, match="object_guidance must be between 0"):
+        UniViGUPipeline(**{**loaded.components, "object_guidance": 1.5})
+    with pytest.raises(ValueError, match="object_guidance_to is a noise level"):
+        UniViGUPipeline(**{**loaded.components, "object_guidance_to": 1.0})
 
 
 def _after_noise(shape, seed: int) -> torch.Generator:

@@ -9,7 +9,7 @@ import gradio as gr
 
 from ui import text
 from ui.handlers import CONFIRM_OUTPUTS, HISTORY_OUTPUTS, TAKE_OUTPUTS, TRAJECTORY_OUTPUTS, Handlers
-from uvigu.studio import Studio
+from uvigu.studio import ModelDefaults, Studio
 from uvigu.timeline import DEFAULT_EVERY_S
 
 SESSION_STORAGE_KEY = "uvigu-studio-session"
@@ -82,14 +82,7 @@ def build_demo(studio: Studio, gpu: Callable[[Callable], Callable] | None = None
                             )
                             moving = gr.Checkbox(
                                 value=True, label="Moving noise",
-                                info="When every object of the prompt goes the same way, part of the starting "
-                                     "noise moves that way" + (
-                                         "; when they go different ways, it moves along each object's path, where "
-                                         "a quick draft (a few more steps) puts the object"
-                                         if defaults.motion_noise_paths > 0 else "") +
-                                     ". The clip more often moves as asked — and more often shows an object not "
-                                     "asked for (Generate and Joint; Regenerate starts from the take's clip). "
-                                     "Untick to start from plain noise.",
+                                info=_moving_noise_info(defaults),
                                 visible=defaults.motion_noise > 0, elem_id="moving-noise",
                             )
                         with gr.Row():
@@ -318,6 +311,19 @@ def build_demo(studio: Studio, gpu: Callable[[Callable], Callable] | None = None
         )
     demo.queue(max_size=settings.max_queue, default_concurrency_limit=1)
     return demo
+
+
+def _moving_noise_info(defaults: ModelDefaults) -> str:
+    """What the *Moving noise* box does, as the model's settings make it do it."""
+    different_ways = [part for on, part in (
+        (defaults.motion_noise_paths > 0, "the noise moves along each object's path"),
+        (defaults.object_guidance > 0, "each object's own prompt guides its path"),
+    ) if on]
+    apart = ("; when they go different ways, a quick draft (a few more steps) finds where each object lands, and "
+             f"from there {' and '.join(different_ways)}") if different_ways else ""
+    return ("When every object of the prompt goes the same way, part of the starting noise moves that way" + apart +
+            ". The clip more often moves as asked — and more often shows an object not asked for (Generate and "
+            "Joint; Regenerate starts from the take's clip). Untick to start from plain noise.")
 
 
 def _confirmation(ui: dict[str, Any], name: str, yes: str, no: str) -> tuple[gr.Button, gr.Button]:

@@ -240,6 +240,7 @@ class ObjectPlace:
     motion: str  # "left", "right", "up", "down" or "still"
     center: tuple[float, float]
     radius: float  # pixels: half the object's size as the prompt says it (large when it does not), and a margin
+    prompt: str  # the object alone in a prompt of its own, on the prompt's background when it names one
 
 
 def object_places(judge: str, prompt: str, frames: np.ndarray, tolerance: float = 90.0) -> list[ObjectPlace]:
@@ -256,10 +257,11 @@ def object_places(judge: str, prompt: str, frames: np.ndarray, tolerance: float 
         return []
     import cv2
 
-    from uvigu.data.shapes import BACKGROUNDS, BOX_PX, COLORS, REFERENCE_SIDE
+    from uvigu.data.shapes import BACKGROUNDS, BOX_PX, COLORS, PROMPT_MOTION_PHRASES, REFERENCE_SIDE
     from uvigu.eval.grammar import parse_prompt
 
-    asked = [o for o in parse_prompt(prompt).objects if o.color in COLORS and o.motion]
+    parsed = parse_prompt(prompt)
+    asked = [o for o in parsed.objects if o.color in COLORS and o.motion]
     if not asked:
         return []
     frames = np.asarray(frames, dtype=np.float32)
@@ -279,5 +281,9 @@ def object_places(judge: str, prompt: str, frames: np.ndarray, tolerance: float 
             ys, xs = np.nonzero(labels == k)
             w = weight[ys, xs]
             center = float(ys @ w / w.sum()), float(xs @ w / w.sum())
-            places.append(ObjectPlace(obj.motion, center, (BOX_PX[obj.size or "large"] / 2 + _PATH_MARGIN) * scale))
+            alone = f"a {obj.size + ' ' if obj.size else ''}{obj.color} {obj.shape} {PROMPT_MOTION_PHRASES[obj.motion]}"
+            if parsed.background:
+                alone += f" on a {parsed.background} background"
+            places.append(ObjectPlace(obj.motion, center, (BOX_PX[obj.size or "large"] / 2 + _PATH_MARGIN) * scale,
+                                      alone))
     return places

@@ -39,7 +39,16 @@ from .flows import (
 )
 from .flows import reread as reread_text
 from .flows import verify as verify_text
-from .flows.moving_noise import DIRECTIONS, NoisePath, check_draft, check_share, check_speed, moving_noise, path_noise
+from .flows.moving_noise import (
+    DIRECTIONS,
+    NoisePath,
+    check_draft,
+    check_share,
+    check_speed,
+    moving_noise,
+    path_discs,
+    path_noise,
+)
 from .inputs import (
     VideoInput,
     caption_settings,
@@ -62,6 +71,7 @@ from .models.expert import EXPERT_FOLDER, read_expert
 from .models.prompt_encoder import encode_prompt
 from .models.tokenizer import decode_text, encode_text, known_words, unknown_words
 from .models.transformer import UniViGUTransformer3DModel
+from .object_guidance import OBJECT_GUIDANCE_TO, ObjectGuidance, check_guidance_to, check_weight
 from .pipeline_output import CaptionResult, PipelineStep, StepCallback, TrajectoryStep, VideoResult
 from .read_guidance import READ_GUIDANCE_FROM, READ_GUIDANCE_TOP, ReadGuidance, check_read_from
 from .takes import Judged, Take, TakeState, best_of_takes
@@ -124,6 +134,8 @@ class UniViGUPipeline(DiffusionPipeline):
         motion_noise_speed: float = 1.0,  # ... in latent cells a latent frame
         motion_noise_paths: float = 0.0,  # ... objects going different ways: the share along each one's path
         motion_noise_draft: int = 6,  # ... found in a draft: the run's first this many steps, plain noise
+        object_guidance: float = 0.0,  # ... along each path, the share of guidance from the object's own prompt
+        object_guidance_to: float = OBJECT_GUIDANCE_TO,  # ... at the steps down to this noise level
     ):
         super().__init__()
         self.register_modules(
@@ -159,6 +171,8 @@ class UniViGUPipeline(DiffusionPipeline):
             motion_noise_speed=check_speed(motion_noise_speed),
             motion_noise_paths=check_share(motion_noise_paths),
             motion_noise_draft=check_draft(motion_noise_draft),
+            object_guidance=check_weight(object_guidance),
+            object_guidance_to=check_guidance_to(object_guidance_to),
         )
         get_judge(take_judge)  # an unknown name fails at load, not at the first best-of generation
         self._high_noise: tuple[UniViGUPipeline, float] | None = None  # use_high_noise_expert
@@ -391,12 +405,14 @@ class UniViGUPipeline(DiffusionPipeline):
         ``motion_noise_speed`` latent cells a frame: when every object of the prompt goes the same
         direction, as the pipeline's ``take_judge`` reads it (`uvigu.judge.prompt_motions`; the
         Shapes grammar for the shipped model, no motion for ``"words"``). When the objects go
-        different ways and the pipeline's ``motion_noise_paths`` is above 0, a draft — the run's
-        first ``motion_noise_draft`` steps from plain noise, as many more network calls, which the
-        callback is not told of — shows where each object lands (`uvigu.judge.object_places`),
-        and that share of the noise moves along each object's path, from there, the way the prompt
-        moves it (`uvigu.flows.moving_noise.path_noise`). Other prompts, and ``motion_noise`` 0,
-        start from the usual noise.
+        different ways and the pipeline's ``motion_noise_paths`` or ``object_guidance`` is above 0,
+        a draft — the run's first ``motion_noise_draft`` steps from plain noise, as many more
+        network calls, which the callback is not told of — shows where each object lands
+        (`uvigu.judge.object_places`); ``motion_noise_paths`` of the noise moves along each
+        object's path, from there, the way the prompt moves it (`uvigu.flows.moving_noise.path_noise`),
+        and at the steps down to ``object_guidance_to`` the object's own prompt gives
+        ``object_guidance`` of the guidance along its path (`uvigu.object_guidance`; one more
+        network call a step). Other prompts, and ``motion_noise`` 0, start from the usual noise.
 
         ``high_noise_expert=False`` makes every step with this model, leaving an attached expert
         (`use_high_noise_expert`) out of this call; it stays attached. Without one it changes nothing.
@@ -714,8 +730,11 @@ class UniViGUPipeline(DiffusionPipeline):
                 return judged.frames
             raise AssertionError("a draft stops after its steps")
 
-        if task != "edit" and (take is None or take.resume is None):  # a take going on has its video
-            noise = self._moving_noise(noise, prompt, motion_noise, generator, draft)
+        objects: list[tuple[NoisePath, str]] = []  # paths and prompts of objects going different ways
+        if take is not None and take.resume is not None:  # a take going on has its video, and its objects
+            objects = take.resume.objects
+        elif task != "edit":
+            noise, objects = self._moving_noise(noise, prompt, motion_noise, generator, draft)
         noise = noise.to(self._device, self._dtype)
         sigmas = inference_sigmas(self.scheduler, steps, strength if task == "edit" else 1.0)
         if task == "edit":
@@ -737,12 +756,14 @@ class UniViGUPipeline(DiffusionPipeline):
 
         def guided_fn(x, ids, sv, st):
             net, net_context = denoiser(sv)
-            if not cfg:
-                return net(x, ids, sv, st, net_context, None)  # no attention mask (see above)
-            twice = lambda t: torch.cat([t, t])  # noqa: E731
-            v, logits = net(twice(x), twice(ids), twice(sv), twice(st), net_context, None)
-            v_cond, v_uncond = v.chunk(2)
-            return v_uncond + guidance * (v_cond - v_uncond), logits[:1]
+            twice = (lambda t: torch.cat([t, t])) if cfg else (lambda t: t)  # noqa: E731
+            v, logits = net(twice(x), twice(ids), twice(sv), twice(st), net_context, None)  # no attention mask
+            v_cond, v_uncond = v.chunk(2) if cfg else (v, None)
+            if object_guide is not None and net is self.transformer:  # the expert draws the background
+                v_cond = object_guide(net, x, sv, st, v_cond)
+            return (v_uncond + guidance * (v_cond - v_uncond) if cfg else v_cond), logits[:1]
+
+        object_guide = self._object_guidance(objects, noise.shape)
 
         model_fn = guided_fn
         reader = self._reader(prompt, seed) if task == "generate" and read_scale > 0 else None
@@ -759,7 +780,8 @@ class UniViGUPipeline(DiffusionPipeline):
             model_fn, video=latents, text=text, sigmas=sigmas, denoise_video=True, denoise_text=task == "joint",
             text_flow=flow, generator=generator, text_temperature=self.config.text_temperature,
             callback=self._step_callback(callback, trajectory, lambda s: self._decode(s.video_clean),
-                                         text_denoised=task == "joint", take=take, generator=generator),
+                                         text_denoised=task == "joint", take=take, generator=generator,
+                                         objects=objects),
         )
         frames = self._decode(result.video)
         caption = self._caption_text(result.text[0]) if task == "joint" else None
@@ -829,6 +851,7 @@ class UniViGUPipeline(DiffusionPipeline):
         extra_steps: int = 0,
         take: Take | None = None,
         generator: torch.Generator | None = None,
+        objects: list[tuple[NoisePath, str]] | None = None,
     ) -> Callable[[SamplerStep], None] | None:
         """The sampler's per-step hook: a trajectory entry and the caller's callback, which counts
         ``extra_steps`` more calls after the sampler's ``num_steps`` (see PipelineStep); those calls
@@ -855,7 +878,7 @@ class UniViGUPipeline(DiffusionPipeline):
             if callback is not None:
                 callback(PipelineStep(step, text, lambda: preview(step), step.num_steps + extra_steps))
             if stop:
-                state = TakeState(step.index + 1, step.video.clone(), generator.get_state(), recorded)
+                state = TakeState(step.index + 1, step.video.clone(), generator.get_state(), recorded, objects or [])
                 raise Judged(preview(step), state)
 
         return on_step
@@ -876,30 +899,44 @@ class UniViGUPipeline(DiffusionPipeline):
         return state.video.to(video.device, video.dtype), sigmas[state.done:]
 
     def _moving_noise(self, noise: torch.Tensor, prompt: str, share: float | None, generator: torch.Generator,
-                      draft: Callable[[], np.ndarray]) -> torch.Tensor:
+                      draft: Callable[[], np.ndarray]) -> tuple[torch.Tensor, list[tuple[NoisePath, str]]]:
         """The starting ``noise`` (b, c, f, h, w) moving as ``prompt`` asks (`generate`'s
         ``motion_noise``; ``share`` None: the pipeline's): ``share`` of it the one way every object
         goes, or, when they go different ways, the pipeline's ``motion_noise_paths`` of it along
-        each object's path, placed where ``draft()`` (frames) shows the object; as it is otherwise."""
+        each object's path, placed where ``draft()`` (frames) shows the object; as it is otherwise.
+        With it, each such object's path and own prompt (none but for objects going different ways,
+        and only when ``motion_noise_paths`` or ``object_guidance`` asks for the draft)."""
         share = check_share(self.config.motion_noise if share is None else share)
         motions = prompt_motions(self.config.take_judge, prompt)
         speed = self.config.motion_noise_speed
         if share == 0.0 or not motions:
-            return noise
+            return noise, []
         if len(set(motions)) == 1:
             dy, dx = DIRECTIONS[motions[0]]
             if (dy, dx) == (0, 0):  # a still scene keeps the usual noise: it draws more objects
-                return noise
-            return moving_noise(noise, (dy * speed, dx * speed), share, generator)
-        if self.config.motion_noise_paths == 0.0:
-            return noise
+                return noise, []
+            return moving_noise(noise, (dy * speed, dx * speed), share, generator), []
+        if self.config.motion_noise_paths == 0.0 and self.config.object_guidance == 0.0:
+            return noise, []
         frames = draft()
         cells = noise.shape[-2] / frames.shape[1], noise.shape[-1] / frames.shape[2]  # latent cells a pixel
-        paths = [NoisePath((place.center[0] * cells[0], place.center[1] * cells[1]),
-                           (DIRECTIONS[place.motion][0] * speed, DIRECTIONS[place.motion][1] * speed),
-                           place.radius * min(cells))
-                 for place in object_places(self.config.take_judge, prompt, frames)]
-        return path_noise(noise, paths, self.config.motion_noise_paths, generator)
+        objects = [(NoisePath((place.center[0] * cells[0], place.center[1] * cells[1]),
+                              (DIRECTIONS[place.motion][0] * speed, DIRECTIONS[place.motion][1] * speed),
+                              place.radius * min(cells)), place.prompt)
+                   for place in object_places(self.config.take_judge, prompt, frames)]
+        return path_noise(noise, [path for path, _ in objects], self.config.motion_noise_paths, generator), objects
+
+    def _object_guidance(self, objects: list[tuple[NoisePath, str]], shape: torch.Size) -> ObjectGuidance | None:
+        """Guidance of each object's path (``objects``: paths in a latent of ``shape`` (b, c, f, h, w)
+        and each one's own prompt) by its prompt, at the pipeline's ``object_guidance`` (None: off,
+        or no objects)."""
+        if not objects or self.config.object_guidance == 0.0:
+            return None
+        prompts = [text for _, text in objects]
+        ids, mask = self._clean_text_stream(prompts)
+        discs = path_discs([path for path, _ in objects], *shape[2:])[:, None].to(self._device)
+        return ObjectGuidance(ids, mask, self._encode_prompts(prompts), discs, self.config.object_guidance,
+                              self.config.object_guidance_to)
 
     def _reader(self, prompt: str, seed: int) -> ReadGuidance | None:
         """Read guidance for ``prompt`` (`ReadGuidance`): None when the prompt has none of the words

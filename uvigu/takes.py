@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
+from .flows.moving_noise import NoisePath
 from .inputs import MAX_SEED, caption_settings, check_judge_at, check_judge_steps, check_seed
 from .judge import TakeJudge, get_judge
 from .pipeline_output import Candidate, CaptionResult, PipelineStep, StepCallback, VideoResult
@@ -31,6 +32,7 @@ class TakeState:
     video: torch.Tensor  # the sampler's video after them (x at the next σ; for FlowEdit, the edit)
     generator: torch.Tensor  # the generator's state after them (FlowEdit draws noise at every step)
     steps: list[tuple[float, torch.Tensor, str | None]]  # when recorded: each step's σ, clean estimate, text
+    objects: list[tuple[NoisePath, str]]  # generate: each object's path and own prompt, from the take's draft
 
 
 @dataclass(frozen=True)

@@ -433,6 +433,11 @@ def test_the_report_names_the_settings_its_calls_ran_at():
     pipe.register_to_config(motion_noise_paths=1.0, motion_noise_draft=6)
     settings = pipeline_settings(pipe)
     assert (settings["motion_noise_paths"], settings["motion_noise_draft"]) == (1.0, 6)
+    assert "object_guidance" not in settings
+    pipe.register_to_config(motion_noise_paths=0.0, object_guidance=1.0, object_guidance_to=0.5)  # guidance alone
+    settings = pipeline_settings(pipe)
+    assert [settings[k] for k in ("object_guidance", "object_guidance_to", "motion_noise_draft")] == [1.0, 0.5, 6]
+    assert "motion_noise_paths" not in settings
 
 
 # --- an interrupted run goes on from its journal --------------------------------------------------

@@ -357,6 +357,30 @@ def test_a_motion_noise_paths_row_drafts_objects_going_different_ways_and_puts_t
     assert f"/{rows[0].one_way_total}) | " in line and f"/{rows[0].total - rows[0].one_way_total}) | " in line
 
 
+def test_an_object_guidance_row_guides_each_path_as_it_says_and_puts_the_models_settings_back(monkeypatch):
+    from uvigu.object_guidance import OBJECT_GUIDANCE_TO, ObjectGuidance
+
+    pipe = tiny_pipeline()
+    pipe.register_to_config(motion_noise=0.5)
+    seen, original = set(), ObjectGuidance.__call__
+
+    def recording(self, net, x, sv, st, v_cond):
+        seen.add((self.weight, self.to, pipe.config.motion_noise_paths))
+        return original(self, net, x, sv, st, v_cond)
+
+    monkeypatch.setattr(ObjectGuidance, "__call__", recording)
+    config = EvalConfig(num_clips=6, num_heldout=0)
+    run_sweep(pipe, "generate", [{}, {"object_guidance": 0.6, "object_guidance_to": 0.7}], config)
+    assert seen == {(0.6, 0.7, 0.0)}  # the default row (object_guidance 0) guides nothing
+    assert (pipe.config.object_guidance, pipe.config.object_guidance_to) == (0.0, OBJECT_GUIDANCE_TO)
+    assert parse_setting("generate", "object_guidance=1,object_guidance_to=0.25") == {
+        "object_guidance": 1.0, "object_guidance_to": 0.25}
+    with pytest.raises(ValueError, match="object_guidance must be between 0"):
+        parse_setting("generate", "object_guidance=2")
+    with pytest.raises(ValueError, match="object_guidance_to is a noise level"):
+        parse_setting("generate", "object_guidance_to=1")
+
+
 def _with_counted_expert(tmp_path):
     """A pipeline loaded from a folder with a high-noise expert, and the list its expert's calls go to."""
     from uvigu import UniViGUPipeline

@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from uvigu.flows.moving_noise import DIRECTIONS, NoisePath, check_draft, moving_noise, path_noise
+from uvigu.flows.moving_noise import DIRECTIONS, NoisePath, check_draft, moving_noise, path_discs, path_noise
 
 
 def _noise(seed: int = 0, shape=(1, 3, 6, 8, 10)) -> torch.Tensor:
@@ -84,6 +84,22 @@ def test_path_noise_keeps_a_standard_normal_and_does_nothing_without_share_or_pa
     assert torch.equal(generator.get_state(), torch.Generator().manual_seed(3).get_state())  # drew nothing
     with pytest.raises(ValueError, match="motion_noise must be between 0 and 1"):
         path_noise(noise, [], 1.5, generator)
+
+
+def test_path_discs_are_where_path_noise_moves_the_noise():
+    paths = [NoisePath((5.0, 8.0), (0.0, 1.0), 2.5), NoisePath((14.0, 12.0), (-1.0, 0.0), 2.0)]
+    discs = path_discs(paths, 5, 20, 20)
+    assert discs.shape == (2, 5, 20, 20) and discs.dtype == torch.bool
+    for path, disc in zip(paths, discs):
+        for t in range(5):
+            lag = t - 2
+            assert torch.equal(disc[t], _disc(20, 20, (path.center[0] + lag * path.step[0],
+                                                      path.center[1] + lag * path.step[1]), path.radius))
+    noise = _noise(shape=(1, 3, 5, 20, 20))
+    out = path_noise(noise, paths, 0.5, torch.Generator().manual_seed(2))
+    inside = discs.any(0)
+    assert torch.equal(out[:, :, ~inside], noise[:, :, ~inside]) and not (out == noise)[:, :, inside].any()
+    assert path_discs([], 5, 20, 20).shape == (0, 5, 20, 20)
 
 
 def test_a_draft_is_a_whole_number_of_steps_from_one():

@@ -143,5 +143,10 @@ def test_the_moving_noise_box_shows_only_for_a_model_that_samples_with_it(tmp_pa
     shown = settings_box(pipe, "moving-noise", tmp_path)
     assert shown.visible is True and shown.value is True  # on by default, as the model samples
     assert "each object's path" not in shown.info
+    assert "own prompt" not in shown.info
     pipe.config = SimpleNamespace(motion_noise=0.35, motion_noise_paths=1.0)  # and along paths a draft shows
-    assert "along each object's path" in settings_box(pipe, "moving-noise", tmp_path).info
+    info = settings_box(pipe, "moving-noise", tmp_path).info
+    assert "along each object's path" in info and "own prompt" not in info
+    pipe.config = SimpleNamespace(motion_noise=0.35, motion_noise_paths=1.0, object_guidance=1.0)  # each guided
+    info = settings_box(pipe, "moving-noise", tmp_path).info
+    assert "along each object's path and each object's own prompt guides its path" in info

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import torch
 
-from .suite import BenchmarkResult
+from .suite import DIFFERENT_WAYS_PROMPT, BenchmarkResult
 
 
 
@@ -131,6 +131,11 @@ def format_markdown(
     if any(row.task == "generate_no_expert" for row in result.tasks):
         lines += ["", "`generate_no_expert`: `generate` with `high_noise_expert=False`: every call by the model, "
                       "none by its high-noise expert (the studio's *High-noise expert* box unticked)."]
+    if any(row.task == "generate_different_ways" for row in result.tasks):
+        lines += ["", f"`generate_different_ways`: `generate` of a prompt whose objects go different ways "
+                      f"(\"{DIFFERENT_WAYS_PROMPT}\"), as the model samples one: where its settings say so, a draft "
+                      "of its first `motion_noise_draft` steps places each object, and each object's own prompt "
+                      "guides its path (`object_guidance`) — the calls of both among the row's."]
     if any(row.task == "edit_keep_rest" for row in result.tasks):
         lines += ["", "`edit_keep_rest`: `edit` also given what the clip shows before the change (`source_prompt`; "
                       "the studio's *Keep the rest*, ticked by default): both texts in every denoiser call."]

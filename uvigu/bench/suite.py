@@ -31,6 +31,7 @@ logger = logging.getLogger(__name__)
 
 PROMPT = "a red circle moving right"
 EDITED_PROMPT = "a blue circle moving right"
+DIFFERENT_WAYS_PROMPT = "a red circle moving right and a blue square moving up"  # objects going different ways
 BEST_OF = 4  # takes of the best-of rows: the studio's most tries per take
 SIGMA = 0.5  # noise level of the noisy modality in the forward benchmarks (cost does not depend on it)
 
@@ -184,7 +185,8 @@ def bench_tasks(pipe, *, repeats: int = 3, warmup: int = 1, clip: np.ndarray | N
     generate_with_caption, and generate with ``best_of`` takes — judged where and how the model's
     ``take_judge_at`` / ``take_judge_steps`` say, and (``_full``) every take finished and captioned
     at the defaults — at the pipeline's default steps and guidance (seed 0); for a model with a
-    high-noise expert also generate_no_expert, generate with ``high_noise_expert=False``. The first
+    high-noise expert also generate_no_expert, generate with ``high_noise_expert=False``; and
+    generate_different_ways, of a prompt whose objects go different ways. The first
     warm-up call also counts forwards, the expert's among them."""
     rows = []
     for name, fn in _task_calls(pipe, clip).items():
@@ -206,6 +208,7 @@ def _task_calls(pipe, clip: np.ndarray | None = None) -> dict[str, Callable[[], 
     return {
         "generate": lambda: pipe.generate(PROMPT, seed=0),
         **expert,
+        "generate_different_ways": lambda: pipe.generate(DIFFERENT_WAYS_PROMPT, seed=0),
         "caption": lambda: pipe.caption(clip, seed=0),
         "edit": lambda: pipe.edit(clip, EDITED_PROMPT, seed=0),
         "edit_keep_rest": lambda: pipe.edit(clip, EDITED_PROMPT, source_prompt=source, seed=0),

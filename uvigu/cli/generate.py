@@ -35,9 +35,9 @@ def add_generate_parser(subparsers: argparse._SubParsersAction) -> None:
                         "read_guidance_from]")
     p.add_argument("--motion-noise", type=float, default=None, metavar="SHARE",
                    help="the share (0 to 1) of the starting noise that already moves the way the prompt asks, when "
-                        "all its objects go one way (0: off, and no noise moves along each object's path either, "
-                        "which the model's motion_noise_paths turns on for objects going different ways) [the "
-                        "model's motion_noise]")
+                        "all its objects go one way (0: off, and for objects going different ways no noise moves "
+                        "along each one's path nor does its own prompt guide it, which the model's "
+                        "motion_noise_paths and object_guidance turn on) [the model's motion_noise]")
     _add_expert_argument(p)
     add_output_arguments(p, "clip.mp4")
     p.set_defaults(func=run_generate)

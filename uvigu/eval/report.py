@@ -347,8 +347,11 @@ def pipeline_settings(pipe) -> dict[str, object]:
     if config.get("motion_noise"):
         settings.update(motion_noise=config["motion_noise"], motion_noise_speed=config["motion_noise_speed"])
         if config.get("motion_noise_paths"):  # objects going different ways: along each path a draft shows
-            settings.update(motion_noise_paths=config["motion_noise_paths"],
-                            motion_noise_draft=config["motion_noise_draft"])
+            settings.update(motion_noise_paths=config["motion_noise_paths"])
+        if config.get("object_guidance"):  # ... and each path guided by its object's own prompt
+            settings.update(object_guidance=config["object_guidance"], object_guidance_to=config["object_guidance_to"])
+        if config.get("motion_noise_paths") or config.get("object_guidance"):
+            settings.update(motion_noise_draft=config["motion_noise_draft"])
     return settings
 
 

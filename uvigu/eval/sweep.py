@@ -41,6 +41,7 @@ from uvigu.eval.grammar import goes_one_way, parse_caption, parse_prompt, scene_
 from uvigu.eval.clips import SETS, EvalConfig, clip_config, eval_example
 from uvigu.eval.tasks import WITH_SOURCE, score_edit
 from uvigu.flows.moving_noise import check_draft, check_share, check_speed
+from uvigu.object_guidance import check_guidance_to, check_weight
 
 FIELDS = ("color", "shape", "motion")
 EDIT_FIELDS = ("changed", "kept", "stale")  # the edit record's parts: shows, rest kept, old still seen
@@ -55,12 +56,13 @@ SETTINGS: dict[str, dict[str, type]] = {
     # expert=0: without the model's high-noise expert (the task's high_noise_expert=False), 1 with it
     # motion_noise=S: the share of the starting noise that moves the way the prompt asks (pipe.generate's),
     # motion_noise_speed=V: the cells a frame it moves; motion_noise_paths=S: the share moving along each
-    # object's path when they go different ways, found in a draft of motion_noise_draft=N steps (the
-    # model's config, for the row)
+    # object's path when they go different ways, found in a draft of motion_noise_draft=N steps;
+    # object_guidance=W: the share of guidance along each such path from the object's own prompt, at the
+    # steps down to σ object_guidance_to=L (the model's config, for the row)
     "generate": {"guidance_scale": float, "num_inference_steps": int, "best_of": int, "judge_at": float,
                  "judge_steps": int, "read_guidance": float, "read_guidance_from": float, "motion_noise": float,
                  "motion_noise_speed": float, "motion_noise_paths": float, "motion_noise_draft": int,
-                 "shift": float, "expert": int},
+                 "object_guidance": float, "object_guidance_to": float, "shift": float, "expert": int},
     "caption": {"num_inference_steps": int, "temperature": float, "reread": int, "reread_threshold": float,
                 "reread_period": int, "verify_weight": float, "verify_max_texts": int, "verify_draws": int},
     # with_source=1: the edit is also given the caption before the change (pipe.edit's source_prompt);
@@ -73,10 +75,12 @@ SETTINGS["round_trip"] = SETTINGS["caption"]  # the caption of the generated cli
 SETTINGS["fix"] = {"strength": float, "guidance_scale": float, "num_inference_steps": int, "rounds": int,
                   "expert": int}
 # settings of how the pipeline samples, not arguments of the task
-SAMPLER_SETTINGS = ("shift", "expert", "motion_noise_speed", "motion_noise_paths", "motion_noise_draft")
+SAMPLER_SETTINGS = ("shift", "expert", "motion_noise_speed", "motion_noise_paths", "motion_noise_draft",
+                    "object_guidance", "object_guidance_to")
 # those of them the model's config holds, each with the check of its value
 CONFIG_SETTINGS = {"motion_noise_speed": check_speed, "motion_noise_paths": check_share,
-                   "motion_noise_draft": check_draft}
+                   "motion_noise_draft": check_draft, "object_guidance": check_weight,
+                   "object_guidance_to": check_guidance_to}
 
 
 def parse_setting(task: str, text: str) -> dict[str, int | float]:

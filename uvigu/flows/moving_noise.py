@@ -78,6 +78,16 @@ class NoisePath:
     radius: float
 
 
+def path_discs(paths: Sequence[NoisePath], frames: int, height: int, width: int) -> torch.Tensor:
+    """Where each path's disc lies, frame by frame: bool (len(paths), frames, height, width)."""
+    rows, cols = torch.meshgrid(torch.arange(height, dtype=torch.float32), torch.arange(width, dtype=torch.float32),
+                                indexing="ij")
+    lag = torch.arange(frames, dtype=torch.float32)[:, None, None] - (frames - 1) / 2  # frames from the middle one
+    discs = [(rows - (path.center[0] + lag * path.step[0])) ** 2 + (cols - (path.center[1] + lag * path.step[1])) ** 2
+             <= path.radius ** 2 for path in paths]
+    return torch.stack(discs) if discs else torch.zeros((0, frames, height, width), dtype=torch.bool)
+
+
 def path_noise(noise: torch.Tensor, paths: Sequence[NoisePath], share: float,
                generator: torch.Generator | None = None) -> torch.Tensor:
     """``noise`` (b, c, f, h, w) with each path's disc, frame by frame, given ``share`` of its variance
@@ -89,15 +99,10 @@ def path_noise(noise: torch.Tensor, paths: Sequence[NoisePath], share: float,
         return noise
     b, c, f, h, w = noise.shape
     out = noise.clone()
-    rows, cols = torch.meshgrid(torch.arange(h, dtype=torch.float32), torch.arange(w, dtype=torch.float32),
-                                indexing="ij")
-    for path in paths:
+    for path, discs in zip(paths, path_discs(paths, f, h, w).to(noise.device)):
         base = torch.randn((b, c, h, w), generator=generator).to(noise)
-        (cy, cx), (dy, dx) = path.center, path.step
-        for t in range(f):
-            lag = t - (f - 1) / 2  # frames from the middle one
-            disc = (rows - (cy + lag * dy)) ** 2 + (cols - (cx + lag * dx)) ** 2 <= path.radius ** 2
-            moved = torch.roll(base, (round(dy * t), round(dx * t)), dims=(2, 3))
-            mixed = math.sqrt(1.0 - share) * noise[:, :, t] + math.sqrt(share) * moved
-            out[:, :, t] = torch.where(disc.to(noise.device), mixed, out[:, :, t])
+        (dy, dx) = path.step
+        moved = torch.stack([torch.roll(base, (round(dy * t), round(dx * t)), dims=(2, 3)) for t in range(f)], dim=2)
+        mixed = math.sqrt(1.0 - share) * noise + math.sqrt(share) * moved
+        out = torch.where(discs, mixed, out)
     return out

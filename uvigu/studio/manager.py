@@ -84,6 +84,8 @@ class ModelDefaults:
     motion_noise: float = 0.0
     # ... and, for objects going different ways, the share moving along each one's path (motion_noise_paths)
     motion_noise_paths: float = 0.0
+    # ... and the share of guidance along each one's path from its own prompt (object_guidance)
+    object_guidance: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -142,6 +144,7 @@ class Studio:
             high_noise_expert=getattr(self.pipe, "high_noise_expert", None) is not None,
             motion_noise=float(getattr(config, "motion_noise", 0.0)),
             motion_noise_paths=float(getattr(config, "motion_noise_paths", 0.0)),
+            object_guidance=float(getattr(config, "object_guidance", 0.0)),
         )
 
     def _runs_on(self) -> str:

@@ -1,0 +1,71 @@
+"""Object guidance (the pipeline's ``object_guidance``): when a prompt's objects go different ways,
+each object's path is guided by a prompt of its own.
+
+The shipped Shapes model draws one object, or objects that all go one way, mostly as asked, but
+binds motion words to the wrong object when two objects go different ways (docs/EVAL.md, *In
+short*). Along each object's path — the disc a draft of the clip put it in, moved the way the
+prompt moves it (`uvigu.flows.moving_noise.path_discs`) — the conditional velocity of classifier-free
+guidance comes, for the weight ``object_guidance``, from that object alone in a prompt of its own
+(`uvigu.judge.ObjectPlace.prompt`), which the model draws as it draws one-object prompts; outside
+the paths, and at the steps below ``object_guidance_to``, it is the whole prompt's. Regional
+prompting (MultiDiffusion, LMD) composes an image from per-region prompts in the same way. Each
+guided step costs one more network call, on a batch of one text per object.
+"""
+
+from __future__ import annotations
+
+import numbers
+from dataclasses import dataclass
+
+import torch
+
+# Object guidance acts at the steps from pure noise down to this noise level (the model's
+# object_guidance_to): through where the layout and each object's motion and shape are decided. Of
+# 0.75, 0.5 and 0.25, the lowest drew the most objects right (docs/EVAL.md, notes).
+OBJECT_GUIDANCE_TO = 0.25
+
+
+def check_weight(weight: float) -> float:
+    """The share of the guidance along each path that its object's own prompt gives: 0 (off) to 1."""
+    number = isinstance(weight, numbers.Real) and not isinstance(weight, bool)
+    if not number or not 0.0 <= weight <= 1.0:
+        raise ValueError(f"object_guidance must be between 0 (off) and 1 (the object's prompt alone), got {weight!r}.")
+    return float(weight)
+
+
+def check_guidance_to(level: float) -> float:
+    """The noise level object guidance acts down to: a number from 0 up to, not including, 1."""
+    number = isinstance(level, numbers.Real) and not isinstance(level, bool)
+    if not number or not 0.0 <= level < 1.0:
+        raise ValueError(f"object_guidance_to is a noise level from 0 up to 1, got {level!r}.")
+    return float(level)
+
+
+@dataclass(frozen=True)
+class ObjectGuidance:
+    """Each object's own prompt, as the network reads it, and where its path lies.
+
+    ``ids``/``mask`` (n, l): the prompts' clean text streams; ``context``: the prompts through the
+    prompt encoder; ``discs`` (n, 1, f, h, w) bool: each path in the latent grid; ``weight``: the
+    share of the conditional velocity the object's prompt gives in its disc (the later object wins
+    where discs overlap); ``to``: the lowest noise level it acts at."""
+
+    ids: torch.Tensor
+    mask: torch.Tensor
+    context: torch.Tensor
+    discs: torch.Tensor
+    weight: float
+    to: float
+
+    def __call__(self, net: torch.nn.Module, x: torch.Tensor, sv: torch.Tensor, st: torch.Tensor,
+                 v_cond: torch.Tensor) -> torch.Tensor:
+        """``v_cond`` (1, c, f, h, w), the whole prompt's conditional velocity at ``x`` (a step of
+        ``net``'s at video level ``sv``), with each disc's share from its object's prompt."""
+        if float(sv[0]) < self.to:
+            return v_cond
+        n = len(self.ids)
+        each = lambda t: t.expand(n, *t.shape[1:])  # noqa: E731
+        v_objects, _ = net(each(x), self.ids, each(sv), each(st), self.context, self.mask)
+        for disc, v_object in zip(self.discs, v_objects.to(v_cond.dtype)):
+            v_cond = torch.where(disc, (1.0 - self.weight) * v_cond + self.weight * v_object, v_cond)
+        return v_cond
