@@ -321,9 +321,10 @@ def _moving_noise_info(defaults: ModelDefaults) -> str:
     ) if on]
     apart = ("; when they go different ways, a quick draft (a few more steps) finds where each object lands, and "
              f"from there {' and '.join(different_ways)}") if different_ways else ""
+    plain = ", guided by the whole prompt alone" if defaults.object_guidance > 0 else ""
     return ("When every object of the prompt goes the same way, part of the starting noise moves that way" + apart +
             ". The clip more often moves as asked — and more often shows an object not asked for (Generate and "
-            "Joint; Regenerate starts from the take's clip). Untick to start from plain noise.")
+            f"Joint; Regenerate starts from the take's clip). Untick to start from plain noise{plain}.")
 
 
 def _confirmation(ui: dict[str, Any], name: str, yes: str, no: str) -> tuple[gr.Button, gr.Button]:

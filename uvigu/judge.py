@@ -257,7 +257,7 @@ def object_places(judge: str, prompt: str, frames: np.ndarray, tolerance: float 
         return []
     import cv2
 
-    from uvigu.data.shapes import BACKGROUNDS, BOX_PX, COLORS, PROMPT_MOTION_PHRASES, REFERENCE_SIDE
+    from uvigu.data.shapes import BACKGROUNDS, BOX_PX, COLORS, REFERENCE_SIDE, object_phrase
     from uvigu.eval.grammar import parse_prompt
 
     parsed = parse_prompt(prompt)
@@ -281,7 +281,7 @@ def object_places(judge: str, prompt: str, frames: np.ndarray, tolerance: float 
             ys, xs = np.nonzero(labels == k)
             w = weight[ys, xs]
             center = float(ys @ w / w.sum()), float(xs @ w / w.sum())
-            alone = f"a {obj.size + ' ' if obj.size else ''}{obj.color} {obj.shape} {PROMPT_MOTION_PHRASES[obj.motion]}"
+            alone = object_phrase(obj.color, obj.shape, obj.motion, obj.size)
             if parsed.background:
                 alone += f" on a {parsed.background} background"
             places.append(ObjectPlace(obj.motion, center, (BOX_PX[obj.size or "large"] / 2 + _PATH_MARGIN) * scale,

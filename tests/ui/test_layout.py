@@ -150,3 +150,4 @@ def test_the_moving_noise_box_shows_only_for_a_model_that_samples_with_it(tmp_pa
     pipe.config = SimpleNamespace(motion_noise=0.35, motion_noise_paths=1.0, object_guidance=1.0)  # each guided
     info = settings_box(pipe, "moving-noise", tmp_path).info
     assert "along each object's path and each object's own prompt guides its path" in info
+    assert "Untick to start from plain noise, guided by the whole prompt alone." in info

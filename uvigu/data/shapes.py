@@ -326,6 +326,12 @@ def render_scene(scene: Scene) -> np.ndarray:
     return frames
 
 
+def object_phrase(color: str, shape: str, motion: str, size: str | None = None) -> str:
+    """One object as the prompt grammar names it, e.g. 'a small red circle moving up' (no size word
+    when ``size`` is None)."""
+    return f"a {size + ' ' if size else ''}{color} {shape} {PROMPT_MOTION_PHRASES[motion]}"
+
+
 def scene_prompt(scene: Scene, rng: np.random.Generator | None = None) -> str:
     """The short prompt, e.g. 'a red circle moving right and a large blue square staying still'.
 
@@ -335,8 +341,7 @@ def scene_prompt(scene: Scene, rng: np.random.Generator | None = None) -> str:
     phrases = []
     for obj in scene.objects:
         with_size = rng is None or rng.random() < 0.5
-        size = f"{obj.size} " if with_size else ""
-        phrases.append(f"a {size}{obj.color} {obj.shape} {PROMPT_MOTION_PHRASES[obj.motion]}")
+        phrases.append(object_phrase(obj.color, obj.shape, obj.motion, obj.size if with_size else None))
     text = " and ".join(phrases)
     if rng is None or rng.random() < 0.5:
         text += f" on a {scene.background} background"
