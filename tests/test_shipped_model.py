@@ -93,8 +93,10 @@ def test_its_sampling_defaults_are_those_its_evaluation_ran_with(pipe):
     # 0.35 of the starting noise's variance moves the way a prompt whose objects all go one way asks
     # (chosen on clips the evaluation does not score, then measured on its clips; docs/EVAL.md)
     assert (pipe.config.motion_noise, pipe.config.motion_noise_speed) == (0.35, 1.0)
-    # ... and none along each object's path for objects going different ways (measured, left off)
-    assert (pipe.config.motion_noise_paths, pipe.config.motion_noise_draft) == (0.0, 6)
+    # ... and, for objects going different ways, all of it along each object's path, where a 6-step draft
+    # puts the object, and each object's own prompt guiding its path down to σ 0.25 (chosen the same way)
+    assert (pipe.config.motion_noise_paths, pipe.config.motion_noise_draft) == (1.0, 6)
+    assert (pipe.config.object_guidance, pipe.config.object_guidance_to) == (1.0, 0.25)
     # the training preset writes the same sampling defaults into a new model's config
     fresh = build_pipeline("shapes", ["a", "red", "circle"]).config
     assert (fresh.caption_steps, fresh.caption_reread_period, fresh.caption_verify_weight) == (12, 8, 300.0)
