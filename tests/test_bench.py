@@ -169,8 +169,8 @@ def test_objects_going_different_ways_cost_the_draft_and_a_call_a_guided_step(pi
     from uvigu.judge import ObjectPlace
     from uvigu.loading import denoisers
 
-    places = [ObjectPlace("right", (4.0, 5.0), 3.0, "a red circle moving right"),
-              ObjectPlace("up", (11.0, 10.0), 3.0, "a blue square moving up")]
+    places = [ObjectPlace("right", (4.0, 5.0), 3.0, "a red circle moving right", 0),
+              ObjectPlace("up", (11.0, 10.0), 3.0, "a blue square moving up", 1)]
     monkeypatch.setattr(uvigu.pipeline, "object_places", lambda judge, prompt, frames: places)
     calls = _count_calls(denoisers(pipe), _task_calls(pipe)["generate_different_ways"])
     assert calls == 2 + 2 * pipe.config.num_inference_steps  # a 2-step draft; every step guided (down to σ 0)

@@ -1,12 +1,14 @@
+from dataclasses import replace
+
 import pytest
 
 import numpy as np
 
-from uvigu.data.shapes import COLORS, make_example, object_center, scene_prompt
-from uvigu.eval.grammar import parse_prompt
+from uvigu.data.shapes import COLORS, caption_text, make_example, object_center, scene_prompt
+from uvigu.eval.grammar import parse_caption, parse_prompt
 from uvigu.judge import (
-    JUDGES, get_judge, names_no_object, object_places, prompt_motions, prompt_words, read_back, read_back_count,
-    shapes_judge, words_judge,
+    JUDGES, edit_places, get_judge, names_no_object, object_places, prompt_motions, prompt_words, read_back,
+    read_back_count, shapes_judge, words_judge,
 )
 
 
@@ -99,6 +101,7 @@ def test_object_places_finds_where_a_draft_shows_each_prompted_colour():
     prompt = scene_prompt(example.scene)
     places = object_places("shapes", prompt, frames)
     assert [p.motion for p in places] == [o.motion for o in objects]
+    assert [p.index for p in places] == [0, 1]
     for place, obj in zip(places, objects):
         # the colour's middle over the frames: where the object is half way through the clip
         xs, ys = zip(*(object_center(obj, t, len(frames), frames.shape[2]) for t in range(len(frames))))
@@ -123,11 +126,37 @@ def test_object_places_gives_two_objects_of_one_colour_its_heaviest_blobs_in_tur
     frames[:, 20:30, 20:30] = COLORS["red"]  # 100 pixels a frame: the heavier blob
     frames[0, 14:16, 26:28] = COLORS["red"]  # 4 pixels in one frame: too faint to be an object yet
     places = object_places("shapes", "a red circle moving left and a red square moving up", frames)
-    assert [(p.motion, p.center) for p in places] == [("left", (24.5, 24.5)), ("up", (5.5, 5.5))]
+    assert [(p.motion, p.center, p.index) for p in places] == [("left", (24.5, 24.5), 0), ("up", (5.5, 5.5), 1)]
     assert [p.prompt for p in places] == ["a red circle moving left", "a red square moving up"]  # no background
     assert places[0].radius == pytest.approx(13.0 / 2)  # a large object at half the world's 64 pixels
     assert len(object_places("shapes", "a red circle moving left and a red square moving up and a red diamond "
                              "staying still", frames)) == 2  # the faint blob is nobody's
+
+
+def test_edit_places_pairs_each_object_before_an_edit_with_itself_after_it():
+    example = _two_object_clip()
+    frames, caption, background = example.frames, example.caption, example.scene.background
+    first, second = parse_caption(caption).objects
+    turned = replace(second, motion="down" if second.motion != "down" else "up", speed=second.speed or "slowly")
+    edited = caption_text([first, turned], background)
+    pairs = edit_places("shapes", caption, edited, frames)
+    # before the edit: where the clip shows each object, as object_places finds it, each alone in a caption
+    assert [before for before, _ in pairs] == object_places("shapes", caption, frames)
+    assert [before.prompt for before, _ in pairs] == [caption_text([o], background) for o in (first, second)]
+    # after it: the same object and place, moving and named as the edited caption says
+    assert [(after.index, after.center, after.motion, after.radius) for after in (a for _, a in pairs)] == [
+        (before.index, before.center, obj.motion, before.radius) for (before, _), obj in zip(pairs, (first, turned))]
+    assert [after.prompt for _, after in pairs] == [caption_text([o], background) for o in (first, turned)]
+    assert parse_caption(pairs[1][1].prompt).objects == [turned]
+    # an edit of one object (its own text is the whole text), of texts naming other objects, or by a
+    # judge without a grammar, has no places
+    alone = caption_text([first], background)
+    assert edit_places("shapes", alone, alone.replace(first.shape, "square" if first.shape != "square" else "circle"),
+                       frames) == []
+    assert edit_places("shapes", caption, alone, frames) == []
+    assert edit_places("words", caption, edited, frames) == []
+
+
 def test_read_back_says_what_the_caption_says_of_each_object_asked_for():
     prompt = "a red circle moving right and a blue square moving up"
     # the objects the other way round in the caption, the circle drawn as a square going down

@@ -6,6 +6,7 @@ import torch
 
 from uvigu import Cancelled, UniViGUPipeline
 from uvigu import pipeline as pipeline_module
+from uvigu.flows import inference_sigmas
 from uvigu.flows.moving_noise import NoisePath, moving_noise, path_discs, path_noise
 from uvigu.read_guidance import READ_GUIDANCE_FROM, READ_GUIDANCE_TOP, ReadGuidance
 from uvigu.data.shapes import ShapesConfig, make_example, shapes_vocabulary
@@ -740,8 +741,8 @@ def test_objects_going_different_ways_get_moving_noise_along_the_paths_a_draft_s
         starts.append(video.clone())
         return original(model_fn, video=video, **kwargs)
 
-    places = [ObjectPlace("right", (4.0, 5.0), 3.0, "a red circle moving right"),
-              ObjectPlace("up", (11.0, 10.0), 2.0, "a blue square moving up")]
+    places = [ObjectPlace("right", (4.0, 5.0), 3.0, "a red circle moving right", 0),
+              ObjectPlace("up", (11.0, 10.0), 2.0, "a blue square moving up", 1)]
 
     def placing(judge, prompt, frames):
         drafts.append((judge, prompt, frames))
@@ -806,8 +807,8 @@ def test_objects_going_different_ways_are_each_guided_by_their_own_prompt_along_
     pipe = tiny_pipeline()
     assert (pipe.config.object_guidance, pipe.config.object_guidance_to) == (0.0, OBJECT_GUIDANCE_TO)  # off
     pipe.register_to_config(take_judge="shapes", motion_noise=0.5, motion_noise_draft=2)  # no noise along paths
-    places = [ObjectPlace("right", (4.0, 5.0), 3.0, "a red circle moving right"),
-              ObjectPlace("up", (11.0, 10.0), 2.0, "a blue square moving up")]
+    places = [ObjectPlace("right", (4.0, 5.0), 3.0, "a red circle moving right", 0),
+              ObjectPlace("up", (11.0, 10.0), 2.0, "a blue square moving up", 1)]
     drafts, starts, guided = [], [], []
     monkeypatch.setattr(pipeline_module, "object_places", lambda judge, prompt, frames: drafts.append(prompt) or places)
     original_sample, original_guide = pipeline_module.sample, ObjectGuidance.__call__
@@ -863,6 +864,59 @@ def test_objects_going_different_ways_are_each_guided_by_their_own_prompt_along_
         UniViGUPipeline(**{**loaded.components, "object_guidance": 1.5})
     with pytest.raises(ValueError, match="object_guidance_to is a noise level"):
         UniViGUPipeline(**{**loaded.components, "object_guidance_to": 1.0})
+
+
+def test_an_edit_of_two_objects_guides_each_by_its_own_text_before_and_after_the_edit(monkeypatch):
+    pipe = tiny_pipeline()
+    pipe.register_to_config(take_judge="shapes")
+    clip = pipe.generate(MIXED, seed=1, num_inference_steps=4).frames
+    edited = "a red circle moving right and a blue square moving down"
+    before = [ObjectPlace("right", (4.0, 5.0), 3.0, "a red circle moving right", 0),
+              ObjectPlace("up", (11.0, 10.0), 2.0, "a blue square moving up", 1)]
+    after = [before[0], ObjectPlace("down", (11.0, 10.0), 1.5, "a blue square moving down", 1)]
+    asked, guided = [], []
+    monkeypatch.setattr(pipeline_module, "edit_places",
+                        lambda judge, source, prompt, frames: asked.append((judge, source, prompt, frames))
+                        or list(zip(before, after)))
+    original_guide = ObjectGuidance.__call__
+
+    def recording_guide(self, net, x, sv, st, v_cond):
+        out = original_guide(self, net, x, sv, st, v_cond)
+        guided.append((float(sv[0]), self, x, out is not v_cond))
+        return out
+
+    monkeypatch.setattr(ObjectGuidance, "__call__", recording_guide)
+    plain = pipe.edit(clip, edited, source_prompt=MIXED, seed=2, num_inference_steps=4)
+    assert asked == [] and guided == []  # off unless the model sets object_guidance
+
+    pipe.register_to_config(object_guidance=0.8, object_guidance_to=0.7)
+    result = pipe.edit(clip, edited, source_prompt=MIXED, seed=2, num_inference_steps=4)
+    assert [(judge, source, prompt) for judge, source, prompt, _ in asked] == [("shapes", MIXED, edited)]
+    assert np.array_equal(asked[0][3], clip)  # placed in the clip being edited
+    # each step guides the source text's flow by the objects' texts before the edit, then the edited text's
+    # by theirs after it; at the steps at or above σ 0.7 only
+    sigmas = inference_sigmas(pipe.scheduler, 4, pipe.default_flow_edit_strength)[:-1].tolist()
+    assert [sigma for sigma, *_ in guided] == pytest.approx([s for s in sigmas for _ in range(2)])
+    assert [acted for *_, acted in guided] == [s >= 0.7 for s in sigmas for _ in range(2)]
+    old, new = guided[0][1], guided[1][1]
+    assert all(g is old for _, g, *_ in guided[::2]) and all(g is new for _, g, *_ in guided[1::2])
+    assert not torch.equal(guided[0][2], guided[1][2])  # the source's noised clip, then the edit's
+    torch.testing.assert_close(old.context, pipe._encode_prompts([place.prompt for place in before]))
+    torch.testing.assert_close(new.context, pipe._encode_prompts([place.prompt for place in after]))
+    assert (old.weight, old.to, new.weight, new.to) == (0.8, 0.7, 0.8, 0.7)
+    # the source's paths as the clip shows them; the edited object's from the same start, its own way
+    paths = [NoisePath((4.0, 5.0), (0.0, 1.0), 3.0), NoisePath((11.0, 10.0), (-1.0, 0.0), 2.0)]
+    assert torch.equal(old.discs[:, 0], path_discs(paths, 4, 16, 16))
+    assert torch.equal(new.discs[:, 0], path_discs([paths[0], NoisePath((14.0, 10.0), (1.0, 0.0), 1.5)], 4, 16, 16))
+    assert not np.array_equal(result.frames, plain.frames)
+    assert np.array_equal(pipe.edit(clip, edited, source_prompt=MIXED, seed=2, num_inference_steps=4).frames,
+                          result.frames)
+    # the plain edit (no text before the edit), and texts without two objects to place, are not guided
+    guided.clear()
+    pipe.edit(clip, edited, seed=2, num_inference_steps=4)
+    monkeypatch.setattr(pipeline_module, "edit_places", lambda judge, source, prompt, frames: [])
+    pipe.edit(clip, edited, source_prompt=MIXED, seed=2, num_inference_steps=4)
+    assert guided == []
 
 
 def _after_noise(shape, seed: int) -> torch.Generator:

@@ -241,6 +241,7 @@ class ObjectPlace:
     center: tuple[float, float]
     radius: float  # pixels: half the object's size as the prompt says it (large when it does not), and a margin
     prompt: str  # the object alone in a prompt of its own, on the prompt's background when it names one
+    index: int  # which of the prompt's objects it is (0: the first named)
 
 
 def object_places(judge: str, prompt: str, frames: np.ndarray, tolerance: float = 90.0) -> list[ObjectPlace]:
@@ -257,11 +258,11 @@ def object_places(judge: str, prompt: str, frames: np.ndarray, tolerance: float 
         return []
     import cv2
 
-    from uvigu.data.shapes import BACKGROUNDS, BOX_PX, COLORS, REFERENCE_SIDE, object_phrase
+    from uvigu.data.shapes import BACKGROUNDS, COLORS, REFERENCE_SIDE
     from uvigu.eval.grammar import parse_prompt
 
     parsed = parse_prompt(prompt)
-    asked = [o for o in parsed.objects if o.color in COLORS and o.motion]
+    asked = [(i, o) for i, o in enumerate(parsed.objects) if o.color in COLORS and o.motion]
     if not asked:
         return []
     frames = np.asarray(frames, dtype=np.float32)
@@ -272,18 +273,58 @@ def object_places(judge: str, prompt: str, frames: np.ndarray, tolerance: float 
     nearest, near = distance.argmin(-1), distance.min(-1) <= tolerance
     heavy = max(1.0, _MIN_BLOB * scale**2 * len(frames))  # a fainter blob is no object yet
     places = []
-    for color in dict.fromkeys(o.color for o in asked):
+    for color in dict.fromkeys(o.color for _, o in asked):
         weight = ((nearest == names.index(color)) & near).sum(0).astype(np.float32)  # (h, w): frames showing it
         count, labels = cv2.connectedComponents((weight > 0).astype(np.uint8), connectivity=8)
         mass = {k: float(weight[labels == k].sum()) for k in range(1, count)}
         blobs = sorted((k for k in mass if mass[k] >= heavy), key=lambda k: -mass[k])
-        for obj, k in zip((o for o in asked if o.color == color), blobs):
+        for (index, obj), k in zip(((i, o) for i, o in asked if o.color == color), blobs):
             ys, xs = np.nonzero(labels == k)
             w = weight[ys, xs]
             center = float(ys @ w / w.sum()), float(xs @ w / w.sum())
-            alone = object_phrase(obj.color, obj.shape, obj.motion, obj.size)
-            if parsed.background:
-                alone += f" on a {parsed.background} background"
-            places.append(ObjectPlace(obj.motion, center, (BOX_PX[obj.size or "large"] / 2 + _PATH_MARGIN) * scale,
-                                      alone))
+            places.append(ObjectPlace(obj.motion, center, _radius(obj, scale), _alone(obj, parsed.background), index))
     return places
+
+
+def edit_places(judge: str, source_prompt: str, prompt: str, frames: np.ndarray) -> list[tuple[ObjectPlace, ObjectPlace]]:
+    """Where an edit's objects go: each object of ``source_prompt`` (the text before the edit) that the
+    clip being edited, uint8 ``frames``, shows (`object_places`), paired with the same object as
+    the edited ``prompt`` names it — its motion, size and own text, from the same start (``center``
+    stays the source's; the edit's path is laid from where the source's path begins). Objects pair
+    in the order the texts name them, so only texts naming the same objects, two or more, get
+    places (one object's own text is the whole text); [] otherwise, and for the ``"words"`` judge."""
+    if judge != "shapes":
+        return []
+    from uvigu.data.shapes import REFERENCE_SIDE
+    from uvigu.eval.grammar import parse_prompt
+
+    target = parse_prompt(prompt)
+    if len(target.objects) < 2 or len(parse_prompt(source_prompt).objects) != len(target.objects):
+        return []
+    scale = min(np.shape(frames)[1:3]) / REFERENCE_SIDE
+    pairs = []
+    for place in object_places(judge, source_prompt, frames):
+        obj = target.objects[place.index]
+        if obj.motion:
+            pairs.append((place, ObjectPlace(obj.motion, place.center, _radius(obj, scale),
+                                             _alone(obj, target.background), place.index)))
+    return pairs
+
+
+def _radius(obj, scale: float) -> float:
+    """Pixels around the middle of a parsed object its path covers: half its size as the text says it
+    (large when it does not), and a margin; ``scale``: the clip's side over the Shapes world's."""
+    from uvigu.data.shapes import BOX_PX
+
+    return (BOX_PX[obj.size or "large"] / 2 + _PATH_MARGIN) * scale
+
+
+def _alone(obj, background: str | None) -> str:
+    """A parsed object alone in a text of its own: a caption's clause when it was read from a caption
+    (it names where it starts), else the prompt grammar's phrase; on ``background`` when one is named."""
+    from uvigu.data.shapes import caption_text, object_phrase
+
+    if obj.region and obj.size and background and (obj.speed or obj.motion == "still"):
+        return caption_text([obj], background)
+    text = object_phrase(obj.color, obj.shape, obj.motion, obj.size)
+    return f"{text} on a {background} background" if background else text

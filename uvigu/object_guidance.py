@@ -10,6 +10,13 @@ guidance comes, for the weight ``object_guidance``, from that object alone in a 
 the paths, and at the steps below ``object_guidance_to``, it is the whole prompt's. Regional
 prompting (MultiDiffusion, LMD) composes an image from per-region prompts in the same way. Each
 guided step costs one more network call, on a batch of one text per object.
+
+An edit that keeps the rest (FlowEdit: ``pipe.edit`` with ``source_prompt``) of a clip of two or
+more objects is guided the same way on both of its flows: the source text's by each object's own
+text before the change, along its path in the clip being edited, and the edited text's by its
+text after the change, along the path that gives it from the same start
+(`uvigu.judge.edit_places`) — so the edited object is changed, and the others kept, as in an
+edit of one object. Two more calls a guided step.
 """
 
 from __future__ import annotations

@@ -63,7 +63,9 @@ from .inputs import (
     prepare_video,
     prompt_tokens,
 )
-from .judge import ReadBack, TakeJudge, get_judge, object_places, prompt_motions, prompt_words, read_back
+from .judge import (
+    ObjectPlace, ReadBack, TakeJudge, edit_places, get_judge, object_places, prompt_motions, prompt_words, read_back,
+)
 from .models import autoencoder as _autoencoder  # noqa: F401  diffusers' loader resolves saved component
 from .models import codec as _pixel_codec  # noqa: F401
 from .models import wan_codec as _wan_codec  # noqa: F401  classes only from modules already imported
@@ -509,7 +511,11 @@ class UniViGUPipeline(DiffusionPipeline):
         two texts agree on stays as it was and what they disagree on changes. Its defaults are
         ``strength`` 0.9 and, for ``prompt``, ``guidance_scale`` the pipeline's ``flow_edit_guidance``
         (6 unless its ``model_index.json`` says otherwise; the source text is guided at the
-        pipeline's ``guidance_scale``); each step runs the network on both texts.
+        pipeline's ``guidance_scale``); each step runs the network on both texts. When the two texts
+        name the same two or more objects and the pipeline's ``object_guidance`` is above 0, each
+        object is also guided by its own text before and after the change, along its path in the
+        clip and the path the change gives it (`uvigu.object_guidance`; two more calls a step down to
+        ``object_guidance_to``).
 
         ``best_of``, ``judge``, ``judge_at`` and ``judge_steps`` work as in `generate`: that many
         edits from seeds one apart, each captioned, the one whose caption agrees best with
@@ -822,10 +828,16 @@ class UniViGUPipeline(DiffusionPipeline):
         source = self.codec.encode(torch.from_numpy(frames)[None]).to(self._device, self._dtype)
         sigmas = inference_sigmas(self.scheduler, steps, strength)
 
+        guides = self._edit_guidance(source_prompt, prompt, frames, source.shape)
+
         def delta_fn(x_src, x_tar, level):
             x = torch.cat([x_src, x_tar] * (n // 2))
-            v, _ = self.transformer(x, ids, level.repeat(n), torch.zeros(n, device=x.device), context, mask)
+            clean_text = torch.zeros(n, device=x.device)
+            v, _ = self.transformer(x, ids, level.repeat(n), clean_text, context, mask)
             v_src, v_tar = v[0:1], v[1:2]
+            if guides is not None:  # each object's own text before and after the edit, along its paths
+                v_src = guides[0](self.transformer, x_src, level, clean_text[:1], v_src)
+                v_tar = guides[1](self.transformer, x_tar, level, clean_text[:1], v_tar)
             if cfg:
                 v_src = v[2:3] + source_guidance * (v_src - v[2:3])
                 v_tar = v[3:4] + target_guidance * (v_tar - v[3:4])
@@ -919,12 +931,37 @@ class UniViGUPipeline(DiffusionPipeline):
         if self.config.motion_noise_paths == 0.0 and self.config.object_guidance == 0.0:
             return noise, []
         frames = draft()
-        cells = noise.shape[-2] / frames.shape[1], noise.shape[-1] / frames.shape[2]  # latent cells a pixel
-        objects = [(NoisePath((place.center[0] * cells[0], place.center[1] * cells[1]),
-                              (DIRECTIONS[place.motion][0] * speed, DIRECTIONS[place.motion][1] * speed),
-                              place.radius * min(cells)), place.prompt)
+        objects = [(self._noise_path(place, frames.shape, noise.shape), place.prompt)
                    for place in object_places(self.config.take_judge, prompt, frames)]
         return path_noise(noise, [path for path, _ in objects], self.config.motion_noise_paths, generator), objects
+
+    def _noise_path(self, place: ObjectPlace, frames: tuple[int, ...], shape: torch.Size) -> NoisePath:
+        """``place`` (in a clip of ``frames`` (f, h, w, 3)) as a path in a latent of ``shape`` (b, c, f, h, w),
+        moving ``motion_noise_speed`` cells a frame the way the place's object goes."""
+        cells = shape[-2] / frames[1], shape[-1] / frames[2]  # latent cells a pixel
+        dy, dx = DIRECTIONS[place.motion]
+        speed = self.config.motion_noise_speed
+        return NoisePath((place.center[0] * cells[0], place.center[1] * cells[1]), (dy * speed, dx * speed),
+                         place.radius * min(cells))
+
+    def _edit_guidance(self, source_prompt: str, prompt: str, frames: np.ndarray,
+                       shape: torch.Size) -> tuple[ObjectGuidance, ObjectGuidance] | None:
+        """Object guidance of a FlowEdit (`edit` with ``source_prompt``) of ``frames`` into a latent of
+        ``shape``: for the source text's flow, each object along its path in the clip by its own text
+        before the edit; for the edited text's, the same object by its own text after it, along the
+        path it takes after it from the same start (`uvigu.judge.edit_places`). None when the
+        pipeline's ``object_guidance`` is 0 or the texts name fewer than two objects."""
+        if self.config.object_guidance == 0.0:
+            return None
+        pairs = edit_places(self.config.take_judge, source_prompt, prompt, frames)
+        if not pairs:
+            return None
+        before, after = [], []
+        for old, new in pairs:
+            path, edited = self._noise_path(old, frames.shape, shape), self._noise_path(new, frames.shape, shape)
+            before.append((path, old.prompt))
+            after.append((path.turned(edited.step, edited.radius, shape[2]), new.prompt))
+        return self._object_guidance(before, shape), self._object_guidance(after, shape)
 
     def _object_guidance(self, objects: list[tuple[NoisePath, str]], shape: torch.Size) -> ObjectGuidance | None:
         """Guidance of each object's path (``objects``: paths in a latent of ``shape`` (b, c, f, h, w)

@@ -102,6 +102,17 @@ def test_path_discs_are_where_path_noise_moves_the_noise():
     assert path_discs([], 5, 20, 20).shape == (0, 5, 20, 20)
 
 
+def test_a_turned_path_starts_where_the_path_starts_and_goes_its_own_way():
+    path = NoisePath((10.0, 8.0), (0.0, 1.0), 3.0)  # right, one cell a frame
+    turned = path.turned((-1.0, 0.0), 2.0, 5)  # up from the same start
+    assert turned == NoisePath((8.0, 6.0), (-1.0, 0.0), 2.0)
+    discs = path_discs([path, turned], 5, 20, 20)
+    assert torch.equal(discs[0, 0], _disc(20, 20, (10.0, 6.0), 3.0))  # both at (10, 6) in the first frame
+    assert torch.equal(discs[1, 0], _disc(20, 20, (10.0, 6.0), 2.0))
+    assert torch.equal(discs[1, -1], _disc(20, 20, (6.0, 6.0), 2.0))
+    assert path.turned(path.step, path.radius, 5) == path
+
+
 def test_a_draft_is_a_whole_number_of_steps_from_one():
     assert check_draft(6) == 6
     for bad in (0, -2, 2.5, True, "6"):

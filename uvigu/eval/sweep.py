@@ -67,8 +67,10 @@ SETTINGS: dict[str, dict[str, type]] = {
                 "reread_period": int, "verify_weight": float, "verify_max_texts": int, "verify_draws": int},
     # with_source=1: the edit is also given the caption before the change (pipe.edit's source_prompt);
     # 2: the model's own caption of the clip, as the studio's Keep the rest
+    # (object_guidance and object_guidance_to, as generate's: with_source's edits of two or more objects)
     "edit": {"strength": float, "guidance_scale": float, "num_inference_steps": int, "with_source": int,
-             "best_of": int, "judge_at": float, "judge_steps": int, "shift": float, "expert": int},
+             "best_of": int, "judge_at": float, "judge_steps": int, "shift": float, "expert": int,
+             "object_guidance": float, "object_guidance_to": float},
 }
 SETTINGS["round_trip"] = SETTINGS["caption"]  # the caption of the generated clip, under caption settings
 # rounds=0: the generated clip as it is; 1: edited once with its caption corrected (pipe.corrected_caption)

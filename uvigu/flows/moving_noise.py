@@ -77,6 +77,12 @@ class NoisePath:
     step: tuple[float, float]
     radius: float
 
+    def turned(self, step: tuple[float, float], radius: float, frames: int) -> NoisePath:
+        """The path of ``radius`` from where this one is at the first of ``frames``, moved ``step`` a frame."""
+        half = (frames - 1) / 2
+        return NoisePath((self.center[0] + (step[0] - self.step[0]) * half,
+                          self.center[1] + (step[1] - self.step[1]) * half), step, radius)
+
 
 def path_discs(paths: Sequence[NoisePath], frames: int, height: int, width: int) -> torch.Tensor:
     """Where each path's disc lies, frame by frame: bool (len(paths), frames, height, width)."""
