@@ -220,6 +220,16 @@ def test_generation_is_also_split_by_whether_the_prompts_objects_go_one_way(orac
     assert summary.row("generation_one_way").group == "joint"
 
 
+def test_edit_success_is_split_by_the_clips_objects(oracle_records):
+    # the oracle's edits all land; here those of clips of two or more objects fail
+    records = [{**r, "edit": {**r["edit"], "success": len(r["objects"]) == 1}} for r in oracle_records]
+    summary = summarize(records)
+    one, many = summary.row("edit_one_object"), summary.row("edit_objects")
+    assert one.main.value == 1.0 and many.main.hits == 0 and one.main.count and many.main.count
+    assert one.main.count + many.main.count == summary.row("edit").main.count
+    assert one.main.hits == summary.row("edit").main.hits and one.group == many.group == "edit"
+
+
 def test_edit_that_changes_nothing_fails():
     config = EvalConfig(num_clips=3, num_heldout=0)
     records = evaluate(KeepsClip(config), config)

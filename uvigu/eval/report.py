@@ -279,6 +279,10 @@ def summarize(records: Sequence[dict]) -> Summary:
     corpus_row("cider_d", "caption CIDEr-D", cider_d, "caption")
     for attribute in ATTRIBUTES:
         clip_row(f"edit_{attribute}", f"edit success, {attribute} edits", edit_flag("success", attribute), "edit")
+    for key, label, many in (("edit_one_object", "clips of one object", False),
+                             ("edit_objects", "clips of two or more objects", True)):
+        clip_row(key, f"edit success, {label}",
+                 lambda r, many=many: edit_flag("success")(r) if (len(r["objects"]) > 1) == many else None, "edit")
     clip_row("edit_changed", "edit: the changed object shows as edited", edit_flag("changed"), "edit")
     clip_row("edit_kept", "edit: the other objects are kept", edit_flag("kept"), "edit")
     clip_row("edit_stale", "edit: the old version is still seen (lower is better)", edit_flag("stale"), "edit")
