@@ -797,7 +797,7 @@ def test_objects_going_different_ways_get_moving_noise_along_the_paths_a_draft_s
     pipe.save_pretrained(tmp_path / "set")
     loaded = UniViGUPipeline.from_pretrained(tmp_path / "set")
     assert (loaded.config.motion_noise_paths, loaded.config.motion_noise_draft) == (0.8, 2)
-    with pytest.raises(ValueError, match="motion_noise must be between 0 and 1"):
+    with pytest.raises(ValueError, match="motion_noise_paths must be between 0 and 1"):
         UniViGUPipeline(**{**loaded.components, "motion_noise_paths": 1.5})
     with pytest.raises(ValueError, match="motion_noise_draft must be a whole number"):
         UniViGUPipeline(**{**loaded.components, "motion_noise_draft": 0})

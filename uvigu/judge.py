@@ -18,8 +18,9 @@ earlier take. Two are built in, named by the pipeline's ``take_judge`` setting:
   scored as ``"words"`` does. The shipped Shapes model uses this one (its ``model_index.json``).
 
 The same reading of a prompt serves generation: `prompt_words` (read guidance), `prompt_motions` and
-`object_places` (moving noise). `object_places` alone looks at pixels — a draft's, to find where
-each asked colour sits — by a colour rule of its own, not the analyzer, and scores nothing.
+`object_places` (moving noise, object guidance), and edits: `edit_places`. Those two alone look at
+pixels — a draft's, or the clip being edited, to find where each asked colour sits — by a colour
+rule of their own, not the analyzer, and score nothing.
 """
 
 from __future__ import annotations
@@ -286,7 +287,8 @@ def object_places(judge: str, prompt: str, frames: np.ndarray, tolerance: float 
     return places
 
 
-def edit_places(judge: str, source_prompt: str, prompt: str, frames: np.ndarray) -> list[tuple[ObjectPlace, ObjectPlace]]:
+def edit_places(judge: str, source_prompt: str, prompt: str,
+                frames: np.ndarray) -> list[tuple[ObjectPlace, ObjectPlace]]:
     """Where an edit's objects go: each object of ``source_prompt`` (the text before the edit) that the
     clip being edited, uint8 ``frames``, shows (`object_places`), paired with the same object as
     the edited ``prompt`` names it — its motion, size and own text, from the same start (``center``

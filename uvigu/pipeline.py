@@ -15,7 +15,7 @@ text → one denoising loop with a step callback → decode → a result datacla
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Literal
@@ -171,7 +171,7 @@ class UniViGUPipeline(DiffusionPipeline):
             read_guidance_from=check_read_from(read_guidance_from),
             motion_noise=check_share(motion_noise),
             motion_noise_speed=check_speed(motion_noise_speed),
-            motion_noise_paths=check_share(motion_noise_paths),
+            motion_noise_paths=check_share(motion_noise_paths, "motion_noise_paths"),
             motion_noise_draft=check_draft(motion_noise_draft),
             object_guidance=check_weight(object_guidance),
             object_guidance_to=check_guidance_to(object_guidance_to),
@@ -863,7 +863,7 @@ class UniViGUPipeline(DiffusionPipeline):
         extra_steps: int = 0,
         take: Take | None = None,
         generator: torch.Generator | None = None,
-        objects: list[tuple[NoisePath, str]] | None = None,
+        objects: Sequence[tuple[NoisePath, str]] = (),
     ) -> Callable[[SamplerStep], None] | None:
         """The sampler's per-step hook: a trajectory entry and the caller's callback, which counts
         ``extra_steps`` more calls after the sampler's ``num_steps`` (see PipelineStep); those calls
@@ -890,7 +890,7 @@ class UniViGUPipeline(DiffusionPipeline):
             if callback is not None:
                 callback(PipelineStep(step, text, lambda: preview(step), step.num_steps + extra_steps))
             if stop:
-                state = TakeState(step.index + 1, step.video.clone(), generator.get_state(), recorded, objects or [])
+                state = TakeState(step.index + 1, step.video.clone(), generator.get_state(), recorded, list(objects))
                 raise Judged(preview(step), state)
 
         return on_step

@@ -82,7 +82,7 @@ def test_path_noise_keeps_a_standard_normal_and_does_nothing_without_share_or_pa
     assert path_noise(noise, [NoisePath((6.0, 6.0), (0.0, 1.0), 3.0)], 0.0, generator) is noise
     assert path_noise(noise, [], 0.5, generator) is noise
     assert torch.equal(generator.get_state(), torch.Generator().manual_seed(3).get_state())  # drew nothing
-    with pytest.raises(ValueError, match="motion_noise must be between 0 and 1"):
+    with pytest.raises(ValueError, match="motion_noise_paths must be between 0 and 1"):
         path_noise(noise, [], 1.5, generator)
 
 

@@ -80,7 +80,8 @@ SETTINGS["fix"] = {"strength": float, "guidance_scale": float, "num_inference_st
 SAMPLER_SETTINGS = ("shift", "expert", "motion_noise_speed", "motion_noise_paths", "motion_noise_draft",
                     "object_guidance", "object_guidance_to")
 # those of them the model's config holds, each with the check of its value
-CONFIG_SETTINGS = {"motion_noise_speed": check_speed, "motion_noise_paths": check_share,
+CONFIG_SETTINGS = {"motion_noise_speed": check_speed,
+                   "motion_noise_paths": lambda share: check_share(share, "motion_noise_paths"),
                    "motion_noise_draft": check_draft, "object_guidance": check_weight,
                    "object_guidance_to": check_guidance_to}
 

@@ -30,11 +30,11 @@ DIRECTIONS: dict[str, tuple[int, int]] = {
 }
 
 
-def check_share(share: float) -> float:
-    """The moving share of the noise's variance, from 0 (off) to 1."""
+def check_share(share: float, name: str = "motion_noise") -> float:
+    """The moving share of the noise's variance, from 0 (off) to 1 (``name``: the setting, for the message)."""
     share = float(share)
     if not 0.0 <= share <= 1.0:
-        raise ValueError(f"motion_noise must be between 0 and 1 (the share of the noise that moves), got {share:g}.")
+        raise ValueError(f"{name} must be between 0 and 1 (the share of the noise that moves), got {share:g}.")
     return share
 
 
@@ -100,7 +100,7 @@ def path_noise(noise: torch.Tensor, paths: Sequence[NoisePath], share: float,
     from one noise frame of its own (drawn from ``generator``, in the order of ``paths``) moved
     ``step`` cells a frame; outside every disc, and with ``share`` 0, the noise is as it was. Where
     discs overlap, the later path's wins. Each value is still a standard normal."""
-    share = check_share(share)
+    share = check_share(share, "motion_noise_paths")
     if share == 0.0 or not paths:
         return noise
     b, c, f, h, w = noise.shape
