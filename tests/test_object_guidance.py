@@ -1,3 +1,4 @@
+import numpy as np
 import pytest
 import torch
 
@@ -56,14 +57,15 @@ def test_below_its_noise_level_it_leaves_the_velocity_and_calls_nothing():
 
 
 def test_the_level_it_acts_down_to_is_a_noise_level_below_one():
-    assert check_guidance_to(0) == 0.0 and check_guidance_to(0.5) == 0.5
+    assert check_guidance_to(0) == 0.0 and check_guidance_to(0.5) == 0.5 and check_guidance_to(np.float32(0.5)) == 0.5
     for bad in (1.0, -0.1, True, "0.5", None):
-        with pytest.raises(ValueError, match="object_guidance_to is a noise level from 0 up to 1"):
+        with pytest.raises(ValueError, match="object_guidance_to must be a noise level from 0 up to, not including, 1"):
             check_guidance_to(bad)
 
 
 def test_its_weight_is_a_share_from_0_to_1():
     assert check_weight(0) == 0.0 and check_weight(1) == 1.0 and check_weight(0.25) == 0.25
+    assert check_weight(np.float32(0.25)) == 0.25  # a slider's or an array's number too
     for bad in (1.5, -0.1, True, "1", None):
-        with pytest.raises(ValueError, match="object_guidance must be between 0"):
+        with pytest.raises(ValueError, match="object_guidance must be .* from 0 to 1, got"):
             check_weight(bad)

@@ -272,9 +272,11 @@ def share_of_one(value, name: str, meaning: str = "") -> float:
     return float(value)
 
 
-def number_in_range(value, name: str, low: float, high: float, what: str = "a number") -> float:
-    """``value`` as a float when it is a number (not a bool) in [low, high]; else a ValueError naming it."""
-    number = isinstance(value, (int, float)) and not isinstance(value, bool)
-    if not number or not low <= value <= high:
-        raise ValueError(f"{name} must be {what} from {low:g} to {high:g}, got {value!r}.")
+def number_in_range(value, name: str, low: float, high: float, what: str = "a number", below: bool = False) -> float:
+    """``value`` as a float when it is a number (not a bool; numpy's too) in [low, high] — [low, high)
+    when ``below`` —; else a ValueError naming it."""
+    number = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
+    if not number or not (low <= value < high if below else low <= value <= high):
+        top = f"up to, not including, {high:g}" if below else f"to {high:g}"
+        raise ValueError(f"{name} must be {what} from {low:g} {top}, got {value!r}.")
     return float(value)

@@ -21,10 +21,11 @@ edit of one object. Two more calls a guided step.
 
 from __future__ import annotations
 
-import numbers
 from dataclasses import dataclass
 
 import torch
+
+from .inputs import number_in_range
 
 # Object guidance acts at the steps from pure noise down to this noise level (the model's
 # object_guidance_to): through where the layout and each object's motion and shape are decided. Of
@@ -34,18 +35,12 @@ OBJECT_GUIDANCE_TO = 0.25
 
 def check_weight(weight: float) -> float:
     """The share of the guidance along each path that its object's own prompt gives: 0 (off) to 1."""
-    number = isinstance(weight, numbers.Real) and not isinstance(weight, bool)
-    if not number or not 0.0 <= weight <= 1.0:
-        raise ValueError(f"object_guidance must be between 0 (off) and 1 (the object's prompt alone), got {weight!r}.")
-    return float(weight)
+    return number_in_range(weight, "object_guidance", 0.0, 1.0, "the share its object's own prompt gives,")
 
 
 def check_guidance_to(level: float) -> float:
     """The noise level object guidance acts down to: a number from 0 up to, not including, 1."""
-    number = isinstance(level, numbers.Real) and not isinstance(level, bool)
-    if not number or not 0.0 <= level < 1.0:
-        raise ValueError(f"object_guidance_to is a noise level from 0 up to 1, got {level!r}.")
-    return float(level)
+    return number_in_range(level, "object_guidance_to", 0.0, 1.0, "a noise level", below=True)
 
 
 @dataclass(frozen=True)

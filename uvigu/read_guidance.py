@@ -6,9 +6,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 
+from .inputs import number_in_range
 from .models.transformer import UniViGUTransformer3DModel
 
 # Read guidance (generate's read_guidance) acts from the noise level READ_GUIDANCE_FROM (the model's
@@ -22,10 +22,7 @@ READ_GUIDANCE_TOP = 0.95
 
 def check_read_from(level: float) -> float:
     """The noise level read guidance steers from: a number from 0 up to, not including, READ_GUIDANCE_TOP."""
-    number = isinstance(level, (int, float, np.integer, np.floating)) and not isinstance(level, bool)
-    if not number or not 0.0 <= level < READ_GUIDANCE_TOP:
-        raise ValueError(f"read_guidance_from is a noise level from 0 up to {READ_GUIDANCE_TOP}, got {level!r}.")
-    return float(level)
+    return number_in_range(level, "read_guidance_from", 0.0, READ_GUIDANCE_TOP, "a noise level", below=True)
 
 
 @dataclass

@@ -375,9 +375,9 @@ def test_an_object_guidance_row_guides_each_path_as_it_says_and_puts_the_models_
     assert (pipe.config.object_guidance, pipe.config.object_guidance_to) == (0.0, OBJECT_GUIDANCE_TO)
     assert parse_setting("generate", "object_guidance=1,object_guidance_to=0.25") == {
         "object_guidance": 1.0, "object_guidance_to": 0.25}
-    with pytest.raises(ValueError, match="object_guidance must be between 0"):
+    with pytest.raises(ValueError, match="object_guidance must be .* from 0 to 1"):
         parse_setting("generate", "object_guidance=2")
-    with pytest.raises(ValueError, match="object_guidance_to is a noise level"):
+    with pytest.raises(ValueError, match="object_guidance_to must be a noise level"):
         parse_setting("generate", "object_guidance_to=1")
 
 
