@@ -63,7 +63,8 @@ def test_task_rows(result, pipe):
     assert by_task["generate_best_of_4"].denoiser_calls == 4 * (judged + 2) + (steps - judged) + reading
     assert by_task["generate_best_of_4_full"].denoiser_calls == 4 * (steps + reading)
     assert by_task["generate"].denoiser_calls == steps  # CFG: both branches in one batch-2 call
-    assert by_task["generate_different_ways"].denoiser_calls == 2 + steps  # the draft (it finds no objects here)
+    # the draft, then each step guided along the objects' paths (placed though the draft shows none)
+    assert by_task["generate_different_ways"].denoiser_calls == 2 + 2 * steps
     assert by_task["generate_with_caption"].denoiser_calls == steps
     assert by_task["caption"].denoiser_calls == caption_steps + pipe.config.caption_reread  # + one per re-read pass
     assert 1 <= by_task["edit"].denoiser_calls < steps  # starts part-way (strength 0.6)
@@ -171,7 +172,7 @@ def test_objects_going_different_ways_cost_the_draft_and_a_call_a_guided_step(pi
 
     places = [ObjectPlace("right", (4.0, 5.0), 3.0, "a red circle moving right", 0),
               ObjectPlace("up", (11.0, 10.0), 3.0, "a blue square moving up", 1)]
-    monkeypatch.setattr(uvigu.pipeline, "object_places", lambda judge, prompt, frames: places)
+    monkeypatch.setattr(uvigu.pipeline, "object_places", lambda judge, prompt, frames, fill=False: places)
     calls = _count_calls(denoisers(pipe), _task_calls(pipe)["generate_different_ways"])
     assert calls == 2 + 2 * pipe.config.num_inference_steps  # a 2-step draft; every step guided (down to σ 0)
 

@@ -133,6 +133,31 @@ def test_object_places_gives_two_objects_of_one_colour_its_heaviest_blobs_in_tur
                              "staying still", frames)) == 2  # the faint blob is nobody's
 
 
+def test_object_places_fills_in_an_object_the_draft_lacks_where_its_path_keeps_clear_of_the_others():
+    frames = np.full((4, 64, 64, 3), 128, np.uint8)
+    frames[:, 6:18, 28:40] = COLORS["red"]  # a red blob at the top middle, centred on (11.5, 33.5)
+    prompt = "a small red circle moving left and a small blue square moving right on a gray background"
+    assert [p.index for p in object_places("shapes", prompt, frames)] == [0]  # no blue: left out
+    red, blue = object_places("shapes", prompt, frames, fill=True)
+    assert red == object_places("shapes", prompt, frames)[0]
+    # blue, placed last: as far below the red path as a small object's box lets it (6 px from the
+    # bottom), and across the frame in the middle, so its 16-pixel path stays in the frame
+    assert (blue.index, blue.motion) == (1, "right")
+    assert blue.prompt == "a small blue square moving right on a gray background"
+    assert blue.center[0] == pytest.approx(63 - 6.0)
+    assert 6.0 + 8.0 <= blue.center[1] <= 63 - 6.0 - 8.0
+    assert blue.radius == red.radius == 6.0 + 3.0
+    # going up, it stays in the frame from top to bottom; with nothing found it takes the middle
+    up = prompt.replace("blue square moving right", "blue square moving up")
+    assert 6.0 + 8.0 <= object_places("shapes", up, frames, fill=True)[1].center[0] <= 63 - 6.0 - 8.0
+    empty = np.full_like(frames, 128)
+    red, blue = object_places("shapes", prompt, empty, fill=True)
+    assert (red.index, red.center, blue.index) == (0, (31.5, 31.5), 1)
+    assert abs(blue.center[0] - 31.5) == pytest.approx(31.5 - 6.0)  # a row as far from red's as there is
+    # an object the draft shows is never moved by fill; a judge without a grammar still finds none
+    assert object_places("words", prompt, frames, fill=True) == []
+
+
 def test_edit_places_pairs_each_object_before_an_edit_with_itself_after_it():
     example = _two_object_clip()
     frames, caption, background = example.frames, example.caption, example.scene.background

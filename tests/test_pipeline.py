@@ -744,8 +744,8 @@ def test_objects_going_different_ways_get_moving_noise_along_the_paths_a_draft_s
     places = [ObjectPlace("right", (4.0, 5.0), 3.0, "a red circle moving right", 0),
               ObjectPlace("up", (11.0, 10.0), 2.0, "a blue square moving up", 1)]
 
-    def placing(judge, prompt, frames):
-        drafts.append((judge, prompt, frames))
+    def placing(judge, prompt, frames, fill=False):
+        drafts.append((judge, prompt, frames, fill))
         return places
 
     monkeypatch.setattr(pipeline_module, "sample", recording)
@@ -755,7 +755,8 @@ def test_objects_going_different_ways_get_moving_noise_along_the_paths_a_draft_s
                            callback=lambda s: steps.append((s.index, s.num_steps)))
 
     # the draft: the run's first 2 steps from plain noise, its clean estimate then; progress counts the run's 4
-    assert [(judge, prompt) for judge, prompt, _ in drafts] == [("shapes", MIXED)]
+    # (objects the draft does not show are placed too: fill)
+    assert [(judge, prompt, fill) for judge, prompt, _, fill in drafts] == [("shapes", MIXED, True)]
     previews = []
 
     def stop_after_two(step):
@@ -810,7 +811,8 @@ def test_objects_going_different_ways_are_each_guided_by_their_own_prompt_along_
     places = [ObjectPlace("right", (4.0, 5.0), 3.0, "a red circle moving right", 0),
               ObjectPlace("up", (11.0, 10.0), 2.0, "a blue square moving up", 1)]
     drafts, starts, guided = [], [], []
-    monkeypatch.setattr(pipeline_module, "object_places", lambda judge, prompt, frames: drafts.append(prompt) or places)
+    monkeypatch.setattr(pipeline_module, "object_places",
+                        lambda judge, prompt, frames, fill=False: drafts.append(prompt) or places)
     original_sample, original_guide = pipeline_module.sample, ObjectGuidance.__call__
 
     def recording_sample(model_fn, *, video, **kwargs):

@@ -245,7 +245,8 @@ class ObjectPlace:
     index: int  # which of the prompt's objects it is (0: the first named)
 
 
-def object_places(judge: str, prompt: str, frames: np.ndarray, tolerance: float = 90.0) -> list[ObjectPlace]:
+def object_places(judge: str, prompt: str, frames: np.ndarray, tolerance: float = 90.0,
+                  fill: bool = False) -> list[ObjectPlace]:
     """Each object of ``prompt`` whose colour a draft of its clip, uint8 ``frames`` (f, h, w, 3), shows,
     as the judge named ``judge`` reads the prompt — where moving noise goes when the objects move
     different ways (`uvigu.flows.moving_noise.path_noise`). ``"shapes"``: a pixel is of an object
@@ -253,8 +254,9 @@ def object_places(judge: str, prompt: str, frames: np.ndarray, tolerance: float 
     and lies within ``tolerance`` (RGB distance); the pixels of a colour, summed over the frames,
     fall into blobs, and the prompt's objects of that colour take its blobs, the heaviest first
     (one that holds fewer than ``_MIN_BLOB`` pixels a frame on average, at the world's 64 pixels,
-    is no object yet; an object whose colour the draft lacks is left out). This reads colours
-    only — it is not the evaluation's analyzer, and judges nothing. ``"words"`` reads no objects: []."""
+    is no object yet; an object whose colour the draft lacks is left out, or, with ``fill``, put
+    last where its path keeps furthest from the others', `_free_place`). This reads colours only —
+    it is not the evaluation's analyzer, and judges nothing. ``"words"`` reads no objects: []."""
     if judge != "shapes":
         return []
     import cv2
@@ -284,7 +286,41 @@ def object_places(judge: str, prompt: str, frames: np.ndarray, tolerance: float 
             w = weight[ys, xs]
             center = float(ys @ w / w.sum()), float(xs @ w / w.sum())
             places.append(ObjectPlace(obj.motion, center, _radius(obj, scale), _alone(obj, parsed.background), index))
+    if fill:
+        found = {place.index for place in places}
+        for index, obj in asked:
+            if index not in found:
+                center = _free_place(obj, [parsed.objects[p.index] for p in places], [p.center for p in places],
+                                     frames.shape[1:3], scale)
+                places.append(ObjectPlace(obj.motion, center, _radius(obj, scale), _alone(obj, parsed.background),
+                                          index))
     return places
+
+
+def _free_place(obj, others: list, centers: list[tuple[float, float]], side: tuple[int, int],
+                scale: float) -> tuple[float, float]:
+    """Where (y, x, the middle of its path, in pixels) an object a draft does not show should go in a
+    clip of ``side`` (h, w): of the spots from which its path, as long as the text's speed makes it,
+    stays in the frame, the one whose path keeps furthest from the paths of ``others`` (parsed
+    objects, placed at ``centers``); the middle of the frame when there are none."""
+    from uvigu.data.shapes import BOX_PX, MOTION_DIRECTIONS, TRAVEL_PX
+
+    def path(o, center):  # points along o's path through the clip, centred on its middle
+        dx, dy = MOTION_DIRECTIONS[o.motion]
+        travel = TRAVEL_PX[o.speed or "slowly"] * scale * np.linspace(-0.5, 0.5, 9)[:, None]
+        return np.asarray(center) + travel * (dy, dx)
+
+    dx, dy = MOTION_DIRECTIONS[obj.motion]
+    half = BOX_PX[obj.size or "large"] / 2 * scale
+    reach = half + TRAVEL_PX[obj.speed or "slowly"] * scale / 2
+    ys, xs = (np.linspace(margin, length - 1 - margin, 9) if length - 1 > 2 * margin else np.array([(length - 1) / 2])
+              for length, margin in ((side[0], reach if dy else half), (side[1], reach if dx else half)))
+    spots = [(float(y), float(x)) for y in ys for x in xs]
+    if not others:
+        return min(spots, key=lambda c: (c[0] - (side[0] - 1) / 2) ** 2 + (c[1] - (side[1] - 1) / 2) ** 2)
+    taken = np.concatenate([path(o, c) for o, c in zip(others, centers)])
+    gap = lambda c: np.linalg.norm(path(obj, c)[:, None] - taken[None], axis=-1).min()  # noqa: E731
+    return max(spots, key=gap)
 
 
 def edit_places(judge: str, source_prompt: str, prompt: str,

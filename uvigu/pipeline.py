@@ -410,7 +410,8 @@ class UniViGUPipeline(DiffusionPipeline):
         different ways and the pipeline's ``motion_noise_paths`` or ``object_guidance`` is above 0,
         a draft — the run's first ``motion_noise_draft`` steps from plain noise, as many more
         network calls, which the callback is not told of — shows where each object lands
-        (`uvigu.judge.object_places`); ``motion_noise_paths`` of the noise moves along each
+        (`uvigu.judge.object_places`; an object it does not show goes where its path keeps
+        furthest from the others'); ``motion_noise_paths`` of the noise moves along each
         object's path, from there, the way the prompt moves it (`uvigu.flows.moving_noise.path_noise`),
         and at the steps down to ``object_guidance_to`` the object's own prompt gives
         ``object_guidance`` of the guidance along its path (`uvigu.object_guidance`; one more
@@ -915,7 +916,8 @@ class UniViGUPipeline(DiffusionPipeline):
         """The starting ``noise`` (b, c, f, h, w) moving as ``prompt`` asks (`generate`'s
         ``motion_noise``; ``share`` None: the pipeline's): ``share`` of it the one way every object
         goes, or, when they go different ways, the pipeline's ``motion_noise_paths`` of it along
-        each object's path, placed where ``draft()`` (frames) shows the object; as it is otherwise.
+        each object's path, placed where ``draft()`` (frames) shows the object (or, where it shows
+        none, furthest from the others); as it is otherwise.
         With it, each such object's path and own prompt (none but for objects going different ways,
         and only when ``motion_noise_paths`` or ``object_guidance`` asks for the draft)."""
         share = check_share(self.config.motion_noise if share is None else share)
@@ -932,7 +934,7 @@ class UniViGUPipeline(DiffusionPipeline):
             return noise, []
         frames = draft()
         objects = [(self._noise_path(place, frames.shape, noise.shape), place.prompt)
-                   for place in object_places(self.config.take_judge, prompt, frames)]
+                   for place in object_places(self.config.take_judge, prompt, frames, fill=True)]
         return path_noise(noise, [path for path, _ in objects], self.config.motion_noise_paths, generator), objects
 
     def _noise_path(self, place: ObjectPlace, frames: tuple[int, ...], shape: torch.Size) -> NoisePath:
