@@ -360,9 +360,8 @@ def _radius(obj, scale: float) -> float:
 def _alone(obj, background: str | None) -> str:
     """A parsed object alone in a text of its own: a caption's clause when it was read from a caption
     (it names where it starts), else the prompt grammar's phrase; on ``background`` when one is named."""
-    from uvigu.data.shapes import caption_text, object_phrase
+    from uvigu.data.shapes import caption_text, object_phrase, prompt_text
 
     if obj.region and obj.size and background and (obj.speed or obj.motion == "still"):
         return caption_text([obj], background)
-    text = object_phrase(obj.color, obj.shape, obj.motion, obj.size)
-    return f"{text} on a {background} background" if background else text
+    return prompt_text([object_phrase(obj.color, obj.shape, obj.motion, obj.size)], background)

@@ -69,7 +69,7 @@ from .judge import (
 from .models import autoencoder as _autoencoder  # noqa: F401  diffusers' loader resolves saved component
 from .models import codec as _pixel_codec  # noqa: F401
 from .models import wan_codec as _wan_codec  # noqa: F401  classes only from modules already imported
-from .models.expert import EXPERT_FOLDER, read_expert
+from .models.expert import EXPERT_FOLDER, check_boundary, read_expert
 from .models.prompt_encoder import encode_prompt
 from .models.tokenizer import decode_text, encode_text, known_words, unknown_words
 from .models.transformer import UniViGUTransformer3DModel
@@ -228,8 +228,7 @@ class UniViGUPipeline(DiffusionPipeline):
         if expert is None:
             self._high_noise = None
             return
-        if not 0.0 < boundary <= 1.0:
-            raise ValueError(f"boundary is a noise level in (0, 1], got {boundary}.")
+        check_boundary(boundary)
         if expert.tokenizer.get_vocab() != self.tokenizer.get_vocab():
             raise ValueError("the high-noise expert must know the same words, in the same order, as this model.")
         layout = ("in_channels", "out_channels", "patch_size", "vocab_size", "mask_token_id")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Literal
 
@@ -342,10 +343,14 @@ def scene_prompt(scene: Scene, rng: np.random.Generator | None = None) -> str:
     for obj in scene.objects:
         with_size = rng is None or rng.random() < 0.5
         phrases.append(object_phrase(obj.color, obj.shape, obj.motion, obj.size if with_size else None))
+    return prompt_text(phrases, scene.background if rng is None or rng.random() < 0.5 else None)
+
+
+def prompt_text(phrases: Sequence[str], background: str | None = None) -> str:
+    """Objects as the prompt grammar names them (``object_phrase``) in one prompt, on ``background``
+    when one is given."""
     text = " and ".join(phrases)
-    if rng is None or rng.random() < 0.5:
-        text += f" on a {scene.background} background"
-    return text
+    return f"{text} on a {background} background" if background else text
 
 
 def scene_caption(scene: Scene) -> str:

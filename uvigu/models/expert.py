@@ -31,6 +31,13 @@ _PARTS = ("transformer", "text_encoder")
 _STORED = torch.float16
 
 
+def check_boundary(boundary: float) -> float:
+    """The noise level a high-noise expert takes over from: in (0, 1]."""
+    if not 0.0 < boundary <= 1.0:
+        raise ValueError(f"boundary is a noise level in (0, 1], got {boundary}.")
+    return boundary
+
+
 def write_expert(pipe: UniViGUPipeline, expert: UniViGUPipeline, folder: str | Path, *, boundary: float,
                  rank: int, records: Sequence[str | Path] = ()) -> Path:
     """Write ``expert`` as its difference from ``pipe`` (their transformers and text encoders) to
@@ -40,8 +47,7 @@ def write_expert(pipe: UniViGUPipeline, expert: UniViGUPipeline, folder: str | P
     folder."""
     if rank < 1:
         raise ValueError(f"rank must be at least 1, got {rank}.")
-    if not 0.0 < boundary <= 1.0:
-        raise ValueError(f"boundary is a noise level in (0, 1], got {boundary}.")
+    check_boundary(boundary)
     if clash := [str(record) for record in records if Path(record).name in (_CONFIG, _WEIGHTS)]:
         raise ValueError(f"{', '.join(clash)} would replace the expert's own file of that name.")
     tensors: dict[str, torch.Tensor] = {}
