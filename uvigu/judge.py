@@ -302,7 +302,7 @@ def _free_place(obj, others: list, centers: list[tuple[float, float]], side: tup
     """Where (y, x, the middle of its path, in pixels) an object a draft does not show should go in a
     clip of ``side`` (h, w): of the spots from which its path, as long as the text's speed makes it,
     stays in the frame, the one whose path keeps furthest from the paths of ``others`` (parsed
-    objects, placed at ``centers``); the middle of the frame when there are none."""
+    objects, placed at ``centers``); with no others, the spot nearest the middle of the frame."""
     from uvigu.data.shapes import BOX_PX, MOTION_DIRECTIONS, TRAVEL_PX
 
     def path(o, center):  # points along o's path through the clip, centred on its middle

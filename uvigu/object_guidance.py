@@ -35,7 +35,7 @@ OBJECT_GUIDANCE_TO = 0.25
 
 def check_weight(weight: float) -> float:
     """The share of the guidance along each path that its object's own prompt gives: 0 (off) to 1."""
-    return number_in_range(weight, "object_guidance", 0.0, 1.0, "the share its object's own prompt gives,")
+    return number_in_range(weight, "object_guidance", 0.0, 1.0, "a share of the guidance")
 
 
 def check_guidance_to(level: float) -> float:
