@@ -165,14 +165,14 @@ def test_attention_counts_quadratically():
 
 
 def test_objects_going_different_ways_cost_the_draft_and_a_call_a_guided_step(pipe, monkeypatch):
-    import uvigu.pipeline
+    import uvigu.object_paths
     from uvigu.bench.suite import _count_calls, _task_calls
     from uvigu.judge import ObjectPlace
     from uvigu.loading import denoisers
 
     places = [ObjectPlace("right", (4.0, 5.0), 3.0, "a red circle moving right", 0),
               ObjectPlace("up", (11.0, 10.0), 3.0, "a blue square moving up", 1)]
-    monkeypatch.setattr(uvigu.pipeline, "object_places", lambda judge, prompt, frames, fill=False: places)
+    monkeypatch.setattr(uvigu.object_paths, "object_places", lambda judge, prompt, frames, fill=False: places)
     calls = _count_calls(denoisers(pipe), _task_calls(pipe)["generate_different_ways"])
     assert calls == 2 + 2 * pipe.config.num_inference_steps  # a 2-step draft; every step guided (down to σ 0)
 

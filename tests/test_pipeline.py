@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from uvigu import Cancelled, UniViGUPipeline
-from uvigu import pipeline as pipeline_module
+from uvigu import object_paths, pipeline as pipeline_module
 from uvigu.flows import inference_sigmas
 from uvigu.flows.moving_noise import NoisePath, moving_noise, path_discs, path_noise
 from uvigu.read_guidance import READ_GUIDANCE_FROM, READ_GUIDANCE_TOP, ReadGuidance
@@ -428,7 +428,7 @@ def test_an_edit_with_a_source_text_starts_later_and_guides_harder_by_default(pi
         deltas.append(delta_fn(x, x, torch.full((1,), 0.5))[0])
         return x
 
-    monkeypatch.setattr("uvigu.pipeline.flow_edit", keep_delta)
+    monkeypatch.setattr("uvigu.flow_editing.flow_edit", keep_delta)
     # (the model's flow_edit_guidance, when it sets one; the given guidance_scale wins over both)
     found = pipe.config.flow_edit_guidance
     for model_setting, guidance, expected in ((None, None, 6.0), (None, 2.0, 2.0), (4.0, None, 4.0), (4.0, 2.0, 2.0)):
@@ -749,7 +749,7 @@ def test_objects_going_different_ways_get_moving_noise_along_the_paths_a_draft_s
         return places
 
     monkeypatch.setattr(pipeline_module, "sample", recording)
-    monkeypatch.setattr(pipeline_module, "object_places", placing)
+    monkeypatch.setattr(object_paths, "object_places", placing)
     steps = []
     result = pipe.generate(MIXED, seed=3, num_inference_steps=4,
                            callback=lambda s: steps.append((s.index, s.num_steps)))
@@ -811,7 +811,7 @@ def test_objects_going_different_ways_are_each_guided_by_their_own_prompt_along_
     places = [ObjectPlace("right", (4.0, 5.0), 3.0, "a red circle moving right", 0),
               ObjectPlace("up", (11.0, 10.0), 2.0, "a blue square moving up", 1)]
     drafts, starts, guided = [], [], []
-    monkeypatch.setattr(pipeline_module, "object_places",
+    monkeypatch.setattr(object_paths, "object_places",
                         lambda judge, prompt, frames, fill=False: drafts.append(prompt) or places)
     original_sample, original_guide = pipeline_module.sample, ObjectGuidance.__call__
 
@@ -877,7 +877,7 @@ def test_an_edit_of_two_objects_guides_each_by_its_own_text_before_and_after_the
               ObjectPlace("up", (11.0, 10.0), 2.0, "a blue square moving up", 1)]
     after = [before[0], ObjectPlace("down", (11.0, 10.0), 1.5, "a blue square moving down", 1)]
     asked, guided = [], []
-    monkeypatch.setattr(pipeline_module, "edit_places",
+    monkeypatch.setattr(object_paths, "edit_places",
                         lambda judge, source, prompt, frames: asked.append((judge, source, prompt, frames))
                         or list(zip(before, after)))
     original_guide = ObjectGuidance.__call__
@@ -916,7 +916,7 @@ def test_an_edit_of_two_objects_guides_each_by_its_own_text_before_and_after_the
     # the plain edit (no text before the edit), and texts without two objects to place, are not guided
     guided.clear()
     pipe.edit(clip, edited, seed=2, num_inference_steps=4)
-    monkeypatch.setattr(pipeline_module, "edit_places", lambda judge, source, prompt, frames: [])
+    monkeypatch.setattr(object_paths, "edit_places", lambda judge, source, prompt, frames: [])
     pipe.edit(clip, edited, source_prompt=MIXED, seed=2, num_inference_steps=4)
     assert guided == []
 

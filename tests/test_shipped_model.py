@@ -133,7 +133,7 @@ def test_its_video_stream_corrects_a_held_out_shape_the_text_stream_misnames(pip
 def test_its_captions_check_tries_only_words_that_keep_the_grammar(pipe, monkeypatch):
     # The check judges each unsure word with the rest of the caption as written; a word the video
     # stream favours could break the sentence ("… on a a background."), so it is not tried.
-    from uvigu import pipeline as pipeline_module
+    from uvigu import captioning
     from uvigu.models.tokenizer import encode_text
 
     def ids(text):
@@ -150,7 +150,7 @@ def test_its_captions_check_tries_only_words_that_keep_the_grammar(pipe, monkeyp
         seen.append(accept)
         return text
 
-    monkeypatch.setattr(pipeline_module, "verify_text", verify)
+    monkeypatch.setattr(captioning, "verify_text", verify)
     before_check = pipe.caption(make_example(0).frames, seed=0).text  # the check left out: the caption before it
     assert pipe.follows_grammar(before_check) and callable(seen[-1])  # so the check keeps to the grammar
 

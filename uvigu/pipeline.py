@@ -10,7 +10,11 @@ Each task is a noise configuration of the same transformer (DESIGN §2.3):
 | edit     | the clip noised to ``strength`` | the edited text, clean       | encoder(text), CFG   |
 
 The story follows diffusers' Wan pipeline: check inputs → encode the prompt → prepare latents and
-text → one denoising loop with a step callback → decode → a result dataclass.
+text → one denoising loop with a step callback → decode → a result dataclass. This module holds
+that story for generate, joint and the plain edit; the class takes the rest from one module per
+idea: the caption task (`uvigu.captioning`), the edit that keeps the rest (`uvigu.flow_editing`),
+each object's path for moving noise and object guidance (`uvigu.object_paths`), the model's words
+and grammar (`uvigu.language`) and the high-noise expert (`uvigu.models.expert`).
 """
 
 from __future__ import annotations
@@ -25,33 +29,22 @@ import torch
 from diffusers import DiffusionPipeline, FlowMatchEulerDiscreteScheduler
 from transformers import PreTrainedTokenizerBase
 
+from .captioning import CaptionMixin
+from .flow_editing import FLOW_EDIT_GUIDANCE, FLOW_EDIT_STRENGTH, FlowEditMixin
 from .flows import (
     REREAD_PERIOD,
     VERIFY_DRAWS,
     VERIFY_MAX_TEXTS,
     DiscreteFlow,
     SamplerStep,
-    flow_edit,
     inference_sigmas,
     interpolate,
     predict_clean,
     sample,
 )
-from .flows import reread as reread_text
-from .flows import verify as verify_text
-from .flows.moving_noise import (
-    DIRECTIONS,
-    NoisePath,
-    check_draft,
-    check_share,
-    check_speed,
-    moving_noise,
-    path_discs,
-    path_noise,
-)
+from .flows.moving_noise import NoisePath, check_draft, check_share, check_speed
 from .inputs import (
     VideoInput,
-    caption_settings,
     check_best_of,
     check_guidance,
     check_judge_at,
@@ -61,40 +54,29 @@ from .inputs import (
     check_steps,
     check_strength,
     prepare_video,
-    prompt_tokens,
 )
-from .judge import (
-    ObjectPlace, ReadBack, TakeJudge, edit_places, get_judge, object_places, prompt_motions, prompt_words, read_back,
-)
+from .judge import TakeJudge, get_judge, prompt_words
+from .language import LanguageMixin
 from .models import autoencoder as _autoencoder  # noqa: F401  diffusers' loader resolves saved component
 from .models import codec as _pixel_codec  # noqa: F401
 from .models import wan_codec as _wan_codec  # noqa: F401  classes only from modules already imported
-from .models.expert import EXPERT_FOLDER, check_boundary, read_expert
+from .models.expert import HighNoiseExpertMixin
 from .models.prompt_encoder import encode_prompt
-from .models.tokenizer import decode_text, encode_text, known_words, unknown_words
+from .models.tokenizer import decode_text, encode_text
 from .models.transformer import UniViGUTransformer3DModel
-from .object_guidance import OBJECT_GUIDANCE_TO, ObjectGuidance, check_guidance_to, check_weight
-from .pipeline_output import CaptionResult, PipelineStep, StepCallback, TrajectoryStep, VideoResult
+from .object_guidance import OBJECT_GUIDANCE_TO, check_guidance_to, check_weight
+from .object_paths import ObjectPathsMixin
+from .pipeline_output import PipelineStep, StepCallback, TrajectoryStep, VideoResult
 from .read_guidance import READ_GUIDANCE_FROM, READ_GUIDANCE_TOP, ReadGuidance, check_read_from
 from .takes import Judged, Take, TakeState, best_of_takes
 
 Task = Literal["generate", "caption", "joint", "edit"]
-VERIFY_SIGMA = 0.5  # noise level at which candidate captions are judged by the video stream
 EDIT_STRENGTH = 0.6  # a plain edit's default start level, unless the pipeline's config sets edit_strength
-# An edit given the text before the change follows the difference of the two texts' flows
-# (flows.flow_edit). It keeps what the texts agree on by construction, so it can start from more
-# noise and push the change harder; these defaults were chosen on clips the evaluation does not
-# score (docs/EVAL.md).
-FLOW_EDIT_STRENGTH = 0.9
-# The edited text's guidance, unless the config sets flow_edit_guidance; the source text's is guidance_scale.
-FLOW_EDIT_GUIDANCE = 6.0
-
-# A high-noise expert (use_high_noise_expert) denoises the video at and above this σ: with the
-# shipped sampler's 20 steps (shift 3), the first call alone (σ 1; the second is at 0.983).
-HIGH_NOISE_BOUNDARY = 0.99
 
 
-class UniViGUPipeline(DiffusionPipeline):
+class UniViGUPipeline(
+    CaptionMixin, FlowEditMixin, ObjectPathsMixin, LanguageMixin, HighNoiseExpertMixin, DiffusionPipeline
+):
     """One diffusion transformer that generates video from text and describes video in text."""
 
     model_cpu_offload_seq = "text_encoder->transformer->codec"
@@ -181,71 +163,6 @@ class UniViGUPipeline(DiffusionPipeline):
         self._expert_folder: Path | None = None  # the high_noise_expert/ it was loaded from, which save copies
 
     @classmethod
-    def from_pretrained(cls, pretrained_model_name_or_path, *args, **kwargs) -> UniViGUPipeline:
-        """diffusers' ``from_pretrained``; a folder with a ``high_noise_expert/`` (`uvigu.models.expert`)
-        also gets that expert attached (`use_high_noise_expert`)."""
-        pipe = super().from_pretrained(pretrained_model_name_or_path, *args, **kwargs)
-        folder = Path(pretrained_model_name_or_path) / EXPERT_FOLDER
-        if folder.is_dir():
-            pipe.use_high_noise_expert(*read_expert(pipe, folder))
-            pipe._expert_folder = folder
-        return pipe
-
-    def save_pretrained(self, save_directory, *args, **kwargs) -> None:
-        """diffusers' ``save_pretrained``, with the ``high_noise_expert/`` this pipeline was loaded
-        with, if any (an expert attached otherwise is not saved: `uvigu.models.expert.write_expert`
-        writes one)."""
-        super().save_pretrained(save_directory, *args, **kwargs)
-        target = Path(save_directory) / EXPERT_FOLDER
-        if (self._expert_folder is not None and self._high_noise is not None
-                and target.resolve() != self._expert_folder.resolve()):
-            import shutil
-
-            shutil.copytree(self._expert_folder, target, dirs_exist_ok=True)
-
-    def to(self, *args, **kwargs) -> UniViGUPipeline:
-        """diffusers' ``to``, moving (or casting) an attached high-noise expert alike."""
-        moved = super().to(*args, **kwargs)
-        if getattr(self, "_high_noise", None) is not None:
-            self._high_noise[0].to(*args, **kwargs)
-        return moved
-
-    @property
-    def high_noise_expert(self) -> tuple[UniViGUPipeline, float] | None:
-        """The attached high-noise expert and its boundary (`use_high_noise_expert`), or None."""
-        return self._high_noise
-
-    def use_high_noise_expert(self, expert: UniViGUPipeline | None, boundary: float = HIGH_NOISE_BOUNDARY) -> None:
-        """Have ``expert`` — another model of this one's words and clip layout, e.g. this one
-        fine-tuned at the top of the noise (`uvigu train --video-sigma-min`) — make the denoising
-        calls of generate, joint and the plain edit whose video noise level is ``boundary`` or more
-        (its transformer, with the prompt through its own text encoder); this model makes the rest,
-        and all of captioning. Wan2.2 splits its sampler between a high-noise and a low-noise
-        expert the same way. ``None`` removes it. ``to()`` moves it with this model. A pipeline
-        folder keeps one as its difference from the model (`uvigu.models.expert`; ``uvigu expert``
-        writes it), which ``from_pretrained`` attaches; the shipped model has one (docs/EVAL.md measures it)."""
-        self._expert_folder = None
-        if expert is None:
-            self._high_noise = None
-            return
-        check_boundary(boundary)
-        if expert.tokenizer.get_vocab() != self.tokenizer.get_vocab():
-            raise ValueError("the high-noise expert must know the same words, in the same order, as this model.")
-        layout = ("in_channels", "out_channels", "patch_size", "vocab_size", "mask_token_id")
-        mine, theirs = self.transformer.config, expert.transformer.config
-        if any(mine.get(k) != theirs.get(k) for k in layout) or type(expert.codec) is not type(self.codec):
-            raise ValueError("the high-noise expert must have this model's codec and clip layout "
-                             f"({', '.join(layout)}).")
-        self._check_alike(expert, "load both alike")
-        self._high_noise = (expert, float(boundary))
-
-    def _check_alike(self, expert: UniViGUPipeline, remedy: str) -> None:
-        """A ``ValueError`` (ending in ``remedy``) unless ``expert`` runs where and in the precision this model does."""
-        if expert._dtype != self._dtype or expert._device != self._device:
-            raise ValueError(f"the high-noise expert runs in {expert._dtype} on {expert._device}, this model in "
-                             f"{self._dtype} on {self._device}: {remedy}.")
-
-    @classmethod
     def from_wan_pretrained(cls, path: str | Path, **kwargs) -> "UniViGUPipeline":
         """Load a local diffusers-format Wan2.1-T2V folder and extend its transformer with a text stream.
 
@@ -306,75 +223,6 @@ class UniViGUPipeline(DiffusionPipeline):
             source=self.config.text_source,
             exponent=self.config.text_exponent,
         )
-
-    def unknown_words(self, text: str) -> list[str]:
-        """Words of ``text`` the model's tokenizer does not know."""
-        return unknown_words(self.tokenizer, text)
-
-    def known_words(self) -> list[str] | None:
-        """The words the model's tokenizer knows, sorted (``None``: a subword tokenizer, which knows every word)."""
-        return known_words(self.tokenizer)
-
-    def _grammar(self):
-        """The Shapes world's grammar (`uvigu.eval.grammar`) for a model that judges takes by it
-        (``take_judge`` "shapes"); ``None`` for a model that declares none."""
-        if self.config.take_judge != "shapes":
-            return None
-        from uvigu.eval import grammar
-
-        return grammar
-
-    def _keeps_grammar(self, ids: torch.Tensor) -> Callable[[torch.Tensor], bool] | None:
-        """For the caption's check (`uvigu.flows.verify`): when the caption ``ids`` follows the
-        grammar the model writes, only candidate captions that still do may be tried — the check
-        judges each word with the others as written, and a word the video stream favours can break
-        the sentence ("… on a a background."); ``None`` (every candidate) otherwise."""
-        grammar = self._grammar()
-        if grammar is None or not grammar.follows_grammar(self._caption_text(ids)):
-            return None
-        return lambda candidate: grammar.follows_grammar(self._caption_text(candidate))
-
-    def follows_grammar(self, caption: str) -> bool | None:
-        """Whether ``caption`` follows the grammar the model was trained to write — the Shapes
-        world's, for a model that judges takes by it (``take_judge`` "shapes") — or ``None`` for a
-        model that declares none. A caption that does not is a sign that the clip is unlike the
-        footage the model learned from."""
-        grammar = self._grammar()
-        return None if grammar is None else grammar.follows_grammar(caption)
-
-    def prompt_guide(self) -> str | None:
-        """How the prompts the model learned go — the Shapes world's grammar, for a model that judges
-        takes by it (``take_judge`` "shapes") — in a few sentences; ``None`` for a model that declares none."""
-        grammar = self._grammar()
-        return None if grammar is None else grammar.prompt_guide()
-
-    def prompt_notes(self, prompt: str) -> list[str]:
-        """What ``prompt`` asks beyond the clips the model learned, or that its training held out (for
-        the Shapes model: more objects than a clip has, two of one colour, a held-out colour–shape
-        pair), each as a sentence; empty for other models. Unknown words are `unknown_words`'."""
-        grammar = self._grammar()
-        return [] if grammar is None else grammar.prompt_notes(prompt)
-
-    def read_back(self, prompt: str, caption: str) -> list[ReadBack]:
-        """What ``caption`` says of each thing ``prompt`` asks for, as this model's ``take_judge``
-        reads the two (`uvigu.judge.read_back`): for the Shapes model each prompted object's
-        colour, shape and motion against the caption's, the background, and the objects the
-        caption names beyond those asked for; for others the prompt's words. With the
-        caption of a clip made from the prompt, this is the round trip, ask by ask."""
-        return read_back(self.config.take_judge, prompt, caption)
-
-    def corrected_caption(self, prompt: str, caption: str) -> str | None:
-        """``caption`` rewritten to say what ``prompt`` asks where it says otherwise — the text to
-        edit the clip with (``source_prompt=caption``) so that it shows what was asked — for a model
-        whose ``take_judge`` is the Shapes grammar (`uvigu.eval.grammar.corrected_caption`); ``None``
-        when there is nothing to correct, the caption is not of the grammar, or the model has none."""
-        grammar = self._grammar()
-        return None if grammar is None else grammar.corrected_caption(prompt, caption)
-
-    def count_tokens(self, text: str) -> int:
-        """Tokens of ``text`` as a prompt (its whitespace collapsed, as the tasks read it): what
-        ``max_text_tokens`` limits."""
-        return prompt_tokens(self.tokenizer, text)[1]
 
     # --- public tasks --------------------------------------------------------------------------
 
@@ -544,114 +392,6 @@ class UniViGUPipeline(DiffusionPipeline):
         return make(seed, callback, return_trajectory)
 
     @torch.no_grad()
-    def caption(
-        self,
-        video: VideoInput,
-        *,
-        seed: int | None = None,
-        num_inference_steps: int | None = None,
-        temperature: float | None = None,
-        reread: int | None = None,
-        reread_threshold: float | None = None,
-        reread_period: int | None = None,
-        verify_weight: float | None = None,
-        verify_max_texts: int | None = None,
-        verify_draws: int | None = None,
-        callback: StepCallback | None = None,
-        return_trajectory: bool = False,
-    ) -> CaptionResult:
-        """Clip (uint8 (f, h, w, 3) or a video file path) → detailed caption.
-
-        ``temperature`` scales the logits each step draws its tokens from (default: the pipeline's
-        ``text_temperature``, 1 — the model's own posterior); lower is more literal, 0 takes the
-        most likely token. ``reread`` passes (default: the pipeline's ``caption_reread``) then
-        re-predict each word of the finished caption with the word before it noised, so that a
-        shape is read from the clip rather than from the colour written beside it
-        (`uvigu.flows.reread`); each is one more network call. A pass changes a word only where it
-        gives the written word a probability below ``reread_threshold`` (default: the pipeline's
-        ``caption_reread_threshold``; 1: always the most likely word). A pass redraws 2 of every
-        ``reread_period`` positions of each of as many copies (default: the pipeline's
-        ``caption_reread_period``): a longer period keeps more of the caption written around each word, at the cost of a
-        larger batch. ``verify_weight`` (default: the pipeline's ``caption_verify_weight``; 0 turns
-        it off) then lets the video stream settle the words the text stream is unsure of: each
-        likely word is tried in the caption, and the one whose caption best predicts the clip —
-        the clip noised to σ = 0.5, denoised with that caption as the prompt — wins, weighed
-        against the text's own probability by this weight (`uvigu.flows.verify`; one more network
-        call, on ``verify_draws`` noise draws — default: the pipeline's ``caption_verify_draws`` — of
-        each of at most ``verify_max_texts`` candidate captions — default: the pipeline's
-        ``caption_verify_max_texts`` —, the most unsure words first). The
-        trajectory ends with one entry per pass and one for the check (σ = 0).
-        """
-        settings = caption_settings(
-            self.config, num_inference_steps=num_inference_steps, temperature=temperature, reread=reread,
-            reread_threshold=reread_threshold, reread_period=reread_period, verify_weight=verify_weight,
-            verify_max_texts=verify_max_texts, verify_draws=verify_draws,
-        )
-        steps, passes, period = settings.steps, settings.reread, settings.reread_period
-        seed = check_seed(seed)
-        frames, notes = prepare_video(video, self.config)
-        generator = torch.Generator("cpu").manual_seed(seed)
-        latents = self.codec.encode(torch.from_numpy(frames)[None]).to(self._device, self._dtype)
-        flow = self.text_flow
-        text = flow.sample_source((1, self.config.max_text_len), generator=generator).to(self._device)
-        context = self._encode_prompts([""])
-        sigmas = torch.linspace(1.0, 0.0, steps + 1)  # text needs no resolution shift
-        trajectory: list[TrajectoryStep] | None = [] if return_trajectory else None
-
-        def model_fn(x, ids, sv, st):
-            return self.transformer(x, ids, sv, st, context.expand(x.shape[0], -1, -1))
-
-        # The re-read passes and the check are reported through the same hook as the steps, after them.
-        extra = passes + int(settings.verify_weight > 0)
-        on_step = self._step_callback(callback, trajectory, lambda s: frames, text_denoised=True, extra_steps=extra)
-        result = sample(
-            model_fn, video=latents, text=text, sigmas=sigmas, denoise_video=False, denoise_text=True,
-            text_flow=flow, generator=generator, text_temperature=settings.temperature, callback=on_step,
-        )
-        text, probs = result.text, None
-
-        def finished_call(k: int) -> None:  # call k after the steps (σ 0): a trajectory entry, then progress
-            if on_step is not None:
-                on_step(SamplerStep(steps + k, steps, 0.0, 0.0, latents, None, text))
-
-        for k in range(passes):
-            text, probs = reread_text(model_fn, video=latents, text=text, text_flow=flow, generator=generator,
-                                      threshold=settings.reread_threshold, period=period, return_probs=True)
-            finished_call(k)
-        if settings.verify_weight > 0:
-            if probs is None:  # no re-read pass: read the words' probabilities without changing any
-                _, probs = reread_text(model_fn, video=latents, text=text, text_flow=flow, generator=generator,
-                                       threshold=0.0, period=period, return_probs=True)
-            text = verify_text(self._caption_errors(latents, generator, settings.verify_draws), text=text,
-                               probs=probs, weight=settings.verify_weight, max_texts=settings.verify_max_texts,
-                               accept=self._keeps_grammar(text[0]))
-            finished_call(passes)
-        return CaptionResult(self._caption_text(text[0]), seed, trajectory, notes)
-
-    def _caption_errors(self, latents: torch.Tensor, generator: torch.Generator, draws: int):
-        """``flows.verify``'s judge: log of the squared error of the clean-clip estimate from the clip
-        ``latents`` (b, c, f, h, w) noised to VERIFY_SIGMA, with each candidate text as the prompt (its
-        ids in the text stream up to its end token, its words through the prompt encoder), averaged
-        over ``draws`` noise draws, the same for every candidate so that only the text differs."""
-        noise = torch.randn((draws, *latents.shape[1:]), generator=generator).to(self._device, torch.float32)
-        clean = latents.float()
-        end_id = self.tokenizer.eos_token_id
-
-        def error_fn(rows: torch.Tensor, texts: torch.Tensor) -> torch.Tensor:
-            n, d = len(texts), draws
-            x = clean[rows].repeat_interleave(d, dim=0)  # (n·d, c, f, h, w), the draws of a text together
-            x_t = interpolate(x, noise.repeat(n, *([1] * (noise.ndim - 1))), torch.full((n * d,), VERIFY_SIGMA))
-            ids = texts.repeat_interleave(d, dim=0).to(self._device)
-            ends = ids == end_id
-            mask = (ends.cumsum(1) - ends.long()) == 0  # every token up to and with the first end token
-            context = self._encode_prompts([self._decode_ids(t) for t in texts]).repeat_interleave(d, dim=0)
-            estimate = self._clean_estimate(x_t, ids, mask, context, VERIFY_SIGMA)
-            squared = (estimate - x).pow(2).flatten(1).mean(1).view(n, d)
-            return squared.mean(1).log()
-
-        return error_fn
-
-    @torch.no_grad()
     def clean_estimate(self, x_t: torch.Tensor, prompts: list[str], sigma: float) -> torch.Tensor:
         """The denoiser's clean latents x̂ (b, c, f, h, w), float32, from ``x_t`` at ``sigma`` with
         ``prompts`` (b) as the condition — clean in the text stream and through the prompt encoder,
@@ -793,65 +533,6 @@ class UniViGUPipeline(DiffusionPipeline):
         caption = self._caption_text(result.text[0]) if task == "joint" else None
         return VideoResult(frames, seed, caption, trajectory, self.unknown_words(prompt), notes)
 
-    @torch.no_grad()
-    def _run_flow_edit(
-        self,
-        video: VideoInput,
-        prompt: str,
-        source_prompt: str,
-        strength: float,
-        seed: int | None,
-        num_inference_steps: int | None,
-        guidance_scale: float | None,
-        callback: StepCallback | None,
-        return_trajectory: bool,
-        take: Take | None = None,
-    ) -> VideoResult:
-        # ``prompt`` and ``source_prompt`` were checked (and warned of) by `edit`, which runs this.
-        steps = check_steps(num_inference_steps, self.config.num_inference_steps)
-        target_guidance = check_guidance(guidance_scale, self.default_flow_edit_guidance)
-        source_guidance = float(self.config.guidance_scale)
-        seed = check_seed(seed)
-        frames, notes = prepare_video(video, self.config)
-        generator = torch.Generator("cpu").manual_seed(seed)
-
-        # One batch per step: source and edited text, each conditioned (text stream and prompt
-        # encoder) and, for guidance, unconditioned (empty prompt through the encoder, as generate's).
-        texts = [source_prompt, prompt]
-        cfg = source_guidance != 1.0 or target_guidance != 1.0
-        context = self._encode_prompts(texts + ["", ""] if cfg else texts)
-        ids, mask = self._clean_text_stream(texts)
-        if cfg:
-            ids, mask = ids.repeat(2, 1), mask.repeat(2, 1)
-        n = len(ids)
-
-        source = self.codec.encode(torch.from_numpy(frames)[None]).to(self._device, self._dtype)
-        sigmas = inference_sigmas(self.scheduler, steps, strength)
-
-        guides = self._edit_guidance(source_prompt, prompt, frames, source.shape)
-
-        def delta_fn(x_src, x_tar, level):
-            x = torch.cat([x_src, x_tar] * (n // 2))
-            clean_text = torch.zeros(n, device=x.device)
-            v, _ = self.transformer(x, ids, level.repeat(n), clean_text, context, mask)
-            v_src, v_tar = v[0:1], v[1:2]
-            if guides is not None:  # each object's own text before and after the edit, along its paths
-                v_src = guides[0](self.transformer, x_src, level, clean_text[:1], v_src)
-                v_tar = guides[1](self.transformer, x_tar, level, clean_text[:1], v_tar)
-            if cfg:
-                v_src = v[2:3] + source_guidance * (v_src - v[2:3])
-                v_tar = v[3:4] + target_guidance * (v_tar - v[3:4])
-            return v_tar - v_src, predict_clean(x_tar, v_tar, level)
-
-        trajectory: list[TrajectoryStep] | None = [] if return_trajectory else None
-        edited, sigmas = self._resume_take(take, source, sigmas, generator, trajectory)
-        on_step = self._step_callback(callback, trajectory, lambda s: self._decode(s.video_clean), text_denoised=False,
-                                      take=take, generator=generator)
-        edited = flow_edit(delta_fn, source=source, edit=edited, text=ids[1:2], sigmas=sigmas, generator=generator,
-                           callback=on_step)
-        frames = self._decode(edited)
-        return VideoResult(frames, seed, None, trajectory, self.unknown_words(prompt), notes)
-
     # --- helpers -------------------------------------------------------------------------------
 
     def _step_callback(
@@ -909,72 +590,6 @@ class UniViGUPipeline(DiffusionPipeline):
         if trajectory is not None:
             trajectory.extend(TrajectoryStep(sigma, self._decode(clean), text) for sigma, clean, text in state.steps)
         return state.video.to(video.device, video.dtype), sigmas[state.done:]
-
-    def _moving_noise(self, noise: torch.Tensor, prompt: str, share: float | None, generator: torch.Generator,
-                      draft: Callable[[], np.ndarray]) -> tuple[torch.Tensor, list[tuple[NoisePath, str]]]:
-        """The starting ``noise`` (b, c, f, h, w) moving as ``prompt`` asks (`generate`'s
-        ``motion_noise``; ``share`` None: the pipeline's): ``share`` of it the one way every object
-        goes, or, when they go different ways, the pipeline's ``motion_noise_paths`` of it along
-        each object's path, placed where ``draft()`` (frames) shows the object (or, where it shows
-        none, furthest from the others); as it is otherwise.
-        With it, each such object's path and own prompt (none but for objects going different ways,
-        and only when ``motion_noise_paths`` or ``object_guidance`` asks for the draft)."""
-        share = check_share(self.config.motion_noise if share is None else share)
-        motions = prompt_motions(self.config.take_judge, prompt)
-        speed = self.config.motion_noise_speed
-        if share == 0.0 or not motions:
-            return noise, []
-        if len(set(motions)) == 1:
-            dy, dx = DIRECTIONS[motions[0]]
-            if (dy, dx) == (0, 0):  # a still scene keeps the usual noise: it draws more objects
-                return noise, []
-            return moving_noise(noise, (dy * speed, dx * speed), share, generator), []
-        if self.config.motion_noise_paths == 0.0 and self.config.object_guidance == 0.0:
-            return noise, []
-        frames = draft()
-        objects = [(self._noise_path(place, frames.shape, noise.shape), place.prompt)
-                   for place in object_places(self.config.take_judge, prompt, frames, fill=True)]
-        return path_noise(noise, [path for path, _ in objects], self.config.motion_noise_paths, generator), objects
-
-    def _noise_path(self, place: ObjectPlace, frames: tuple[int, ...], shape: torch.Size) -> NoisePath:
-        """``place`` (in a clip of ``frames`` (f, h, w, 3)) as a path in a latent of ``shape`` (b, c, f, h, w),
-        moving ``motion_noise_speed`` cells a frame the way the place's object goes."""
-        cells = shape[-2] / frames[1], shape[-1] / frames[2]  # latent cells a pixel
-        dy, dx = DIRECTIONS[place.motion]
-        speed = self.config.motion_noise_speed
-        return NoisePath((place.center[0] * cells[0], place.center[1] * cells[1]), (dy * speed, dx * speed),
-                         place.radius * min(cells))
-
-    def _edit_guidance(self, source_prompt: str, prompt: str, frames: np.ndarray,
-                       shape: torch.Size) -> tuple[ObjectGuidance, ObjectGuidance] | None:
-        """Object guidance of a FlowEdit (`edit` with ``source_prompt``) of ``frames`` into a latent of
-        ``shape``: for the source text's flow, each object along its path in the clip by its own text
-        before the edit; for the edited text's, the same object by its own text after it, along the
-        path it takes after it from the same start (`uvigu.judge.edit_places`). None when the
-        pipeline's ``object_guidance`` is 0 or the texts name fewer than two objects."""
-        if self.config.object_guidance == 0.0:
-            return None
-        pairs = edit_places(self.config.take_judge, source_prompt, prompt, frames)
-        if not pairs:
-            return None
-        before, after = [], []
-        for old, new in pairs:
-            path, edited = self._noise_path(old, frames.shape, shape), self._noise_path(new, frames.shape, shape)
-            before.append((path, old.prompt))
-            after.append((path.turned(edited.step, edited.radius, shape[2]), new.prompt))
-        return self._object_guidance(before, shape), self._object_guidance(after, shape)
-
-    def _object_guidance(self, objects: list[tuple[NoisePath, str]], shape: torch.Size) -> ObjectGuidance | None:
-        """Guidance of each object's path (``objects``: paths in a latent of ``shape`` (b, c, f, h, w)
-        and each one's own prompt) by its prompt, at the pipeline's ``object_guidance`` (None: off,
-        or no objects)."""
-        if not objects or self.config.object_guidance == 0.0:
-            return None
-        prompts = [text for _, text in objects]
-        ids, mask = self._clean_text_stream(prompts)
-        discs = path_discs([path for path, _ in objects], *shape[2:])[:, None].to(self._device)
-        return ObjectGuidance(ids, mask, self._encode_prompts(prompts), discs, self.config.object_guidance,
-                              self.config.object_guidance_to)
 
     def _reader(self, prompt: str, seed: int) -> ReadGuidance | None:
         """Read guidance for ``prompt`` (`ReadGuidance`): None when the prompt has none of the words

@@ -298,17 +298,17 @@ def test_a_shift_row_samples_under_that_shift_and_puts_the_models_back(task, mon
 
 
 def test_a_motion_noise_speed_row_moves_the_noise_that_far_and_puts_the_models_setting_back(monkeypatch):
-    import uvigu.pipeline
+    import uvigu.object_paths
 
     pipe = tiny_pipeline()
     pipe.register_to_config(motion_noise=0.5)
-    steps, original = [], uvigu.pipeline.moving_noise
+    steps, original = [], uvigu.object_paths.moving_noise
 
     def recording(noise, step, share, generator=None):
         steps.append(step)
         return original(noise, step, share, generator)
 
-    monkeypatch.setattr(uvigu.pipeline, "moving_noise", recording)
+    monkeypatch.setattr(uvigu.object_paths, "moving_noise", recording)
     config = EvalConfig(num_clips=4, num_heldout=0)
     prompts = [eval_example(config, "main", i, clip_config(pipe)).prompt for i in range(4)]
     one_way = [set(prompt_motions(pipe.config.take_judge, p)) for p in prompts]
@@ -324,17 +324,17 @@ def test_a_motion_noise_speed_row_moves_the_noise_that_far_and_puts_the_models_s
 
 def test_a_motion_noise_paths_row_drafts_objects_going_different_ways_and_puts_the_models_settings_back(
         monkeypatch):
-    import uvigu.pipeline
+    import uvigu.object_paths
 
     pipe = tiny_pipeline()
     pipe.register_to_config(motion_noise=0.5)
-    shares, original = [], uvigu.pipeline.path_noise
+    shares, original = [], uvigu.object_paths.path_noise
 
     def recording(noise, paths, share, generator=None):
         shares.append((share, pipe.config.motion_noise_draft))
         return original(noise, paths, share, generator)
 
-    monkeypatch.setattr(uvigu.pipeline, "path_noise", recording)
+    monkeypatch.setattr(uvigu.object_paths, "path_noise", recording)
     config = EvalConfig(num_clips=6, num_heldout=0)
     prompts = [eval_example(config, "main", i, clip_config(pipe)).prompt for i in range(6)]
     different = sum(len(set(prompt_motions(pipe.config.take_judge, p))) > 1 for p in prompts)

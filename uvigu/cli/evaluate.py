@@ -149,7 +149,7 @@ def run_sweep_command(args: argparse.Namespace) -> int:
         raise ValueError("--high-noise-boundary says where the --high-noise-model takes over: give that too.")
     pipe = load_pipeline(args.model, args.device, args.dtype)
     if args.high_noise_model is not None:
-        from ..pipeline import HIGH_NOISE_BOUNDARY
+        from ..models.expert import HIGH_NOISE_BOUNDARY
 
         pipe.use_high_noise_expert(load_pipeline(args.high_noise_model, args.device, args.dtype),
                                    HIGH_NOISE_BOUNDARY if args.high_noise_boundary is None else args.high_noise_boundary)

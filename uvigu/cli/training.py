@@ -218,7 +218,7 @@ def run_expert(args: argparse.Namespace) -> int:
     from ..loading import model_kind
     from ..models.expert import EXPERT_FOLDER, write_expert
     from ..models.presets import SHIPPED_MODEL_DIR
-    from ..pipeline import HIGH_NOISE_BOUNDARY
+    from ..models.expert import HIGH_NOISE_BOUNDARY
 
     model = Path(args.model) if args.model else SHIPPED_MODEL_DIR
     if model_kind(model) != "pipeline":
