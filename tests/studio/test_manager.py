@@ -11,7 +11,7 @@ from tests.studio.fake_pipeline import FakePipeline
 from uvigu import Cancelled
 from uvigu.videoio import writing
 from uvigu.studio import StudioBusy, StudioSettings
-from uvigu.studio.manager import TRAJECTORY_PICTURE_SIDE
+from uvigu.studio.trajectories import TRAJECTORY_PICTURE_SIDE
 from uvigu.videoio import probe_video, write_mp4
 
 

@@ -64,7 +64,7 @@ def caption_steps_path(video: str) -> Path:
 def write_steps(picture: Path, stages: list[tuple[str, list | None, object]], title: str) -> None:
     """``--trajectory``: the steps of each (stage, the pipeline's trajectory, the clip shown while
     only text moves, or None) in one picture, written to ``picture``."""
-    from ..studio.manager import TRAJECTORY_PICTURE_SIDE, trajectory_frames
+    from ..studio.trajectories import TRAJECTORY_PICTURE_SIDE, trajectory_frames
     from ..videoio import write_trajectory_png
 
     steps = [step for stage, trajectory, still in stages for step in trajectory_frames(stage, trajectory, still)]

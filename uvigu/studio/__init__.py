@@ -2,10 +2,12 @@
 
 from uvigu import Cancelled
 from uvigu.studio.jobs import Job, JobQueue, OutOfMemory, ProgressEvent, StudioBusy
-from uvigu.studio.manager import ModelDefaults, Studio, Timeline, Trajectory, TrajectoryFrame
+from uvigu.studio.manager import Studio
+from uvigu.studio.runs import ModelDefaults, Timeline
 from uvigu.studio.settings import StudioSettings
 from uvigu.studio.store import MODE_LABELS, Take, TakeStore
 from uvigu.studio.textdiff import word_diff
+from uvigu.studio.trajectories import Trajectory, TrajectoryFrame
 
 __all__ = [
     "MODE_LABELS",

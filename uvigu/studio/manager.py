@@ -2,7 +2,9 @@
 
 Everything a front end needs goes through :class:`Studio`: it checks input against the
 :class:`~uvigu.studio.settings.StudioSettings` limits (``ValueError`` with a message for the
-visitor), runs model work on the single job queue, and stores each finished take.
+visitor), runs model work on the single job queue (what each job does is in
+:mod:`uvigu.studio.runs`), and stores each finished take, keeping its run's steps
+(:mod:`uvigu.studio.trajectories`).
 
 Sessions are addressed by an opaque random token that only the visitor holds; the store
 knows a session by the token's SHA-256, so neither the database nor the folder names reveal
@@ -19,13 +21,9 @@ import os
 import secrets
 import shutil
 import tempfile
-import threading
 import time
-from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
 
 import numpy as np
 from PIL import Image
@@ -33,83 +31,22 @@ from PIL import Image
 from uvigu.inputs import number_in_range
 from uvigu.judge import ReadBack
 from uvigu.studio.archive import ArchivedTake, ArchiveLimits, read_archive, write_archive
-from uvigu.studio.jobs import Job, JobQueue, ProgressEvent
+from uvigu.studio.jobs import Job, JobQueue
+from uvigu.studio.runs import (
+    ModelDefaults, NewTake, Pipeline, Timeline, caption_take, caption_timeline, edit_take, generate_take, off_option,
+    unknown_words,
+)
 from uvigu.studio.settings import StudioSettings
-from uvigu.studio.store import MODE_LABELS, Take, TakeStore, new_take_id
-from uvigu.timeline import Cue, plan_timeline, run_timeline, to_srt
-from uvigu.videoio import check_video, probe_video, read_clip, write_gif, write_mp4, write_trajectory_png
+from uvigu.studio.store import Take, TakeStore, new_take_id
+from uvigu.studio.trajectories import Trajectories, Trajectory, TrajectoryFrame, shown_trajectory, step_clip, steps_png
+from uvigu.timeline import plan_timeline
+from uvigu.videoio import check_video, probe_video, read_clip, write_gif, write_mp4
 
 logger = logging.getLogger(__name__)
 
 TOKEN_BYTES = 24
 CLEANUP_EVERY_S = 3600.0  # old sessions are also swept while serving, at most this often
 GENERATE_MODES = ("generate", "joint")
-TRAJECTORY_PICTURE_SIDE = 128  # pixels: a frame's shorter side in trajectory_png (64 px clips twice their size)
-
-
-class Pipeline(Protocol):
-    """What the studio needs from a pipeline (``uvigu.UniViGUPipeline`` provides it)."""
-
-    fps: int
-    default_num_frames: int
-    default_height: int
-    default_width: int
-    max_text_tokens: int
-
-    def generate(self, prompt: str, **kwargs: Any) -> Any: ...
-    def generate_with_caption(self, prompt: str, **kwargs: Any) -> Any: ...
-    def caption(self, video: Any, **kwargs: Any) -> Any: ...
-    def edit(self, video: Any, prompt: str, **kwargs: Any) -> Any: ...
-    def unknown_words(self, text: str) -> list[str]: ...
-    def count_tokens(self, text: str) -> int: ...
-
-
-@dataclass(frozen=True)
-class ModelDefaults:
-    """What the model uses when a setting is left out, and the clip format it makes."""
-
-    num_inference_steps: int
-    guidance_scale: float
-    num_frames: int
-    height: int
-    width: int
-    fps: int
-    edit_strength: float  # a plain edit's start level
-    keep_rest_strength: float  # an edit's that keeps the rest (compared with the take's caption)
-    max_text_tokens: int  # the longest prompt or caption the model reads
-    runs_on: str = ""  # where and in what precision, e.g. "the CPU, in bfloat16" ("" when the pipeline does not say)
-    # the model has a high-noise expert, which makes the first denoising step (pipe.use_high_noise_expert)
-    high_noise_expert: bool = False
-    # the share of a generated clip's starting noise that moves as the prompt asks (pipe.generate's motion_noise)
-    motion_noise: float = 0.0
-    # ... and, for objects going different ways, the share moving along each one's path (motion_noise_paths)
-    motion_noise_paths: float = 0.0
-    # ... and the share of guidance along each one's path from its own prompt (object_guidance)
-    object_guidance: float = 0.0
-
-
-@dataclass(frozen=True)
-class TrajectoryFrame:
-    """One step of the last run: the clean-video estimate and the text at that noise level."""
-
-    stage: str
-    sigma: float
-    frames: np.ndarray  # uint8 (f, h, w, 3)
-    text: str | None
-
-
-@dataclass(frozen=True)
-class Timeline:
-    """An upload captioned every few seconds: the cues, and the same as SubRip subtitles."""
-
-    cues: list[Cue]
-    srt_path: Path
-
-
-@dataclass(frozen=True)
-class Trajectory:
-    take_id: str
-    steps: tuple[TrajectoryFrame, ...]
 
 
 class Studio:
@@ -120,8 +57,7 @@ class Studio:
         self.settings = settings
         self.store = TakeStore(settings.data_dir)
         self.jobs = JobQueue(settings.max_queue, settings.max_jobs_per_session)
-        self._trajectories: OrderedDict[str, Trajectory] = OrderedDict()
-        self._trajectory_lock = threading.Lock()
+        self.trajectories = Trajectories()
         self._last_cleanup = time.monotonic()
 
     def close(self) -> None:
@@ -129,32 +65,7 @@ class Studio:
         self.store.close()
 
     def model_defaults(self) -> ModelDefaults:
-        config = getattr(self.pipe, "config", None)
-        return ModelDefaults(
-            num_inference_steps=int(getattr(config, "num_inference_steps", 20)),
-            guidance_scale=float(getattr(config, "guidance_scale", 3.0)),
-            num_frames=int(self.pipe.default_num_frames),
-            height=int(self.pipe.default_height),
-            width=int(self.pipe.default_width),
-            fps=int(self.pipe.fps),
-            edit_strength=float(self.pipe.default_edit_strength),
-            keep_rest_strength=float(self.pipe.default_flow_edit_strength),
-            max_text_tokens=int(self.pipe.max_text_tokens),
-            runs_on=self._runs_on(),
-            high_noise_expert=getattr(self.pipe, "high_noise_expert", None) is not None,
-            motion_noise=float(getattr(config, "motion_noise", 0.0)),
-            motion_noise_paths=float(getattr(config, "motion_noise_paths", 0.0)),
-            object_guidance=float(getattr(config, "object_guidance", 0.0)),
-        )
-
-    def _runs_on(self) -> str:
-        """Where the denoiser runs and in what precision, in words; "" for a pipeline that does not say."""
-        device = getattr(self.pipe, "device", None)
-        dtype = getattr(getattr(self.pipe, "transformer", None), "dtype", None)
-        if getattr(device, "type", None) is None or dtype is None:
-            return ""
-        where = "the CPU" if device.type == "cpu" else f"the GPU ({device})"
-        return f"{where}, in {str(dtype).removeprefix('torch.')}"
+        return ModelDefaults.from_pipeline(self.pipe)
 
     def browser_secret(self) -> str:
         """A secret that stays the same across restarts of this data directory."""
@@ -191,7 +102,7 @@ class Studio:
     # -- model work ------------------------------------------------------------------------
 
     def unknown_words(self, text: str) -> list[str]:
-        return list(self.pipe.unknown_words(text)) if text.strip() else []
+        return unknown_words(self.pipe, text)
 
     def known_words(self) -> list[str] | None:
         """The words the model knows, sorted; ``None`` when it spells out any word (a subword
@@ -267,53 +178,11 @@ class Studio:
         best_of = self.settings.check_best_of(best_of, mode)
         self._check_room(sid)
         options = {"num_inference_steps": steps, "guidance_scale": guidance,
-                   **_off_option("high_noise_expert", high_noise_expert, "high_noise_expert", False),
-                   **_off_option("moving_noise", moving_noise, "motion_noise", 0.0)}
-
-        def work(job: Job[Take]) -> Take:
-            unknown = self.unknown_words(prompt)
-            trajectory: list[TrajectoryFrame] = []
-            t0 = time.monotonic()
-            if mode == "joint":
-                out = self.pipe.generate_with_caption(
-                    prompt, seed=seed, callback=_relay(job, "Generating video and caption"),
-                    return_trajectory=True, **_given(options),
-                )
-                caption, timings = out.caption or "", {"generate": time.monotonic() - t0}
-                trajectory += trajectory_frames("joint", out.trajectory)
-            elif best_of > 1:
-                out = self.pipe.generate(
-                    prompt, seed=seed, best_of=best_of, callback=_relay(job, f"Trying {best_of} clips"),
-                    return_trajectory=True, **_given(options),
-                )
-                caption = out.caption or ""
-                timings = {"generate": time.monotonic() - t0}  # the tries' clips and captions together
-                trajectory += trajectory_frames("generate", out.trajectory)
-                trajectory += trajectory_frames("caption", out.caption_trajectory, still=out.frames)
-            else:
-                out = self.pipe.generate(
-                    prompt, seed=seed, callback=_relay(job, "Generating video"),
-                    return_trajectory=True, **_given(options),
-                )
-                t1 = time.monotonic()
-                cap = self.pipe.caption(
-                    out.frames, seed=out.seed, callback=_relay(job, "Captioning"),
-                    return_trajectory=True,
-                )
-                caption = cap.text
-                timings = {"generate": t1 - t0, "caption": time.monotonic() - t1}
-                trajectory += trajectory_frames("generate", out.trajectory)
-                trajectory += trajectory_frames("caption", cap.trajectory, still=out.frames)
-            take = Take(
-                id=new_take_id(), seq=0, parent_id=None, mode=mode, prompt=prompt,
-                caption=caption, critique="", seed=int(out.seed),
-                settings={**_given(options), **_tries(best_of, out)},
-                unknown_words=tuple(unknown), timings={"queued": job.waited_s, **timings},
-                created=time.time(),
-            )
-            return self._save(sid, take, out.frames, trajectory, job)
-
-        return self.jobs.submit(sid, work)
+                   **off_option("high_noise_expert", high_noise_expert, "high_noise_expert", False),
+                   **off_option("moving_noise", moving_noise, "motion_noise", 0.0)}
+        return self._submit_take(sid, lambda job: generate_take(
+            self.pipe, job, prompt, mode=mode, seed=seed, best_of=best_of, options=options,
+        ))
 
     def submit_edit(
         self,
@@ -421,44 +290,11 @@ class Studio:
         best_of = self.settings.check_best_of(best_of, "edit")
         self._check_room(sid)
         options = {"num_inference_steps": steps, "guidance_scale": guidance,
-                   **_off_option("high_noise_expert", high_noise_expert, "high_noise_expert", False)}
-
-        def work(job: Job[Take]) -> Take:
-            unknown = self.unknown_words(prompt)
-            t0 = time.monotonic()
-            if best_of > 1:
-                out = self.pipe.edit(
-                    source, prompt, strength=strength, source_prompt=source_prompt, seed=seed, best_of=best_of,
-                    callback=_relay(job, f"Trying {best_of} edits"), return_trajectory=True, **_given(options),
-                )
-                caption, caption_steps = out.caption or "", out.caption_trajectory
-                timings = {"generate": time.monotonic() - t0}  # the tries' clips and captions together
-            else:
-                out = self.pipe.edit(
-                    source, prompt, strength=strength, source_prompt=source_prompt, seed=seed,
-                    callback=_relay(job, "Regenerating"), return_trajectory=True, **_given(options),
-                )
-                t1 = time.monotonic()
-                cap = self.pipe.caption(
-                    out.frames, seed=out.seed, callback=_relay(job, "Captioning"),
-                    return_trajectory=True,
-                )
-                caption, caption_steps = cap.text, cap.trajectory
-                timings = {"generate": t1 - t0, "caption": time.monotonic() - t1}
-            take = Take(
-                id=new_take_id(), seq=0, parent_id=parent_id, mode="edit", prompt=prompt,
-                caption=caption, critique="", seed=int(out.seed),
-                settings={**_given(options), "strength": strength,
-                          **({"keep_rest": True} if source_prompt is not None else {}), **_tries(best_of, out)},
-                unknown_words=tuple(unknown), notes=notes,
-                timings={"queued": job.waited_s, **timings},
-                created=time.time(),
-            )
-            trajectory = trajectory_frames("edit", out.trajectory)
-            trajectory += trajectory_frames("caption", caption_steps, still=out.frames)
-            return self._save(sid, take, out.frames, trajectory, job)
-
-        return self.jobs.submit(sid, work)
+                   **off_option("high_noise_expert", high_noise_expert, "high_noise_expert", False)}
+        return self._submit_take(sid, lambda job: edit_take(
+            self.pipe, job, source, prompt, parent_id=parent_id, notes=notes, strength=strength,
+            source_prompt=source_prompt, seed=seed, best_of=best_of, options=options,
+        ))
 
     def submit_caption_upload(
         self,
@@ -478,24 +314,9 @@ class Studio:
         frames, notes = self.load_upload(video_path, start_s)
         self._check_room(sid)
         options = {"num_inference_steps": steps}
-
-        def work(job: Job[Take]) -> Take:
-            t0 = time.monotonic()
-            cap = self.pipe.caption(
-                frames, seed=seed, callback=_relay(job, "Captioning"), return_trajectory=True,
-                **_given(options),
-            )
-            take = Take(
-                id=new_take_id(), seq=0, parent_id=None, mode="caption", prompt="",
-                caption=cap.text, critique="", seed=int(cap.seed), settings=_given(options),
-                notes=tuple(notes),
-                timings={"queued": job.waited_s, "caption": time.monotonic() - t0},
-                created=time.time(),
-            )
-            trajectory = trajectory_frames("caption", cap.trajectory, still=frames)
-            return self._save(sid, take, frames, trajectory, job)
-
-        return self.jobs.submit(sid, work)
+        return self._submit_take(sid, lambda job: caption_take(
+            self.pipe, job, frames, notes=tuple(notes), seed=seed, options=options,
+        ))
 
     def cancel(self, token: str) -> int:
         """Stop this session's running job (between two steps) and drop its queued ones."""
@@ -550,25 +371,8 @@ class Studio:
             max_duration_s=self.settings.max_upload_duration_s, max_side=self.settings.max_upload_side,
         )
         self._check_room(sid)
-
-        def work(job: Job[Timeline]) -> Timeline:
-            made = [0]  # captions finished, for the progress label
-
-            def on_step(step: Any) -> None:
-                _relay(job, f"Caption {made[0] + 1} of {len(plan.starts)}")(step)
-
-            def on_cue(index: int, total: int, cue: Cue) -> None:
-                made[0] = index + 1
-
-            cues = run_timeline(self.pipe, plan, on_cue=on_cue, seed=seed, callback=on_step)
-            out_dir = self.store.session_dir(sid) / "timelines"
-            shutil.rmtree(out_dir, ignore_errors=True)
-            out_dir.mkdir(parents=True)
-            srt = out_dir / f"{path.stem}.srt"
-            srt.write_text(to_srt(cues), encoding="utf-8")
-            return Timeline(cues, srt)
-
-        return self.jobs.submit(sid, work)
+        out_dir = self.store.session_dir(sid) / "timelines"
+        return self.jobs.submit(sid, lambda job: caption_timeline(self.pipe, job, plan, seed=seed, out_dir=out_dir))
 
     # -- takes -----------------------------------------------------------------------------
 
@@ -591,7 +395,8 @@ class Studio:
         frames = np.load(self.store.take_file(sid, take_id, "frames.npy"), allow_pickle=False)
         out_dir = self.store.session_dir(sid) / "gifs"
         shutil.rmtree(out_dir, ignore_errors=True)
-        return write_gif(frames, out_dir / f"uvigu-take-{take.seq}.gif", self.pipe.fps, scale=self._display_scale(frames))
+        return write_gif(frames, out_dir / f"uvigu-take-{take.seq}.gif", self.pipe.fps,
+                         scale=self._display_scale(frames))
 
     def thumbnail_path(self, token: str, take_id: str) -> Path:
         return self.store.take_file(self._sid(token), take_id, "thumb.png")
@@ -628,11 +433,7 @@ class Studio:
             for take_id in take_ids:
                 self.store.get_take(sid, take_id)  # "No such take in this session." before any goes
         deleted = self.store.delete_takes(sid, take_ids)
-        with self._trajectory_lock:
-            trajectory = self._trajectories.get(sid)
-            if trajectory is not None and trajectory.take_id in take_ids:
-                del self._trajectories[sid]  # its steps showed a clip that is gone
-                shutil.rmtree(self.store.session_dir(sid) / "trajectory", ignore_errors=True)
+        self.trajectories.forget_takes(sid, take_ids, self.store.session_dir(sid))
         logger.info("deleted %d takes of a session", deleted)
         return deleted
 
@@ -694,25 +495,14 @@ class Studio:
 
     def trajectory(self, token: str) -> Trajectory | None:
         """The denoising trajectory of this session's last run (kept in memory only)."""
-        sid = self._sid(token)
-        with self._trajectory_lock:
-            return self._trajectories.get(sid)
+        return self.trajectories.get(self._sid(token))
 
     def trajectory_clip(self, token: str, index: int) -> tuple[Path, TrajectoryFrame]:
         """An H.264 clip of step ``index`` of the last run, and that step."""
         sid = self._sid(token)
-        trajectory = self.trajectory(token)
-        if trajectory is None or not trajectory.steps:
-            raise ValueError("Nothing to show yet: generate or caption a clip first.")
-        if not 0 <= int(index) < len(trajectory.steps):
-            raise ValueError(f"Step must be between 0 and {len(trajectory.steps) - 1}.")
-        step = trajectory.steps[int(index)]
-        folder = self.store.session_dir(sid) / "trajectory" / trajectory.take_id
-        path = folder / f"step-{int(index):03d}.mp4"
-        if not path.is_file():
-            folder.mkdir(parents=True, exist_ok=True)
-            write_mp4(step.frames, path, fps=int(self.pipe.fps), scale=self._display_scale(step.frames))
-        return path, step
+        trajectory = shown_trajectory(self.trajectory(token))
+        return step_clip(trajectory, index, self.store.session_dir(sid), fps=int(self.pipe.fps),
+                         scale=self._display_scale)
 
     def trajectory_png(self, token: str) -> Path:
         """Every step of the last run as one picture (``uvigu-steps-<seq>.png``, `write_trajectory_png`):
@@ -720,16 +510,9 @@ class Studio:
         under the take's description — for slides and handouts. Written when asked, beside the
         run's step clips (so it goes when they do)."""
         sid = self._sid(token)
-        trajectory = self.trajectory(token)
-        if trajectory is None or not trajectory.steps:
-            raise ValueError("Nothing to show yet: generate or caption a clip first.")
+        trajectory = shown_trajectory(self.trajectory(token))
         take = self.store.get_take(sid, trajectory.take_id)
-        title = f"Take #{take.seq} · {MODE_LABELS[take.mode]} · seed {take.seed}"  # as the Studio tab titles it
-        title += f" · {take.prompt}" if take.prompt else ""
-        path = self.store.session_dir(sid) / "trajectory" / trajectory.take_id / f"uvigu-steps-{take.seq}.png"
-        if not path.is_file():
-            write_trajectory_png(trajectory.steps, path, side=TRAJECTORY_PICTURE_SIDE, title=title)
-        return path
+        return steps_png(trajectory, take, self.store.session_dir(sid))
 
     # -- housekeeping ----------------------------------------------------------------------
 
@@ -740,8 +523,7 @@ class Studio:
         removed = 0
         for sid in self.store.sessions_unused_since(cutoff):
             self.jobs.cancel(sid)
-            with self._trajectory_lock:
-                self._trajectories.pop(sid, None)
+            self.trajectories.forget(sid)
             self.store.delete_session(sid)
             removed += 1
         if removed:
@@ -750,26 +532,18 @@ class Studio:
 
     # -- internals -------------------------------------------------------------------------
 
-    def _save(
-        self,
-        sid: str,
-        take: Take,
-        frames: np.ndarray,
-        trajectory: list[TrajectoryFrame],
-        job: Job[Take],
-    ) -> Take:
-        job.raise_if_cancelled()
-        saved = self._store_take(sid, take, frames)
-        with self._trajectory_lock:
-            self._trajectories[sid] = Trajectory(saved.id, tuple(trajectory))
-            self._trajectories.move_to_end(sid)
-            while len(self._trajectories) > self.settings.trajectory_sessions:
-                self._trajectories.popitem(last=False)
-        # Step clips of earlier runs can no longer be asked for.
-        for folder in (self.store.session_dir(sid) / "trajectory").glob("*"):
-            if folder.name != saved.id:
-                shutil.rmtree(folder, ignore_errors=True)
-        return saved
+    def _submit_take(self, sid: str, run: Callable[[Job[Take]], NewTake]) -> Job[Take]:
+        """Queue ``run`` and store the take it makes, its trajectory kept as the session's last run."""
+
+        def work(job: Job[Take]) -> Take:
+            take, frames, trajectory = run(job)
+            job.raise_if_cancelled()
+            saved = self._store_take(sid, take, frames)
+            self.trajectories.keep(sid, Trajectory(saved.id, tuple(trajectory)), self.store.session_dir(sid),
+                                   self.settings.trajectory_sessions)
+            return saved
+
+        return self.jobs.submit(sid, work)
 
     def _store_take(self, sid: str, take: Take, frames: np.ndarray) -> Take:
         """Write a take's frames, clip and thumbnail and record it; returns it with its ``seq``."""
@@ -812,48 +586,3 @@ class Studio:
 
 def _session_id(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8")).hexdigest()
-
-
-def _given(options: dict[str, Any]) -> dict[str, Any]:
-    """Only the options the user set; the rest fall back to the pipeline's defaults."""
-    return {key: value for key, value in options.items() if value is not None}
-
-
-def _off_option(name: str, on: bool, option: str, off: Any) -> dict[str, Any]:
-    """The pipeline option (and take setting) ``option=off`` for a run with switch ``name`` off;
-    none with it on, the default, so a pipeline without the feature, or takes made before the
-    switch existed, read the same."""
-    if not isinstance(on, bool):
-        raise ValueError(f"{name} is True or False, not {on!r}.")
-    return {} if on else {option: off}
-
-
-def _tries(best_of: int, out: Any) -> dict[str, Any]:
-    """A take's record of its tries (none for a single try): how many, and each one's seed, score and caption."""
-    if best_of <= 1:
-        return {}
-    return {"best_of": best_of, "tries": [{"seed": int(c.seed), "score": round(float(c.score), 4), "caption": c.caption}
-                                          for c in out.candidates]}
-
-
-def _relay(job: Job, stage: str) -> Callable[[Any], None]:
-    """A pipeline step callback that reports progress and stops the run when cancelled."""
-
-    def callback(step: Any) -> None:
-        job.report(ProgressEvent(stage, int(step.index), int(step.num_steps), step.text))
-
-    return callback
-
-
-def trajectory_frames(
-    stage: str, steps: list[Any] | None, still: np.ndarray | None = None
-) -> list[TrajectoryFrame]:
-    """A run's trajectory steps (the pipeline's ``TrajectoryStep``) as the steps of ``stage``;
-    ``still`` stands in for the video while only text moves (a caption's steps)."""
-    frames: list[TrajectoryFrame] = []
-    for step in steps or []:
-        video = step.frames if step.frames is not None else still
-        if video is None:
-            continue
-        frames.append(TrajectoryFrame(stage, float(step.sigma), video, step.text))
-    return frames
