@@ -569,7 +569,7 @@ def test_the_caption_options_reach_the_pipeline(model_dir, tmp_path, capsys, mon
         (["generate", "a red circle", "--best-of", "2", "--joint"], "--best-of judges each take by its own caption"),
         (["generate", "a red circle", "--read-guidance", "2", "--joint"], "--read-guidance steers a clip by reading"),
         (["generate", "a red circle", "--read-guidance", "-2"], "read_guidance must be between 0 and 30"),
-        (["generate", "a red circle", "--motion-noise", "1.5"], "motion_noise must be between 0 and 1"),
+        (["generate", "a red circle", "--motion-noise", "1.5"], "motion_noise must be a share of the noise from 0 to 1"),
         (["caption", "missing.mp4"], "missing.mp4"),
         (["caption", "missing.mp4", "--temperature", "-1"], "temperature"),
         (["caption", "missing.mp4", "--reread", "-1"], "reread"),

@@ -719,9 +719,9 @@ def test_motion_noise_starts_from_noise_that_moves_the_way_every_object_goes(mon
     pipe.generate_with_caption(PROMPT, seed=3, num_inference_steps=2, motion_noise=0)
     assert not torch.allclose(moving_joint, starts[-1])
     for bad in (-0.1, 1.5):
-        with pytest.raises(ValueError, match="motion_noise must be between 0 and 1"):
+        with pytest.raises(ValueError, match="motion_noise must be a share of the noise from 0 to 1"):
             pipe.generate(PROMPT, seed=3, motion_noise=bad)
-        with pytest.raises(ValueError, match="motion_noise must be between 0 and 1"):
+        with pytest.raises(ValueError, match="motion_noise must be a share of the noise from 0 to 1"):
             UniViGUPipeline(**{**loaded.components, "motion_noise": bad})
     with pytest.raises(ValueError, match="motion_noise_speed must be more than 0"):
         UniViGUPipeline(**{**loaded.components, "motion_noise_speed": 0})
@@ -798,7 +798,7 @@ def test_objects_going_different_ways_get_moving_noise_along_the_paths_a_draft_s
     pipe.save_pretrained(tmp_path / "set")
     loaded = UniViGUPipeline.from_pretrained(tmp_path / "set")
     assert (loaded.config.motion_noise_paths, loaded.config.motion_noise_draft) == (0.8, 2)
-    with pytest.raises(ValueError, match="motion_noise_paths must be between 0 and 1"):
+    with pytest.raises(ValueError, match="motion_noise_paths must be a share of the noise from 0 to 1"):
         UniViGUPipeline(**{**loaded.components, "motion_noise_paths": 1.5})
     with pytest.raises(ValueError, match="motion_noise_draft must be a whole number"):
         UniViGUPipeline(**{**loaded.components, "motion_noise_draft": 0})

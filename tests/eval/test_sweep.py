@@ -344,7 +344,7 @@ def test_a_motion_noise_paths_row_drafts_objects_going_different_ways_and_puts_t
     assert (pipe.config.motion_noise_paths, pipe.config.motion_noise_draft) == (0.0, 6)
     assert parse_setting("generate", "motion_noise_paths=1,motion_noise_draft=4") == {
         "motion_noise_paths": 1.0, "motion_noise_draft": 4}
-    with pytest.raises(ValueError, match="motion_noise_paths must be between 0 and 1"):
+    with pytest.raises(ValueError, match="motion_noise_paths must be a share of the noise from 0 to 1"):
         parse_setting("generate", "motion_noise_paths=2")
     with pytest.raises(ValueError, match="motion_noise_draft must be a whole number"):
         parse_setting("generate", "motion_noise_draft=0")

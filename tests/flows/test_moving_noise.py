@@ -1,9 +1,12 @@
 import math
 
+import numpy as np
 import pytest
 import torch
 
-from uvigu.flows.moving_noise import DIRECTIONS, NoisePath, check_draft, moving_noise, path_discs, path_noise
+from uvigu.flows.moving_noise import (
+    DIRECTIONS, NoisePath, check_draft, check_share, moving_noise, path_discs, path_noise,
+)
 
 
 def _noise(seed: int = 0, shape=(1, 3, 6, 8, 10)) -> torch.Tensor:
@@ -44,9 +47,10 @@ def test_share_zero_is_the_noise_itself_and_a_share_outside_zero_to_one_is_refus
     generator = torch.Generator().manual_seed(3)
     assert moving_noise(noise, DIRECTIONS["left"], 0.0, generator) is noise
     assert torch.equal(generator.get_state(), torch.Generator().manual_seed(3).get_state())  # drew nothing
-    for share in (-0.1, 1.5, math.nan):
-        with pytest.raises(ValueError, match="motion_noise must be between 0 and 1"):
+    for share in (-0.1, 1.5, math.nan, "0.5", True):  # a number in range, not text or a flag that casts to one
+        with pytest.raises(ValueError, match="motion_noise must be a share of the noise from 0 to 1"):
             moving_noise(noise, DIRECTIONS["left"], share, generator)
+    assert check_share(np.float32(0.5)) == 0.5 and check_share(1) == 1.0  # numpy's numbers and ints are numbers
 
 
 def _disc(h: int, w: int, center: tuple[float, float], radius: float) -> torch.Tensor:
@@ -82,7 +86,7 @@ def test_path_noise_keeps_a_standard_normal_and_does_nothing_without_share_or_pa
     assert path_noise(noise, [NoisePath((6.0, 6.0), (0.0, 1.0), 3.0)], 0.0, generator) is noise
     assert path_noise(noise, [], 0.5, generator) is noise
     assert torch.equal(generator.get_state(), torch.Generator().manual_seed(3).get_state())  # drew nothing
-    with pytest.raises(ValueError, match="motion_noise_paths must be between 0 and 1"):
+    with pytest.raises(ValueError, match="motion_noise_paths must be a share of the noise from 0 to 1"):
         path_noise(noise, [], 1.5, generator)
 
 

@@ -24,6 +24,8 @@ from dataclasses import dataclass
 
 import torch
 
+from ..inputs import number_in_range
+
 # Directions (dy, dx) in cells per frame, for a step of one cell: rows grow downwards.
 DIRECTIONS: dict[str, tuple[int, int]] = {
     "left": (0, -1), "right": (0, 1), "up": (-1, 0), "down": (1, 0), "still": (0, 0),
@@ -32,10 +34,7 @@ DIRECTIONS: dict[str, tuple[int, int]] = {
 
 def check_share(share: float, name: str = "motion_noise") -> float:
     """The moving share of the noise's variance, from 0 (off) to 1 (``name``: the setting, for the message)."""
-    share = float(share)
-    if not 0.0 <= share <= 1.0:
-        raise ValueError(f"{name} must be between 0 and 1 (the share of the noise that moves), got {share:g}.")
-    return share
+    return number_in_range(share, name, 0.0, 1.0, "a share of the noise")
 
 
 def check_speed(speed: float) -> float:
