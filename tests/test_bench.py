@@ -53,8 +53,8 @@ def _positive_timing(t):
 
 def test_task_rows(result, pipe):
     assert [r.task for r in result.tasks] == ["generate", "generate_different_ways", "caption", "edit",
-                                              "edit_keep_rest", "generate_with_caption", "generate_best_of_4",
-                                              "generate_best_of_4_full"]
+                                              "edit_keep_rest", "edit_one_word", "generate_with_caption",
+                                              "generate_best_of_4", "generate_best_of_4_full"]
     by_task = {r.task: r for r in result.tasks}
     steps, caption_steps = pipe.config.num_inference_steps, pipe.config.caption_steps
     reading = by_task["caption"].denoiser_calls
@@ -70,6 +70,8 @@ def test_task_rows(result, pipe):
     assert 1 <= by_task["edit"].denoiser_calls < steps  # starts part-way (strength 0.6)
     # keeping the rest starts further up (strength 0.9), one call on both texts per step
     assert by_task["edit"].denoiser_calls < by_task["edit_keep_rest"].denoiser_calls < steps
+    # the same steps, each object guided by its own text before and after the change (down to σ 0 here)
+    assert by_task["edit_one_word"].denoiser_calls == 3 * by_task["edit_keep_rest"].denoiser_calls
     for row in result.tasks:
         _positive_timing(row.timing)
         assert row.seconds_per_call > 0
@@ -177,6 +179,25 @@ def test_objects_going_different_ways_cost_the_draft_and_a_call_a_guided_step(pi
     assert calls == 2 + 2 * pipe.config.num_inference_steps  # a 2-step draft; every step guided (down to σ 0)
 
 
+def test_the_round_trip_edit_changes_one_colour_and_guides_each_object_with_two_calls_a_step(pipe):
+    from uvigu.bench.suite import _count_calls, _task_calls, example, one_word_edited
+    from uvigu.loading import denoisers
+
+    shapes = example(pipe)
+    edited = one_word_edited(shapes)
+    changed = [(a, b) for a, b in zip(shapes.caption.split(), edited.split()) if a != b]
+    assert len(changed) == 1 and changed[0][0] == shapes.scene.objects[0].color  # one colour, the first object's
+    assert changed[0][1] not in {obj.color for obj in shapes.scene.objects}
+    edit = _task_calls(pipe)["edit_one_word"]
+    guided = _count_calls(denoisers(pipe), edit)
+    pipe.register_to_config(object_guidance=0.0)
+    try:
+        plain = _count_calls(denoisers(pipe), edit)
+    finally:
+        pipe.register_to_config(object_guidance=1.0)
+    assert len(shapes.scene.objects) >= 2 and guided == 3 * plain  # every step guided (down to σ 0)
+
+
 def test_markdown_has_the_tables_and_provenance(result):
     machine = machine_info()
     text = format_markdown(result, machine, "uvigu bench --model x")
@@ -188,6 +209,7 @@ def test_markdown_has_the_tables_and_provenance(result):
     different_ways = f"`generate_different_ways`: `generate` of a prompt whose objects go different ways"
     assert f'{different_ways} ("{DIFFERENT_WAYS_PROMPT}")' in text
     assert "`edit_keep_rest`: `edit` also given what the clip shows before the change" in text
+    assert "| `edit_one_word` |" in text and "`edit_one_word`: the studio's round trip" in text
     assert "| `generate_best_of_4` |" in text and "| `generate_best_of_4_full` |" in text
     assert "`generate_best_of_4_full`: every take finished and captioned in full" in text
     assert "plain matmul float32" in text and "plain matmul bfloat16" in text
@@ -279,7 +301,7 @@ def test_gpu_flag_explains_itself_without_cuda(capsys):
 
 def test_task_and_forward_functions_standalone(pipe):
     rows = bench_tasks(pipe, repeats=1, warmup=0)
-    assert len(rows) == 8
+    assert len(rows) == 9
     forwards, costs = bench_forwards(pipe, repeats=1, warmup=0)
     assert len(forwards) == 2 and len(costs) == 3
 

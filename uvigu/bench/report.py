@@ -139,6 +139,11 @@ def format_markdown(
     if any(row.task == "edit_keep_rest" for row in result.tasks):
         lines += ["", "`edit_keep_rest`: `edit` also given what the clip shows before the change (`source_prompt`; "
                       "the studio's *Keep the rest*, ticked by default): both texts in every denoiser call."]
+    if any(row.task == "edit_one_word" for row in result.tasks):
+        lines += ["", "`edit_one_word`: the studio's round trip — the example clip's caption with one object's colour "
+                      "changed, edited from the caption (`source_prompt`), keeping the rest; when the two texts name "
+                      "the same two or more objects, as this clip's do, each object is also guided by its own text "
+                      "before and after the change (`object_guidance`), two calls more a guided step."]
     best_of = [row.task for row in result.tasks if row.task.startswith("generate_best_of_")]
     if best_of:
         lines += ["", f"`{best_of[0]}`: `generate` with `best_of`, each take judged by its caption as the model's "

@@ -163,6 +163,16 @@ def example(pipe):
     return make_example(0, config)
 
 
+def one_word_edited(shapes) -> str:
+    """The studio's round-trip edit of a Shapes example: its caption with the first object's colour
+    changed to one its scene does not use."""
+    from ..data.shapes import COLORS
+
+    first = shapes.scene.objects[0]
+    used = {obj.color for obj in shapes.scene.objects}
+    return shapes.caption.replace(first.color, next(c for c in COLORS if c not in used), 1)
+
+
 # ---------------------------------------------------------------------------------------------
 # 1. Tasks
 # ---------------------------------------------------------------------------------------------
@@ -181,7 +191,8 @@ def _count_calls(modules: list[torch.nn.Module], fn: Callable[[], object]) -> in
 
 def bench_tasks(pipe, *, repeats: int = 3, warmup: int = 1, clip: np.ndarray | None = None) -> list[TaskRow]:
     """Median / min / max wall time of generate, caption, edit, edit_keep_rest (``edit`` also given
-    the text before the change, ``source_prompt``: the studio's default edit),
+    the text before the change, ``source_prompt``: the studio's default edit), edit_one_word (the
+    example's caption, one word changed, from the caption: the studio's round trip),
     generate_with_caption, and generate with ``best_of`` takes — judged where and how the model's
     ``take_judge_at`` / ``take_judge_steps`` say, and (``_full``) every take finished and captioned
     at the defaults — at the pipeline's default steps and guidance (seed 0); for a model with a
@@ -212,6 +223,7 @@ def _task_calls(pipe, clip: np.ndarray | None = None) -> dict[str, Callable[[], 
         "caption": lambda: pipe.caption(clip, seed=0),
         "edit": lambda: pipe.edit(clip, EDITED_PROMPT, seed=0),
         "edit_keep_rest": lambda: pipe.edit(clip, EDITED_PROMPT, source_prompt=source, seed=0),
+        "edit_one_word": lambda: pipe.edit(clip, one_word_edited(shapes), source_prompt=source, seed=0),
         "generate_with_caption": lambda: pipe.generate_with_caption(PROMPT, seed=0),
         # best of BEST_OF takes, judged as the model's settings say, and every take finished and read in full
         f"generate_best_of_{BEST_OF}": lambda: pipe.generate(PROMPT, seed=0, best_of=BEST_OF),
