@@ -21,7 +21,6 @@ import gradio as gr
 
 from ui import text
 from ui.text import md_escape as _md
-from uvigu.judge import read_back_count
 from uvigu.studio import MODE_LABELS, Cancelled, Job, OutOfMemory, Studio, StudioBusy, Take, word_diff
 from uvigu.timeline import DEFAULT_EVERY_S
 
@@ -282,7 +281,7 @@ class Handlers:
             length = f"⚠️ **{tokens} / {limit} tokens**: the model reads at most {limit}; shorten it to run it."
         else:
             length = f"{tokens} / {limit} tokens"
-        return _unknown_warning(unknown) + "".join(f"ℹ️ {_md(note)}\n\n" for note in notes) + length
+        return text.unknown_warning(unknown) + "".join(f"ℹ️ {_md(note)}\n\n" for note in notes) + length
 
     # -- deleting takes --------------------------------------------------------------------
 
@@ -493,11 +492,11 @@ class Handlers:
 
     def _take_view(self, token: str, take: Take) -> tuple:
         return (
-            _take_title(take),
+            text.take_title(take),
             str(self.studio.clip_path(token, take.id)),
             take.caption,
             text.read_back(take.mode, self.studio.read_back(take.prompt, take.caption) or [], self._expert_made(take)),
-            _unknown_warning(take.unknown_words) + _notes(take.notes),
+            text.unknown_warning(take.unknown_words) + text.input_notes(take.notes),
             take.critique,
             take.caption,
             word_diff(take.caption, take.caption),
@@ -534,7 +533,7 @@ class Handlers:
             (str(self.studio.thumbnail_path(token, take.id)), f"#{take.seq} · {MODE_LABELS[take.mode]}")
             for take in takes
         ]
-        return gallery, _timeline(takes, self.studio.read_back)
+        return gallery, text.history(takes, self.studio.read_back)
 
     def _trajectory_view(self, token: str) -> tuple:
         trajectory = self.studio.trajectory(token)
@@ -556,63 +555,6 @@ class Handlers:
                  "caption": "text (caption)"}.get(step.stage, step.stage)
         seq = self.studio.take(token, take_id).seq
         return f"Take #{seq}, step {index} · denoising the {stage} · σ = {step.sigma:.3f}"
-
-
-def _timeline(takes: list[Take], read_back: Callable[[str, str], list | None] | None = None) -> str:
-    """The History tab's list of takes, newest first; with ``read_back`` (`Studio.read_back`), each
-    model caption says how much of what was asked it names."""
-    if not takes:
-        return "No takes yet."
-    numbers = {take.id: take.seq for take in takes}
-    lines = []
-    for take in reversed(takes):
-        parent = (f" from #{numbers[take.parent_id]}" if take.parent_id in numbers
-                  else " from a deleted take" if take.parent_id else "")
-        kept = ", keeping the rest" if take.settings.get("keep_rest") else ""
-        tries = take.settings.get("tries") or []
-        best = f", best of {len(tries)} tries" if tries else ""
-        alone = ", without the high-noise expert" if take.settings.get("high_noise_expert") is False else ""
-        plain = ", without moving noise" if take.settings.get("motion_noise") == 0 else ""
-        how = f"{MODE_LABELS[take.mode]}{parent}{kept}{best}{alone}{plain}"
-        lines.append(f"**#{take.seq}** · {how} · seed {take.seed}")
-        if take.prompt:
-            label = "Edited caption" if take.mode == "edit" else "Prompt"
-            lines.append(f"- {label}: {_md(take.prompt)}")
-        agreement = read_back_count(read_back(take.prompt, take.caption) or []) if read_back else ""
-        lines.append(f"- Model's caption: {_md(take.caption)}{f' ({agreement})' if agreement else ''}")
-        if tries:
-            against = "edited caption" if take.mode == "edit" else "prompt"
-            lines.append(f"- Tries, each read by the model and scored against the {against} (a try's seed, "
-                         "with *Tries per take* at 1, makes that try again):")
-            lines += [_try_line(t, kept=t["seed"] == take.seed) for t in tries]
-        if take.critique:
-            lines.append(f"- Critique: {_md(take.critique)}")
-        lines.append("")
-    return "\n".join(lines)
-
-
-def _try_line(item: dict, kept: bool) -> str:
-    """One try of a take in its History entry: seed, score and what the model read in it (records
-    from before the captions were kept have none)."""
-    caption = f" · “{_md(item['caption'])}”" if item.get("caption") else ""
-    return f"  - seed {item['seed']} · {float(item['score']):.2f}{caption}{' (kept)' if kept else ''}"
-
-
-def _take_title(take: Take) -> str:
-    what = MODE_LABELS[take.mode]
-    seconds = sum(take.timings.get(key, 0.0) for key in ("generate", "caption"))
-    return f"### Take #{take.seq} · {what} · seed {take.seed} · {seconds:.1f} s"
-
-
-def _unknown_warning(words: list[str] | tuple[str, ...]) -> str:
-    if not words:
-        return ""
-    listed = ", ".join(f"“{_md(word)}”" for word in words)
-    return f"⚠️ The model does not know these words and will ignore them: {listed}.\n\n"
-
-
-def _notes(notes: tuple[str, ...]) -> str:
-    return ("ℹ️ Fitted to the model: " + "; ".join(notes) + ".") if notes else ""
 
 
 def _sentence(message: str) -> str:

@@ -1,10 +1,12 @@
-"""Words and styles of the studio page."""
+"""Words and styles of the studio page: its help, and the text of a take's panel and of the history."""
 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 
 from uvigu.judge import EXPERT_LEAVES_EMPTY, NAMES_NO_OBJECT, names_no_object, read_back_count
+from uvigu.studio import MODE_LABELS, Take
 
 _MARKDOWN_SYNTAX = re.compile(r"([\\`*_{}\[\]<>#|~!])")
 
@@ -169,3 +171,63 @@ CSS = """
 /* A timeline's times on one line, however long the captions beside them. */
 #understand-timeline td:first-child, #understand-timeline th:first-child { white-space: nowrap; }
 """
+
+
+def history(takes: list[Take], read_back: Callable[[str, str], list | None] | None = None) -> str:
+    """The History tab's list of takes, newest first; with ``read_back`` (`Studio.read_back`), each
+    model caption says how much of what was asked it names."""
+    if not takes:
+        return "No takes yet."
+    numbers = {take.id: take.seq for take in takes}
+    lines = []
+    for take in reversed(takes):
+        parent = (f" from #{numbers[take.parent_id]}" if take.parent_id in numbers
+                  else " from a deleted take" if take.parent_id else "")
+        kept = ", keeping the rest" if take.settings.get("keep_rest") else ""
+        tries = take.settings.get("tries") or []
+        best = f", best of {len(tries)} tries" if tries else ""
+        alone = ", without the high-noise expert" if take.settings.get("high_noise_expert") is False else ""
+        plain = ", without moving noise" if take.settings.get("motion_noise") == 0 else ""
+        how = f"{MODE_LABELS[take.mode]}{parent}{kept}{best}{alone}{plain}"
+        lines.append(f"**#{take.seq}** · {how} · seed {take.seed}")
+        if take.prompt:
+            label = "Edited caption" if take.mode == "edit" else "Prompt"
+            lines.append(f"- {label}: {md_escape(take.prompt)}")
+        agreement = read_back_count(read_back(take.prompt, take.caption) or []) if read_back else ""
+        lines.append(f"- Model's caption: {md_escape(take.caption)}{f' ({agreement})' if agreement else ''}")
+        if tries:
+            against = "edited caption" if take.mode == "edit" else "prompt"
+            lines.append(f"- Tries, each read by the model and scored against the {against} (a try's seed, "
+                         "with *Tries per take* at 1, makes that try again):")
+            lines += [_try_line(t, kept=t["seed"] == take.seed) for t in tries]
+        if take.critique:
+            lines.append(f"- Critique: {md_escape(take.critique)}")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def _try_line(item: dict, kept: bool) -> str:
+    """One try of a take in its History entry: seed, score and what the model read in it (records
+    from before the captions were kept have none)."""
+    caption = f" · “{md_escape(item['caption'])}”" if item.get("caption") else ""
+    return f"  - seed {item['seed']} · {float(item['score']):.2f}{caption}{' (kept)' if kept else ''}"
+
+
+def take_title(take: Take) -> str:
+    """A take panel's heading: its number, kind, seed and the seconds it took."""
+    what = MODE_LABELS[take.mode]
+    seconds = sum(take.timings.get(key, 0.0) for key in ("generate", "caption"))
+    return f"### Take #{take.seq} · {what} · seed {take.seed} · {seconds:.1f} s"
+
+
+def unknown_warning(words: list[str] | tuple[str, ...]) -> str:
+    """The warning over words the model does not know ("" when there are none)."""
+    if not words:
+        return ""
+    listed = ", ".join(f"“{md_escape(word)}”" for word in words)
+    return f"⚠️ The model does not know these words and will ignore them: {listed}.\n\n"
+
+
+def input_notes(notes: tuple[str, ...]) -> str:
+    """What was changed to fit an input clip to the model, as one line ("" when nothing was)."""
+    return ("ℹ️ Fitted to the model: " + "; ".join(notes) + ".") if notes else ""

@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 from ui import text
-from ui.handlers import CONFIRM_OUTPUTS, HISTORY_OUTPUTS, TAKE_OUTPUTS, TRAJECTORY_OUTPUTS, Handlers, _timeline
+from ui.handlers import CONFIRM_OUTPUTS, HISTORY_OUTPUTS, TAKE_OUTPUTS, TRAJECTORY_OUTPUTS, Handlers
+from ui.text import history
 from uvigu import Cancelled
 from uvigu.eval.grammar import corrected_caption, prompt_notes
 from uvigu.judge import read_back
@@ -222,7 +223,7 @@ def test_tries_per_take_are_passed_on_and_listed_in_history(studio):
     # an edit's tries are scored against its edited caption; a record without captions lists seeds and scores
     edit = make_take(seq=2, mode="edit", seed=7, settings={"best_of": 2, "tries": [
         {"seed": 7, "score": 0.5}, {"seed": 8, "score": 0.25}]})
-    timeline = _timeline([take, edit])
+    timeline = history([take, edit])
     assert "scored against the edited caption" in timeline
     assert "  - seed 7 · 0.50 (kept)\n  - seed 8 · 0.25\n" in timeline
     with pytest.raises(gr.Error, match="number of tries must be a whole number"):
@@ -241,7 +242,7 @@ def test_the_high_noise_expert_box_is_passed_on_and_a_take_without_it_says_so_in
     final(Handlers(studio).regenerate(take.id, "a blue circle", "", 1.0, False, 3, False, 8, 2.0, "tok", Progress(),
                                       1, 1, False))
     assert studio.calls[-1][0] == "edit" and studio.calls[-1][2]["high_noise_expert"] is False
-    assert "without the high-noise expert" not in _timeline([make_take(seed=8)])  # with it, the default
+    assert "without the high-noise expert" not in history([make_take(seed=8)])  # with it, the default
 
 
 def test_the_moving_noise_box_is_passed_on_and_a_take_without_it_says_so_in_history(studio):
@@ -252,8 +253,8 @@ def test_the_moving_noise_box_is_passed_on_and_a_take_without_it_says_so_in_hist
                                           Progress(), 1, 1, True, False))
     assert studio.calls[0][2]["moving_noise"] is False and studio.calls[0][2]["high_noise_expert"] is True
     assert "· generated, without moving noise · seed 8" in out[2 + len(TAKE_OUTPUTS) + 1]
-    assert "without moving noise" not in _timeline([make_take(seed=8)])  # with it, the default
-    assert "without moving noise" not in _timeline([make_take(seed=8, settings={"motion_noise": 0.35})])
+    assert "without moving noise" not in history([make_take(seed=8)])  # with it, the default
+    assert "without moving noise" not in history([make_take(seed=8, settings={"motion_noise": 0.35})])
 
 
 def test_a_take_whose_caption_names_no_object_says_what_to_try(studio):
@@ -772,4 +773,4 @@ def test_cancelling_a_deletion_hides_the_question(studio):
 
 def test_history_says_when_a_take_was_made_from_a_deleted_one():
     child = make_take(2, mode="edit", parent_id="f" * 16)
-    assert "**#2** · regenerated with edits from a deleted take · seed 42" in _timeline([child])
+    assert "**#2** · regenerated with edits from a deleted take · seed 42" in history([child])
