@@ -155,7 +155,7 @@ def test_the_round_trip_captions_the_generated_clip_made_once_per_clip():
 
 
 def test_fix_edits_the_generated_clip_with_its_caption_corrected_to_the_prompt():
-    settings = [{"rounds": 0}, {}, {"strength": 0.8}]
+    settings = [{"rounds": 0}, {}, {"strength": 0.8}, {"with_source": 0}]
     pipe = Recording(DrawsOtherShapes(CONFIG))  # every generated object in a shape not asked for
     rows = run_sweep(pipe, "fix", settings, CONFIG)
     assert [(r.settings, r.set_name) for r in rows] == [(s, n) for s in settings for n in ("main", "heldout")]
@@ -166,9 +166,13 @@ def test_fix_edits_the_generated_clip_with_its_caption_corrected_to_the_prompt()
     seeds = [CONFIG.pipeline_seed(s, i) for s in ("main", "heldout") for i in range(CONFIG.count(s))]
     assert [c for c in pipe.calls if c[0] == "generate"] == [("generate", seed, {}) for seed in seeds]  # once each
     edits = [c for c in pipe.calls if c[0] == "edit"]
-    assert [seed for _, seed, _ in edits] == seeds * 2  # the clip's seed; none with rounds=0
+    assert [seed for _, seed, _ in edits] == seeds * 3  # the clip's seed; none with rounds=0
     assert all(set(k) == {"source_prompt"} for _, _, k in edits[:len(seeds)])  # keeping the rest
-    assert all(k["strength"] == 0.8 for _, _, k in edits[len(seeds):])
+    assert all(k["strength"] == 0.8 for _, _, k in edits[len(seeds):2 * len(seeds)])
+    assert all(k == {} for _, _, k in edits[2 * len(seeds):])  # with_source=0: a plain edit, at its defaults
+    assert parse_setting("fix", "with_source=0") == {"with_source": 0}
+    with pytest.raises(ValueError, match="fix's with_source is 0 \\(a plain edit\\) or 1"):
+        parse_setting("fix", "with_source=2")  # the source of a fix is always the clip's own caption
     # clips whose caption says all that was asked are not edited
     pipe = Recording(OraclePipeline(CONFIG))
     assert all(r.right == r.total for r in run_sweep(pipe, "fix", [{}], CONFIG))

@@ -110,7 +110,8 @@ def add_sweep_parser(subparsers: argparse._SubParsersAction) -> None:
         "(the caption of the clip generated from the prompt, under caption settings; each clip is generated "
         "once, at the defaults), edit success (and its parts) for edit, object accuracy of the generated clip "
         "edited once with its caption corrected to the prompt for fix (the studio's Ask for what it missed, "
-        "keeping the rest; rounds=0: the generated clip itself), and seconds per clip (for round_trip, the "
+        "keeping the rest; with_source=0: a plain edit; rounds=0: the generated clip itself), and seconds per "
+        "clip (for round_trip, the "
         "caption's; for fix, the caption's and edit's).",
     )
     p.add_argument("task", choices=["generate", "caption", "round_trip", "edit", "fix"])
@@ -120,8 +121,8 @@ def add_sweep_parser(subparsers: argparse._SubParsersAction) -> None:
                    "model's high-noise expert, also for edit and fix), "
                    "num_inference_steps=24, temperature=0.5 or reread=0 (caption, round_trip) or strength=0.7 or "
                    "with_source=1 (edit; 1: the edit is also given the caption before the change, as source_prompt; "
-                   "2: the model's own caption of the clip, as the studio's Keep the rest) or rounds=0 or "
-                   "strength=0.8 (fix); "
+                   "2: the model's own caption of the clip, as the studio's Keep the rest) or rounds=0, "
+                   "strength=0.8 or with_source=0 (fix; 0: a plain edit, Keep the rest unticked); "
                    "'defaults' for the pipeline's; repeat for more rows [defaults]")
     add_checkpoint_arguments(p, dtype="float32")
     p.add_argument("--num", type=int, default=20, help="main-set clips [%(default)s]")

@@ -9,7 +9,8 @@ gives each edit the caption before the change too, as ``pipe.edit``'s ``source_p
 ``with_source=2`` the model's own caption of the clip instead, as the studio's *Keep the rest*
 does; its seconds include that caption), and ``fix`` (the clip generated from the prompt, captioned,
 and edited once with its caption corrected to what the prompt asked — the studio's *Ask for what
-it missed* then *Regenerate with edits*, keeping the rest —; the analyzer scores the result as
+it missed* then *Regenerate with edits*, keeping the rest; ``with_source=0``: a plain edit, *Keep
+the rest* unticked —; the analyzer scores the result as
 ``generate`` scores a clip; ``rounds=0`` scores the generated clip itself, the baseline, and a
 clip whose caption already says all that was asked is scored as generated; the settings are the
 edit's, and the seconds the caption's and edit's). Generate and fix also count the clips whose
@@ -75,7 +76,7 @@ SETTINGS: dict[str, dict[str, type]] = {
 SETTINGS["round_trip"] = SETTINGS["caption"]  # the caption of the generated clip, under caption settings
 # rounds=0: the generated clip as it is; 1: edited once with its caption corrected (pipe.corrected_caption)
 SETTINGS["fix"] = {"strength": float, "guidance_scale": float, "num_inference_steps": int, "rounds": int,
-                  "expert": int}
+                  "expert": int, "with_source": int}
 # settings of how the pipeline samples, not arguments of the task
 SAMPLER_SETTINGS = ("shift", "expert", "motion_noise_speed", "motion_noise_paths", "motion_noise_draft",
                     "object_guidance", "object_guidance_to")
@@ -105,6 +106,8 @@ def parse_setting(task: str, text: str) -> dict[str, int | float]:
             values[name] = SETTINGS[task][name](value.strip())
         except ValueError:
             raise ValueError(f"{name} needs a number, got {value.strip()!r}.") from None
+        if name == "with_source" and task == "fix" and values[name] not in (0, 1):  # fix's source: the caption
+            raise ValueError(f"fix's with_source is 0 (a plain edit) or 1 (keeping the rest), got {value.strip()!r}.")
         if name == "with_source" and values[name] not in WITH_SOURCE:
             raise ValueError(f"with_source is 0, 1 or 2, got {value.strip()!r}.")
         if name == "rounds" and values[name] not in (0, 1):
@@ -282,15 +285,18 @@ def _score_clip(pipe, task: str, example, *, set_name: str, index: int, seed: in
 
 def _fixed(pipe, prompt: str, frames, seed: int, kwargs: dict[str, int | float]):
     """``frames`` (generated from ``prompt``) edited once with their caption corrected to what the
-    prompt asked, keeping the rest (the caption as ``source_prompt``); as they are with
-    ``rounds=0`` or when the caption says all that was asked (or cannot be corrected)."""
+    prompt asked, keeping the rest (the caption as ``source_prompt``; ``with_source=0``: a plain
+    edit); as they are with ``rounds=0`` or when the caption says all that was asked (or cannot be
+    corrected)."""
+    with_source = kwargs.pop("with_source", 1)
     if not kwargs.pop("rounds", 1):
         return frames
     caption = pipe.caption(frames, seed=seed).text
     corrected = pipe.corrected_caption(prompt, caption)
     if corrected is None:
         return frames
-    return pipe.edit(frames, corrected, source_prompt=caption, seed=seed, **kwargs).frames
+    source = {"source_prompt": caption} if with_source else {}
+    return pipe.edit(frames, corrected, seed=seed, **source, **kwargs).frames
 
 
 def _rate(hits: int, count: int) -> str:
