@@ -13,7 +13,7 @@ from uvigu.eval.sweep import parse_setting, render_table, run_sweep
 from uvigu.judge import prompt_motions
 from uvigu.testing import tiny_pipeline
 
-from .test_report import DrawsOtherBackgrounds, KeepsClip, OraclePipeline, WrongCaptions
+from .test_report import DrawsOtherBackgrounds, KeepsClip, OraclePipeline, WrongCaptions, _key
 
 CONFIG = EvalConfig(num_clips=4, num_heldout=3)
 
@@ -177,6 +177,33 @@ def test_fix_edits_the_generated_clip_with_its_caption_corrected_to_the_prompt()
     pipe = Recording(OraclePipeline(CONFIG))
     assert all(r.right == r.total for r in run_sweep(pipe, "fix", [{}], CONFIG))
     assert not [c for c in pipe.calls if c[0] == "edit"]
+
+
+class EditsInOtherColours(DrawsOtherShapes):
+    """Draws every object in a shape not asked for, and an edit gives each the shape asked for but a
+    colour the scene does not have: the edit's caption agrees with the prompt no better."""
+
+    def edit(self, frames, prompt, *, seed, **kwargs):
+        scene = self.by_frames[_key(super().edit(frames, prompt, seed=seed, **kwargs).frames)]
+        unused = [c for c in COLORS if c not in {o.color for o in scene.objects}]
+        objects = tuple(dataclasses.replace(o, color=c) for o, c in zip(scene.objects, unused))
+        return SimpleNamespace(frames=self._clip(dataclasses.replace(scene, objects=objects)), caption=None)
+
+
+def test_fix_keeps_the_edit_only_when_its_caption_reads_better_with_keep_better():
+    for base, kept in ((DrawsOtherShapes(CONFIG), True), (EditsInOtherColours(CONFIG), False)):
+        pipe = Recording(base)
+        plain, better = run_sweep(pipe, "fix", [{}, {"keep_better": 1}], CONFIG)[::2]  # main-set rows
+        captions = [c for c in pipe.calls if c[0] == "caption"]
+        assert len(captions) == 3 * CONFIG.count("main") + 3 * CONFIG.count("heldout")  # + one of each edit
+        if kept:  # every shape now as asked: the edit reads better, and is kept
+            assert better.right == plain.right == better.total
+        else:  # shapes as asked, colours lost: no better read, so the generated clip stays
+            assert plain.fields["color"] == 0 and plain.fields["shape"] == plain.total
+            assert better.fields["color"] == better.total and better.fields["shape"] == 0
+    assert parse_setting("fix", "keep_better=1") == {"keep_better": 1}
+    with pytest.raises(ValueError, match="keep_better is 0 or 1"):
+        parse_setting("fix", "keep_better=2")
 
 
 def test_edits_are_counted_per_clip_with_their_parts():

@@ -122,7 +122,8 @@ def add_sweep_parser(subparsers: argparse._SubParsersAction) -> None:
                    "num_inference_steps=24, temperature=0.5 or reread=0 (caption, round_trip) or strength=0.7 or "
                    "with_source=1 (edit; 1: the edit is also given the caption before the change, as source_prompt; "
                    "2: the model's own caption of the clip, as the studio's Keep the rest) or rounds=0, "
-                   "strength=0.8 or with_source=0 (fix; 0: a plain edit, Keep the rest unticked); "
+                   "strength=0.8, with_source=0 (fix; 0: a plain edit, Keep the rest unticked) or keep_better=1 "
+                   "(fix: the edit kept only when its caption agrees better with the prompt); "
                    "'defaults' for the pipeline's; repeat for more rows [defaults]")
     add_checkpoint_arguments(p, dtype="float32")
     p.add_argument("--num", type=int, default=20, help="main-set clips [%(default)s]")

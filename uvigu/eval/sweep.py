@@ -10,7 +10,9 @@ gives each edit the caption before the change too, as ``pipe.edit``'s ``source_p
 does; its seconds include that caption), and ``fix`` (the clip generated from the prompt, captioned,
 and edited once with its caption corrected to what the prompt asked — the studio's *Ask for what
 it missed* then *Regenerate with edits*, keeping the rest; ``with_source=0``: a plain edit, *Keep
-the rest* unticked —; the analyzer scores the result as
+the rest* unticked; ``keep_better=1``: the edit kept only when the model's caption of it agrees
+better with the prompt than the clip's caption did, as a visitor comparing the two takes' read-backs
+would keep it —; the analyzer scores the result as
 ``generate`` scores a clip; ``rounds=0`` scores the generated clip itself, the baseline, and a
 clip whose caption already says all that was asked is scored as generated; the settings are the
 edit's, and the seconds the caption's and edit's). Generate and fix also count the clips whose
@@ -42,6 +44,7 @@ from uvigu.eval.grammar import goes_one_way, parse_caption, parse_prompt, scene_
 from uvigu.eval.clips import SETS, EvalConfig, clip_config, eval_example
 from uvigu.eval.tasks import WITH_SOURCE, score_edit
 from uvigu.flows.moving_noise import check_draft, check_share, check_speed
+from uvigu.judge import shapes_judge
 from uvigu.object_guidance import check_guidance_to, check_weight
 
 FIELDS = ("color", "shape", "motion")
@@ -76,7 +79,7 @@ SETTINGS: dict[str, dict[str, type]] = {
 SETTINGS["round_trip"] = SETTINGS["caption"]  # the caption of the generated clip, under caption settings
 # rounds=0: the generated clip as it is; 1: edited once with its caption corrected (pipe.corrected_caption)
 SETTINGS["fix"] = {"strength": float, "guidance_scale": float, "num_inference_steps": int, "rounds": int,
-                  "expert": int, "with_source": int}
+                  "expert": int, "with_source": int, "keep_better": int}
 # settings of how the pipeline samples, not arguments of the task
 SAMPLER_SETTINGS = ("shift", "expert", "motion_noise_speed", "motion_noise_paths", "motion_noise_draft",
                     "object_guidance", "object_guidance_to")
@@ -110,6 +113,8 @@ def parse_setting(task: str, text: str) -> dict[str, int | float]:
             raise ValueError(f"fix's with_source is 0 (a plain edit) or 1 (keeping the rest), got {value.strip()!r}.")
         if name == "with_source" and values[name] not in WITH_SOURCE:
             raise ValueError(f"with_source is 0, 1 or 2, got {value.strip()!r}.")
+        if name == "keep_better" and values[name] not in (0, 1):
+            raise ValueError(f"keep_better is 0 or 1, got {value.strip()!r}.")
         if name == "rounds" and values[name] not in (0, 1):
             raise ValueError(f"rounds is 0 or 1, got {value.strip()!r}.")
         if name == "shift" and not values[name] > 0:
@@ -287,8 +292,9 @@ def _fixed(pipe, prompt: str, frames, seed: int, kwargs: dict[str, int | float])
     """``frames`` (generated from ``prompt``) edited once with their caption corrected to what the
     prompt asked, keeping the rest (the caption as ``source_prompt``; ``with_source=0``: a plain
     edit); as they are with ``rounds=0`` or when the caption says all that was asked (or cannot be
-    corrected)."""
-    with_source = kwargs.pop("with_source", 1)
+    corrected), and with ``keep_better=1`` unless the caption of the edit agrees better with the
+    prompt (`uvigu.judge.shapes_judge`, as best-of compares takes)."""
+    with_source, keep_better = kwargs.pop("with_source", 1), kwargs.pop("keep_better", 0)
     if not kwargs.pop("rounds", 1):
         return frames
     caption = pipe.caption(frames, seed=seed).text
@@ -296,7 +302,10 @@ def _fixed(pipe, prompt: str, frames, seed: int, kwargs: dict[str, int | float])
     if corrected is None:
         return frames
     source = {"source_prompt": caption} if with_source else {}
-    return pipe.edit(frames, corrected, seed=seed, **source, **kwargs).frames
+    edited = pipe.edit(frames, corrected, seed=seed, **source, **kwargs).frames
+    if keep_better and shapes_judge(prompt, pipe.caption(edited, seed=seed).text) <= shapes_judge(prompt, caption):
+        return frames
+    return edited
 
 
 def _rate(hits: int, count: int) -> str:
