@@ -252,6 +252,7 @@ class Handlers:
             as_asked = read_backs and read_backs[0].name and all(item.agrees for item in read_backs if item.asked)
             gr.Info(text.NOTHING_MISSED if as_asked else text.CANNOT_CORRECT)
             return gr.skip()
+        gr.Info(text.ASKED_FOR_MISSES)
         return fixed
 
     @user_errors

@@ -97,6 +97,12 @@ def read_back(mode: str, read_backs: list, expert: bool = False) -> str:
 
 NOTHING_ASKED = "This clip was uploaded, so nothing was asked of it: edit its caption yourself."
 NOTHING_MISSED = "The caption already says everything you asked."
+# The model's caption of its own clip can misread it, and then the correction breaks what was right
+# (docs/EVAL.md, *Asking for what a clip missed, measured again*): say so where the correction is made.
+ASKED_FOR_MISSES = (
+    "The edited caption now asks for what the model's caption says otherwise than your prompt. That caption "
+    "can misread the clip: look at the clip before you regenerate (this take stays in History either way)."
+)
 CANNOT_CORRECT = (
     "This caption cannot be corrected word for word (it is not in the grammar the model writes, or the model "
     "has none): edit it yourself."

@@ -335,6 +335,8 @@ def test_ask_for_what_it_missed_fills_the_edited_caption_with_the_corrected_capt
     # the objects as asked but not the background: the caption asks for the background
     assert handlers.ask_for_misses(dark.id, "tok") == ("a large red circle moves slowly to the right from the center "
                                                        "on a black background.")
+    # each correction comes with a word of caution: the caption it corrects can be the one that is wrong
+    assert said == [text.ASKED_FOR_MISSES] * 2 and "can misread the clip" in said[0]
     for take, message in ((kept, "already says everything you asked"), (upload, "nothing was asked of it"),
                           (odd, "cannot be corrected word for word")):
         assert isinstance(handlers.ask_for_misses(take.id, "tok"), type(gr.skip()))  # the box is left as it is
