@@ -177,6 +177,12 @@ def test_objects_going_different_ways_cost_the_draft_and_a_call_a_guided_step(pi
     monkeypatch.setattr(uvigu.object_paths, "object_places", lambda judge, prompt, frames, fill=False: places)
     calls = _count_calls(denoisers(pipe), _task_calls(pipe)["generate_different_ways"])
     assert calls == 2 + 2 * pipe.config.num_inference_steps  # a 2-step draft; every step guided (down to σ 0)
+    steps = pipe.config.num_inference_steps
+    pipe.register_to_config(object_guidance_every=2)
+    try:  # the objects' prompts at every other step: the draft, the steps, and half as many calls again
+        assert _count_calls(denoisers(pipe), _task_calls(pipe)["generate_different_ways"]) == 2 + steps + -(-steps // 2)
+    finally:
+        pipe.register_to_config(object_guidance_every=1)
 
 
 def test_the_round_trip_edit_changes_one_colour_and_guides_each_object_with_two_calls_a_step(pipe):

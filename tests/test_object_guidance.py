@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from uvigu.object_guidance import ObjectGuidance, check_guidance_to, check_weight
+from uvigu.object_guidance import ObjectGuidance, check_every, check_guidance_to, check_weight
 
 
 class RecordingNet(torch.nn.Module):
@@ -18,13 +18,13 @@ class RecordingNet(torch.nn.Module):
         return v, torch.zeros(len(ids), ids.shape[1], 5)
 
 
-def _guidance(weight: float = 0.75) -> ObjectGuidance:
+def _guidance(weight: float = 0.75, every: int = 1) -> ObjectGuidance:
     discs = torch.zeros(2, 1, 3, 4, 4, dtype=torch.bool)
     discs[0, :, :, :2, :2] = True  # the first object's path: the top left
     discs[1, :, :, 1:3, 1:3] = True  # the second's: the middle, over the first's at (1, 1)
     ids, mask = torch.tensor([[5, 6, 0], [7, 8, 9]]), torch.tensor([[True, True, False], [True, True, True]])
     context = torch.tensor([10.0, 20.0])[:, None, None].expand(2, 4, 8)
-    return ObjectGuidance(ids, mask, context, discs, weight, to=0.5)
+    return ObjectGuidance(ids, mask, context, discs, weight, to=0.5, every=every)
 
 
 def test_each_path_takes_its_share_of_the_conditional_velocity_from_its_objects_prompt():
@@ -69,3 +69,33 @@ def test_its_weight_is_a_share_from_0_to_1():
     for bad in (1.5, -0.1, True, "1", None):
         with pytest.raises(ValueError, match="object_guidance must be .* from 0 to 1, got"):
             check_weight(bad)
+
+
+def test_every_third_step_calls_the_network_and_the_steps_between_add_its_last_change():
+    guide, net = _guidance(every=3), RecordingNet()
+    x, sv, st = torch.randn(1, 2, 3, 4, 4), torch.tensor([0.8]), torch.tensor([0.0])
+    changes = []
+    for step in range(7):
+        v_cond = torch.full((1, 2, 3, 4, 4), float(step))
+        changes.append(guide(net, x, sv, st, v_cond) - v_cond)
+        if step == 3:  # below its level no step counts, and none calls
+            assert guide(net, x, torch.tensor([0.3]), st, v_cond) is v_cond
+    assert len(net.calls) == 3  # steps 0, 3 and 6
+    for made, between in ((0, (1, 2)), (3, (4, 5))):
+        for step in between:
+            assert torch.equal(changes[step], changes[made])  # the change the last call made, again
+    assert not torch.equal(changes[3], changes[0])  # a call's change follows the velocity it guides
+    outside = ~guide.discs.any(0)[0]
+    assert all(torch.all(c[..., outside] == 0) for c in changes)  # and stays on the paths
+    # every 1 (the default) calls at every step, as before
+    guide, net = _guidance(), RecordingNet()
+    for _ in range(3):
+        guide(net, x, sv, st, torch.ones(1, 2, 3, 4, 4))
+    assert len(net.calls) == 3
+
+
+def test_how_often_it_calls_is_a_whole_number_of_steps_from_one():
+    assert check_every(1) == 1 and check_every(3) == 3
+    for bad in (0, -1, 1.5, True, "2", None):
+        with pytest.raises(ValueError, match="object_guidance_every must be a whole number of steps from 1"):
+            check_every(bad)

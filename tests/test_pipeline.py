@@ -866,6 +866,9 @@ def test_objects_going_different_ways_are_each_guided_by_their_own_prompt_along_
         UniViGUPipeline(**{**loaded.components, "object_guidance": 1.5})
     with pytest.raises(ValueError, match="object_guidance_to must be a noise level"):
         UniViGUPipeline(**{**loaded.components, "object_guidance_to": 1.0})
+    assert loaded.config.object_guidance_every == 1  # the default: the objects' prompts at every guided step
+    with pytest.raises(ValueError, match="object_guidance_every must be a whole number of steps from 1"):
+        UniViGUPipeline(**{**loaded.components, "object_guidance_every": 0})
 
 
 def test_an_edit_of_two_objects_guides_each_by_its_own_text_before_and_after_the_edit(monkeypatch):

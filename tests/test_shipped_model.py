@@ -97,6 +97,7 @@ def test_its_sampling_defaults_are_those_its_evaluation_ran_with(pipe):
     # puts the object, and each object's own prompt guiding its path down to σ 0.25 (chosen the same way)
     assert (pipe.config.motion_noise_paths, pipe.config.motion_noise_draft) == (1.0, 6)
     assert (pipe.config.object_guidance, pipe.config.object_guidance_to) == (1.0, 0.25)
+    assert pipe.config.object_guidance_every == 1  # its folder, saved before the setting, calls at every step
     # the training preset writes the same sampling defaults into a new model's config
     fresh = build_pipeline("shapes", ["a", "red", "circle"]).config
     assert (fresh.caption_steps, fresh.caption_reread_period, fresh.caption_verify_weight) == (12, 8, 300.0)

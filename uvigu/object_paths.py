@@ -87,4 +87,4 @@ class ObjectPathsMixin:
         ids, mask = self._clean_text_stream(prompts)
         discs = path_discs([path for path, _ in objects], *shape[2:])[:, None].to(self._device)
         return ObjectGuidance(ids, mask, self._encode_prompts(prompts), discs, self.config.object_guidance,
-                              self.config.object_guidance_to)
+                              self.config.object_guidance_to, self.config.object_guidance_every)

@@ -64,7 +64,7 @@ from .models.expert import HighNoiseExpertMixin
 from .models.prompt_encoder import encode_prompt
 from .models.tokenizer import decode_text, encode_text
 from .models.transformer import UniViGUTransformer3DModel
-from .object_guidance import OBJECT_GUIDANCE_TO, check_guidance_to, check_weight
+from .object_guidance import OBJECT_GUIDANCE_TO, check_every, check_guidance_to, check_weight
 from .object_paths import ObjectPathsMixin
 from .pipeline_output import PipelineStep, StepCallback, TrajectoryStep, VideoResult
 from .read_guidance import READ_GUIDANCE_FROM, READ_GUIDANCE_TOP, ReadGuidance, check_read_from
@@ -120,6 +120,7 @@ class UniViGUPipeline(
         motion_noise_draft: int = 6,  # ... found in a draft: the run's first this many steps, plain noise
         object_guidance: float = 0.0,  # ... along each path, the share of guidance from the object's own prompt
         object_guidance_to: float = OBJECT_GUIDANCE_TO,  # ... at the steps down to this noise level
+        object_guidance_every: int = 1,  # ... calling the network every this many of them (the rest reuse)
     ):
         super().__init__()
         self.register_modules(
@@ -157,6 +158,7 @@ class UniViGUPipeline(
             motion_noise_draft=check_draft(motion_noise_draft),
             object_guidance=check_weight(object_guidance),
             object_guidance_to=check_guidance_to(object_guidance_to),
+            object_guidance_every=check_every(object_guidance_every),
         )
         get_judge(take_judge)  # an unknown name fails at load, not at the first best-of generation
         self._high_noise: tuple[UniViGUPipeline, float] | None = None  # use_high_noise_expert
@@ -262,7 +264,9 @@ class UniViGUPipeline(
         object's path, from there, the way the prompt moves it (`uvigu.flows.moving_noise.path_noise`),
         and at the steps down to ``object_guidance_to`` the object's own prompt gives
         ``object_guidance`` of the guidance along its path (`uvigu.object_guidance`; one more
-        network call a step). Other prompts, and ``motion_noise`` 0, start from the usual noise.
+        network call a step, or, with ``object_guidance_every`` N > 1, every N-th step, the steps
+        between adding the change the last call made). Other prompts, and ``motion_noise`` 0, start
+        from the usual noise.
 
         ``high_noise_expert=False`` makes every step with this model, leaving an attached expert
         (`use_high_noise_expert`) out of this call; it stays attached. Without one it changes nothing.

@@ -202,6 +202,9 @@ def test_fix_keeps_the_edit_only_when_its_caption_reads_better_with_keep_better(
             assert plain.fields["color"] == 0 and plain.fields["shape"] == plain.total
             assert better.fields["color"] == better.total and better.fields["shape"] == 0
     assert parse_setting("fix", "keep_better=1") == {"keep_better": 1}
+    assert parse_setting("generate", "object_guidance_every=2") == {"object_guidance_every": 2}
+    with pytest.raises(ValueError, match="object_guidance_every must be a whole number of steps from 1"):
+        parse_setting("edit", "object_guidance_every=0")
     with pytest.raises(ValueError, match="keep_better is 0 or 1"):
         parse_setting("fix", "keep_better=2")
 

@@ -45,7 +45,7 @@ from uvigu.eval.clips import SETS, EvalConfig, clip_config, eval_example
 from uvigu.eval.tasks import WITH_SOURCE, score_edit
 from uvigu.flows.moving_noise import check_draft, check_share, check_speed
 from uvigu.judge import shapes_judge
-from uvigu.object_guidance import check_guidance_to, check_weight
+from uvigu.object_guidance import check_every, check_guidance_to, check_weight
 
 FIELDS = ("color", "shape", "motion")
 EDIT_FIELDS = ("changed", "kept", "stale")  # the edit record's parts: shows, rest kept, old still seen
@@ -62,11 +62,13 @@ SETTINGS: dict[str, dict[str, type]] = {
     # motion_noise_speed=V: the cells a frame it moves; motion_noise_paths=S: the share moving along each
     # object's path when they go different ways, found in a draft of motion_noise_draft=N steps;
     # object_guidance=W: the share of guidance along each such path from the object's own prompt, at the
-    # steps down to σ object_guidance_to=L (the model's config, for the row)
+    # steps down to σ object_guidance_to=L, calling the network every object_guidance_every=N of them
+    # (the model's config, for the row)
     "generate": {"guidance_scale": float, "num_inference_steps": int, "best_of": int, "judge_at": float,
                  "judge_steps": int, "read_guidance": float, "read_guidance_from": float, "motion_noise": float,
                  "motion_noise_speed": float, "motion_noise_paths": float, "motion_noise_draft": int,
-                 "object_guidance": float, "object_guidance_to": float, "shift": float, "expert": int},
+                 "object_guidance": float, "object_guidance_to": float, "object_guidance_every": int,
+                 "shift": float, "expert": int},
     "caption": {"num_inference_steps": int, "temperature": float, "reread": int, "reread_threshold": float,
                 "reread_period": int, "verify_weight": float, "verify_max_texts": int, "verify_draws": int},
     # with_source=1: the edit is also given the caption before the change (pipe.edit's source_prompt);
@@ -74,7 +76,7 @@ SETTINGS: dict[str, dict[str, type]] = {
     # (object_guidance and object_guidance_to, as generate's: with_source's edits of two or more objects)
     "edit": {"strength": float, "guidance_scale": float, "num_inference_steps": int, "with_source": int,
              "best_of": int, "judge_at": float, "judge_steps": int, "shift": float, "expert": int,
-             "object_guidance": float, "object_guidance_to": float},
+             "object_guidance": float, "object_guidance_to": float, "object_guidance_every": int},
 }
 SETTINGS["round_trip"] = SETTINGS["caption"]  # the caption of the generated clip, under caption settings
 # rounds=0: the generated clip as it is; 1: edited once with its caption corrected (pipe.corrected_caption)
@@ -82,12 +84,12 @@ SETTINGS["fix"] = {"strength": float, "guidance_scale": float, "num_inference_st
                   "expert": int, "with_source": int, "keep_better": int}
 # settings of how the pipeline samples, not arguments of the task
 SAMPLER_SETTINGS = ("shift", "expert", "motion_noise_speed", "motion_noise_paths", "motion_noise_draft",
-                    "object_guidance", "object_guidance_to")
+                    "object_guidance", "object_guidance_to", "object_guidance_every")
 # those of them the model's config holds, each with the check of its value
 CONFIG_SETTINGS = {"motion_noise_speed": check_speed,
                    "motion_noise_paths": lambda share: check_share(share, "motion_noise_paths"),
                    "motion_noise_draft": check_draft, "object_guidance": check_weight,
-                   "object_guidance_to": check_guidance_to}
+                   "object_guidance_to": check_guidance_to, "object_guidance_every": check_every}
 
 
 def parse_setting(task: str, text: str) -> dict[str, int | float]:
