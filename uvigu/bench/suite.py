@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -170,7 +171,7 @@ def one_word_edited(shapes) -> str:
 
     first = shapes.scene.objects[0]
     used = {obj.color for obj in shapes.scene.objects}
-    return shapes.caption.replace(first.color, next(c for c in COLORS if c not in used), 1)
+    return re.sub(rf"\b{first.color}\b", next(c for c in COLORS if c not in used), shapes.caption, count=1)
 
 
 # ---------------------------------------------------------------------------------------------
