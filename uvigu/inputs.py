@@ -255,11 +255,13 @@ def check_device(device: str | torch.device | None, *, zero_gpu: bool = False) -
     return chosen
 
 
-def whole_in_range(value, name: str, low: int, high: int, what: str = "a whole number") -> int:
-    """``value`` as an int when it is a whole number (not a bool) in [low, high]; else a ValueError naming it."""
+def whole_in_range(value, name: str, low: int, high: int | None, what: str = "a whole number") -> int:
+    """``value`` as an int when it is a whole number (not a bool) in [low, high] (``high`` None: from
+    ``low`` up); else a ValueError naming it."""
     whole = isinstance(value, (int, np.integer)) and not isinstance(value, bool)
-    if not whole or not low <= value <= high:
-        raise ValueError(f"{name} must be {what} from {low} to {high}, got {value!r}.")
+    if not whole or value < low or (high is not None and value > high):
+        top = "" if high is None else f" to {high}"
+        raise ValueError(f"{name} must be {what} from {low}{top}, got {value!r}.")
     return int(value)
 
 

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from .inputs import number_in_range
+from .inputs import number_in_range, whole_in_range
 
 # Object guidance acts at the steps from pure noise down to this noise level (the model's
 # object_guidance_to): through where the layout and each object's motion and shape are decided. Of
@@ -46,9 +46,7 @@ def check_guidance_to(level: float) -> float:
 def check_every(steps: int) -> int:
     """How often object guidance calls the network on the objects' prompts: every this many of its
     steps, a whole number from 1."""
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-        raise ValueError(f"object_guidance_every must be a whole number of steps from 1, got {steps!r}.")
-    return steps
+    return whole_in_range(steps, "object_guidance_every", 1, None, "a whole number of steps")
 
 
 @dataclass(frozen=True)
