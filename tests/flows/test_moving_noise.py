@@ -119,6 +119,7 @@ def test_a_turned_path_starts_where_the_path_starts_and_goes_its_own_way():
 
 def test_a_draft_is_a_whole_number_of_steps_from_one():
     assert check_draft(6) == 6
+    assert check_draft(np.int64(3)) == 3 and type(check_draft(np.int64(3))) is int  # as a sweep's numpy draws
     for bad in (0, -2, 2.5, True, "6"):
         with pytest.raises(ValueError, match="motion_noise_draft must be a whole number of steps from 1"):
             check_draft(bad)

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ..inputs import number_in_range
+from ..inputs import number_in_range, whole_in_range
 
 # Directions (dy, dx) in cells per frame, for a step of one cell: rows grow downwards.
 DIRECTIONS: dict[str, tuple[int, int]] = {
@@ -47,9 +47,7 @@ def check_speed(speed: float) -> float:
 
 def check_draft(steps: int) -> int:
     """The steps of the draft that places moving noise along each object's path: a whole number from 1."""
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-        raise ValueError(f"motion_noise_draft must be a whole number of steps from 1, got {steps!r}.")
-    return steps
+    return whole_in_range(steps, "motion_noise_draft", 1, None, "a whole number of steps")
 
 
 def moving_noise(noise: torch.Tensor, step: tuple[float, float], share: float,
