@@ -10,7 +10,9 @@ import numpy as np
 import pytest
 import torch
 
-from uvigu.data.shapes import BACKGROUNDS, HELD_OUT_PAIRS, ShapesConfig, ShapesDataset, render_scene, scene_caption
+from uvigu.data.shapes import (
+    BACKGROUNDS, HELD_OUT_PAIRS, SHAPES, ShapesConfig, ShapesDataset, render_scene, scene_caption,
+)
 from uvigu.eval.edits import ATTRIBUTES, edit_scene
 from uvigu.eval.grammar import ObjectMention, parse_caption, parse_prompt, scene_mentions
 from uvigu.eval.clips import EvalConfig, eval_example
@@ -22,6 +24,7 @@ from uvigu.eval.report import (
     pipeline_settings,
     read_results,
     render_markdown,
+    shapes_as_generated,
     summarize,
     write_report,
 )
@@ -218,6 +221,41 @@ def test_generation_is_also_split_by_whether_the_prompts_objects_go_one_way(orac
     assert (one.hits, one.count) == (4, 5) and (different.hits, different.count) == (1, 4)
     assert summary.row("generation").main.hits == one.hits + different.hits
     assert summary.row("generation_one_way").group == "joint"
+
+
+def test_generation_is_scored_field_by_field_and_shape_by_shape(oracle_records):
+    summary = summarize(oracle_records)
+    main = [o for r in oracle_records if r["set"] == "main" for o in r["objects"]]
+    for f in ("color", "shape", "motion"):
+        assert summary.row(f"generation_{f}").main.value == 1.0 and summary.row(f"generation_{f}").group == "joint"
+    asked = {shape: summary.row(f"generation_{shape}").main for shape in SHAPES}
+    assert sum(score.count for score in asked.values()) == len(main)
+    assert all(score.count == sum(o["shape"] == shape for o in main) for shape, score in asked.items())
+    table = shapes_as_generated(oracle_records)
+    assert all(table[shape][drawn] == (asked[shape].count if drawn == shape else 0) for shape in SHAPES
+               for drawn in (*SHAPES, None))
+
+    # the first main-set clip's first object comes out as another shape; the second clip's first object not at all
+    records = [json.loads(json.dumps(r)) for r in oracle_records]
+    first, second = [r for r in records if r["set"] == "main"][:2]
+    asked_for = first["objects"][0]["shape"]
+    drawn_as = next(shape for shape in SHAPES if shape != asked_for)
+    first["generation_found"][0]["shape"] = drawn_as
+    first["objects"][0]["generation"] = False
+    lost = second["objects"][0]
+    second["generation_found"] = [f for f in second["generation_found"]
+                                  if (f["color"], f["shape"]) != (lost["color"], lost["shape"])]
+    second["objects"][0]["generation"] = False
+    summary = summarize(records)
+    assert summary.row("generation_shape").main.hits == len(main) - 2
+    assert summary.row("generation_color").main.hits == summary.row("generation_motion").main.hits == len(main) - 1
+    assert summary.row(f"generation_{asked_for}").main.hits == asked[asked_for].hits - 1 - (lost["shape"] == asked_for)
+    table = shapes_as_generated(records)
+    assert table[asked_for][drawn_as] == 1 and table[lost["shape"]][None] == 1
+    assert "| asked for, drawn as | circle | square | triangle | diamond | nothing paired |" in \
+        render_markdown(records, RunInfo("uvigu eval", "m", "2026-01-01", 1.0, config=CONFIG))
+    old = [{k: v for k, v in r.items() if k != "generation_found"} for r in records]  # not measured
+    assert summarize(old).row("generation_shape").main.value is None and summarize(old).row("generation").main.count
 
 
 def test_edit_success_is_split_by_the_clips_objects(oracle_records):

@@ -27,7 +27,8 @@ from pathlib import Path
 
 from uvigu.eval.clips import SETS, EvalConfig, clip_config, eval_example
 from uvigu.eval.edits import ATTRIBUTES
-from uvigu.eval.grammar import goes_one_way, parse_prompt
+from uvigu.data.shapes import SHAPES
+from uvigu.eval.grammar import ObjectMention, best_pairing, goes_one_way, parse_prompt
 from uvigu.eval.journal import RunJournal, run_key
 from uvigu.eval.metrics import bleu4, cider_d
 from uvigu.eval.tasks import CORE_FIELDS, STRIP_KINDS, evaluate_clip
@@ -234,16 +235,54 @@ def _drew_unasked(record: dict) -> bool | None:
     return len(record["generation_found"]) > len(record["objects"]) if "generation_found" in record else None
 
 
+def generation_partners(record: dict) -> list[dict | None] | None:
+    """Per prompted object of ``record``, what the analyzer found in the clip generated from its
+    prompt that pairs with it — in the one-to-one pairing under which most of colour, shape and
+    motion agree (`best_pairing`) — or None where nothing does; None for a record older than
+    ``generation_found``."""
+    if "generation_found" not in record:
+        return None
+    found = record["generation_found"]
+    asked = [ObjectMention(o["color"], o["shape"], motion=o["motion"]) for o in record["objects"]]
+    partner = best_pairing(asked, [ObjectMention(**f) for f in found], CORE_FIELDS)
+    return [found[j] if j >= 0 else None for j in partner]
+
+
+def _with_generation_fields(record: dict) -> dict:
+    """``record`` with ``generation_<field>`` on each object: whether its partner in the generated
+    clip (`generation_partners`) has its colour, shape, motion (None when not measured)."""
+    partners = generation_partners(record) or [None] * len(record["objects"])
+    measured = "generation_found" in record
+    objects = [{**o, **{f"generation_{f}": (p is not None and p[f] == o[f]) if measured else None for f in CORE_FIELDS}}
+               for o, p in zip(record["objects"], partners)]
+    return {**record, "objects": objects}
+
+
+def shapes_as_generated(records: Sequence[dict], set_name: str = "main") -> dict[str, dict[str | None, int]]:
+    """Per shape a prompt asked for (the objects of ``set_name``'s column), how often its partner in
+    the generated clip (`generation_partners`) came out as each shape, None: no partner."""
+    table: dict[str, dict[str | None, int]] = {shape: dict.fromkeys((*SHAPES, None), 0) for shape in SHAPES}
+    for r in records:
+        if r["set"] != set_name or (partners := generation_partners(r)) is None:
+            continue
+        for o, p in zip(r["objects"], partners):
+            if set_name == "main" or o["heldout_pair"]:
+                table[o["shape"]][None if p is None else p["shape"]] += 1
+    return table
+
+
 def summarize(records: Sequence[dict]) -> Summary:
     """The report's numbers, from the per-clip records alone."""
+    records = [_with_generation_fields(r) for r in records]
     by_set = {s: [r for r in records if r["set"] == s] for s in SETS}
     objects = {s: _objects(records, s) for s in SETS}
     rows: list[Row] = []
 
     def object_row(key: str, label: str, field_name: str, group: str,
-                   clips: Callable[[dict], bool] | None = None) -> None:
+                   clips: Callable[[dict], bool] | None = None, asked: Callable[[dict], bool] | None = None) -> None:
         scored = objects if clips is None else {s: _objects([r for r in records if clips(r)], s) for s in SETS}
-        scores = [_rate([o[field_name] for o in scored[s]]) for s in SETS]
+        scores = [_rate([o[field_name] for o in scored[s] if o[field_name] is not None and (asked is None or asked(o))])
+                  for s in SETS]
         rows.append(Row(key, label, *scores, group))
 
     def clip_row(key: str, label: str, pick: Callable[[dict], bool | None], group: str) -> None:
@@ -300,6 +339,12 @@ def summarize(records: Sequence[dict]) -> Summary:
                                 ("generation_different_ways", "different ways", False)):
         object_row(key, f"generation: objects of prompts whose objects go {label}", "generation", "joint",
                    lambda r, one_way=one_way: goes_one_way(r["prompt"]) == one_way)
+    for f in CORE_FIELDS:
+        object_row(f"generation_{f}", f"generation {f} accuracy (the object paired with it)", f"generation_{f}",
+                   "joint")
+    for shape in SHAPES:
+        object_row(f"generation_{shape}", f"generation: objects asked for as a {shape}", "generation", "joint",
+                   asked=lambda o, shape=shape: o["shape"] == shape)
     object_row("joint_generation", "joint: generation object accuracy", "joint_generation", "joint")
     object_row("joint_caption", "joint: its caption names the prompted object", "joint_caption", "joint")
     object_row("analyzer_reference", "analyzer on the reference clips", "analyzer_reference", "reference")
@@ -393,6 +438,16 @@ def _table(summary: Summary, group: str, with_targets: bool) -> list[str]:
     return lines
 
 
+def _shapes_table(records: Sequence[dict]) -> list[str]:
+    """`shapes_as_generated` of the main set as markdown: rows the shape asked for, columns the shape drawn."""
+    table = shapes_as_generated(records, "main")
+    lines = ["| asked for, drawn as | " + " | ".join(SHAPES) + " | nothing paired |",
+             "|---|" + "---:|" * (len(SHAPES) + 1)]
+    for shape, drawn in table.items():
+        lines.append(f"| {shape} | " + " | ".join(str(n) for n in drawn.values()) + " |")
+    return lines
+
+
 def _example_lines(records: Sequence[dict], strips_link: str) -> list[str]:
     lines = []
     for r in records:
@@ -476,6 +531,12 @@ def render_markdown(
         "",
         *_table(summary, "joint", with_targets=False),
         *_table(summary, "reference", with_targets=False)[2:],
+        "",
+        "Colour, shape and motion accuracy pair each prompted object with one object the analyzer found in "
+        "the generated clip, one to one, so that the most of those three agree; the shape a prompted object "
+        "came out as, in the main set, by the same pairing:",
+        "",
+        *_shapes_table(records),
         "",
         "## Time",
         "",
