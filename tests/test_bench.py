@@ -212,7 +212,7 @@ def test_markdown_has_the_tables_and_provenance(result):
     for task in ("`generate`", "`generate_different_ways`", "`caption`", "`edit`", "`edit_keep_rest`",
                  "`generate_with_caption`"):
         assert f"| {task} |" in text
-    different_ways = f"`generate_different_ways`: `generate` of a prompt whose objects go different ways"
+    different_ways = "`generate_different_ways`: `generate` of a prompt whose objects go different ways"
     assert f'{different_ways} ("{DIFFERENT_WAYS_PROMPT}")' in text
     assert "`edit_keep_rest`: `edit` also given what the clip shows before the change" in text
     assert "| `edit_one_word` |" in text and "`edit_one_word`: the studio's round trip" in text

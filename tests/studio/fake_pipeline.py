@@ -10,7 +10,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from uvigu import Cancelled
 from uvigu.judge import words_judge
 
 VOCAB = set(

@@ -25,7 +25,7 @@ from diffusers import WanTransformer3DModel
 from ..loading import cast_denoisers, denoisers
 from ..models.prompt_encoder import encode_prompt
 from ..models.tokenizer import encode_text
-from .flops import ForwardShape, count_flops, transformer_flops, video_tokens
+from .flops import ForwardShape, transformer_flops, video_tokens
 from .timing import Timing, time_call, time_interleaved
 
 logger = logging.getLogger(__name__)
