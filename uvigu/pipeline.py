@@ -515,14 +515,13 @@ class UniViGUPipeline(
 
         object_guide = self._object_guidance(objects, noise.shape)
 
-        model_fn = guided_fn
         reader = self._reader(prompt, seed) if task == "generate" and read_scale > 0 else None
-        if reader is not None:
-            def model_fn(x, ids, sv, st):
-                v, logits = guided_fn(x, ids, sv, st)
-                if read_from <= float(sv[0]) <= READ_GUIDANCE_TOP:
-                    v = v - read_scale * reader.gradient(x, ids, sv, context[:1]).to(v.dtype)
-                return v, logits
+
+        def model_fn(x, ids, sv, st):
+            v, logits = guided_fn(x, ids, sv, st)
+            if reader is not None and read_from <= float(sv[0]) <= READ_GUIDANCE_TOP:
+                v = v - read_scale * reader.gradient(x, ids, sv, context[:1]).to(v.dtype)
+            return v, logits
 
         trajectory: list[TrajectoryStep] | None = [] if return_trajectory else None
         latents, sigmas = self._resume_take(take, latents, sigmas, generator, trajectory)
