@@ -25,9 +25,9 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
+from uvigu.data.shapes import SHAPES
 from uvigu.eval.clips import SETS, EvalConfig, clip_config, eval_example
 from uvigu.eval.edits import ATTRIBUTES
-from uvigu.data.shapes import SHAPES
 from uvigu.eval.grammar import ObjectMention, best_pairing, goes_one_way, parse_prompt
 from uvigu.eval.journal import RunJournal, run_key
 from uvigu.eval.metrics import bleu4, cider_d
