@@ -251,10 +251,10 @@ def generation_partners(record: dict) -> list[dict | None] | None:
 def _with_generation_fields(record: dict) -> dict:
     """``record`` with ``generation_<field>`` on each object: whether its partner in the generated
     clip (`generation_partners`) has its colour, shape, motion (None when not measured)."""
-    partners = generation_partners(record) or [None] * len(record["objects"])
-    measured = "generation_found" in record
-    objects = [{**o, **{f"generation_{f}": (p is not None and p[f] == o[f]) if measured else None for f in CORE_FIELDS}}
-               for o, p in zip(record["objects"], partners)]
+    partners = generation_partners(record)
+    objects = [{**o, **{f"generation_{f}": None if partners is None else p is not None and p[f] == o[f]
+                        for f in CORE_FIELDS}}
+               for o, p in zip(record["objects"], partners or [None] * len(record["objects"]))]
     return {**record, "objects": objects}
 
 
