@@ -252,8 +252,13 @@ def test_generation_is_scored_field_by_field_and_shape_by_shape(oracle_records):
     assert summary.row(f"generation_{asked_for}").main.hits == asked[asked_for].hits - 1 - (lost["shape"] == asked_for)
     table = shapes_as_generated(records)
     assert table[asked_for][drawn_as] == 1 and table[lost["shape"]][None] == 1
-    assert "| asked for, drawn as | circle | square | triangle | diamond | nothing paired |" in \
-        render_markdown(records, RunInfo("uvigu eval", "m", "2026-01-01", 1.0, config=CONFIG))
+    text = render_markdown(records, RunInfo("uvigu eval", "m", "2026-01-01", 1.0, config=CONFIG))
+    assert "| set | asked for, drawn as | circle | square | triangle | diamond | nothing paired |" in text
+    held_out = shapes_as_generated(records, "heldout")  # the held-out pairs' objects only
+    assert sum(map(sum, (d.values() for d in held_out.values()))) == summary.row("generation").heldout.count
+    for shape, drawn in held_out.items():  # a row for each shape the held-out pairs ask for
+        row = f"| held-out pairs | {shape} | " + " | ".join(str(n) for n in drawn.values()) + " |"
+        assert (row in text) == any(drawn.values())
     old = [{k: v for k, v in r.items() if k != "generation_found"} for r in records]  # not measured
     assert summarize(old).row("generation_shape").main.value is None and summarize(old).row("generation").main.count
 

@@ -439,12 +439,14 @@ def _table(summary: Summary, group: str, with_targets: bool) -> list[str]:
 
 
 def _shapes_table(records: Sequence[dict]) -> list[str]:
-    """`shapes_as_generated` of the main set as markdown: rows the shape asked for, columns the shape drawn."""
-    table = shapes_as_generated(records, "main")
-    lines = ["| asked for, drawn as | " + " | ".join(SHAPES) + " | nothing paired |",
-             "|---|" + "---:|" * (len(SHAPES) + 1)]
-    for shape, drawn in table.items():
-        lines.append(f"| {shape} | " + " | ".join(str(n) for n in drawn.values()) + " |")
+    """`shapes_as_generated` of both columns as markdown: a row per set and shape asked for (that
+    set has objects of), a column per shape drawn."""
+    lines = ["| set | asked for, drawn as | " + " | ".join(SHAPES) + " | nothing paired |",
+             "|---|---|" + "---:|" * (len(SHAPES) + 1)]
+    for set_name, label in (("main", "main"), ("heldout", "held-out pairs")):
+        for shape, drawn in shapes_as_generated(records, set_name).items():
+            if any(drawn.values()):
+                lines.append(f"| {label} | {shape} | " + " | ".join(str(n) for n in drawn.values()) + " |")
     return lines
 
 
@@ -534,7 +536,7 @@ def render_markdown(
         "",
         "Colour, shape and motion accuracy pair each prompted object with one object the analyzer found in "
         "the generated clip, one to one, so that the most of those three agree; the shape a prompted object "
-        "came out as, in the main set, by the same pairing:",
+        "came out as, by the same pairing (objects as the columns above count them):",
         "",
         *_shapes_table(records),
         "",
