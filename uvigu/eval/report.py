@@ -632,6 +632,6 @@ def write_report(
 
 __all__ = [
     "DEFAULT_MODEL_DIR", "EvalReport", "Row", "RunInfo", "Score", "Summary", "TARGETS", "Target",
-    "edit_records", "evaluate", "pipeline_settings", "read_results",
-    "render_markdown", "summarize", "write_report", "write_results", "write_text",
+    "edit_records", "evaluate", "generation_partners", "pipeline_settings", "read_results",
+    "render_markdown", "shapes_as_generated", "summarize", "write_report", "write_results", "write_text",
 ]
