@@ -207,6 +207,8 @@ def test_fix_keeps_the_edit_only_when_its_caption_reads_better_with_keep_better(
         parse_setting("edit", "object_guidance_every=0")
     with pytest.raises(ValueError, match="keep_better is 0 or 1"):
         parse_setting("fix", "keep_better=2")
+    with pytest.raises(ValueError, match="rounds is 0 or 1"):
+        parse_setting("fix", "rounds=2")
 
 
 def test_edits_are_counted_per_clip_with_their_parts():

@@ -115,10 +115,8 @@ def parse_setting(task: str, text: str) -> dict[str, int | float]:
             raise ValueError(f"fix's with_source is 0 (a plain edit) or 1 (keeping the rest), got {value.strip()!r}.")
         if name == "with_source" and values[name] not in WITH_SOURCE:
             raise ValueError(f"with_source is 0, 1 or 2, got {value.strip()!r}.")
-        if name == "keep_better" and values[name] not in (0, 1):
-            raise ValueError(f"keep_better is 0 or 1, got {value.strip()!r}.")
-        if name == "rounds" and values[name] not in (0, 1):
-            raise ValueError(f"rounds is 0 or 1, got {value.strip()!r}.")
+        if name in ("keep_better", "rounds") and values[name] not in (0, 1):
+            raise ValueError(f"{name} is 0 or 1, got {value.strip()!r}.")
         if name == "shift" and not values[name] > 0:
             raise ValueError(f"shift must be above 0, got {value.strip()!r}.")
         if name in CONFIG_SETTINGS:
