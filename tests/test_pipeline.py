@@ -727,6 +727,53 @@ def test_motion_noise_starts_from_noise_that_moves_the_way_every_object_goes(mon
         UniViGUPipeline(**{**loaded.components, "motion_noise_speed": 0})
 
 
+def test_renoise_draws_part_of_the_noise_afresh_as_the_starting_noise_moves(monkeypatch, tmp_path):
+    pipe = tiny_pipeline()
+    assert pipe.config.renoise == 0.0 and pipe.config.renoise_from == 0.7  # off unless a model asks for it
+    plain = pipe.generate(PROMPT, seed=3, num_inference_steps=4)
+    edit_before = pipe.edit(plain.frames, "a blue circle moving right", seed=3, num_inference_steps=4).frames
+    pipe.register_to_config(take_judge="shapes", motion_noise=0.5, motion_noise_speed=2.0, renoise=0.5,
+                            renoise_from=0.9)
+    calls = []
+    original = pipeline_module.sample
+
+    def recording(model_fn, **kwargs):
+        calls.append(kwargs)
+        return original(model_fn, **kwargs)
+
+    monkeypatch.setattr(pipeline_module, "sample", recording)
+    noisy = pipe.generate(PROMPT, seed=3, num_inference_steps=4)
+    renoise = calls[-1]["renoise"]
+    assert (renoise.share, renoise.start) == (0.5, 0.9)
+    assert np.array_equal(pipe.generate(PROMPT, seed=3, num_inference_steps=4).frames, noisy.frames)  # seeded
+    pipe.register_to_config(renoise=0.0)
+    steady = pipe.generate(PROMPT, seed=3, num_inference_steps=4).frames
+    assert calls[-1]["renoise"] is None and not np.array_equal(steady, noisy.frames)
+    pipe.register_to_config(renoise=0.5)
+    # each fresh draw moves as the starting noise did: right, two cells a frame, half the variance
+    generator = calls[-2]["generator"]
+    twin = torch.Generator().manual_seed(0)
+    twin.set_state(generator.get_state())
+    shape = calls[-2]["video"].shape
+    torch.testing.assert_close(renoise.draw(), moving_noise(torch.randn(shape, generator=twin), (0, 2.0), 0.5, twin))
+    # a take judged half way and then finished is the clip its seed makes in one run
+    best = pipe.generate(PROMPT, seed=3, num_inference_steps=4, best_of=2, judge_at=0.5, judge_steps=2)
+    assert np.array_equal(pipe.generate(PROMPT, seed=best.seed, num_inference_steps=4).frames, best.frames)
+    # joint generation too; edits never: they start from the clip
+    pipe.generate_with_caption(PROMPT, seed=3, num_inference_steps=4)
+    assert calls[-1]["renoise"] is not None
+    assert np.array_equal(pipe.edit(plain.frames, "a blue circle moving right", seed=3, num_inference_steps=4).frames,
+                          edit_before)
+    # kept when saved, checked when loaded
+    pipe.save_pretrained(tmp_path / "set")
+    loaded = UniViGUPipeline.from_pretrained(tmp_path / "set")
+    assert (loaded.config.renoise, loaded.config.renoise_from) == (0.5, 0.9)
+    with pytest.raises(ValueError, match="renoise must be a share of the noise from 0 to 1"):
+        UniViGUPipeline(**{**loaded.components, "renoise": 1.5})
+    with pytest.raises(ValueError, match="renoise_from must be a noise level from 0 to 1"):
+        UniViGUPipeline(**{**loaded.components, "renoise_from": -0.1})
+
+
 MIXED = "a red circle moving right and a blue square moving up"
 
 

@@ -18,36 +18,44 @@ from .flows.moving_noise import DIRECTIONS, NoisePath, check_share, moving_noise
 from .judge import ObjectPlace, edit_places, object_places, prompt_motions
 from .object_guidance import ObjectGuidance
 
+NoiseMotion = Callable[[torch.Tensor], torch.Tensor]  # plain noise (b, c, f, h, w) -> noise moving as asked
+
 
 class ObjectPathsMixin:
     """`UniViGUPipeline`'s object paths: the starting noise of generate and joint, and the object
     guidance of generate, joint and FlowEdit."""
 
-    def _moving_noise(self, noise: torch.Tensor, prompt: str, share: float | None, generator: torch.Generator,
-                      draft: Callable[[], np.ndarray]) -> tuple[torch.Tensor, list[tuple[NoisePath, str]]]:
-        """The starting ``noise`` (b, c, f, h, w) moving as ``prompt`` asks (`generate`'s
-        ``motion_noise``; ``share`` None: the pipeline's): ``share`` of it the one way every object
-        goes, or, when they go different ways, the pipeline's ``motion_noise_paths`` of it along
-        each object's path, placed where ``draft()`` (frames) shows the object (or, where it shows
-        none, furthest from the others); as it is otherwise.
-        With it, each such object's path and own prompt (none but for objects going different ways,
-        and only when ``motion_noise_paths`` or ``object_guidance`` asks for the draft)."""
+    def _noise_motion(self, prompt: str, shape: torch.Size, share: float | None, generator: torch.Generator,
+                      draft: Callable[[], np.ndarray], objects: list[tuple[NoisePath, str]] | None = None,
+                      ) -> tuple[NoiseMotion | None, list[tuple[NoisePath, str]]]:
+        """How the noise of a run moves as ``prompt`` asks (`generate`'s ``motion_noise``; ``share``
+        None: the pipeline's): a function of plain noise of ``shape`` (b, c, f, h, w) that gives
+        ``share`` of it the one way every object goes, or, when they go different ways, the
+        pipeline's ``motion_noise_paths`` of it along each object's path, placed where ``draft()``
+        (frames) shows the object (or, where it shows none, furthest from the others) — drawing its
+        moving part from ``generator`` each time it is called (the starting noise, and any noise
+        drawn afresh later in the run) —; None where the noise stays as drawn. With it, each such
+        object's path and own prompt (none but for objects going different ways, and only when
+        ``motion_noise_paths`` or ``object_guidance`` asks for the draft); ``objects`` given (a take
+        going on from part-way), those, without a draft."""
         share = check_share(self.config.motion_noise if share is None else share)
         motions = prompt_motions(self.config.take_judge, prompt)
         speed = self.config.motion_noise_speed
         if share == 0.0 or not motions:
-            return noise, []
+            return None, []
         if len(set(motions)) == 1:
             dy, dx = DIRECTIONS[motions[0]]
             if (dy, dx) == (0, 0):  # a still scene keeps the usual noise: it draws more objects
-                return noise, []
-            return moving_noise(noise, (dy * speed, dx * speed), share, generator), []
+                return None, []
+            return lambda noise: moving_noise(noise, (dy * speed, dx * speed), share, generator), []
         if self.config.motion_noise_paths == 0.0 and self.config.object_guidance == 0.0:
-            return noise, []
-        frames = draft()
-        objects = [(self._noise_path(place, frames.shape, noise.shape), place.prompt)
-                   for place in object_places(self.config.take_judge, prompt, frames, fill=True)]
-        return path_noise(noise, [path for path, _ in objects], self.config.motion_noise_paths, generator), objects
+            return None, []
+        if objects is None:
+            frames = draft()
+            objects = [(self._noise_path(place, frames.shape, shape), place.prompt)
+                       for place in object_places(self.config.take_judge, prompt, frames, fill=True)]
+        paths, paths_share = [path for path, _ in objects], self.config.motion_noise_paths
+        return lambda noise: path_noise(noise, paths, paths_share, generator), objects
 
     def _noise_path(self, place: ObjectPlace, frames: tuple[int, ...], shape: torch.Size) -> NoisePath:
         """``place`` (in a clip of ``frames`` (f, h, w, 3)) as a path in a latent of ``shape`` (b, c, f, h, w),

@@ -32,11 +32,15 @@ from transformers import PreTrainedTokenizerBase
 from .captioning import CaptionMixin
 from .flow_editing import FLOW_EDIT_GUIDANCE, FLOW_EDIT_STRENGTH, FlowEditMixin
 from .flows import (
+    RENOISE_FROM,
     REREAD_PERIOD,
     VERIFY_DRAWS,
     VERIFY_MAX_TEXTS,
     DiscreteFlow,
+    Renoise,
     SamplerStep,
+    check_renoise,
+    check_renoise_from,
     inference_sigmas,
     interpolate,
     predict_clean,
@@ -65,7 +69,7 @@ from .models.prompt_encoder import encode_prompt
 from .models.tokenizer import decode_text, encode_text
 from .models.transformer import UniViGUTransformer3DModel
 from .object_guidance import OBJECT_GUIDANCE_TO, check_every, check_guidance_to, check_weight
-from .object_paths import ObjectPathsMixin
+from .object_paths import NoiseMotion, ObjectPathsMixin
 from .pipeline_output import PipelineStep, StepCallback, TrajectoryStep, VideoResult
 from .read_guidance import READ_GUIDANCE_FROM, READ_GUIDANCE_TOP, ReadGuidance, check_read_from
 from .takes import Judged, Take, TakeState, best_of_takes
@@ -121,6 +125,8 @@ class UniViGUPipeline(
         object_guidance: float = 0.0,  # ... along each path, the share of guidance from the object's own prompt
         object_guidance_to: float = OBJECT_GUIDANCE_TO,  # ... at the steps down to this noise level
         object_guidance_every: int = 1,  # ... calling the network every this many of them (the rest reuse)
+        renoise: float = 0.0,  # generate, joint: the share of the noise each step draws afresh (flows.Renoise); 0: off
+        renoise_from: float = RENOISE_FROM,  # ... at the steps from this noise level down
     ):
         super().__init__()
         self.register_modules(
@@ -159,6 +165,8 @@ class UniViGUPipeline(
             object_guidance=check_weight(object_guidance),
             object_guidance_to=check_guidance_to(object_guidance_to),
             object_guidance_every=check_every(object_guidance_every),
+            renoise=check_renoise(renoise),
+            renoise_from=check_renoise_from(renoise_from),
         )
         get_judge(take_judge)  # an unknown name fails at load, not at the first best-of generation
         self._high_noise: tuple[UniViGUPipeline, float] | None = None  # use_high_noise_expert
@@ -268,6 +276,10 @@ class UniViGUPipeline(
         between adding the change the last call made). Other prompts, and ``motion_noise`` 0, start
         from the usual noise.
 
+        With the pipeline's ``renoise`` above 0, the steps from noise level ``renoise_from`` down are
+        stochastic: each draws that share of its noise afresh, moving as the starting noise does
+        (`uvigu.flows.Renoise`); 0, the default, keeps plain Euler steps.
+
         ``high_noise_expert=False`` makes every step with this model, leaving an attached expert
         (`use_high_noise_expert`) out of this call; it stays attached. Without one it changes nothing.
 
@@ -326,8 +338,8 @@ class UniViGUPipeline(
         callback: StepCallback | None = None,
         return_trajectory: bool = False,
     ) -> VideoResult:
-        """Text → clip and its detailed caption in one joint denoising pass (``motion_noise`` and
-        ``high_noise_expert`` as `generate`'s)."""
+        """Text → clip and its detailed caption in one joint denoising pass (``motion_noise``,
+        ``high_noise_expert`` and the pipeline's ``renoise`` as `generate`'s)."""
         prompt = check_prompt(self.tokenizer, prompt, self.max_text_tokens)
         return self._run_video(
             "joint", prompt, None, 1.0, seed, num_inference_steps, guidance_scale, num_frames, height, width,
@@ -481,11 +493,22 @@ class UniViGUPipeline(
             raise AssertionError("a draft stops after its steps")
 
         objects: list[tuple[NoisePath, str]] = []  # paths and prompts of objects going different ways
-        if take is not None and take.resume is not None:  # a take going on has its video, and its objects
-            objects = take.resume.objects
-        elif task != "edit":
-            noise, objects = self._moving_noise(noise, prompt, motion_noise, generator, draft)
+        motion: NoiseMotion | None = None  # how the noise moves (None: as drawn)
+        resumed = take is not None and take.resume is not None  # a take going on has its video, and its objects
+        if task != "edit":
+            motion, objects = self._noise_motion(prompt, noise.shape, motion_noise, generator, draft,
+                                                 take.resume.objects if resumed else None)
+            if motion is not None and not resumed:
+                noise = motion(noise)
         noise = noise.to(self._device, self._dtype)
+        renoise = None
+        if task != "edit" and self.config.renoise > 0.0:
+
+            def fresh_noise() -> torch.Tensor:
+                plain = torch.randn(shape, generator=generator)
+                return (plain if motion is None else motion(plain)).to(self._device, self._dtype)
+
+            renoise = Renoise(self.config.renoise, self.config.renoise_from, fresh_noise)
         sigmas = inference_sigmas(self.scheduler, steps, strength if task == "edit" else 1.0)
         if task == "edit":
             clean = self.codec.encode(torch.from_numpy(source)[None]).to(self._device, self._dtype)
@@ -527,7 +550,7 @@ class UniViGUPipeline(
         latents, sigmas = self._resume_take(take, latents, sigmas, generator, trajectory)
         result = sample(
             model_fn, video=latents, text=text, sigmas=sigmas, denoise_video=True, denoise_text=task == "joint",
-            text_flow=flow, generator=generator, text_temperature=self.config.text_temperature,
+            text_flow=flow, generator=generator, text_temperature=self.config.text_temperature, renoise=renoise,
             callback=self._step_callback(callback, trajectory, lambda s: self._decode(s.video_clean),
                                          text_denoised=task == "joint", take=take, generator=generator,
                                          objects=objects),

@@ -523,3 +523,24 @@ def test_the_command_hands_the_top_of_the_noise_to_a_high_noise_model(tmp_path, 
     assert "| num_inference_steps=2 | main |" in capsys.readouterr().out
     assert main([*common, "--high-noise-boundary", "0.5"]) == 2
     assert "give that too" in capsys.readouterr().err
+
+
+def test_a_renoise_row_makes_stochastic_steps_and_puts_the_models_settings_back(monkeypatch):
+    import uvigu.pipeline
+
+    pipe = tiny_pipeline()
+    seen, original = [], uvigu.pipeline.sample
+
+    def recording(model_fn, *, renoise=None, **kwargs):
+        seen.append(None if renoise is None else (renoise.share, renoise.start))
+        return original(model_fn, renoise=renoise, **kwargs)
+
+    monkeypatch.setattr(uvigu.pipeline, "sample", recording)
+    config = EvalConfig(num_clips=2, num_heldout=0)
+    run_sweep(pipe, "generate", [{}, parse_setting("generate", "renoise=0.5,renoise_from=0.9")], config)
+    assert seen == [None, None, (0.5, 0.9), (0.5, 0.9)]
+    assert (pipe.config.renoise, pipe.config.renoise_from) == (0.0, 0.7)
+    with pytest.raises(ValueError, match="renoise must be a share of the noise from 0 to 1"):
+        parse_setting("generate", "renoise=2")
+    with pytest.raises(ValueError, match="renoise_from must be a noise level from 0 to 1"):
+        parse_setting("generate", "renoise_from=1.5")

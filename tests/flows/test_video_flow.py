@@ -4,11 +4,14 @@ import torch
 from diffusers import FlowMatchEulerDiscreteScheduler
 
 from uvigu.flows import (
+    Renoise,
     euler_step,
     flow_edit,
     inference_sigmas,
     interpolate,
     predict_clean,
+    renoise_step,
+    sample,
     sample_training_sigma,
     schedule_start_index,
     shift_sigma,
@@ -67,6 +70,56 @@ def test_euler_step_matches_diffusers_scheduler():
     theirs = scheduler.step(v, scheduler.timesteps[0], x, return_dict=False)[0]
     ours = euler_step(x, v, float(sigmas[0]), float(sigmas[1]))
     assert torch.allclose(theirs, ours, atol=1e-6)
+
+
+def test_a_stochastic_step_draws_its_share_of_the_noise_afresh():
+    scheduler = FlowMatchEulerDiscreteScheduler(shift=3.0, stochastic_sampling=True)
+    sigmas = inference_sigmas(scheduler, 5)
+    g = torch.Generator().manual_seed(3)
+    x, v = torch.randn(1, 3, 2, 4, 4, generator=g), torch.randn(1, 3, 2, 4, 4, generator=g)
+    sigma, sigma_next = float(sigmas[1]), float(sigmas[2])
+    # share 1: all of it afresh, as diffusers' stochastic sampling with the same draw
+    scheduler.set_timesteps(sigmas=np.linspace(1.0, 0.0, 6)[:-1])
+    scheduler._step_index = 1
+    theirs = scheduler.step(v, scheduler.timesteps[1], x, generator=torch.Generator().manual_seed(4),
+                            return_dict=False)[0]
+    fresh = torch.randn(x.shape, generator=torch.Generator().manual_seed(4))
+    torch.testing.assert_close(renoise_step(x, v, sigma, sigma_next, fresh, 1.0), theirs)
+    # share 0: the Euler step; between: the clean estimate kept, the noise estimate mixed with the draw
+    torch.testing.assert_close(renoise_step(x, v, sigma, sigma_next, fresh, 0.0), euler_step(x, v, sigma, sigma_next))
+    clean, noise = x - sigma * v, x + (1 - sigma) * v
+    half = renoise_step(x, v, sigma, sigma_next, fresh, 0.6)
+    torch.testing.assert_close(half, (1 - sigma_next) * clean + sigma_next * (0.8 * noise + 0.6 * fresh))
+
+
+def test_the_sampler_steps_stochastically_from_its_level_down_but_not_into_the_data():
+    sigmas = inference_sigmas(FlowMatchEulerDiscreteScheduler(shift=3.0), 6)
+    g = torch.Generator().manual_seed(5)
+    start, target = torch.randn(1, 3, 2, 4, 4, generator=g), torch.randn(1, 3, 2, 4, 4, generator=g)
+    text = torch.zeros(1, 3, dtype=torch.long)
+    levels, drawn = [], []
+
+    def model_fn(video, ids, video_sigma, text_sigma):
+        levels.append(float(video_sigma[0]))
+        return (video - target) / video_sigma[0].clamp(min=1e-3), torch.zeros(1, 3, 5)  # aims at target
+
+    def draw():
+        drawn.append(levels[-1])
+        return torch.randn(start.shape, generator=g)
+
+    plain = sample(model_fn, video=start, text=text, sigmas=sigmas, denoise_video=True, denoise_text=False).video
+    levels.clear()
+    noisy = sample(model_fn, video=start, text=text, sigmas=sigmas, denoise_video=True, denoise_text=False,
+                   renoise=Renoise(1.0, 0.7, draw)).video
+    assert drawn == [s for s in levels if s <= 0.7][:-1]  # every step from 0.7 down but the last, into σ 0
+    assert drawn and len(drawn) < len(levels)
+    # a model that knows the data lands on it either way; the fresh draws only change the path there
+    torch.testing.assert_close(plain, target, atol=1e-4, rtol=0)
+    torch.testing.assert_close(noisy, target, atol=1e-4, rtol=0)
+    drawn.clear()
+    sample(model_fn, video=start, text=text, sigmas=sigmas, denoise_video=True, denoise_text=False,
+           renoise=Renoise(0.0, 1.0, draw))
+    assert drawn == []  # share 0: plain steps
 
 
 def test_training_sigmas_are_in_range_and_seeded():

@@ -146,13 +146,13 @@ def test_generate_and_edit_leave_the_high_noise_expert_out_when_asked(app, clien
 
 def test_generate_starts_from_plain_noise_when_asked(app, client, monkeypatch):
     studio = app[1]
-    shares, moving_noise = [], type(studio.pipe)._moving_noise
+    shares, noise_motion = [], type(studio.pipe)._noise_motion
 
-    def recording(pipe, noise, prompt, share, generator, draft):
+    def recording(pipe, prompt, shape, share, *args):
         shares.append(share)
-        return moving_noise(pipe, noise, prompt, share, generator, draft)
+        return noise_motion(pipe, prompt, shape, share, *args)
 
-    monkeypatch.setattr(type(studio.pipe), "_moving_noise", recording)
+    monkeypatch.setattr(type(studio.pipe), "_noise_motion", recording)
     plain = "a blue circle moving left"
     client.predict(plain, 5, 2, 3.0, moving_noise=False, api_name="/generate")  # by name
     assert shares == [0.0] and saved_take(studio, plain).settings["motion_noise"] == 0.0

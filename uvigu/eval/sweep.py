@@ -43,6 +43,7 @@ from uvigu.eval.analyzer import analyze_clip, match_objects
 from uvigu.eval.grammar import goes_one_way, parse_caption, parse_prompt, scene_mentions
 from uvigu.eval.clips import SETS, EvalConfig, clip_config, eval_example
 from uvigu.eval.tasks import WITH_SOURCE, score_edit
+from uvigu.flows import check_renoise, check_renoise_from
 from uvigu.flows.moving_noise import check_draft, check_share, check_speed
 from uvigu.judge import shapes_judge
 from uvigu.object_guidance import check_every, check_guidance_to, check_weight
@@ -63,12 +64,13 @@ SETTINGS: dict[str, dict[str, type]] = {
     # object's path when they go different ways, found in a draft of motion_noise_draft=N steps;
     # object_guidance=W: the share of guidance along each such path from the object's own prompt, at the
     # steps down to σ object_guidance_to=L, calling the network every object_guidance_every=N of them
-    # (the model's config, for the row)
+    # (the model's config, for the row); renoise=S: the share of the noise each step from σ renoise_from=L
+    # down draws afresh (the model's config, for the row; flows.Renoise)
     "generate": {"guidance_scale": float, "num_inference_steps": int, "best_of": int, "judge_at": float,
                  "judge_steps": int, "read_guidance": float, "read_guidance_from": float, "motion_noise": float,
                  "motion_noise_speed": float, "motion_noise_paths": float, "motion_noise_draft": int,
                  "object_guidance": float, "object_guidance_to": float, "object_guidance_every": int,
-                 "shift": float, "expert": int},
+                 "renoise": float, "renoise_from": float, "shift": float, "expert": int},
     "caption": {"num_inference_steps": int, "temperature": float, "reread": int, "reread_threshold": float,
                 "reread_period": int, "verify_weight": float, "verify_max_texts": int, "verify_draws": int},
     # with_source=1: the edit is also given the caption before the change (pipe.edit's source_prompt);
@@ -84,12 +86,13 @@ SETTINGS["fix"] = {"strength": float, "guidance_scale": float, "num_inference_st
                   "expert": int, "with_source": int, "keep_better": int}
 # settings of how the pipeline samples, not arguments of the task
 SAMPLER_SETTINGS = ("shift", "expert", "motion_noise_speed", "motion_noise_paths", "motion_noise_draft",
-                    "object_guidance", "object_guidance_to", "object_guidance_every")
+                    "object_guidance", "object_guidance_to", "object_guidance_every", "renoise", "renoise_from")
 # those of them the model's config holds, each with the check of its value
 CONFIG_SETTINGS = {"motion_noise_speed": check_speed,
                    "motion_noise_paths": lambda share: check_share(share, "motion_noise_paths"),
                    "motion_noise_draft": check_draft, "object_guidance": check_weight,
-                   "object_guidance_to": check_guidance_to, "object_guidance_every": check_every}
+                   "object_guidance_to": check_guidance_to, "object_guidance_every": check_every,
+                   "renoise": check_renoise, "renoise_from": check_renoise_from}
 
 
 def parse_setting(task: str, text: str) -> dict[str, int | float]:

@@ -15,8 +15,9 @@ from dataclasses import dataclass
 
 import torch
 
+from ..inputs import number_in_range
 from .text import DiscreteFlow
-from .video import euler_step, interpolate, predict_clean
+from .video import euler_step, interpolate, predict_clean, renoise_step
 
 # model_fn(video, text, video_sigma (b,), text_sigma (b,)) -> (v_pred (b, c, f, h, w), logits (b, l, V))
 DenoiseFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
@@ -33,6 +34,33 @@ class SamplerStep:
     video: torch.Tensor  # current x_σ' (b, c, f, h, w)
     video_clean: torch.Tensor | None  # the clean estimate x̂ at this step, None when video is held clean
     text: torch.Tensor  # current ids (b, l)
+
+
+RENOISE_FROM = 0.7  # the noise level from which stochastic steps start, unless the model says otherwise
+
+
+def check_renoise(share: float) -> float:
+    """The share of the noise a stochastic step draws afresh, from 0 (plain Euler steps) to 1."""
+    return number_in_range(share, "renoise", 0.0, 1.0, "a share of the noise")
+
+
+def check_renoise_from(level: float) -> float:
+    """The noise level at and below which steps are stochastic, from 0 to 1."""
+    return number_in_range(level, "renoise_from", 0.0, 1.0, "a noise level")
+
+
+@dataclass(frozen=True)
+class Renoise:
+    """Stochastic video steps (`flows.video.renoise_step`): at each step that starts at or below
+    noise level ``start`` (and ends above 0), ``share`` of the noise is drawn afresh by ``draw()``
+    (a tensor shaped like the video; the run's own kind of noise, e.g. moving noise)."""
+
+    share: float
+    start: float
+    draw: Callable[[], torch.Tensor]
+
+    def applies(self, sigma: float, sigma_next: float) -> bool:
+        return self.share > 0.0 and sigma_next > 0.0 and sigma <= self.start + 1e-6
 
 
 @dataclass(frozen=True)
@@ -53,12 +81,14 @@ def sample(
     generator: torch.Generator | None = None,
     text_temperature: float = 1.0,
     text_pinned: torch.Tensor | None = None,
+    renoise: Renoise | None = None,
     callback: Callable[[SamplerStep], None] | None = None,
 ) -> SamplerResult:
     """Run the joint Euler loop over ``sigmas``.
 
     ``video`` / ``text`` are the starting states: x at σ = sigmas[0] for a denoised modality, the
     clean value for a held one (fed at σ = 0). Text jumps use ``text_flow``'s mixture-path rule.
+    With ``renoise``, the video steps it applies to are stochastic (`Renoise`).
     """
     if denoise_text and text_flow is None:
         raise ValueError("denoising text needs a DiscreteFlow.")
@@ -74,7 +104,11 @@ def sample(
         video_clean = None
         if denoise_video:
             video_clean = predict_clean(video, v_pred, level)
-            video = euler_step(video, v_pred, sigma, sigma_next)
+            if renoise is not None and renoise.applies(sigma, sigma_next):
+                fresh = renoise.draw().to(video.device)
+                video = renoise_step(video, v_pred, sigma, sigma_next, fresh, renoise.share)
+            else:
+                video = euler_step(video, v_pred, sigma, sigma_next)
         if denoise_text:
             text = text_flow.jump_step(
                 text, logits, sigma, sigma_next,

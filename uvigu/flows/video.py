@@ -9,6 +9,8 @@ Tensor vocabulary: b batch, c channels, f frames, h/w height and width; ``x`` cl
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import torch
 from diffusers import FlowMatchEulerDiscreteScheduler
@@ -40,6 +42,20 @@ def predict_clean(x_t: torch.Tensor, v_pred: torch.Tensor, sigma: torch.Tensor) 
 def euler_step(x_t: torch.Tensor, v_pred: torch.Tensor, sigma: float, sigma_next: float) -> torch.Tensor:
     """One Euler step of the flow ODE from σ to σ' (σ' < σ): x + (σ' − σ)·v̂."""
     return (x_t.float() + (sigma_next - sigma) * v_pred.float()).to(x_t.dtype)
+
+
+def renoise_step(x_t: torch.Tensor, v_pred: torch.Tensor, sigma: float, sigma_next: float,
+                 fresh: torch.Tensor, share: float) -> torch.Tensor:
+    """A stochastic step from σ to σ' (σ' < σ): x' = (1 − σ')·x̂ + σ'·(√(1 − η²)·ε̂ + η·z), with
+    x̂ = x − σ·v̂ and ε̂ = x + (1 − σ)·v̂ the clean and noise estimates of the step's call, ``fresh``
+    z a new draw of noise and ``share`` η from 0 (``euler_step``, up to rounding) to 1 (all of the
+    noise drawn afresh, as diffusers' ``FlowMatchEulerDiscreteScheduler(stochastic_sampling=True)``).
+    The call's estimate of the noise is what carries its mistakes from step to step; fresh noise
+    lets the next calls draw those parts again (DDIM's η, Song et al., arXiv 2010.02502)."""
+    x, v = x_t.float(), v_pred.float()
+    clean, noise = x - sigma * v, x + (1.0 - sigma) * v
+    mixed = math.sqrt(1.0 - share * share) * noise + share * fresh.float()
+    return ((1.0 - sigma_next) * clean + sigma_next * mixed).to(x_t.dtype)
 
 
 def inference_sigmas(
