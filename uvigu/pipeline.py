@@ -39,7 +39,6 @@ from .flows import (
     DiscreteFlow,
     Renoise,
     SamplerStep,
-    check_renoise,
     check_renoise_from,
     inference_sigmas,
     interpolate,
@@ -165,7 +164,7 @@ class UniViGUPipeline(
             object_guidance=check_weight(object_guidance),
             object_guidance_to=check_guidance_to(object_guidance_to),
             object_guidance_every=check_every(object_guidance_every),
-            renoise=check_renoise(renoise),
+            renoise=check_share(renoise, "renoise"),
             renoise_from=check_renoise_from(renoise_from),
         )
         get_judge(take_judge)  # an unknown name fails at load, not at the first best-of generation

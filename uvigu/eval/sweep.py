@@ -43,7 +43,7 @@ from uvigu.eval.analyzer import analyze_clip, match_objects
 from uvigu.eval.grammar import goes_one_way, parse_caption, parse_prompt, scene_mentions
 from uvigu.eval.clips import SETS, EvalConfig, clip_config, eval_example
 from uvigu.eval.tasks import WITH_SOURCE, score_edit
-from uvigu.flows import check_renoise, check_renoise_from
+from uvigu.flows import check_renoise_from
 from uvigu.flows.moving_noise import check_draft, check_share, check_speed
 from uvigu.judge import shapes_judge
 from uvigu.object_guidance import check_every, check_guidance_to, check_weight
@@ -92,7 +92,7 @@ CONFIG_SETTINGS = {"motion_noise_speed": check_speed,
                    "motion_noise_paths": lambda share: check_share(share, "motion_noise_paths"),
                    "motion_noise_draft": check_draft, "object_guidance": check_weight,
                    "object_guidance_to": check_guidance_to, "object_guidance_every": check_every,
-                   "renoise": check_renoise, "renoise_from": check_renoise_from}
+                   "renoise": lambda share: check_share(share, "renoise"), "renoise_from": check_renoise_from}
 
 
 def parse_setting(task: str, text: str) -> dict[str, int | float]:

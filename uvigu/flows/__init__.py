@@ -1,7 +1,7 @@
 """Flows for both modalities under one σ convention (σ = 1 noise, σ = 0 data)."""
 
 from .sampler import (
-    RENOISE_FROM, REREAD_PERIOD, VERIFY_DRAWS, VERIFY_MAX_TEXTS, Renoise, SamplerResult, SamplerStep, check_renoise,
+    RENOISE_FROM, REREAD_PERIOD, VERIFY_DRAWS, VERIFY_MAX_TEXTS, Renoise, SamplerResult, SamplerStep,
     check_renoise_from, flow_edit, reread, sample, verify,
 )
 from .sigma import NUM_TRAIN_TIMESTEPS, sample_training_sigma, schedule_start_index, shift_sigma, sigma_to_timestep
@@ -18,7 +18,6 @@ __all__ = [
     "SamplerStep",
     "VERIFY_DRAWS",
     "VERIFY_MAX_TEXTS",
-    "check_renoise",
     "check_renoise_from",
     "euler_step",
     "flow_edit",

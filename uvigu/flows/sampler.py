@@ -39,11 +39,6 @@ class SamplerStep:
 RENOISE_FROM = 0.7  # the noise level from which stochastic steps start, unless the model says otherwise
 
 
-def check_renoise(share: float) -> float:
-    """The share of the noise a stochastic step draws afresh, from 0 (plain Euler steps) to 1."""
-    return number_in_range(share, "renoise", 0.0, 1.0, "a share of the noise")
-
-
 def check_renoise_from(level: float) -> float:
     """The noise level at and below which steps are stochastic, from 0 to 1."""
     return number_in_range(level, "renoise_from", 0.0, 1.0, "a noise level")
