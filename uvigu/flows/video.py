@@ -51,7 +51,9 @@ def renoise_step(x_t: torch.Tensor, v_pred: torch.Tensor, sigma: float, sigma_ne
     z a new draw of noise and ``share`` η from 0 (``euler_step``, up to rounding) to 1 (all of the
     noise drawn afresh, as diffusers' ``FlowMatchEulerDiscreteScheduler(stochastic_sampling=True)``).
     The call's estimate of the noise is what carries its mistakes from step to step; fresh noise
-    lets the next calls draw those parts again (DDIM's η, Song et al., arXiv 2010.02502)."""
+    lets the next calls draw those parts again (the idea of DDIM's η, Song et al., arXiv 2010.02502,
+    in a parametrization of its own: η here is the share of the noise's standard deviation drawn
+    afresh, and 1 is not DDPM's posterior)."""
     x, v = x_t.float(), v_pred.float()
     clean, noise = x - sigma * v, x + (1.0 - sigma) * v
     mixed = math.sqrt(1.0 - share * share) * noise + share * fresh.float()
