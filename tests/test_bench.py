@@ -24,8 +24,9 @@ from uvigu.bench import (
     write_section,
 )
 from uvigu.cli.bench import add_bench_parser, run_bench
+from uvigu.inputs import auto_dtype
 from uvigu.bench.report import markers
-from uvigu.bench.suite import DIFFERENT_WAYS_PROMPT, PROMPT
+from uvigu.bench.suite import DIFFERENT_WAYS_PROMPT, PRECISION_TASKS, PROMPT
 from uvigu.models.tokenizer import encode_text
 from uvigu.testing import tiny_pipeline
 
@@ -209,6 +210,10 @@ def test_markdown_has_the_tables_and_provenance(result):
     text = format_markdown(result, machine, "uvigu bench --model x")
     assert "`uvigu bench --model x`" in text
     assert "tiny (test)" in text and machine.cpu in text and torch.__version__ in text
+    # which precision the studio's default picks here, as the loaders pick it
+    assert machine.auto_dtype == str(auto_dtype("cpu")).removeprefix("torch.")
+    assert f"`--dtype auto`, the default of the studio and of `uvigu generate`, `caption` and `edit`, picks " \
+           f"{machine.auto_dtype} on this machine." in text
     for task in ("`generate`", "`generate_different_ways`", "`caption`", "`edit`", "`edit_keep_rest`",
                  "`generate_with_caption`"):
         assert f"| {task} |" in text
@@ -226,7 +231,8 @@ def test_markdown_has_the_tables_and_provenance(result):
 
 
 def test_precision_rows_time_both_weights_and_leave_the_pipeline_in_float32(result, pipe):
-    assert [r.task for r in result.precision] == ["generate", "caption", "edit", "edit_keep_rest"]
+    assert [r.task for r in result.precision] == ["generate", "generate_different_ways", "caption", "edit", "edit_keep_rest",
+                                                  "edit_one_word"]
     for row in result.precision:
         _positive_timing(row.float32)
         _positive_timing(row.bfloat16)
@@ -328,7 +334,7 @@ def test_a_model_with_a_high_noise_expert_is_timed_with_it_and_without_it(tmp_pa
     assert rows["generate"].denoiser_calls == rows["generate_no_expert"].denoiser_calls == steps
     # bfloat16 casts the expert with the model (they must run alike), and the model is left as it was
     precision = bench_precision(pipe, repeats=1, warmup=0)
-    assert [r.task for r in precision] == ["generate", "caption", "edit", "edit_keep_rest"]
+    assert [r.task for r in precision] == list(PRECISION_TASKS)
     assert pipe.transformer.dtype == pipe.high_noise_expert[0].transformer.dtype == torch.float32
     result = run_benchmarks(pipe, "tiny with an expert (test)", repeats=1, warmup=0, forward_repeats=1)
     assert result.high_noise_boundary == 0.99

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import torch
 
+from ..inputs import auto_dtype
 from .suite import DIFFERENT_WAYS_PROMPT, BenchmarkResult
 
 
@@ -42,6 +43,7 @@ class MachineInfo:
     platform: str
     accelerator: str | None  # the CUDA device, when the model ran on one
     load_average: tuple[float, float, float] | None  # 1, 5, 15 min, when the OS reports it
+    auto_dtype: str  # the precision ``--dtype auto`` (the studio's default) picks for the model's device
 
     def describe(self) -> str:
         parts = [
@@ -84,6 +86,7 @@ def machine_info(device: torch.device | str = "cpu") -> MachineInfo:
         platform=f"{platform.system()} {platform.release()}, Python {platform.python_version()}",
         accelerator=accelerator,
         load_average=load_average(),
+        auto_dtype=str(auto_dtype(device)).removeprefix("torch."),
     )
 
 
@@ -161,7 +164,9 @@ def format_markdown(
               for row in result.precision],
             "",
             "bfloat16: `--dtype bfloat16` (every model command and the studio); norms, modulation tables and "
-            "the timestep embedder stay float32, as diffusers loads a model in low precision.",
+            "the timestep embedder stay float32, as diffusers loads a model in low precision. `--dtype auto`, the "
+            "default of the studio and of `uvigu generate`, `caption` and `edit`, picks "
+            f"{machine.auto_dtype} on this machine.",
         ]
     fp32 = next((m for m in result.matmuls if m.dtype == "float32"), None)
     bf16 = next((m for m in result.matmuls if m.dtype == "bfloat16"), None)

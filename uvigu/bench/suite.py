@@ -233,13 +233,15 @@ def _task_calls(pipe, clip: np.ndarray | None = None) -> dict[str, Callable[[], 
     }
 
 
-PRECISION_TASKS = ("generate", "caption", "edit", "edit_keep_rest")
+# the studio's calls at its defaults: a take (generate, then caption; of one object or of objects going
+# different ways) and its edits (plain, keeping the rest, and the caption with one word changed)
+PRECISION_TASKS = ("generate", "generate_different_ways", "caption", "edit", "edit_keep_rest", "edit_one_word")
 
 
 def bench_precision(pipe, *, repeats: int = 3, warmup: int = 1) -> list[PrecisionRow]:
-    """generate, caption, edit and edit_keep_rest at their defaults with the denoiser's weights as
-    loaded (float32) and in bfloat16 — a copy cast as ``--dtype bfloat16`` casts it (norms,
-    modulation tables and timestep embedder kept float32) — the two called in turn."""
+    """The `PRECISION_TASKS` at their defaults with the denoiser's weights as loaded (float32) and
+    in bfloat16 — a copy cast as ``--dtype bfloat16`` casts it (norms, modulation tables and
+    timestep embedder kept float32) — the two called in turn."""
     if pipe.transformer.dtype != torch.float32:
         raise ValueError(f"bench_precision compares with float32 weights; this pipeline's are {pipe.transformer.dtype}.")
     low = copy.deepcopy(pipe)
