@@ -9,7 +9,10 @@ import torch
 
 from uvigu.cli import main
 from uvigu.data.shapes import (
+    HELD_OUT_PAIRS,
     MOTION_DIRECTIONS,
+    SHAPES,
+    ShapesConfig,
     object_center,
     region_of,
     render_scene,
@@ -38,9 +41,11 @@ from uvigu.eval.probe import (
     render_level_probe,
     render_patch_floors,
     render_probe,
+    render_step_probe,
     render_word_probe,
     run_level_probe,
     run_probe,
+    run_step_probe,
     run_word_probe,
 )
 from uvigu.eval.clips import EvalConfig, clip_config, eval_example
@@ -255,6 +260,87 @@ def test_the_level_probe_command(tmp_path, capsys):
     assert out[-1].startswith("Linear floors on the clean clips")
     assert main(["probe", "--levels", "--sigma", "0.5", "--model", str(tmp_path)]) == 2
     assert main(["probe", "--strength", "0.5", "--model", str(tmp_path)]) == 2
+
+
+STEP_CONFIG = EvalConfig(num_clips=3, num_heldout=2)
+
+
+class _TrajectoryPipe:
+    """Generates the evaluation clip of each prompt in ``steps`` steps, its clean estimates showing
+    every object in a shape none of the clip's objects has at the steps ``wrong_at`` (and the
+    finished clip too when ``wrong_at_end``), and right elsewhere."""
+
+    # the Shapes world's own clip size, where the analyzer reads every shape (the tiny model's is too small)
+    default_height = default_width = ShapesConfig().size
+    default_num_frames = ShapesConfig().num_frames
+
+    def __init__(self, wrong_at, steps=5, wrong_at_end=False):
+        self.scenes = {e.prompt: e.scene for s in ("main", "heldout")
+                       for e in (eval_example(STEP_CONFIG, s, i, clip_config(self)) for i in range(STEP_CONFIG.count(s)))}
+        self.wrong_at, self.steps, self.wrong_at_end, self.seeds = set(wrong_at), steps, wrong_at_end, []
+
+    def generate(self, prompt, seed, return_trajectory):
+        assert return_trajectory
+        self.seeds.append(seed)
+        scene = self.scenes[prompt]
+        other = next(shape for shape in SHAPES if shape not in {o.shape for o in scene.objects})
+        wrong = render_scene(replace(scene, objects=tuple(replace(o, shape=other) for o in scene.objects)))
+        right = render_scene(scene)
+        trajectory = [SimpleNamespace(sigma=1.0 - i / self.steps, frames=wrong if i in self.wrong_at else right)
+                      for i in range(self.steps)]
+        return SimpleNamespace(frames=wrong if self.wrong_at_end else right, trajectory=trajectory)
+
+
+def test_the_step_probe_finds_the_step_that_decides_the_shapes():
+    fake = _TrajectoryPipe(wrong_at=(0, 1))  # shapes come right at step 2 and stay
+    rows = run_step_probe(fake, STEP_CONFIG)
+    assert fake.seeds == [STEP_CONFIG.pipeline_seed(s, i) for s in ("main", "heldout") for i in range(STEP_CONFIG.count(s))]
+    assert [(r.set_name, r.step) for r in rows] == [(s, i) for s in ("main", "heldout") for i in range(6)]
+    assert [r.sigma for r in rows[:6]] == pytest.approx([1.0, 0.8, 0.6, 0.4, 0.2, 0.0])
+    examples = {s: [eval_example(STEP_CONFIG, s, i, clip_config(fake)) for i in range(STEP_CONFIG.count(s))]
+                for s in ("main", "heldout")}
+    # every object of the main set counts; on the held-out set, those of a held-out colour–shape pair
+    assert rows[0].objects == sum(len(e.scene.objects) for e in examples["main"])
+    assert rows[6].objects == sum((o.color, o.shape) in HELD_OUT_PAIRS for e in examples["heldout"]
+                                  for o in e.scene.objects) > 0
+    for r in rows:
+        n, early = r.objects, r.step < 2
+        assert r.right["shape"] == (0 if early else n) and r.right["all"] == (0 if early else n)
+        assert r.right["color"] == r.right["motion"] == n  # only the shapes were ever wrong
+        assert r.gained == {"all": n if early else 0, "shape": n if early else 0, "color": 0, "motion": 0}
+        assert r.lost == dict.fromkeys(("all", "color", "shape", "motion"), 0)
+    # shapes right in the middle of sampling and wrong at the end: lost, not gained
+    late = run_step_probe(_TrajectoryPipe(wrong_at=(0, 4), wrong_at_end=True), STEP_CONFIG)
+    assert [r.lost["shape"] for r in late[:6]] == [0, late[0].objects, late[0].objects, late[0].objects, 0, 0]
+    assert all(r.gained["shape"] == 0 for r in late)
+    lines = render_step_probe(rows).splitlines()
+    assert lines[0].startswith("| set | step | σ | objects right (colour, shape, motion) |") and len(lines) == 2 + 12
+    assert lines[2].startswith(f"| main | 0 | 1.000 | 0.000 (0/{rows[0].objects}) | 1.000 | 0.000 | 1.000 | 0 / 0 / 0 | ")
+    assert lines[7].startswith("| main | end | 0.000 | 1.000 ")
+
+
+def test_the_step_probe_on_the_real_pipeline_ends_with_the_evaluations_clip(pipe):
+    one = EvalConfig(num_clips=1, num_heldout=1)
+    rows = run_step_probe(pipe, one)
+    steps = pipe.config.num_inference_steps
+    assert [(r.set_name, r.step) for r in rows] == [(s, i) for s in ("main", "heldout") for i in range(steps + 1)]
+    assert rows[0].sigma == 1.0 and rows[steps].sigma == 0.0
+    assert all(rows[i].sigma > rows[i + 1].sigma for i in range(steps))
+    # the last row is the clip the evaluation generates for this prompt and seed, compared with itself
+    example = eval_example(one, "main", 0, clip_config(pipe))
+    generated = pipe.generate(example.prompt, seed=one.pipeline_seed("main", 0)).frames
+    assert rows[steps].right == _match(example, generated)
+    assert rows[steps].lost == rows[steps].gained == dict.fromkeys(("all", "color", "shape", "motion"), 0)
+
+
+def test_the_step_probe_command(tmp_path, capsys):
+    tiny_pipeline().save_pretrained(tmp_path)
+    assert main(["probe", "--steps", "--model", str(tmp_path), "--num", "1", "--num-heldout", "1"]) == 0
+    out = capsys.readouterr().out.strip().splitlines()
+    assert out[0].startswith("| set | step | σ |") and out[2].startswith("| main | 0 | 1.000 |")
+    assert out[-1].startswith("| heldout | end | 0.000 |")
+    assert main(["probe", "--steps", "--levels", "--model", str(tmp_path)]) == 2
+    assert main(["probe", "--steps", "--sigma", "0.5", "--model", str(tmp_path)]) == 2
 
 
 class _FakePipe:

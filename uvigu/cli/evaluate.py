@@ -180,14 +180,17 @@ def add_probe_parser(subparsers: argparse._SubParsersAction) -> None:
         "the words that say where objects start: each reference caption generated as written and with every start "
         "region mirrored through the centre of the frame, on the same seed. With --means, where the model expects "
         "each object from pure noise: its clean estimate (asked at σ 0.95 unless --sigma says) with the reference "
-        "caption, against the path the Shapes world gives an object so described.",
+        "caption, against the path the Shapes world gives an object so described. With --steps, where in sampling "
+        "generation decides each object: every prompt generated as the evaluation generates it, and the clean "
+        "estimate after each step analyzed like the finished clip (main and held-out sets).",
     )
     add_checkpoint_arguments(p, dtype="float32")
     p.add_argument("--num", type=int, default=200, help="main-set clips [%(default)s]")
     p.add_argument("--sigma", type=float, action="append", default=None,
                    help="noise level in (0, 1]; repeat for more [0.3, 0.6, 0.9]; with --means, one [0.95]")
     p.add_argument("--words", action="store_true", help="probe the caption's shape words instead (see above)")
-    p.add_argument("--num-heldout", type=int, default=100, help="held-out-set clips, with --words [%(default)s]")
+    p.add_argument("--num-heldout", type=int, default=100,
+                   help="held-out-set clips, with --words or --steps [%(default)s]")
     p.add_argument("--levels", action="store_true",
                    help="where in the noise generation goes wrong instead (see above); --strength picks the levels")
     p.add_argument("--strength", type=float, action="append", default=None,
@@ -198,6 +201,8 @@ def add_probe_parser(subparsers: argparse._SubParsersAction) -> None:
                    help="whether generation follows the caption's start regions instead (see above)")
     p.add_argument("--means", action="store_true",
                    help="where the clean estimate from pure noise puts each object instead (see above)")
+    p.add_argument("--steps", action="store_true",
+                   help="after which sampler step generation's objects are decided instead (see above)")
     p.set_defaults(func=run_probe_command)
 
 
@@ -218,33 +223,37 @@ def run_probe_command(args: argparse.Namespace) -> int:
         render_level_probe,
         render_patch_floors,
         render_probe,
+        render_step_probe,
         render_word_probe,
         run_level_probe,
         run_probe,
+        run_step_probe,
         run_word_probe,
     )
     from ..eval.clips import EvalConfig
 
-    for name in ("directions", "placement", "means"):
-        others = [flag for flag in ("directions", "placement", "means", "words", "levels")
+    for name in ("directions", "placement", "means", "steps"):
+        others = [flag for flag in ("directions", "placement", "means", "steps", "words", "levels")
                   if flag != name and getattr(args, flag)]
         sigmas = args.sigma and (name != "means" or len(args.sigma) > 1)  # --means takes one
         if getattr(args, name) and (others or sigmas or args.strength):
-            raise ValueError(f"--{name} takes no other probe's flags (--directions, --placement, --means, --words, "
-                             "--levels, --strength, --sigma but one with --means).")
+            raise ValueError(f"--{name} takes no other probe's flags (--directions, --placement, --means, --steps, "
+                             "--words, --levels, --strength, --sigma but one with --means).")
     if args.levels and (args.words or args.sigma):
         raise ValueError("--levels takes --strength, not --words or --sigma.")
     if args.strength and not args.levels:
         raise ValueError("--strength is for the level probe (--levels).")
     if args.words and args.sigma:
         raise ValueError("--sigma is for the video probe; the word probe reads the clean clip.")
-    config = EvalConfig(num_clips=args.num, num_heldout=args.num_heldout if args.words else 0)
+    config = EvalConfig(num_clips=args.num, num_heldout=args.num_heldout if args.words or args.steps else 0)
     pipe = load_pipeline(args.model, args.device, args.dtype)
     with clip_progress(config.num_clips + config.num_heldout, "probe") as progress:
         if args.directions:
             print(render_direction_probe(run_direction_probe(pipe, config, progress=progress)))
         elif args.placement:
             print(render_placement_probe(run_placement_probe(pipe, config, progress=progress)))
+        elif args.steps:
+            print(render_step_probe(run_step_probe(pipe, config, progress=progress)))
         elif args.means:
             sigma = args.sigma[0] if args.sigma else MEANS_SIGMA
             print(render_means_probe(run_means_probe(pipe, config, sigma, progress=progress)))

@@ -26,6 +26,11 @@ there with the clip's own prompt (strength 1: generation). It also measures the 
 floors — the part of a clean patch its patch embedding cannot see and its output head cannot
 draw — which bound how sharp any clean estimate can be.
 
+``uvigu probe --steps`` asks the same of generation itself: each prompt is generated as the
+evaluation generates it (the model's defaults, the clip's seed), and the clean estimate the sampler
+holds after each step is analyzed like the finished clip — from which step on each object has its
+colour, shape and motion, and how many of those the later steps still change.
+
 The probes of where generation puts objects and which way it moves them are
 `uvigu.eval.layout_probe`'s.
 """
@@ -331,6 +336,95 @@ def render_level_probe(rows: Sequence[LevelRow]) -> str:
             f"| {r.strength:g} | {r.sigma:.3f} | {r.objects} | {share(r.estimate_right)} | "
             f"{cell(r.estimate_right, 'shape')} | {cell(r.estimate_right, 'motion')} | {r.estimate_error:.4f} | "
             f"{share(r.sampled_right)} | {cell(r.sampled_right, 'shape')} | {cell(r.sampled_right, 'motion')} |"
+        )
+    return "\n".join(lines)
+
+
+STEP_KEYS = ("all", *LEVEL_FIELDS)  # "all": colour, shape and motion right together
+
+
+@dataclass(frozen=True)
+class StepRow:
+    """One sampler step of generation, over one set's clips: what its clean estimate shows."""
+
+    set_name: str  # "main" | "heldout"
+    step: int  # the sampler's step, from 0; the row after the last step is the finished clip
+    sigma: float  # the noise level the step starts from (0: the finished clip)
+    objects: int  # prompted objects counted (on the held-out set, those of a held-out pair)
+    right: dict[str, int]  # per STEP_KEYS: objects right in the step's clean estimate
+    lost: dict[str, int]  # right here, wrong in the finished clip
+    gained: dict[str, int]  # wrong here, right in the finished clip
+
+
+def run_step_probe(
+    pipe,
+    config: EvalConfig = EvalConfig(),
+    progress: Callable[[int, int], None] | None = None,
+) -> list[StepRow]:
+    """Per set and sampler step, over the clips of ``config``: each clip's prompt generated as the
+    evaluation generates it (``pipe.generate(prompt, seed)`` at the model's defaults, with the
+    trajectory), and each step's clean estimate and the finished clip analyzed; every estimate is
+    compared, object by object, with the finished clip. Steps where ``lost`` and ``gained`` are near
+    zero no longer change what the clip shows: what is wrong there was decided before."""
+    shapes = clip_config(pipe)
+    rows, done, total = [], 0, config.num_clips + config.num_heldout
+    for set_name in SETS:
+        sigmas: list[float] = []  # the σ of each step, then 0 for the finished clip
+        right, lost, gained = [], [], []  # per step: a count per STEP_KEYS
+        objects = 0
+        for index in range(config.count(set_name)):
+            example = eval_example(config, set_name, index, shapes)
+            out = pipe.generate(example.prompt, seed=config.pipeline_seed(set_name, index), return_trajectory=True)
+            truth = scene_mentions(example.scene)
+            counted = [set_name == "main" or (m.color, m.shape) in HELD_OUT_PAIRS for m in truth]
+            objects += sum(counted)
+            states = [(step.sigma, step.frames) for step in out.trajectory] + [(0.0, out.frames)]
+            if not sigmas:
+                sigmas = [sigma for sigma, _ in states]
+                right, lost, gained = ([dict.fromkeys(STEP_KEYS, 0) for _ in states] for _ in range(3))
+            elif len(states) != len(sigmas):
+                raise ValueError("every clip must be generated in the same number of steps.")
+            marks = [_object_marks(truth, analyze_clip(frames).objects, counted) for _, frames in states]
+            end = marks[-1]
+            for step, here in enumerate(marks):
+                for key in STEP_KEYS:
+                    right[step][key] += sum(here[key])
+                    lost[step][key] += sum(a and not b for a, b in zip(here[key], end[key]))
+                    gained[step][key] += sum(b and not a for a, b in zip(here[key], end[key]))
+            done += 1
+            if progress is not None:
+                progress(done, total)
+        rows += [StepRow(set_name, step, sigma, objects, right[step], lost[step], gained[step])
+                 for step, sigma in enumerate(sigmas)]
+    return rows
+
+
+def _object_marks(truth, found, counted: Sequence[bool]) -> dict[str, list[bool]]:
+    """Per STEP_KEYS, whether each counted prompted object is found right."""
+    fields = {"all": LEVEL_FIELDS, **{f: (f,) for f in LEVEL_FIELDS}}
+    return {key: [ok for ok, keep in zip(match_objects(truth, found, fields[key]), counted) if keep]
+            for key in STEP_KEYS}
+
+
+def render_step_probe(rows: Sequence[StepRow]) -> str:
+    """A markdown table: per set and step, objects right in the clean estimate, and how many of them
+    the finished clip loses or gains (all three fields together, then shape and motion)."""
+    lines = [
+        "| set | step | σ | objects right (colour, shape, motion) | colour | shape | motion | "
+        "right here, wrong at the end (all / shape / motion) | wrong here, right at the end (all / shape / motion) |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        def share(key: str) -> str:
+            return f"{r.right[key] / r.objects:.3f}" if r.objects else "–"
+
+        def moved(counts: dict[str, int]) -> str:
+            return " / ".join(str(counts[k]) for k in ("all", "shape", "motion"))
+
+        step = "end" if r.sigma == 0.0 else str(r.step)
+        lines.append(
+            f"| {r.set_name} | {step} | {r.sigma:.3f} | {share('all')} ({r.right['all']}/{r.objects}) | "
+            f"{share('color')} | {share('shape')} | {share('motion')} | {moved(r.lost)} | {moved(r.gained)} |"
         )
     return "\n".join(lines)
 
