@@ -160,7 +160,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     from ui import build_demo, launch_options
     from uvigu.inputs import check_device, check_dtype
     from uvigu.loading import load_pipeline
-    from uvigu.studio import Studio, StudioSettings
+    from uvigu.studio import Studio, StudioSettings, one_torch_thread
 
     try:
         device = check_device(args.device, zero_gpu=on_zero_gpu())
@@ -173,7 +173,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     check_data_dir(args.data_dir)
     check_port(args.host, args.port)
     logger.info("loading %s on %s in %s", args.model, device, str(dtype).removeprefix("torch."))
-    pipe = load_pipeline(args.model, device, dtype)
+    with one_torch_thread():  # the model runs on the studio's worker thread, not this one
+        pipe = load_pipeline(args.model, device, dtype)
     settings = StudioSettings(data_dir=args.data_dir, session_max_age_days=args.session_max_age_days)
     studio = Studio(pipe, settings)
     studio.cleanup()

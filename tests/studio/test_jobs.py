@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from uvigu import Cancelled
-from uvigu.studio.jobs import JobQueue, OutOfMemory, ProgressEvent, StudioBusy
+from uvigu.studio.jobs import JobQueue, OutOfMemory, ProgressEvent, StudioBusy, one_torch_thread
 
 
 @pytest.fixture
@@ -140,3 +140,15 @@ def test_one_owner_cannot_fill_the_queue():
     finally:
         gate.set()
         queue.close(timeout=5)
+
+
+def test_work_inside_one_torch_thread_runs_on_one_and_the_worker_keeps_the_process_threads(jobs):
+    threads = torch.get_num_threads()
+    with pytest.raises(RuntimeError, match="during the load"):
+        with one_torch_thread():
+            assert torch.get_num_threads() == 1
+            raise RuntimeError("during the load")
+    assert torch.get_num_threads() == threads  # put back, also after an error
+    with one_torch_thread():
+        pass
+    assert jobs.submit("a", lambda job: torch.get_num_threads()).result() == threads

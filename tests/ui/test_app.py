@@ -98,14 +98,18 @@ def test_the_dtype_flag_serves_the_denoiser_in_bfloat16(monkeypatch, tmp_path):
         def launch(self, **kwargs):
             served.append(kwargs)
 
-    monkeypatch.setattr(UniViGUPipeline, "from_pretrained", lambda *a, **k: tiny_pipeline())
+    threads_at_load = []
+    monkeypatch.setattr(UniViGUPipeline, "from_pretrained",
+                        lambda *a, **k: threads_at_load.append(torch.get_num_threads()) or tiny_pipeline())
     monkeypatch.setattr(ui, "build_demo", lambda studio, gpu=None: served.append(studio) or Demo())
     monkeypatch.setattr(app, "check_model", lambda path: None)
-    port = free_port()
+    port, threads = free_port(), torch.get_num_threads()
     app.main(["--dtype", "bf16", "--device", "cpu", "--data-dir", str(tmp_path), "--port", str(port)])
     studio, launched = served
     studio.close()
     assert studio.pipe.transformer.dtype == torch.bfloat16 and launched["server_port"] == port
+    # loaded on one torch thread (no thread pool left on this thread to slow the studio's worker), then put back
+    assert threads_at_load == [1] and torch.get_num_threads() == threads
     monkeypatch.setattr(UniViGUPipeline, "from_pretrained", lambda *a, **k: pytest.fail("the model was loaded"))
     with pytest.raises(SystemExit, match="--dtype: dtype must be float32, bfloat16 .* or auto"):
         app.main(["--dtype", "half", "--data-dir", str(tmp_path)])

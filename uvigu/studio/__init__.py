@@ -1,7 +1,7 @@
 """Session manager: one shared pipeline, one job queue, persistent and isolated sessions of takes."""
 
 from uvigu import Cancelled
-from uvigu.studio.jobs import Job, JobQueue, OutOfMemory, ProgressEvent, StudioBusy
+from uvigu.studio.jobs import Job, JobQueue, OutOfMemory, ProgressEvent, StudioBusy, one_torch_thread
 from uvigu.studio.manager import Studio
 from uvigu.studio.runs import ModelDefaults, Timeline
 from uvigu.studio.settings import StudioSettings
@@ -25,5 +25,6 @@ __all__ = [
     "Timeline",
     "Trajectory",
     "TrajectoryFrame",
+    "one_torch_thread",
     "word_diff",
 ]

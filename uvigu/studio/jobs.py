@@ -13,6 +13,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
@@ -122,6 +123,23 @@ class Job(Generic[T]):
             self.finished = time.monotonic()
             self._events.put(_DONE)
             self._done.set()
+
+
+@contextmanager
+def one_torch_thread() -> Iterator[None]:
+    """Torch work inside runs on the calling thread alone (``torch.set_num_threads(1)``, put back
+    after). Load the studio's model inside it: the model then runs on the queue's worker thread,
+    and torch's OpenMP thread pools belong to the thread that calls — a pool the loading thread
+    leaves behind counts against the cores, so the worker's parallel regions wait on throttled,
+    sleeping threads and every take runs slower (most of all in bfloat16, whose element-wise
+    casts are many short parallel regions). With no pool of its own on the loading thread, the
+    worker's takes run as fast as the same calls on the main thread of a script."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
 
 
 class JobQueue:
