@@ -47,7 +47,7 @@ from uvigu.data.shapes import COLORS, HELD_OUT_PAIRS, SHAPES, render_scene, scen
 from uvigu.eval.analyzer import analyze_clip, match_objects
 from uvigu.eval.edits import ATTRIBUTES, edit_scene
 from uvigu.eval.grammar import scene_mentions
-from uvigu.eval.clips import SETS, EvalConfig, clip_config, eval_example
+from uvigu.eval.clips import SETS, EvalConfig, clip_config, counted_objects, eval_example
 from uvigu.flows import inference_sigmas, interpolate
 from uvigu.models.tokenizer import encode_text, is_word_level, split_words
 
@@ -376,7 +376,7 @@ def run_step_probe(
             example = eval_example(config, set_name, index, shapes)
             out = pipe.generate(example.prompt, seed=config.pipeline_seed(set_name, index), return_trajectory=True)
             truth = scene_mentions(example.scene)
-            counted = [set_name == "main" or (m.color, m.shape) in HELD_OUT_PAIRS for m in truth]
+            counted = counted_objects(set_name, truth)
             objects += sum(counted)
             states = [(step.sigma, step.frames) for step in out.trajectory] + [(0.0, out.frames)]
             if not sigmas:

@@ -38,10 +38,9 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
-from uvigu.data.shapes import HELD_OUT_PAIRS
 from uvigu.eval.analyzer import analyze_clip, match_objects
 from uvigu.eval.grammar import goes_one_way, parse_caption, parse_prompt, scene_mentions
-from uvigu.eval.clips import SETS, EvalConfig, clip_config, eval_example
+from uvigu.eval.clips import SETS, EvalConfig, clip_config, counted_objects, eval_example
 from uvigu.eval.tasks import WITH_SOURCE, score_edit
 from uvigu.flows import check_renoise_from
 from uvigu.flows.moving_noise import check_draft, check_share, check_speed
@@ -283,7 +282,7 @@ def _score_clip(pipe, task: str, example, *, set_name: str, index: int, seed: in
     else:
         found = parse_caption(pipe.caption(frames, seed=seed, **kwargs).text).objects
     truth = scene_mentions(example.scene)
-    counted = [set_name == "main" or (m.color, m.shape) in HELD_OUT_PAIRS for m in truth]
+    counted = counted_objects(set_name, truth)
 
     def right(fields: Sequence[str]) -> int:
         return sum(ok for ok, keep in zip(match_objects(truth, found, fields), counted) if keep)
