@@ -1,9 +1,9 @@
 """Serve Uni-ViGU Studio: ``python app.py [--model DIR] [--host H] [--port P] [--data-dir DIR] [--share]
-[--device D] [--dtype T]``.
+[--device D] [--dtype T] [--threads N]``.
 
 Every flag has an environment variable alternative (for Hugging Face Spaces and containers):
 ``UVIGU_MODEL``, ``GRADIO_SERVER_NAME``, ``GRADIO_SERVER_PORT``, ``UVIGU_DATA_DIR``,
-``GRADIO_SHARE``, ``UVIGU_DEVICE``, ``UVIGU_DTYPE``; and ``UVIGU_SESSION_MAX_AGE_DAYS`` for how long
+``GRADIO_SHARE``, ``UVIGU_DEVICE``, ``UVIGU_DTYPE``, ``UVIGU_THREADS``; and ``UVIGU_SESSION_MAX_AGE_DAYS`` for how long
 unused sessions are kept.
 """
 
@@ -58,6 +58,20 @@ def _days(text: str) -> float:
     return days
 
 
+def _threads(text: str) -> int | None:
+    """torch's CPU threads for the model, for argparse: a whole number from 1, or auto (torch's choice)."""
+    if text.strip().lower() == "auto":
+        return None
+    try:
+        threads = int(text)
+    except ValueError:
+        threads = 0
+    if threads < 1:
+        raise argparse.ArgumentTypeError(
+            f"threads is a whole number from 1, or auto, got {text!r} (from --threads or UVIGU_THREADS)")
+    return threads
+
+
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     env = os.environ
     parser = argparse.ArgumentParser(description="Serve Uni-ViGU Studio in the browser.")
@@ -82,6 +96,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                         "hardware computes it natively (an Ampere or newer GPU, a CPU with AMX or AVX-512 BF16), "
                         "else float32 (its norms and modulation stay float32; docs/BENCHMARKS.md times both) "
                         "[env UVIGU_DTYPE; default: %(default)s]")
+    parser.add_argument("--threads", type=_threads, default=env.get("UVIGU_THREADS", "auto"),
+                        help="torch's CPU threads for the model: auto (torch's choice) or a whole "
+                        "number; where the browser runs on the same few cores, 1 can be faster, since the "
+                        "browser's work stalls the model's threads [env UVIGU_THREADS; default: %(default)s]")
     parser.add_argument("--session-max-age-days", type=_days,
                         default=env.get("UVIGU_SESSION_MAX_AGE_DAYS", "30"),
                         help="delete sessions unused for this many days; inf keeps them for ever "
@@ -157,6 +175,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(argv)
     check_model(args.model)
 
+    import torch
+
     from ui import build_demo, launch_options
     from uvigu.inputs import check_device, check_dtype
     from uvigu.loading import load_pipeline
@@ -172,7 +192,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         raise SystemExit(f"--dtype: {error}") from None
     check_data_dir(args.data_dir)
     check_port(args.host, args.port)
-    logger.info("loading %s on %s in %s", args.model, device, str(dtype).removeprefix("torch."))
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)  # the count the studio's worker thread takes
+    logger.info("loading %s on %s in %s (%d CPU threads)", args.model, device, str(dtype).removeprefix("torch."),
+                torch.get_num_threads())
     with one_torch_thread():  # the model runs on the studio's worker thread, not this one
         pipe = load_pipeline(args.model, device, dtype)
     settings = StudioSettings(data_dir=args.data_dir, session_max_age_days=args.session_max_age_days)

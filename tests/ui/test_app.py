@@ -150,6 +150,47 @@ def test_a_bad_port_stops_at_parsing_naming_the_flag_and_variable(monkeypatch, c
     assert app.parse_args(["--port", "8080"]).port == 8080
 
 
+def test_threads_are_a_whole_number_from_1_or_auto(monkeypatch, capsys):
+    monkeypatch.delenv("UVIGU_THREADS", raising=False)
+    assert app.parse_args([]).threads is None and app.parse_args(["--threads", "AUTO"]).threads is None
+    assert app.parse_args(["--threads", "1"]).threads == 1
+    monkeypatch.setenv("UVIGU_THREADS", "3")
+    assert app.parse_args([]).threads == 3
+    for bad in ("0", "-2", "1.5", "many"):
+        with pytest.raises(SystemExit):
+            app.parse_args(["--threads", bad])
+        assert f"threads is a whole number from 1, or auto, got '{bad}' (from --threads or UVIGU_THREADS)" in (
+            capsys.readouterr().err)
+
+
+def test_the_studio_runs_its_model_on_the_threads_asked_for(monkeypatch, tmp_path):
+    import torch
+
+    import ui
+    from uvigu import UniViGUPipeline
+    from uvigu.testing import tiny_pipeline
+
+    served = []
+
+    class Demo:
+        def launch(self, **kwargs):
+            pass
+
+    monkeypatch.setattr(UniViGUPipeline, "from_pretrained", lambda *a, **k: tiny_pipeline())
+    monkeypatch.setattr(ui, "build_demo", lambda studio, gpu=None: served.append(studio) or Demo())
+    monkeypatch.setattr(app, "check_model", lambda path: None)
+    threads = torch.get_num_threads()
+    try:
+        app.main(["--threads", "1", "--device", "cpu", "--data-dir", str(tmp_path), "--port", str(free_port())])
+        studio = served[0]
+        try:  # the worker thread that runs every take
+            assert studio.jobs.submit("visitor", lambda job: torch.get_num_threads()).result() == 1
+        finally:
+            studio.close()
+    finally:
+        torch.set_num_threads(threads)
+
+
 def test_a_keeping_time_that_would_delete_every_session_stops_at_parsing(monkeypatch, capsys):
     for bad in ("0", "-3", "nan", "soon"):
         monkeypatch.setenv("UVIGU_SESSION_MAX_AGE_DAYS", bad)
