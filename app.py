@@ -194,7 +194,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     check_port(args.host, args.port)
     if args.threads is not None:
         torch.set_num_threads(args.threads)  # the count the studio's worker thread takes
-    logger.info("loading %s on %s in %s (%d CPU threads)", args.model, device, str(dtype).removeprefix("torch."),
+    logger.info("loading %s on %s in %s, CPU threads: %d", args.model, device, str(dtype).removeprefix("torch."),
                 torch.get_num_threads())
     with one_torch_thread():  # the model runs on the studio's worker thread, not this one
         pipe = load_pipeline(args.model, device, dtype)
