@@ -3,8 +3,8 @@
 
 Every flag has an environment variable alternative (for Hugging Face Spaces and containers):
 ``UVIGU_MODEL``, ``GRADIO_SERVER_NAME``, ``GRADIO_SERVER_PORT``, ``UVIGU_DATA_DIR``,
-``GRADIO_SHARE``, ``UVIGU_DEVICE``, ``UVIGU_DTYPE``, ``UVIGU_THREADS``; and ``UVIGU_SESSION_MAX_AGE_DAYS`` for how long
-unused sessions are kept.
+``GRADIO_SHARE``, ``UVIGU_DEVICE``, ``UVIGU_DTYPE``, ``UVIGU_THREADS``; and
+``UVIGU_SESSION_MAX_AGE_DAYS`` for how long unused sessions are kept.
 """
 
 from __future__ import annotations
