@@ -241,6 +241,7 @@ def render_word_probe(rows: Sequence[WordProbeRow]) -> str:
 # strength 1 starts from pure noise, which is generation itself.
 DEFAULT_LEVEL_STRENGTHS = (0.05, 0.15, 0.3, 0.5, 0.7, 0.85, 1.0)
 LEVEL_FIELDS = ("color", "shape", "motion")
+MATCH_KEYS = ("all", *LEVEL_FIELDS)  # "all": colour, shape and motion right together
 
 
 @dataclass(frozen=True)
@@ -266,10 +267,16 @@ class PatchFloors:
     width: int  # the model's hidden size
 
 
+def _object_marks(truth, found, counted: Sequence[bool]) -> dict[str, list[bool]]:
+    """Per MATCH_KEYS, whether each counted prompted object is found right."""
+    fields = {"all": LEVEL_FIELDS, **{f: (f,) for f in LEVEL_FIELDS}}
+    return {key: [ok for ok, keep in zip(match_objects(truth, found, fields[key]), counted) if keep]
+            for key in MATCH_KEYS}
+
+
 def _match_counts(truth, found) -> dict[str, int]:
-    counts = {f: sum(match_objects(truth, found, (f,))) for f in LEVEL_FIELDS}
-    counts["all"] = sum(match_objects(truth, found, LEVEL_FIELDS))
-    return counts
+    """Per MATCH_KEYS, how many prompted objects are found right."""
+    return {key: sum(marks) for key, marks in _object_marks(truth, found, [True] * len(truth)).items()}
 
 
 def run_level_probe(
@@ -293,7 +300,7 @@ def run_level_probe(
     steps = pipe.config.num_inference_steps
     starts = {s: float(inference_sigmas(pipe.scheduler, steps, s)[0]) for s in strengths}
     shapes = clip_config(pipe)
-    zero = lambda: dict.fromkeys((*LEVEL_FIELDS, "all"), 0)  # noqa: E731
+    zero = lambda: dict.fromkeys(MATCH_KEYS, 0)  # noqa: E731
     sums = {s: [0, zero(), zero(), 0.0] for s in strengths}  # objects, estimate, sampled, error
     for index in range(config.num_clips):
         example = eval_example(config, "main", index, shapes)
@@ -340,9 +347,6 @@ def render_level_probe(rows: Sequence[LevelRow]) -> str:
     return "\n".join(lines)
 
 
-STEP_KEYS = ("all", *LEVEL_FIELDS)  # "all": colour, shape and motion right together
-
-
 @dataclass(frozen=True)
 class StepRow:
     """One sampler step of generation, over one set's clips: what its clean estimate shows."""
@@ -351,7 +355,7 @@ class StepRow:
     step: int  # the sampler's step, from 0; the row after the last step is the finished clip
     sigma: float  # the noise level the step starts from (0: the finished clip)
     objects: int  # prompted objects counted (on the held-out set, those of a held-out pair)
-    right: dict[str, int]  # per STEP_KEYS: objects right in the step's clean estimate
+    right: dict[str, int]  # per MATCH_KEYS: objects right in the step's clean estimate
     lost: dict[str, int]  # right here, wrong in the finished clip
     gained: dict[str, int]  # wrong here, right in the finished clip
 
@@ -370,7 +374,7 @@ def run_step_probe(
     rows, done, total = [], 0, config.num_clips + config.num_heldout
     for set_name in SETS:
         sigmas: list[float] = []  # the σ of each step, then 0 for the finished clip
-        right, lost, gained = [], [], []  # per step: a count per STEP_KEYS
+        right, lost, gained = [], [], []  # per step: a count per MATCH_KEYS
         objects = 0
         for index in range(config.count(set_name)):
             example = eval_example(config, set_name, index, shapes)
@@ -381,13 +385,13 @@ def run_step_probe(
             states = [(step.sigma, step.frames) for step in out.trajectory] + [(0.0, out.frames)]
             if not sigmas:
                 sigmas = [sigma for sigma, _ in states]
-                right, lost, gained = ([dict.fromkeys(STEP_KEYS, 0) for _ in states] for _ in range(3))
+                right, lost, gained = ([dict.fromkeys(MATCH_KEYS, 0) for _ in states] for _ in range(3))
             elif len(states) != len(sigmas):
                 raise ValueError("every clip must be generated in the same number of steps.")
             marks = [_object_marks(truth, analyze_clip(frames).objects, counted) for _, frames in states]
             end = marks[-1]
             for step, here in enumerate(marks):
-                for key in STEP_KEYS:
+                for key in MATCH_KEYS:
                     right[step][key] += sum(here[key])
                     lost[step][key] += sum(a and not b for a, b in zip(here[key], end[key]))
                     gained[step][key] += sum(b and not a for a, b in zip(here[key], end[key]))
@@ -397,13 +401,6 @@ def run_step_probe(
         rows += [StepRow(set_name, step, sigma, objects, right[step], lost[step], gained[step])
                  for step, sigma in enumerate(sigmas)]
     return rows
-
-
-def _object_marks(truth, found, counted: Sequence[bool]) -> dict[str, list[bool]]:
-    """Per STEP_KEYS, whether each counted prompted object is found right."""
-    fields = {"all": LEVEL_FIELDS, **{f: (f,) for f in LEVEL_FIELDS}}
-    return {key: [ok for ok, keep in zip(match_objects(truth, found, fields[key]), counted) if keep]
-            for key in STEP_KEYS}
 
 
 def render_step_probe(rows: Sequence[StepRow]) -> str:
