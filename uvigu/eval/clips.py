@@ -12,15 +12,15 @@ from uvigu.data.shapes import HELD_OUT_PAIRS, ShapesConfig, ShapesExample, make_
 SETS = ("main", "heldout")
 SET_SPLITS = {"main": "train", "heldout": "heldout"}
 
+# A later first clip keeps main-set Shapes seeds below the held-out set's (2^32 apart) and pipeline
+# seeds below 2^31 (the pipeline's limit).
+MAX_FIRST_CLIP = 2**30
+
 
 def counted_objects(set_name: str, mentions) -> list[bool]:
     """Which of a clip's objects (its scene's mentions) a set's object figures count: every object
     of the main set; on the held-out set, those of a held-out colour–shape pair."""
     return [set_name == "main" or (m.color, m.shape) in HELD_OUT_PAIRS for m in mentions]
-
-# A later first clip keeps main-set Shapes seeds below the held-out set's (2^32 apart) and pipeline
-# seeds below 2^31 (the pipeline's limit).
-MAX_FIRST_CLIP = 2**30
 
 
 @dataclass(frozen=True)
